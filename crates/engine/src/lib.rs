@@ -1,0 +1,1 @@
+//! Waymark's engine (work in progress in this commit).

@@ -1,0 +1,411 @@
+//! The event: one customer interaction in Segment's wire format, validated and normalised on the way in.
+
+use crate::{infer_channel, is_junk_identifier, normalise_channel, Identifier, Timestamp, ValidationError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Largest accepted event, in bytes of JSON (Segment's limit).
+pub const MAX_EVENT_BYTES: usize = 32 * 1024;
+/// Largest accepted batch request, in bytes of JSON (Segment's limit).
+pub const MAX_BATCH_BYTES: usize = 500 * 1024;
+
+/// The Segment calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    Track,
+    Identify,
+    Page,
+    Screen,
+    Group,
+    Alias,
+}
+
+impl EventType {
+    /// Parses `track`, `Track`, … ; `None` for anything else.
+    pub fn parse(text: &str) -> Option<EventType> {
+        Some(match text.to_ascii_lowercase().as_str() {
+            "track" => EventType::Track,
+            "identify" => EventType::Identify,
+            "page" => EventType::Page,
+            "screen" => EventType::Screen,
+            "group" => EventType::Group,
+            "alias" => EventType::Alias,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Track => "track",
+            EventType::Identify => "identify",
+            EventType::Page => "page",
+            EventType::Screen => "screen",
+            EventType::Group => "group",
+            EventType::Alias => "alias",
+        }
+    }
+}
+
+/// What the receiver knows about an incoming event beyond its body.
+#[derive(Debug, Clone)]
+pub struct IngestContext {
+    /// When the event reached us (Segment's `receivedAt`).
+    pub received_at: Timestamp,
+    /// The `sentAt` of the enclosing batch, applied to events that carry none of their own.
+    pub batch_sent_at: Option<Timestamp>,
+    /// Channel to use when the event names none (e.g. the channel of an imported file).
+    pub default_channel: Option<String>,
+}
+
+impl IngestContext {
+    /// A context for events received at `received_at`, with no batch `sentAt` and no default channel.
+    pub fn at(received_at: Timestamp) -> IngestContext {
+        IngestContext { received_at, batch_sent_at: None, default_channel: None }
+    }
+}
+
+/// One normalised interaction. Serialised with Segment's field names; this is also its stored form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub message_id: String,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// When it happened, corrected for client clock skew: `timestamp + (receivedAt − sentAt)`.
+    pub timestamp: Timestamp,
+    /// The timestamp as the client sent it, when it differs from `timestamp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_timestamp: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<Timestamp>,
+    pub received_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anonymous_id: Option<String>,
+    /// The `track` event name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// The `page` / `screen` name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub channel: String,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub properties: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub traits: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub context: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_id: Option<String>,
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A string field; numbers are accepted and turned into text (SDKs send numeric user ids).
+fn optional_id(object: &Map<String, Value>, field: &str) -> Result<Option<String>, ValidationError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(Value::Number(number)) => Ok(Some(number.to_string())),
+        Some(other) => Err(ValidationError::WrongType {
+            field: field.to_string(),
+            expected: "a string",
+            got: type_name(other),
+        }),
+    }
+}
+
+fn optional_string(object: &Map<String, Value>, field: &str) -> Result<Option<String>, ValidationError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(other) => Err(ValidationError::WrongType {
+            field: field.to_string(),
+            expected: "a string",
+            got: type_name(other),
+        }),
+    }
+}
+
+fn optional_object(object: &Map<String, Value>, field: &str) -> Result<Map<String, Value>, ValidationError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(map)) => Ok(map.clone()),
+        Some(other) => Err(ValidationError::WrongType {
+            field: field.to_string(),
+            expected: "an object",
+            got: type_name(other),
+        }),
+    }
+}
+
+fn optional_timestamp(object: &Map<String, Value>, field: &str) -> Result<Option<Timestamp>, ValidationError> {
+    let invalid = |value: String| ValidationError::InvalidTimestamp { field: field.to_string(), value };
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Timestamp::parse(text).map(Some).ok_or_else(|| invalid(text.clone())),
+        Some(Value::Number(number)) => number
+            .as_f64()
+            .and_then(Timestamp::from_epoch_number)
+            .map(Some)
+            .ok_or_else(|| invalid(number.to_string())),
+        Some(other) => Err(ValidationError::WrongType {
+            field: field.to_string(),
+            expected: "an ISO-8601 string",
+            got: type_name(other),
+        }),
+    }
+}
+
+impl Event {
+    /// Validates a Segment-spec JSON object and normalises it: identifiers checked against the junk list,
+    /// clock skew corrected, channel resolved (`context.channel`, then `properties.channel`, then the import's
+    /// default, then inferred from the call type and library). A missing `messageId` is derived from the content,
+    /// so a retried identical event is still stored once.
+    pub fn from_segment_json(value: &Value, ingest: &IngestContext) -> Result<Event, ValidationError> {
+        let object = match value {
+            Value::Object(object) => object,
+            other => {
+                return Err(ValidationError::InvalidJson {
+                    detail: format!("expected an object, got {}", type_name(other)),
+                })
+            }
+        };
+        let type_text = optional_string(object, "type")?;
+        let event_type = match type_text.as_deref().and_then(EventType::parse) {
+            Some(event_type) => event_type,
+            None => {
+                return Err(ValidationError::UnknownType {
+                    got: type_text.map_or("missing".to_string(), |text| format!("{text:?}")),
+                })
+            }
+        };
+        let raw_user_id = optional_id(object, "userId")?;
+        let raw_anonymous_id = optional_id(object, "anonymousId")?;
+        let mut junk = Vec::new();
+        let mut keep = |raw: Option<String>| match raw {
+            Some(text) if is_junk_identifier(&text) => {
+                junk.push(text);
+                None
+            }
+            other => other,
+        };
+        let user_id = keep(raw_user_id);
+        let anonymous_id = keep(raw_anonymous_id);
+        let previous_id = keep(optional_id(object, "previousId")?);
+        let event = optional_string(object, "event")?.filter(|text| !text.trim().is_empty());
+        let name = optional_string(object, "name")?.filter(|text| !text.trim().is_empty());
+        let group_id = optional_id(object, "groupId")?;
+        let properties = optional_object(object, "properties")?;
+        let traits = optional_object(object, "traits")?;
+        let context = optional_object(object, "context")?;
+        let explicit_timestamp = match optional_timestamp(object, "timestamp")? {
+            Some(timestamp) => Some(timestamp),
+            None => optional_timestamp(object, "originalTimestamp")?,
+        };
+        let sent_at = optional_timestamp(object, "sentAt")?.or(ingest.batch_sent_at);
+
+        if user_id.is_none() && anonymous_id.is_none() {
+            let junk = if junk.is_empty() {
+                String::new()
+            } else {
+                format!(" (ignored placeholder values {junk:?})")
+            };
+            return Err(ValidationError::MissingIdentifier { junk });
+        }
+        match event_type {
+            EventType::Track if event.is_none() => return Err(ValidationError::MissingEventName),
+            EventType::Alias if previous_id.is_none() || user_id.is_none() => {
+                return Err(ValidationError::MissingPreviousId)
+            }
+            EventType::Group if group_id.as_deref().is_none_or(|id| id.trim().is_empty()) => {
+                return Err(ValidationError::MissingGroupId)
+            }
+            _ => {}
+        }
+
+        let timestamp = match (explicit_timestamp, sent_at) {
+            (Some(client_time), Some(sent)) => {
+                Timestamp(client_time.micros() + (ingest.received_at.micros() - sent.micros()))
+            }
+            (Some(client_time), None) => client_time,
+            (None, _) => ingest.received_at,
+        };
+        if !(0..4_102_444_800_000_000).contains(&timestamp.micros()) {
+            return Err(ValidationError::InvalidTimestamp {
+                field: "timestamp".to_string(),
+                value: format!("{} after clock-skew correction", timestamp.micros()),
+            });
+        }
+
+        let library_name = context.get("library").and_then(|library| library.get("name")).and_then(Value::as_str);
+        let channel = context
+            .get("channel")
+            .and_then(Value::as_str)
+            .and_then(normalise_channel)
+            .or_else(|| properties.get("channel").and_then(Value::as_str).and_then(normalise_channel))
+            .or_else(|| ingest.default_channel.clone())
+            .unwrap_or_else(|| infer_channel(event_type, library_name).to_string());
+
+        let mut normalised = Event {
+            message_id: String::new(),
+            event_type,
+            timestamp,
+            original_timestamp: explicit_timestamp.filter(|original| *original != timestamp),
+            sent_at,
+            received_at: ingest.received_at,
+            user_id,
+            anonymous_id,
+            event,
+            name,
+            channel,
+            properties,
+            traits,
+            context,
+            group_id,
+            previous_id,
+        };
+        normalised.message_id = match optional_id(object, "messageId")? {
+            Some(id) if !id.trim().is_empty() => id,
+            _ => normalised.content_message_id(),
+        };
+        Ok(normalised)
+    }
+
+    /// A message id derived from what the event says (not from when it was received), for sources without one.
+    pub fn content_message_id(&self) -> String {
+        let mut hashed = self.clone();
+        hashed.message_id.clear();
+        hashed.received_at = Timestamp(0);
+        hashed.sent_at = None;
+        hashed.original_timestamp = None;
+        let bytes = serde_json::to_vec(&hashed).unwrap_or_default();
+        format!("wm-{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes))
+    }
+
+    /// The identifier the event is filed under: its `userId` when it has one, else its `anonymousId`.
+    pub fn primary_identifier(&self) -> Identifier {
+        match (&self.user_id, &self.anonymous_id) {
+            (Some(user), _) => Identifier::user(user.clone()),
+            (None, Some(anonymous)) => Identifier::anonymous(anonymous.clone()),
+            (None, None) => unreachable!("validated events always carry an identifier"),
+        }
+    }
+
+    /// Pairs of identifiers this event says belong to one customer: `userId` with `anonymousId` (any call that
+    /// carries both), and `previousId` with `userId` for `alias`.
+    pub fn identity_links(&self) -> Vec<(Identifier, Identifier)> {
+        let mut links = Vec::new();
+        if let (Some(user), Some(anonymous)) = (&self.user_id, &self.anonymous_id) {
+            links.push((Identifier::user(user.clone()), Identifier::anonymous(anonymous.clone())));
+        }
+        if let (EventType::Alias, Some(previous), Some(user)) = (self.event_type, &self.previous_id, &self.user_id) {
+            // The previous id may be an earlier userId or an anonymous id; alias both readings.
+            links.push((Identifier::user(user.clone()), Identifier::user(previous.clone())));
+            links.push((Identifier::user(user.clone()), Identifier::anonymous(previous.clone())));
+        }
+        links
+    }
+
+    /// The default journey step: the `track` event name, `page:NAME`, `screen:NAME`, or the call type.
+    pub fn step(&self) -> String {
+        match self.event_type {
+            EventType::Track => self.event.clone().unwrap_or_default(),
+            EventType::Page | EventType::Screen => {
+                let label = self
+                    .name
+                    .clone()
+                    .or_else(|| self.properties.get("path").and_then(Value::as_str).map(str::to_string));
+                match label {
+                    Some(label) => format!("{}:{label}", self.event_type.as_str()),
+                    None => self.event_type.as_str().to_string(),
+                }
+            }
+            other => other.as_str().to_string(),
+        }
+    }
+
+    /// A short device label for timelines: `context.device.type`/model, else the OS, else the anonymous id.
+    pub fn device_label(&self) -> Option<String> {
+        let device = self.context.get("device");
+        let field = |object: Option<&Value>, key: &str| object.and_then(|o| o.get(key)).and_then(Value::as_str).map(str::to_string);
+        field(device, "model")
+            .or_else(|| field(device, "type"))
+            .or_else(|| field(self.context.get("os"), "name"))
+            .or_else(|| self.anonymous_id.as_ref().map(|id| format!("device {id}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn context() -> IngestContext {
+        IngestContext::at(Timestamp::parse("2026-03-01T12:00:10Z").unwrap())
+    }
+
+    #[test]
+    fn clock_skew_is_corrected_from_sent_at() {
+        let value = json!({"type": "track", "event": "A", "userId": "u",
+            "timestamp": "2026-03-01T11:00:00Z", "sentAt": "2026-03-01T11:00:05Z"});
+        let event = Event::from_segment_json(&value, &context()).unwrap();
+        // The client clock is 1h05s behind the server; the event happened 5 s before it was sent.
+        assert_eq!(event.timestamp, Timestamp::parse("2026-03-01T12:00:05Z").unwrap());
+        assert_eq!(event.original_timestamp, Timestamp::parse("2026-03-01T11:00:00Z"));
+    }
+
+    #[test]
+    fn junk_identifiers_leave_the_event_without_identity() {
+        let value = json!({"type": "track", "event": "A", "userId": "undefined", "anonymousId": "null"});
+        let error = Event::from_segment_json(&value, &context()).unwrap_err();
+        assert_eq!(error.code(), "missing_identifier");
+        assert!(error.to_string().contains("undefined"));
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        let value = json!({"type": "track", "event": "A", "userId": "u", "properties": [1, 2]});
+        let error = Event::from_segment_json(&value, &context()).unwrap_err();
+        assert_eq!(error.to_string(), "field `properties` must be an object, got an array");
+    }
+
+    #[test]
+    fn channel_comes_from_context_then_properties_then_inference() {
+        let with_context = json!({"type": "track", "event": "A", "userId": "u", "context": {"channel": "Contact Centre"}});
+        assert_eq!(Event::from_segment_json(&with_context, &context()).unwrap().channel, "call_center");
+        let page = json!({"type": "page", "name": "Pricing", "anonymousId": "a"});
+        let page = Event::from_segment_json(&page, &context()).unwrap();
+        assert_eq!((page.channel.as_str(), page.step().as_str()), ("web", "page:Pricing"));
+    }
+
+    #[test]
+    fn missing_message_id_is_derived_from_content() {
+        let value = json!({"type": "track", "event": "A", "userId": "u", "timestamp": "2026-03-01T11:00:00Z"});
+        let first = Event::from_segment_json(&value, &context()).unwrap();
+        let later = IngestContext::at(Timestamp::parse("2026-03-02T00:00:00Z").unwrap());
+        let second = Event::from_segment_json(&value, &later).unwrap();
+        assert_eq!(first.message_id, second.message_id);
+    }
+
+    #[test]
+    fn stored_form_round_trips() {
+        let value = json!({"type": "identify", "userId": "u", "anonymousId": "a", "traits": {"plan": "pro"}});
+        let event = Event::from_segment_json(&value, &context()).unwrap();
+        let text = serde_json::to_string(&event).unwrap();
+        assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), event);
+    }
+}

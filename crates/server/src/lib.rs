@@ -1,0 +1,1 @@
+//! Waymark's HTTP server (work in progress in this commit).

@@ -1,0 +1,1078 @@
+//! Waymark's embedded journey store: one data directory holding a write-ahead log, immutable columnar segments
+//! clustered by customer and time, the identity graph, and a failed-events log.
+//!
+//! Writes go through one writer thread that does *group commit*: it drains every pending append, frames them into
+//! the log, makes them durable with a single `fdatasync`, applies them to the in-memory state and only then
+//! acknowledges. Identity merges are derived from events in log order, so recovery (replaying the log over the last
+//! checkpoint) rebuilds exactly the same customers. When the in-memory table grows past
+//! [`StoreOptions::flush_rows`], it is written as a segment, the identity graph is checkpointed, and the covered log
+//! files are deleted. See `ARCHITECTURE.md` for the invariants.
+//!
+//! ```
+//! use waymark_model::{Event, IngestContext, Timestamp};
+//! use waymark_store::{Store, StoreOptions};
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+//! let json = serde_json::json!({"type": "track", "event": "Signed Up", "userId": "u1", "messageId": "m1"});
+//! let event = Event::from_segment_json(&json, &IngestContext::at(Timestamp::now())).unwrap();
+//! let outcome = store.append(vec![event.clone()], vec![]).unwrap();
+//! assert_eq!((outcome.accepted, outcome.duplicates), (1, 0));
+//! assert_eq!(store.append(vec![event], vec![]).unwrap().duplicates, 1);
+//! assert_eq!(store.customer("u1").unwrap().unwrap().events.len(), 1);
+//! ```
+
+mod error;
+mod export;
+mod identity;
+mod segment;
+mod wal;
+
+pub use error::{Result, StoreError};
+pub use identity::{EdgeReason, IdentityGraph, IdentityWarning, Interner, LinkOutcome, MergeEdge};
+
+use identity::IdentitySnapshot;
+use parking_lot::{Mutex, RwLock};
+use segment::{SegmentFile, SegmentRow};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use wal::WalWriter;
+use waymark_model::{Event, Identifier, Timestamp};
+
+/// The on-disk format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Tuning knobs of a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Rows in the in-memory table before it is written out as a segment.
+    pub flush_rows: usize,
+    /// Segments allowed before they are compacted into one.
+    pub max_segments: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { flush_rows: 1_000_000, max_segments: 8 }
+    }
+}
+
+/// An event that failed validation, kept with the reason so it can be inspected and replayed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedEvent {
+    pub received_at: Timestamp,
+    pub code: String,
+    pub message: String,
+    /// Where it came from: `http`, or `FILE:LINE` for imports.
+    pub source: String,
+    /// The event as received (truncated to 64 KiB).
+    pub raw: String,
+}
+
+/// The result of an append.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AppendOutcome {
+    /// New events made durable.
+    pub accepted: usize,
+    /// Events whose `messageId` was already stored (or repeated within the request); stored once.
+    pub duplicates: usize,
+    /// Failed events recorded.
+    pub failed: usize,
+}
+
+/// Counts describing a store.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StoreStats {
+    pub events: u64,
+    pub customers: u64,
+    pub identifiers: u64,
+    pub segments: u64,
+    pub memtable_events: u64,
+    pub segment_bytes: u64,
+    pub wal_bytes: u64,
+    pub failed_events: u64,
+    pub merge_edges: u64,
+    pub identity_warnings: u64,
+    pub steps: u64,
+    pub channels: u64,
+}
+
+/// One event of a customer's timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    pub time: Timestamp,
+    pub channel: String,
+    pub step: String,
+    pub identifier: String,
+    pub device: Option<String>,
+    pub event: Event,
+}
+
+/// Everything known about one customer.
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomerView {
+    pub customer_id: String,
+    pub identifiers: Vec<Identifier>,
+    pub merges: Vec<MergeEdge>,
+    pub warnings: Vec<IdentityWarning>,
+    pub events: Vec<TimelineEntry>,
+}
+
+/// Hot columns with process-global dictionary codes.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Columns {
+    pub ident: Vec<u32>,
+    pub ts: Vec<i64>,
+    pub seq: Vec<u64>,
+    pub step: Vec<u32>,
+    pub channel: Vec<u16>,
+    pub msg_hash: Vec<u64>,
+}
+
+impl Columns {
+    fn len(&self) -> usize {
+        self.ts.len()
+    }
+}
+
+struct LoadedSegment {
+    id: u64,
+    file: SegmentFile,
+    columns: Columns,
+    rows_by_ident: HashMap<u32, Vec<u32>>,
+}
+
+#[derive(Default)]
+struct Memtable {
+    columns: Columns,
+    payloads: Vec<Vec<u8>>,
+    rows_by_ident: HashMap<u32, Vec<u32>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SegmentEntry {
+    id: u64,
+    rows: u64,
+    bytes: u64,
+}
+
+/// The atomically replaced description of what is durable outside the log.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Manifest {
+    format: u32,
+    segments: Vec<SegmentEntry>,
+    /// Log files with a lower index are covered by segments and the identity snapshot.
+    wal_start: u64,
+    /// Name of the identity snapshot file in `identity/`, if any.
+    identity_snapshot: Option<String>,
+    next_segment_id: u64,
+    next_seq: u64,
+}
+
+struct State {
+    identity: IdentityGraph,
+    steps: Interner,
+    channels: Interner,
+    segments: Vec<LoadedSegment>,
+    memtable: Memtable,
+    seen: HashSet<u64>,
+    next_seq: u64,
+    manifest: Manifest,
+    wal_bytes: u64,
+    failed_events: u64,
+}
+
+/// Operations the writer thread performs, in order, each durable before its reply.
+enum Command {
+    Append { events: Vec<Event>, failed: Vec<FailedEvent>, reply: mpsc::SyncSender<Result<AppendOutcome>> },
+    Merge { a: String, b: String, reply: mpsc::SyncSender<Result<LinkOutcome>> },
+    Unmerge { edge: u32, reply: mpsc::SyncSender<Result<bool>> },
+    Flush { reply: mpsc::SyncSender<Result<()>> },
+    Compact { reply: mpsc::SyncSender<Result<()>> },
+}
+
+/// Record kinds in the log.
+const RECORD_EVENTS: u8 = 1;
+const RECORD_MERGE: u8 = 2;
+const RECORD_UNMERGE: u8 = 3;
+
+#[derive(Serialize, Deserialize)]
+struct MergeRecord {
+    a: String,
+    b: String,
+    at: Timestamp,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UnmergeRecord {
+    edge: u32,
+    at: Timestamp,
+}
+
+struct Shared {
+    dir: PathBuf,
+    options: StoreOptions,
+    state: RwLock<State>,
+    appended_total: AtomicU64,
+}
+
+/// An open journey store. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct Store {
+    shared: Arc<Shared>,
+    sender: Mutex<Option<mpsc::Sender<Command>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    _lock: File,
+}
+
+pub(crate) fn message_hash(message_id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(message_id.as_bytes())
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp).map_err(StoreError::io(&tmp))?;
+    file.write_all(bytes).map_err(StoreError::io(&tmp))?;
+    file.sync_all().map_err(StoreError::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(StoreError::io(path))?;
+    wal::sync_dir(path.parent().expect("file in a directory"))
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`: takes the directory lock, checks the format version, loads
+    /// and verifies every segment, restores the identity checkpoint and replays the log, cutting off a torn tail.
+    pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        for sub in ["", "wal", "segments", "identity"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(StoreError::io(dir.join(sub)))?;
+        }
+        let lock_path = dir.join("LOCK");
+        let lock = File::create(&lock_path).map_err(StoreError::io(&lock_path))?;
+        fs2::FileExt::try_lock_exclusive(&lock).map_err(|_| StoreError::Locked(dir.clone()))?;
+
+        let format_path = dir.join("FORMAT");
+        match std::fs::read_to_string(&format_path) {
+            Ok(text) => {
+                let found = text
+                    .trim()
+                    .strip_prefix("waymark-store ")
+                    .and_then(|version| version.parse::<u32>().ok())
+                    .ok_or_else(|| StoreError::corrupt(&format_path, format!("unrecognised content {text:?}")))?;
+                if found != FORMAT_VERSION {
+                    return Err(StoreError::UnsupportedFormat { path: format_path, found, supported: FORMAT_VERSION });
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                write_atomically(&format_path, format!("waymark-store {FORMAT_VERSION}\n").as_bytes())?;
+            }
+            Err(error) => return Err(StoreError::Io { path: format_path, source: error }),
+        }
+
+        let manifest_path = dir.join("MANIFEST");
+        let manifest: Manifest = match std::fs::read(&manifest_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|error| StoreError::corrupt(&manifest_path, error.to_string()))?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                Manifest { format: FORMAT_VERSION, wal_start: 1, next_segment_id: 1, ..Manifest::default() }
+            }
+            Err(error) => return Err(StoreError::Io { path: manifest_path, source: error }),
+        };
+
+        let identity = match &manifest.identity_snapshot {
+            Some(name) => {
+                let path = dir.join("identity").join(name);
+                let bytes = std::fs::read(&path).map_err(StoreError::io(&path))?;
+                let snapshot: IdentitySnapshot =
+                    serde_json::from_slice(&bytes).map_err(|error| StoreError::corrupt(&path, error.to_string()))?;
+                IdentityGraph::restore(snapshot)
+            }
+            None => IdentityGraph::default(),
+        };
+        let mut state = State {
+            identity,
+            steps: Interner::default(),
+            channels: Interner::default(),
+            segments: Vec::new(),
+            memtable: Memtable::default(),
+            seen: HashSet::new(),
+            next_seq: manifest.next_seq,
+            manifest: manifest.clone(),
+            wal_bytes: 0,
+            failed_events: 0,
+        };
+        remove_unlisted_files(&dir, &manifest)?;
+        for entry in &manifest.segments {
+            let segment = load_segment(&dir, entry.id, &mut state)?;
+            state.segments.push(segment);
+        }
+
+        let wal_dir = dir.join("wal");
+        let wal_files = wal::list_wal_files(&wal_dir)?;
+        let mut writer_index = manifest.wal_start;
+        let mut writer_len = 0;
+        let n_files = wal_files.len();
+        for (position, (index, path)) in wal_files.into_iter().enumerate() {
+            if index < manifest.wal_start {
+                std::fs::remove_file(&path).map_err(StoreError::io(&path))?;
+                continue;
+            }
+            let (records, valid_len, torn) = wal::read_wal_file(&path)?;
+            let is_last = position + 1 == n_files;
+            if torn && !is_last {
+                return Err(StoreError::corrupt(&path, format!("invalid record at byte {valid_len} in a log file that is not the newest")));
+            }
+            if torn {
+                tracing::warn!(path = %path.display(), valid_len, "cutting off a torn write at the end of the log");
+            }
+            for record in records {
+                state.replay_record(&record, &path)?;
+            }
+            state.wal_bytes += valid_len;
+            writer_index = index;
+            writer_len = valid_len;
+        }
+        let failed_path = dir.join("failed.log");
+        if failed_path.exists() {
+            let (records, valid_len, torn) = wal::read_wal_file(&failed_path)?;
+            if torn {
+                let file = std::fs::OpenOptions::new().write(true).open(&failed_path).map_err(StoreError::io(&failed_path))?;
+                file.set_len(valid_len).map_err(StoreError::io(&failed_path))?;
+            }
+            state.failed_events = records.len() as u64;
+        }
+        let wal_writer = WalWriter::open(&wal_dir, writer_index, writer_len)?;
+        let failed_len = std::fs::metadata(&failed_path).map(|meta| meta.len()).unwrap_or(0);
+        let failed_writer = FailedLog::open(&failed_path, failed_len)?;
+
+        let shared = Arc::new(Shared { dir, options, state: RwLock::new(state), appended_total: AtomicU64::new(0) });
+        let (sender, receiver) = mpsc::channel();
+        let thread_shared = Arc::clone(&shared);
+        let writer = std::thread::Builder::new()
+            .name("waymark-store-writer".into())
+            .spawn(move || writer_loop(thread_shared, receiver, wal_writer, failed_writer))
+            .map_err(StoreError::io("writer thread"))?;
+        Ok(Store { shared, sender: Mutex::new(Some(sender)), writer: Mutex::new(Some(writer)), _lock: lock })
+    }
+
+    fn send<T>(&self, make: impl FnOnce(mpsc::SyncSender<Result<T>>) -> Command) -> Result<T> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        {
+            let sender = self.sender.lock();
+            let sender = sender.as_ref().ok_or_else(|| StoreError::WriterStopped("the store is closed".into()))?;
+            sender
+                .send(make(reply))
+                .map_err(|_| StoreError::WriterStopped("the writer thread has exited".into()))?;
+        }
+        answer
+            .recv()
+            .map_err(|_| StoreError::WriterStopped("the writer thread exited before answering".into()))?
+    }
+
+    /// Appends events (and failed-event records) durably. Returns once they are on disk and visible to readers.
+    /// Events whose `messageId` is already stored are counted as duplicates and not stored again.
+    pub fn append(&self, events: Vec<Event>, failed: Vec<FailedEvent>) -> Result<AppendOutcome> {
+        self.send(|reply| Command::Append { events, failed, reply })
+    }
+
+    /// Forces two identifiers (keys like `user:ann` or bare values) into one customer, bypassing the guards.
+    pub fn merge(&self, a: &str, b: &str) -> Result<LinkOutcome> {
+        let (a, b) = (self.resolve_key(a), self.resolve_key(b));
+        self.send(|reply| Command::Merge { a, b, reply })
+    }
+
+    /// Undoes merge edge `edge`. Returns false when it does not exist or is already undone.
+    pub fn unmerge(&self, edge: u32) -> Result<bool> {
+        self.send(|reply| Command::Unmerge { edge, reply })
+    }
+
+    /// Writes the in-memory table out as a segment and checkpoints, so the log can be dropped.
+    pub fn flush(&self) -> Result<()> {
+        self.send(|reply| Command::Flush { reply })
+    }
+
+    /// Flushes, then merges all segments into one, re-clustered by the current customers.
+    pub fn compact(&self) -> Result<()> {
+        self.send(|reply| Command::Compact { reply })
+    }
+
+    /// Flushes and stops the writer. Further appends fail. Called by `Drop` too.
+    pub fn close(&self) -> Result<()> {
+        let result = if self.sender.lock().is_some() { self.flush() } else { Ok(()) };
+        self.sender.lock().take();
+        if let Some(handle) = self.writer.lock().take() {
+            let _ = handle.join();
+        }
+        result
+    }
+
+    /// Stops the writer *without* flushing, as a crash would: the next open must recover from the log alone.
+    /// For tests of recovery.
+    #[doc(hidden)]
+    pub fn simulate_crash(self) {
+        self.sender.lock().take();
+        if let Some(handle) = self.writer.lock().take() {
+            let _ = handle.join();
+        }
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Maps a user-supplied identifier to a key: `user:…`/`anon:…` as given, else the known `userId`, else the
+    /// known `anonymousId`, else a `userId` key.
+    fn resolve_key(&self, text: &str) -> String {
+        let state = self.shared.state.read();
+        resolve_key(&state.identity, text)
+    }
+
+    /// Counts for dashboards and `/metrics`.
+    pub fn stats(&self) -> StoreStats {
+        let state = self.shared.state.read();
+        let segment_events: usize = state.segments.iter().map(|segment| segment.columns.len()).sum();
+        StoreStats {
+            events: (segment_events + state.memtable.columns.len()) as u64,
+            customers: state.identity.n_customers() as u64,
+            identifiers: state.identity.n_identifiers() as u64,
+            segments: state.segments.len() as u64,
+            memtable_events: state.memtable.columns.len() as u64,
+            segment_bytes: state.segments.iter().map(|segment| segment.file.bytes).sum(),
+            wal_bytes: state.wal_bytes,
+            failed_events: state.failed_events,
+            merge_edges: state.identity.edges().iter().filter(|edge| edge.is_active()).count() as u64,
+            identity_warnings: state.identity.warnings().len() as u64,
+            steps: state.steps.len() as u64,
+            channels: state.channels.len() as u64,
+        }
+    }
+
+    /// The customer that `identifier` (a `userId`, an `anonymousId`, or a `user:`/`anon:` key) belongs to, with
+    /// all its identifiers, merge history and time-ordered journey. `None` when the identifier is unknown.
+    pub fn customer(&self, identifier: &str) -> Result<Option<CustomerView>> {
+        let state = self.shared.state.read();
+        let key = resolve_key(&state.identity, identifier);
+        let Some(id) = state.identity.lookup(&key) else {
+            return Ok(None);
+        };
+        let root = state.identity.customer_of(id);
+        let members: HashSet<u32> = state.identity.members(root).iter().copied().collect();
+        let mut member_keys: Vec<&str> = members.iter().map(|id| state.identity.key(*id)).collect();
+        member_keys.sort_unstable();
+        let key_set: HashSet<&str> = member_keys.iter().copied().collect();
+
+        // (ts, seq, location) of every event of the customer; location: segment index or memtable (usize::MAX).
+        let mut rows: Vec<(i64, u64, usize, u32)> = Vec::new();
+        for (segment_index, segment) in state.segments.iter().enumerate() {
+            for member in &members {
+                for row in segment.rows_by_ident.get(member).into_iter().flatten() {
+                    let row_index = *row as usize;
+                    rows.push((segment.columns.ts[row_index], segment.columns.seq[row_index], segment_index, *row));
+                }
+            }
+        }
+        for member in &members {
+            for row in state.memtable.rows_by_ident.get(member).into_iter().flatten() {
+                let row_index = *row as usize;
+                rows.push((state.memtable.columns.ts[row_index], state.memtable.columns.seq[row_index], usize::MAX, *row));
+            }
+        }
+        rows.sort_unstable();
+        let mut block_cache: HashMap<(usize, usize), (u32, Vec<Vec<u8>>)> = HashMap::new();
+        let mut events = Vec::with_capacity(rows.len());
+        for (_, _, location, row) in rows {
+            let (columns, payload): (&Columns, Vec<u8>) = if location == usize::MAX {
+                (&state.memtable.columns, state.memtable.payloads[row as usize].clone())
+            } else {
+                let segment = &state.segments[location];
+                let block_index = row as usize / segment::ROWS_PER_BLOCK;
+                let entry = match block_cache.entry((location, block_index)) {
+                    std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(entry) => entry.insert(segment.file.read_block(block_index)?),
+                };
+                (&segment.columns, entry.1[(row - entry.0) as usize].clone())
+            };
+            let event: Event = serde_json::from_slice(&payload).map_err(|error| {
+                StoreError::corrupt(&self.shared.dir, format!("stored event does not parse: {error}"))
+            })?;
+            let row_index = row as usize;
+            events.push(TimelineEntry {
+                time: Timestamp(columns.ts[row_index]),
+                channel: state.channels.name(columns.channel[row_index] as u32).to_string(),
+                step: state.steps.name(columns.step[row_index]).to_string(),
+                identifier: state.identity.key(columns.ident[row_index]).to_string(),
+                device: event.device_label(),
+                event,
+            });
+        }
+        let merges = state
+            .identity
+            .edges()
+            .iter()
+            .filter(|edge| key_set.contains(edge.a.as_str()) || key_set.contains(edge.b.as_str()))
+            .cloned()
+            .collect();
+        let warnings = state
+            .identity
+            .warnings()
+            .iter()
+            .filter(|warning| key_set.contains(warning.a.as_str()) || key_set.contains(warning.b.as_str()))
+            .cloned()
+            .collect();
+        Ok(Some(CustomerView {
+            customer_id: state.identity.display_id(root),
+            identifiers: member_keys.iter().map(|key| Identifier::from_key(key)).collect(),
+            merges,
+            warnings,
+            events,
+        }))
+    }
+
+    /// All merge edges, active and undone, with provenance.
+    pub fn merge_edges(&self) -> Vec<MergeEdge> {
+        self.shared.state.read().identity.edges().to_vec()
+    }
+
+    /// The failed events recorded so far, oldest first.
+    pub fn failed_events(&self, limit: usize) -> Result<Vec<FailedEvent>> {
+        let path = self.shared.dir.join("failed.log");
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let (records, _, _) = wal::read_wal_file(&path)?;
+        records
+            .iter()
+            .take(limit)
+            .map(|record| serde_json::from_slice(record).map_err(|error| StoreError::corrupt(&path, error.to_string())))
+            .collect()
+    }
+
+    /// Total events appended through this handle (for metrics).
+    pub fn appended_total(&self) -> u64 {
+        self.shared.appended_total.load(Ordering::Relaxed)
+    }
+
+    /// Visits every stored event in storage order (segments, then the in-memory table) with its current customer id.
+    /// After [`Store::compact`], storage order is journey order: by customer, then time, then arrival.
+    pub fn for_each_event(&self, mut visit: impl FnMut(&str, &[u8]) -> Result<()>) -> Result<()> {
+        let state = self.shared.state.read();
+        let mut display_cache: HashMap<u32, String> = HashMap::new();
+        let mut customer_name = |ident: u32| -> String {
+            let root = state.identity.customer_of(ident);
+            display_cache.entry(root).or_insert_with(|| state.identity.display_id(root)).clone()
+        };
+        for segment in &state.segments {
+            for block_index in 0..segment.file.n_blocks() {
+                let (first_row, payloads) = segment.file.read_block(block_index)?;
+                for (offset, payload) in payloads.iter().enumerate() {
+                    let row = first_row as usize + offset;
+                    visit(&customer_name(segment.columns.ident[row]), payload)?;
+                }
+            }
+        }
+        for (row, payload) in state.memtable.payloads.iter().enumerate() {
+            visit(&customer_name(state.memtable.columns.ident[row]), payload)?;
+        }
+        Ok(())
+    }
+}
+
+pub use export::export_parquet;
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(error) = self.close() {
+            tracing::error!(%error, "flushing the store at close failed; the log still holds every acknowledged event");
+        }
+    }
+}
+
+fn resolve_key(identity: &IdentityGraph, text: &str) -> String {
+    if (text.starts_with("user:") || text.starts_with("anon:")) && identity.lookup(text).is_some() {
+        return text.to_string();
+    }
+    let user = format!("user:{text}");
+    if identity.lookup(&user).is_some() {
+        return user;
+    }
+    let anonymous = format!("anon:{text}");
+    if identity.lookup(&anonymous).is_some() {
+        return anonymous;
+    }
+    if text.starts_with("user:") || text.starts_with("anon:") {
+        text.to_string()
+    } else {
+        user
+    }
+}
+
+fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join("segments").join(format!("{id:020}.seg"))
+}
+
+/// Deletes segment and snapshot files the manifest does not list (left by a crash mid-flush) and temporaries.
+fn remove_unlisted_files(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let listed: HashSet<PathBuf> = manifest.segments.iter().map(|entry| segment_path(dir, entry.id)).collect();
+    let segments_dir = dir.join("segments");
+    for entry in std::fs::read_dir(&segments_dir).map_err(StoreError::io(&segments_dir))? {
+        let path = entry.map_err(StoreError::io(&segments_dir))?.path();
+        if !listed.contains(&path) {
+            std::fs::remove_file(&path).map_err(StoreError::io(&path))?;
+        }
+    }
+    let identity_dir = dir.join("identity");
+    for entry in std::fs::read_dir(&identity_dir).map_err(StoreError::io(&identity_dir))? {
+        let path = entry.map_err(StoreError::io(&identity_dir))?.path();
+        let name = path.file_name().map(|name| name.to_string_lossy().to_string());
+        if name != manifest.identity_snapshot {
+            std::fs::remove_file(&path).map_err(StoreError::io(&path))?;
+        }
+    }
+    Ok(())
+}
+
+fn load_segment(dir: &Path, id: u64, state: &mut State) -> Result<LoadedSegment> {
+    let (file, local) = SegmentFile::open(&segment_path(dir, id))?;
+    let ident_map: Vec<u32> = local.identifiers.iter().map(|key| state.identity.intern(key)).collect();
+    let step_map: Vec<u32> = local.steps.iter().map(|name| state.steps.intern(name)).collect();
+    let channel_map: Vec<u16> = local.channels.iter().map(|name| state.channels.intern(name) as u16).collect();
+    let columns = Columns {
+        ident: local.ident.iter().map(|code| ident_map[*code as usize]).collect(),
+        ts: local.ts,
+        seq: local.seq,
+        step: local.step.iter().map(|code| step_map[*code as usize]).collect(),
+        channel: local.channel.iter().map(|code| channel_map[*code as usize]).collect(),
+        msg_hash: local.msg_hash,
+    };
+    let mut rows_by_ident: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (row, ident) in columns.ident.iter().enumerate() {
+        rows_by_ident.entry(*ident).or_default().push(row as u32);
+    }
+    state.seen.extend(columns.msg_hash.iter().copied());
+    if let Some(max_seq) = columns.seq.iter().max() {
+        state.next_seq = state.next_seq.max(max_seq + 1);
+    }
+    Ok(LoadedSegment { id, file, columns, rows_by_ident })
+}
+
+impl State {
+    /// Applies one event that passed de-duplication: identity links first (so the event is filed under the merged
+    /// customer), then the row.
+    fn apply_event(&mut self, event: &Event, payload: Vec<u8>, seq: u64) {
+        let ident = self.identity.intern(&event.primary_identifier().key());
+        for (a, b) in event.identity_links() {
+            let (a, b) = (self.identity.intern(&a.key()), self.identity.intern(&b.key()));
+            let (reason, forced) = match event.event_type {
+                waymark_model::EventType::Alias => (EdgeReason::Alias, true),
+                _ => (EdgeReason::Identify, false),
+            };
+            if let LinkOutcome::Refused(warning) = self.identity.link(a, b, reason, &event.message_id, event.timestamp, forced) {
+                tracing::warn!(code = %warning.code, "{}", warning.message);
+            }
+        }
+        let step = self.steps.intern(&event.step());
+        let channel = self.channels.intern(&event.channel) as u16;
+        let hash = message_hash(&event.message_id);
+        let memtable = &mut self.memtable;
+        let row = memtable.columns.len() as u32;
+        memtable.columns.ident.push(ident);
+        memtable.columns.ts.push(event.timestamp.micros());
+        memtable.columns.seq.push(seq);
+        memtable.columns.step.push(step);
+        memtable.columns.channel.push(channel);
+        memtable.columns.msg_hash.push(hash);
+        memtable.payloads.push(payload);
+        memtable.rows_by_ident.entry(ident).or_default().push(row);
+        self.seen.insert(hash);
+        self.next_seq = self.next_seq.max(seq + 1);
+    }
+
+    fn apply_merge(&mut self, record: &MergeRecord) -> LinkOutcome {
+        let (a, b) = (self.identity.intern(&record.a), self.identity.intern(&record.b));
+        self.identity.link(a, b, EdgeReason::Manual, "", record.at, true)
+    }
+
+    fn replay_record(&mut self, record: &[u8], path: &Path) -> Result<()> {
+        let corrupt = |detail: String| StoreError::corrupt(path, detail);
+        match record.first() {
+            Some(&RECORD_EVENTS) => {
+                for (seq, payload) in decode_events_record(record).ok_or_else(|| corrupt("malformed events record".into()))? {
+                    let event: Event = serde_json::from_slice(payload).map_err(|error| corrupt(format!("logged event: {error}")))?;
+                    if !self.seen.contains(&message_hash(&event.message_id)) {
+                        self.apply_event(&event, payload.to_vec(), seq);
+                    }
+                }
+            }
+            Some(&RECORD_MERGE) => {
+                let merge: MergeRecord = serde_json::from_slice(&record[1..]).map_err(|error| corrupt(error.to_string()))?;
+                self.apply_merge(&merge);
+            }
+            Some(&RECORD_UNMERGE) => {
+                let unmerge: UnmergeRecord = serde_json::from_slice(&record[1..]).map_err(|error| corrupt(error.to_string()))?;
+                self.identity.unmerge(unmerge.edge, unmerge.at);
+            }
+            other => return Err(corrupt(format!("unknown record kind {other:?}"))),
+        }
+        Ok(())
+    }
+}
+
+/// Events record: `kind | u32 count | count × (u64 seq | u32 len | payload)`.
+fn encode_events_record(events: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    let total: usize = events.iter().map(|(_, payload)| payload.len() + 12).sum();
+    let mut record = Vec::with_capacity(5 + total);
+    record.push(RECORD_EVENTS);
+    record.extend_from_slice(&(events.len() as u32).to_le_bytes());
+    for (seq, payload) in events {
+        record.extend_from_slice(&seq.to_le_bytes());
+        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        record.extend_from_slice(payload);
+    }
+    record
+}
+
+fn decode_events_record(record: &[u8]) -> Option<Vec<(u64, &[u8])>> {
+    let count = u32::from_le_bytes(record.get(1..5)?.try_into().ok()?) as usize;
+    let mut events = Vec::with_capacity(count);
+    let mut offset = 5;
+    for _ in 0..count {
+        let seq = u64::from_le_bytes(record.get(offset..offset + 8)?.try_into().ok()?);
+        let len = u32::from_le_bytes(record.get(offset + 8..offset + 12)?.try_into().ok()?) as usize;
+        events.push((seq, record.get(offset + 12..offset + 12 + len)?));
+        offset += 12 + len;
+    }
+    (offset == record.len()).then_some(events)
+}
+
+/// The failed-events log: same framing as the write-ahead log, never truncated.
+struct FailedLog {
+    writer: Option<WalWriter>,
+    path: PathBuf,
+    len: u64,
+}
+
+impl FailedLog {
+    fn open(path: &Path, len: u64) -> Result<FailedLog> {
+        Ok(FailedLog { writer: None, path: path.to_path_buf(), len })
+    }
+
+    fn writer(&mut self) -> Result<&mut WalWriter> {
+        if self.writer.is_none() {
+            // The failed log reuses the WAL framing; it lives beside the data directory's other files.
+            let dir = self.path.parent().expect("failed.log lives in the data directory");
+            let writer = WalWriter::open_path(dir, &self.path, self.len)?;
+            self.writer = Some(writer);
+        }
+        Ok(self.writer.as_mut().expect("just opened"))
+    }
+}
+
+/// What one group commit did for one request, to be answered after the sync.
+enum Pending {
+    Append { reply: mpsc::SyncSender<Result<AppendOutcome>>, outcome: AppendOutcome, count: usize },
+    Merge { reply: mpsc::SyncSender<Result<LinkOutcome>>, record: MergeRecord },
+    Unmerge { reply: mpsc::SyncSender<Result<bool>>, record: UnmergeRecord },
+}
+
+fn writer_loop(shared: Arc<Shared>, receiver: mpsc::Receiver<Command>, mut wal: WalWriter, mut failed_log: FailedLog) {
+    let mut stopped: Option<String> = None;
+    while let Ok(first) = receiver.recv() {
+        let mut commands = vec![first];
+        while let Ok(next) = receiver.try_recv() {
+            commands.push(next);
+            if commands.len() >= 4096 {
+                break;
+            }
+        }
+        if let Some(reason) = &stopped {
+            for command in commands {
+                reply_error(command, StoreError::WriterStopped(reason.clone()));
+            }
+            continue;
+        }
+        if let Err(error) = group_commit(&shared, commands, &mut wal, &mut failed_log) {
+            tracing::error!(%error, "the store's writer failed; refusing further writes");
+            stopped = Some(error.to_string());
+        }
+    }
+}
+
+fn reply_error(command: Command, error: StoreError) {
+    let message = error.to_string();
+    let stopped = || StoreError::WriterStopped(message.clone());
+    match command {
+        Command::Append { reply, .. } => drop(reply.send(Err(stopped()))),
+        Command::Merge { reply, .. } => drop(reply.send(Err(stopped()))),
+        Command::Unmerge { reply, .. } => drop(reply.send(Err(stopped()))),
+        Command::Flush { reply } | Command::Compact { reply } => drop(reply.send(Err(stopped()))),
+    }
+}
+
+/// One group commit: frame every request, one sync, apply, answer; then run flushes/compactions in order.
+fn group_commit(shared: &Shared, commands: Vec<Command>, wal: &mut WalWriter, failed_log: &mut FailedLog) -> Result<()> {
+    let mut pending = Vec::new();
+    let mut maintenance = Vec::new();
+    let mut new_events: Vec<(u64, Vec<u8>, Event)> = Vec::new();
+    let mut failed_written = 0u64;
+    {
+        let state = shared.state.read();
+        let mut next_seq = state.next_seq;
+        let mut seen_now: HashSet<u64> = HashSet::new();
+        for command in commands {
+            match command {
+                Command::Append { events, failed, reply } => {
+                    let first = new_events.len();
+                    let mut outcome = AppendOutcome { failed: failed.len(), ..AppendOutcome::default() };
+                    let mut batch = Vec::with_capacity(events.len());
+                    for event in events {
+                        let hash = message_hash(&event.message_id);
+                        if state.seen.contains(&hash) || !seen_now.insert(hash) {
+                            outcome.duplicates += 1;
+                            continue;
+                        }
+                        let payload = serde_json::to_vec(&event).expect("events serialise");
+                        batch.push((next_seq, payload.clone()));
+                        new_events.push((next_seq, payload, event));
+                        next_seq += 1;
+                    }
+                    outcome.accepted = batch.len();
+                    if !batch.is_empty() {
+                        wal.push(&encode_events_record(&batch));
+                    }
+                    if !failed.is_empty() {
+                        let writer = failed_log.writer()?;
+                        for record in &failed {
+                            writer.push(&serde_json::to_vec(record).expect("failed events serialise"));
+                        }
+                        failed_written += failed.len() as u64;
+                    }
+                    let count = new_events.len() - first;
+                    pending.push(Pending::Append { reply, outcome, count });
+                }
+                Command::Merge { a, b, reply } => {
+                    let record = MergeRecord { a, b, at: Timestamp::now() };
+                    let mut bytes = vec![RECORD_MERGE];
+                    bytes.extend(serde_json::to_vec(&record).expect("serialises"));
+                    wal.push(&bytes);
+                    pending.push(Pending::Merge { reply, record });
+                }
+                Command::Unmerge { edge, reply } => {
+                    let record = UnmergeRecord { edge, at: Timestamp::now() };
+                    let mut bytes = vec![RECORD_UNMERGE];
+                    bytes.extend(serde_json::to_vec(&record).expect("serialises"));
+                    wal.push(&bytes);
+                    pending.push(Pending::Unmerge { reply, record });
+                }
+                maintenance_command => maintenance.push(maintenance_command),
+            }
+        }
+    }
+    if !pending.is_empty() {
+        if let Err(error) = wal.sync().and_then(|_| match failed_log.writer.as_mut() {
+            Some(writer) if failed_written > 0 => writer.sync(),
+            _ => Ok(()),
+        }) {
+            let message = error.to_string();
+            for item in pending {
+                match item {
+                    Pending::Append { reply, .. } => drop(reply.send(Err(StoreError::WriterStopped(message.clone())))),
+                    Pending::Merge { reply, .. } => drop(reply.send(Err(StoreError::WriterStopped(message.clone())))),
+                    Pending::Unmerge { reply, .. } => drop(reply.send(Err(StoreError::WriterStopped(message.clone())))),
+                }
+            }
+            return Err(error);
+        }
+    }
+    {
+        let mut state = shared.state.write();
+        state.wal_bytes = wal.bytes_written;
+        state.failed_events += failed_written;
+        let mut events = new_events.into_iter();
+        for item in pending {
+            match item {
+                Pending::Append { reply, outcome, count } => {
+                    for (seq, payload, event) in events.by_ref().take(count) {
+                        state.apply_event(&event, payload, seq);
+                    }
+                    shared.appended_total.fetch_add(outcome.accepted as u64, Ordering::Relaxed);
+                    let _ = reply.send(Ok(outcome));
+                }
+                Pending::Merge { reply, record } => {
+                    let outcome = state.apply_merge(&record);
+                    let _ = reply.send(Ok(outcome));
+                }
+                Pending::Unmerge { reply, record } => {
+                    let done = state.identity.unmerge(record.edge, record.at);
+                    let _ = reply.send(Ok(done));
+                }
+            }
+        }
+    }
+    for command in maintenance {
+        let result = match &command {
+            Command::Flush { .. } => flush(shared, wal),
+            Command::Compact { .. } => flush(shared, wal).and_then(|_| compact(shared)),
+            _ => unreachable!("only maintenance commands are deferred"),
+        };
+        let failed = result.as_ref().err().map(|error| error.to_string());
+        match command {
+            Command::Flush { reply } | Command::Compact { reply } => drop(reply.send(result)),
+            _ => unreachable!(),
+        }
+        if let Some(message) = failed {
+            return Err(StoreError::WriterStopped(message));
+        }
+    }
+    let (memtable_rows, n_segments) = {
+        let state = shared.state.read();
+        (state.memtable.columns.len(), state.segments.len())
+    };
+    if memtable_rows >= shared.options.flush_rows {
+        flush(shared, wal)?;
+        if n_segments + 1 > shared.options.max_segments {
+            compact(shared)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the manifest atomically.
+fn save_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
+    write_atomically(&dir.join("MANIFEST"), &serde_json::to_vec_pretty(manifest).expect("manifest serialises"))
+}
+
+/// Orders rows by (customer, time, sequence): the clustering order of segments.
+fn clustering_order(identity: &IdentityGraph, ident: &[u32], ts: &[i64], seq: &[u64]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..ts.len() as u32).collect();
+    order.sort_unstable_by_key(|row| {
+        let row = *row as usize;
+        (identity.customer_of(ident[row]), ts[row], seq[row])
+    });
+    order
+}
+
+fn flush(shared: &Shared, wal: &mut WalWriter) -> Result<()> {
+    let dir = &shared.dir;
+    let mut state = shared.state.write();
+    if state.memtable.columns.len() == 0 && state.manifest.wal_start == wal.index && state.manifest.identity_snapshot.is_some() {
+        return Ok(());
+    }
+    // New appends (after this flush) go to a fresh log file; everything in older files is covered below.
+    let new_wal_index = wal.index + 1;
+    *wal = WalWriter::open(&dir.join("wal"), new_wal_index, 0)?;
+
+    let mut manifest = state.manifest.clone();
+    if state.memtable.columns.len() > 0 {
+        let memtable = &state.memtable;
+        let columns = &memtable.columns;
+        let order = clustering_order(&state.identity, &columns.ident, &columns.ts, &columns.seq);
+        let rows: Vec<SegmentRow> = order
+            .iter()
+            .map(|row| {
+                let row = *row as usize;
+                SegmentRow {
+                    identifier: state.identity.key(columns.ident[row]),
+                    ts: columns.ts[row],
+                    seq: columns.seq[row],
+                    step: state.steps.name(columns.step[row]),
+                    channel: state.channels.name(columns.channel[row] as u32),
+                    msg_hash: columns.msg_hash[row],
+                    payload: &memtable.payloads[row],
+                }
+            })
+            .collect();
+        let id = manifest.next_segment_id;
+        let bytes = segment::write_segment(&segment_path(dir, id), &rows)?;
+        manifest.segments.push(SegmentEntry { id, rows: rows.len() as u64, bytes });
+        manifest.next_segment_id += 1;
+    }
+    let snapshot_name = format!("{:020}.json", new_wal_index);
+    write_atomically(&dir.join("identity").join(&snapshot_name), &serde_json::to_vec(&state.identity.snapshot()).expect("serialises"))?;
+    let old_snapshot = manifest.identity_snapshot.replace(snapshot_name);
+    manifest.wal_start = new_wal_index;
+    manifest.next_seq = state.next_seq;
+    save_manifest(dir, &manifest)?;
+
+    // The manifest now covers the old files: remove them.
+    for (index, path) in wal::list_wal_files(&dir.join("wal"))? {
+        if index < new_wal_index {
+            std::fs::remove_file(&path).map_err(StoreError::io(&path))?;
+        }
+    }
+    if let Some(old) = old_snapshot {
+        let _ = std::fs::remove_file(dir.join("identity").join(old));
+    }
+    if let Some(entry) = manifest.segments.last().filter(|entry| !state.segments.iter().any(|segment| segment.id == entry.id)) {
+        let id = entry.id;
+        let segment = load_segment(dir, id, &mut state)?;
+        state.segments.push(segment);
+    }
+    state.memtable = Memtable::default();
+    state.wal_bytes = 0;
+    state.manifest = manifest;
+    Ok(())
+}
+
+/// Merges every segment into one, re-clustered by the current customers, and swaps it in atomically.
+fn compact(shared: &Shared) -> Result<()> {
+    let dir = &shared.dir;
+    let mut state = shared.state.write();
+    if state.segments.len() <= 1 {
+        return Ok(());
+    }
+    // Gather every row with its payload, then write one segment in clustering order.
+    let mut columns = Columns::default();
+    let mut payloads = Vec::new();
+    for segment in &state.segments {
+        for block_index in 0..segment.file.n_blocks() {
+            let (_, block) = segment.file.read_block(block_index)?;
+            payloads.extend(block);
+        }
+        columns.ident.extend_from_slice(&segment.columns.ident);
+        columns.ts.extend_from_slice(&segment.columns.ts);
+        columns.seq.extend_from_slice(&segment.columns.seq);
+        columns.step.extend_from_slice(&segment.columns.step);
+        columns.channel.extend_from_slice(&segment.columns.channel);
+        columns.msg_hash.extend_from_slice(&segment.columns.msg_hash);
+    }
+    let order = clustering_order(&state.identity, &columns.ident, &columns.ts, &columns.seq);
+    let rows: Vec<SegmentRow> = order
+        .iter()
+        .map(|row| {
+            let row = *row as usize;
+            SegmentRow {
+                identifier: state.identity.key(columns.ident[row]),
+                ts: columns.ts[row],
+                seq: columns.seq[row],
+                step: state.steps.name(columns.step[row]),
+                channel: state.channels.name(columns.channel[row] as u32),
+                msg_hash: columns.msg_hash[row],
+                payload: &payloads[row],
+            }
+        })
+        .collect();
+    let mut manifest = state.manifest.clone();
+    let id = manifest.next_segment_id;
+    let bytes = segment::write_segment(&segment_path(dir, id), &rows)?;
+    drop(rows);
+    let old: Vec<u64> = manifest.segments.iter().map(|entry| entry.id).collect();
+    manifest.segments = vec![SegmentEntry { id, rows: order.len() as u64, bytes }];
+    manifest.next_segment_id += 1;
+    save_manifest(dir, &manifest)?;
+    for old_id in old {
+        let path = segment_path(dir, old_id);
+        std::fs::remove_file(&path).map_err(StoreError::io(&path))?;
+    }
+    state.segments.clear();
+    state.seen.clear();
+    let segment = load_segment(dir, id, &mut state)?;
+    state.segments.push(segment);
+    let memtable_hashes: Vec<u64> = state.memtable.columns.msg_hash.clone();
+    state.seen.extend(memtable_hashes);
+    state.manifest = manifest;
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! Model-based property test of the store: random append / flush / compact / reopen / crash sequences are run
+//! against the real store and against a plain in-memory model; after every step both must agree.
+
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use waymark_model::{Event, IngestContext, Timestamp};
+use waymark_store::{Store, StoreOptions};
+
+#[derive(Debug, Clone)]
+enum Operation {
+    /// Append events: (message id number, user number, anonymous number or none, seconds offset).
+    Append(Vec<(u16, u8, Option<u8>, u16)>),
+    Flush,
+    Compact,
+    Reopen,
+    Crash,
+}
+
+fn operation() -> impl Strategy<Value = Operation> {
+    let event = (0u16..400, 0u8..12, proptest::option::of(0u8..12), 0u16..1000);
+    prop_oneof![
+        6 => proptest::collection::vec(event, 1..40).prop_map(Operation::Append),
+        1 => Just(Operation::Flush),
+        1 => Just(Operation::Compact),
+        1 => Just(Operation::Reopen),
+        1 => Just(Operation::Crash),
+    ]
+}
+
+fn make_event(message: u16, user: u8, anonymous: Option<u8>, seconds: u16) -> Event {
+    // Users 0..3 are anonymous-only visitors, so merges are guarded only sometimes.
+    let mut json = serde_json::json!({
+        "type": "track", "event": format!("step{}", message % 7), "messageId": format!("m{message}"),
+        "timestamp": Timestamp::from_secs(1_700_000_000 + seconds as i64).to_rfc3339(),
+    });
+    if user >= 3 {
+        json["userId"] = format!("u{user}").into();
+    }
+    if let Some(anonymous) = anonymous {
+        json["anonymousId"] = format!("a{anonymous}").into();
+    } else if user < 3 {
+        json["anonymousId"] = format!("a{user}").into();
+    }
+    Event::from_segment_json(&json, &IngestContext::at(Timestamp::from_secs(1_800_000_000))).unwrap()
+}
+
+fn options() -> StoreOptions {
+    StoreOptions { flush_rows: 50, max_segments: 3 }
+}
+
+/// What the model says must be visible: every accepted message id with its step and time.
+fn stored(store: &Store) -> BTreeMap<String, (String, i64)> {
+    let mut seen = BTreeMap::new();
+    store
+        .for_each_event(|_, payload| {
+            let event: Event = serde_json::from_slice(payload).unwrap();
+            let previous = seen.insert(event.message_id.clone(), (event.step(), event.timestamp.micros()));
+            assert!(previous.is_none(), "message {} stored twice", event.message_id);
+            Ok(())
+        })
+        .unwrap();
+    seen
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn store_agrees_with_a_simple_model(operations in proptest::collection::vec(operation(), 1..25)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Some(Store::open(dir.path(), options()).unwrap());
+        let mut model: BTreeMap<String, (String, i64)> = BTreeMap::new();
+        let mut identifiers: BTreeSet<String> = BTreeSet::new();
+        for operation in operations {
+            match operation {
+                Operation::Append(events) => {
+                    let events: Vec<Event> = events.into_iter().map(|(m, u, a, s)| make_event(m, u, a, s)).collect();
+                    let mut expected_new = 0;
+                    let mut expected_duplicates = 0;
+                    for event in &events {
+                        if model.contains_key(&event.message_id) {
+                            expected_duplicates += 1;
+                        } else {
+                            expected_new += 1;
+                            model.insert(event.message_id.clone(), (event.step(), event.timestamp.micros()));
+                            identifiers.insert(event.primary_identifier().key());
+                        }
+                    }
+                    let outcome = store.as_ref().unwrap().append(events, vec![]).unwrap();
+                    prop_assert_eq!(outcome.accepted, expected_new);
+                    prop_assert_eq!(outcome.duplicates, expected_duplicates);
+                }
+                Operation::Flush => store.as_ref().unwrap().flush().unwrap(),
+                Operation::Compact => store.as_ref().unwrap().compact().unwrap(),
+                Operation::Reopen => {
+                    drop(store.take());
+                    store = Some(Store::open(dir.path(), options()).unwrap());
+                }
+                Operation::Crash => {
+                    store.take().unwrap().simulate_crash();
+                    store = Some(Store::open(dir.path(), options()).unwrap());
+                }
+            }
+            let current = store.as_ref().unwrap();
+            prop_assert_eq!(&stored(current), &model);
+            prop_assert_eq!(current.stats().events as usize, model.len());
+            // Every identifier's customer timeline holds that identifier's events, in time order.
+            for key in &identifiers {
+                let view = current.customer(key).unwrap().expect("known identifier");
+                let times: Vec<i64> = view.events.iter().map(|entry| entry.time.micros()).collect();
+                prop_assert!(times.windows(2).all(|pair| pair[0] <= pair[1]));
+            }
+        }
+    }
+}
