@@ -1,1 +1,12 @@
-//! Waymark's engine (work in progress in this commit).
+//! Waymark's engine: turns what arrives (HTTP bodies, files, the demo generator) into validated events and
+//! appends them to the journey store.
+//!
+//! - [`ingest`]: Segment wire-format bodies → accepted events plus failed-event records with reasons.
+//! - [`import`]: CSV, JSON Lines, Parquet and XES files (optionally gzip-compressed), streamed in constant memory.
+//! - [`demo`]: a seeded smart-home retailer with planted friction, documented in `docs/demo.md`.
+
+pub mod demo;
+pub mod import;
+pub mod ingest;
+
+pub use waymark_store::{Store, StoreOptions};

@@ -1,7 +1,17 @@
 //! Channels: where an interaction happened. Normalises the names sources use and infers one when none is given.
 
 /// The channels Waymark knows by name; any other non-empty name is kept as a custom channel.
-pub const KNOWN_CHANNELS: &[&str] = &["web", "app", "email", "sms", "chat", "call_center", "store", "social", "ads"];
+pub const KNOWN_CHANNELS: &[&str] = &[
+    "web",
+    "app",
+    "email",
+    "sms",
+    "chat",
+    "call_center",
+    "store",
+    "social",
+    "ads",
+];
 
 /// Lower-cases and maps common synonyms onto the known channel names
 /// (`chatbot` → `chat`, `contact_centre` → `call_center`, `mobile` → `app`, …). Returns `None` for blank input.
@@ -16,9 +26,8 @@ pub fn normalise_channel(raw: &str) -> Option<String> {
         "e_mail" | "mail" | "newsletter" => "email",
         "text" | "text_message" | "whatsapp" => "sms",
         "chatbot" | "bot" | "live_chat" | "messenger" => "chat",
-        "call_centre" | "contact_center" | "contact_centre" | "phone" | "call" | "telephone" | "ivr" | "callcenter" => {
-            "call_center"
-        }
+        "call_centre" | "contact_center" | "contact_centre" | "phone" | "call" | "telephone"
+        | "ivr" | "callcenter" => "call_center",
         "shop" | "retail" | "in_store" | "branch" | "pos" => "store",
         "social_media" => "social",
         "advertising" | "paid" | "display" => "ads",
@@ -34,8 +43,21 @@ pub fn infer_channel(event_type: crate::EventType, library_name: Option<&str>) -
         crate::EventType::Page => "web",
         crate::EventType::Screen => "app",
         _ => match library_name.map(|name| name.to_ascii_lowercase()) {
-            Some(name) if name.contains("analytics.js") || name.contains("browser") || name.contains("javascript") => "web",
-            Some(name) if name.contains("ios") || name.contains("android") || name.contains("react-native") || name.contains("flutter") => "app",
+            Some(name)
+                if name.contains("analytics.js")
+                    || name.contains("browser")
+                    || name.contains("javascript") =>
+            {
+                "web"
+            }
+            Some(name)
+                if name.contains("ios")
+                    || name.contains("android")
+                    || name.contains("react-native")
+                    || name.contains("flutter") =>
+            {
+                "app"
+            }
             _ => "other",
         },
     }
@@ -47,7 +69,10 @@ mod tests {
 
     #[test]
     fn synonyms_map_to_known_channels() {
-        assert_eq!(normalise_channel("Contact Centre").as_deref(), Some("call_center"));
+        assert_eq!(
+            normalise_channel("Contact Centre").as_deref(),
+            Some("call_center")
+        );
         assert_eq!(normalise_channel("chatbot").as_deref(), Some("chat"));
         assert_eq!(normalise_channel("Kiosk").as_deref(), Some("kiosk"));
         assert_eq!(normalise_channel("  "), None);

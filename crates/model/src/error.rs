@@ -10,12 +10,18 @@ pub enum ValidationError {
     InvalidJson { detail: String },
     /// A field has the wrong JSON type.
     #[error("field `{field}` must be {expected}, got {got}")]
-    WrongType { field: String, expected: &'static str, got: &'static str },
+    WrongType {
+        field: String,
+        expected: &'static str,
+        got: &'static str,
+    },
     /// `type` is missing or not one of the Segment calls.
     #[error("field `type` is {got}; use one of track, identify, page, screen, group, alias")]
     UnknownType { got: String },
     /// Neither `userId` nor `anonymousId` (after removing junk values).
-    #[error("the event has no usable identifier: set `userId` or `anonymousId` to a real id{junk}")]
+    #[error(
+        "the event has no usable identifier: set `userId` or `anonymousId` to a real id{junk}"
+    )]
     MissingIdentifier { junk: String },
     /// A `track` event without a name.
     #[error("a track event needs a non-empty `event` name, e.g. \"Order Completed\"")]
@@ -33,7 +39,9 @@ pub enum ValidationError {
     #[error("the event is {bytes} bytes; the limit is {limit} bytes per event — move large payloads out of `properties`")]
     EventTooLarge { bytes: usize, limit: usize },
     /// A batch over the size limit.
-    #[error("the batch is {bytes} bytes; the limit is {limit} bytes — send fewer events per batch")]
+    #[error(
+        "the batch is {bytes} bytes; the limit is {limit} bytes — send fewer events per batch"
+    )]
     BatchTooLarge { bytes: usize, limit: usize },
     /// A batch with no `batch` array.
     #[error("a batch request needs a `batch` array of events")]

@@ -1,6 +1,8 @@
 //! The event: one customer interaction in Segment's wire format, validated and normalised on the way in.
 
-use crate::{infer_channel, is_junk_identifier, normalise_channel, Identifier, Timestamp, ValidationError};
+use crate::{
+    infer_channel, is_junk_identifier, normalise_channel, Identifier, Timestamp, ValidationError,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -56,12 +58,20 @@ pub struct IngestContext {
     pub batch_sent_at: Option<Timestamp>,
     /// Channel to use when the event names none (e.g. the channel of an imported file).
     pub default_channel: Option<String>,
+    /// Take identifiers as given, without the junk-value guard. For file imports, whose case and customer ids
+    /// (`0`, `1`, …) are real keys rather than SDK placeholders.
+    pub allow_placeholder_ids: bool,
 }
 
 impl IngestContext {
     /// A context for events received at `received_at`, with no batch `sentAt` and no default channel.
     pub fn at(received_at: Timestamp) -> IngestContext {
-        IngestContext { received_at, batch_sent_at: None, default_channel: None }
+        IngestContext {
+            received_at,
+            batch_sent_at: None,
+            default_channel: None,
+            allow_placeholder_ids: false,
+        }
     }
 }
 
@@ -115,7 +125,10 @@ fn type_name(value: &Value) -> &'static str {
 }
 
 /// A string field; numbers are accepted and turned into text (SDKs send numeric user ids).
-fn optional_id(object: &Map<String, Value>, field: &str) -> Result<Option<String>, ValidationError> {
+fn optional_id(
+    object: &Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, ValidationError> {
     match object.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
@@ -128,7 +141,10 @@ fn optional_id(object: &Map<String, Value>, field: &str) -> Result<Option<String
     }
 }
 
-fn optional_string(object: &Map<String, Value>, field: &str) -> Result<Option<String>, ValidationError> {
+fn optional_string(
+    object: &Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, ValidationError> {
     match object.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
@@ -140,7 +156,10 @@ fn optional_string(object: &Map<String, Value>, field: &str) -> Result<Option<St
     }
 }
 
-fn optional_object(object: &Map<String, Value>, field: &str) -> Result<Map<String, Value>, ValidationError> {
+fn optional_object(
+    object: &Map<String, Value>,
+    field: &str,
+) -> Result<Map<String, Value>, ValidationError> {
     match object.get(field) {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(map)) => Ok(map.clone()),
@@ -152,11 +171,19 @@ fn optional_object(object: &Map<String, Value>, field: &str) -> Result<Map<Strin
     }
 }
 
-fn optional_timestamp(object: &Map<String, Value>, field: &str) -> Result<Option<Timestamp>, ValidationError> {
-    let invalid = |value: String| ValidationError::InvalidTimestamp { field: field.to_string(), value };
+fn optional_timestamp(
+    object: &Map<String, Value>,
+    field: &str,
+) -> Result<Option<Timestamp>, ValidationError> {
+    let invalid = |value: String| ValidationError::InvalidTimestamp {
+        field: field.to_string(),
+        value,
+    };
     match object.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Timestamp::parse(text).map(Some).ok_or_else(|| invalid(text.clone())),
+        Some(Value::String(text)) => Timestamp::parse(text)
+            .map(Some)
+            .ok_or_else(|| invalid(text.clone())),
         Some(Value::Number(number)) => number
             .as_f64()
             .and_then(Timestamp::from_epoch_number)
@@ -175,7 +202,10 @@ impl Event {
     /// clock skew corrected, channel resolved (`context.channel`, then `properties.channel`, then the import's
     /// default, then inferred from the call type and library). A missing `messageId` is derived from the content,
     /// so a retried identical event is still stored once.
-    pub fn from_segment_json(value: &Value, ingest: &IngestContext) -> Result<Event, ValidationError> {
+    pub fn from_segment_json(
+        value: &Value,
+        ingest: &IngestContext,
+    ) -> Result<Event, ValidationError> {
         let object = match value {
             Value::Object(object) => object,
             other => {
@@ -197,7 +227,10 @@ impl Event {
         let raw_anonymous_id = optional_id(object, "anonymousId")?;
         let mut junk = Vec::new();
         let mut keep = |raw: Option<String>| match raw {
-            Some(text) if is_junk_identifier(&text) => {
+            Some(text)
+                if is_junk_identifier(&text)
+                    && !(ingest.allow_placeholder_ids && !text.trim().is_empty()) =>
+            {
                 junk.push(text);
                 None
             }
@@ -251,12 +284,20 @@ impl Event {
             });
         }
 
-        let library_name = context.get("library").and_then(|library| library.get("name")).and_then(Value::as_str);
+        let library_name = context
+            .get("library")
+            .and_then(|library| library.get("name"))
+            .and_then(Value::as_str);
         let channel = context
             .get("channel")
             .and_then(Value::as_str)
             .and_then(normalise_channel)
-            .or_else(|| properties.get("channel").and_then(Value::as_str).and_then(normalise_channel))
+            .or_else(|| {
+                properties
+                    .get("channel")
+                    .and_then(Value::as_str)
+                    .and_then(normalise_channel)
+            })
             .or_else(|| ingest.default_channel.clone())
             .unwrap_or_else(|| infer_channel(event_type, library_name).to_string());
 
@@ -310,12 +351,23 @@ impl Event {
     pub fn identity_links(&self) -> Vec<(Identifier, Identifier)> {
         let mut links = Vec::new();
         if let (Some(user), Some(anonymous)) = (&self.user_id, &self.anonymous_id) {
-            links.push((Identifier::user(user.clone()), Identifier::anonymous(anonymous.clone())));
+            links.push((
+                Identifier::user(user.clone()),
+                Identifier::anonymous(anonymous.clone()),
+            ));
         }
-        if let (EventType::Alias, Some(previous), Some(user)) = (self.event_type, &self.previous_id, &self.user_id) {
+        if let (EventType::Alias, Some(previous), Some(user)) =
+            (self.event_type, &self.previous_id, &self.user_id)
+        {
             // The previous id may be an earlier userId or an anonymous id; alias both readings.
-            links.push((Identifier::user(user.clone()), Identifier::user(previous.clone())));
-            links.push((Identifier::user(user.clone()), Identifier::anonymous(previous.clone())));
+            links.push((
+                Identifier::user(user.clone()),
+                Identifier::user(previous.clone()),
+            ));
+            links.push((
+                Identifier::user(user.clone()),
+                Identifier::anonymous(previous.clone()),
+            ));
         }
         links
     }
@@ -325,10 +377,12 @@ impl Event {
         match self.event_type {
             EventType::Track => self.event.clone().unwrap_or_default(),
             EventType::Page | EventType::Screen => {
-                let label = self
-                    .name
-                    .clone()
-                    .or_else(|| self.properties.get("path").and_then(Value::as_str).map(str::to_string));
+                let label = self.name.clone().or_else(|| {
+                    self.properties
+                        .get("path")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
                 match label {
                     Some(label) => format!("{}:{label}", self.event_type.as_str()),
                     None => self.event_type.as_str().to_string(),
@@ -341,7 +395,12 @@ impl Event {
     /// A short device label for timelines: `context.device.type`/model, else the OS, else the anonymous id.
     pub fn device_label(&self) -> Option<String> {
         let device = self.context.get("device");
-        let field = |object: Option<&Value>, key: &str| object.and_then(|o| o.get(key)).and_then(Value::as_str).map(str::to_string);
+        let field = |object: Option<&Value>, key: &str| {
+            object
+                .and_then(|o| o.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         field(device, "model")
             .or_else(|| field(device, "type"))
             .or_else(|| field(self.context.get("os"), "name"))
@@ -364,13 +423,20 @@ mod tests {
             "timestamp": "2026-03-01T11:00:00Z", "sentAt": "2026-03-01T11:00:05Z"});
         let event = Event::from_segment_json(&value, &context()).unwrap();
         // The client clock is 1h05s behind the server; the event happened 5 s before it was sent.
-        assert_eq!(event.timestamp, Timestamp::parse("2026-03-01T12:00:05Z").unwrap());
-        assert_eq!(event.original_timestamp, Timestamp::parse("2026-03-01T11:00:00Z"));
+        assert_eq!(
+            event.timestamp,
+            Timestamp::parse("2026-03-01T12:00:05Z").unwrap()
+        );
+        assert_eq!(
+            event.original_timestamp,
+            Timestamp::parse("2026-03-01T11:00:00Z")
+        );
     }
 
     #[test]
     fn junk_identifiers_leave_the_event_without_identity() {
-        let value = json!({"type": "track", "event": "A", "userId": "undefined", "anonymousId": "null"});
+        let value =
+            json!({"type": "track", "event": "A", "userId": "undefined", "anonymousId": "null"});
         let error = Event::from_segment_json(&value, &context()).unwrap_err();
         assert_eq!(error.code(), "missing_identifier");
         assert!(error.to_string().contains("undefined"));
@@ -380,16 +446,27 @@ mod tests {
     fn wrong_types_name_the_field() {
         let value = json!({"type": "track", "event": "A", "userId": "u", "properties": [1, 2]});
         let error = Event::from_segment_json(&value, &context()).unwrap_err();
-        assert_eq!(error.to_string(), "field `properties` must be an object, got an array");
+        assert_eq!(
+            error.to_string(),
+            "field `properties` must be an object, got an array"
+        );
     }
 
     #[test]
     fn channel_comes_from_context_then_properties_then_inference() {
         let with_context = json!({"type": "track", "event": "A", "userId": "u", "context": {"channel": "Contact Centre"}});
-        assert_eq!(Event::from_segment_json(&with_context, &context()).unwrap().channel, "call_center");
+        assert_eq!(
+            Event::from_segment_json(&with_context, &context())
+                .unwrap()
+                .channel,
+            "call_center"
+        );
         let page = json!({"type": "page", "name": "Pricing", "anonymousId": "a"});
         let page = Event::from_segment_json(&page, &context()).unwrap();
-        assert_eq!((page.channel.as_str(), page.step().as_str()), ("web", "page:Pricing"));
+        assert_eq!(
+            (page.channel.as_str(), page.step().as_str()),
+            ("web", "page:Pricing")
+        );
     }
 
     #[test]

@@ -13,24 +13,22 @@ pub const JUNK_IDENTIFIERS: &[&str] = &[
     "undefined",
     "unknown",
     "n/a",
-    "na",
     "0",
     "-1",
-    "1",
     "[object object]",
     "true",
     "false",
     "nan",
-    "test",
-    "user",
-    "email",
     "00000000-0000-0000-0000-000000000000",
 ];
 
 /// True when `value` is blank or on the junk list (case-insensitive, surrounding whitespace ignored).
 pub fn is_junk_identifier(value: &str) -> bool {
     let trimmed = value.trim();
-    trimmed.is_empty() || JUNK_IDENTIFIERS.iter().any(|junk| trimmed.eq_ignore_ascii_case(junk))
+    trimmed.is_empty()
+        || JUNK_IDENTIFIERS
+            .iter()
+            .any(|junk| trimmed.eq_ignore_ascii_case(junk))
 }
 
 /// Which namespace an identifier lives in. A `userId` "42" and an `anonymousId` "42" are different identifiers.
@@ -52,11 +50,17 @@ pub struct Identifier {
 
 impl Identifier {
     pub fn user(value: impl Into<String>) -> Identifier {
-        Identifier { kind: IdentifierKind::User, value: value.into() }
+        Identifier {
+            kind: IdentifierKind::User,
+            value: value.into(),
+        }
     }
 
     pub fn anonymous(value: impl Into<String>) -> Identifier {
-        Identifier { kind: IdentifierKind::Anonymous, value: value.into() }
+        Identifier {
+            kind: IdentifierKind::Anonymous,
+            value: value.into(),
+        }
     }
 
     /// `user:VALUE` or `anon:VALUE`.
@@ -85,7 +89,14 @@ mod tests {
 
     #[test]
     fn junk_ids_are_recognised_in_any_case() {
-        for junk in ["anonymous", "NULL", " undefined ", "[object Object]", "0", ""] {
+        for junk in [
+            "anonymous",
+            "NULL",
+            " undefined ",
+            "[object Object]",
+            "0",
+            "",
+        ] {
             assert!(is_junk_identifier(junk), "{junk:?}");
         }
         assert!(!is_junk_identifier("u-42"));

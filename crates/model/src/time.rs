@@ -59,12 +59,18 @@ impl Timestamp {
         if !number.is_finite() {
             return None;
         }
-        let micros = if number.abs() > 1e11 { number * 1e3 } else { number * 1e6 };
+        let micros = if number.abs() > 1e11 {
+            number * 1e3
+        } else {
+            number * 1e6
+        };
         Self::checked(micros as i64)
     }
 
     fn checked(micros: i64) -> Option<Timestamp> {
-        (MIN_MICROS..MAX_MICROS).contains(&micros).then_some(Timestamp(micros))
+        (MIN_MICROS..MAX_MICROS)
+            .contains(&micros)
+            .then_some(Timestamp(micros))
     }
 
     /// RFC 3339 with millisecond precision when the instant has sub-second digits, `Z` suffix.
@@ -86,12 +92,21 @@ impl Timestamp {
 }
 
 fn parse_naive(text: &str) -> Option<NaiveDateTime> {
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y/%m/%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y/%m/%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+        "%Y/%m/%d %H:%M",
+    ] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
             return Some(naive);
         }
     }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().and_then(|date| date.and_hms_opt(0, 0, 0))
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
 }
 
 impl std::fmt::Display for Timestamp {
@@ -107,13 +122,22 @@ mod tests {
     #[test]
     fn parses_the_forms_sources_send() {
         let expected = Timestamp::parse("2010-12-30T13:32:00Z").unwrap();
-        assert_eq!(Timestamp::parse("2010-12-30 14:32:00+01:00"), Some(expected));
-        assert_eq!(Timestamp::parse("2010-12-30T14:32:00.000+01:00"), Some(expected));
+        assert_eq!(
+            Timestamp::parse("2010-12-30 14:32:00+01:00"),
+            Some(expected)
+        );
+        assert_eq!(
+            Timestamp::parse("2010-12-30T14:32:00.000+01:00"),
+            Some(expected)
+        );
         assert_eq!(Timestamp::parse("2010-12-30 13:32:00"), Some(expected));
         assert_eq!(Timestamp::parse("1293715920"), Some(expected));
         assert_eq!(Timestamp::parse("1293715920000"), Some(expected));
         assert_eq!(
-            Timestamp::parse("2011-10-11 13:45:40.276000+02:00").unwrap().micros() % 1_000_000,
+            Timestamp::parse("2011-10-11 13:45:40.276000+02:00")
+                .unwrap()
+                .micros()
+                % 1_000_000,
             276_000
         );
     }
@@ -128,7 +152,11 @@ mod tests {
 
     #[test]
     fn round_trips_through_rfc3339() {
-        for text in ["2026-01-02T03:04:05Z", "2026-01-02T03:04:05.123Z", "2026-01-02T03:04:05.123456Z"] {
+        for text in [
+            "2026-01-02T03:04:05Z",
+            "2026-01-02T03:04:05.123Z",
+            "2026-01-02T03:04:05.123456Z",
+        ] {
             assert_eq!(Timestamp::parse(text).unwrap().to_rfc3339(), text);
         }
     }

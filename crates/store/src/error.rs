@@ -18,7 +18,11 @@ pub enum StoreError {
     Locked(PathBuf),
     /// The directory was written by a newer or unknown format.
     #[error("{path}: format version {found} is not supported (this build reads version {supported}); upgrade Waymark")]
-    UnsupportedFormat { path: PathBuf, found: u32, supported: u32 },
+    UnsupportedFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     /// A file failed its checksum or structure check somewhere other than a torn log tail.
     #[error("{path}: corrupt: {detail}")]
     Corrupt { path: PathBuf, detail: String },
@@ -37,7 +41,10 @@ impl StoreError {
     }
 
     pub(crate) fn corrupt(path: impl Into<PathBuf>, detail: impl Into<String>) -> StoreError {
-        StoreError::Corrupt { path: path.into(), detail: detail.into() }
+        StoreError::Corrupt {
+            path: path.into(),
+            detail: detail.into(),
+        }
     }
 }
 

@@ -33,7 +33,13 @@ struct Builders {
 
 fn schema() -> Arc<Schema> {
     let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
-    let time = |name: &str| Field::new(name, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false);
+    let time = |name: &str| {
+        Field::new(
+            name,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        )
+    };
     Arc::new(Schema::new(vec![
         text("customer_id", false),
         text("message_id", false),
@@ -83,7 +89,8 @@ impl Builders {
         self.timestamp.append_value(event.timestamp.micros());
         self.received_at.append_value(event.received_at.micros());
         self.user_id.append_option(event.user_id.as_deref());
-        self.anonymous_id.append_option(event.anonymous_id.as_deref());
+        self.anonymous_id
+            .append_option(event.anonymous_id.as_deref());
         self.step.append_value(event.step());
         self.channel.append_value(&event.channel);
         self.event.append_option(event.event.as_deref());
@@ -122,27 +129,35 @@ pub fn export_parquet(store: &Store, path: &Path, mut progress: impl FnMut(u64))
     store.compact()?;
     let schema = schema();
     let file = std::fs::File::create(path).map_err(StoreError::io(path))?;
-    let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
     let parquet_error = |error: parquet::errors::ParquetError| StoreError::Io {
         path: path.to_path_buf(),
         source: std::io::Error::other(error),
     };
-    let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(properties)).map_err(parquet_error)?;
+    let mut writer =
+        ArrowWriter::try_new(file, Arc::clone(&schema), Some(properties)).map_err(parquet_error)?;
     let mut builders = Builders::new();
     let mut total = 0u64;
     store.for_each_event(|customer_id, payload| {
-        let event: Event = serde_json::from_slice(payload)
-            .map_err(|error| StoreError::corrupt(store.dir(), format!("stored event does not parse: {error}")))?;
+        let event: Event = serde_json::from_slice(payload).map_err(|error| {
+            StoreError::corrupt(store.dir(), format!("stored event does not parse: {error}"))
+        })?;
         builders.push(customer_id, &event);
         total += 1;
         if builders.rows == ROWS_PER_BATCH {
-            writer.write(&builders.finish(&schema)).map_err(parquet_error)?;
+            writer
+                .write(&builders.finish(&schema))
+                .map_err(parquet_error)?;
             progress(total);
         }
         Ok(())
     })?;
     if builders.rows > 0 {
-        writer.write(&builders.finish(&schema)).map_err(parquet_error)?;
+        writer
+            .write(&builders.finish(&schema))
+            .map_err(parquet_error)?;
     }
     writer.close().map_err(parquet_error)?;
     progress(total);

@@ -172,15 +172,24 @@ impl IdentityGraph {
 
     /// The number of distinct customers.
     pub fn n_customers(&self) -> usize {
-        self.members.iter().filter(|members| !members.is_empty()).count()
+        self.members
+            .iter()
+            .filter(|members| !members.is_empty())
+            .count()
     }
 
     /// The customer's display id: its smallest `userId`, else its smallest `anonymousId` (stable across restarts).
     pub fn display_id(&self, root: u32) -> String {
         let keys = self.members(root).iter().map(|id| self.key(*id));
-        let best = keys.clone().filter(|key| key.starts_with("user:")).min().or_else(|| keys.min());
+        let best = keys
+            .clone()
+            .filter(|key| key.starts_with("user:"))
+            .min()
+            .or_else(|| keys.min());
         let key = best.expect("a customer has at least one identifier");
-        key.split_once(':').map_or(key, |(_, value)| value).to_string()
+        key.split_once(':')
+            .map_or(key, |(_, value)| value)
+            .to_string()
     }
 
     pub fn edges(&self) -> &[MergeEdge] {
@@ -207,7 +216,15 @@ impl IdentityGraph {
         self.n_users[root_a as usize] += std::mem::take(&mut self.n_users[root_b as usize]);
     }
 
-    fn record_edge(&mut self, a: u32, b: u32, reason: EdgeReason, message_id: &str, at: Timestamp, forced: bool) -> u32 {
+    fn record_edge(
+        &mut self,
+        a: u32,
+        b: u32,
+        reason: EdgeReason,
+        message_id: &str,
+        at: Timestamp,
+        forced: bool,
+    ) -> u32 {
         let id = self.edges.len() as u32;
         self.edges.push(MergeEdge {
             id,
@@ -224,7 +241,15 @@ impl IdentityGraph {
     }
 
     /// Links two identifiers, subject to the guards unless `forced`.
-    pub fn link(&mut self, a: u32, b: u32, reason: EdgeReason, message_id: &str, at: Timestamp, forced: bool) -> LinkOutcome {
+    pub fn link(
+        &mut self,
+        a: u32,
+        b: u32,
+        reason: EdgeReason,
+        message_id: &str,
+        at: Timestamp,
+        forced: bool,
+    ) -> LinkOutcome {
         if a == b {
             return LinkOutcome::AlreadyLinked;
         }
@@ -292,7 +317,10 @@ impl IdentityGraph {
         }
         edge.unmerged_at = Some(at);
         let (a, b) = (edge.a.clone(), edge.b.clone());
-        let pair = ordered(self.names.get(&a).expect("edge ends are interned"), self.names.get(&b).expect("interned"));
+        let pair = ordered(
+            self.names.get(&a).expect("edge ends are interned"),
+            self.names.get(&b).expect("interned"),
+        );
         self.separated.insert(pair);
         self.edge_by_pair.remove(&pair);
         self.rebuild_components();
@@ -303,12 +331,19 @@ impl IdentityGraph {
         let n = self.names.len();
         self.customer_of = (0..n as u32).collect();
         self.members = (0..n as u32).map(|id| vec![id]).collect();
-        self.n_users = (0..n).map(|id| u32::from(self.names.values()[id].starts_with("user:"))).collect();
+        self.n_users = (0..n)
+            .map(|id| u32::from(self.names.values()[id].starts_with("user:")))
+            .collect();
         let active: Vec<(u32, u32)> = self
             .edges
             .iter()
             .filter(|edge| edge.is_active())
-            .map(|edge| (self.names.get(&edge.a).expect("interned"), self.names.get(&edge.b).expect("interned")))
+            .map(|edge| {
+                (
+                    self.names.get(&edge.a).expect("interned"),
+                    self.names.get(&edge.b).expect("interned"),
+                )
+            })
             .collect();
         for (a, b) in active {
             self.union(a, b);
@@ -364,8 +399,14 @@ mod tests {
         let user = graph.intern("user:ann");
         let phone = graph.intern("anon:phone");
         let laptop = graph.intern("anon:laptop");
-        assert!(matches!(graph.link(user, phone, EdgeReason::Identify, "m1", at(), false), LinkOutcome::Merged(_)));
-        assert!(matches!(graph.link(laptop, user, EdgeReason::Identify, "m2", at(), false), LinkOutcome::Merged(_)));
+        assert!(matches!(
+            graph.link(user, phone, EdgeReason::Identify, "m1", at(), false),
+            LinkOutcome::Merged(_)
+        ));
+        assert!(matches!(
+            graph.link(laptop, user, EdgeReason::Identify, "m2", at(), false),
+            LinkOutcome::Merged(_)
+        ));
         assert_eq!(graph.customer_of(phone), graph.customer_of(laptop));
         assert_eq!(graph.display_id(graph.customer_of(phone)), "ann");
         assert_eq!(graph.n_customers(), 1);
@@ -374,13 +415,22 @@ mod tests {
     #[test]
     fn two_identified_customers_are_not_merged_silently() {
         let mut graph = IdentityGraph::default();
-        let (ann, bob, shared) = (graph.intern("user:ann"), graph.intern("user:bob"), graph.intern("anon:tablet"));
+        let (ann, bob, shared) = (
+            graph.intern("user:ann"),
+            graph.intern("user:bob"),
+            graph.intern("anon:tablet"),
+        );
         graph.link(ann, shared, EdgeReason::Identify, "m1", at(), false);
         let outcome = graph.link(bob, shared, EdgeReason::Identify, "m2", at(), false);
-        assert!(matches!(outcome, LinkOutcome::Refused(ref warning) if warning.code == "both_identified"));
+        assert!(
+            matches!(outcome, LinkOutcome::Refused(ref warning) if warning.code == "both_identified")
+        );
         assert_ne!(graph.customer_of(ann), graph.customer_of(bob));
         assert_eq!(graph.warnings().len(), 1);
-        assert!(matches!(graph.link(bob, shared, EdgeReason::Manual, "", at(), true), LinkOutcome::Merged(_)));
+        assert!(matches!(
+            graph.link(bob, shared, EdgeReason::Manual, "", at(), true),
+            LinkOutcome::Merged(_)
+        ));
         assert_eq!(graph.customer_of(ann), graph.customer_of(bob));
     }
 
@@ -388,12 +438,17 @@ mod tests {
     fn unmerge_restores_both_customers_and_sticks() {
         let mut graph = IdentityGraph::default();
         let (ann, device) = (graph.intern("user:ann"), graph.intern("anon:d"));
-        let LinkOutcome::Merged(edge) = graph.link(ann, device, EdgeReason::Identify, "m1", at(), false) else {
+        let LinkOutcome::Merged(edge) =
+            graph.link(ann, device, EdgeReason::Identify, "m1", at(), false)
+        else {
             panic!("expected a merge");
         };
         assert!(graph.unmerge(edge, Timestamp(2)));
         assert_ne!(graph.customer_of(ann), graph.customer_of(device));
-        assert!(matches!(graph.link(ann, device, EdgeReason::Identify, "m3", at(), false), LinkOutcome::Refused(_)));
+        assert!(matches!(
+            graph.link(ann, device, EdgeReason::Identify, "m3", at(), false),
+            LinkOutcome::Refused(_)
+        ));
         let mut restored = IdentityGraph::restore(graph.snapshot());
         assert_ne!(restored.customer_of(ann), restored.customer_of(device));
         assert_eq!(restored.edges().len(), 1);

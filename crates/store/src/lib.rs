@@ -57,7 +57,10 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { flush_rows: 1_000_000, max_segments: 8 }
+        StoreOptions {
+            flush_rows: 1_000_000,
+            max_segments: 8,
+        }
     }
 }
 
@@ -188,11 +191,26 @@ struct State {
 
 /// Operations the writer thread performs, in order, each durable before its reply.
 enum Command {
-    Append { events: Vec<Event>, failed: Vec<FailedEvent>, reply: mpsc::SyncSender<Result<AppendOutcome>> },
-    Merge { a: String, b: String, reply: mpsc::SyncSender<Result<LinkOutcome>> },
-    Unmerge { edge: u32, reply: mpsc::SyncSender<Result<bool>> },
-    Flush { reply: mpsc::SyncSender<Result<()>> },
-    Compact { reply: mpsc::SyncSender<Result<()>> },
+    Append {
+        events: Vec<Event>,
+        failed: Vec<FailedEvent>,
+        reply: mpsc::SyncSender<Result<AppendOutcome>>,
+    },
+    Merge {
+        a: String,
+        b: String,
+        reply: mpsc::SyncSender<Result<LinkOutcome>>,
+    },
+    Unmerge {
+        edge: u32,
+        reply: mpsc::SyncSender<Result<bool>>,
+    },
+    Flush {
+        reply: mpsc::SyncSender<Result<()>>,
+    },
+    Compact {
+        reply: mpsc::SyncSender<Result<()>>,
+    },
 }
 
 /// Record kinds in the log.
@@ -261,33 +279,55 @@ impl Store {
                     .trim()
                     .strip_prefix("waymark-store ")
                     .and_then(|version| version.parse::<u32>().ok())
-                    .ok_or_else(|| StoreError::corrupt(&format_path, format!("unrecognised content {text:?}")))?;
+                    .ok_or_else(|| {
+                        StoreError::corrupt(&format_path, format!("unrecognised content {text:?}"))
+                    })?;
                 if found != FORMAT_VERSION {
-                    return Err(StoreError::UnsupportedFormat { path: format_path, found, supported: FORMAT_VERSION });
+                    return Err(StoreError::UnsupportedFormat {
+                        path: format_path,
+                        found,
+                        supported: FORMAT_VERSION,
+                    });
                 }
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                write_atomically(&format_path, format!("waymark-store {FORMAT_VERSION}\n").as_bytes())?;
+                write_atomically(
+                    &format_path,
+                    format!("waymark-store {FORMAT_VERSION}\n").as_bytes(),
+                )?;
             }
-            Err(error) => return Err(StoreError::Io { path: format_path, source: error }),
+            Err(error) => {
+                return Err(StoreError::Io {
+                    path: format_path,
+                    source: error,
+                })
+            }
         }
 
         let manifest_path = dir.join("MANIFEST");
         let manifest: Manifest = match std::fs::read(&manifest_path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|error| StoreError::corrupt(&manifest_path, error.to_string()))?,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                Manifest { format: FORMAT_VERSION, wal_start: 1, next_segment_id: 1, ..Manifest::default() }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Manifest {
+                format: FORMAT_VERSION,
+                wal_start: 1,
+                next_segment_id: 1,
+                ..Manifest::default()
+            },
+            Err(error) => {
+                return Err(StoreError::Io {
+                    path: manifest_path,
+                    source: error,
+                })
             }
-            Err(error) => return Err(StoreError::Io { path: manifest_path, source: error }),
         };
 
         let identity = match &manifest.identity_snapshot {
             Some(name) => {
                 let path = dir.join("identity").join(name);
                 let bytes = std::fs::read(&path).map_err(StoreError::io(&path))?;
-                let snapshot: IdentitySnapshot =
-                    serde_json::from_slice(&bytes).map_err(|error| StoreError::corrupt(&path, error.to_string()))?;
+                let snapshot: IdentitySnapshot = serde_json::from_slice(&bytes)
+                    .map_err(|error| StoreError::corrupt(&path, error.to_string()))?;
                 IdentityGraph::restore(snapshot)
             }
             None => IdentityGraph::default(),
@@ -323,7 +363,12 @@ impl Store {
             let (records, valid_len, torn) = wal::read_wal_file(&path)?;
             let is_last = position + 1 == n_files;
             if torn && !is_last {
-                return Err(StoreError::corrupt(&path, format!("invalid record at byte {valid_len} in a log file that is not the newest")));
+                return Err(StoreError::corrupt(
+                    &path,
+                    format!(
+                        "invalid record at byte {valid_len} in a log file that is not the newest"
+                    ),
+                ));
             }
             if torn {
                 tracing::warn!(path = %path.display(), valid_len, "cutting off a torn write at the end of the log");
@@ -339,43 +384,65 @@ impl Store {
         if failed_path.exists() {
             let (records, valid_len, torn) = wal::read_wal_file(&failed_path)?;
             if torn {
-                let file = std::fs::OpenOptions::new().write(true).open(&failed_path).map_err(StoreError::io(&failed_path))?;
-                file.set_len(valid_len).map_err(StoreError::io(&failed_path))?;
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&failed_path)
+                    .map_err(StoreError::io(&failed_path))?;
+                file.set_len(valid_len)
+                    .map_err(StoreError::io(&failed_path))?;
             }
             state.failed_events = records.len() as u64;
         }
         let wal_writer = WalWriter::open(&wal_dir, writer_index, writer_len)?;
-        let failed_len = std::fs::metadata(&failed_path).map(|meta| meta.len()).unwrap_or(0);
+        let failed_len = std::fs::metadata(&failed_path)
+            .map(|meta| meta.len())
+            .unwrap_or(0);
         let failed_writer = FailedLog::open(&failed_path, failed_len)?;
 
-        let shared = Arc::new(Shared { dir, options, state: RwLock::new(state), appended_total: AtomicU64::new(0) });
+        let shared = Arc::new(Shared {
+            dir,
+            options,
+            state: RwLock::new(state),
+            appended_total: AtomicU64::new(0),
+        });
         let (sender, receiver) = mpsc::channel();
         let thread_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
             .name("waymark-store-writer".into())
             .spawn(move || writer_loop(thread_shared, receiver, wal_writer, failed_writer))
             .map_err(StoreError::io("writer thread"))?;
-        Ok(Store { shared, sender: Mutex::new(Some(sender)), writer: Mutex::new(Some(writer)), _lock: lock })
+        Ok(Store {
+            shared,
+            sender: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(writer)),
+            _lock: lock,
+        })
     }
 
     fn send<T>(&self, make: impl FnOnce(mpsc::SyncSender<Result<T>>) -> Command) -> Result<T> {
         let (reply, answer) = mpsc::sync_channel(1);
         {
             let sender = self.sender.lock();
-            let sender = sender.as_ref().ok_or_else(|| StoreError::WriterStopped("the store is closed".into()))?;
+            let sender = sender
+                .as_ref()
+                .ok_or_else(|| StoreError::WriterStopped("the store is closed".into()))?;
             sender
                 .send(make(reply))
                 .map_err(|_| StoreError::WriterStopped("the writer thread has exited".into()))?;
         }
-        answer
-            .recv()
-            .map_err(|_| StoreError::WriterStopped("the writer thread exited before answering".into()))?
+        answer.recv().map_err(|_| {
+            StoreError::WriterStopped("the writer thread exited before answering".into())
+        })?
     }
 
     /// Appends events (and failed-event records) durably. Returns once they are on disk and visible to readers.
     /// Events whose `messageId` is already stored are counted as duplicates and not stored again.
     pub fn append(&self, events: Vec<Event>, failed: Vec<FailedEvent>) -> Result<AppendOutcome> {
-        self.send(|reply| Command::Append { events, failed, reply })
+        self.send(|reply| Command::Append {
+            events,
+            failed,
+            reply,
+        })
     }
 
     /// Forces two identifiers (keys like `user:ann` or bare values) into one customer, bypassing the guards.
@@ -401,7 +468,11 @@ impl Store {
 
     /// Flushes and stops the writer. Further appends fail. Called by `Drop` too.
     pub fn close(&self) -> Result<()> {
-        let result = if self.sender.lock().is_some() { self.flush() } else { Ok(()) };
+        let result = if self.sender.lock().is_some() {
+            self.flush()
+        } else {
+            Ok(())
+        };
         self.sender.lock().take();
         if let Some(handle) = self.writer.lock().take() {
             let _ = handle.join();
@@ -434,17 +505,30 @@ impl Store {
     /// Counts for dashboards and `/metrics`.
     pub fn stats(&self) -> StoreStats {
         let state = self.shared.state.read();
-        let segment_events: usize = state.segments.iter().map(|segment| segment.columns.len()).sum();
+        let segment_events: usize = state
+            .segments
+            .iter()
+            .map(|segment| segment.columns.len())
+            .sum();
         StoreStats {
             events: (segment_events + state.memtable.columns.len()) as u64,
             customers: state.identity.n_customers() as u64,
             identifiers: state.identity.n_identifiers() as u64,
             segments: state.segments.len() as u64,
             memtable_events: state.memtable.columns.len() as u64,
-            segment_bytes: state.segments.iter().map(|segment| segment.file.bytes).sum(),
+            segment_bytes: state
+                .segments
+                .iter()
+                .map(|segment| segment.file.bytes)
+                .sum(),
             wal_bytes: state.wal_bytes,
             failed_events: state.failed_events,
-            merge_edges: state.identity.edges().iter().filter(|edge| edge.is_active()).count() as u64,
+            merge_edges: state
+                .identity
+                .edges()
+                .iter()
+                .filter(|edge| edge.is_active())
+                .count() as u64,
             identity_warnings: state.identity.warnings().len() as u64,
             steps: state.steps.len() as u64,
             channels: state.channels.len() as u64,
@@ -471,14 +555,30 @@ impl Store {
             for member in &members {
                 for row in segment.rows_by_ident.get(member).into_iter().flatten() {
                     let row_index = *row as usize;
-                    rows.push((segment.columns.ts[row_index], segment.columns.seq[row_index], segment_index, *row));
+                    rows.push((
+                        segment.columns.ts[row_index],
+                        segment.columns.seq[row_index],
+                        segment_index,
+                        *row,
+                    ));
                 }
             }
         }
         for member in &members {
-            for row in state.memtable.rows_by_ident.get(member).into_iter().flatten() {
+            for row in state
+                .memtable
+                .rows_by_ident
+                .get(member)
+                .into_iter()
+                .flatten()
+            {
                 let row_index = *row as usize;
-                rows.push((state.memtable.columns.ts[row_index], state.memtable.columns.seq[row_index], usize::MAX, *row));
+                rows.push((
+                    state.memtable.columns.ts[row_index],
+                    state.memtable.columns.seq[row_index],
+                    usize::MAX,
+                    *row,
+                ));
             }
         }
         rows.sort_unstable();
@@ -486,23 +586,34 @@ impl Store {
         let mut events = Vec::with_capacity(rows.len());
         for (_, _, location, row) in rows {
             let (columns, payload): (&Columns, Vec<u8>) = if location == usize::MAX {
-                (&state.memtable.columns, state.memtable.payloads[row as usize].clone())
+                (
+                    &state.memtable.columns,
+                    state.memtable.payloads[row as usize].clone(),
+                )
             } else {
                 let segment = &state.segments[location];
                 let block_index = row as usize / segment::ROWS_PER_BLOCK;
                 let entry = match block_cache.entry((location, block_index)) {
                     std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(entry) => entry.insert(segment.file.read_block(block_index)?),
+                    std::collections::hash_map::Entry::Vacant(entry) => {
+                        entry.insert(segment.file.read_block(block_index)?)
+                    }
                 };
                 (&segment.columns, entry.1[(row - entry.0) as usize].clone())
             };
             let event: Event = serde_json::from_slice(&payload).map_err(|error| {
-                StoreError::corrupt(&self.shared.dir, format!("stored event does not parse: {error}"))
+                StoreError::corrupt(
+                    &self.shared.dir,
+                    format!("stored event does not parse: {error}"),
+                )
             })?;
             let row_index = row as usize;
             events.push(TimelineEntry {
                 time: Timestamp(columns.ts[row_index]),
-                channel: state.channels.name(columns.channel[row_index] as u32).to_string(),
+                channel: state
+                    .channels
+                    .name(columns.channel[row_index] as u32)
+                    .to_string(),
                 step: state.steps.name(columns.step[row_index]).to_string(),
                 identifier: state.identity.key(columns.ident[row_index]).to_string(),
                 device: event.device_label(),
@@ -520,12 +631,17 @@ impl Store {
             .identity
             .warnings()
             .iter()
-            .filter(|warning| key_set.contains(warning.a.as_str()) || key_set.contains(warning.b.as_str()))
+            .filter(|warning| {
+                key_set.contains(warning.a.as_str()) || key_set.contains(warning.b.as_str())
+            })
             .cloned()
             .collect();
         Ok(Some(CustomerView {
             customer_id: state.identity.display_id(root),
-            identifiers: member_keys.iter().map(|key| Identifier::from_key(key)).collect(),
+            identifiers: member_keys
+                .iter()
+                .map(|key| Identifier::from_key(key))
+                .collect(),
             merges,
             warnings,
             events,
@@ -547,7 +663,10 @@ impl Store {
         records
             .iter()
             .take(limit)
-            .map(|record| serde_json::from_slice(record).map_err(|error| StoreError::corrupt(&path, error.to_string())))
+            .map(|record| {
+                serde_json::from_slice(record)
+                    .map_err(|error| StoreError::corrupt(&path, error.to_string()))
+            })
             .collect()
     }
 
@@ -563,7 +682,10 @@ impl Store {
         let mut display_cache: HashMap<u32, String> = HashMap::new();
         let mut customer_name = |ident: u32| -> String {
             let root = state.identity.customer_of(ident);
-            display_cache.entry(root).or_insert_with(|| state.identity.display_id(root)).clone()
+            display_cache
+                .entry(root)
+                .or_insert_with(|| state.identity.display_id(root))
+                .clone()
         };
         for segment in &state.segments {
             for block_index in 0..segment.file.n_blocks() {
@@ -616,7 +738,11 @@ fn segment_path(dir: &Path, id: u64) -> PathBuf {
 
 /// Deletes segment and snapshot files the manifest does not list (left by a crash mid-flush) and temporaries.
 fn remove_unlisted_files(dir: &Path, manifest: &Manifest) -> Result<()> {
-    let listed: HashSet<PathBuf> = manifest.segments.iter().map(|entry| segment_path(dir, entry.id)).collect();
+    let listed: HashSet<PathBuf> = manifest
+        .segments
+        .iter()
+        .map(|entry| segment_path(dir, entry.id))
+        .collect();
     let segments_dir = dir.join("segments");
     for entry in std::fs::read_dir(&segments_dir).map_err(StoreError::io(&segments_dir))? {
         let path = entry.map_err(StoreError::io(&segments_dir))?.path();
@@ -627,7 +753,9 @@ fn remove_unlisted_files(dir: &Path, manifest: &Manifest) -> Result<()> {
     let identity_dir = dir.join("identity");
     for entry in std::fs::read_dir(&identity_dir).map_err(StoreError::io(&identity_dir))? {
         let path = entry.map_err(StoreError::io(&identity_dir))?.path();
-        let name = path.file_name().map(|name| name.to_string_lossy().to_string());
+        let name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().to_string());
         if name != manifest.identity_snapshot {
             std::fs::remove_file(&path).map_err(StoreError::io(&path))?;
         }
@@ -637,15 +765,39 @@ fn remove_unlisted_files(dir: &Path, manifest: &Manifest) -> Result<()> {
 
 fn load_segment(dir: &Path, id: u64, state: &mut State) -> Result<LoadedSegment> {
     let (file, local) = SegmentFile::open(&segment_path(dir, id))?;
-    let ident_map: Vec<u32> = local.identifiers.iter().map(|key| state.identity.intern(key)).collect();
-    let step_map: Vec<u32> = local.steps.iter().map(|name| state.steps.intern(name)).collect();
-    let channel_map: Vec<u16> = local.channels.iter().map(|name| state.channels.intern(name) as u16).collect();
+    let ident_map: Vec<u32> = local
+        .identifiers
+        .iter()
+        .map(|key| state.identity.intern(key))
+        .collect();
+    let step_map: Vec<u32> = local
+        .steps
+        .iter()
+        .map(|name| state.steps.intern(name))
+        .collect();
+    let channel_map: Vec<u16> = local
+        .channels
+        .iter()
+        .map(|name| state.channels.intern(name) as u16)
+        .collect();
     let columns = Columns {
-        ident: local.ident.iter().map(|code| ident_map[*code as usize]).collect(),
+        ident: local
+            .ident
+            .iter()
+            .map(|code| ident_map[*code as usize])
+            .collect(),
         ts: local.ts,
         seq: local.seq,
-        step: local.step.iter().map(|code| step_map[*code as usize]).collect(),
-        channel: local.channel.iter().map(|code| channel_map[*code as usize]).collect(),
+        step: local
+            .step
+            .iter()
+            .map(|code| step_map[*code as usize])
+            .collect(),
+        channel: local
+            .channel
+            .iter()
+            .map(|code| channel_map[*code as usize])
+            .collect(),
         msg_hash: local.msg_hash,
     };
     let mut rows_by_ident: HashMap<u32, Vec<u32>> = HashMap::new();
@@ -656,7 +808,12 @@ fn load_segment(dir: &Path, id: u64, state: &mut State) -> Result<LoadedSegment>
     if let Some(max_seq) = columns.seq.iter().max() {
         state.next_seq = state.next_seq.max(max_seq + 1);
     }
-    Ok(LoadedSegment { id, file, columns, rows_by_ident })
+    Ok(LoadedSegment {
+        id,
+        file,
+        columns,
+        rows_by_ident,
+    })
 }
 
 impl State {
@@ -665,12 +822,18 @@ impl State {
     fn apply_event(&mut self, event: &Event, payload: Vec<u8>, seq: u64) {
         let ident = self.identity.intern(&event.primary_identifier().key());
         for (a, b) in event.identity_links() {
-            let (a, b) = (self.identity.intern(&a.key()), self.identity.intern(&b.key()));
+            let (a, b) = (
+                self.identity.intern(&a.key()),
+                self.identity.intern(&b.key()),
+            );
             let (reason, forced) = match event.event_type {
                 waymark_model::EventType::Alias => (EdgeReason::Alias, true),
                 _ => (EdgeReason::Identify, false),
             };
-            if let LinkOutcome::Refused(warning) = self.identity.link(a, b, reason, &event.message_id, event.timestamp, forced) {
+            if let LinkOutcome::Refused(warning) =
+                self.identity
+                    .link(a, b, reason, &event.message_id, event.timestamp, forced)
+            {
                 tracing::warn!(code = %warning.code, "{}", warning.message);
             }
         }
@@ -692,27 +855,36 @@ impl State {
     }
 
     fn apply_merge(&mut self, record: &MergeRecord) -> LinkOutcome {
-        let (a, b) = (self.identity.intern(&record.a), self.identity.intern(&record.b));
-        self.identity.link(a, b, EdgeReason::Manual, "", record.at, true)
+        let (a, b) = (
+            self.identity.intern(&record.a),
+            self.identity.intern(&record.b),
+        );
+        self.identity
+            .link(a, b, EdgeReason::Manual, "", record.at, true)
     }
 
     fn replay_record(&mut self, record: &[u8], path: &Path) -> Result<()> {
         let corrupt = |detail: String| StoreError::corrupt(path, detail);
         match record.first() {
             Some(&RECORD_EVENTS) => {
-                for (seq, payload) in decode_events_record(record).ok_or_else(|| corrupt("malformed events record".into()))? {
-                    let event: Event = serde_json::from_slice(payload).map_err(|error| corrupt(format!("logged event: {error}")))?;
+                for (seq, payload) in decode_events_record(record)
+                    .ok_or_else(|| corrupt("malformed events record".into()))?
+                {
+                    let event: Event = serde_json::from_slice(payload)
+                        .map_err(|error| corrupt(format!("logged event: {error}")))?;
                     if !self.seen.contains(&message_hash(&event.message_id)) {
                         self.apply_event(&event, payload.to_vec(), seq);
                     }
                 }
             }
             Some(&RECORD_MERGE) => {
-                let merge: MergeRecord = serde_json::from_slice(&record[1..]).map_err(|error| corrupt(error.to_string()))?;
+                let merge: MergeRecord = serde_json::from_slice(&record[1..])
+                    .map_err(|error| corrupt(error.to_string()))?;
                 self.apply_merge(&merge);
             }
             Some(&RECORD_UNMERGE) => {
-                let unmerge: UnmergeRecord = serde_json::from_slice(&record[1..]).map_err(|error| corrupt(error.to_string()))?;
+                let unmerge: UnmergeRecord = serde_json::from_slice(&record[1..])
+                    .map_err(|error| corrupt(error.to_string()))?;
                 self.identity.unmerge(unmerge.edge, unmerge.at);
             }
             other => return Err(corrupt(format!("unknown record kind {other:?}"))),
@@ -741,7 +913,8 @@ fn decode_events_record(record: &[u8]) -> Option<Vec<(u64, &[u8])>> {
     let mut offset = 5;
     for _ in 0..count {
         let seq = u64::from_le_bytes(record.get(offset..offset + 8)?.try_into().ok()?);
-        let len = u32::from_le_bytes(record.get(offset + 8..offset + 12)?.try_into().ok()?) as usize;
+        let len =
+            u32::from_le_bytes(record.get(offset + 8..offset + 12)?.try_into().ok()?) as usize;
         events.push((seq, record.get(offset + 12..offset + 12 + len)?));
         offset += 12 + len;
     }
@@ -757,13 +930,20 @@ struct FailedLog {
 
 impl FailedLog {
     fn open(path: &Path, len: u64) -> Result<FailedLog> {
-        Ok(FailedLog { writer: None, path: path.to_path_buf(), len })
+        Ok(FailedLog {
+            writer: None,
+            path: path.to_path_buf(),
+            len,
+        })
     }
 
     fn writer(&mut self) -> Result<&mut WalWriter> {
         if self.writer.is_none() {
             // The failed log reuses the WAL framing; it lives beside the data directory's other files.
-            let dir = self.path.parent().expect("failed.log lives in the data directory");
+            let dir = self
+                .path
+                .parent()
+                .expect("failed.log lives in the data directory");
             let writer = WalWriter::open_path(dir, &self.path, self.len)?;
             self.writer = Some(writer);
         }
@@ -773,12 +953,27 @@ impl FailedLog {
 
 /// What one group commit did for one request, to be answered after the sync.
 enum Pending {
-    Append { reply: mpsc::SyncSender<Result<AppendOutcome>>, outcome: AppendOutcome, count: usize },
-    Merge { reply: mpsc::SyncSender<Result<LinkOutcome>>, record: MergeRecord },
-    Unmerge { reply: mpsc::SyncSender<Result<bool>>, record: UnmergeRecord },
+    Append {
+        reply: mpsc::SyncSender<Result<AppendOutcome>>,
+        outcome: AppendOutcome,
+        count: usize,
+    },
+    Merge {
+        reply: mpsc::SyncSender<Result<LinkOutcome>>,
+        record: MergeRecord,
+    },
+    Unmerge {
+        reply: mpsc::SyncSender<Result<bool>>,
+        record: UnmergeRecord,
+    },
 }
 
-fn writer_loop(shared: Arc<Shared>, receiver: mpsc::Receiver<Command>, mut wal: WalWriter, mut failed_log: FailedLog) {
+fn writer_loop(
+    shared: Arc<Shared>,
+    receiver: mpsc::Receiver<Command>,
+    mut wal: WalWriter,
+    mut failed_log: FailedLog,
+) {
     let mut stopped: Option<String> = None;
     while let Ok(first) = receiver.recv() {
         let mut commands = vec![first];
@@ -813,7 +1008,12 @@ fn reply_error(command: Command, error: StoreError) {
 }
 
 /// One group commit: frame every request, one sync, apply, answer; then run flushes/compactions in order.
-fn group_commit(shared: &Shared, commands: Vec<Command>, wal: &mut WalWriter, failed_log: &mut FailedLog) -> Result<()> {
+fn group_commit(
+    shared: &Shared,
+    commands: Vec<Command>,
+    wal: &mut WalWriter,
+    failed_log: &mut FailedLog,
+) -> Result<()> {
     let mut pending = Vec::new();
     let mut maintenance = Vec::new();
     let mut new_events: Vec<(u64, Vec<u8>, Event)> = Vec::new();
@@ -824,9 +1024,16 @@ fn group_commit(shared: &Shared, commands: Vec<Command>, wal: &mut WalWriter, fa
         let mut seen_now: HashSet<u64> = HashSet::new();
         for command in commands {
             match command {
-                Command::Append { events, failed, reply } => {
+                Command::Append {
+                    events,
+                    failed,
+                    reply,
+                } => {
                     let first = new_events.len();
-                    let mut outcome = AppendOutcome { failed: failed.len(), ..AppendOutcome::default() };
+                    let mut outcome = AppendOutcome {
+                        failed: failed.len(),
+                        ..AppendOutcome::default()
+                    };
                     let mut batch = Vec::with_capacity(events.len());
                     for event in events {
                         let hash = message_hash(&event.message_id);
@@ -846,22 +1053,35 @@ fn group_commit(shared: &Shared, commands: Vec<Command>, wal: &mut WalWriter, fa
                     if !failed.is_empty() {
                         let writer = failed_log.writer()?;
                         for record in &failed {
-                            writer.push(&serde_json::to_vec(record).expect("failed events serialise"));
+                            writer.push(
+                                &serde_json::to_vec(record).expect("failed events serialise"),
+                            );
                         }
                         failed_written += failed.len() as u64;
                     }
                     let count = new_events.len() - first;
-                    pending.push(Pending::Append { reply, outcome, count });
+                    pending.push(Pending::Append {
+                        reply,
+                        outcome,
+                        count,
+                    });
                 }
                 Command::Merge { a, b, reply } => {
-                    let record = MergeRecord { a, b, at: Timestamp::now() };
+                    let record = MergeRecord {
+                        a,
+                        b,
+                        at: Timestamp::now(),
+                    };
                     let mut bytes = vec![RECORD_MERGE];
                     bytes.extend(serde_json::to_vec(&record).expect("serialises"));
                     wal.push(&bytes);
                     pending.push(Pending::Merge { reply, record });
                 }
                 Command::Unmerge { edge, reply } => {
-                    let record = UnmergeRecord { edge, at: Timestamp::now() };
+                    let record = UnmergeRecord {
+                        edge,
+                        at: Timestamp::now(),
+                    };
                     let mut bytes = vec![RECORD_UNMERGE];
                     bytes.extend(serde_json::to_vec(&record).expect("serialises"));
                     wal.push(&bytes);
@@ -879,9 +1099,15 @@ fn group_commit(shared: &Shared, commands: Vec<Command>, wal: &mut WalWriter, fa
             let message = error.to_string();
             for item in pending {
                 match item {
-                    Pending::Append { reply, .. } => drop(reply.send(Err(StoreError::WriterStopped(message.clone())))),
-                    Pending::Merge { reply, .. } => drop(reply.send(Err(StoreError::WriterStopped(message.clone())))),
-                    Pending::Unmerge { reply, .. } => drop(reply.send(Err(StoreError::WriterStopped(message.clone())))),
+                    Pending::Append { reply, .. } => {
+                        drop(reply.send(Err(StoreError::WriterStopped(message.clone()))))
+                    }
+                    Pending::Merge { reply, .. } => {
+                        drop(reply.send(Err(StoreError::WriterStopped(message.clone()))))
+                    }
+                    Pending::Unmerge { reply, .. } => {
+                        drop(reply.send(Err(StoreError::WriterStopped(message.clone()))))
+                    }
                 }
             }
             return Err(error);
@@ -894,11 +1120,17 @@ fn group_commit(shared: &Shared, commands: Vec<Command>, wal: &mut WalWriter, fa
         let mut events = new_events.into_iter();
         for item in pending {
             match item {
-                Pending::Append { reply, outcome, count } => {
+                Pending::Append {
+                    reply,
+                    outcome,
+                    count,
+                } => {
                     for (seq, payload, event) in events.by_ref().take(count) {
                         state.apply_event(&event, payload, seq);
                     }
-                    shared.appended_total.fetch_add(outcome.accepted as u64, Ordering::Relaxed);
+                    shared
+                        .appended_total
+                        .fetch_add(outcome.accepted as u64, Ordering::Relaxed);
                     let _ = reply.send(Ok(outcome));
                 }
                 Pending::Merge { reply, record } => {
@@ -942,7 +1174,10 @@ fn group_commit(shared: &Shared, commands: Vec<Command>, wal: &mut WalWriter, fa
 
 /// Writes the manifest atomically.
 fn save_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
-    write_atomically(&dir.join("MANIFEST"), &serde_json::to_vec_pretty(manifest).expect("manifest serialises"))
+    write_atomically(
+        &dir.join("MANIFEST"),
+        &serde_json::to_vec_pretty(manifest).expect("manifest serialises"),
+    )
 }
 
 /// Orders rows by (customer, time, sequence): the clustering order of segments.
@@ -958,7 +1193,10 @@ fn clustering_order(identity: &IdentityGraph, ident: &[u32], ts: &[i64], seq: &[
 fn flush(shared: &Shared, wal: &mut WalWriter) -> Result<()> {
     let dir = &shared.dir;
     let mut state = shared.state.write();
-    if state.memtable.columns.len() == 0 && state.manifest.wal_start == wal.index && state.manifest.identity_snapshot.is_some() {
+    if state.memtable.columns.len() == 0
+        && state.manifest.wal_start == wal.index
+        && state.manifest.identity_snapshot.is_some()
+    {
         return Ok(());
     }
     // New appends (after this flush) go to a fresh log file; everything in older files is covered below.
@@ -987,11 +1225,18 @@ fn flush(shared: &Shared, wal: &mut WalWriter) -> Result<()> {
             .collect();
         let id = manifest.next_segment_id;
         let bytes = segment::write_segment(&segment_path(dir, id), &rows)?;
-        manifest.segments.push(SegmentEntry { id, rows: rows.len() as u64, bytes });
+        manifest.segments.push(SegmentEntry {
+            id,
+            rows: rows.len() as u64,
+            bytes,
+        });
         manifest.next_segment_id += 1;
     }
     let snapshot_name = format!("{:020}.json", new_wal_index);
-    write_atomically(&dir.join("identity").join(&snapshot_name), &serde_json::to_vec(&state.identity.snapshot()).expect("serialises"))?;
+    write_atomically(
+        &dir.join("identity").join(&snapshot_name),
+        &serde_json::to_vec(&state.identity.snapshot()).expect("serialises"),
+    )?;
     let old_snapshot = manifest.identity_snapshot.replace(snapshot_name);
     manifest.wal_start = new_wal_index;
     manifest.next_seq = state.next_seq;
@@ -1006,7 +1251,11 @@ fn flush(shared: &Shared, wal: &mut WalWriter) -> Result<()> {
     if let Some(old) = old_snapshot {
         let _ = std::fs::remove_file(dir.join("identity").join(old));
     }
-    if let Some(entry) = manifest.segments.last().filter(|entry| !state.segments.iter().any(|segment| segment.id == entry.id)) {
+    if let Some(entry) = manifest
+        .segments
+        .last()
+        .filter(|entry| !state.segments.iter().any(|segment| segment.id == entry.id))
+    {
         let id = entry.id;
         let segment = load_segment(dir, id, &mut state)?;
         state.segments.push(segment);
@@ -1037,7 +1286,9 @@ fn compact(shared: &Shared) -> Result<()> {
         columns.seq.extend_from_slice(&segment.columns.seq);
         columns.step.extend_from_slice(&segment.columns.step);
         columns.channel.extend_from_slice(&segment.columns.channel);
-        columns.msg_hash.extend_from_slice(&segment.columns.msg_hash);
+        columns
+            .msg_hash
+            .extend_from_slice(&segment.columns.msg_hash);
     }
     let order = clustering_order(&state.identity, &columns.ident, &columns.ts, &columns.seq);
     let rows: Vec<SegmentRow> = order
@@ -1060,7 +1311,11 @@ fn compact(shared: &Shared) -> Result<()> {
     let bytes = segment::write_segment(&segment_path(dir, id), &rows)?;
     drop(rows);
     let old: Vec<u64> = manifest.segments.iter().map(|entry| entry.id).collect();
-    manifest.segments = vec![SegmentEntry { id, rows: order.len() as u64, bytes }];
+    manifest.segments = vec![SegmentEntry {
+        id,
+        rows: order.len() as u64,
+        bytes,
+    }];
     manifest.next_segment_id += 1;
     save_manifest(dir, &manifest)?;
     for old_id in old {

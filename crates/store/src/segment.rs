@@ -99,7 +99,10 @@ struct Dictionary<'a> {
 
 impl<'a> Dictionary<'a> {
     fn new() -> Self {
-        Dictionary { index: std::collections::HashMap::new(), values: Vec::new() }
+        Dictionary {
+            index: std::collections::HashMap::new(),
+            values: Vec::new(),
+        }
     }
     fn code(&mut self, value: &'a str) -> u32 {
         let next = self.values.len() as u32;
@@ -119,7 +122,10 @@ fn to_bytes<T: Copy, const N: usize>(values: &[T], encode: impl Fn(T) -> [u8; N]
 }
 
 fn from_bytes<T, const N: usize>(bytes: &[u8], decode: impl Fn([u8; N]) -> T) -> Vec<T> {
-    bytes.chunks_exact(N).map(|chunk| decode(chunk.try_into().expect("chunk of N"))).collect()
+    bytes
+        .chunks_exact(N)
+        .map(|chunk| decode(chunk.try_into().expect("chunk of N")))
+        .collect()
 }
 
 /// Delta-encodes a column so runs of nearby values (times within a journey, sequences) compress well.
@@ -154,9 +160,16 @@ struct SectionWriter {
 
 impl SectionWriter {
     fn write(&mut self, raw: &[u8]) -> Result<SectionRef> {
-        let compressed = zstd::bulk::compress(raw, ZSTD_LEVEL).map_err(StoreError::io(&self.path))?;
-        self.file.write_all(&compressed).map_err(StoreError::io(&self.path))?;
-        let section = SectionRef { offset: self.offset, len: compressed.len() as u64, crc: crc32fast::hash(&compressed) };
+        let compressed =
+            zstd::bulk::compress(raw, ZSTD_LEVEL).map_err(StoreError::io(&self.path))?;
+        self.file
+            .write_all(&compressed)
+            .map_err(StoreError::io(&self.path))?;
+        let section = SectionRef {
+            offset: self.offset,
+            len: compressed.len() as u64,
+            crc: crc32fast::hash(&compressed),
+        };
         self.offset += compressed.len() as u64;
         Ok(section)
     }
@@ -167,16 +180,29 @@ impl SectionWriter {
 pub(crate) fn write_segment(path: &Path, rows: &[SegmentRow<'_>]) -> Result<u64> {
     let tmp_path = path.with_extension("seg.tmp");
     let file = File::create(&tmp_path).map_err(StoreError::io(&tmp_path))?;
-    let mut writer = SectionWriter { file, path: tmp_path.clone(), offset: 0 };
-    writer.file.write_all(MAGIC_HEAD).map_err(StoreError::io(&tmp_path))?;
+    let mut writer = SectionWriter {
+        file,
+        path: tmp_path.clone(),
+        offset: 0,
+    };
+    writer
+        .file
+        .write_all(MAGIC_HEAD)
+        .map_err(StoreError::io(&tmp_path))?;
     writer.offset = MAGIC_HEAD.len() as u64;
 
     let mut identifiers = Dictionary::new();
     let mut steps = Dictionary::new();
     let mut channels = Dictionary::new();
-    let ident: Vec<u32> = rows.iter().map(|row| identifiers.code(row.identifier)).collect();
+    let ident: Vec<u32> = rows
+        .iter()
+        .map(|row| identifiers.code(row.identifier))
+        .collect();
     let step: Vec<u32> = rows.iter().map(|row| steps.code(row.step)).collect();
-    let channel: Vec<u16> = rows.iter().map(|row| channels.code(row.channel) as u16).collect();
+    let channel: Vec<u16> = rows
+        .iter()
+        .map(|row| channels.code(row.channel) as u16)
+        .collect();
     let ts: Vec<i64> = rows.iter().map(|row| row.ts).collect();
     let seq: Vec<i64> = rows.iter().map(|row| row.seq as i64).collect();
     let msg_hash: Vec<u64> = rows.iter().map(|row| row.msg_hash).collect();
@@ -233,7 +259,10 @@ pub(crate) fn write_segment(path: &Path, rows: &[SegmentRow<'_>]) -> Result<u64>
     tail.extend_from_slice(&(footer_bytes.len() as u32).to_le_bytes());
     tail.extend_from_slice(&crc32fast::hash(&footer_bytes).to_le_bytes());
     tail.extend_from_slice(MAGIC_TAIL);
-    writer.file.write_all(&tail).map_err(StoreError::io(&tmp_path))?;
+    writer
+        .file
+        .write_all(&tail)
+        .map_err(StoreError::io(&tmp_path))?;
     writer.file.sync_all().map_err(StoreError::io(&tmp_path))?;
     let bytes = writer.offset + tail.len() as u64;
     drop(writer);
@@ -245,24 +274,36 @@ pub(crate) fn write_segment(path: &Path, rows: &[SegmentRow<'_>]) -> Result<u64>
 impl SegmentFile {
     fn read_exact_at(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
         let mut buffer = vec![0u8; len as usize];
-        self.file.read_exact_at(&mut buffer, offset).map_err(StoreError::io(&self.path))?;
+        self.file
+            .read_exact_at(&mut buffer, offset)
+            .map_err(StoreError::io(&self.path))?;
         Ok(buffer)
     }
 
     fn read_section(&self, section: &SectionRef, what: &str) -> Result<Vec<u8>> {
         let compressed = self.read_exact_at(section.offset, section.len)?;
         if crc32fast::hash(&compressed) != section.crc {
-            return Err(StoreError::corrupt(&self.path, format!("{what} fails its checksum")));
+            return Err(StoreError::corrupt(
+                &self.path,
+                format!("{what} fails its checksum"),
+            ));
         }
-        zstd::stream::decode_all(&compressed[..])
-            .map_err(|error| StoreError::corrupt(&self.path, format!("{what} does not decompress: {error}")))
+        zstd::stream::decode_all(&compressed[..]).map_err(|error| {
+            StoreError::corrupt(&self.path, format!("{what} does not decompress: {error}"))
+        })
     }
 
     /// Opens a segment, checks its footer and every column checksum, and returns the file and its columns.
     pub(crate) fn open(path: &Path) -> Result<(SegmentFile, SegmentColumns)> {
         let file = File::open(path).map_err(StoreError::io(path))?;
         let bytes = file.metadata().map_err(StoreError::io(path))?.len();
-        let mut segment = SegmentFile { path: path.to_path_buf(), file, blocks: Vec::new(), n_rows: 0, bytes };
+        let mut segment = SegmentFile {
+            path: path.to_path_buf(),
+            file,
+            blocks: Vec::new(),
+            n_rows: 0,
+            bytes,
+        };
         if bytes < 24 {
             return Err(StoreError::corrupt(path, "file too short to be a segment"));
         }
@@ -280,27 +321,67 @@ impl SegmentFile {
         if crc32fast::hash(&footer_bytes) != footer_crc {
             return Err(StoreError::corrupt(path, "footer fails its checksum"));
         }
-        let footer: Footer = serde_json::from_slice(&footer_bytes)
-            .map_err(|error| StoreError::corrupt(path, format!("footer does not parse: {error}")))?;
+        let footer: Footer = serde_json::from_slice(&footer_bytes).map_err(|error| {
+            StoreError::corrupt(path, format!("footer does not parse: {error}"))
+        })?;
         if footer.format != 1 {
-            return Err(StoreError::UnsupportedFormat { path: path.to_path_buf(), found: footer.format, supported: 1 });
+            return Err(StoreError::UnsupportedFormat {
+                path: path.to_path_buf(),
+                found: footer.format,
+                supported: 1,
+            });
         }
         let n = footer.n_rows as usize;
-        let ident = from_bytes(&segment.read_section(&footer.ident, "ident column")?, u32::from_le_bytes);
-        let ts = delta_decode(from_bytes(&segment.read_section(&footer.ts, "ts column")?, i64::from_le_bytes));
-        let seq = delta_decode(from_bytes(&segment.read_section(&footer.seq, "seq column")?, i64::from_le_bytes));
-        let step = from_bytes(&segment.read_section(&footer.step, "step column")?, u32::from_le_bytes);
-        let channel = from_bytes(&segment.read_section(&footer.channel, "channel column")?, u16::from_le_bytes);
-        let msg_hash = from_bytes(&segment.read_section(&footer.msg_hash, "msg_hash column")?, u64::from_le_bytes);
-        let lengths = [ident.len(), ts.len(), seq.len(), step.len(), channel.len(), msg_hash.len()];
+        let ident = from_bytes(
+            &segment.read_section(&footer.ident, "ident column")?,
+            u32::from_le_bytes,
+        );
+        let ts = delta_decode(from_bytes(
+            &segment.read_section(&footer.ts, "ts column")?,
+            i64::from_le_bytes,
+        ));
+        let seq = delta_decode(from_bytes(
+            &segment.read_section(&footer.seq, "seq column")?,
+            i64::from_le_bytes,
+        ));
+        let step = from_bytes(
+            &segment.read_section(&footer.step, "step column")?,
+            u32::from_le_bytes,
+        );
+        let channel = from_bytes(
+            &segment.read_section(&footer.channel, "channel column")?,
+            u16::from_le_bytes,
+        );
+        let msg_hash = from_bytes(
+            &segment.read_section(&footer.msg_hash, "msg_hash column")?,
+            u64::from_le_bytes,
+        );
+        let lengths = [
+            ident.len(),
+            ts.len(),
+            seq.len(),
+            step.len(),
+            channel.len(),
+            msg_hash.len(),
+        ];
         if lengths.iter().any(|length| *length != n) {
-            return Err(StoreError::corrupt(path, format!("column lengths {lengths:?} differ from {n} rows")));
+            return Err(StoreError::corrupt(
+                path,
+                format!("column lengths {lengths:?} differ from {n} rows"),
+            ));
         }
-        let dictionary_overflow = ident.iter().any(|code| *code as usize >= footer.identifiers.len())
+        let dictionary_overflow = ident
+            .iter()
+            .any(|code| *code as usize >= footer.identifiers.len())
             || step.iter().any(|code| *code as usize >= footer.steps.len())
-            || channel.iter().any(|code| *code as usize >= footer.channels.len());
+            || channel
+                .iter()
+                .any(|code| *code as usize >= footer.channels.len());
         if dictionary_overflow {
-            return Err(StoreError::corrupt(path, "a dictionary code is out of range"));
+            return Err(StoreError::corrupt(
+                path,
+                "a dictionary code is out of range",
+            ));
         }
         segment.blocks = footer.blocks;
         segment.n_rows = footer.n_rows;
@@ -322,11 +403,25 @@ impl SegmentFile {
     pub(crate) fn read_block(&self, block_index: usize) -> Result<(u32, Vec<Vec<u8>>)> {
         let block = &self.blocks[block_index];
         let raw = self.read_section(
-            &SectionRef { offset: block.offset, len: block.len, crc: block.crc },
+            &SectionRef {
+                offset: block.offset,
+                len: block.len,
+                crc: block.crc,
+            },
             &format!("payload block {block_index}"),
         )?;
-        let corrupt = || StoreError::corrupt(&self.path, format!("payload block {block_index} is malformed"));
-        let count = u32::from_le_bytes(raw.get(0..4).ok_or_else(corrupt)?.try_into().expect("4 bytes")) as usize;
+        let corrupt = || {
+            StoreError::corrupt(
+                &self.path,
+                format!("payload block {block_index} is malformed"),
+            )
+        };
+        let count = u32::from_le_bytes(
+            raw.get(0..4)
+                .ok_or_else(corrupt)?
+                .try_into()
+                .expect("4 bytes"),
+        ) as usize;
         if count != block.n_rows as usize {
             return Err(corrupt());
         }
@@ -336,7 +431,11 @@ impl SegmentFile {
         for row in 0..count {
             let end_bytes = raw.get(4 + 4 * row..8 + 4 * row).ok_or_else(corrupt)?;
             let end = u32::from_le_bytes(end_bytes.try_into().expect("4 bytes")) as usize;
-            payloads.push(raw.get(data_start + start..data_start + end).ok_or_else(corrupt)?.to_vec());
+            payloads.push(
+                raw.get(data_start + start..data_start + end)
+                    .ok_or_else(corrupt)?
+                    .to_vec(),
+            );
             start = end;
         }
         Ok((block.first_row, payloads))
@@ -387,6 +486,9 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[20] ^= 0xff;
         std::fs::write(&path, bytes).unwrap();
-        assert!(matches!(SegmentFile::open(&path), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            SegmentFile::open(&path),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 }

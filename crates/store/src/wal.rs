@@ -24,7 +24,10 @@ pub(crate) fn list_wal_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
         let entry = entry.map_err(StoreError::io(dir))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if let Some(index) = name.strip_suffix(".log").and_then(|stem| stem.parse::<u64>().ok()) {
+        if let Some(index) = name
+            .strip_suffix(".log")
+            .and_then(|stem| stem.parse::<u64>().ok())
+        {
             files.push((index, entry.path()));
         }
     }
@@ -60,23 +63,34 @@ impl WalWriter {
             .open(&path)
             .map_err(StoreError::io(&path))?;
         file.set_len(valid_len).map_err(StoreError::io(&path))?;
-        file.seek(SeekFrom::Start(valid_len)).map_err(StoreError::io(&path))?;
+        file.seek(SeekFrom::Start(valid_len))
+            .map_err(StoreError::io(&path))?;
         file.sync_all().map_err(StoreError::io(&path))?;
         sync_dir(dir)?;
-        Ok(WalWriter { file, path, index: 0, buffer: Vec::with_capacity(1 << 20), bytes_written: valid_len })
+        Ok(WalWriter {
+            file,
+            path,
+            index: 0,
+            buffer: Vec::with_capacity(1 << 20),
+            bytes_written: valid_len,
+        })
     }
 
     /// Frames `payload` into the pending buffer.
     pub(crate) fn push(&mut self, payload: &[u8]) {
-        self.buffer.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        self.buffer.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        self.buffer
+            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        self.buffer
+            .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
         self.buffer.extend_from_slice(payload);
     }
 
     /// Writes the pending buffer and makes it durable with one `fdatasync`.
     pub(crate) fn sync(&mut self) -> Result<()> {
         if !self.buffer.is_empty() {
-            self.file.write_all(&self.buffer).map_err(StoreError::io(&self.path))?;
+            self.file
+                .write_all(&self.buffer)
+                .map_err(StoreError::io(&self.path))?;
             self.bytes_written += self.buffer.len() as u64;
             self.buffer.clear();
         }
@@ -116,7 +130,9 @@ pub(crate) fn read_wal_file(path: &Path) -> Result<(Vec<Vec<u8>>, u64, bool)> {
 
 /// fsyncs a directory so that created, renamed or removed entries survive a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|handle| handle.sync_all()).map_err(StoreError::io(dir))
+    File::open(dir)
+        .and_then(|handle| handle.sync_all())
+        .map_err(StoreError::io(dir))
 }
 
 #[cfg(test)]

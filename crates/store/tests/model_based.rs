@@ -17,7 +17,12 @@ enum Operation {
 }
 
 fn operation() -> impl Strategy<Value = Operation> {
-    let event = (0u16..400, 0u8..12, proptest::option::of(0u8..12), 0u16..1000);
+    let event = (
+        0u16..400,
+        0u8..12,
+        proptest::option::of(0u8..12),
+        0u16..1000,
+    );
     prop_oneof![
         6 => proptest::collection::vec(event, 1..40).prop_map(Operation::Append),
         1 => Just(Operation::Flush),
@@ -41,11 +46,18 @@ fn make_event(message: u16, user: u8, anonymous: Option<u8>, seconds: u16) -> Ev
     } else if user < 3 {
         json["anonymousId"] = format!("a{user}").into();
     }
-    Event::from_segment_json(&json, &IngestContext::at(Timestamp::from_secs(1_800_000_000))).unwrap()
+    Event::from_segment_json(
+        &json,
+        &IngestContext::at(Timestamp::from_secs(1_800_000_000)),
+    )
+    .unwrap()
 }
 
 fn options() -> StoreOptions {
-    StoreOptions { flush_rows: 50, max_segments: 3 }
+    StoreOptions {
+        flush_rows: 50,
+        max_segments: 3,
+    }
 }
 
 /// What the model says must be visible: every accepted message id with its step and time.
@@ -54,8 +66,15 @@ fn stored(store: &Store) -> BTreeMap<String, (String, i64)> {
     store
         .for_each_event(|_, payload| {
             let event: Event = serde_json::from_slice(payload).unwrap();
-            let previous = seen.insert(event.message_id.clone(), (event.step(), event.timestamp.micros()));
-            assert!(previous.is_none(), "message {} stored twice", event.message_id);
+            let previous = seen.insert(
+                event.message_id.clone(),
+                (event.step(), event.timestamp.micros()),
+            );
+            assert!(
+                previous.is_none(),
+                "message {} stored twice",
+                event.message_id
+            );
             Ok(())
         })
         .unwrap();

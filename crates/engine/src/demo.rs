@@ -1,0 +1,605 @@
+//! The demo business: a seeded smart-home retailer selling on web, app, chat, SMS, e-mail, phone and in store,
+//! with friction planted on purpose so that analyses have something true to find. `docs/demo.md` documents the
+//! ground truth; keep the two in step.
+//!
+//! Planted friction:
+//! 1. **Login failure loop on the Android app**: a login attempt fails 55 % of the time on `android_app`
+//!    (6 % elsewhere); after repeated failures customers call the contact centre (`Call Started`,
+//!    `reason=login_problem`) or give up.
+//! 2. **Unhelpful help article**: `Help: Reset Smart Lock` is rated unhelpful 80 % of the time (others 15 %);
+//!    unhelpful ratings lead to a call and often a repeat call within three days.
+//! 3. **Slow installation**: `Installation Scheduled` → `Installation Completed` has a 72 h standard time; in the
+//!    `North` region it takes 5–12 days.
+//! 4. **Shipping-cost dead end**: 35 % of checkouts end at `Shipping Options Viewed`.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use waymark_model::Timestamp;
+
+/// The first instant of the demo period (2026-08-01T00:00:00Z).
+pub const DEMO_START_SECS: i64 = 1_785_542_400;
+/// Length of the period over which customers arrive: 90 days.
+pub const DEMO_SPAN_SECS: i64 = 90 * 86_400;
+/// Standard time of the installation step, in seconds (72 h).
+pub const INSTALLATION_STANDARD_SECS: i64 = 72 * 3_600;
+
+/// Size and seed of a generated data set.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoConfig {
+    pub customers: usize,
+    pub seed: u64,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            customers: 50_000,
+            seed: 42,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Device {
+    anonymous_id: String,
+    platform: &'static str,
+    channel: &'static str,
+    os: &'static str,
+    model: &'static str,
+}
+
+const PLATFORMS: [(&str, &str, &str, &str); 4] = [
+    ("ios_app", "app", "iOS", "iPhone 15"),
+    ("android_app", "app", "Android", "Pixel 8"),
+    ("mac_web", "web", "macOS", "MacBook Air"),
+    ("windows_web", "web", "Windows", "Office PC"),
+];
+
+const PRODUCTS: [(&str, &str, f64); 4] = [
+    ("Smart Lock", "security", 229.0),
+    ("Security Camera", "security", 149.0),
+    ("Video Doorbell", "security", 179.0),
+    ("Smart Thermostat", "climate", 199.0),
+];
+
+const REGIONS: [&str; 4] = ["North", "South", "East", "West"];
+
+/// Builds one customer's events in time order.
+struct CustomerWriter<'a> {
+    rng: ChaCha8Rng,
+    customer_index: usize,
+    seed: u64,
+    user_id: String,
+    time_secs: f64,
+    n_events: usize,
+    emit: &'a mut dyn FnMut(Value),
+}
+
+impl CustomerWriter<'_> {
+    fn advance(&mut self, min_secs: f64, max_secs: f64) {
+        self.time_secs += self.rng.random_range(min_secs..max_secs);
+    }
+
+    fn chance(&mut self, probability: f64) -> bool {
+        self.rng.random::<f64>() < probability
+    }
+
+    fn base(&mut self, kind: &str) -> Value {
+        self.n_events += 1;
+        let micros = (self.time_secs * 1_000.0).round() as i64 * 1_000;
+        json!({
+            "type": kind,
+            "messageId": format!("demo-{}-{}-{}", self.seed, self.customer_index, self.n_events),
+            "timestamp": Timestamp(micros).to_rfc3339(),
+        })
+    }
+
+    /// An event on a device: anonymous until `logged_in`, then carrying both ids (as browser and app SDKs do).
+    fn on_device(&mut self, device: &Device, logged_in: bool, event: &str, properties: Value) {
+        let mut value = self.base("track");
+        value["event"] = event.into();
+        value["anonymousId"] = device.anonymous_id.clone().into();
+        if logged_in {
+            value["userId"] = self.user_id.clone().into();
+        }
+        value["properties"] = properties;
+        value["context"] = device_context(device);
+        (self.emit)(value);
+    }
+
+    fn page(&mut self, device: &Device, logged_in: bool, name: &str, properties: Value) {
+        let kind = if device.channel == "app" {
+            "screen"
+        } else {
+            "page"
+        };
+        let mut value = self.base(kind);
+        value["name"] = name.into();
+        value["anonymousId"] = device.anonymous_id.clone().into();
+        if logged_in {
+            value["userId"] = self.user_id.clone().into();
+        }
+        value["properties"] = properties;
+        value["context"] = device_context(device);
+        (self.emit)(value);
+    }
+
+    fn identify(&mut self, device: &Device, traits: Value) {
+        let mut value = self.base("identify");
+        value["userId"] = self.user_id.clone().into();
+        value["anonymousId"] = device.anonymous_id.clone().into();
+        value["traits"] = traits;
+        value["context"] = device_context(device);
+        (self.emit)(value);
+    }
+
+    /// An event from a back-office channel (contact centre, store, SMS, e-mail) that knows the customer id only.
+    fn known(&mut self, channel: &str, event: &str, properties: Value) {
+        let mut value = self.base("track");
+        value["event"] = event.into();
+        value["userId"] = self.user_id.clone().into();
+        value["properties"] = properties;
+        value["context"] = json!({ "channel": channel });
+        (self.emit)(value);
+    }
+
+    fn feedback(
+        &mut self,
+        device: &Device,
+        rated_step: &str,
+        helpful: bool,
+        article: Option<&str>,
+    ) {
+        let mut properties = json!({ "rated_step": rated_step, "helpful": helpful, "question": "Was this helpful?" });
+        if let Some(article) = article {
+            properties["article"] = article.into();
+        }
+        self.on_device(device, true, "Feedback Submitted", properties);
+    }
+}
+
+fn device_context(device: &Device) -> Value {
+    let library = if device.channel == "app" {
+        "analytics-ios"
+    } else {
+        "analytics.js"
+    };
+    json!({
+        "channel": device.channel,
+        "device": { "model": device.model, "type": device.platform },
+        "os": { "name": device.os },
+        "library": { "name": library, "version": "5.0.0" },
+    })
+}
+
+/// Generates the demo data set as Segment-spec JSON events, customer by customer, each customer's events in time
+/// order. Deterministic for a given config.
+pub fn generate(config: DemoConfig, emit: &mut dyn FnMut(Value)) {
+    let mut shared_tablet: Option<String> = None;
+    for customer_index in 0..config.customers {
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            config.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ customer_index as u64,
+        );
+        let n_devices =
+            1 + usize::from(rng.random::<f64>() < 0.45) + usize::from(rng.random::<f64>() < 0.15);
+        let mut devices: Vec<Device> = (0..n_devices)
+            .map(|_| {
+                let (platform, channel, os, model) =
+                    PLATFORMS[rng.random_range(0..PLATFORMS.len())];
+                Device {
+                    anonymous_id: format!("{:016x}", rng.random::<u64>()),
+                    platform,
+                    channel,
+                    os,
+                    model,
+                }
+            })
+            .collect();
+        // One household in a hundred shares a tablet between two customers: the identity guard must keep them apart.
+        if customer_index % 100 == 37 {
+            let tablet = Device {
+                anonymous_id: format!("tablet-{customer_index}"),
+                platform: "ios_app",
+                channel: "app",
+                os: "iPadOS",
+                model: "iPad",
+            };
+            shared_tablet = Some(tablet.anonymous_id.clone());
+            devices.push(tablet);
+        } else if customer_index % 100 == 38 {
+            if let Some(anonymous_id) = shared_tablet.take() {
+                devices.push(Device {
+                    anonymous_id,
+                    platform: "ios_app",
+                    channel: "app",
+                    os: "iPadOS",
+                    model: "iPad",
+                });
+            }
+        }
+        let start = DEMO_START_SECS as f64 + rng.random_range(0.0..DEMO_SPAN_SECS as f64);
+        let region = REGIONS[rng.random_range(0..REGIONS.len())];
+        let mut writer = CustomerWriter {
+            rng,
+            customer_index,
+            seed: config.seed,
+            user_id: format!("cust-{customer_index:06}"),
+            time_secs: start,
+            n_events: 0,
+            emit,
+        };
+        customer_journey(&mut writer, &devices, region);
+    }
+}
+
+fn customer_journey(w: &mut CustomerWriter, devices: &[Device], region: &str) {
+    let first = devices[0].clone();
+    let (product, category, price) = PRODUCTS[w.rng.random_range(0..PRODUCTS.len())];
+    let query = match category {
+        "security" => {
+            ["home security systems", "smart lock", "video doorbell"][w.rng.random_range(0..3)]
+        }
+        _ => "smart thermostat",
+    };
+    // Discovery: search or an ad, a landing page, product pages, reviews, maybe the chatbot.
+    if w.chance(0.4) {
+        w.known(
+            "ads",
+            "Ad Clicked",
+            json!({ "campaign": "autumn-security", "query": query }),
+        );
+    } else {
+        w.on_device(
+            &first,
+            false,
+            "Searched",
+            json!({ "query": query, "source": "google" }),
+        );
+    }
+    w.advance(2.0, 20.0);
+    w.page(
+        &first,
+        false,
+        &format!(
+            "Landing: {}",
+            if category == "security" {
+                "Security Cameras"
+            } else {
+                "Climate"
+            }
+        ),
+        json!({ "utm_source": "google" }),
+    );
+    for _ in 0..w.rng.random_range(1..4) {
+        w.advance(10.0, 120.0);
+        w.page(
+            &first,
+            false,
+            &format!("Product: {product}"),
+            json!({ "product": product, "price": price }),
+        );
+    }
+    if w.chance(0.6) {
+        w.advance(20.0, 200.0);
+        w.on_device(
+            &first,
+            false,
+            "Reviews Read",
+            json!({ "product": product, "rating_shown": 4.4 }),
+        );
+    }
+    if w.chance(0.25) {
+        w.advance(30.0, 300.0);
+        let mut value = w.base("track");
+        value["event"] = "Chatbot Conversation".into();
+        value["anonymousId"] = first.anonymous_id.clone().into();
+        value["properties"] = json!({ "topic": "compatibility", "product": product });
+        value["context"] = json!({ "channel": "chat", "os": { "name": first.os } });
+        (w.emit)(value);
+    }
+
+    // Login, with the planted Android failure loop.
+    w.advance(60.0, 600.0);
+    let failure_rate = if first.platform == "android_app" {
+        0.55
+    } else {
+        0.06
+    };
+    let mut failures = 0;
+    let mut logged_in = false;
+    for _ in 0..4 {
+        w.on_device(
+            &first,
+            false,
+            "Login Attempted",
+            json!({ "method": "password" }),
+        );
+        w.advance(2.0, 15.0);
+        if w.chance(failure_rate) {
+            failures += 1;
+            w.on_device(&first, false, "Login Failed", json!({ "error": if first.platform == "android_app" { "token_refresh_failed" } else { "wrong_password" } }));
+            w.advance(5.0, 60.0);
+            if failures >= 2 && w.chance(0.5) {
+                break;
+            }
+        } else {
+            logged_in = true;
+            break;
+        }
+    }
+    if !logged_in {
+        if failures >= 2 && w.chance(0.6) {
+            // Channel jump: the customer calls for help with the login.
+            w.advance(300.0, 3_600.0);
+            contact_centre_call(w, "login_problem", 600.0, 1_500.0);
+            w.advance(60.0, 600.0);
+            w.known(
+                "email",
+                "Password Reset Sent",
+                json!({ "template": "password-reset" }),
+            );
+            w.advance(120.0, 1_800.0);
+            w.on_device(
+                &first,
+                false,
+                "Login Attempted",
+                json!({ "method": "reset_link" }),
+            );
+            logged_in = w.chance(0.8);
+        }
+        if !logged_in {
+            return; // Dropped off at login.
+        }
+    }
+    w.identify(&first, json!({ "email": format!("{}@example.com", w.user_id), "region": region, "platform": first.platform }));
+    w.advance(1.0, 5.0);
+    w.on_device(&first, true, "Logged In", json!({}));
+
+    // Cart and checkout, with the shipping-cost dead end and an SMS win-back.
+    w.advance(30.0, 600.0);
+    if !w.chance(0.75) {
+        browsing_sessions(w, devices, true);
+        return;
+    }
+    w.on_device(
+        &first,
+        true,
+        "Added to Cart",
+        json!({ "product": product, "price": price }),
+    );
+    w.advance(20.0, 400.0);
+    let mut purchased = false;
+    if w.chance(0.1) {
+        w.advance(86_400.0, 4.0 * 86_400.0);
+        w.known(
+            "store",
+            "Store Visit",
+            json!({ "store": format!("{region} Mall") }),
+        );
+        w.advance(300.0, 1_800.0);
+        w.known(
+            "store",
+            "Order Completed",
+            json!({ "product": product, "revenue": price, "payment": "card" }),
+        );
+        purchased = true;
+    } else if w.chance(0.85) {
+        w.on_device(
+            &first,
+            true,
+            "Checkout Started",
+            json!({ "product": product, "value": price }),
+        );
+        w.advance(10.0, 120.0);
+        w.on_device(
+            &first,
+            true,
+            "Shipping Options Viewed",
+            json!({ "shipping_cost": 14.99 }),
+        );
+        if w.chance(0.65) {
+            w.advance(30.0, 300.0);
+            w.on_device(
+                &first,
+                true,
+                "Payment Submitted",
+                json!({ "method": "card" }),
+            );
+            w.advance(2.0, 20.0);
+            w.on_device(
+                &first,
+                true,
+                "Order Completed",
+                json!({ "product": product, "revenue": price }),
+            );
+            purchased = true;
+        } else if w.chance(0.4) {
+            w.advance(86_400.0, 2.0 * 86_400.0);
+            w.known("sms", "SMS Offer Sent", json!({ "offer": "free-shipping" }));
+            if w.chance(0.35) {
+                w.advance(300.0, 7_200.0);
+                w.known(
+                    "sms",
+                    "SMS Link Clicked",
+                    json!({ "offer": "free-shipping" }),
+                );
+                w.advance(60.0, 600.0);
+                w.on_device(
+                    &first,
+                    true,
+                    "Payment Submitted",
+                    json!({ "method": "card" }),
+                );
+                w.advance(2.0, 20.0);
+                w.on_device(&first, true, "Order Completed", json!({ "product": product, "revenue": price - 14.99, "offer": "free-shipping" }));
+                purchased = true;
+            }
+        }
+    }
+    browsing_sessions(w, devices, true);
+    if !purchased {
+        return;
+    }
+
+    // Delivery and installation, with the planted slow step in the North region.
+    w.advance(3_600.0, 86_400.0);
+    w.known("email", "Delivery Scheduled", json!({ "carrier": "DHL" }));
+    w.advance(2.0 * 86_400.0, 4.0 * 86_400.0);
+    w.known("email", "Order Delivered", json!({ "product": product }));
+    if product != "Security Camera" || w.chance(0.5) {
+        w.advance(3_600.0, 86_400.0);
+        w.known(
+            "call_center",
+            "Installation Scheduled",
+            json!({ "region": region, "standard_time_hours": 72 }),
+        );
+        let (low, high) = if region == "North" {
+            (5.0 * 86_400.0, 12.0 * 86_400.0)
+        } else {
+            (86_400.0, 2.9 * 86_400.0)
+        };
+        w.advance(low, high);
+        w.known(
+            "store",
+            "Installation Completed",
+            json!({ "region": region }),
+        );
+    }
+
+    // Support: "device not working" → help article → was it helpful? → maybe calls.
+    if w.chance(0.35) {
+        w.advance(2.0 * 86_400.0, 20.0 * 86_400.0);
+        let device = devices[w.rng.random_range(0..devices.len())].clone();
+        if device.anonymous_id != first.anonymous_id {
+            w.identify(&device, json!({ "platform": device.platform }));
+            w.advance(1.0, 5.0);
+        }
+        w.on_device(
+            &device,
+            true,
+            "Device Not Working",
+            json!({ "product": product }),
+        );
+        w.advance(20.0, 120.0);
+        let (article, slug, helpful_rate) = match product {
+            "Smart Lock" => ("Help: Reset Smart Lock", "reset-smart-lock", 0.2),
+            "Smart Thermostat" => ("Help: Thermostat Wiring", "thermostat-wiring", 0.85),
+            _ => ("Help: Pair Camera", "pair-camera", 0.85),
+        };
+        w.page(&device, true, article, json!({ "article": slug }));
+        w.advance(60.0, 400.0);
+        let helpful = w.chance(helpful_rate);
+        let rated_step = format!(
+            "{}:{article}",
+            if device.channel == "app" {
+                "screen"
+            } else {
+                "page"
+            }
+        );
+        w.feedback(&device, &rated_step, helpful, Some(slug));
+        if helpful {
+            w.advance(60.0, 600.0);
+            w.on_device(
+                &device,
+                true,
+                "Issue Resolved",
+                json!({ "resolution": "self_service", "article": slug }),
+            );
+        } else {
+            w.advance(600.0, 7_200.0);
+            contact_centre_call(w, "device_issue", 480.0, 2_400.0);
+            let repeat_rate = if slug == "reset-smart-lock" {
+                0.55
+            } else {
+                0.15
+            };
+            if w.chance(repeat_rate) {
+                w.advance(86_400.0 * 0.5, 86_400.0 * 3.0);
+                contact_centre_call(w, "device_issue", 480.0, 2_400.0);
+            }
+            w.advance(600.0, 86_400.0);
+            if w.chance(0.75) {
+                w.known(
+                    "call_center",
+                    "Issue Resolved",
+                    json!({ "resolution": "agent" }),
+                );
+            }
+            let csat = if w.chance(0.5) { 2 } else { 3 };
+            w.known(
+                "email",
+                "CSAT Survey Answered",
+                json!({ "csat": csat, "rated_step": "Call Ended" }),
+            );
+        }
+    }
+}
+
+fn contact_centre_call(w: &mut CustomerWriter, reason: &str, min_secs: f64, max_secs: f64) {
+    w.known(
+        "call_center",
+        "Call Started",
+        json!({ "reason": reason, "queue": "support" }),
+    );
+    let duration = w.rng.random_range(min_secs..max_secs);
+    w.advance(duration, duration + 1.0);
+    w.known(
+        "call_center",
+        "Call Ended",
+        json!({ "reason": reason, "duration_secs": duration.round() }),
+    );
+}
+
+/// Repeat visits that make up most of the traffic: home, blog and product pages on any device.
+fn browsing_sessions(w: &mut CustomerWriter, devices: &[Device], logged_in: bool) {
+    const PAGES: [&str; 8] = [
+        "Home",
+        "Blog: Securing Your Home",
+        "Product: Smart Lock",
+        "Product: Security Camera",
+        "Product: Video Doorbell",
+        "Product: Smart Thermostat",
+        "Compare Products",
+        "Deals",
+    ];
+    let sessions = w.rng.random_range(1..8);
+    for _ in 0..sessions {
+        w.advance(3_600.0, 6.0 * 86_400.0);
+        let device = devices[w.rng.random_range(0..devices.len())].clone();
+        for _ in 0..w.rng.random_range(2..9) {
+            let page = PAGES[w.rng.random_range(0..PAGES.len())];
+            w.page(
+                &device,
+                logged_in && device.anonymous_id == devices[0].anonymous_id,
+                page,
+                json!({}),
+            );
+            w.advance(5.0, 180.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_is_deterministic_and_sized() {
+        let config = DemoConfig {
+            customers: 300,
+            seed: 7,
+        };
+        let mut first = Vec::new();
+        generate(config, &mut |value| first.push(value));
+        let mut second = Vec::new();
+        generate(config, &mut |value| second.push(value));
+        assert_eq!(first, second);
+        let per_customer = first.len() as f64 / 300.0;
+        assert!(
+            (25.0..60.0).contains(&per_customer),
+            "{per_customer} events per customer"
+        );
+    }
+}

@@ -1,0 +1,932 @@
+//! Bulk import of event files: CSV, JSON Lines, Parquet and XES, optionally gzip-compressed, streamed in
+//! constant memory and appended in file order (which is the tie-break for equal timestamps).
+//!
+//! Every row becomes a Segment `track` event: the customer column is the `userId`, the step column the `event`
+//! name, the time column the `timestamp`, and the remaining columns its `properties`. Each row's `messageId` is
+//! derived from the file name, the row's position and its content, so importing the same file twice stores it once.
+
+use serde_json::{Map, Value};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use thiserror::Error;
+use waymark_model::{Event, IngestContext, Timestamp, ValidationError};
+use waymark_store::{FailedEvent, Store, StoreError};
+
+/// Supported file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportFormat {
+    Csv,
+    Jsonl,
+    Parquet,
+    Xes,
+}
+
+impl ImportFormat {
+    /// From the file name: `.csv`/`.tsv`/`.txt`, `.jsonl`/`.ndjson`/`.json`, `.parquet`, `.xes`, each optionally `.gz`.
+    pub fn detect(path: &Path) -> Option<ImportFormat> {
+        let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+        let name = name.strip_suffix(".gz").unwrap_or(&name);
+        let extension = name.rsplit_once('.')?.1;
+        Some(match extension {
+            "csv" | "tsv" | "txt" => ImportFormat::Csv,
+            "jsonl" | "ndjson" | "json" => ImportFormat::Jsonl,
+            "parquet" | "pq" => ImportFormat::Parquet,
+            "xes" => ImportFormat::Xes,
+            _ => return None,
+        })
+    }
+
+    pub fn parse(text: &str) -> Option<ImportFormat> {
+        Some(match text.to_ascii_lowercase().as_str() {
+            "csv" | "tsv" => ImportFormat::Csv,
+            "jsonl" | "ndjson" | "json" => ImportFormat::Jsonl,
+            "parquet" => ImportFormat::Parquet,
+            "xes" => ImportFormat::Xes,
+            _ => return None,
+        })
+    }
+}
+
+/// How to read a file. Unset columns are found by their usual names (see [`CUSTOMER_COLUMNS`] and friends).
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    pub format: Option<ImportFormat>,
+    pub customer_column: Option<String>,
+    pub step_column: Option<String>,
+    pub time_column: Option<String>,
+    pub channel_column: Option<String>,
+    /// Channel for rows without one (e.g. `call_center` for a contact-centre export).
+    pub default_channel: Option<String>,
+    /// Columns to keep as properties; `None` keeps every column not mapped to a role.
+    pub property_columns: Option<Vec<String>>,
+    /// Record bad rows as failed events and go on, instead of stopping at the first.
+    pub skip_invalid: bool,
+    /// Events per append.
+    pub batch_size: usize,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            format: None,
+            customer_column: None,
+            step_column: None,
+            time_column: None,
+            channel_column: None,
+            default_channel: None,
+            property_columns: None,
+            skip_invalid: false,
+            batch_size: 20_000,
+        }
+    }
+}
+
+/// Usual names of the customer / case column, matched case-insensitively, first match wins.
+pub const CUSTOMER_COLUMNS: &[&str] = &[
+    "case:concept:name",
+    "case_id",
+    "caseid",
+    "case",
+    "customer_id",
+    "customerid",
+    "customer",
+    "user_id",
+    "userid",
+    "anonymous_id",
+];
+/// Usual names of the step / activity column.
+pub const STEP_COLUMNS: &[&str] = &[
+    "concept:name",
+    "activity",
+    "event",
+    "step",
+    "event_name",
+    "action",
+    "activityid",
+];
+/// Usual names of the time column.
+pub const TIME_COLUMNS: &[&str] = &[
+    "time:timestamp",
+    "timestamp",
+    "time",
+    "completetimestamp",
+    "event_time",
+    "datetime",
+    "contactdate",
+    "date",
+];
+/// Usual names of the channel column.
+pub const CHANNEL_COLUMNS: &[&str] = &["channel", "context_channel", "case:channel"];
+
+/// What an import did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ImportReport {
+    pub file: PathBuf,
+    pub format: Option<ImportFormat>,
+    pub rows: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub invalid: u64,
+    /// The first few problems, as `file:line: field: problem`.
+    pub problems: Vec<String>,
+    pub customer_column: Option<String>,
+    pub step_column: Option<String>,
+    pub time_column: Option<String>,
+    pub channel_column: Option<String>,
+}
+
+/// Why an import stopped.
+#[derive(Debug, Error)]
+pub enum ImportError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}: cannot tell the format from the file name; pass --format csv|jsonl|parquet|xes")]
+    UnknownFormat(PathBuf),
+    #[error(
+        "{file}: no {role} column; tried {tried}; the file has {available}; pass --{role} COLUMN"
+    )]
+    MissingColumn {
+        file: String,
+        role: &'static str,
+        tried: String,
+        available: String,
+    },
+    #[error(
+        "{file}:{line}: {field}: {problem} (use --skip-invalid to record bad rows and continue)"
+    )]
+    Row {
+        file: String,
+        line: u64,
+        field: String,
+        problem: String,
+    },
+    #[error("{file}: {detail}")]
+    Malformed { file: String, detail: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Counts bytes read from the underlying file, for progress reporting.
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buffer)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// One row before it becomes an event: its position and named values.
+struct RawRow {
+    line: u64,
+    fields: Vec<(String, Value)>,
+}
+
+/// Decodes bytes as UTF-8, falling back to Latin-1 (common in European CSV exports).
+fn decode_text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_string(),
+        Err(_) => bytes.iter().map(|byte| *byte as char).collect(),
+    }
+}
+
+struct Mapping {
+    customer: String,
+    step: String,
+    time: String,
+    channel: Option<String>,
+}
+
+fn find_column(
+    columns: &[String],
+    chosen: &Option<String>,
+    candidates: &[&str],
+    role: &'static str,
+    file: &str,
+) -> Result<Option<String>, ImportError> {
+    if let Some(name) = chosen {
+        return match columns
+            .iter()
+            .find(|column| *column == name || column.eq_ignore_ascii_case(name))
+        {
+            Some(column) => Ok(Some(column.clone())),
+            None => Err(ImportError::MissingColumn {
+                file: file.to_string(),
+                role,
+                tried: format!("{name:?}"),
+                available: format!("{columns:?}"),
+            }),
+        };
+    }
+    Ok(candidates
+        .iter()
+        .find_map(|candidate| {
+            columns
+                .iter()
+                .find(|column| column.eq_ignore_ascii_case(candidate))
+        })
+        .cloned())
+}
+
+fn required(
+    found: Option<String>,
+    candidates: &[&str],
+    role: &'static str,
+    columns: &[String],
+    file: &str,
+) -> Result<String, ImportError> {
+    found.ok_or_else(|| ImportError::MissingColumn {
+        file: file.to_string(),
+        role,
+        tried: candidates.join(", "),
+        available: format!("{columns:?}"),
+    })
+}
+
+fn resolve_mapping(
+    columns: &[String],
+    options: &ImportOptions,
+    file: &str,
+) -> Result<Mapping, ImportError> {
+    let customer = find_column(
+        columns,
+        &options.customer_column,
+        CUSTOMER_COLUMNS,
+        "customer",
+        file,
+    )?;
+    let step = find_column(columns, &options.step_column, STEP_COLUMNS, "step", file)?;
+    let time = find_column(columns, &options.time_column, TIME_COLUMNS, "time", file)?;
+    let channel = find_column(
+        columns,
+        &options.channel_column,
+        CHANNEL_COLUMNS,
+        "channel",
+        file,
+    )?;
+    Ok(Mapping {
+        customer: required(customer, CUSTOMER_COLUMNS, "customer", columns, file)?,
+        step: required(step, STEP_COLUMNS, "step", columns, file)?,
+        time: required(time, TIME_COLUMNS, "time", columns, file)?,
+        channel,
+    })
+}
+
+fn value_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Streams rows into the store in batches, turning each into an event.
+struct Sink<'a> {
+    store: &'a Store,
+    options: &'a ImportOptions,
+    file_label: String,
+    received_at: Timestamp,
+    events: Vec<Event>,
+    failed: Vec<FailedEvent>,
+    report: ImportReport,
+    bytes_read: Arc<AtomicU64>,
+    total_bytes: u64,
+    progress: &'a dyn Fn(u64, u64),
+}
+
+impl Sink<'_> {
+    fn message_id(&self, line: u64, row_text: &str) -> String {
+        let key = format!("{}\u{0}{line}\u{0}{row_text}", self.file_label);
+        format!("imp-{:032x}", xxhash_rust::xxh3::xxh3_128(key.as_bytes()))
+    }
+
+    /// A row mapped onto roles (CSV, Parquet, flat JSON, XES).
+    fn push_mapped(&mut self, row: RawRow, mapping: &Mapping) -> Result<(), ImportError> {
+        self.report.rows += 1;
+        let mut properties = Map::new();
+        let mut customer = None;
+        let mut step = None;
+        let mut time = None;
+        let mut channel = None;
+        let mut row_text = String::new();
+        for (name, value) in row.fields {
+            row_text.push_str(&value.to_string());
+            row_text.push('\u{1}');
+            if name == mapping.customer {
+                customer = value_text(&value);
+            } else if name == mapping.step {
+                step = value_text(&value);
+            } else if name == mapping.time {
+                time = value_text(&value);
+            } else if Some(&name) == mapping.channel.as_ref() {
+                channel = value_text(&value);
+            } else if self
+                .options
+                .property_columns
+                .as_ref()
+                .is_none_or(|keep| keep.contains(&name))
+                && !value.is_null()
+            {
+                properties.insert(name, value);
+            }
+        }
+        let mut json = serde_json::json!({
+            "type": "track",
+            "messageId": self.message_id(row.line, &row_text),
+            "properties": properties,
+        });
+        json["userId"] = customer.map_or(Value::Null, Value::String);
+        json["event"] = step.map_or(Value::Null, Value::String);
+        json["timestamp"] = match time {
+            Some(text) if !text.trim().is_empty() => Value::String(text),
+            _ => Value::String(String::new()),
+        };
+        if let Some(channel) = channel {
+            json["context"] = serde_json::json!({ "channel": channel });
+        }
+        let field_of = |error: &ValidationError| match error {
+            ValidationError::MissingIdentifier { .. } => mapping.customer.clone(),
+            ValidationError::MissingEventName => mapping.step.clone(),
+            ValidationError::InvalidTimestamp { .. } => mapping.time.clone(),
+            ValidationError::WrongType { field, .. } => field.clone(),
+            _ => "row".to_string(),
+        };
+        self.push_json(row.line, json, &field_of)
+    }
+
+    fn push_json(
+        &mut self,
+        line: u64,
+        json: Value,
+        field_of: &dyn Fn(&ValidationError) -> String,
+    ) -> Result<(), ImportError> {
+        let context = IngestContext {
+            received_at: self.received_at,
+            batch_sent_at: None,
+            default_channel: self.options.default_channel.clone(),
+            allow_placeholder_ids: true,
+        };
+        match Event::from_segment_json(&json, &context) {
+            Ok(event) => self.events.push(event),
+            Err(error) => {
+                let field = field_of(&error);
+                let problem = match &error {
+                    ValidationError::InvalidTimestamp { value, .. } if value.is_empty() => "empty; every row needs a time".to_string(),
+                    ValidationError::InvalidTimestamp { value, .. } => format!("{value:?} is not a timestamp (ISO-8601 such as 2026-01-02T03:04:05Z, or epoch seconds)"),
+                    ValidationError::MissingIdentifier { .. } => "empty or a placeholder value; every row needs a customer id".to_string(),
+                    ValidationError::MissingEventName => "empty; every row needs a step name".to_string(),
+                    other => other.to_string(),
+                };
+                self.reject(line, &field, &problem, &json.to_string())?;
+            }
+        }
+        if self.events.len() >= self.options.batch_size {
+            self.flush_batch()?;
+        }
+        Ok(())
+    }
+
+    fn reject(
+        &mut self,
+        line: u64,
+        field: &str,
+        problem: &str,
+        raw: &str,
+    ) -> Result<(), ImportError> {
+        let error = ImportError::Row {
+            file: self.file_label.clone(),
+            line,
+            field: field.to_string(),
+            problem: problem.to_string(),
+        };
+        if !self.options.skip_invalid {
+            // Rows before the bad one are kept: they are valid and were already read in order.
+            self.flush_batch()?;
+            return Err(error);
+        }
+        self.report.invalid += 1;
+        let message = format!("{}:{line}: {field}: {problem}", self.file_label);
+        if self.report.problems.len() < 20 {
+            self.report.problems.push(message.clone());
+        }
+        self.failed.push(FailedEvent {
+            received_at: self.received_at,
+            code: "invalid_row".into(),
+            message,
+            source: format!("{}:{line}", self.file_label),
+            raw: raw.chars().take(64 * 1024).collect(),
+        });
+        Ok(())
+    }
+
+    fn flush_batch(&mut self) -> Result<(), ImportError> {
+        if self.events.is_empty() && self.failed.is_empty() {
+            return Ok(());
+        }
+        let outcome = self.store.append(
+            std::mem::take(&mut self.events),
+            std::mem::take(&mut self.failed),
+        )?;
+        self.report.accepted += outcome.accepted as u64;
+        self.report.duplicates += outcome.duplicates as u64;
+        (self.progress)(self.bytes_read.load(Ordering::Relaxed), self.total_bytes);
+        Ok(())
+    }
+}
+
+fn open_input(path: &Path, count: Arc<AtomicU64>) -> Result<Box<dyn BufRead>, ImportError> {
+    let file = File::open(path).map_err(|source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut counted = BufReader::with_capacity(1 << 20, CountingReader { inner: file, count });
+    let is_gzip = counted
+        .fill_buf()
+        .map(|head| head.starts_with(&[0x1f, 0x8b]))
+        .unwrap_or(false);
+    Ok(if is_gzip {
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            flate2::bufread::MultiGzDecoder::new(counted),
+        ))
+    } else {
+        Box::new(counted)
+    })
+}
+
+/// Imports one file into the store. `progress(bytes_read, total_bytes)` is called after every batch.
+pub fn import_file(
+    store: &Store,
+    path: &Path,
+    options: &ImportOptions,
+    progress: &dyn Fn(u64, u64),
+) -> Result<ImportReport, ImportError> {
+    let format = options
+        .format
+        .or_else(|| ImportFormat::detect(path))
+        .ok_or_else(|| ImportError::UnknownFormat(path.to_path_buf()))?;
+    let total_bytes = std::fs::metadata(path)
+        .map_err(|source| ImportError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let file_label = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |name| name.to_string_lossy().to_string(),
+    );
+    let mut sink = Sink {
+        store,
+        options,
+        file_label: file_label.clone(),
+        received_at: Timestamp::now(),
+        events: Vec::with_capacity(options.batch_size),
+        failed: Vec::new(),
+        report: ImportReport {
+            file: path.to_path_buf(),
+            format: Some(format),
+            ..ImportReport::default()
+        },
+        bytes_read: Arc::clone(&bytes_read),
+        total_bytes,
+        progress,
+    };
+    match format {
+        ImportFormat::Csv => import_csv(&mut sink, open_input(path, bytes_read)?)?,
+        ImportFormat::Jsonl => import_jsonl(&mut sink, open_input(path, bytes_read)?)?,
+        ImportFormat::Xes => import_xes(&mut sink, open_input(path, bytes_read)?)?,
+        ImportFormat::Parquet => import_parquet(&mut sink, path)?,
+    }
+    sink.flush_batch()?;
+    (sink.progress)(total_bytes, total_bytes);
+    Ok(sink.report)
+}
+
+fn record_mapping(report: &mut ImportReport, mapping: &Mapping) {
+    report.customer_column = Some(mapping.customer.clone());
+    report.step_column = Some(mapping.step.clone());
+    report.time_column = Some(mapping.time.clone());
+    report.channel_column = mapping.channel.clone();
+}
+
+fn import_csv(sink: &mut Sink, mut input: Box<dyn BufRead>) -> Result<(), ImportError> {
+    let head = input.fill_buf().map_err(|source| ImportError::Io {
+        path: sink.report.file.clone(),
+        source,
+    })?;
+    let first_line = head.split(|byte| *byte == b'\n').next().unwrap_or_default();
+    let delimiter = [b',', b';', b'\t', b'|']
+        .into_iter()
+        .max_by_key(|candidate| first_line.iter().filter(|byte| *byte == candidate).count())
+        .unwrap_or(b',');
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .from_reader(input);
+    let malformed = |error: csv::Error| ImportError::Malformed {
+        file: sink_label(&error),
+        detail: error.to_string(),
+    };
+    let headers: Vec<String> = reader
+        .byte_headers()
+        .map_err(malformed)?
+        .iter()
+        .map(|header| {
+            decode_text(header)
+                .trim_start_matches('\u{feff}')
+                .trim()
+                .to_string()
+        })
+        .collect();
+    let mapping = resolve_mapping(&headers, sink.options, &sink.file_label)?;
+    record_mapping(&mut sink.report, &mapping);
+    let mut record = csv::ByteRecord::new();
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(error) => {
+                let line = error.position().map_or(0, |position| position.line());
+                sink.reject(line, "row", &format!("not valid CSV: {error}"), "")?;
+                continue;
+            }
+        }
+        let line = record.position().map_or(0, |position| position.line());
+        if record.len() != headers.len() {
+            let problem = format!(
+                "has {} fields, the header has {}",
+                record.len(),
+                headers.len()
+            );
+            let raw = record.iter().map(decode_text).collect::<Vec<_>>().join(",");
+            sink.reject(line, "row", &problem, &raw)?;
+            continue;
+        }
+        let fields = headers
+            .iter()
+            .zip(record.iter())
+            .map(|(name, value)| {
+                let text = decode_text(value);
+                (
+                    name.clone(),
+                    if text.is_empty() {
+                        Value::Null
+                    } else {
+                        Value::String(text)
+                    },
+                )
+            })
+            .collect();
+        sink.push_mapped(RawRow { line, fields }, &mapping)?;
+    }
+    Ok(())
+}
+
+fn sink_label(error: &csv::Error) -> String {
+    error.position().map_or_else(
+        || "input".to_string(),
+        |position| format!("line {}", position.line()),
+    )
+}
+
+fn import_jsonl(sink: &mut Sink, input: Box<dyn BufRead>) -> Result<(), ImportError> {
+    let mut mapping: Option<Mapping> = None;
+    for (index, line) in input.split(b'\n').enumerate() {
+        let line_number = index as u64 + 1;
+        let bytes = line.map_err(|source| ImportError::Io {
+            path: sink.report.file.clone(),
+            source,
+        })?;
+        let text = decode_text(&bytes);
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let value: Value = match serde_json::from_str(text) {
+            Ok(Value::Object(object)) => Value::Object(object),
+            Ok(_) => {
+                sink.reject(line_number, "line", "is not a JSON object", text)?;
+                continue;
+            }
+            Err(error) => {
+                sink.reject(
+                    line_number,
+                    "line",
+                    &format!("is not valid JSON: {error}"),
+                    text,
+                )?;
+                continue;
+            }
+        };
+        let is_segment = ["userId", "anonymousId", "type"]
+            .iter()
+            .any(|key| value.get(key).is_some());
+        if is_segment {
+            sink.report.rows += 1;
+            let mut value = value;
+            if value.get("type").is_none() {
+                value["type"] = Value::String("track".into());
+            }
+            if value.get("messageId").is_none() {
+                value["messageId"] = Value::String(sink.message_id(line_number, text));
+            }
+            let field_of = |error: &ValidationError| match error {
+                ValidationError::WrongType { field, .. }
+                | ValidationError::InvalidTimestamp { field, .. } => field.clone(),
+                ValidationError::MissingIdentifier { .. } => "userId".into(),
+                ValidationError::MissingEventName => "event".into(),
+                ValidationError::UnknownType { .. } => "type".into(),
+                _ => "event".into(),
+            };
+            sink.push_json(line_number, value, &field_of)?;
+        } else {
+            let object = value.as_object().expect("checked above");
+            if mapping.is_none() {
+                let columns: Vec<String> = object.keys().cloned().collect();
+                let resolved = resolve_mapping(&columns, sink.options, &sink.file_label)?;
+                record_mapping(&mut sink.report, &resolved);
+                mapping = Some(resolved);
+            }
+            let fields = object
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect();
+            sink.push_mapped(
+                RawRow {
+                    line: line_number,
+                    fields,
+                },
+                mapping.as_ref().expect("set above"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn import_parquet(sink: &mut Sink, path: &Path) -> Result<(), ImportError> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = File::open(path).map_err(|source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file_label = sink.file_label.clone();
+    let malformed = |detail: String| ImportError::Malformed {
+        file: file_label.clone(),
+        detail,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|error| malformed(format!("not a readable Parquet file: {error}")))?;
+    let columns: Vec<String> = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| field.name().clone())
+        .collect();
+    let mapping = resolve_mapping(&columns, sink.options, &sink.file_label)?;
+    record_mapping(&mut sink.report, &mapping);
+    let total_rows = builder.metadata().file_metadata().num_rows().max(1) as u64;
+    let reader = builder
+        .with_batch_size(8192)
+        .build()
+        .map_err(|error| malformed(error.to_string()))?;
+    let options = FormatOptions::default().with_null("");
+    let mut row_number = 0u64;
+    for batch in reader {
+        let batch = batch.map_err(|error| malformed(error.to_string()))?;
+        sink.bytes_read.store(
+            sink.total_bytes * row_number / total_rows,
+            Ordering::Relaxed,
+        );
+        let formatters: Vec<ArrayFormatter> = batch
+            .columns()
+            .iter()
+            .map(|column| ArrayFormatter::try_new(column.as_ref(), &options))
+            .collect::<Result<_, _>>()
+            .map_err(|error| malformed(error.to_string()))?;
+        for row in 0..batch.num_rows() {
+            row_number += 1;
+            let fields = columns
+                .iter()
+                .zip(&formatters)
+                .zip(batch.columns())
+                .map(|((name, formatter), column)| {
+                    let value = if column.is_null(row) {
+                        Value::Null
+                    } else {
+                        Value::String(formatter.value(row).to_string())
+                    };
+                    (name.clone(), value)
+                })
+                .collect();
+            sink.push_mapped(
+                RawRow {
+                    line: row_number,
+                    fields,
+                },
+                &mapping,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// XES: `<trace>`s of `<event>`s with typed attributes. The trace's `concept:name` is the customer, the event's
+/// `concept:name` the step, `time:timestamp` the time; other event attributes become properties and trace
+/// attributes become `case:` properties. `--customer/--step/--time` name other attribute keys.
+fn import_xes(sink: &mut Sink, input: Box<dyn BufRead>) -> Result<(), ImportError> {
+    use quick_xml::events::Event as Xml;
+    let mut reader = quick_xml::Reader::from_reader(input);
+    let mut buffer = Vec::new();
+    let customer_key = sink
+        .options
+        .customer_column
+        .clone()
+        .unwrap_or_else(|| "concept:name".into());
+    let step_key = sink
+        .options
+        .step_column
+        .clone()
+        .unwrap_or_else(|| "concept:name".into());
+    let time_key = sink
+        .options
+        .time_column
+        .clone()
+        .unwrap_or_else(|| "time:timestamp".into());
+    // Trace attributes are presented as `case:KEY` fields, so the customer is always `case:concept:name`.
+    let mapping = Mapping {
+        customer: "case:concept:name".into(),
+        step: step_key,
+        time: time_key,
+        channel: sink.options.channel_column.clone(),
+    };
+    record_mapping(&mut sink.report, &mapping);
+    sink.report.customer_column = Some(format!("trace attribute {customer_key}"));
+    // Depth of elements we are skipping (e.g. <global> defaults, nested attribute lists).
+    let mut skip_depth = 0usize;
+    let mut in_trace = false;
+    let mut in_event = false;
+    let mut trace_attributes: Vec<(String, Value)> = Vec::new();
+    let mut trace_events: Vec<(u64, Vec<(String, Value)>)> = Vec::new();
+    let mut event_attributes: Vec<(String, Value)> = Vec::new();
+    let mut n_events = 0u64;
+    loop {
+        let position = reader.buffer_position();
+        let event =
+            reader
+                .read_event_into(&mut buffer)
+                .map_err(|error| ImportError::Malformed {
+                    file: sink.file_label.clone(),
+                    detail: format!("XML error at byte {position}: {error}"),
+                })?;
+        match event {
+            Xml::Eof => break,
+            Xml::Start(_) if skip_depth > 0 => skip_depth += 1,
+            Xml::Empty(_) if skip_depth > 0 => {}
+            Xml::End(_) if skip_depth > 0 => skip_depth -= 1,
+            Xml::Start(element) => match element.name().as_ref() {
+                "trace" => {
+                    in_trace = true;
+                    trace_attributes.clear();
+                    trace_events.clear();
+                }
+                "event" if in_trace => {
+                    in_event = true;
+                    event_attributes.clear();
+                }
+                "log" => {}
+                _ => {
+                    // A container attribute (list, container) or log-level element with children: skip its children,
+                    // but keep a container attribute's own value if it has one.
+                    if let Some(attribute) = xes_attribute(&element) {
+                        push_attribute(
+                            in_event,
+                            in_trace,
+                            attribute,
+                            &mut event_attributes,
+                            &mut trace_attributes,
+                        );
+                    }
+                    skip_depth = 1;
+                }
+            },
+            Xml::Empty(element) => {
+                if let Some(attribute) = xes_attribute(&element) {
+                    push_attribute(
+                        in_event,
+                        in_trace,
+                        attribute,
+                        &mut event_attributes,
+                        &mut trace_attributes,
+                    );
+                }
+            }
+            Xml::End(element) => match element.name().as_ref() {
+                "event" if in_event => {
+                    in_event = false;
+                    n_events += 1;
+                    trace_events.push((n_events, std::mem::take(&mut event_attributes)));
+                }
+                "trace" => {
+                    in_trace = false;
+                    let case_id = trace_attributes
+                        .iter()
+                        .find(|(key, _)| *key == customer_key)
+                        .map(|(_, value)| value.clone())
+                        .unwrap_or(Value::Null);
+                    for (event_number, attributes) in trace_events.drain(..) {
+                        let mut fields =
+                            Vec::with_capacity(attributes.len() + trace_attributes.len() + 1);
+                        fields.push(("case:concept:name".to_string(), case_id.clone()));
+                        for (key, value) in &trace_attributes {
+                            if *key != customer_key {
+                                fields.push((format!("case:{key}"), value.clone()));
+                            }
+                        }
+                        fields.extend(attributes);
+                        sink.push_mapped(
+                            RawRow {
+                                line: event_number,
+                                fields,
+                            },
+                            &mapping,
+                        )?;
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+        buffer.clear();
+    }
+    Ok(())
+}
+
+fn push_attribute(
+    in_event: bool,
+    in_trace: bool,
+    attribute: (String, Value),
+    event: &mut Vec<(String, Value)>,
+    trace: &mut Vec<(String, Value)>,
+) {
+    if in_event {
+        event.push(attribute);
+    } else if in_trace {
+        trace.push(attribute);
+    }
+}
+
+/// A typed XES attribute element (`<string key=… value=…/>`, `date`, `int`, `float`, `boolean`, `id`).
+fn xes_attribute(element: &quick_xml::events::BytesStart) -> Option<(String, Value)> {
+    let kind = element.name().as_ref().to_string();
+    if !matches!(
+        kind.as_str(),
+        "string" | "date" | "int" | "float" | "boolean" | "id"
+    ) {
+        return None;
+    }
+    let mut key = None;
+    let mut value = None;
+    for attribute in element.attributes().flatten() {
+        let text = attribute
+            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .map(|cow| cow.into_owned())
+            .unwrap_or_else(|_| attribute.value.to_string());
+        match attribute.key.as_ref() {
+            "key" => key = Some(text),
+            "value" => value = Some(text),
+            _ => {}
+        }
+    }
+    let value = value?;
+    let typed = match kind.as_str() {
+        "int" => value
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or(Value::String(value)),
+        "float" => value
+            .parse::<f64>()
+            .ok()
+            .and_then(|number| serde_json::Number::from_f64(number).map(Value::Number))
+            .unwrap_or(Value::String(value)),
+        "boolean" => value
+            .parse::<bool>()
+            .map(Value::Bool)
+            .unwrap_or(Value::String(value)),
+        _ => Value::String(value),
+    };
+    Some((key?, typed))
+}
