@@ -1,1 +1,749 @@
-fn main() {}
+//! `waymark`: the command line. Thin glue: parse flags, resolve the configuration (defaults → TOML file →
+//! `WAYMARK_*` environment → flags), run one command, map failures to exit codes (0 ok, 2 bad usage or input,
+//! 1 anything else).
+
+mod config;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use config::Effective;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use waymark_engine::demo::{self, DemoConfig};
+use waymark_engine::import::{import_file, ImportError, ImportFormat, ImportOptions};
+use waymark_model::{Event, IngestContext, Timestamp};
+use waymark_store::{Store, StoreError};
+
+#[derive(Parser)]
+#[command(
+    name = "waymark",
+    version,
+    about = "Customer journey analytics and journey management engine"
+)]
+struct Cli {
+    /// Data directory of the journey store.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYMARK_DATA",
+        default_value = "./waymark-data"
+    )]
+    data: PathBuf,
+    /// Configuration file (TOML). Default: `waymark.toml` in the data directory, if present.
+    #[arg(long, global = true, env = "WAYMARK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Machine-readable JSON on stdout instead of tables and progress bars.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "WAYMARK_LISTEN")]
+    listen: Option<String>,
+    /// Accepted write key (repeat for several). Default: from the config file, else one is generated and printed.
+    #[arg(long = "write-key", env = "WAYMARK_WRITE_KEYS", value_delimiter = ',')]
+    write_keys: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the collector, API and UI.
+    Serve(ServeArgs),
+    /// Generate the demo retailer, ingest it, then serve it.
+    Demo {
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// Number of customers (about 40 events each).
+        #[arg(long, default_value_t = 50_000)]
+        customers: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Ingest only; do not serve.
+        #[arg(long)]
+        no_serve: bool,
+    },
+    /// Write the demo data set to a JSON Lines file (`.gz` to compress), for import elsewhere.
+    Generate {
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 50_000)]
+        customers: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Import events from CSV, JSON Lines, Parquet or XES (optionally .gz).
+    Import {
+        /// Files to import, in order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// csv, jsonl, parquet or xes (default: from the file name).
+        #[arg(long)]
+        format: Option<String>,
+        /// Column holding the customer / case id.
+        #[arg(long)]
+        customer: Option<String>,
+        /// Column holding the step / activity name.
+        #[arg(long)]
+        step: Option<String>,
+        /// Column holding the time.
+        #[arg(long)]
+        time: Option<String>,
+        /// Column holding the channel.
+        #[arg(long)]
+        channel: Option<String>,
+        /// Channel for rows that name none (e.g. call_center).
+        #[arg(long)]
+        default_channel: Option<String>,
+        /// Keep only these columns as properties (repeat); default keeps every other column.
+        #[arg(long = "property")]
+        properties: Vec<String>,
+        /// Record bad rows as failed events and continue.
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+    /// Export every event to Parquet, in journey order.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Inspect and correct the identity graph.
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCommand,
+    },
+    /// List failed (refused) events with their reasons.
+    Failed {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Counts of events, customers, segments and bytes.
+    Stats,
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum IdentityCommand {
+    /// A customer's identifiers and merge history.
+    Show { identifier: String },
+    /// Every merge edge with its provenance.
+    Edges,
+    /// Force two identifiers into one customer.
+    Merge { a: String, b: String },
+    /// Undo merge edge EDGE (see `identity show` or `identity edges`).
+    Unmerge { edge: u32 },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (secrets redacted).
+    Check(ServeArgs),
+}
+
+/// A failure caused by the user's input or usage: exit code 2.
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WAYMARK_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let code = match run(cli) {
+        Ok(()) => 0,
+        Err(error) => {
+            let usage = error
+                .chain()
+                .any(|cause| cause.is::<UsageError>() || is_input_error(cause));
+            eprintln!("error: {error:#}");
+            if usage {
+                2
+            } else {
+                1
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+fn is_input_error(cause: &(dyn std::error::Error + 'static)) -> bool {
+    match cause.downcast_ref::<ImportError>() {
+        Some(ImportError::Store(_)) => false,
+        Some(_) => true,
+        None => matches!(
+            cause.downcast_ref::<StoreError>(),
+            Some(StoreError::Locked(_) | StoreError::UnsupportedFormat { .. })
+        ),
+    }
+}
+
+fn open_store(effective: &Effective) -> Result<Store> {
+    Store::open(&effective.data, effective.store_options())
+        .with_context(|| format!("opening the data directory {}", effective.data.display()))
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON values serialise")
+    );
+}
+
+fn progress_bar(json: bool, length: u64, template: &str) -> ProgressBar {
+    if json {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(length);
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .expect("valid template")
+            .progress_chars("█▉▊▋▌▍▎▏ "),
+    );
+    bar
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let file_config = config::load(cli.config.as_deref(), &cli.data)?;
+    match cli.command {
+        Command::Serve(args) => {
+            let effective = Effective::resolve(&cli.data, &file_config, &args)?;
+            let store = Arc::new(open_store(&effective)?);
+            serve(store, &effective, cli.json, None)
+        }
+        Command::Demo {
+            serve: args,
+            customers,
+            seed,
+            no_serve,
+        } => {
+            let mut effective = Effective::resolve(&cli.data, &file_config, &args)?;
+            if effective.generated_key {
+                effective.write_keys = vec!["demo_write_key".into()];
+                effective.generated_key = false;
+            }
+            let store = Arc::new(open_store(&effective)?);
+            let summary = ingest_demo(&store, DemoConfig { customers, seed }, cli.json)?;
+            if no_serve {
+                if cli.json {
+                    print_json(&summary);
+                }
+                return Ok(());
+            }
+            serve(store, &effective, cli.json, Some(summary))
+        }
+        Command::Generate {
+            out,
+            customers,
+            seed,
+        } => generate(&out, DemoConfig { customers, seed }, cli.json),
+        Command::Import {
+            files,
+            format,
+            customer,
+            step,
+            time,
+            channel,
+            default_channel,
+            properties,
+            skip_invalid,
+        } => {
+            let format = match format {
+                Some(text) => Some(ImportFormat::parse(&text).ok_or_else(|| {
+                    UsageError(format!("--format {text:?}: use csv, jsonl, parquet or xes"))
+                })?),
+                None => None,
+            };
+            let options = ImportOptions {
+                format,
+                customer_column: customer,
+                step_column: step,
+                time_column: time,
+                channel_column: channel,
+                default_channel,
+                property_columns: (!properties.is_empty()).then_some(properties),
+                skip_invalid,
+                ..ImportOptions::default()
+            };
+            let effective = Effective::resolve(
+                &cli.data,
+                &file_config,
+                &ServeArgs {
+                    listen: None,
+                    write_keys: vec![],
+                },
+            )?;
+            let store = open_store(&effective)?;
+            import(&store, &files, &options, cli.json)
+        }
+        Command::Export { out } => {
+            let effective = Effective::resolve(
+                &cli.data,
+                &file_config,
+                &ServeArgs {
+                    listen: None,
+                    write_keys: vec![],
+                },
+            )?;
+            let store = open_store(&effective)?;
+            let total = store.stats().events;
+            let bar = progress_bar(
+                cli.json,
+                total,
+                "{msg} {bar:40} {pos}/{len} rows ({per_sec}, {eta})",
+            );
+            bar.set_message("exporting");
+            let started = Instant::now();
+            let rows = waymark_store::export_parquet(&store, &out, |rows| bar.set_position(rows))
+                .with_context(|| format!("exporting to {}", out.display()))?;
+            bar.finish_and_clear();
+            let bytes = std::fs::metadata(&out).map(|meta| meta.len()).unwrap_or(0);
+            if cli.json {
+                print_json(
+                    &json!({ "file": out, "rows": rows, "bytes": bytes, "seconds": started.elapsed().as_secs_f64() }),
+                );
+            } else {
+                println!(
+                    "Exported {rows} events to {} ({:.1} MB) in {:.1} s",
+                    out.display(),
+                    bytes as f64 / 1e6,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Ok(())
+        }
+        Command::Identity { command } => {
+            let effective = Effective::resolve(
+                &cli.data,
+                &file_config,
+                &ServeArgs {
+                    listen: None,
+                    write_keys: vec![],
+                },
+            )?;
+            let store = open_store(&effective)?;
+            identity(&store, command, cli.json)
+        }
+        Command::Failed { limit } => {
+            let effective = Effective::resolve(
+                &cli.data,
+                &file_config,
+                &ServeArgs {
+                    listen: None,
+                    write_keys: vec![],
+                },
+            )?;
+            let store = open_store(&effective)?;
+            let failed = store.failed_events(limit)?;
+            if cli.json {
+                print_json(&json!({ "failed": failed }));
+            } else if failed.is_empty() {
+                println!("No failed events.");
+            } else {
+                for record in failed {
+                    println!(
+                        "{}  {:<20} {}  [{}]",
+                        record.received_at, record.code, record.message, record.source
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Stats => {
+            let effective = Effective::resolve(
+                &cli.data,
+                &file_config,
+                &ServeArgs {
+                    listen: None,
+                    write_keys: vec![],
+                },
+            )?;
+            let store = open_store(&effective)?;
+            let stats = store.stats();
+            if cli.json {
+                print_json(&serde_json::to_value(&stats)?);
+            } else {
+                println!("events        {}", stats.events);
+                println!("customers     {}", stats.customers);
+                println!("identifiers   {}", stats.identifiers);
+                println!(
+                    "merge edges   {} ({} refused merges)",
+                    stats.merge_edges, stats.identity_warnings
+                );
+                println!("steps         {}", stats.steps);
+                println!("channels      {}", stats.channels);
+                println!(
+                    "segments      {} ({:.1} MB)",
+                    stats.segments,
+                    stats.segment_bytes as f64 / 1e6
+                );
+                println!(
+                    "log           {} events in memory, {:.1} MB",
+                    stats.memtable_events,
+                    stats.wal_bytes as f64 / 1e6
+                );
+                println!("failed events {}", stats.failed_events);
+            }
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Check(args),
+        } => {
+            let effective = Effective::resolve(&cli.data, &file_config, &args)?;
+            let redacted = effective.redacted();
+            if cli.json {
+                print_json(&serde_json::to_value(&redacted)?);
+            } else {
+                println!("{}", toml::to_string_pretty(&redacted)?);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn serve(
+    store: Arc<Store>,
+    effective: &Effective,
+    json_output: bool,
+    demo_summary: Option<serde_json::Value>,
+) -> Result<()> {
+    let listen = effective.listen;
+    let write_keys = effective.write_keys.clone();
+    let generated = effective.generated_key;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let server_config = waymark_server::ServerConfig {
+        listen,
+        write_keys: write_keys.clone(),
+    };
+    runtime
+        .block_on(waymark_server::serve(
+            Arc::clone(&store),
+            server_config,
+            |address| {
+                let url = format!("http://{address}/");
+                if json_output {
+                    let mut line = json!({ "url": url, "write_keys": write_keys });
+                    if let Some(summary) = &demo_summary {
+                        line["demo"] = summary.clone();
+                    }
+                    println!("{line}");
+                } else {
+                    println!("Waymark is serving at {url}");
+                    println!("  Write key:  {}{}", write_keys.join(", "), if generated { "  (generated; set --write-key or write_keys in waymark.toml to keep one)" } else { "" });
+                    println!("  Track:      curl -u {}: -H 'Content-Type: application/json' -d '{{\"userId\":\"u1\",\"event\":\"Signed Up\"}}' {url}v1/track", write_keys[0]);
+                    if demo_summary.is_some() {
+                        println!("  Customer:   curl {url}v1/customers/cust-000001");
+                    }
+                    println!("  Press Ctrl-C to stop.");
+                }
+                let _ = std::io::stdout().flush();
+            },
+            waymark_server::shutdown_signal(),
+        ))
+        .with_context(|| format!("serving on {listen}"))?;
+    store.close()?;
+    Ok(())
+}
+
+fn ingest_demo(store: &Store, config: DemoConfig, json_output: bool) -> Result<serde_json::Value> {
+    let existing = store.stats();
+    if existing.events > 0 {
+        if !json_output {
+            println!("The data directory already holds {} events of {} customers; serving them (remove it to regenerate).", existing.events, existing.customers);
+        }
+        return Ok(
+            json!({ "events": existing.events, "customers": existing.customers, "generated": false }),
+        );
+    }
+    let started = Instant::now();
+    let bar = progress_bar(
+        json_output,
+        config.customers as u64,
+        "{msg} {bar:40} {pos}/{len} customers ({per_sec}, {eta})",
+    );
+    bar.set_message("generating and ingesting the demo retailer");
+    let mut batch: Vec<Event> = Vec::with_capacity(20_000);
+    let mut failure: Option<anyhow::Error> = None;
+    let mut customers_done = 0u64;
+    let mut last_customer_message = String::new();
+    demo::generate(config, &mut |value| {
+        if failure.is_some() {
+            return;
+        }
+        let context = IngestContext::at(Timestamp::now());
+        match Event::from_segment_json(&value, &context) {
+            Ok(event) => {
+                // Count customers by the message-id prefix, which carries the customer index.
+                let customer_part = event
+                    .message_id
+                    .rsplit_once('-')
+                    .map(|(prefix, _)| prefix.to_string())
+                    .unwrap_or_default();
+                if customer_part != last_customer_message {
+                    customers_done += 1;
+                    last_customer_message = customer_part;
+                    if customers_done % 500 == 0 {
+                        bar.set_position(customers_done);
+                    }
+                }
+                batch.push(event);
+            }
+            Err(error) => {
+                failure = Some(anyhow::anyhow!(
+                    "the demo generator produced an invalid event: {error}"
+                ))
+            }
+        }
+        if batch.len() >= 20_000 {
+            if let Err(error) = store.append(std::mem::take(&mut batch), vec![]) {
+                failure = Some(error.into());
+            }
+        }
+    });
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    store.append(batch, vec![])?;
+    store.flush()?;
+    bar.finish_and_clear();
+    let stats = store.stats();
+    let seconds = started.elapsed().as_secs_f64();
+    if !json_output {
+        println!(
+            "Demo retailer ingested: {} customers, {} events in {:.1} s ({:.0} events/s). Ground truth: docs/demo.md",
+            stats.customers,
+            stats.events,
+            seconds,
+            stats.events as f64 / seconds
+        );
+    }
+    Ok(
+        json!({ "events": stats.events, "customers": stats.customers, "seconds": seconds, "generated": true }),
+    )
+}
+
+fn generate(out: &Path, config: DemoConfig, json_output: bool) -> Result<()> {
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut writer: Box<dyn Write> = if out.extension().is_some_and(|extension| extension == "gz") {
+        Box::new(flate2_writer(file))
+    } else {
+        Box::new(std::io::BufWriter::with_capacity(1 << 20, file))
+    };
+    let bar = progress_bar(
+        json_output,
+        config.customers as u64,
+        "{msg} {bar:40} {pos}/{len} customers ({per_sec}, {eta})",
+    );
+    bar.set_message("generating");
+    let started = Instant::now();
+    let mut n_events = 0u64;
+    let mut write_error = None;
+    demo::generate(config, &mut |value| {
+        if write_error.is_none() {
+            if let Err(error) = serde_json::to_writer(&mut writer, &value)
+                .map_err(std::io::Error::from)
+                .and_then(|_| writer.write_all(b"\n"))
+            {
+                write_error = Some(error);
+            }
+        }
+        n_events += 1;
+        if n_events % 20_000 == 0 {
+            bar.set_position(
+                value["messageId"]
+                    .as_str()
+                    .and_then(|id| id.split('-').nth(2))
+                    .and_then(|index| index.parse().ok())
+                    .unwrap_or(0),
+            );
+        }
+    });
+    if let Some(error) = write_error {
+        return Err(error).with_context(|| format!("writing {}", out.display()));
+    }
+    writer.flush()?;
+    drop(writer);
+    bar.finish_and_clear();
+    if json_output {
+        print_json(
+            &json!({ "file": out, "events": n_events, "customers": config.customers, "seconds": started.elapsed().as_secs_f64() }),
+        );
+    } else {
+        println!(
+            "Wrote {n_events} events of {} customers to {} in {:.1} s",
+            config.customers,
+            out.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn flate2_writer(file: std::fs::File) -> impl Write {
+    waymark_engine::gzip_writer(std::io::BufWriter::with_capacity(1 << 20, file))
+}
+
+fn import(
+    store: &Store,
+    files: &[PathBuf],
+    options: &ImportOptions,
+    json_output: bool,
+) -> Result<()> {
+    let mut reports = Vec::new();
+    for file in files {
+        if !file.exists() {
+            return Err(UsageError(format!("{}: no such file", file.display())).into());
+        }
+        let total = std::fs::metadata(file).map(|meta| meta.len()).unwrap_or(0);
+        let bar = progress_bar(
+            json_output,
+            total,
+            "{msg} {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        );
+        bar.set_message(
+            file.file_name()
+                .map(|name| name.to_string_lossy().to_string())
+                .unwrap_or_default(),
+        );
+        let started = Instant::now();
+        let report = import_file(store, file, options, &|done, _| bar.set_position(done))?;
+        bar.finish_and_clear();
+        let seconds = started.elapsed().as_secs_f64();
+        if !json_output {
+            println!(
+                "{}: {} rows → {} new events, {} already stored, {} invalid in {:.2} s ({:.0} rows/s)",
+                file.display(),
+                report.rows,
+                report.accepted,
+                report.duplicates,
+                report.invalid,
+                seconds,
+                report.rows as f64 / seconds.max(1e-9)
+            );
+            println!(
+                "  columns: customer={} step={} time={} channel={}",
+                report.customer_column.as_deref().unwrap_or("-"),
+                report.step_column.as_deref().unwrap_or("-"),
+                report.time_column.as_deref().unwrap_or("-"),
+                report.channel_column.as_deref().unwrap_or("-")
+            );
+            for problem in &report.problems {
+                println!("  skipped {problem}");
+            }
+        }
+        reports.push(json!({ "report": report, "seconds": seconds }));
+    }
+    store.flush()?;
+    if json_output {
+        print_json(&json!({ "imports": reports, "stats": store.stats() }));
+    }
+    Ok(())
+}
+
+fn identity(store: &Store, command: IdentityCommand, json_output: bool) -> Result<()> {
+    match command {
+        IdentityCommand::Show { identifier } => {
+            let view = store.customer(&identifier)?.ok_or_else(|| {
+                UsageError(format!("no customer has the identifier {identifier:?}"))
+            })?;
+            if json_output {
+                print_json(
+                    &json!({ "customer_id": view.customer_id, "identifiers": view.identifiers, "merges": view.merges, "warnings": view.warnings, "n_events": view.events.len() }),
+                );
+            } else {
+                println!(
+                    "customer {} ({} events)",
+                    view.customer_id,
+                    view.events.len()
+                );
+                for id in &view.identifiers {
+                    println!("  {}", id.key());
+                }
+                for edge in &view.merges {
+                    println!(
+                        "  edge {:>5}: {} ↔ {} by {:?} {} at {}{}",
+                        edge.id,
+                        edge.a,
+                        edge.b,
+                        edge.reason,
+                        edge.message_id,
+                        edge.at,
+                        edge.unmerged_at
+                            .map(|at| format!(" (undone at {at})"))
+                            .unwrap_or_default()
+                    );
+                }
+                for warning in &view.warnings {
+                    println!("  refused: {}", warning.message);
+                }
+            }
+        }
+        IdentityCommand::Edges => {
+            let edges = store.merge_edges();
+            if json_output {
+                print_json(&json!({ "edges": edges }));
+            } else {
+                for edge in edges {
+                    println!(
+                        "{:>6}  {} ↔ {}  {:?}  {}  {}",
+                        edge.id,
+                        edge.a,
+                        edge.b,
+                        edge.reason,
+                        edge.at,
+                        if edge.is_active() { "active" } else { "undone" }
+                    );
+                }
+            }
+        }
+        IdentityCommand::Merge { a, b } => {
+            let outcome = store.merge(&a, &b)?;
+            let text = format!("{outcome:?}");
+            if json_output {
+                print_json(&json!({ "outcome": text }));
+            } else {
+                println!("{text}");
+            }
+        }
+        IdentityCommand::Unmerge { edge } => {
+            if !store.unmerge(edge)? {
+                return Err(UsageError(format!(
+                    "there is no active merge edge {edge}; list them with `waymark identity edges`"
+                ))
+                .into());
+            }
+            if json_output {
+                print_json(&json!({ "unmerged": edge }));
+            } else {
+                println!("Edge {edge} undone; the two sides are separate customers again unless other edges still link them.");
+            }
+        }
+    }
+    Ok(())
+}

@@ -10,3 +10,8 @@ pub mod import;
 pub mod ingest;
 
 pub use waymark_store::{Store, StoreOptions};
+
+/// A gzip writer at the default compression level, for generated files named `*.gz`.
+pub fn gzip_writer<W: std::io::Write>(inner: W) -> impl std::io::Write {
+    flate2::write::GzEncoder::new(inner, flate2::Compression::default())
+}

@@ -227,9 +227,10 @@ impl Event {
         let raw_anonymous_id = optional_id(object, "anonymousId")?;
         let mut junk = Vec::new();
         let mut keep = |raw: Option<String>| match raw {
+            // Imports may use any non-blank id; the collector refuses placeholders.
             Some(text)
-                if is_junk_identifier(&text)
-                    && !(ingest.allow_placeholder_ids && !text.trim().is_empty()) =>
+                if (text.trim().is_empty() || !ingest.allow_placeholder_ids)
+                    && is_junk_identifier(&text) =>
             {
                 junk.push(text);
                 None

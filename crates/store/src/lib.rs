@@ -125,6 +125,9 @@ pub struct CustomerView {
     pub events: Vec<TimelineEntry>,
 }
 
+/// A decoded payload block: its first row and the payloads of its rows.
+type DecodedBlock = (u32, Vec<Vec<u8>>);
+
 /// Hot columns with process-global dictionary codes.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Columns {
@@ -582,7 +585,7 @@ impl Store {
             }
         }
         rows.sort_unstable();
-        let mut block_cache: HashMap<(usize, usize), (u32, Vec<Vec<u8>>)> = HashMap::new();
+        let mut block_cache: HashMap<(usize, usize), DecodedBlock> = HashMap::new();
         let mut events = Vec::with_capacity(rows.len());
         for (_, _, location, row) in rows {
             let (columns, payload): (&Columns, Vec<u8>) = if location == usize::MAX {

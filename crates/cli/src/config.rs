@@ -1,0 +1,134 @@
+//! Configuration: one serde struct read from TOML, overlaid by `WAYMARK_*` environment variables and flags.
+
+use crate::{ServeArgs, UsageError};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use waymark_store::StoreOptions;
+
+/// The TOML configuration file (`waymark.toml`). Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address the server listens on (default `127.0.0.1:8080`).
+    pub listen: Option<String>,
+    /// Write keys the collector accepts.
+    pub write_keys: Option<Vec<String>>,
+    /// Events held in memory (and in the log) before they are written as a segment (default 1,000,000).
+    pub flush_rows: Option<usize>,
+    /// Segments allowed before compaction merges them (default 8).
+    pub max_segments: Option<usize>,
+}
+
+/// Reads `path`, or `waymark.toml` in the data directory when no path is given and it exists.
+pub fn load(path: Option<&Path>, data: &Path) -> Result<FileConfig> {
+    let (path, required) = match path {
+        Some(path) => (path.to_path_buf(), true),
+        None => (data.join("waymark.toml"), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text)
+            .map_err(|error| UsageError(format!("{}: {error}", path.display())).into()),
+        Err(error) if !required && error.kind() == std::io::ErrorKind::NotFound => {
+            Ok(FileConfig::default())
+        }
+        Err(error) => {
+            Err(error).with_context(|| format!("reading the configuration file {}", path.display()))
+        }
+    }
+}
+
+/// The configuration in force.
+#[derive(Debug, Clone)]
+pub struct Effective {
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub write_keys: Vec<String>,
+    /// True when no key was configured and one was generated for this run.
+    pub generated_key: bool,
+    pub flush_rows: usize,
+    pub max_segments: usize,
+}
+
+#[derive(Serialize)]
+pub struct Redacted {
+    data: String,
+    listen: String,
+    write_keys: Vec<String>,
+    flush_rows: usize,
+    max_segments: usize,
+}
+
+impl Effective {
+    /// Defaults, then the file, then environment and flags (clap has already merged those two).
+    pub fn resolve(data: &Path, file: &FileConfig, args: &ServeArgs) -> Result<Effective> {
+        let listen_text = args
+            .listen
+            .clone()
+            .or_else(|| file.listen.clone())
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            UsageError(format!(
+                "listen address {listen_text:?} is not HOST:PORT, e.g. 127.0.0.1:8080"
+            ))
+        })?;
+        let mut write_keys: Vec<String> = if args.write_keys.is_empty() {
+            file.write_keys.clone().unwrap_or_default()
+        } else {
+            args.write_keys.clone()
+        };
+        write_keys.retain(|key| !key.trim().is_empty());
+        let generated_key = write_keys.is_empty();
+        if generated_key {
+            use std::hash::BuildHasher;
+            let random = std::collections::hash_map::RandomState::new()
+                .hash_one((std::process::id(), std::time::SystemTime::now()));
+            write_keys.push(format!("wk_{random:016x}"));
+        }
+        let flush_rows = file
+            .flush_rows
+            .unwrap_or(StoreOptions::default().flush_rows);
+        let max_segments = file
+            .max_segments
+            .unwrap_or(StoreOptions::default().max_segments);
+        if flush_rows == 0 || max_segments == 0 {
+            return Err(UsageError("flush_rows and max_segments must be at least 1".into()).into());
+        }
+        Ok(Effective {
+            data: data.to_path_buf(),
+            listen,
+            write_keys,
+            generated_key,
+            flush_rows,
+            max_segments,
+        })
+    }
+
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            flush_rows: self.flush_rows,
+            max_segments: self.max_segments,
+        }
+    }
+
+    pub fn redacted(&self) -> Redacted {
+        Redacted {
+            data: self.data.display().to_string(),
+            listen: self.listen.to_string(),
+            write_keys: self
+                .write_keys
+                .iter()
+                .map(|key| {
+                    if self.generated_key {
+                        "(generated at start)".into()
+                    } else {
+                        format!("{}…({} chars)", &key[..key.len().min(3)], key.len())
+                    }
+                })
+                .collect(),
+            flush_rows: self.flush_rows,
+            max_segments: self.max_segments,
+        }
+    }
+}

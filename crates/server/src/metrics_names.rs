@@ -1,0 +1,19 @@
+//! Metric names, in one place so dashboards and code agree.
+
+/// Events made durable (counter).
+pub const EVENTS_INGESTED: &str = "waymark_events_ingested_total";
+/// Events refused, labelled by `reason` (counter).
+pub const EVENTS_REJECTED: &str = "waymark_events_rejected_total";
+/// Events already stored, ignored by `messageId` (counter).
+pub const EVENTS_DUPLICATE: &str = "waymark_events_duplicate_total";
+/// Requests refused as a whole, labelled by `code` (counter).
+pub const REQUESTS_REJECTED: &str = "waymark_requests_rejected_total";
+/// Time from request to durable acknowledgement, labelled by `endpoint` (histogram, seconds).
+pub const INGEST_LATENCY: &str = "waymark_ingest_request_duration_seconds";
+/// Store gauges, refreshed at every scrape.
+pub const STORE_EVENTS: &str = "waymark_store_events";
+pub const STORE_CUSTOMERS: &str = "waymark_store_customers";
+pub const STORE_SEGMENTS: &str = "waymark_store_segments";
+pub const STORE_SEGMENT_BYTES: &str = "waymark_store_segment_bytes";
+pub const STORE_WAL_BYTES: &str = "waymark_store_wal_bytes";
+pub const STORE_FAILED_EVENTS: &str = "waymark_store_failed_events";

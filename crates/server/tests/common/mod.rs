@@ -1,0 +1,133 @@
+//! Test helpers: a real server on 127.0.0.1:0 over a store in a temporary directory, and an HTTP client that
+//! returns 4xx/5xx responses instead of errors.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use waymark_store::{Store, StoreOptions};
+
+pub const WRITE_KEY: &str = "test_write_key";
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub store: Arc<Store>,
+    pub agent: ureq::Agent,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), StoreOptions::default()).unwrap());
+    let (ready_sender, ready) = std::sync::mpsc::channel();
+    let (shutdown, shutdown_receiver) = tokio::sync::oneshot::channel::<()>();
+    let server_store = Arc::clone(&store);
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = waymark_server::ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            write_keys: vec![WRITE_KEY.into()],
+        };
+        runtime
+            .block_on(waymark_server::serve(
+                server_store,
+                config,
+                move |address| ready_sender.send(address).unwrap(),
+                async {
+                    let _ = shutdown_receiver.await;
+                },
+            ))
+            .unwrap();
+    });
+    let address = ready.recv().unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    TestApp {
+        address,
+        store,
+        agent,
+        shutdown: Some(shutdown),
+        thread: Some(thread),
+        _dir: dir,
+    }
+}
+
+pub fn basic_auth(key: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{key}:"))
+    )
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    /// POSTs `body` with the test write key; returns (status, JSON body).
+    pub fn post(&self, path: &str, body: impl AsRef<[u8]>) -> (u16, serde_json::Value) {
+        self.post_with(path, body, Some(WRITE_KEY), None)
+    }
+
+    pub fn post_with(
+        &self,
+        path: &str,
+        body: impl AsRef<[u8]>,
+        key: Option<&str>,
+        encoding: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .agent
+            .post(&self.url(path))
+            .header("Content-Type", "application/json");
+        if let Some(key) = key {
+            request = request.header("Authorization", &basic_auth(key));
+        }
+        if let Some(encoding) = encoding {
+            request = request.header("Content-Encoding", encoding);
+        }
+        let mut response = request.send(body.as_ref()).unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")),
+        )
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let mut response = self.agent.get(&self.url(path)).call().unwrap();
+        (
+            response.status().as_u16(),
+            response.body_mut().read_to_string().unwrap(),
+        )
+    }
+
+    pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let (status, text) = self.get(path);
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")),
+        )
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
