@@ -19,19 +19,41 @@ fn start_server(data: &Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_waymark"))
         .arg("--data")
         .arg(data)
-        .args(["--json", "serve", "--listen", "127.0.0.1:0", "--write-key", "crash-key"])
+        .args([
+            "--json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--write-key",
+            "crash-key",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("unexpected first line {line:?}"));
-    (child, ready["url"].as_str().unwrap().trim_end_matches('/').to_string())
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("unexpected first line {line:?}"));
+    (
+        child,
+        ready["url"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches('/')
+            .to_string(),
+    )
 }
 
 /// Posts batches from several clients until `stop` is set or the server goes away; returns acknowledged ids.
-fn post_until_killed(url: &str, round: &str, acknowledged_target: usize, server: &mut Child) -> Vec<String> {
+fn post_until_killed(
+    url: &str,
+    round: &str,
+    acknowledged_target: usize,
+    server: &mut Child,
+) -> Vec<String> {
     let acknowledged: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
     let acknowledged_count = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -81,7 +103,8 @@ fn stored_message_counts(data: &Path) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     store
         .for_each_event(|_, payload| {
-            let event: waymark_model::Event = serde_json::from_slice(payload).expect("a stored event is never corrupt");
+            let event: waymark_model::Event =
+                serde_json::from_slice(payload).expect("a stored event is never corrupt");
             *counts.entry(event.message_id).or_insert(0) += 1;
             Ok(())
         })
@@ -91,10 +114,28 @@ fn stored_message_counts(data: &Path) -> HashMap<String, usize> {
 }
 
 fn assert_all_present_once(acknowledged: &[String], stored: &HashMap<String, usize>) {
-    let missing: Vec<&String> = acknowledged.iter().filter(|id| !stored.contains_key(*id)).take(5).collect();
-    assert!(missing.is_empty(), "{} acknowledged events lost, e.g. {missing:?}", acknowledged.iter().filter(|id| !stored.contains_key(*id)).count());
-    let repeated: Vec<(&String, &usize)> = stored.iter().filter(|(_, count)| **count != 1).take(5).collect();
-    assert!(repeated.is_empty(), "events stored more than once: {repeated:?}");
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !stored.contains_key(*id))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events lost, e.g. {missing:?}",
+        acknowledged
+            .iter()
+            .filter(|id| !stored.contains_key(*id))
+            .count()
+    );
+    let repeated: Vec<(&String, &usize)> = stored
+        .iter()
+        .filter(|(_, count)| **count != 1)
+        .take(5)
+        .collect();
+    assert!(
+        repeated.is_empty(),
+        "events stored more than once: {repeated:?}"
+    );
 }
 
 #[test]
@@ -112,8 +153,15 @@ fn acknowledged_events_survive_sigkill_and_a_torn_final_write() {
     // Round 2: restart, post more, kill again, then leave a torn frame at the end of the newest log file.
     let (mut server, url) = start_server(&data);
     let second = post_until_killed(&url, "r2", 20_000, &mut server);
-    let newest_log = std::fs::read_dir(data.join("wal")).unwrap().map(|entry| entry.unwrap().path()).max().expect("a log file");
-    let mut log = std::fs::OpenOptions::new().append(true).open(&newest_log).unwrap();
+    let newest_log = std::fs::read_dir(data.join("wal"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .max()
+        .expect("a log file");
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&newest_log)
+        .unwrap();
     log.write_all(&5_000u32.to_le_bytes()).unwrap(); // a frame header promising 5,000 bytes…
     log.write_all(&0xdead_beefu32.to_le_bytes()).unwrap();
     log.write_all(&[0x7b; 300]).unwrap(); // …of which only 300 reached the disk.
@@ -126,13 +174,23 @@ fn acknowledged_events_survive_sigkill_and_a_torn_final_write() {
     let (mut server, url) = start_server(&data);
     let agent = ureq::Agent::new_with_defaults();
     let body = json!({"batch": [{"type": "track", "userId": "after", "event": "Recovered", "messageId": "after-1"}]}).to_string();
-    let response = agent.post(&format!("{url}/v1/batch")).header("Authorization", "Basic Y3Jhc2gta2V5Og==").content_type("application/json").send(body.as_bytes()).unwrap();
+    let response = agent
+        .post(&format!("{url}/v1/batch"))
+        .header("Authorization", "Basic Y3Jhc2gta2V5Og==")
+        .content_type("application/json")
+        .send(body.as_bytes())
+        .unwrap();
     assert_eq!(response.status(), 200);
     server.kill().unwrap();
     server.wait().unwrap();
     let stored = stored_message_counts(&data);
     assert_eq!(stored.get("after-1"), Some(&1));
     // Batches in flight at a kill may also have been made durable; nothing acknowledged is missing.
-    assert!(stored.len() > all.len(), "{} stored, {} acknowledged before the last event", stored.len(), all.len());
+    assert!(
+        stored.len() > all.len(),
+        "{} stored, {} acknowledged before the last event",
+        stored.len(),
+        all.len()
+    );
     assert_all_present_once(&all, &stored);
 }

@@ -41,7 +41,10 @@ print("sent")
 fn sdk_python() -> PathBuf {
     let venv = std::env::var_os("WAYMARK_SDK_VENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache/waymark-sdk-venv"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").expect("HOME is set"))
+                .join(".cache/waymark-sdk-venv")
+        });
     let python = venv.join("bin/python");
     let has_sdks = |python: &PathBuf| {
         Command::new(python)
@@ -50,14 +53,36 @@ fn sdk_python() -> PathBuf {
             .is_ok_and(|status| status.success())
     };
     if !has_sdks(&python) {
-        let created = Command::new("python3").arg("-m").arg("venv").arg(&venv).status();
-        assert!(created.is_ok_and(|status| status.success()), "could not create a virtualenv at {}: install python3-venv (see .ci/run)", venv.display());
-        let installed = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "segment-analytics-python", "rudder-sdk-python"])
+        let created = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
             .status();
-        assert!(installed.is_ok_and(|status| status.success()), "pip could not install the SDKs into {}", venv.display());
+        assert!(
+            created.is_ok_and(|status| status.success()),
+            "could not create a virtualenv at {}: install python3-venv (see .ci/run)",
+            venv.display()
+        );
+        let installed = Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "segment-analytics-python",
+                "rudder-sdk-python",
+            ])
+            .status();
+        assert!(
+            installed.is_ok_and(|status| status.success()),
+            "pip could not install the SDKs into {}",
+            venv.display()
+        );
     }
-    assert!(has_sdks(&python), "the Segment and RudderStack SDKs are not importable from {}", python.display());
+    assert!(
+        has_sdks(&python),
+        "the Segment and RudderStack SDKs are not importable from {}",
+        python.display()
+    );
     python
 }
 
@@ -67,7 +92,10 @@ fn official_segment_and_rudderstack_python_sdks_work_unmodified() {
     let app = spawn_app();
     let host = format!("http://{}", app.address);
     for sdk in ["segment", "rudderstack"] {
-        let output = Command::new(&python).args(["-c", SCRIPT, &host, WRITE_KEY, sdk]).output().unwrap();
+        let output = Command::new(&python)
+            .args(["-c", SCRIPT, &host, WRITE_KEY, sdk])
+            .output()
+            .unwrap();
         assert!(
             output.status.success(),
             "{sdk} SDK failed:\n{}\n{}",
@@ -77,10 +105,23 @@ fn official_segment_and_rudderstack_python_sdks_work_unmodified() {
         let (status, customer) = app.get_json(&format!("/v1/customers/{sdk}-ann"));
         assert_eq!(status, 200, "{sdk}: {customer}");
         assert_eq!(customer["customer_id"], format!("{sdk}-ann"));
-        let steps: Vec<&str> = customer["events"].as_array().unwrap().iter().map(|event| event["step"].as_str().unwrap()).collect();
+        let steps: Vec<&str> = customer["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|event| event["step"].as_str().unwrap())
+            .collect();
         assert_eq!(
             steps,
-            ["page:Pricing", "Searched", "identify", "Call Started", "screen:Home", "alias", "Order Completed"],
+            [
+                "page:Pricing",
+                "Searched",
+                "identify",
+                "Call Started",
+                "screen:Home",
+                "alias",
+                "Order Completed"
+            ],
             "{sdk}: every call arrives, in order, and the anonymous ones joined the customer"
         );
         let mut identifiers: Vec<String> = customer["identifiers"]
@@ -90,9 +131,21 @@ fn official_segment_and_rudderstack_python_sdks_work_unmodified() {
             .map(|id| id["value"].as_str().unwrap().to_string())
             .collect();
         identifiers.sort();
-        assert!(identifiers.contains(&format!("{sdk}-mac")) && identifiers.contains(&format!("{sdk}-phone")), "{sdk}: {identifiers:?}");
-        let reasons: Vec<&str> = customer["merges"].as_array().unwrap().iter().map(|edge| edge["reason"].as_str().unwrap()).collect();
-        assert!(reasons.contains(&"identify") && reasons.contains(&"alias"), "{sdk}: {reasons:?}");
+        assert!(
+            identifiers.contains(&format!("{sdk}-mac"))
+                && identifiers.contains(&format!("{sdk}-phone")),
+            "{sdk}: {identifiers:?}"
+        );
+        let reasons: Vec<&str> = customer["merges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|edge| edge["reason"].as_str().unwrap())
+            .collect();
+        assert!(
+            reasons.contains(&"identify") && reasons.contains(&"alias"),
+            "{sdk}: {reasons:?}"
+        );
         let call = &customer["events"][3];
         assert_eq!(call["channel"], "call_center", "{sdk}: {call}");
         assert_eq!(customer["events"][6]["properties"]["revenue"], 229);

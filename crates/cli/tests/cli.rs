@@ -1,0 +1,179 @@
+//! The `waymark` binary as a user runs it: exit codes, error messages that name file, line and field, `--json`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn waymark(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_waymark"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn shared(path: &str) -> String {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data")
+        .join(path);
+    assert!(
+        full.exists(),
+        "{} is missing: these tests read the shared data in place",
+        full.display()
+    );
+    full.display().to_string()
+}
+
+#[test]
+fn import_reports_json_and_stats_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = waymark(
+        dir.path(),
+        &["--json", "import", &shared("pm4py/receipt.csv.gz")],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["imports"][0]["report"]["accepted"], 8577);
+    assert_eq!(
+        report["imports"][0]["report"]["customer_column"],
+        "case:concept:name"
+    );
+    assert_eq!(report["stats"]["customers"], 1434);
+    let stats: serde_json::Value =
+        serde_json::from_slice(&waymark(dir.path(), &["--json", "stats"]).stdout).unwrap();
+    assert_eq!(stats["events"], 8577);
+
+    let parquet = dir.path().join("events.parquet");
+    let output = waymark(
+        dir.path(),
+        &["--json", "export", "--out", parquet.to_str().unwrap()],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let export: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(export["rows"], 8577);
+    assert!(std::fs::read(&parquet).unwrap().starts_with(b"PAR1"));
+}
+
+#[test]
+fn bad_input_exits_2_naming_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("calls.csv");
+    std::fs::write(
+        &csv,
+        "crm_id;reason;started\nc1;Call Started;2026-01-01 10:00\n;Call Started;2026-01-01 11:00\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let output = waymark(
+        &data,
+        &[
+            "import",
+            csv.to_str().unwrap(),
+            "--customer",
+            "crm_id",
+            "--step",
+            "reason",
+            "--time",
+            "started",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("calls.csv:3: crm_id: empty or a placeholder value"),
+        "{stderr}"
+    );
+
+    let output = waymark(&data, &["import", "/nonexistent/file.csv"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/file.csv: no such file"));
+
+    let output = waymark(&data, &["import", csv.to_str().unwrap()]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "no customer column by its usual names"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("pass --customer COLUMN"));
+
+    let output = waymark(&data, &["no-such-command"]);
+    assert_eq!(output.status.code(), Some(2));
+
+    std::fs::write(
+        data.join("waymark.toml"),
+        "listen = \"127.0.0.1:9000\"\nwrite_key = \"oops\"\n",
+    )
+    .unwrap();
+    let output = waymark(&data, &["config", "check"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("unknown field `write_key`"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::write(
+        data.join("waymark.toml"),
+        "listen = \"127.0.0.1:9000\"\nwrite_keys = [\"secret-key\"]\n",
+    )
+    .unwrap();
+    let output = waymark(&data, &["--json", "config", "check"]);
+    let config: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(config["listen"], "127.0.0.1:9000");
+    assert!(
+        !config["write_keys"][0]
+            .as_str()
+            .unwrap()
+            .contains("secret-key"),
+        "secrets are redacted"
+    );
+}
+
+#[test]
+fn identity_commands_show_and_undo_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(
+        &events,
+        concat!(
+            r#"{"type":"page","anonymousId":"laptop","name":"Home","timestamp":"2026-01-01T10:00:00Z"}"#, "\n",
+            r#"{"type":"identify","anonymousId":"laptop","userId":"ann","timestamp":"2026-01-01T10:01:00Z"}"#, "\n",
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    assert!(waymark(&data, &["import", events.to_str().unwrap()])
+        .status
+        .success());
+    let shown: serde_json::Value =
+        serde_json::from_slice(&waymark(&data, &["--json", "identity", "show", "laptop"]).stdout)
+            .unwrap();
+    assert_eq!(
+        (shown["customer_id"].as_str(), shown["n_events"].as_u64()),
+        (Some("ann"), Some(2))
+    );
+    let edge = shown["merges"][0]["id"].as_u64().unwrap().to_string();
+    assert!(waymark(&data, &["identity", "unmerge", &edge])
+        .status
+        .success());
+    let shown: serde_json::Value =
+        serde_json::from_slice(&waymark(&data, &["--json", "identity", "show", "laptop"]).stdout)
+            .unwrap();
+    assert_eq!(
+        (shown["customer_id"].as_str(), shown["n_events"].as_u64()),
+        (Some("laptop"), Some(1))
+    );
+    assert_eq!(
+        waymark(&data, &["identity", "unmerge", &edge])
+            .status
+            .code(),
+        Some(2)
+    );
+}
