@@ -207,6 +207,19 @@ fn open_store(effective: &Effective) -> Result<Store> {
         .with_context(|| format!("opening the data directory {}", effective.data.display()))
 }
 
+/// Opens the store for a command that does not serve (import, export, identity, stats, failed).
+fn open_store_for_maintenance(data: &Path, file_config: &config::FileConfig) -> Result<Store> {
+    let effective = Effective::resolve(
+        data,
+        file_config,
+        &ServeArgs {
+            listen: None,
+            write_keys: vec![],
+        },
+    )?;
+    open_store(&effective)
+}
+
 fn print_json(value: &serde_json::Value) {
     println!(
         "{}",
@@ -289,27 +302,11 @@ fn run(cli: Cli) -> Result<()> {
                 skip_invalid,
                 ..ImportOptions::default()
             };
-            let effective = Effective::resolve(
-                &cli.data,
-                &file_config,
-                &ServeArgs {
-                    listen: None,
-                    write_keys: vec![],
-                },
-            )?;
-            let store = open_store(&effective)?;
+            let store = open_store_for_maintenance(&cli.data, &file_config)?;
             import(&store, &files, &options, cli.json)
         }
         Command::Export { out } => {
-            let effective = Effective::resolve(
-                &cli.data,
-                &file_config,
-                &ServeArgs {
-                    listen: None,
-                    write_keys: vec![],
-                },
-            )?;
-            let store = open_store(&effective)?;
+            let store = open_store_for_maintenance(&cli.data, &file_config)?;
             let total = store.stats().events;
             let bar = progress_bar(
                 cli.json,
@@ -337,27 +334,11 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Identity { command } => {
-            let effective = Effective::resolve(
-                &cli.data,
-                &file_config,
-                &ServeArgs {
-                    listen: None,
-                    write_keys: vec![],
-                },
-            )?;
-            let store = open_store(&effective)?;
+            let store = open_store_for_maintenance(&cli.data, &file_config)?;
             identity(&store, command, cli.json)
         }
         Command::Failed { limit } => {
-            let effective = Effective::resolve(
-                &cli.data,
-                &file_config,
-                &ServeArgs {
-                    listen: None,
-                    write_keys: vec![],
-                },
-            )?;
-            let store = open_store(&effective)?;
+            let store = open_store_for_maintenance(&cli.data, &file_config)?;
             let failed = store.failed_events(limit)?;
             if cli.json {
                 print_json(&json!({ "failed": failed }));
@@ -374,15 +355,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Stats => {
-            let effective = Effective::resolve(
-                &cli.data,
-                &file_config,
-                &ServeArgs {
-                    listen: None,
-                    write_keys: vec![],
-                },
-            )?;
-            let store = open_store(&effective)?;
+            let store = open_store_for_maintenance(&cli.data, &file_config)?;
             let stats = store.stats();
             if cli.json {
                 print_json(&serde_json::to_value(&stats)?);

@@ -397,15 +397,42 @@ async fn stats(State(state): State<AppState>) -> Json<Value> {
     Json(serde_json::to_value(state.store.stats()).expect("stats serialise"))
 }
 
+/// `1667009` → `1,667,009`.
+fn with_thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    grouped
+}
+
 async fn status_page(State(state): State<AppState>) -> Html<String> {
     let stats = state.store.stats();
-    Html(
-        include_str!("status.html")
-            .replace("{{events}}", &stats.events.to_string())
-            .replace("{{customers}}", &stats.customers.to_string())
-            .replace("{{identifiers}}", &stats.identifiers.to_string())
-            .replace("{{channels}}", &stats.channels.to_string())
-            .replace("{{steps}}", &stats.steps.to_string())
-            .replace("{{failed}}", &stats.failed_events.to_string()),
-    )
+    let mut page = include_str!("status.html").to_string();
+    for (placeholder, value) in [
+        ("{{events}}", stats.events),
+        ("{{customers}}", stats.customers),
+        ("{{identifiers}}", stats.identifiers),
+        ("{{channels}}", stats.channels),
+        ("{{steps}}", stats.steps),
+        ("{{failed}}", stats.failed_events),
+    ] {
+        page = page.replace(placeholder, &with_thousands(value));
+    }
+    Html(page)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(super::with_thousands(1_667_009), "1,667,009");
+        assert_eq!(super::with_thousands(999), "999");
+        assert_eq!(super::with_thousands(1_000), "1,000");
+        assert_eq!(super::with_thousands(0), "0");
+    }
 }

@@ -1193,6 +1193,30 @@ fn clustering_order(identity: &IdentityGraph, ident: &[u32], ts: &[i64], seq: &[
     order
 }
 
+/// The rows to write for a segment, in `order`, with global codes turned back into names.
+fn segment_rows<'a>(
+    state: &'a State,
+    columns: &'a Columns,
+    payloads: &'a [Vec<u8>],
+    order: &[u32],
+) -> Vec<SegmentRow<'a>> {
+    order
+        .iter()
+        .map(|row| {
+            let row = *row as usize;
+            SegmentRow {
+                identifier: state.identity.key(columns.ident[row]),
+                ts: columns.ts[row],
+                seq: columns.seq[row],
+                step: state.steps.name(columns.step[row]),
+                channel: state.channels.name(columns.channel[row] as u32),
+                msg_hash: columns.msg_hash[row],
+                payload: &payloads[row],
+            }
+        })
+        .collect()
+}
+
 fn flush(shared: &Shared, wal: &mut WalWriter) -> Result<()> {
     let dir = &shared.dir;
     let mut state = shared.state.write();
@@ -1211,21 +1235,7 @@ fn flush(shared: &Shared, wal: &mut WalWriter) -> Result<()> {
         let memtable = &state.memtable;
         let columns = &memtable.columns;
         let order = clustering_order(&state.identity, &columns.ident, &columns.ts, &columns.seq);
-        let rows: Vec<SegmentRow> = order
-            .iter()
-            .map(|row| {
-                let row = *row as usize;
-                SegmentRow {
-                    identifier: state.identity.key(columns.ident[row]),
-                    ts: columns.ts[row],
-                    seq: columns.seq[row],
-                    step: state.steps.name(columns.step[row]),
-                    channel: state.channels.name(columns.channel[row] as u32),
-                    msg_hash: columns.msg_hash[row],
-                    payload: &memtable.payloads[row],
-                }
-            })
-            .collect();
+        let rows = segment_rows(&state, columns, &memtable.payloads, &order);
         let id = manifest.next_segment_id;
         let bytes = segment::write_segment(&segment_path(dir, id), &rows)?;
         manifest.segments.push(SegmentEntry {
@@ -1294,21 +1304,7 @@ fn compact(shared: &Shared) -> Result<()> {
             .extend_from_slice(&segment.columns.msg_hash);
     }
     let order = clustering_order(&state.identity, &columns.ident, &columns.ts, &columns.seq);
-    let rows: Vec<SegmentRow> = order
-        .iter()
-        .map(|row| {
-            let row = *row as usize;
-            SegmentRow {
-                identifier: state.identity.key(columns.ident[row]),
-                ts: columns.ts[row],
-                seq: columns.seq[row],
-                step: state.steps.name(columns.step[row]),
-                channel: state.channels.name(columns.channel[row] as u32),
-                msg_hash: columns.msg_hash[row],
-                payload: &payloads[row],
-            }
-        })
-        .collect();
+    let rows = segment_rows(&state, &columns, &payloads, &order);
     let mut manifest = state.manifest.clone();
     let id = manifest.next_segment_id;
     let bytes = segment::write_segment(&segment_path(dir, id), &rows)?;
