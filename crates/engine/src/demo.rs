@@ -95,33 +95,40 @@ impl CustomerWriter<'_> {
         })
     }
 
-    /// An event on a device: anonymous until `logged_in`, then carrying both ids (as browser and app SDKs do).
-    fn on_device(&mut self, device: &Device, logged_in: bool, event: &str, properties: Value) {
-        let mut value = self.base("track");
-        value["event"] = event.into();
+    /// A call of type `kind` on a device: anonymous until `logged_in`, then carrying both ids (as browser and app
+    /// SDKs do).
+    fn device_call(
+        &mut self,
+        kind: &str,
+        device: &Device,
+        logged_in: bool,
+        properties: Value,
+    ) -> Value {
+        let mut value = self.base(kind);
         value["anonymousId"] = device.anonymous_id.clone().into();
         if logged_in {
             value["userId"] = self.user_id.clone().into();
         }
         value["properties"] = properties;
         value["context"] = device_context(device);
+        value
+    }
+
+    fn on_device(&mut self, device: &Device, logged_in: bool, event: &str, properties: Value) {
+        let mut value = self.device_call("track", device, logged_in, properties);
+        value["event"] = event.into();
         (self.emit)(value);
     }
 
+    /// A `page` on the web, a `screen` in the app.
     fn page(&mut self, device: &Device, logged_in: bool, name: &str, properties: Value) {
         let kind = if device.channel == "app" {
             "screen"
         } else {
             "page"
         };
-        let mut value = self.base(kind);
+        let mut value = self.device_call(kind, device, logged_in, properties);
         value["name"] = name.into();
-        value["anonymousId"] = device.anonymous_id.clone().into();
-        if logged_in {
-            value["userId"] = self.user_id.clone().into();
-        }
-        value["properties"] = properties;
-        value["context"] = device_context(device);
         (self.emit)(value);
     }
 
