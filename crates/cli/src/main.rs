@@ -463,42 +463,31 @@ fn ingest_demo(store: &Store, config: DemoConfig, json_output: bool) -> Result<s
     bar.set_message("generating and ingesting the demo retailer");
     let mut batch: Vec<Event> = Vec::with_capacity(20_000);
     let mut failure: Option<anyhow::Error> = None;
-    let mut customers_done = 0u64;
-    let mut last_customer_message = String::new();
-    demo::generate(config, &mut |value| {
-        if failure.is_some() {
-            return;
-        }
-        let context = IngestContext::at(Timestamp::now());
-        match Event::from_segment_json(&value, &context) {
-            Ok(event) => {
-                // Count customers by the message-id prefix, which carries the customer index.
-                let customer_part = event
-                    .message_id
-                    .rsplit_once('-')
-                    .map(|(prefix, _)| prefix.to_string())
-                    .unwrap_or_default();
-                if customer_part != last_customer_message {
-                    customers_done += 1;
-                    last_customer_message = customer_part;
-                    if customers_done % 500 == 0 {
-                        bar.set_position(customers_done);
-                    }
+    for customer_index in 0..config.customers {
+        demo::generate_customer(config, customer_index, &mut |value| {
+            if failure.is_some() {
+                return;
+            }
+            let context = IngestContext::at(Timestamp::now());
+            match Event::from_segment_json(&value, &context) {
+                Ok(event) => batch.push(event),
+                Err(error) => {
+                    failure = Some(anyhow::anyhow!(
+                        "the demo generator produced an invalid event: {error}"
+                    ))
                 }
-                batch.push(event);
             }
-            Err(error) => {
-                failure = Some(anyhow::anyhow!(
-                    "the demo generator produced an invalid event: {error}"
-                ))
+            if batch.len() >= 20_000 {
+                if let Err(error) = store.append(std::mem::take(&mut batch), vec![]) {
+                    failure = Some(error.into());
+                }
             }
+        });
+        bar.inc(1);
+        if failure.is_some() {
+            break;
         }
-        if batch.len() >= 20_000 {
-            if let Err(error) = store.append(std::mem::take(&mut batch), vec![]) {
-                failure = Some(error.into());
-            }
-        }
-    });
+    }
     if let Some(error) = failure {
         return Err(error);
     }
@@ -537,26 +526,23 @@ fn generate(out: &Path, config: DemoConfig, json_output: bool) -> Result<()> {
     let started = Instant::now();
     let mut n_events = 0u64;
     let mut write_error = None;
-    demo::generate(config, &mut |value| {
-        if write_error.is_none() {
-            if let Err(error) = serde_json::to_writer(&mut writer, &value)
-                .map_err(std::io::Error::from)
-                .and_then(|_| writer.write_all(b"\n"))
-            {
-                write_error = Some(error);
+    for customer_index in 0..config.customers {
+        demo::generate_customer(config, customer_index, &mut |value| {
+            if write_error.is_none() {
+                if let Err(error) = serde_json::to_writer(&mut writer, &value)
+                    .map_err(std::io::Error::from)
+                    .and_then(|_| writer.write_all(b"\n"))
+                {
+                    write_error = Some(error);
+                }
             }
+            n_events += 1;
+        });
+        bar.inc(1);
+        if write_error.is_some() {
+            break;
         }
-        n_events += 1;
-        if n_events % 20_000 == 0 {
-            bar.set_position(
-                value["messageId"]
-                    .as_str()
-                    .and_then(|id| id.split('-').nth(2))
-                    .and_then(|index| index.parse().ok())
-                    .unwrap_or(0),
-            );
-        }
-    });
+    }
     if let Some(error) = write_error {
         return Err(error).with_context(|| format!("writing {}", out.display()));
     }

@@ -183,61 +183,62 @@ fn device_context(device: &Device) -> Value {
 /// Generates the demo data set as Segment-spec JSON events, customer by customer, each customer's events in time
 /// order. Deterministic for a given config.
 pub fn generate(config: DemoConfig, emit: &mut dyn FnMut(Value)) {
-    let mut shared_tablet: Option<String> = None;
     for customer_index in 0..config.customers {
-        let mut rng = ChaCha8Rng::seed_from_u64(
-            config.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ customer_index as u64,
-        );
-        let n_devices =
-            1 + usize::from(rng.random::<f64>() < 0.45) + usize::from(rng.random::<f64>() < 0.15);
-        let mut devices: Vec<Device> = (0..n_devices)
-            .map(|_| {
-                let (platform, channel, os, model) =
-                    PLATFORMS[rng.random_range(0..PLATFORMS.len())];
-                Device {
-                    anonymous_id: format!("{:016x}", rng.random::<u64>()),
-                    platform,
-                    channel,
-                    os,
-                    model,
-                }
-            })
-            .collect();
-        // One household in a hundred shares a tablet between two customers: the identity guard must keep them apart.
-        if customer_index % 100 == 37 {
-            let tablet = Device {
-                anonymous_id: format!("tablet-{customer_index}"),
-                platform: "ios_app",
-                channel: "app",
-                os: "iPadOS",
-                model: "iPad",
-            };
-            shared_tablet = Some(tablet.anonymous_id.clone());
-            devices.push(tablet);
-        } else if customer_index % 100 == 38 {
-            if let Some(anonymous_id) = shared_tablet.take() {
-                devices.push(Device {
-                    anonymous_id,
-                    platform: "ios_app",
-                    channel: "app",
-                    os: "iPadOS",
-                    model: "iPad",
-                });
-            }
-        }
-        let start = DEMO_START_SECS as f64 + rng.random_range(0.0..DEMO_SPAN_SECS as f64);
-        let region = REGIONS[rng.random_range(0..REGIONS.len())];
-        let mut writer = CustomerWriter {
-            rng,
-            customer_index,
-            seed: config.seed,
-            user_id: format!("cust-{customer_index:06}"),
-            time_secs: start,
-            n_events: 0,
-            emit,
-        };
-        customer_journey(&mut writer, &devices, region);
+        generate_customer(config, customer_index, emit);
     }
+}
+
+/// Generates the events of one customer, in time order. Customers are independent of each other, so callers can
+/// report progress per customer or generate ranges in parallel.
+pub fn generate_customer(config: DemoConfig, customer_index: usize, emit: &mut dyn FnMut(Value)) {
+    let mut rng = ChaCha8Rng::seed_from_u64(
+        config.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ customer_index as u64,
+    );
+    let n_devices =
+        1 + usize::from(rng.random::<f64>() < 0.45) + usize::from(rng.random::<f64>() < 0.15);
+    let mut devices: Vec<Device> = (0..n_devices)
+        .map(|_| {
+            let (platform, channel, os, model) = PLATFORMS[rng.random_range(0..PLATFORMS.len())];
+            Device {
+                anonymous_id: format!("{:016x}", rng.random::<u64>()),
+                platform,
+                channel,
+                os,
+                model,
+            }
+        })
+        .collect();
+    // One household in a hundred shares a tablet between two customers: the identity guard must keep them apart.
+    if customer_index % 100 == 37 {
+        let tablet = Device {
+            anonymous_id: format!("tablet-{customer_index}"),
+            platform: "ios_app",
+            channel: "app",
+            os: "iPadOS",
+            model: "iPad",
+        };
+        devices.push(tablet);
+    } else if customer_index % 100 == 38 {
+        devices.push(Device {
+            anonymous_id: format!("tablet-{}", customer_index - 1),
+            platform: "ios_app",
+            channel: "app",
+            os: "iPadOS",
+            model: "iPad",
+        });
+    }
+    let start = DEMO_START_SECS as f64 + rng.random_range(0.0..DEMO_SPAN_SECS as f64);
+    let region = REGIONS[rng.random_range(0..REGIONS.len())];
+    let mut writer = CustomerWriter {
+        rng,
+        customer_index,
+        seed: config.seed,
+        user_id: format!("cust-{customer_index:06}"),
+        time_secs: start,
+        n_events: 0,
+        emit,
+    };
+    customer_journey(&mut writer, &devices, region);
 }
 
 fn customer_journey(w: &mut CustomerWriter, devices: &[Device], region: &str) {
@@ -407,19 +408,7 @@ fn customer_journey(w: &mut CustomerWriter, devices: &[Device], region: &str) {
         );
         if w.chance(0.65) {
             w.advance(30.0, 300.0);
-            w.on_device(
-                &first,
-                true,
-                "Payment Submitted",
-                json!({ "method": "card" }),
-            );
-            w.advance(2.0, 20.0);
-            w.on_device(
-                &first,
-                true,
-                "Order Completed",
-                json!({ "product": product, "revenue": price }),
-            );
+            pay_and_complete(w, &first, json!({ "product": product, "revenue": price }));
             purchased = true;
         } else if w.chance(0.4) {
             w.advance(86_400.0, 2.0 * 86_400.0);
@@ -432,14 +421,8 @@ fn customer_journey(w: &mut CustomerWriter, devices: &[Device], region: &str) {
                     json!({ "offer": "free-shipping" }),
                 );
                 w.advance(60.0, 600.0);
-                w.on_device(
-                    &first,
-                    true,
-                    "Payment Submitted",
-                    json!({ "method": "card" }),
-                );
-                w.advance(2.0, 20.0);
-                w.on_device(&first, true, "Order Completed", json!({ "product": product, "revenue": price - 14.99, "offer": "free-shipping" }));
+                let order = json!({ "product": product, "revenue": price - 14.99, "offer": "free-shipping" });
+                pay_and_complete(w, &first, order);
                 purchased = true;
             }
         }
@@ -542,6 +525,18 @@ fn customer_journey(w: &mut CustomerWriter, devices: &[Device], region: &str) {
             );
         }
     }
+}
+
+/// The end of an online checkout: payment, then the order (the goal).
+fn pay_and_complete(w: &mut CustomerWriter, device: &Device, order: Value) {
+    w.on_device(
+        device,
+        true,
+        "Payment Submitted",
+        json!({ "method": "card" }),
+    );
+    w.advance(2.0, 20.0);
+    w.on_device(device, true, "Order Completed", order);
 }
 
 fn contact_centre_call(w: &mut CustomerWriter, reason: &str, min_secs: f64, max_secs: f64) {
