@@ -18,6 +18,11 @@ use waymark_engine::import::{import_file, ImportError, ImportFormat, ImportOptio
 use waymark_model::{Event, IngestContext, Timestamp};
 use waymark_store::{Store, StoreError};
 
+/// mimalloc instead of the system allocator: import and ingest allocate many short-lived maps and strings, and
+/// glibc's malloc spent about 30 % of an import's CPU time in its own bookkeeping (measured with `perf record`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "waymark",

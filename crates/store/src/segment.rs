@@ -156,12 +156,16 @@ struct SectionWriter {
     file: File,
     path: PathBuf,
     offset: u64,
+    /// One compression context for the whole segment: creating one per section costs megabytes of allocation.
+    compressor: zstd::bulk::Compressor<'static>,
 }
 
 impl SectionWriter {
     fn write(&mut self, raw: &[u8]) -> Result<SectionRef> {
-        let compressed =
-            zstd::bulk::compress(raw, ZSTD_LEVEL).map_err(StoreError::io(&self.path))?;
+        let compressed = self
+            .compressor
+            .compress(raw)
+            .map_err(StoreError::io(&self.path))?;
         self.file
             .write_all(&compressed)
             .map_err(StoreError::io(&self.path))?;
@@ -180,10 +184,12 @@ impl SectionWriter {
 pub(crate) fn write_segment(path: &Path, rows: &[SegmentRow<'_>]) -> Result<u64> {
     let tmp_path = path.with_extension("seg.tmp");
     let file = File::create(&tmp_path).map_err(StoreError::io(&tmp_path))?;
+    let compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(StoreError::io(&tmp_path))?;
     let mut writer = SectionWriter {
         file,
         path: tmp_path.clone(),
         offset: 0,
+        compressor,
     };
     writer
         .file
