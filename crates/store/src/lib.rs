@@ -192,10 +192,18 @@ struct State {
     failed_events: u64,
 }
 
+/// An event ready for the writer thread: its dedup hash and stored form are computed by the caller, so that
+/// serialisation runs in parallel on the callers' threads instead of on the single writer.
+struct PreparedEvent {
+    hash: u64,
+    payload: Vec<u8>,
+    event: Event,
+}
+
 /// Operations the writer thread performs, in order, each durable before its reply.
 enum Command {
     Append {
-        events: Vec<Event>,
+        events: Vec<PreparedEvent>,
         failed: Vec<FailedEvent>,
         reply: mpsc::SyncSender<Result<AppendOutcome>>,
     },
@@ -441,6 +449,14 @@ impl Store {
     /// Appends events (and failed-event records) durably. Returns once they are on disk and visible to readers.
     /// Events whose `messageId` is already stored are counted as duplicates and not stored again.
     pub fn append(&self, events: Vec<Event>, failed: Vec<FailedEvent>) -> Result<AppendOutcome> {
+        let events = events
+            .into_iter()
+            .map(|event| PreparedEvent {
+                hash: message_hash(&event.message_id),
+                payload: serde_json::to_vec(&event).expect("events serialise"),
+                event,
+            })
+            .collect();
         self.send(|reply| Command::Append {
             events,
             failed,
@@ -897,12 +913,15 @@ impl State {
 }
 
 /// Events record: `kind | u32 count | count × (u64 seq | u32 len | payload)`.
-fn encode_events_record(events: &[(u64, Vec<u8>)]) -> Vec<u8> {
-    let total: usize = events.iter().map(|(_, payload)| payload.len() + 12).sum();
+fn encode_events_record(events: &[(u64, Vec<u8>, Event)]) -> Vec<u8> {
+    let total: usize = events
+        .iter()
+        .map(|(_, payload, _)| payload.len() + 12)
+        .sum();
     let mut record = Vec::with_capacity(5 + total);
     record.push(RECORD_EVENTS);
     record.extend_from_slice(&(events.len() as u32).to_le_bytes());
-    for (seq, payload) in events {
+    for (seq, payload, _) in events {
         record.extend_from_slice(&seq.to_le_bytes());
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         record.extend_from_slice(payload);
@@ -1037,21 +1056,17 @@ fn group_commit(
                         failed: failed.len(),
                         ..AppendOutcome::default()
                     };
-                    let mut batch = Vec::with_capacity(events.len());
-                    for event in events {
-                        let hash = message_hash(&event.message_id);
-                        if state.seen.contains(&hash) || !seen_now.insert(hash) {
+                    for prepared in events {
+                        if state.seen.contains(&prepared.hash) || !seen_now.insert(prepared.hash) {
                             outcome.duplicates += 1;
                             continue;
                         }
-                        let payload = serde_json::to_vec(&event).expect("events serialise");
-                        batch.push((next_seq, payload.clone()));
-                        new_events.push((next_seq, payload, event));
+                        new_events.push((next_seq, prepared.payload, prepared.event));
                         next_seq += 1;
                     }
-                    outcome.accepted = batch.len();
-                    if !batch.is_empty() {
-                        wal.push(&encode_events_record(&batch));
+                    outcome.accepted = new_events.len() - first;
+                    if outcome.accepted > 0 {
+                        wal.push(&encode_events_record(&new_events[first..]));
                     }
                     if !failed.is_empty() {
                         let writer = failed_log.writer()?;
