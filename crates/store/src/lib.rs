@@ -146,7 +146,6 @@ impl Columns {
 }
 
 struct LoadedSegment {
-    id: u64,
     file: SegmentFile,
     columns: Columns,
     rows_by_ident: HashMap<u32, Vec<u32>>,
@@ -184,6 +183,8 @@ struct State {
     steps: Interner,
     channels: Interner,
     segments: Vec<LoadedSegment>,
+    /// A full in-memory table being written as a segment by the background flusher; still readable.
+    frozen: Option<Arc<Memtable>>,
     memtable: Memtable,
     seen: HashSet<u64>,
     next_seq: u64,
@@ -348,6 +349,7 @@ impl Store {
             steps: Interner::default(),
             channels: Interner::default(),
             segments: Vec::new(),
+            frozen: None,
             memtable: Memtable::default(),
             seen: HashSet::new(),
             next_seq: manifest.next_seq,
@@ -529,12 +531,17 @@ impl Store {
             .iter()
             .map(|segment| segment.columns.len())
             .sum();
+        let in_memory: usize = state
+            .in_memory_tables()
+            .iter()
+            .map(|table| table.columns.len())
+            .sum();
         StoreStats {
-            events: (segment_events + state.memtable.columns.len()) as u64,
+            events: (segment_events + in_memory) as u64,
             customers: state.identity.n_customers() as u64,
             identifiers: state.identity.n_identifiers() as u64,
             segments: state.segments.len() as u64,
-            memtable_events: state.memtable.columns.len() as u64,
+            memtable_events: in_memory as u64,
             segment_bytes: state
                 .segments
                 .iter()
@@ -568,7 +575,8 @@ impl Store {
         member_keys.sort_unstable();
         let key_set: HashSet<&str> = member_keys.iter().copied().collect();
 
-        // (ts, seq, location) of every event of the customer; location: segment index or memtable (usize::MAX).
+        // (ts, seq, location, row) of every event of the customer; location: segment index, or past them an
+        // in-memory table.
         let mut rows: Vec<(i64, u64, usize, u32)> = Vec::new();
         for (segment_index, segment) in state.segments.iter().enumerate() {
             for member in &members {
@@ -583,32 +591,28 @@ impl Store {
                 }
             }
         }
-        for member in &members {
-            for row in state
-                .memtable
-                .rows_by_ident
-                .get(member)
-                .into_iter()
-                .flatten()
-            {
-                let row_index = *row as usize;
-                rows.push((
-                    state.memtable.columns.ts[row_index],
-                    state.memtable.columns.seq[row_index],
-                    usize::MAX,
-                    *row,
-                ));
+        // In-memory tables are located past the segments: location `segments.len() + table index`.
+        let in_memory = state.in_memory_tables();
+        for (table_index, table) in in_memory.iter().enumerate() {
+            for member in &members {
+                for row in table.rows_by_ident.get(member).into_iter().flatten() {
+                    let row_index = *row as usize;
+                    rows.push((
+                        table.columns.ts[row_index],
+                        table.columns.seq[row_index],
+                        state.segments.len() + table_index,
+                        *row,
+                    ));
+                }
             }
         }
         rows.sort_unstable();
         let mut block_cache: HashMap<(usize, usize), DecodedBlock> = HashMap::new();
         let mut events = Vec::with_capacity(rows.len());
         for (_, _, location, row) in rows {
-            let (columns, payload): (&Columns, Vec<u8>) = if location == usize::MAX {
-                (
-                    &state.memtable.columns,
-                    state.memtable.payloads[row as usize].clone(),
-                )
+            let (columns, payload): (&Columns, Vec<u8>) = if location >= state.segments.len() {
+                let table = in_memory[location - state.segments.len()];
+                (&table.columns, table.payloads[row as usize].clone())
             } else {
                 let segment = &state.segments[location];
                 let block_index = row as usize / segment::ROWS_PER_BLOCK;
@@ -715,8 +719,10 @@ impl Store {
                 }
             }
         }
-        for (row, payload) in state.memtable.payloads.iter().enumerate() {
-            visit(&customer_name(state.memtable.columns.ident[row]), payload)?;
+        for table in state.in_memory_tables() {
+            for (row, payload) in table.payloads.iter().enumerate() {
+                visit(&customer_name(table.columns.ident[row]), payload)?;
+            }
         }
         Ok(())
     }
@@ -799,6 +805,23 @@ fn load_segment(dir: &Path, id: u64, state: &mut State) -> Result<LoadedSegment>
         .iter()
         .map(|name| state.channels.intern(name) as u16)
         .collect();
+    let segment = attach_segment(file, local, &ident_map, &step_map, &channel_map);
+    state.seen.extend(segment.columns.msg_hash.iter().copied());
+    if let Some(max_seq) = segment.columns.seq.iter().max() {
+        state.next_seq = state.next_seq.max(max_seq + 1);
+    }
+    Ok(segment)
+}
+
+/// Turns a segment's local dictionary codes into global ones (`*_map[local] = global`) and indexes its rows by
+/// identifier.
+fn attach_segment(
+    file: SegmentFile,
+    local: segment::SegmentColumns,
+    ident_map: &[u32],
+    step_map: &[u32],
+    channel_map: &[u16],
+) -> LoadedSegment {
     let columns = Columns {
         ident: local
             .ident
@@ -823,19 +846,23 @@ fn load_segment(dir: &Path, id: u64, state: &mut State) -> Result<LoadedSegment>
     for (row, ident) in columns.ident.iter().enumerate() {
         rows_by_ident.entry(*ident).or_default().push(row as u32);
     }
-    state.seen.extend(columns.msg_hash.iter().copied());
-    if let Some(max_seq) = columns.seq.iter().max() {
-        state.next_seq = state.next_seq.max(max_seq + 1);
-    }
-    Ok(LoadedSegment {
-        id,
+    LoadedSegment {
         file,
         columns,
         rows_by_ident,
-    })
+    }
 }
 
 impl State {
+    /// The in-memory tables, oldest first: the one being flushed (if any), then the live one.
+    fn in_memory_tables(&self) -> Vec<&Memtable> {
+        self.frozen
+            .as_deref()
+            .into_iter()
+            .chain(std::iter::once(&self.memtable))
+            .collect()
+    }
+
     /// Applies one event that passed de-duplication: identity links first (so the event is filed under the merged
     /// customer), then the row.
     fn apply_event(&mut self, event: &Event, payload: Vec<u8>, seq: u64) {
@@ -997,7 +1024,25 @@ fn writer_loop(
     mut failed_log: FailedLog,
 ) {
     let mut stopped: Option<String> = None;
-    while let Ok(first) = receiver.recv() {
+    let mut flusher = Flusher::new();
+    let stop = |stopped: &mut Option<String>, error: StoreError| {
+        tracing::error!(%error, "the store's writer failed; refusing further writes");
+        *stopped = Some(error.to_string());
+    };
+    loop {
+        // Wake up now and then while idle to install a finished background flush.
+        let first = match receiver.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(command) => command,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if stopped.is_none() {
+                    if let Err(error) = flusher.poll(&shared) {
+                        stop(&mut stopped, error);
+                    }
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut commands = vec![first];
         while let Ok(next) = receiver.try_recv() {
             commands.push(next);
@@ -1011,9 +1056,15 @@ fn writer_loop(
             }
             continue;
         }
-        if let Err(error) = group_commit(&shared, commands, &mut wal, &mut failed_log) {
-            tracing::error!(%error, "the store's writer failed; refusing further writes");
-            stopped = Some(error.to_string());
+        if let Err(error) = group_commit(&shared, commands, &mut wal, &mut failed_log, &mut flusher)
+        {
+            stop(&mut stopped, error);
+        }
+    }
+    // The store is closing: let a background flush finish so its files are not left half-installed.
+    if stopped.is_none() {
+        if let Err(error) = flusher.wait(&shared) {
+            tracing::error!(%error, "the last background flush failed; the log still holds its events");
         }
     }
 }
@@ -1035,6 +1086,7 @@ fn group_commit(
     commands: Vec<Command>,
     wal: &mut WalWriter,
     failed_log: &mut FailedLog,
+    flusher: &mut Flusher,
 ) -> Result<()> {
     let mut pending = Vec::new();
     let mut maintenance = Vec::new();
@@ -1164,8 +1216,8 @@ fn group_commit(
     }
     for command in maintenance {
         let result = match &command {
-            Command::Flush { .. } => flush(shared, wal),
-            Command::Compact { .. } => flush(shared, wal).and_then(|_| compact(shared)),
+            Command::Flush { .. } => flusher.flush_now(shared, wal),
+            Command::Compact { .. } => flusher.flush_now(shared, wal).and_then(|_| compact(shared)),
             _ => unreachable!("only maintenance commands are deferred"),
         };
         let failed = result.as_ref().err().map(|error| error.to_string());
@@ -1177,15 +1229,16 @@ fn group_commit(
             return Err(StoreError::WriterStopped(message));
         }
     }
+    flusher.poll(shared)?;
     let (memtable_rows, n_segments) = {
         let state = shared.state.read();
         (state.memtable.columns.len(), state.segments.len())
     };
     if memtable_rows >= shared.options.flush_rows {
-        flush(shared, wal)?;
-        if n_segments + 1 > shared.options.max_segments {
-            compact(shared)?;
-        }
+        flusher.start(shared, wal)?;
+    }
+    if !flusher.in_flight && n_segments > shared.options.max_segments {
+        compact(shared)?;
     }
     Ok(())
 }
@@ -1210,7 +1263,9 @@ fn clustering_order(identity: &IdentityGraph, ident: &[u32], ts: &[i64], seq: &[
 
 /// The rows to write for a segment, in `order`, with global codes turned back into names.
 fn segment_rows<'a>(
-    state: &'a State,
+    identity: &'a IdentityGraph,
+    steps: &'a Interner,
+    channels: &'a Interner,
     columns: &'a Columns,
     payloads: &'a [Vec<u8>],
     order: &[u32],
@@ -1220,11 +1275,11 @@ fn segment_rows<'a>(
         .map(|row| {
             let row = *row as usize;
             SegmentRow {
-                identifier: state.identity.key(columns.ident[row]),
+                identifier: identity.key(columns.ident[row]),
                 ts: columns.ts[row],
                 seq: columns.seq[row],
-                step: state.steps.name(columns.step[row]),
-                channel: state.channels.name(columns.channel[row] as u32),
+                step: steps.name(columns.step[row]),
+                channel: channels.name(columns.channel[row] as u32),
                 msg_hash: columns.msg_hash[row],
                 payload: &payloads[row],
             }
@@ -1232,66 +1287,216 @@ fn segment_rows<'a>(
         .collect()
 }
 
-fn flush(shared: &Shared, wal: &mut WalWriter) -> Result<()> {
-    let dir = &shared.dir;
+/// A frozen in-memory table and the dictionaries it must be written with. The clones share every code with the
+/// live state (interning only appends), so the segment built from them can be attached without remapping twice.
+struct FlushJob {
+    table: Arc<Memtable>,
+    identity: IdentityGraph,
+    steps: Interner,
+    channels: Interner,
+    segment_id: u64,
+    new_wal_index: u64,
+    next_seq: u64,
+}
+
+/// A written (but not yet live) flush.
+struct FlushOutput {
+    segment: Option<(SegmentEntry, LoadedSegment)>,
+    snapshot_name: String,
+    new_wal_index: u64,
+    next_seq: u64,
+}
+
+/// Starts a flush on the writer thread: new appends go to a fresh log file, and the in-memory table is frozen
+/// (still readable) together with the identity graph as of this point in the log. `None` when there is nothing to
+/// checkpoint.
+fn freeze(shared: &Shared, wal: &mut WalWriter) -> Result<Option<FlushJob>> {
     let mut state = shared.state.write();
+    debug_assert!(state.frozen.is_none(), "one flush at a time");
     if state.memtable.columns.len() == 0
         && state.manifest.wal_start == wal.index
         && state.manifest.identity_snapshot.is_some()
     {
-        return Ok(());
+        return Ok(None);
     }
-    // New appends (after this flush) go to a fresh log file; everything in older files is covered below.
     let new_wal_index = wal.index + 1;
-    *wal = WalWriter::open(&dir.join("wal"), new_wal_index, 0)?;
+    *wal = WalWriter::open(&shared.dir.join("wal"), new_wal_index, 0)?;
+    state.wal_bytes = 0;
+    let table = Arc::new(std::mem::take(&mut state.memtable));
+    state.frozen = Some(Arc::clone(&table));
+    Ok(Some(FlushJob {
+        table,
+        identity: state.identity.clone(),
+        steps: state.steps.clone(),
+        channels: state.channels.clone(),
+        segment_id: state.manifest.next_segment_id,
+        new_wal_index,
+        next_seq: state.next_seq,
+    }))
+}
 
-    let mut manifest = state.manifest.clone();
-    if state.memtable.columns.len() > 0 {
-        let memtable = &state.memtable;
-        let columns = &memtable.columns;
-        let order = clustering_order(&state.identity, &columns.ident, &columns.ts, &columns.seq);
-        let rows = segment_rows(&state, columns, &memtable.payloads, &order);
-        let id = manifest.next_segment_id;
-        let bytes = segment::write_segment(&segment_path(dir, id), &rows)?;
-        manifest.segments.push(SegmentEntry {
-            id,
+/// Writes the frozen table as a segment (read back and verified) and the identity checkpoint. Takes no lock, so it
+/// runs on the background flusher while the writer keeps committing.
+fn write_flush(dir: &Path, job: FlushJob) -> Result<FlushOutput> {
+    let segment = if job.table.columns.len() > 0 {
+        let columns = &job.table.columns;
+        let order = clustering_order(&job.identity, &columns.ident, &columns.ts, &columns.seq);
+        let rows = segment_rows(
+            &job.identity,
+            &job.steps,
+            &job.channels,
+            columns,
+            &job.table.payloads,
+            &order,
+        );
+        let path = segment_path(dir, job.segment_id);
+        let bytes = segment::write_segment(&path, &rows)?;
+        let entry = SegmentEntry {
+            id: job.segment_id,
             rows: rows.len() as u64,
             bytes,
-        });
-        manifest.next_segment_id += 1;
-    }
-    let snapshot_name = format!("{:020}.json", new_wal_index);
+        };
+        drop(rows);
+        let (file, local) = SegmentFile::open(&path)?;
+        let known = |code: Option<u32>| code.expect("a frozen table only holds interned names");
+        let ident_map: Vec<u32> = local
+            .identifiers
+            .iter()
+            .map(|key| known(job.identity.lookup(key)))
+            .collect();
+        let step_map: Vec<u32> = local
+            .steps
+            .iter()
+            .map(|name| known(job.steps.get(name)))
+            .collect();
+        let channel_map: Vec<u16> = local
+            .channels
+            .iter()
+            .map(|name| known(job.channels.get(name)) as u16)
+            .collect();
+        Some((
+            entry,
+            attach_segment(file, local, &ident_map, &step_map, &channel_map),
+        ))
+    } else {
+        None
+    };
+    let snapshot_name = format!("{:020}.json", job.new_wal_index);
     write_atomically(
         &dir.join("identity").join(&snapshot_name),
-        &serde_json::to_vec(&state.identity.snapshot()).expect("serialises"),
+        &serde_json::to_vec(&job.identity.snapshot()).expect("serialises"),
     )?;
-    let old_snapshot = manifest.identity_snapshot.replace(snapshot_name);
-    manifest.wal_start = new_wal_index;
-    manifest.next_seq = state.next_seq;
-    save_manifest(dir, &manifest)?;
+    Ok(FlushOutput {
+        segment,
+        snapshot_name,
+        new_wal_index: job.new_wal_index,
+        next_seq: job.next_seq,
+    })
+}
 
-    // The manifest now covers the old files: remove them.
+/// Makes a written flush live (writer thread): the manifest first, then the log files and checkpoint it covers
+/// are removed and the segment replaces the frozen table for readers.
+fn install_flush(shared: &Shared, output: FlushOutput) -> Result<()> {
+    let dir = &shared.dir;
+    let mut state = shared.state.write();
+    let mut manifest = state.manifest.clone();
+    if let Some((entry, _)) = &output.segment {
+        manifest.segments.push(entry.clone());
+        manifest.next_segment_id = entry.id + 1;
+    }
+    let old_snapshot = manifest.identity_snapshot.replace(output.snapshot_name);
+    manifest.wal_start = output.new_wal_index;
+    manifest.next_seq = output.next_seq;
+    save_manifest(dir, &manifest)?;
     for (index, path) in wal::list_wal_files(&dir.join("wal"))? {
-        if index < new_wal_index {
+        if index < output.new_wal_index {
             std::fs::remove_file(&path).map_err(StoreError::io(&path))?;
         }
     }
     if let Some(old) = old_snapshot {
         let _ = std::fs::remove_file(dir.join("identity").join(old));
     }
-    if let Some(entry) = manifest
-        .segments
-        .last()
-        .filter(|entry| !state.segments.iter().any(|segment| segment.id == entry.id))
-    {
-        let id = entry.id;
-        let segment = load_segment(dir, id, &mut state)?;
+    if let Some((_, segment)) = output.segment {
         state.segments.push(segment);
     }
-    state.memtable = Memtable::default();
-    state.wal_bytes = 0;
+    state.frozen = None;
     state.manifest = manifest;
     Ok(())
+}
+
+/// Drives background flushes from the writer thread: at most one in flight.
+struct Flusher {
+    in_flight: bool,
+    done_sender: mpsc::Sender<Result<FlushOutput>>,
+    done: mpsc::Receiver<Result<FlushOutput>>,
+}
+
+impl Flusher {
+    fn new() -> Flusher {
+        let (done_sender, done) = mpsc::channel();
+        Flusher {
+            in_flight: false,
+            done_sender,
+            done,
+        }
+    }
+
+    /// Freezes the in-memory table and writes it on a background thread, unless a flush is already running.
+    fn start(&mut self, shared: &Shared, wal: &mut WalWriter) -> Result<()> {
+        if self.in_flight {
+            return Ok(());
+        }
+        if let Some(job) = freeze(shared, wal)? {
+            let dir = shared.dir.clone();
+            let sender = self.done_sender.clone();
+            std::thread::Builder::new()
+                .name("waymark-store-flush".into())
+                .spawn(move || drop(sender.send(write_flush(&dir, job))))
+                .map_err(StoreError::io("flush thread"))?;
+            self.in_flight = true;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, shared: &Shared, output: Result<FlushOutput>) -> Result<()> {
+        self.in_flight = false;
+        install_flush(shared, output?)
+    }
+
+    /// Installs a finished background flush, if there is one.
+    fn poll(&mut self, shared: &Shared) -> Result<()> {
+        if !self.in_flight {
+            return Ok(());
+        }
+        match self.done.try_recv() {
+            Ok(output) => self.finish(shared, output),
+            Err(mpsc::TryRecvError::Empty) => Ok(()),
+            Err(mpsc::TryRecvError::Disconnected) => {
+                Err(StoreError::WriterStopped("the flush thread died".into()))
+            }
+        }
+    }
+
+    /// Waits for the background flush in flight, if any, and installs it.
+    fn wait(&mut self, shared: &Shared) -> Result<()> {
+        if !self.in_flight {
+            return Ok(());
+        }
+        let output = self
+            .done
+            .recv()
+            .map_err(|_| StoreError::WriterStopped("the flush thread died".into()))?;
+        self.finish(shared, output)
+    }
+
+    /// A complete flush on the calling thread, after any background one.
+    fn flush_now(&mut self, shared: &Shared, wal: &mut WalWriter) -> Result<()> {
+        self.wait(shared)?;
+        if let Some(job) = freeze(shared, wal)? {
+            install_flush(shared, write_flush(&shared.dir, job)?)?;
+        }
+        Ok(())
+    }
 }
 
 /// Merges every segment into one, re-clustered by the current customers, and swaps it in atomically.
@@ -1319,7 +1524,14 @@ fn compact(shared: &Shared) -> Result<()> {
             .extend_from_slice(&segment.columns.msg_hash);
     }
     let order = clustering_order(&state.identity, &columns.ident, &columns.ts, &columns.seq);
-    let rows = segment_rows(&state, &columns, &payloads, &order);
+    let rows = segment_rows(
+        &state.identity,
+        &state.steps,
+        &state.channels,
+        &columns,
+        &payloads,
+        &order,
+    );
     let mut manifest = state.manifest.clone();
     let id = manifest.next_segment_id;
     let bytes = segment::write_segment(&segment_path(dir, id), &rows)?;
@@ -1337,11 +1549,8 @@ fn compact(shared: &Shared) -> Result<()> {
         std::fs::remove_file(&path).map_err(StoreError::io(&path))?;
     }
     state.segments.clear();
-    state.seen.clear();
     let segment = load_segment(dir, id, &mut state)?;
     state.segments.push(segment);
-    let memtable_hashes: Vec<u64> = state.memtable.columns.msg_hash.clone();
-    state.seen.extend(memtable_hashes);
     state.manifest = manifest;
     Ok(())
 }
