@@ -474,7 +474,7 @@ fn ingest_demo(store: &Store, config: DemoConfig, json_output: bool) -> Result<s
                 return;
             }
             let context = IngestContext::at(Timestamp::now());
-            match Event::from_segment_json(&value, &context) {
+            match Event::from_segment_value(value, &context) {
                 Ok(event) => batch.push(event),
                 Err(error) => {
                     failure = Some(anyhow::anyhow!(

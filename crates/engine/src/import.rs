@@ -293,8 +293,12 @@ fn value_text(value: &Value) -> Option<String> {
 }
 
 /// Streams rows into the store in batches, turning each into an event.
+/// A batch on its way to the appender thread.
+type Batch = (Vec<Event>, Vec<FailedEvent>);
+
 struct Sink<'a> {
-    store: &'a Store,
+    /// To the appender thread, which appends batches in order while the next one is parsed.
+    batches: std::sync::mpsc::SyncSender<Batch>,
     options: &'a ImportOptions,
     file_label: String,
     received_at: Timestamp,
@@ -363,13 +367,21 @@ impl Sink<'_> {
             ValidationError::WrongType { field, .. } => field.clone(),
             _ => "row".to_string(),
         };
-        self.push_json(row.line, json, &field_of)
+        // Each value in `row_text` is JSON followed by \u{1}; as a JSON array it is the row as read.
+        let raw = || {
+            format!(
+                "[{}]",
+                row_text.trim_end_matches('\u{1}').replace('\u{1}', ",")
+            )
+        };
+        self.push_json(row.line, json, &raw, &field_of)
     }
 
     fn push_json(
         &mut self,
         line: u64,
         json: Value,
+        raw: &dyn Fn() -> String,
         field_of: &dyn Fn(&ValidationError) -> String,
     ) -> Result<(), ImportError> {
         let context = IngestContext {
@@ -378,7 +390,7 @@ impl Sink<'_> {
             default_channel: self.options.default_channel.clone(),
             allow_placeholder_ids: true,
         };
-        match Event::from_segment_json(&json, &context) {
+        match Event::from_segment_value(json, &context) {
             Ok(event) => self.events.push(event),
             Err(error) => {
                 let field = field_of(&error);
@@ -389,7 +401,7 @@ impl Sink<'_> {
                     ValidationError::MissingEventName => "empty; every row needs a step name".to_string(),
                     other => other.to_string(),
                 };
-                self.reject(line, &field, &problem, &json.to_string())?;
+                self.reject(line, &field, &problem, &raw())?;
             }
         }
         if self.events.len() >= self.options.batch_size {
@@ -435,12 +447,16 @@ impl Sink<'_> {
         if self.events.is_empty() && self.failed.is_empty() {
             return Ok(());
         }
-        let outcome = self.store.append(
+        let batch = (
             std::mem::take(&mut self.events),
             std::mem::take(&mut self.failed),
-        )?;
-        self.report.accepted += outcome.accepted as u64;
-        self.report.duplicates += outcome.duplicates as u64;
+        );
+        if self.batches.send(batch).is_err() {
+            // The appender stopped on a store error; `import_file` reports that error.
+            return Err(ImportError::Store(StoreError::WriterStopped(
+                "the import's appender stopped".into(),
+            )));
+        }
         (self.progress)(self.bytes_read.load(Ordering::Relaxed), self.total_bytes);
         Ok(())
     }
@@ -488,31 +504,61 @@ pub fn import_file(
         || path.display().to_string(),
         |name| name.to_string_lossy().to_string(),
     );
-    let mut sink = Sink {
-        store,
-        options,
-        file_label: file_label.clone(),
-        received_at: Timestamp::now(),
-        events: Vec::with_capacity(options.batch_size),
-        failed: Vec::new(),
-        report: ImportReport {
-            file: path.to_path_buf(),
-            format: Some(format),
-            ..ImportReport::default()
-        },
-        bytes_read: Arc::clone(&bytes_read),
-        total_bytes,
-        progress,
-    };
-    match format {
-        ImportFormat::Csv => import_csv(&mut sink, open_input(path, bytes_read)?)?,
-        ImportFormat::Jsonl => import_jsonl(&mut sink, open_input(path, bytes_read)?)?,
-        ImportFormat::Xes => import_xes(&mut sink, open_input(path, bytes_read)?)?,
-        ImportFormat::Parquet => import_parquet(&mut sink, path)?,
-    }
-    sink.flush_batch()?;
-    (sink.progress)(total_bytes, total_bytes);
-    Ok(sink.report)
+    let (batches, receiver) = std::sync::mpsc::sync_channel::<Batch>(1);
+    std::thread::scope(|scope| {
+        // Appending a batch (serialisation, log, group commit) overlaps with parsing the next one.
+        let appender = scope.spawn(move || -> Result<(u64, u64), StoreError> {
+            let (mut accepted, mut duplicates) = (0u64, 0u64);
+            for (events, failed) in receiver {
+                let outcome = store.append(events, failed)?;
+                accepted += outcome.accepted as u64;
+                duplicates += outcome.duplicates as u64;
+            }
+            Ok((accepted, duplicates))
+        });
+        let mut sink = Sink {
+            batches,
+            options,
+            file_label: file_label.clone(),
+            received_at: Timestamp::now(),
+            events: Vec::with_capacity(options.batch_size),
+            failed: Vec::new(),
+            report: ImportReport {
+                file: path.to_path_buf(),
+                format: Some(format),
+                ..ImportReport::default()
+            },
+            bytes_read: Arc::clone(&bytes_read),
+            total_bytes,
+            progress,
+        };
+        let parsed = match format {
+            ImportFormat::Csv => {
+                open_input(path, bytes_read).and_then(|input| import_csv(&mut sink, input))
+            }
+            ImportFormat::Jsonl => {
+                open_input(path, bytes_read).and_then(|input| import_jsonl(&mut sink, input))
+            }
+            ImportFormat::Xes => {
+                open_input(path, bytes_read).and_then(|input| import_xes(&mut sink, input))
+            }
+            ImportFormat::Parquet => import_parquet(&mut sink, path),
+        }
+        .and_then(|()| sink.flush_batch());
+        let Sink {
+            mut report,
+            batches,
+            ..
+        } = sink;
+        drop(batches); // Lets the appender finish the batches sent so far, including those before a bad row.
+        let appended = appender.join().expect("the appender thread does not panic");
+        let (accepted, duplicates) = appended?;
+        parsed?;
+        report.accepted = accepted;
+        report.duplicates = duplicates;
+        progress(total_bytes, total_bytes);
+        Ok(report)
+    })
 }
 
 fn record_mapping(report: &mut ImportReport, mapping: &Mapping) {
@@ -651,7 +697,7 @@ fn import_jsonl(sink: &mut Sink, input: Box<dyn BufRead>) -> Result<(), ImportEr
                 ValidationError::UnknownType { .. } => "type".into(),
                 _ => "event".into(),
             };
-            sink.push_json(line_number, value, &field_of)?;
+            sink.push_json(line_number, value, &|| text.to_string(), &field_of)?;
         } else {
             let object = value.as_object().expect("checked above");
             if mapping.is_none() {

@@ -75,7 +75,7 @@ pub fn parse_single(
     }
     let write_key = write_key_of(&value);
     let context = IngestContext::at(received_at);
-    let event = Event::from_segment_json(&value, &context)?;
+    let event = Event::from_segment_value(value, &context)?;
     Ok(ParsedRequest {
         events: vec![event],
         failed: Vec::new(),
@@ -187,7 +187,7 @@ pub fn parse_batch(body: &[u8], received_at: Timestamp) -> Result<ParsedRequest,
                 }
             }
         }
-        match Event::from_segment_json(&value, &context) {
+        match Event::from_segment_value(value, &context) {
             Ok(event) => request.events.push(event),
             Err(error) => request
                 .failed

@@ -156,17 +156,18 @@ fn optional_string(
     }
 }
 
-fn optional_object(
-    object: &Map<String, Value>,
+/// Moves an object field out of `object` (no copy of the map).
+fn take_object(
+    object: &mut Map<String, Value>,
     field: &str,
 ) -> Result<Map<String, Value>, ValidationError> {
-    match object.get(field) {
+    match object.remove(field) {
         None | Some(Value::Null) => Ok(Map::new()),
-        Some(Value::Object(map)) => Ok(map.clone()),
+        Some(Value::Object(map)) => Ok(map),
         Some(other) => Err(ValidationError::WrongType {
             field: field.to_string(),
             expected: "an object",
-            got: type_name(other),
+            got: type_name(&other),
         }),
     }
 }
@@ -202,18 +203,30 @@ impl Event {
     /// clock skew corrected, channel resolved (`context.channel`, then `properties.channel`, then the import's
     /// default, then inferred from the call type and library). A missing `messageId` is derived from the content,
     /// so a retried identical event is still stored once.
+    ///
+    /// Borrowing form of [`Event::from_segment_value`], which callers that own the JSON should prefer: it moves
+    /// `properties`, `traits` and `context` into the event instead of copying them.
     pub fn from_segment_json(
         value: &Value,
         ingest: &IngestContext,
     ) -> Result<Event, ValidationError> {
-        let object = match value {
+        Event::from_segment_value(value.clone(), ingest)
+    }
+
+    /// [`Event::from_segment_json`], consuming the JSON.
+    pub fn from_segment_value(
+        value: Value,
+        ingest: &IngestContext,
+    ) -> Result<Event, ValidationError> {
+        let mut object = match value {
             Value::Object(object) => object,
             other => {
                 return Err(ValidationError::InvalidJson {
-                    detail: format!("expected an object, got {}", type_name(other)),
+                    detail: format!("expected an object, got {}", type_name(&other)),
                 })
             }
         };
+        let object = &mut object;
         let type_text = optional_string(object, "type")?;
         let event_type = match type_text.as_deref().and_then(EventType::parse) {
             Some(event_type) => event_type,
@@ -243,9 +256,9 @@ impl Event {
         let event = optional_string(object, "event")?.filter(|text| !text.trim().is_empty());
         let name = optional_string(object, "name")?.filter(|text| !text.trim().is_empty());
         let group_id = optional_id(object, "groupId")?;
-        let properties = optional_object(object, "properties")?;
-        let traits = optional_object(object, "traits")?;
-        let context = optional_object(object, "context")?;
+        let properties = take_object(object, "properties")?;
+        let traits = take_object(object, "traits")?;
+        let context = take_object(object, "context")?;
         let explicit_timestamp = match optional_timestamp(object, "timestamp")? {
             Some(timestamp) => Some(timestamp),
             None => optional_timestamp(object, "originalTimestamp")?,
