@@ -252,11 +252,12 @@ fn customer_journey(w: &mut CustomerWriter, devices: &[Device], region: &str) {
     };
     // Discovery: search or an ad, a landing page, product pages, reviews, maybe the chatbot.
     if w.chance(0.4) {
-        w.known(
-            "ads",
-            "Ad Clicked",
-            json!({ "campaign": "autumn-security", "query": query }),
-        );
+        // The click lands on the visitor's device, anonymously; it joins the customer when they log in.
+        let properties = json!({ "campaign": "autumn-security", "query": query });
+        let mut value = w.device_call("track", &first, false, properties);
+        value["event"] = "Ad Clicked".into();
+        value["context"]["channel"] = "ads".into();
+        (w.emit)(value);
     } else {
         w.on_device(
             &first,

@@ -4,10 +4,12 @@
 //! - [`ingest`]: Segment wire-format bodies → accepted events plus failed-event records with reasons.
 //! - [`import`]: CSV, JSON Lines, Parquet and XES files (optionally gzip-compressed), streamed in constant memory.
 //! - [`demo`]: a seeded smart-home retailer with planted friction, documented in `docs/demo.md`.
+//! - [`query`]: analyses over the store's journeys, on every core.
 
 pub mod demo;
 pub mod import;
 pub mod ingest;
+pub mod query;
 
 pub use waymark_store::{Store, StoreOptions};
 

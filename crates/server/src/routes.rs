@@ -352,7 +352,9 @@ async fn identity_merge(
     Ok(Json(match outcome {
         LinkOutcome::Merged(edge) => json!({ "merged": true, "edge": edge }),
         LinkOutcome::AlreadyLinked => json!({ "merged": false, "reason": "already one customer" }),
-        LinkOutcome::Refused(warning) => json!({ "merged": false, "reason": warning.message }),
+        LinkOutcome::Refused { warning, .. } => {
+            json!({ "merged": false, "reason": warning.message })
+        }
     }))
 }
 

@@ -64,8 +64,12 @@ pub enum LinkOutcome {
     Merged(u32),
     /// The identifiers were already one customer (a new direct edge may have been recorded).
     AlreadyLinked,
-    /// A guard refused the merge; the warning was recorded.
-    Refused(IdentityWarning),
+    /// A guard refused the merge. The warning is recorded once per identifier pair and reason; `repeated` says
+    /// this refusal repeats one already recorded (e.g. every event from a shared device).
+    Refused {
+        warning: IdentityWarning,
+        repeated: bool,
+    },
 }
 
 /// Persistent form of the graph: everything needed to rebuild it, by identifier key.
@@ -122,6 +126,8 @@ pub struct IdentityGraph {
     edge_by_pair: HashMap<(u32, u32), u32>,
     separated: HashSet<(u32, u32)>,
     warnings: Vec<IdentityWarning>,
+    /// Latest recorded warning per identifier pair, so repeated refusals are not recorded again.
+    warning_by_pair: HashMap<(u32, u32), usize>,
 }
 
 fn ordered(a: u32, b: u32) -> (u32, u32) {
@@ -287,6 +293,18 @@ impl IdentityGraph {
             None
         };
         if let Some((code, message)) = refusal {
+            if let Some(previous) = self
+                .warning_by_pair
+                .get(&pair)
+                .map(|index| &self.warnings[*index])
+            {
+                if previous.code == code {
+                    return LinkOutcome::Refused {
+                        warning: previous.clone(),
+                        repeated: true,
+                    };
+                }
+            }
             let warning = IdentityWarning {
                 a: self.key(a).to_string(),
                 b: self.key(b).to_string(),
@@ -295,8 +313,12 @@ impl IdentityGraph {
                 code: code.to_string(),
                 message,
             };
+            self.warning_by_pair.insert(pair, self.warnings.len());
             self.warnings.push(warning.clone());
-            return LinkOutcome::Refused(warning);
+            return LinkOutcome::Refused {
+                warning,
+                repeated: false,
+            };
         }
         if forced {
             self.separated.remove(&pair);
@@ -379,6 +401,10 @@ impl IdentityGraph {
             let pair = ordered(graph.intern(a), graph.intern(b));
             graph.separated.insert(pair);
         }
+        for (index, warning) in snapshot.warnings.iter().enumerate() {
+            let pair = ordered(graph.intern(&warning.a), graph.intern(&warning.b));
+            graph.warning_by_pair.insert(pair, index);
+        }
         graph.warnings = snapshot.warnings;
         graph.rebuild_components();
         graph
@@ -423,10 +449,21 @@ mod tests {
         graph.link(ann, shared, EdgeReason::Identify, "m1", at(), false);
         let outcome = graph.link(bob, shared, EdgeReason::Identify, "m2", at(), false);
         assert!(
-            matches!(outcome, LinkOutcome::Refused(ref warning) if warning.code == "both_identified")
+            matches!(outcome, LinkOutcome::Refused { ref warning, repeated: false } if warning.code == "both_identified")
         );
         assert_ne!(graph.customer_of(ann), graph.customer_of(bob));
         assert_eq!(graph.warnings().len(), 1);
+        // Every later event from the shared device is refused again, but recorded only once.
+        for message in ["m3", "m4", "m5"] {
+            let again = graph.link(bob, shared, EdgeReason::Identify, message, at(), false);
+            assert!(matches!(again, LinkOutcome::Refused { repeated: true, .. }));
+        }
+        assert_eq!(graph.warnings().len(), 1);
+        let mut restored = IdentityGraph::restore(graph.snapshot());
+        assert!(matches!(
+            restored.link(bob, shared, EdgeReason::Identify, "m6", at(), false),
+            LinkOutcome::Refused { repeated: true, .. }
+        ));
         assert!(matches!(
             graph.link(bob, shared, EdgeReason::Manual, "", at(), true),
             LinkOutcome::Merged(_)
@@ -447,7 +484,7 @@ mod tests {
         assert_ne!(graph.customer_of(ann), graph.customer_of(device));
         assert!(matches!(
             graph.link(ann, device, EdgeReason::Identify, "m3", at(), false),
-            LinkOutcome::Refused(_)
+            LinkOutcome::Refused { .. }
         ));
         let mut restored = IdentityGraph::restore(graph.snapshot());
         assert_ne!(restored.customer_of(ann), restored.customer_of(device));

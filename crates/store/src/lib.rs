@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use wal::WalWriter;
-use waymark_model::{Event, Identifier, Timestamp};
+use waymark_model::{Event, Identifier, JourneySet, Timestamp};
 
 /// The on-disk format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -730,6 +730,65 @@ impl Store {
 
 pub use export::export_parquet;
 
+impl Store {
+    /// Every journey, columnar, in (customer, time, arrival) order — what analyses read. Identifiers are mapped to
+    /// their customers as of now, so a merge shows in the next call. The sort is skipped when the rows are already
+    /// in that order (a compacted store with no merges since).
+    pub fn journeys(&self) -> JourneySet {
+        let state = self.shared.state.read();
+        let mut customer: Vec<u32> = Vec::new();
+        let mut ts: Vec<i64> = Vec::new();
+        let mut seq: Vec<u64> = Vec::new();
+        let mut step: Vec<u32> = Vec::new();
+        let mut channel: Vec<u16> = Vec::new();
+        let tables = state.segments.iter().map(|segment| &segment.columns).chain(
+            state
+                .in_memory_tables()
+                .into_iter()
+                .map(|table| &table.columns),
+        );
+        for columns in tables {
+            customer.extend(
+                columns
+                    .ident
+                    .iter()
+                    .map(|ident| state.identity.customer_of(*ident)),
+            );
+            ts.extend_from_slice(&columns.ts);
+            seq.extend_from_slice(&columns.seq);
+            step.extend_from_slice(&columns.step);
+            channel.extend_from_slice(&columns.channel);
+        }
+        let key = |row: usize| (customer[row], ts[row], seq[row]);
+        let sorted = (1..ts.len()).all(|row| key(row - 1) <= key(row));
+        let order: Vec<usize> = if sorted {
+            (0..ts.len()).collect()
+        } else {
+            let mut order: Vec<usize> = (0..ts.len()).collect();
+            order.sort_unstable_by_key(|row| key(*row));
+            order
+        };
+        let mut set = JourneySet {
+            step_names: state.steps.values().to_vec(),
+            channel_names: state.channels.values().to_vec(),
+            offsets: vec![0],
+            ..JourneySet::default()
+        };
+        set.ts = order.iter().map(|row| ts[*row]).collect();
+        set.step = order.iter().map(|row| step[*row]).collect();
+        set.channel = order.iter().map(|row| channel[*row]).collect();
+        for position in 1..=order.len() {
+            if position == order.len() || customer[order[position]] != customer[order[position - 1]]
+            {
+                set.customer_ids
+                    .push(state.identity.display_id(customer[order[position - 1]]));
+                set.offsets.push(position);
+            }
+        }
+        set
+    }
+}
+
 impl Drop for Store {
     fn drop(&mut self) {
         if let Err(error) = self.close() {
@@ -876,11 +935,16 @@ impl State {
                 waymark_model::EventType::Alias => (EdgeReason::Alias, true),
                 _ => (EdgeReason::Identify, false),
             };
-            if let LinkOutcome::Refused(warning) =
+            // A refusal is an expected data-quality event, kept in the graph and served by the API: log it once.
+            let outcome =
                 self.identity
-                    .link(a, b, reason, &event.message_id, event.timestamp, forced)
+                    .link(a, b, reason, &event.message_id, event.timestamp, forced);
+            if let LinkOutcome::Refused {
+                warning,
+                repeated: false,
+            } = outcome
             {
-                tracing::warn!(code = %warning.code, "{}", warning.message);
+                tracing::info!(code = %warning.code, "{}", warning.message);
             }
         }
         let step = self.steps.intern(&event.step());

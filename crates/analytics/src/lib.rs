@@ -1,0 +1,71 @@
+//! Waymark's journey analyses: pure functions of journeys, no IO.
+//!
+//! Every analysis follows one contract — *update per partition, merge, finish* — so the same code runs on one
+//! core, on every core ([`run`]), or on a distributed engine:
+//!
+//! ```
+//! use waymark_analytics::{run, ProcessMap};
+//! use waymark_model::JourneySet;
+//! let journeys = JourneySet::from_journeys([
+//!     ("ann".to_string(), vec![(0, "view", "web"), (5_000_000, "buy", "web")]),
+//!     ("bob".to_string(), vec![(0, "view", "app")]),
+//! ]);
+//! let map = run(&ProcessMap, &journeys, 2);
+//! assert_eq!(map.cases, 2);
+//! assert_eq!((map.edges[0].count, map.edges[0].mean_secs), (1, 5.0));
+//! ```
+
+mod process_map;
+mod stats;
+mod variants;
+
+pub use process_map::{EdgeReport, ProcessMap, ProcessMapReport};
+pub use variants::{VariantReport, Variants, VariantsReport};
+use waymark_model::{JourneyRef, JourneySet};
+
+/// An analysis over journeys. `update` sees each journey once, in any partitioning; `merge` combines partial
+/// states; `finish` turns the final state into the report. Implementations guarantee that
+/// `finish(merge(update(A), update(B))) == finish(update(A ∪ B))` for any split of the journeys.
+pub trait Analysis: Sync {
+    type State: Send;
+    type Report;
+    /// An empty state for this journey set (dictionary sizes are known up front).
+    fn new_state(&self, journeys: &JourneySet) -> Self::State;
+    fn update(&self, state: &mut Self::State, journey: JourneyRef<'_>);
+    fn merge(&self, state: &mut Self::State, other: Self::State);
+    fn finish(&self, state: Self::State, journeys: &JourneySet) -> Self::Report;
+}
+
+/// Runs `analysis` over every journey, split into `threads` contiguous partitions on as many threads, then merges
+/// the partial states in partition order.
+pub fn run<A: Analysis>(analysis: &A, journeys: &JourneySet, threads: usize) -> A::Report {
+    let n = journeys.n_journeys();
+    let threads = threads.clamp(1, n.max(1));
+    let chunk = n.div_ceil(threads).max(1);
+    let states: Vec<A::State> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|part| {
+                let range = (part * chunk).min(n)..((part + 1) * chunk).min(n);
+                scope.spawn(move || {
+                    let mut state = analysis.new_state(journeys);
+                    for journey in journeys.journeys(range) {
+                        analysis.update(&mut state, journey);
+                    }
+                    state
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().expect("analysis workers do not panic"))
+            .collect()
+    });
+    let mut states = states.into_iter();
+    let mut total = states
+        .next()
+        .unwrap_or_else(|| analysis.new_state(journeys));
+    for state in states {
+        analysis.merge(&mut total, state);
+    }
+    analysis.finish(total, journeys)
+}

@@ -1,0 +1,97 @@
+//! Variants: the distinct step sequences of journeys, with counts, share and cumulative coverage — equal to pm4py's
+//! variants on the same log.
+
+use crate::Analysis;
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use waymark_model::{JourneyRef, JourneySet};
+
+/// Distinct step sequences. `top` keeps only the most frequent ones in the report (counts and shares are always of
+/// all journeys).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Variants {
+    pub top: Option<usize>,
+}
+
+/// One variant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VariantReport {
+    pub steps: Vec<String>,
+    pub count: u64,
+    /// Share of all journeys.
+    pub share: f64,
+    /// Share of all journeys covered by this variant and every more frequent one.
+    pub coverage: f64,
+}
+
+/// JSON `{"cases", "n_variants", "variants": [...]}`; variants by count, then by their step names.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VariantsReport {
+    pub cases: u64,
+    pub n_variants: u64,
+    pub variants: Vec<VariantReport>,
+}
+
+impl Analysis for Variants {
+    type State = FxHashMap<Vec<u32>, u64>;
+    type Report = VariantsReport;
+
+    fn new_state(&self, _journeys: &JourneySet) -> Self::State {
+        FxHashMap::default()
+    }
+
+    fn update(&self, state: &mut Self::State, journey: JourneyRef<'_>) {
+        if journey.is_empty() {
+            return;
+        }
+        match state.get_mut(journey.step) {
+            Some(count) => *count += 1,
+            None => {
+                state.insert(journey.step.to_vec(), 1);
+            }
+        }
+    }
+
+    fn merge(&self, state: &mut Self::State, other: Self::State) {
+        for (steps, count) in other {
+            *state.entry(steps).or_default() += count;
+        }
+    }
+
+    fn finish(&self, state: Self::State, journeys: &JourneySet) -> VariantsReport {
+        let cases: u64 = state.values().sum();
+        let n_variants = state.len() as u64;
+        let mut variants: Vec<(Vec<String>, u64)> = state
+            .into_iter()
+            .map(|(steps, count)| {
+                (
+                    steps
+                        .iter()
+                        .map(|step| journeys.step_names[*step as usize].clone())
+                        .collect(),
+                    count,
+                )
+            })
+            .collect();
+        variants.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut covered = 0u64;
+        let reports = variants
+            .into_iter()
+            .take(self.top.unwrap_or(usize::MAX))
+            .map(|(steps, count)| {
+                covered += count;
+                VariantReport {
+                    steps,
+                    count,
+                    share: count as f64 / cases as f64,
+                    coverage: covered as f64 / cases as f64,
+                }
+            })
+            .collect();
+        VariantsReport {
+            cases,
+            n_variants,
+            variants: reports,
+        }
+    }
+}

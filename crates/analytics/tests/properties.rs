@@ -1,0 +1,49 @@
+//! Invariants of every analysis: any partitioning gives the same report (merge(update(A), update(B)) ==
+//! update(A ∪ B)), so one thread and many threads agree.
+
+use proptest::prelude::*;
+use waymark_analytics::{run, ProcessMap, Variants};
+use waymark_model::JourneySet;
+
+const STEPS: [&str; 5] = ["view", "cart", "login", "call", "buy"];
+
+fn journey_set() -> impl Strategy<Value = JourneySet> {
+    let event = (0usize..STEPS.len(), 0i64..5_000_000);
+    proptest::collection::vec(proptest::collection::vec(event, 0..12), 0..40).prop_map(|journeys| {
+        JourneySet::from_journeys(journeys.into_iter().enumerate().map(|(index, events)| {
+            let mut time = 0i64;
+            let events = events
+                .into_iter()
+                .map(|(step, gap)| {
+                    time += gap;
+                    (time, STEPS[step], "web")
+                })
+                .collect();
+            (format!("c{index}"), events)
+        }))
+    })
+}
+
+proptest! {
+    #[test]
+    fn process_map_is_independent_of_partitioning(journeys in journey_set(), threads in 2usize..5) {
+        let single = run(&ProcessMap, &journeys, 1);
+        prop_assert_eq!(&single, &run(&ProcessMap, &journeys, threads));
+        prop_assert_eq!(single.events as usize, journeys.n_events());
+        let edge_total: u64 = single.edges.iter().map(|edge| edge.count).sum();
+        prop_assert_eq!(edge_total + single.cases, single.events, "each journey of n events has n - 1 edges");
+        prop_assert_eq!(single.start.values().sum::<u64>(), single.cases);
+        prop_assert_eq!(single.end.values().sum::<u64>(), single.cases);
+    }
+
+    #[test]
+    fn variants_are_independent_of_partitioning(journeys in journey_set(), threads in 2usize..5) {
+        let single = run(&Variants { top: None }, &journeys, 1);
+        prop_assert_eq!(&single, &run(&Variants { top: None }, &journeys, threads));
+        prop_assert_eq!(single.variants.iter().map(|variant| variant.count).sum::<u64>(), single.cases);
+        if let Some(last) = single.variants.last() {
+            prop_assert!((last.coverage - 1.0).abs() < 1e-9);
+        }
+        prop_assert!(single.variants.windows(2).all(|pair| pair[0].count >= pair[1].count));
+    }
+}

@@ -1,0 +1,116 @@
+//! Journeys in columnar form: every event's time, step and channel in (customer, time, arrival) order, with one
+//! range per customer. This is what analyses read; it holds no payloads.
+
+/// All journeys of a store (or a test), columnar. Journey `i` is events `offsets[i]..offsets[i + 1]`, ordered by
+/// time with ties in arrival order. Steps and channels are codes into `step_names` and `channel_names`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JourneySet {
+    /// The display id of each journey's customer.
+    pub customer_ids: Vec<String>,
+    /// `n_journeys + 1` event offsets.
+    pub offsets: Vec<usize>,
+    /// Event times, µs since the epoch.
+    pub ts: Vec<i64>,
+    pub step: Vec<u32>,
+    pub channel: Vec<u16>,
+    pub step_names: Vec<String>,
+    pub channel_names: Vec<String>,
+}
+
+/// One journey, borrowed from a [`JourneySet`].
+#[derive(Debug, Clone, Copy)]
+pub struct JourneyRef<'a> {
+    /// Position of the journey in its set.
+    pub index: usize,
+    pub ts: &'a [i64],
+    pub step: &'a [u32],
+    pub channel: &'a [u16],
+}
+
+impl<'a> JourneyRef<'a> {
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+}
+
+impl JourneySet {
+    pub fn n_journeys(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    pub fn n_events(&self) -> usize {
+        self.ts.len()
+    }
+
+    /// Journey `index`.
+    pub fn journey(&self, index: usize) -> JourneyRef<'_> {
+        let range = self.offsets[index]..self.offsets[index + 1];
+        JourneyRef {
+            index,
+            ts: &self.ts[range.clone()],
+            step: &self.step[range.clone()],
+            channel: &self.channel[range],
+        }
+    }
+
+    /// Journeys `range`, in order.
+    pub fn journeys(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = JourneyRef<'_>> {
+        range.map(|index| self.journey(index))
+    }
+
+    /// Builds a set from `(customer, [(time µs, step, channel)])` lists, each already in journey order — for
+    /// tests and small inputs. Names are coded in order of first appearance.
+    pub fn from_journeys<'n>(
+        journeys: impl IntoIterator<Item = (String, Vec<(i64, &'n str, &'n str)>)>,
+    ) -> JourneySet {
+        let mut set = JourneySet {
+            offsets: vec![0],
+            ..JourneySet::default()
+        };
+        let code = |names: &mut Vec<String>, name: &str| match names
+            .iter()
+            .position(|known| known == name)
+        {
+            Some(position) => position,
+            None => {
+                names.push(name.to_string());
+                names.len() - 1
+            }
+        };
+        for (customer, events) in journeys {
+            set.customer_ids.push(customer);
+            for (ts, step, channel) in events {
+                set.ts.push(ts);
+                set.step.push(code(&mut set.step_names, step) as u32);
+                set.channel
+                    .push(code(&mut set.channel_names, channel) as u16);
+            }
+            set.offsets.push(set.ts.len());
+        }
+        set
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journeys_are_ranges_of_the_columns() {
+        let set = JourneySet::from_journeys([
+            ("a".to_string(), vec![(1, "view", "web"), (2, "buy", "web")]),
+            ("b".to_string(), vec![(5, "view", "app")]),
+        ]);
+        assert_eq!((set.n_journeys(), set.n_events()), (2, 3));
+        let second = set.journey(1);
+        assert_eq!(
+            (second.ts, second.step, second.channel),
+            (&[5i64][..], &[0u32][..], &[1u16][..])
+        );
+        assert_eq!(set.step_names, ["view", "buy"]);
+    }
+}
