@@ -177,3 +177,64 @@ fn identity_commands_show_and_undo_merges() {
         Some(2)
     );
 }
+
+#[test]
+fn query_json_and_http_return_the_same_documents() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        waymark(dir.path(), &["import", &shared("pm4py/receipt.csv.gz")])
+            .status
+            .success()
+    );
+    let cli_map: serde_json::Value =
+        serde_json::from_slice(&waymark(dir.path(), &["--json", "query", "process-map"]).stdout)
+            .unwrap();
+    let cli_variants: serde_json::Value = serde_json::from_slice(
+        &waymark(dir.path(), &["--json", "query", "variants", "--top", "5"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        (cli_map["cases"].as_u64(), cli_map["events"].as_u64()),
+        (Some(1434), Some(8577))
+    );
+    assert_eq!(cli_variants["variants"].as_array().unwrap().len(), 5);
+
+    let mut server = Command::new(env!("CARGO_BIN_EXE_waymark"))
+        .arg("--data")
+        .arg(dir.path())
+        .args([
+            "--json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--write-key",
+            "k",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = serde_json::from_str::<serde_json::Value>(&line).unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let post = |path: &str, body: &str| -> serde_json::Value {
+        let mut response = ureq::post(&format!("{url}{path}"))
+            .content_type("application/json")
+            .send(body)
+            .unwrap();
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+    };
+    let http_map = post("/v1/analyses/process-map", "{}");
+    let http_variants = post("/v1/analyses/variants", r#"{"top": 5}"#);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(cli_map, http_map);
+    assert_eq!(cli_variants, http_variants);
+}

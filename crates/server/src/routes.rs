@@ -78,6 +78,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/identity/unmerge", post(identity_unmerge))
         .route("/v1/failed", get(failed_events))
         .route("/v1/stats", get(stats))
+        .route("/v1/analyses/process-map", post(process_map))
+        .route("/v1/analyses/variants", post(variants))
+        .route("/v1/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES * 4))
@@ -393,6 +396,71 @@ async fn failed_events(
     let limit = query.limit.unwrap_or(100).min(10_000);
     let failed = blocking(move || Ok(store.failed_events(limit)?)).await?;
     Ok(Json(json!({ "failed": failed })))
+}
+
+/// Options of `POST /v1/analyses/process-map` (none yet; unknown fields are refused).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ProcessMapRequest {}
+
+/// Options of `POST /v1/analyses/variants`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct VariantsRequest {
+    /// Keep the K most frequent variants (default: all).
+    top: Option<usize>,
+}
+
+/// An analysis request body: empty means defaults.
+fn analysis_options<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+    example: &str,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    json_body(body, example)
+}
+
+async fn process_map(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let ProcessMapRequest {} = analysis_options(&body_bytes(body)?, "{}")?;
+    let store = Arc::clone(&state.store);
+    let report = blocking(move || {
+        Ok(waymark_engine::query::run_on_store(
+            &store,
+            &waymark_analytics::ProcessMap,
+        ))
+    })
+    .await?;
+    Ok(Json(
+        serde_json::to_value(report).expect("reports serialise"),
+    ))
+}
+
+async fn variants(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let request: VariantsRequest = analysis_options(&body_bytes(body)?, r#"{"top": 20}"#)?;
+    let store = Arc::clone(&state.store);
+    let analysis = waymark_analytics::Variants { top: request.top };
+    let report =
+        blocking(move || Ok(waymark_engine::query::run_on_store(&store, &analysis))).await?;
+    Ok(Json(
+        serde_json::to_value(report).expect("reports serialise"),
+    ))
+}
+
+/// The OpenAPI 3.1 description of this API.
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
 }
 
 async fn stats(State(state): State<AppState>) -> Json<Value> {

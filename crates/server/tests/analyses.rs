@@ -1,0 +1,109 @@
+//! Analyses over HTTP and the OpenAPI document that describes every route.
+
+mod common;
+
+use common::spawn_app;
+use serde_json::{json, Value};
+
+#[test]
+fn process_map_and_variants_over_http() {
+    let app = spawn_app();
+    let events: Vec<Value> = [("ann", ["view", "cart", "buy"]), ("bob", ["view", "cart", "call"]), ("cy", ["view", "cart", "buy"])]
+        .iter()
+        .flat_map(|(user, steps)| {
+            steps.iter().enumerate().map(move |(index, step)| {
+                json!({"type": "track", "userId": user, "event": step, "timestamp": format!("2026-01-01T10:0{index}:00Z")})
+            })
+        })
+        .collect();
+    assert_eq!(
+        app.post("/v1/batch", json!({ "batch": events }).to_string())
+            .0,
+        200
+    );
+
+    let (status, map) = app.post("/v1/analyses/process-map", "");
+    assert_eq!(status, 200, "{map}");
+    assert_eq!(
+        (map["cases"].as_u64(), map["events"].as_u64()),
+        (Some(3), Some(9))
+    );
+    assert_eq!(map["start"], json!({"view": 3}));
+    assert_eq!(map["end"], json!({"buy": 2, "call": 1}));
+    let first_edges: Vec<(String, u64)> = map["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| {
+            (
+                format!(
+                    "{}>{}",
+                    edge["from"].as_str().unwrap(),
+                    edge["to"].as_str().unwrap()
+                ),
+                edge["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        first_edges,
+        [
+            ("view>cart".to_string(), 3),
+            ("cart>buy".to_string(), 2),
+            ("cart>call".to_string(), 1)
+        ]
+    );
+    assert_eq!(
+        map["edges"][1],
+        json!({"from": "cart", "to": "buy", "count": 2, "mean_secs": 60.0, "median_secs": 60.0, "p90_secs": 60.0})
+    );
+
+    let (status, variants) = app.post("/v1/analyses/variants", r#"{"top": 1}"#);
+    assert_eq!(status, 200, "{variants}");
+    assert_eq!(variants["n_variants"], 2);
+    assert_eq!(
+        variants["variants"],
+        json!([{"steps": ["view", "cart", "buy"], "count": 2, "share": 2.0 / 3.0, "coverage": 2.0 / 3.0}])
+    );
+
+    let (status, error) = app.post("/v1/analyses/variants", r#"{"top": "ten"}"#);
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("invalid_json")),
+        "{error}"
+    );
+    let (status, error) = app.post("/v1/analyses/process-map", r#"{"depth": 3}"#);
+    assert_eq!(status, 400, "unknown options are refused: {error}");
+}
+
+#[test]
+fn every_documented_route_exists() {
+    let app = spawn_app();
+    let (status, text) = app.get("/v1/openapi.json");
+    assert_eq!(status, 200);
+    let document: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths = document["paths"].as_object().unwrap();
+    assert!(paths.len() >= 19, "{} paths documented", paths.len());
+    for (path, methods) in paths {
+        let concrete = path.replace("{identifier}", "nobody");
+        for method in methods.as_object().unwrap().keys() {
+            let mut response = match method.as_str() {
+                "get" => app.agent.get(&app.url(&concrete)).call().unwrap(),
+                "post" => app
+                    .agent
+                    .post(&app.url(&concrete))
+                    .header("Content-Type", "application/json")
+                    .send("{}")
+                    .unwrap(),
+                other => panic!("undocumented method {other}"),
+            };
+            let body = response.body_mut().read_to_string().unwrap();
+            assert!(
+                !body.contains("no such endpoint"),
+                "{method} {path} is documented but not routed"
+            );
+            assert_ne!(response.status().as_u16(), 405, "{method} {path}");
+        }
+    }
+}
