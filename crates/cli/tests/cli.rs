@@ -1,5 +1,7 @@
 //! The `waymark` binary as a user runs it: exit codes, error messages that name file, line and field, `--json`.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -180,7 +182,6 @@ fn identity_commands_show_and_undo_merges() {
 
 #[test]
 fn query_json_and_http_return_the_same_documents() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     assert!(
         waymark(dir.path(), &["import", &shared("pm4py/receipt.csv.gz")])
@@ -200,30 +201,7 @@ fn query_json_and_http_return_the_same_documents() {
     );
     assert_eq!(cli_variants["variants"].as_array().unwrap().len(), 5);
 
-    let mut server = Command::new(env!("CARGO_BIN_EXE_waymark"))
-        .arg("--data")
-        .arg(dir.path())
-        .args([
-            "--json",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--write-key",
-            "k",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = serde_json::from_str::<serde_json::Value>(&line).unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
+    let (mut server, url) = common::start_server(dir.path(), "k");
     let post = |path: &str, body: &str| -> serde_json::Value {
         let mut response = ureq::post(&format!("{url}{path}"))
             .content_type("application/json")

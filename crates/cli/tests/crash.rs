@@ -2,11 +2,14 @@
 //! process, which is killed mid-stream and restarted; every event whose batch was acknowledged must be present
 //! exactly once. A second round also leaves a torn frame at the end of the log, as a crash mid-write would.
 
+mod common;
+
+use common::start_server;
 use serde_json::json;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,38 +17,6 @@ use waymark_store::{Store, StoreOptions};
 
 const BATCH: usize = 100;
 const CLIENTS: usize = 4;
-
-fn start_server(data: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_waymark"))
-        .arg("--data")
-        .arg(data)
-        .args([
-            "--json",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--write-key",
-            "crash-key",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let ready: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|_| panic!("unexpected first line {line:?}"));
-    (
-        child,
-        ready["url"]
-            .as_str()
-            .unwrap()
-            .trim_end_matches('/')
-            .to_string(),
-    )
-}
 
 /// Posts batches from several clients until `stop` is set or the server goes away; returns acknowledged ids.
 fn post_until_killed(
@@ -144,14 +115,14 @@ fn acknowledged_events_survive_sigkill_and_a_torn_final_write() {
     let data = dir.path().join("data");
 
     // Round 1: kill -9 mid-stream after more than 100k events were acknowledged.
-    let (mut server, url) = start_server(&data);
+    let (mut server, url) = start_server(&data, "crash-key");
     let first = post_until_killed(&url, "r1", 100_000, &mut server);
     assert!(first.len() >= 100_000);
     let stored = stored_message_counts(&data);
     assert_all_present_once(&first, &stored);
 
     // Round 2: restart, post more, kill again, then leave a torn frame at the end of the newest log file.
-    let (mut server, url) = start_server(&data);
+    let (mut server, url) = start_server(&data, "crash-key");
     let second = post_until_killed(&url, "r2", 20_000, &mut server);
     let newest_log = std::fs::read_dir(data.join("wal"))
         .unwrap()
@@ -171,7 +142,7 @@ fn acknowledged_events_survive_sigkill_and_a_torn_final_write() {
     assert_all_present_once(&all, &stored);
 
     // The torn tail was cut off: the server starts again and keeps accepting events.
-    let (mut server, url) = start_server(&data);
+    let (mut server, url) = start_server(&data, "crash-key");
     let agent = ureq::Agent::new_with_defaults();
     let body = json!({"batch": [{"type": "track", "userId": "after", "event": "Recovered", "messageId": "after-1"}]}).to_string();
     let response = agent

@@ -575,32 +575,27 @@ impl Store {
         member_keys.sort_unstable();
         let key_set: HashSet<&str> = member_keys.iter().copied().collect();
 
-        // (ts, seq, location, row) of every event of the customer; location: segment index, or past them an
-        // in-memory table.
-        let mut rows: Vec<(i64, u64, usize, u32)> = Vec::new();
-        for (segment_index, segment) in state.segments.iter().enumerate() {
-            for member in &members {
-                for row in segment.rows_by_ident.get(member).into_iter().flatten() {
-                    let row_index = *row as usize;
-                    rows.push((
-                        segment.columns.ts[row_index],
-                        segment.columns.seq[row_index],
-                        segment_index,
-                        *row,
-                    ));
-                }
-            }
-        }
-        // In-memory tables are located past the segments: location `segments.len() + table index`.
+        // (ts, seq, location, row) of every event of the customer. Locations are the segments, then the in-memory
+        // tables (location `segments.len() + table index`).
         let in_memory = state.in_memory_tables();
-        for (table_index, table) in in_memory.iter().enumerate() {
+        let sources = state
+            .segments
+            .iter()
+            .map(|segment| (&segment.columns, &segment.rows_by_ident))
+            .chain(
+                in_memory
+                    .iter()
+                    .map(|table| (&table.columns, &table.rows_by_ident)),
+            );
+        let mut rows: Vec<(i64, u64, usize, u32)> = Vec::new();
+        for (location, (columns, rows_by_ident)) in sources.enumerate() {
             for member in &members {
-                for row in table.rows_by_ident.get(member).into_iter().flatten() {
+                for row in rows_by_ident.get(member).into_iter().flatten() {
                     let row_index = *row as usize;
                     rows.push((
-                        table.columns.ts[row_index],
-                        table.columns.seq[row_index],
-                        state.segments.len() + table_index,
+                        columns.ts[row_index],
+                        columns.seq[row_index],
+                        location,
                         *row,
                     ));
                 }
