@@ -15,10 +15,17 @@
 //! assert_eq!((map.edges[0].count, map.edges[0].mean_secs), (1, 5.0));
 //! ```
 
+pub mod condition;
+pub mod funnel;
 mod process_map;
 mod stats;
 mod variants;
 
+pub use condition::{Condition, Op};
+pub use funnel::{
+    Attribution, Breakdown, CountBy, Exclusion, Funnel, FunnelMode, FunnelReport, FunnelStep,
+    PreparedFunnel,
+};
 pub use process_map::{EdgeReport, ProcessMap, ProcessMapReport};
 pub use variants::{VariantReport, Variants, VariantsReport};
 use waymark_model::{JourneyRef, JourneySet};

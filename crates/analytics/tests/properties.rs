@@ -2,7 +2,7 @@
 //! update(A ∪ B)), so one thread and many threads agree.
 
 use proptest::prelude::*;
-use waymark_analytics::{run, ProcessMap, Variants};
+use waymark_analytics::{run, CountBy, Funnel, FunnelMode, ProcessMap, Variants};
 use waymark_model::JourneySet;
 
 const STEPS: [&str; 5] = ["view", "cart", "login", "call", "buy"];
@@ -24,7 +24,53 @@ fn journey_set() -> impl Strategy<Value = JourneySet> {
     })
 }
 
+fn funnel_modes() -> impl Strategy<Value = Vec<FunnelMode>> {
+    prop_oneof![
+        Just(vec![]),
+        Just(vec![FunnelMode::StrictOrder]),
+        Just(vec![FunnelMode::StrictDeduplication]),
+        Just(vec![FunnelMode::StrictIncrease]),
+        Just(vec![FunnelMode::StrictOnce]),
+        Just(vec![FunnelMode::StrictOrder, FunnelMode::AllowReentry]),
+        Just(vec![FunnelMode::StrictOnce, FunnelMode::StrictOrder, FunnelMode::AllowReentry]),
+        Just(vec![FunnelMode::AnyOrder]),
+    ]
+}
+
 proptest! {
+    #[test]
+    fn funnels_never_grow_and_are_independent_of_partitioning(
+        journeys in journey_set(),
+        threads in 2usize..5,
+        steps in proptest::collection::vec(0usize..STEPS.len(), 1..5),
+        window in 0i64..20_000_000,
+        modes in funnel_modes(),
+        attempts in any::<bool>(),
+    ) {
+        let names: Vec<&str> = steps.iter().map(|step| STEPS[*step]).collect();
+        let mut funnel = Funnel::new(&names, window).with_modes(&modes);
+        if attempts {
+            funnel.count_by = CountBy::Attempt;
+        }
+        let prepared = funnel.prepare(&journeys).unwrap();
+        let single = run(&prepared, &journeys, 1);
+        prop_assert_eq!(&single, &run(&prepared, &journeys, threads));
+        let counts = single.counts();
+        prop_assert!(counts.windows(2).all(|pair| pair[0] >= pair[1]), "{:?}", counts);
+        prop_assert!(counts[0] <= single.total);
+        if !attempts {
+            prop_assert_eq!(single.total as usize, journeys.n_journeys());
+        }
+        for (step, report) in single.steps.iter().enumerate() {
+            let next = counts.get(step + 1).copied().unwrap_or(report.count);
+            prop_assert_eq!(report.dropped, report.count - next);
+            let reached_next: u64 = report.next_steps.iter().map(|next| next.count).sum();
+            if step + 1 < counts.len() && report.next_steps.len() < 10 {
+                prop_assert_eq!(reached_next, report.dropped, "every drop-off has a next step or ended");
+            }
+        }
+    }
+
     #[test]
     fn process_map_is_independent_of_partitioning(journeys in journey_set(), threads in 2usize..5) {
         let single = run(&ProcessMap, &journeys, 1);

@@ -1,5 +1,8 @@
 //! Journeys in columnar form: every event's time, step and channel in (customer, time, arrival) order, with one
-//! range per customer. This is what analyses read; it holds no payloads.
+//! range per customer. This is what analyses read; it holds no payloads, only the property columns a query asked
+//! for, dictionary-encoded.
+
+use serde_json::Value;
 
 /// All journeys of a store (or a test), columnar. Journey `i` is events `offsets[i]..offsets[i + 1]`, ordered by
 /// time with ties in arrival order. Steps and channels are codes into `step_names` and `channel_names`.
@@ -15,6 +18,73 @@ pub struct JourneySet {
     pub channel: Vec<u16>,
     pub step_names: Vec<String>,
     pub channel_names: Vec<String>,
+    /// Property columns loaded for this query (by name), one code per event.
+    pub properties: Vec<PropertyColumn>,
+}
+
+/// One property of every event, dictionary-encoded: `codes[event]` indexes `values`, and code 0 is always
+/// `Value::Null` (the event has no such property, or it is null).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PropertyColumn {
+    /// `properties.plan` is named `plan`; other event fields by their JSON path (`context.os.name`).
+    pub name: String,
+    pub codes: Vec<u32>,
+    pub values: Vec<Value>,
+}
+
+impl PropertyColumn {
+    /// The value of event `event` (an index into the whole set).
+    pub fn value(&self, event: usize) -> &Value {
+        &self.values[self.codes[event] as usize]
+    }
+}
+
+/// Builds a [`PropertyColumn`] one event at a time, coding equal values (by canonical JSON text) once.
+#[derive(Debug)]
+pub struct PropertyColumnBuilder {
+    column: PropertyColumn,
+    index: std::collections::HashMap<String, u32>,
+}
+
+impl PropertyColumnBuilder {
+    pub fn new(name: impl Into<String>) -> PropertyColumnBuilder {
+        PropertyColumnBuilder {
+            column: PropertyColumn {
+                name: name.into(),
+                codes: Vec::new(),
+                values: vec![Value::Null],
+            },
+            index: std::collections::HashMap::new(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.column.name
+    }
+
+    /// Appends one event's value (`None` or null for a missing one).
+    pub fn push(&mut self, value: Option<&Value>) {
+        let code = match value {
+            None | Some(Value::Null) => 0,
+            Some(value) => {
+                let key = value.to_string();
+                match self.index.get(&key) {
+                    Some(code) => *code,
+                    None => {
+                        let code = self.column.values.len() as u32;
+                        self.column.values.push(value.clone());
+                        self.index.insert(key, code);
+                        code
+                    }
+                }
+            }
+        };
+        self.column.codes.push(code);
+    }
+
+    pub fn finish(self) -> PropertyColumn {
+        self.column
+    }
 }
 
 /// One journey, borrowed from a [`JourneySet`].
@@ -22,6 +92,9 @@ pub struct JourneySet {
 pub struct JourneyRef<'a> {
     /// Position of the journey in its set.
     pub index: usize,
+    /// Position of the journey's first event in the set's columns (for property lookups).
+    pub start: usize,
+    pub set: &'a JourneySet,
     pub ts: &'a [i64],
     pub step: &'a [u32],
     pub channel: &'a [u16],
@@ -51,10 +124,17 @@ impl JourneySet {
         let range = self.offsets[index]..self.offsets[index + 1];
         JourneyRef {
             index,
+            start: range.start,
+            set: self,
             ts: &self.ts[range.clone()],
             step: &self.step[range.clone()],
             channel: &self.channel[range],
         }
+    }
+
+    /// The property column named `name`, if it was loaded.
+    pub fn property(&self, name: &str) -> Option<&PropertyColumn> {
+        self.properties.iter().find(|column| column.name == name)
     }
 
     /// Journeys `range`, in order.

@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use wal::WalWriter;
-use waymark_model::{Event, Identifier, JourneySet, Timestamp};
+use waymark_model::{Event, Identifier, JourneySet, PropertyColumnBuilder, Timestamp};
 
 /// The on-disk format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -730,29 +730,63 @@ impl Store {
     /// their customers as of now, so a merge shows in the next call. The sort is skipped when the rows are already
     /// in that order (a compacted store with no merges since).
     pub fn journeys(&self) -> JourneySet {
+        self.journeys_with(&[])
+            .expect("loading no property columns reads no payloads")
+    }
+
+    /// [`Store::journeys`] plus the named property columns (see [`property_of`] for how names resolve). Loading a
+    /// property decodes the payloads, so it costs a pass over them; the hot columns alone do not.
+    pub fn journeys_with(&self, properties: &[String]) -> Result<JourneySet> {
         let state = self.shared.state.read();
         let mut customer: Vec<u32> = Vec::new();
         let mut ts: Vec<i64> = Vec::new();
         let mut seq: Vec<u64> = Vec::new();
         let mut step: Vec<u32> = Vec::new();
         let mut channel: Vec<u16> = Vec::new();
-        let tables = state.segments.iter().map(|segment| &segment.columns).chain(
-            state
-                .in_memory_tables()
-                .into_iter()
-                .map(|table| &table.columns),
-        );
-        for columns in tables {
-            customer.extend(
-                columns
-                    .ident
-                    .iter()
-                    .map(|ident| state.identity.customer_of(*ident)),
+        let mut builders: Vec<PropertyColumnBuilder> = properties
+            .iter()
+            .map(|name| PropertyColumnBuilder::new(name.clone()))
+            .collect();
+        let mut load_properties = |payload: &[u8]| -> Result<()> {
+            let event: serde_json::Value = serde_json::from_slice(payload).map_err(|error| {
+                StoreError::corrupt(
+                    &self.shared.dir,
+                    format!("stored event does not parse: {error}"),
+                )
+            })?;
+            for builder in &mut builders {
+                let value = property_of(&event, builder.name());
+                builder.push(value);
+            }
+            Ok(())
+        };
+        let memtables = state.in_memory_tables();
+        for segment in &state.segments {
+            push_columns(
+                &mut (&mut customer, &mut ts, &mut seq, &mut step, &mut channel),
+                &segment.columns,
+                &state.identity,
             );
-            ts.extend_from_slice(&columns.ts);
-            seq.extend_from_slice(&columns.seq);
-            step.extend_from_slice(&columns.step);
-            channel.extend_from_slice(&columns.channel);
+            if !properties.is_empty() {
+                for block_index in 0..segment.file.n_blocks() {
+                    let (_, payloads) = segment.file.read_block(block_index)?;
+                    for payload in &payloads {
+                        load_properties(payload)?;
+                    }
+                }
+            }
+        }
+        for table in &memtables {
+            push_columns(
+                &mut (&mut customer, &mut ts, &mut seq, &mut step, &mut channel),
+                &table.columns,
+                &state.identity,
+            );
+            if !properties.is_empty() {
+                for payload in &table.payloads {
+                    load_properties(payload)?;
+                }
+            }
         }
         let key = |row: usize| (customer[row], ts[row], seq[row]);
         let sorted = (1..ts.len()).all(|row| key(row - 1) <= key(row));
@@ -772,6 +806,16 @@ impl Store {
         set.ts = order.iter().map(|row| ts[*row]).collect();
         set.step = order.iter().map(|row| step[*row]).collect();
         set.channel = order.iter().map(|row| channel[*row]).collect();
+        set.properties = builders
+            .into_iter()
+            .map(|builder| {
+                let mut column = builder.finish();
+                if !sorted {
+                    column.codes = order.iter().map(|row| column.codes[*row]).collect();
+                }
+                column
+            })
+            .collect();
         for position in 1..=order.len() {
             if position == order.len() || customer[order[position]] != customer[order[position - 1]]
             {
@@ -780,8 +824,46 @@ impl Store {
                 set.offsets.push(position);
             }
         }
-        set
+        Ok(set)
     }
+}
+
+type ColumnSinks<'a> = (
+    &'a mut Vec<u32>,
+    &'a mut Vec<i64>,
+    &'a mut Vec<u64>,
+    &'a mut Vec<u32>,
+    &'a mut Vec<u16>,
+);
+
+/// Appends one table's hot columns, with identifiers resolved to their customers.
+fn push_columns(sinks: &mut ColumnSinks<'_>, columns: &Columns, identity: &IdentityGraph) {
+    let (customer, ts, seq, step, channel) = sinks;
+    customer.extend(
+        columns
+            .ident
+            .iter()
+            .map(|ident| identity.customer_of(*ident)),
+    );
+    ts.extend_from_slice(&columns.ts);
+    seq.extend_from_slice(&columns.seq);
+    step.extend_from_slice(&columns.step);
+    channel.extend_from_slice(&columns.channel);
+}
+
+/// The value a property name refers to in a stored event: `plan` is `properties.plan`; a dotted name is a path,
+/// looked up under `properties` first (`cart.total`) and then from the event's root (`context.os.name`,
+/// `traits.plan`, `channel`).
+pub fn property_of<'e>(event: &'e serde_json::Value, name: &str) -> Option<&'e serde_json::Value> {
+    let properties = event.get("properties");
+    if let Some(value) = properties.and_then(|properties| properties.get(name)) {
+        return Some(value);
+    }
+    let path = |root: Option<&'e serde_json::Value>| {
+        name.split('.')
+            .try_fold(root?, |value, part| value.get(part))
+    };
+    path(properties).or_else(|| path(Some(event)))
 }
 
 impl Drop for Store {

@@ -1,0 +1,1102 @@
+//! Funnels: how far each customer gets through an ordered list of steps within a conversion window, with
+//! ClickHouse's `windowFunnel` semantics (and modes) for the level each customer reaches, plus what a CX team needs
+//! around it — conversion per step, time to convert, a breakdown by a property, and who dropped where and what they
+//! did next.
+//!
+//! The level of one journey follows ClickHouse 26.9's `windowFunnel(window, modes…)(time, cond1, …)`: each event
+//! contributes one entry per condition it satisfies (in condition order), a chain starts at every step-1 entry and
+//! step `k` extends a chain at step `k − 1` whose first event is at most `window` earlier (inclusive). The one
+//! deliberate difference: events with equal times keep their arrival order, where ClickHouse orders them by
+//! condition number.
+
+use crate::condition::{Compiled, Condition};
+use crate::stats::quantile;
+use crate::Analysis;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use waymark_model::{JourneyRef, JourneySet};
+
+/// At most this many steps, as in ClickHouse.
+pub const MAX_STEPS: usize = 32;
+
+/// One step of a funnel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunnelStep {
+    /// The label shown for the step.
+    pub name: String,
+    /// Which events count as this step.
+    pub condition: Condition,
+    /// Optional per-step window: at most this many µs after the previous step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within_us: Option<i64>,
+}
+
+impl FunnelStep {
+    /// A step matching events whose step name is `name` (or matches the `*` pattern).
+    pub fn named(name: &str) -> FunnelStep {
+        FunnelStep {
+            name: name.to_string(),
+            condition: Condition::step(name),
+            within_us: None,
+        }
+    }
+}
+
+/// ClickHouse's `windowFunnel` modes, plus any-order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FunnelMode {
+    /// No other event may come between the steps of a chain once it has started.
+    StrictOrder,
+    /// A step repeated within a chain stops the search.
+    StrictDeduplication,
+    /// Each step must be strictly later than the previous one.
+    StrictIncrease,
+    /// Each event counts for at most one step of a chain.
+    StrictOnce,
+    /// With `strict_order`: a later step seen too early is skipped instead of stopping the search.
+    AllowReentry,
+    /// The steps may happen in any order within the window (not a ClickHouse mode).
+    AnyOrder,
+}
+
+impl FunnelMode {
+    pub fn parse(text: &str) -> Option<FunnelMode> {
+        serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
+    }
+}
+
+/// What one funnel count is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountBy {
+    /// Each customer once, at the furthest level they reached (the journey set decides what a journey is: split
+    /// journeys into instances first to count per instance).
+    #[default]
+    Customer,
+    /// Each step-1 event starts an attempt that runs until the next one; every attempt counts.
+    Attempt,
+}
+
+/// Which event of a customer's chain a breakdown value is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attribution {
+    /// The step-1 event.
+    #[default]
+    FirstTouch,
+    /// The furthest step reached.
+    LastTouch,
+    /// Step N (1-based); customers who did not reach it are grouped as `(not reached)`.
+    Step(usize),
+}
+
+/// Breakdown of the funnel by a property value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Breakdown {
+    pub property: String,
+    #[serde(default)]
+    pub attribution: Attribution,
+    /// The most common values (by step-1 count) are shown; the rest are summed as `(other)`.
+    #[serde(default = "default_breakdown_top")]
+    pub top: usize,
+}
+
+fn default_breakdown_top() -> usize {
+    10
+}
+
+/// Customers who do an excluded event after reaching step `after` and before reaching step `before` (1-based) lose
+/// that chain: they count as if that attempt had not happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exclusion {
+    pub condition: Condition,
+    #[serde(default = "one")]
+    pub after: usize,
+    /// Defaults to the last step.
+    #[serde(default)]
+    pub before: Option<usize>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// A funnel definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Funnel {
+    pub steps: Vec<FunnelStep>,
+    /// Conversion window in µs, measured inclusively from step 1.
+    pub window_us: i64,
+    #[serde(default)]
+    pub modes: Vec<FunnelMode>,
+    #[serde(default)]
+    pub exclusions: Vec<Exclusion>,
+    #[serde(default)]
+    pub count_by: CountBy,
+    #[serde(default)]
+    pub breakdown: Option<Breakdown>,
+    /// How many customers to list per drop-off.
+    #[serde(default = "default_drill_down")]
+    pub drill_down: usize,
+}
+
+fn default_drill_down() -> usize {
+    20
+}
+
+impl Funnel {
+    /// An ordered funnel over step names with a window in µs.
+    pub fn new(steps: &[&str], window_us: i64) -> Funnel {
+        Funnel {
+            steps: steps.iter().map(|name| FunnelStep::named(name)).collect(),
+            window_us,
+            modes: Vec::new(),
+            exclusions: Vec::new(),
+            count_by: CountBy::Customer,
+            breakdown: None,
+            drill_down: default_drill_down(),
+        }
+    }
+
+    pub fn with_modes(mut self, modes: &[FunnelMode]) -> Funnel {
+        self.modes = modes.to_vec();
+        self
+    }
+
+    /// The property columns the funnel reads (load them into the journey set).
+    pub fn properties(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for step in &self.steps {
+            step.condition.properties(&mut names);
+        }
+        for exclusion in &self.exclusions {
+            exclusion.condition.properties(&mut names);
+        }
+        if let Some(breakdown) = &self.breakdown {
+            if !names.contains(&breakdown.property) {
+                names.push(breakdown.property.clone());
+            }
+        }
+        names
+    }
+
+    fn has(&self, mode: FunnelMode) -> bool {
+        self.modes.contains(&mode)
+    }
+
+    /// Checks the definition and binds it to `journeys`' dictionaries.
+    pub fn prepare<'f>(&'f self, journeys: &JourneySet) -> Result<PreparedFunnel<'f>, String> {
+        let n = self.steps.len();
+        if n == 0 {
+            return Err("a funnel needs at least one step".into());
+        }
+        if n > MAX_STEPS {
+            return Err(format!(
+                "a funnel has at most {MAX_STEPS} steps; this one has {n}"
+            ));
+        }
+        if self.window_us < 0 {
+            return Err("the conversion window must not be negative".into());
+        }
+        if self.has(FunnelMode::AllowReentry) && !self.has(FunnelMode::StrictOrder) {
+            return Err("mode allow_reentry needs strict_order as well".into());
+        }
+        if self.has(FunnelMode::AnyOrder) && self.modes.len() > 1 {
+            return Err("mode any_order cannot be combined with other modes".into());
+        }
+        if let Some(Breakdown {
+            attribution: Attribution::Step(step),
+            ..
+        }) = &self.breakdown
+        {
+            if *step == 0 || *step > n {
+                return Err(format!(
+                    "breakdown attribution step {step} is not one of the funnel's steps 1..={n}"
+                ));
+            }
+        }
+        let conditions: Vec<Compiled> = self
+            .steps
+            .iter()
+            .map(|step| step.condition.compile(journeys))
+            .collect::<Result<_, _>>()?;
+        let step_masks = conditions
+            .iter()
+            .map(Compiled::step_table)
+            .collect::<Option<Vec<&[bool]>>>()
+            .map(|tables| {
+                (0..journeys.step_names.len())
+                    .map(|step| {
+                        tables
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, table)| table[step])
+                            .fold(0u32, |mask, (bit, _)| mask | (1 << bit))
+                    })
+                    .collect()
+            });
+        let mut exclusions = Vec::new();
+        for exclusion in &self.exclusions {
+            let before = exclusion.before.unwrap_or(n);
+            if exclusion.after == 0 || exclusion.after >= before || before > n {
+                return Err(format!(
+                    "an exclusion applies between two steps: after {} and before {before} must satisfy 1 ≤ after < before ≤ {n}",
+                    exclusion.after
+                ));
+            }
+            exclusions.push((
+                exclusion.condition.compile(journeys)?,
+                exclusion.after - 1,
+                before - 1,
+            ));
+        }
+        let breakdown_column = match &self.breakdown {
+            Some(breakdown) => Some(
+                journeys
+                    .properties
+                    .iter()
+                    .position(|column| column.name == breakdown.property)
+                    .ok_or_else(|| {
+                        format!(
+                            "breakdown property `{}` was not loaded for this query",
+                            breakdown.property
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(PreparedFunnel {
+            funnel: self,
+            conditions,
+            step_masks,
+            exclusions,
+            breakdown_column,
+            within: self
+                .steps
+                .iter()
+                .map(|step| step.within_us.unwrap_or(i64::MAX))
+                .collect(),
+        })
+    }
+}
+
+/// A funnel bound to one journey set; run it with [`crate::run`].
+pub struct PreparedFunnel<'f> {
+    funnel: &'f Funnel,
+    conditions: Vec<Compiled>,
+    /// Step → condition bits, when every step condition reads the step alone (the fast path).
+    step_masks: Option<Vec<u32>>,
+    /// (condition, first 0-based level it voids, first level it does not).
+    exclusions: Vec<(Compiled, usize, usize)>,
+    breakdown_column: Option<usize>,
+    within: Vec<i64>,
+}
+
+/// How far one unit got: `level` steps, and the event (index into the set's columns) of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub level: usize,
+    pub path: [u32; MAX_STEPS],
+}
+
+impl Outcome {
+    fn none() -> Outcome {
+        Outcome {
+            level: 0,
+            path: [0; MAX_STEPS],
+        }
+    }
+}
+
+/// Partial funnel results.
+#[derive(Debug, Clone, Default)]
+pub struct FunnelState {
+    units: u64,
+    reached: Vec<u64>,
+    /// Per step: µs from step 1, one per unit that reached it.
+    since_start: Vec<Vec<i64>>,
+    /// Per step: µs from the previous step.
+    since_previous: Vec<Vec<i64>>,
+    /// Per step: the smallest journey indexes of units that stopped there.
+    dropped: Vec<Vec<u32>>,
+    /// Per step: what the units that stopped there did next (step code, or `u32::MAX` for nothing).
+    next: Vec<FxHashMap<u32, u64>>,
+    /// Breakdown value code (`u32::MAX`: step not reached) → units reaching each step.
+    groups: FxHashMap<u32, Vec<u64>>,
+}
+
+impl PreparedFunnel<'_> {
+    #[inline]
+    fn mask(&self, journeys: &JourneySet, event: usize) -> u32 {
+        match &self.step_masks {
+            Some(masks) => masks[journeys.step[event] as usize],
+            None => self
+                .conditions
+                .iter()
+                .enumerate()
+                .filter(|(_, condition)| condition.matches(journeys, event))
+                .fold(0, |mask, (bit, _)| mask | (1 << bit)),
+        }
+    }
+
+    /// The exclusion that voids levels `from..to` at this event, if any.
+    fn excluded(&self, journeys: &JourneySet, event: usize) -> Option<(usize, usize)> {
+        self.exclusions
+            .iter()
+            .find(|(condition, _, _)| condition.matches(journeys, event))
+            .map(|(_, from, to)| (*from, *to))
+    }
+
+    /// The level reached by events `range` of the set (one unit), ClickHouse's algorithm for the chosen modes.
+    pub fn outcome(&self, journeys: &JourneySet, range: std::ops::Range<usize>) -> Outcome {
+        if self.funnel.has(FunnelMode::AnyOrder) {
+            self.any_order(journeys, range)
+        } else if self.funnel.has(FunnelMode::StrictOnce) {
+            self.strict_once(journeys, range)
+        } else {
+            self.ordered(journeys, range)
+        }
+    }
+
+    fn ordered(&self, journeys: &JourneySet, range: std::ops::Range<usize>) -> Outcome {
+        let n = self.funnel.steps.len();
+        let window = self.funnel.window_us;
+        let strict_order = self.funnel.has(FunnelMode::StrictOrder);
+        let dedup = self.funnel.has(FunnelMode::StrictDeduplication);
+        let increase = self.funnel.has(FunnelMode::StrictIncrease);
+        let reentry = self.funnel.has(FunnelMode::AllowReentry);
+        let mut set = [false; MAX_STEPS];
+        let mut first = [0i64; MAX_STEPS];
+        let mut last = [0i64; MAX_STEPS];
+        let mut paths = [[0u32; MAX_STEPS]; MAX_STEPS];
+        let mut started = false;
+        let highest = |set: &[bool; MAX_STEPS], paths: &[[u32; MAX_STEPS]; MAX_STEPS]| match (0..n)
+            .rev()
+            .find(|level| set[*level])
+        {
+            Some(level) => Outcome {
+                level: level + 1,
+                path: paths[level],
+            },
+            None => Outcome::none(),
+        };
+        for event in range {
+            let ts = journeys.ts[event];
+            if !self.exclusions.is_empty() {
+                if let Some((from, to)) = self.excluded(journeys, event) {
+                    set[from..to].iter_mut().for_each(|level| *level = false);
+                }
+            }
+            let mut mask = self.mask(journeys, event);
+            if mask == 0 {
+                if strict_order && started {
+                    break;
+                }
+                continue;
+            }
+            while mask != 0 {
+                let k = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                if k == 0 {
+                    set[0] = true;
+                    first[0] = ts;
+                    last[0] = ts;
+                    paths[0][0] = event as u32;
+                    started = true;
+                } else if dedup && set[k] {
+                    return highest(&set, &paths);
+                } else if strict_order && started && !set[k - 1] {
+                    if reentry {
+                        continue;
+                    }
+                    let level = (0..n).find(|level| !set[*level]).unwrap_or(n);
+                    return Outcome {
+                        level,
+                        path: if level == 0 {
+                            [0; MAX_STEPS]
+                        } else {
+                            paths[level - 1]
+                        },
+                    };
+                } else if set[k - 1] {
+                    let start = first[k - 1];
+                    let matched = ts <= start.saturating_add(window)
+                        && (!increase || last[k - 1] < ts)
+                        && ts - last[k - 1] <= self.within[k];
+                    if matched {
+                        set[k] = true;
+                        first[k] = start;
+                        last[k] = ts;
+                        paths[k] = paths[k - 1];
+                        paths[k][k] = event as u32;
+                        if k + 1 == n {
+                            return Outcome {
+                                level: n,
+                                path: paths[k],
+                            };
+                        }
+                    }
+                }
+            }
+        }
+        highest(&set, &paths)
+    }
+
+    fn strict_once(&self, journeys: &JourneySet, range: std::ops::Range<usize>) -> Outcome {
+        #[derive(Clone)]
+        struct Chain {
+            first: i64,
+            last: i64,
+            path: [u32; MAX_STEPS],
+        }
+        let n = self.funnel.steps.len();
+        let window = self.funnel.window_us;
+        let strict_order = self.funnel.has(FunnelMode::StrictOrder);
+        let dedup = self.funnel.has(FunnelMode::StrictDeduplication);
+        let increase = self.funnel.has(FunnelMode::StrictIncrease);
+        let reentry = self.funnel.has(FunnelMode::AllowReentry);
+        let mut levels: Vec<Vec<Chain>> = vec![Vec::new(); n];
+        let mut started = false;
+        let highest =
+            |levels: &[Vec<Chain>]| match (0..n).rev().find(|level| !levels[*level].is_empty()) {
+                Some(level) => Outcome {
+                    level: level + 1,
+                    path: levels[level][0].path,
+                },
+                None => Outcome::none(),
+            };
+        for event in range {
+            let ts = journeys.ts[event];
+            if !self.exclusions.is_empty() {
+                if let Some((from, to)) = self.excluded(journeys, event) {
+                    levels[from..to].iter_mut().for_each(Vec::clear);
+                }
+            }
+            let mut mask = self.mask(journeys, event);
+            if mask == 0 {
+                if strict_order && started {
+                    break;
+                }
+                continue;
+            }
+            let id = event as u32;
+            while mask != 0 {
+                let k = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                if k == 0 {
+                    let mut path = [0; MAX_STEPS];
+                    path[0] = id;
+                    levels[0].push(Chain {
+                        first: ts,
+                        last: ts,
+                        path,
+                    });
+                    started = true;
+                } else if dedup && !levels[k].is_empty() {
+                    return highest(&levels);
+                } else if strict_order && started && levels[k - 1].is_empty() {
+                    if reentry {
+                        continue;
+                    }
+                    let level = (0..n).find(|level| levels[*level].is_empty()).unwrap_or(n);
+                    return Outcome {
+                        level,
+                        path: if level == 0 {
+                            [0; MAX_STEPS]
+                        } else {
+                            levels[level - 1][0].path
+                        },
+                    };
+                } else if !levels[k - 1].is_empty() {
+                    let (before, after) = levels.split_at_mut(k);
+                    let previous = &mut before[k - 1];
+                    let current = &mut after[0];
+                    let mut index = 0;
+                    while index < previous.len() {
+                        let chain = &previous[index];
+                        let in_window = ts <= chain.first.saturating_add(window);
+                        if !in_window && previous.len() > 1 {
+                            previous.remove(index);
+                            continue;
+                        }
+                        let matched = in_window
+                            && !chain.path[..k].contains(&id)
+                            && (!increase || chain.last < ts)
+                            && ts - chain.last <= self.within[k];
+                        if matched {
+                            let mut path = chain.path;
+                            path[k] = id;
+                            current.push(Chain {
+                                first: chain.first,
+                                last: ts,
+                                path,
+                            });
+                            if k + 1 == n {
+                                return Outcome { level: n, path };
+                            }
+                        }
+                        index += 1;
+                    }
+                }
+            }
+        }
+        highest(&levels)
+    }
+
+    /// Any order: the most steps, counted as a prefix 1..k of the funnel, all seen within `window` of a step event.
+    fn any_order(&self, journeys: &JourneySet, range: std::ops::Range<usize>) -> Outcome {
+        let n = self.funnel.steps.len();
+        let window = self.funnel.window_us;
+        let events: Vec<(usize, u32)> = range
+            .filter_map(|event| {
+                let mask = self.mask(journeys, event);
+                (mask != 0).then_some((event, mask))
+            })
+            .collect();
+        let mut counts = [0u32; MAX_STEPS];
+        let mut best = (0usize, 0usize);
+        let mut end = 0;
+        for (start, (event, _)) in events.iter().enumerate() {
+            let limit = journeys.ts[*event].saturating_add(window);
+            while end < events.len() && journeys.ts[events[end].0] <= limit {
+                let mut mask = events[end].1;
+                while mask != 0 {
+                    counts[mask.trailing_zeros() as usize] += 1;
+                    mask &= mask - 1;
+                }
+                end += 1;
+            }
+            let level = (0..n).find(|step| counts[*step] == 0).unwrap_or(n);
+            if level > best.0 {
+                best = (level, start);
+            }
+            let mut mask = events[start].1;
+            while mask != 0 {
+                counts[mask.trailing_zeros() as usize] -= 1;
+                mask &= mask - 1;
+            }
+        }
+        let mut outcome = Outcome::none();
+        outcome.level = best.0;
+        let limit = events.get(best.1).map_or(i64::MIN, |(event, _)| {
+            journeys.ts[*event].saturating_add(window)
+        });
+        for step in 0..best.0 {
+            if let Some((event, _)) = events[best.1..]
+                .iter()
+                .take_while(|(event, _)| journeys.ts[*event] <= limit)
+                .find(|(_, mask)| mask & (1 << step) != 0)
+            {
+                outcome.path[step] = *event as u32;
+            }
+        }
+        outcome
+    }
+
+    fn record(
+        &self,
+        state: &mut FunnelState,
+        journeys: &JourneySet,
+        journey: usize,
+        end: usize,
+        outcome: Outcome,
+    ) {
+        let n = self.funnel.steps.len();
+        state.units += 1;
+        let level = outcome.level;
+        for step in 0..level {
+            state.reached[step] += 1;
+            if step > 0 {
+                let ts = |position: usize| journeys.ts[outcome.path[position] as usize];
+                state.since_start[step].push(ts(step) - ts(0));
+                state.since_previous[step].push(ts(step) - ts(step - 1));
+            }
+        }
+        if level > 0 && level < n {
+            let dropped = &mut state.dropped[level - 1];
+            if dropped.len() < self.funnel.drill_down
+                || dropped.last().is_some_and(|last| *last > journey as u32)
+            {
+                dropped.push(journey as u32);
+                dropped.sort_unstable();
+                dropped.dedup();
+                dropped.truncate(self.funnel.drill_down);
+            }
+            let after = outcome.path[level - 1] as usize + 1;
+            let next = if after < end {
+                journeys.step[after]
+            } else {
+                u32::MAX
+            };
+            *state.next[level - 1].entry(next).or_default() += 1;
+        }
+        if let (Some(column), Some(breakdown)) = (self.breakdown_column, &self.funnel.breakdown) {
+            if level > 0 {
+                let at = match breakdown.attribution {
+                    Attribution::FirstTouch => Some(0),
+                    Attribution::LastTouch => Some(level - 1),
+                    Attribution::Step(step) => (step <= level).then_some(step - 1),
+                };
+                let code = at.map_or(u32::MAX, |position| {
+                    journeys.properties[column].codes[outcome.path[position] as usize]
+                });
+                let counts = state.groups.entry(code).or_insert_with(|| vec![0; n]);
+                counts[..level].iter_mut().for_each(|count| *count += 1);
+            }
+        }
+    }
+}
+
+impl Analysis for PreparedFunnel<'_> {
+    type State = FunnelState;
+    type Report = FunnelReport;
+
+    fn new_state(&self, _journeys: &JourneySet) -> FunnelState {
+        let n = self.funnel.steps.len();
+        FunnelState {
+            units: 0,
+            reached: vec![0; n],
+            since_start: vec![Vec::new(); n],
+            since_previous: vec![Vec::new(); n],
+            dropped: vec![Vec::new(); n],
+            next: vec![FxHashMap::default(); n],
+            groups: FxHashMap::default(),
+        }
+    }
+
+    fn update(&self, state: &mut FunnelState, journey: JourneyRef<'_>) {
+        let journeys = journey.set;
+        let end = journey.start + journey.len();
+        match self.funnel.count_by {
+            CountBy::Customer => {
+                let outcome = self.outcome(journeys, journey.start..end);
+                self.record(state, journeys, journey.index, end, outcome);
+            }
+            CountBy::Attempt => {
+                let starts: Vec<usize> = (journey.start..end)
+                    .filter(|event| self.mask(journeys, *event) & 1 != 0)
+                    .collect();
+                for (position, start) in starts.iter().enumerate() {
+                    let stop = starts.get(position + 1).copied().unwrap_or(end);
+                    let outcome = self.outcome(journeys, *start..stop);
+                    self.record(state, journeys, journey.index, stop, outcome);
+                }
+            }
+        }
+    }
+
+    fn merge(&self, state: &mut FunnelState, other: FunnelState) {
+        state.units += other.units;
+        for (total, part) in state.reached.iter_mut().zip(&other.reached) {
+            *total += part;
+        }
+        for (into, from) in state.since_start.iter_mut().zip(other.since_start) {
+            into.extend(from);
+        }
+        for (into, from) in state.since_previous.iter_mut().zip(other.since_previous) {
+            into.extend(from);
+        }
+        for (into, from) in state.dropped.iter_mut().zip(other.dropped) {
+            into.extend(from);
+            into.sort_unstable();
+            into.dedup();
+            into.truncate(self.funnel.drill_down);
+        }
+        for (into, from) in state.next.iter_mut().zip(other.next) {
+            for (step, count) in from {
+                *into.entry(step).or_default() += count;
+            }
+        }
+        for (code, counts) in other.groups {
+            let into = state
+                .groups
+                .entry(code)
+                .or_insert_with(|| vec![0; counts.len()]);
+            for (total, part) in into.iter_mut().zip(&counts) {
+                *total += part;
+            }
+        }
+    }
+
+    fn finish(&self, state: FunnelState, journeys: &JourneySet) -> FunnelReport {
+        let steps = self
+            .funnel
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(step, definition)| {
+                let count = state.reached[step];
+                let entered = state.reached[0];
+                let previous = if step == 0 {
+                    state.units
+                } else {
+                    state.reached[step - 1]
+                };
+                let next_count = state.reached.get(step + 1).copied();
+                let mut next_steps: Vec<NextStep> = state.next[step]
+                    .iter()
+                    .map(|(code, count)| NextStep {
+                        step: if *code == u32::MAX {
+                            "(journey ended)".to_string()
+                        } else {
+                            journeys.step_names[*code as usize].clone()
+                        },
+                        count: *count,
+                    })
+                    .collect();
+                next_steps.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.step.cmp(&b.step)));
+                next_steps.truncate(10);
+                FunnelStepReport {
+                    name: definition.name.clone(),
+                    count,
+                    conversion: ratio(count, entered),
+                    step_conversion: ratio(count, previous),
+                    dropped: next_count.map_or(0, |next| count - next),
+                    time_to_convert: (step > 0)
+                        .then(|| Timing::of(state.since_start[step].clone()))
+                        .flatten(),
+                    time_from_previous: (step > 0)
+                        .then(|| Timing::of(state.since_previous[step].clone()))
+                        .flatten(),
+                    dropped_customers: state.dropped[step]
+                        .iter()
+                        .map(|journey| journeys.customer_ids[*journey as usize].clone())
+                        .collect(),
+                    next_steps,
+                }
+            });
+        let breakdown = self
+            .funnel
+            .breakdown
+            .as_ref()
+            .zip(self.breakdown_column)
+            .map(|(breakdown, column)| {
+                let values = &journeys.properties[column].values;
+                let mut groups: Vec<(String, Vec<u64>)> = state
+                    .groups
+                    .iter()
+                    .map(|(code, counts)| {
+                        let label = match *code {
+                            u32::MAX => "(not reached)".to_string(),
+                            0 => "(none)".to_string(),
+                            code => match &values[code as usize] {
+                                serde_json::Value::String(text) => text.clone(),
+                                other => other.to_string(),
+                            },
+                        };
+                        (label, counts.clone())
+                    })
+                    .collect();
+                groups.sort_by(|a, b| b.1[0].cmp(&a.1[0]).then_with(|| a.0.cmp(&b.0)));
+                let mut shown: Vec<(String, Vec<u64>)> = Vec::new();
+                for (label, counts) in groups {
+                    if shown.len() < breakdown.top {
+                        shown.push((label, counts));
+                    } else {
+                        match shown.iter_mut().find(|(label, _)| label == "(other)") {
+                            Some((_, total)) => total
+                                .iter_mut()
+                                .zip(&counts)
+                                .for_each(|(total, part)| *total += part),
+                            None => shown.push(("(other)".to_string(), counts)),
+                        }
+                    }
+                }
+                BreakdownReport {
+                    property: breakdown.property.clone(),
+                    attribution: breakdown.attribution,
+                    groups: shown
+                        .into_iter()
+                        .map(|(value, counts)| BreakdownGroup {
+                            conversion: ratio(counts[counts.len() - 1], counts[0]),
+                            value,
+                            counts,
+                        })
+                        .collect(),
+                }
+            });
+        FunnelReport {
+            units: match self.funnel.count_by {
+                CountBy::Customer => "customers",
+                CountBy::Attempt => "attempts",
+            },
+            total: state.units,
+            window_secs: self.funnel.window_us as f64 / 1e6,
+            modes: self.funnel.modes.clone(),
+            steps: steps.collect(),
+            breakdown,
+        }
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// The funnel report: JSON `{"units", "total", "window_secs", "modes", "steps": [...], "breakdown"}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunnelReport {
+    /// What is counted: `customers` or `attempts`.
+    pub units: &'static str,
+    /// Units considered (whether or not they reached step 1).
+    pub total: u64,
+    pub window_secs: f64,
+    pub modes: Vec<FunnelMode>,
+    pub steps: Vec<FunnelStepReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breakdown: Option<BreakdownReport>,
+}
+
+impl FunnelReport {
+    /// Units reaching each step.
+    pub fn counts(&self) -> Vec<u64> {
+        self.steps.iter().map(|step| step.count).collect()
+    }
+}
+
+/// One funnel step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunnelStepReport {
+    pub name: String,
+    /// Units that reached this step.
+    pub count: u64,
+    /// Share of the units that reached step 1.
+    pub conversion: f64,
+    /// Share of the units that reached the previous step (step 1: of all units).
+    pub step_conversion: f64,
+    /// Units that reached this step but not the next.
+    pub dropped: u64,
+    /// Time from step 1 to this step.
+    pub time_to_convert: Option<Timing>,
+    /// Time from the previous step to this step.
+    pub time_from_previous: Option<Timing>,
+    /// Some of the customers who stopped at this step (the first in customer order).
+    pub dropped_customers: Vec<String>,
+    /// What those who stopped here did next (their next event's step).
+    pub next_steps: Vec<NextStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NextStep {
+    pub step: String,
+    pub count: u64,
+}
+
+/// Durations: mean, median, p90 (numpy's linear quantiles) and a histogram.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Timing {
+    pub mean_secs: f64,
+    pub median_secs: f64,
+    pub p90_secs: f64,
+    /// Counts per bucket: durations ≤ `le_secs` and above the previous bucket's bound (last: unbounded).
+    pub histogram: Vec<Bucket>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bucket {
+    pub le_secs: Option<f64>,
+    pub count: u64,
+}
+
+/// Histogram bucket bounds: 1 min, 5 min, 15 min, 1 h, 3 h, 12 h, 1 d, 3 d, 7 d, 14 d, 30 d, more.
+const BUCKETS_SECS: [f64; 11] = [
+    60.0, 300.0, 900.0, 3600.0, 10800.0, 43200.0, 86400.0, 259200.0, 604800.0, 1209600.0, 2592000.0,
+];
+
+impl Timing {
+    fn of(mut durations_us: Vec<i64>) -> Option<Timing> {
+        if durations_us.is_empty() {
+            return None;
+        }
+        durations_us.sort_unstable();
+        let secs: Vec<f64> = durations_us.iter().map(|us| *us as f64 / 1e6).collect();
+        let mut histogram: Vec<Bucket> = BUCKETS_SECS
+            .iter()
+            .map(|bound| Bucket {
+                le_secs: Some(*bound),
+                count: 0,
+            })
+            .chain([Bucket {
+                le_secs: None,
+                count: 0,
+            }])
+            .collect();
+        for value in &secs {
+            let bucket = BUCKETS_SECS
+                .iter()
+                .position(|bound| value <= bound)
+                .unwrap_or(BUCKETS_SECS.len());
+            histogram[bucket].count += 1;
+        }
+        Some(Timing {
+            mean_secs: secs.iter().sum::<f64>() / secs.len() as f64,
+            median_secs: quantile(&secs, 0.5)?,
+            p90_secs: quantile(&secs, 0.9)?,
+            histogram,
+        })
+    }
+}
+
+/// Counts per breakdown value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BreakdownReport {
+    pub property: String,
+    pub attribution: Attribution,
+    pub groups: Vec<BreakdownGroup>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BreakdownGroup {
+    pub value: String,
+    /// Units reaching each step.
+    pub counts: Vec<u64>,
+    /// Last step over first.
+    pub conversion: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run;
+
+    fn set(journeys: &[(&str, &[(i64, &str)])]) -> JourneySet {
+        JourneySet::from_journeys(journeys.iter().map(|(customer, events)| {
+            (
+                customer.to_string(),
+                events
+                    .iter()
+                    .map(|(ts, step)| (*ts, *step, "web"))
+                    .collect(),
+            )
+        }))
+    }
+
+    #[test]
+    fn counts_reached_steps_inside_the_window() {
+        let journeys = set(&[
+            ("ann", &[(0, "view"), (10, "cart"), (20, "buy")]),
+            ("bob", &[(0, "view"), (10, "cart"), (200, "buy")]),
+            ("cat", &[(0, "cart"), (10, "buy")]),
+            ("dan", &[(5, "view"), (6, "help")]),
+        ]);
+        let funnel = Funnel::new(&["view", "cart", "buy"], 100);
+        let report = run(&funnel.prepare(&journeys).unwrap(), &journeys, 2);
+        assert_eq!(report.counts(), [3, 2, 1]);
+        assert_eq!(report.total, 4);
+        assert_eq!(report.steps[0].dropped, 1);
+        assert_eq!(report.steps[0].dropped_customers, ["dan"]);
+        assert_eq!(report.steps[0].next_steps[0].step, "help");
+        assert_eq!(report.steps[1].dropped_customers, ["bob"]);
+        assert_eq!(report.steps[1].next_steps[0].step, "buy");
+        let timing = report.steps[2].time_to_convert.as_ref().unwrap();
+        assert_eq!(timing.median_secs, 20e-6);
+    }
+
+    #[test]
+    fn breakdown_attributes_to_the_first_or_last_touch() {
+        let mut journeys = set(&[
+            ("ann", &[(0, "view"), (10, "buy")]),
+            ("bob", &[(0, "view"), (10, "buy")]),
+            ("cat", &[(0, "view")]),
+        ]);
+        let mut builder = waymark_model::PropertyColumnBuilder::new("source");
+        for value in ["ad", "mail", "mail", "ad", "ad"] {
+            builder.push(Some(&serde_json::json!(value)));
+        }
+        journeys.properties.push(builder.finish());
+        let mut funnel = Funnel::new(&["view", "buy"], 100);
+        funnel.breakdown = Some(Breakdown {
+            property: "source".into(),
+            attribution: Attribution::FirstTouch,
+            top: 10,
+        });
+        let report = run(&funnel.prepare(&journeys).unwrap(), &journeys, 1);
+        let groups = report.breakdown.unwrap().groups;
+        assert_eq!(
+            groups
+                .iter()
+                .map(|group| (group.value.as_str(), group.counts.clone()))
+                .collect::<Vec<_>>(),
+            [("ad", vec![2, 1]), ("mail", vec![1, 1])]
+        );
+        funnel.breakdown.as_mut().unwrap().attribution = Attribution::LastTouch;
+        let report = run(&funnel.prepare(&journeys).unwrap(), &journeys, 1);
+        let groups = report.breakdown.unwrap().groups;
+        // ann ends on mail, bob on ad, cat (step 1 only) on ad.
+        assert_eq!(
+            groups
+                .iter()
+                .map(|group| (group.value.as_str(), group.counts.clone()))
+                .collect::<Vec<_>>(),
+            [("ad", vec![2, 1]), ("mail", vec![1, 1])]
+        );
+    }
+
+    #[test]
+    fn exclusions_void_the_chain_they_interrupt() {
+        let journeys = set(&[
+            ("ann", &[(0, "view"), (5, "error"), (10, "buy")]),
+            ("bob", &[(0, "view"), (10, "buy"), (15, "error")]),
+        ]);
+        let mut funnel = Funnel::new(&["view", "buy"], 100);
+        funnel.exclusions.push(Exclusion {
+            condition: Condition::step("error"),
+            after: 1,
+            before: None,
+        });
+        let report = run(&funnel.prepare(&journeys).unwrap(), &journeys, 1);
+        assert_eq!(report.counts(), [1, 1]);
+    }
+
+    #[test]
+    fn any_order_and_attempts() {
+        let journeys = set(&[(
+            "ann",
+            &[
+                (0, "buy"),
+                (10, "view"),
+                (500, "view"),
+                (900, "view"),
+                (950, "buy"),
+            ],
+        )]);
+        let mut funnel = Funnel::new(&["view", "buy"], 100);
+        assert_eq!(
+            run(&funnel.prepare(&journeys).unwrap(), &journeys, 1).counts(),
+            [1, 1]
+        );
+        funnel.modes = vec![FunnelMode::AnyOrder];
+        assert_eq!(
+            run(&funnel.prepare(&journeys).unwrap(), &journeys, 1).counts(),
+            [1, 1]
+        );
+        funnel.modes.clear();
+        funnel.count_by = CountBy::Attempt;
+        let report = run(&funnel.prepare(&journeys).unwrap(), &journeys, 1);
+        assert_eq!((report.total, report.counts()), (3, vec![3, 1]));
+    }
+
+    #[test]
+    fn bad_definitions_are_refused_with_a_reason() {
+        let journeys = set(&[]);
+        let funnel = Funnel::new(&["a", "b"], 10).with_modes(&[FunnelMode::AllowReentry]);
+        assert!(funnel
+            .prepare(&journeys)
+            .err()
+            .unwrap()
+            .contains("strict_order"));
+        assert!(Funnel::new(&[], 10).prepare(&journeys).is_err());
+        let mut funnel = Funnel::new(&["a"], 10);
+        funnel.breakdown = Some(Breakdown {
+            property: "plan".into(),
+            attribution: Attribution::FirstTouch,
+            top: 3,
+        });
+        assert!(funnel.prepare(&journeys).err().unwrap().contains("plan"));
+    }
+}
