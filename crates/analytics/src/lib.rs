@@ -18,6 +18,7 @@
 pub mod condition;
 pub mod funnel;
 mod process_map;
+pub mod scope;
 mod stats;
 mod variants;
 
@@ -27,6 +28,7 @@ pub use funnel::{
     PreparedFunnel,
 };
 pub use process_map::{EdgeReport, ProcessMap, ProcessMapReport};
+pub use scope::{split_instances, Filter};
 pub use variants::{VariantReport, Variants, VariantsReport};
 use waymark_model::{JourneyRef, JourneySet};
 

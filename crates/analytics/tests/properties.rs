@@ -32,7 +32,11 @@ fn funnel_modes() -> impl Strategy<Value = Vec<FunnelMode>> {
         Just(vec![FunnelMode::StrictIncrease]),
         Just(vec![FunnelMode::StrictOnce]),
         Just(vec![FunnelMode::StrictOrder, FunnelMode::AllowReentry]),
-        Just(vec![FunnelMode::StrictOnce, FunnelMode::StrictOrder, FunnelMode::AllowReentry]),
+        Just(vec![
+            FunnelMode::StrictOnce,
+            FunnelMode::StrictOrder,
+            FunnelMode::AllowReentry
+        ]),
         Just(vec![FunnelMode::AnyOrder]),
     ]
 }

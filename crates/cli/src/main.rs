@@ -3,11 +3,13 @@
 //! 1 anything else).
 
 mod config;
+mod query;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use config::Effective;
 use indicatif::{ProgressBar, ProgressStyle};
+use query::{QueryCommand, ScopeArgs};
 use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -133,11 +135,13 @@ enum Command {
     },
     /// Run a journey analysis (tables by default, `--json` for the documented JSON).
     #[command(
-        after_help = "Examples:\n  waymark query process-map --edges 20\n  waymark query variants --top 10 --json"
+        after_help = "Examples:\n  waymark query process-map --edges 20\n  waymark query variants --top 10 --json\n  waymark query funnel --steps \"Product Viewed,Checkout Started,Order Completed\" --window 7d\n  waymark query funnel --steps A,B,C --mode strict_order --breakdown plan --channel web,app --from 2026-01-01"
     )]
     Query {
         #[command(subcommand)]
         analysis: QueryCommand,
+        #[command(flatten)]
+        scope: ScopeArgs,
     },
     /// Counts of events, customers, segments and bytes.
     Stats,
@@ -145,24 +149,6 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum QueryCommand {
-    /// Directly-follows graph of steps: counts and mean / median / p90 time per edge, step, start and end counts.
-    /// Example: `waymark query process-map --edges 20`
-    ProcessMap {
-        /// Show only the N most frequent edges in the table (JSON always has all).
-        #[arg(long, default_value_t = 30)]
-        edges: usize,
-    },
-    /// Distinct step sequences with counts, share and cumulative coverage.
-    /// Example: `waymark query variants --top 10`
-    Variants {
-        /// Keep the K most frequent variants.
-        #[arg(long, default_value_t = 20)]
-        top: usize,
     },
 }
 
@@ -385,9 +371,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Query { analysis } => {
+        Command::Query { analysis, scope } => {
             let store = open_store_for_maintenance(&cli.data, &file_config)?;
-            query(&store, analysis, cli.json)
+            query::query(&store, analysis, &scope, cli.json)
         }
         Command::Stats => {
             let store = open_store_for_maintenance(&cli.data, &file_config)?;
@@ -656,81 +642,6 @@ fn import(
     store.flush()?;
     if json_output {
         print_json(&json!({ "imports": reports, "stats": store.stats() }));
-    }
-    Ok(())
-}
-
-/// `90s`, `14m`, `3.5h`, `2.1d`: a duration a person reads at a glance.
-fn human_duration(secs: f64) -> String {
-    match secs {
-        s if s < 90.0 => format!("{s:.0}s"),
-        s if s < 5_400.0 => format!("{:.0}m", s / 60.0),
-        s if s < 172_800.0 => format!("{:.1}h", s / 3_600.0),
-        s => format!("{:.1}d", s / 86_400.0),
-    }
-}
-
-fn query(store: &Store, analysis: QueryCommand, json_output: bool) -> Result<()> {
-    use waymark_engine::query::run_on_store;
-    match analysis {
-        QueryCommand::ProcessMap { edges } => {
-            let map = run_on_store(store, &waymark_analytics::ProcessMap);
-            if json_output {
-                print_json(&serde_json::to_value(&map)?);
-                return Ok(());
-            }
-            println!(
-                "{} journeys, {} events, {} steps, {} edges",
-                map.cases,
-                map.events,
-                map.steps.len(),
-                map.edges.len()
-            );
-            println!();
-            println!(
-                "{:>9}  {:>8}  {:>8}  {:>8}  edge",
-                "count", "mean", "median", "p90"
-            );
-            for edge in map.edges.iter().take(edges) {
-                println!(
-                    "{:>9}  {:>8}  {:>8}  {:>8}  {} → {}",
-                    edge.count,
-                    human_duration(edge.mean_secs),
-                    human_duration(edge.median_secs),
-                    human_duration(edge.p90_secs),
-                    edge.from,
-                    edge.to
-                );
-            }
-            if map.edges.len() > edges {
-                println!(
-                    "… {} more edges (--edges N, or --json for all)",
-                    map.edges.len() - edges
-                );
-            }
-        }
-        QueryCommand::Variants { top } => {
-            let variants = run_on_store(store, &waymark_analytics::Variants { top: Some(top) });
-            if json_output {
-                print_json(&serde_json::to_value(&variants)?);
-                return Ok(());
-            }
-            println!(
-                "{} journeys, {} variants",
-                variants.cases, variants.n_variants
-            );
-            println!();
-            println!("{:>8}  {:>6}  {:>8}  steps", "count", "share", "coverage");
-            for variant in &variants.variants {
-                println!(
-                    "{:>8}  {:>5.1}%  {:>7.1}%  {}",
-                    variant.count,
-                    variant.share * 100.0,
-                    variant.coverage * 100.0,
-                    variant.steps.join(" → ")
-                );
-            }
-        }
     }
     Ok(())
 }

@@ -200,6 +200,32 @@ fn query_json_and_http_return_the_same_documents() {
         (Some(1434), Some(8577))
     );
     assert_eq!(cli_variants["variants"].as_array().unwrap().len(), 5);
+    let funnel_steps = "Confirmation of receipt,T02 Check confirmation of receipt,T04 Determine confirmation of receipt,T05 Print and send confirmation of receipt";
+    let cli_funnel: serde_json::Value = serde_json::from_slice(
+        &waymark(
+            dir.path(),
+            &[
+                "--json",
+                "query",
+                "funnel",
+                "--steps",
+                funnel_steps,
+                "--window",
+                "30d",
+                "--mode",
+                "strict_once",
+            ],
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(cli_funnel["steps"][0]["count"], 1434, "{cli_funnel}");
+    let bad = waymark(
+        dir.path(),
+        &["query", "funnel", "--steps", "A", "--window", "soon"],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a duration"));
 
     let (mut server, url) = common::start_server(dir.path(), "k");
     let post = |path: &str, body: &str| -> serde_json::Value {
@@ -211,8 +237,13 @@ fn query_json_and_http_return_the_same_documents() {
     };
     let http_map = post("/v1/analyses/process-map", "{}");
     let http_variants = post("/v1/analyses/variants", r#"{"top": 5}"#);
+    let http_funnel = post(
+        "/v1/analyses/funnel",
+        &serde_json::json!({"steps": funnel_steps.split(',').collect::<Vec<_>>(), "window": "30d", "modes": ["strict_once"]}).to_string(),
+    );
     server.kill().unwrap();
     server.wait().unwrap();
     assert_eq!(cli_map, http_map);
     assert_eq!(cli_variants, http_variants);
+    assert_eq!(cli_funnel, http_funnel);
 }

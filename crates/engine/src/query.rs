@@ -1,6 +1,12 @@
-//! Analyses over a store: take the journeys as they are now and run an analysis on every core.
+//! Analyses over a store, as the CLI and the HTTP API ask for them: one request type per analysis (JSON in the API,
+//! flags in the CLI, the same fields), a shared [`Scope`] of filters, and errors that say what to change.
 
-use waymark_analytics::Analysis;
+use serde::{Deserialize, Serialize};
+use waymark_analytics::{
+    split_instances, Analysis, Breakdown, Condition, CountBy, Exclusion, Filter, Funnel,
+    FunnelMode, FunnelReport, FunnelStep, ProcessMap, ProcessMapReport, Variants, VariantsReport,
+};
+use waymark_model::JourneySet;
 use waymark_store::Store;
 
 /// Threads to use: the machine's available parallelism.
@@ -12,4 +18,352 @@ pub fn default_threads() -> usize {
 pub fn run_on_store<A: Analysis>(store: &Store, analysis: &A) -> A::Report {
     let journeys = store.journeys();
     waymark_analytics::run(analysis, &journeys, default_threads())
+}
+
+/// Why a query could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The request is wrong; the message says what to change.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] waymark_store::StoreError),
+}
+
+fn invalid(message: impl Into<String>) -> QueryError {
+    QueryError::Invalid(message.into())
+}
+
+/// A duration such as `90s`, `30m`, `2h`, `7d` or `1w 2d`, in µs.
+pub fn parse_duration(text: &str) -> Result<i64, QueryError> {
+    let duration = humantime::parse_duration(text.trim()).map_err(|error| {
+        invalid(format!(
+            "`{text}` is not a duration ({error}); write e.g. 90s, 30m, 2h or 7d"
+        ))
+    })?;
+    i64::try_from(duration.as_micros()).map_err(|_| invalid(format!("`{text}` is too long")))
+}
+
+/// A time: RFC 3339 (`2026-03-01T12:00:00Z`) or a date (`2026-03-01`, midnight UTC), in µs since the epoch.
+pub fn parse_time(text: &str) -> Result<i64, QueryError> {
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text.trim()) {
+        return Ok(time.timestamp_micros());
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+        return Ok(date
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+            .timestamp_micros());
+    }
+    Err(invalid(format!(
+        "`{text}` is not a time; write a date (2026-03-01) or an RFC 3339 time (2026-03-01T12:00:00Z)"
+    )))
+}
+
+/// A property condition written as text: `plan=pro`, `total>=100`, `coupon!=`, `plan~pro` (contains),
+/// `coupon?` (is set) or `!coupon` (is not set). Values that read as JSON numbers or booleans compare as such.
+pub fn parse_condition(text: &str) -> Result<Condition, QueryError> {
+    use waymark_analytics::Op;
+    let text = text.trim();
+    if let Some(name) = text.strip_suffix('?') {
+        return Ok(Condition::property(
+            name,
+            Op::IsNotNull,
+            serde_json::Value::Null,
+        ));
+    }
+    if let Some(name) = text.strip_prefix('!') {
+        return Ok(Condition::property(
+            name,
+            Op::IsNull,
+            serde_json::Value::Null,
+        ));
+    }
+    for (symbol, op) in [
+        ("!=", Op::Ne),
+        (">=", Op::Ge),
+        ("<=", Op::Le),
+        ("=", Op::Eq),
+        (">", Op::Gt),
+        ("<", Op::Lt),
+        ("~", Op::Contains),
+    ] {
+        if let Some((name, value)) = text.split_once(symbol) {
+            let name = name.trim();
+            if name.is_empty() {
+                break;
+            }
+            let value = value.trim();
+            let value = match serde_json::from_str::<serde_json::Value>(value) {
+                Ok(parsed @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => parsed,
+                _ => serde_json::Value::String(value.to_string()),
+            };
+            return Ok(Condition::property(name, op, value));
+        }
+    }
+    Err(invalid(format!(
+        "`{text}` is not a condition; write PROPERTY=VALUE (or !=, >, >=, <, <=, ~ for contains), PROPERTY? for set, !PROPERTY for not set"
+    )))
+}
+
+/// Filters shared by every analysis. JSON: `{"from", "to", "channels", "steps", "where", "split_gap"}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    /// Events at or after this time (date or RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Events before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
+    /// Keep only these steps (`*` patterns).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
+    /// Conditions every kept event satisfies.
+    #[serde(default, rename = "where", skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Split journeys into instances at this much inactivity (`30m`, `2d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_gap: Option<String>,
+}
+
+impl Scope {
+    fn filter(&self) -> Result<Filter, QueryError> {
+        let filter = Filter {
+            from_us: self.from.as_deref().map(parse_time).transpose()?,
+            to_us: self.to.as_deref().map(parse_time).transpose()?,
+            channels: self.channels.clone(),
+            steps: self.steps.clone(),
+            conditions: self.conditions.clone(),
+        };
+        if let (Some(from), Some(to)) = (filter.from_us, filter.to_us) {
+            if from >= to {
+                return Err(invalid(format!(
+                    "the time range is empty: from {} is not before to {}",
+                    self.from.as_deref().unwrap_or_default(),
+                    self.to.as_deref().unwrap_or_default()
+                )));
+            }
+        }
+        Ok(filter)
+    }
+
+    /// The store's journeys narrowed to this scope, with `properties` (and any the filter reads) loaded.
+    pub fn load(
+        &self,
+        store: &Store,
+        mut properties: Vec<String>,
+    ) -> Result<JourneySet, QueryError> {
+        let filter = self.filter()?;
+        filter.properties(&mut properties);
+        let gap = self.split_gap.as_deref().map(parse_duration).transpose()?;
+        if gap == Some(0) {
+            return Err(invalid("split_gap must be longer than zero"));
+        }
+        let journeys = store.journeys_with(&properties)?;
+        let journeys = if filter.is_empty() {
+            journeys
+        } else {
+            filter.apply(&journeys).map_err(invalid)?
+        };
+        Ok(match gap {
+            Some(gap) => split_instances(&journeys, gap),
+            None => journeys,
+        })
+    }
+}
+
+/// `process-map` options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessMapRequest {
+    #[serde(default)]
+    pub filter: Scope,
+}
+
+pub fn process_map(
+    store: &Store,
+    request: &ProcessMapRequest,
+) -> Result<ProcessMapReport, QueryError> {
+    let journeys = request.filter.load(store, Vec::new())?;
+    Ok(waymark_analytics::run(
+        &ProcessMap,
+        &journeys,
+        default_threads(),
+    ))
+}
+
+/// `variants` options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantsRequest {
+    /// Keep the K most frequent variants (default: all).
+    pub top: Option<usize>,
+    #[serde(default)]
+    pub filter: Scope,
+}
+
+pub fn variants(store: &Store, request: &VariantsRequest) -> Result<VariantsReport, QueryError> {
+    let journeys = request.filter.load(store, Vec::new())?;
+    let analysis = Variants { top: request.top };
+    Ok(waymark_analytics::run(
+        &analysis,
+        &journeys,
+        default_threads(),
+    ))
+}
+
+/// A funnel step: a step name (`"Checkout"`, `"page:/help*"`) or `{"name", "condition", "within"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StepSpec {
+    Name(String),
+    Full {
+        #[serde(default)]
+        name: Option<String>,
+        condition: Condition,
+        /// At most this long after the previous step (`30m`).
+        #[serde(default)]
+        within: Option<String>,
+    },
+}
+
+/// `funnel` options. JSON: `{"steps", "window", "modes", "exclusions", "count_by", "breakdown", "drill_down",
+/// "filter"}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunnelRequest {
+    pub steps: Vec<StepSpec>,
+    /// Conversion window from step 1, inclusive (`7d`).
+    #[serde(default = "default_window")]
+    pub window: String,
+    #[serde(default)]
+    pub modes: Vec<FunnelMode>,
+    #[serde(default)]
+    pub exclusions: Vec<Exclusion>,
+    #[serde(default)]
+    pub count_by: CountBy,
+    #[serde(default)]
+    pub breakdown: Option<Breakdown>,
+    #[serde(default = "default_drill_down")]
+    pub drill_down: usize,
+    #[serde(default)]
+    pub filter: Scope,
+}
+
+fn default_window() -> String {
+    "7d".into()
+}
+
+fn default_drill_down() -> usize {
+    20
+}
+
+impl FunnelRequest {
+    /// An ordered funnel over step names.
+    pub fn new(steps: &[&str], window: &str) -> FunnelRequest {
+        FunnelRequest {
+            steps: steps
+                .iter()
+                .map(|step| StepSpec::Name(step.to_string()))
+                .collect(),
+            window: window.into(),
+            modes: Vec::new(),
+            exclusions: Vec::new(),
+            count_by: CountBy::Customer,
+            breakdown: None,
+            drill_down: default_drill_down(),
+            filter: Scope::default(),
+        }
+    }
+
+    /// The analysis this request describes.
+    pub fn funnel(&self) -> Result<Funnel, QueryError> {
+        let steps = self
+            .steps
+            .iter()
+            .map(|spec| {
+                Ok(match spec {
+                    StepSpec::Name(name) => FunnelStep::named(name),
+                    StepSpec::Full {
+                        name,
+                        condition,
+                        within,
+                    } => FunnelStep {
+                        name: name.clone().unwrap_or_else(|| describe(condition)),
+                        condition: condition.clone(),
+                        within_us: within.as_deref().map(parse_duration).transpose()?,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, QueryError>>()?;
+        Ok(Funnel {
+            steps,
+            window_us: parse_duration(&self.window)?,
+            modes: self.modes.clone(),
+            exclusions: self.exclusions.clone(),
+            count_by: self.count_by,
+            breakdown: self.breakdown.clone(),
+            drill_down: self.drill_down,
+        })
+    }
+}
+
+/// A short label for a condition without a name.
+fn describe(condition: &Condition) -> String {
+    match condition {
+        Condition::Step { step } => step.clone(),
+        other => serde_json::to_string(other).unwrap_or_default(),
+    }
+}
+
+pub fn funnel(store: &Store, request: &FunnelRequest) -> Result<FunnelReport, QueryError> {
+    let funnel = request.funnel()?;
+    let journeys = request.filter.load(store, funnel.properties())?;
+    let prepared = funnel.prepare(&journeys).map_err(invalid)?;
+    Ok(waymark_analytics::run(
+        &prepared,
+        &journeys,
+        default_threads(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_times_read_as_people_write_them() {
+        assert_eq!(parse_duration("90s").unwrap(), 90_000_000);
+        assert_eq!(parse_duration("7d").unwrap(), 7 * 86_400_000_000);
+        assert!(parse_duration("7 parsecs")
+            .unwrap_err()
+            .to_string()
+            .contains("90s"));
+        assert_eq!(parse_time("1970-01-02").unwrap(), 86_400_000_000);
+        assert_eq!(parse_time("1970-01-01T00:00:01Z").unwrap(), 1_000_000);
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn conditions_read_from_text() {
+        use serde_json::json;
+        use waymark_analytics::Op;
+        assert_eq!(
+            parse_condition("plan=pro").unwrap(),
+            Condition::property("plan", Op::Eq, json!("pro"))
+        );
+        assert_eq!(
+            parse_condition("total >= 100").unwrap(),
+            Condition::property("total", Op::Ge, json!(100))
+        );
+        assert_eq!(
+            parse_condition("coupon?").unwrap(),
+            Condition::property("coupon", Op::IsNotNull, json!(null))
+        );
+        assert!(parse_condition("=x").is_err());
+    }
 }

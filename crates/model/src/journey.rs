@@ -137,6 +137,41 @@ impl JourneySet {
         self.properties.iter().find(|column| column.name == name)
     }
 
+    /// The events for which `keep(event index)` holds, as a new set with the same dictionaries and property
+    /// columns; journeys left empty are dropped.
+    pub fn select(&self, mut keep: impl FnMut(usize) -> bool) -> JourneySet {
+        let mut set = JourneySet {
+            offsets: vec![0],
+            step_names: self.step_names.clone(),
+            channel_names: self.channel_names.clone(),
+            ..JourneySet::default()
+        };
+        let mut kept: Vec<usize> = Vec::new();
+        for journey in 0..self.n_journeys() {
+            let before = kept.len();
+            kept.extend(
+                (self.offsets[journey]..self.offsets[journey + 1]).filter(|event| keep(*event)),
+            );
+            if kept.len() > before {
+                set.customer_ids.push(self.customer_ids[journey].clone());
+                set.offsets.push(kept.len());
+            }
+        }
+        set.ts = kept.iter().map(|event| self.ts[*event]).collect();
+        set.step = kept.iter().map(|event| self.step[*event]).collect();
+        set.channel = kept.iter().map(|event| self.channel[*event]).collect();
+        set.properties = self
+            .properties
+            .iter()
+            .map(|column| PropertyColumn {
+                name: column.name.clone(),
+                codes: kept.iter().map(|event| column.codes[*event]).collect(),
+                values: column.values.clone(),
+            })
+            .collect();
+        set
+    }
+
     /// Journeys `range`, in order.
     pub fn journeys(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = JourneyRef<'_>> {
         range.map(|index| self.journey(index))

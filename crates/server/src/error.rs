@@ -56,6 +56,17 @@ impl From<ValidationError> for ApiError {
     }
 }
 
+impl From<waymark_engine::query::QueryError> for ApiError {
+    fn from(error: waymark_engine::query::QueryError) -> ApiError {
+        match error {
+            waymark_engine::query::QueryError::Invalid(message) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+            }
+            waymark_engine::query::QueryError::Store(error) => error.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {

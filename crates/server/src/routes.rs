@@ -18,6 +18,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use waymark_engine::ingest::{parse_batch, parse_single, ParsedRequest};
+use waymark_engine::query::{
+    self as queries, FunnelRequest, ProcessMapRequest, QueryError, VariantsRequest,
+};
 use waymark_model::{EventType, Timestamp, ValidationError, MAX_BATCH_BYTES};
 use waymark_store::{LinkOutcome, Store};
 
@@ -80,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/stats", get(stats))
         .route("/v1/analyses/process-map", post(process_map))
         .route("/v1/analyses/variants", post(variants))
+        .route("/v1/analyses/funnel", post(funnel))
         .route("/v1/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -398,19 +402,6 @@ async fn failed_events(
     Ok(Json(json!({ "failed": failed })))
 }
 
-/// Options of `POST /v1/analyses/process-map` (none yet; unknown fields are refused).
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ProcessMapRequest {}
-
-/// Options of `POST /v1/analyses/variants`.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct VariantsRequest {
-    /// Keep the K most frequent variants (default: all).
-    top: Option<usize>,
-}
-
 /// An analysis request body: empty means defaults.
 fn analysis_options<T: serde::de::DeserializeOwned + Default>(
     body: &[u8],
@@ -422,22 +413,25 @@ fn analysis_options<T: serde::de::DeserializeOwned + Default>(
     json_body(body, example)
 }
 
+/// Runs a query on a blocking thread; an invalid request is a 400 that says what to change.
+async fn run_query<R: serde::Serialize + Send + 'static>(
+    state: &AppState,
+    query: impl FnOnce(&waymark_store::Store) -> Result<R, QueryError> + Send + 'static,
+) -> Result<Json<Value>, ApiError> {
+    let store = Arc::clone(&state.store);
+    let report = blocking(move || Ok(query(&store)?)).await?;
+    Ok(Json(
+        serde_json::to_value(report).expect("reports serialise"),
+    ))
+}
+
 async fn process_map(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let ProcessMapRequest {} = analysis_options(&body_bytes(body)?, "{}")?;
-    let store = Arc::clone(&state.store);
-    let report = blocking(move || {
-        Ok(waymark_engine::query::run_on_store(
-            &store,
-            &waymark_analytics::ProcessMap,
-        ))
-    })
-    .await?;
-    Ok(Json(
-        serde_json::to_value(report).expect("reports serialise"),
-    ))
+    let request: ProcessMapRequest =
+        analysis_options(&body_bytes(body)?, r#"{"filter": {"channels": ["web"]}}"#)?;
+    run_query(&state, move |store| queries::process_map(store, &request)).await
 }
 
 async fn variants(
@@ -445,13 +439,18 @@ async fn variants(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let request: VariantsRequest = analysis_options(&body_bytes(body)?, r#"{"top": 20}"#)?;
-    let store = Arc::clone(&state.store);
-    let analysis = waymark_analytics::Variants { top: request.top };
-    let report =
-        blocking(move || Ok(waymark_engine::query::run_on_store(&store, &analysis))).await?;
-    Ok(Json(
-        serde_json::to_value(report).expect("reports serialise"),
-    ))
+    run_query(&state, move |store| queries::variants(store, &request)).await
+}
+
+async fn funnel(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let request: FunnelRequest = json_body(
+        &body_bytes(body)?,
+        r#"{"steps": ["Added to Cart", "Checkout Started", "Order Completed"], "window": "7d"}"#,
+    )?;
+    run_query(&state, move |store| queries::funnel(store, &request)).await
 }
 
 /// The OpenAPI 3.1 description of this API.

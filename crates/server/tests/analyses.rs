@@ -77,6 +77,116 @@ fn process_map_and_variants_over_http() {
 }
 
 #[test]
+fn funnels_over_http_with_modes_breakdown_and_filters() {
+    let app = spawn_app();
+    let journeys: [(&str, &str, &[&str]); 4] = [
+        ("ann", "ios", &["view", "cart", "buy"]),
+        ("bob", "android", &["view", "help", "cart", "buy"]),
+        ("cy", "android", &["view", "cart"]),
+        ("dee", "ios", &["help"]),
+    ];
+    let events: Vec<Value> = journeys
+        .iter()
+        .flat_map(|(user, device, steps)| {
+            steps.iter().enumerate().map(move |(index, step)| {
+                json!({"type": "track", "userId": user, "event": step, "properties": {"device": device},
+                       "timestamp": format!("2026-01-01T10:0{index}:00Z")})
+            })
+        })
+        .collect();
+    assert_eq!(
+        app.post("/v1/batch", json!({ "batch": events }).to_string())
+            .0,
+        200
+    );
+
+    let (status, report) = app.post(
+        "/v1/analyses/funnel",
+        r#"{"steps": ["view", "cart", "buy"], "window": "1h", "breakdown": {"property": "device"}}"#,
+    );
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (report["units"].as_str(), report["total"].as_u64()),
+        (Some("customers"), Some(4))
+    );
+    let counts: Vec<u64> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [3, 3, 2]);
+    assert_eq!(report["steps"][1]["dropped_customers"], json!(["cy"]));
+    assert_eq!(
+        report["steps"][1]["next_steps"],
+        json!([{"step": "(journey ended)", "count": 1}])
+    );
+    assert_eq!(report["steps"][2]["time_to_convert"]["median_secs"], 150.0, "ann 2 min, bob 3 min");
+    assert_eq!(
+        report["breakdown"]["groups"],
+        json!([{"value": "android", "counts": [2, 2, 1], "conversion": 0.5}, {"value": "ios", "counts": [1, 1, 1], "conversion": 1.0}])
+    );
+
+    // strict_order: bob's `help` between view and cart stops his chain at step 1.
+    let (_, strict) = app.post(
+        "/v1/analyses/funnel",
+        r#"{"steps": ["view", "cart", "buy"], "window": "1h", "modes": ["strict_order"]}"#,
+    );
+    assert_eq!(strict["steps"][1]["count"], 2, "{strict}");
+    // A filter on a property narrows the customers; a window too short converts no one past step 1.
+    let (_, ios) = app.post(
+        "/v1/analyses/funnel",
+        r#"{"steps": ["view", "buy"], "filter": {"where": [{"property": "device", "op": "=", "value": "ios"}]}}"#,
+    );
+    assert_eq!(
+        (ios["total"].as_u64(), ios["steps"][1]["count"].as_u64()),
+        (Some(2), Some(1)),
+        "{ios}"
+    );
+    let (_, short) = app.post(
+        "/v1/analyses/funnel",
+        r#"{"steps": ["view", "buy"], "window": "90s"}"#,
+    );
+    assert_eq!(short["steps"][1]["count"], 0);
+
+    for (body, code, hint) in [
+        (
+            r#"{"steps": ["view"], "window": "7 parsecs"}"#,
+            "invalid_query",
+            "90s",
+        ),
+        (
+            r#"{"steps": ["view", "buy"], "modes": ["allow_reentry"]}"#,
+            "invalid_query",
+            "strict_order",
+        ),
+        (
+            r#"{"steps": ["view"], "modes": ["strict"]}"#,
+            "invalid_json",
+            "strict_order",
+        ),
+        (r#"{"steps": []}"#, "invalid_query", "at least one step"),
+        (r#"{"window": "1d"}"#, "invalid_json", "steps"),
+        (
+            r#"{"steps": ["view"], "filter": {"from": "2026-02-01", "to": "2026-01-01"}}"#,
+            "invalid_query",
+            "empty",
+        ),
+    ] {
+        let (status, error) = app.post("/v1/analyses/funnel", body);
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (400, Some(code)),
+            "{body}: {error}"
+        );
+        assert!(
+            error["message"].as_str().unwrap().contains(hint),
+            "{body}: {error}"
+        );
+    }
+}
+
+#[test]
 fn every_documented_route_exists() {
     let app = spawn_app();
     let (status, text) = app.get("/v1/openapi.json");

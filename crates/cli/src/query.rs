@@ -1,0 +1,383 @@
+//! `waymark query …`: the analyses as tables for people and as the documented JSON with `--json`. The flags map
+//! one-to-one onto the HTTP API's request fields.
+
+use crate::{print_json, UsageError};
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use waymark_analytics::{Attribution, Breakdown, CountBy, Exclusion, FunnelMode, FunnelReport};
+use waymark_engine::query::{
+    self as queries, parse_condition, FunnelRequest, ProcessMapRequest, QueryError, Scope,
+    VariantsRequest,
+};
+use waymark_store::Store;
+
+/// Filters every analysis takes.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ScopeArgs {
+    /// Only events at or after this time (2026-03-01 or RFC 3339).
+    #[arg(long, global = true)]
+    from: Option<String>,
+    /// Only events before this time.
+    #[arg(long, global = true)]
+    to: Option<String>,
+    /// Only these channels (comma-separated or repeated).
+    #[arg(long = "channel", value_delimiter = ',', global = true)]
+    channels: Vec<String>,
+    /// Only these steps (`*` patterns; comma-separated or repeated).
+    #[arg(long = "only-step", value_delimiter = ',', global = true)]
+    only_steps: Vec<String>,
+    /// Only events whose property satisfies this (PROP=VALUE, PROP!=VALUE, PROP>=N, PROP~TEXT, PROP?, !PROP);
+    /// repeat for several.
+    #[arg(long = "where", global = true)]
+    conditions: Vec<String>,
+    /// Split journeys into instances after this much inactivity (30m, 2d).
+    #[arg(long, global = true)]
+    split_gap: Option<String>,
+}
+
+impl ScopeArgs {
+    fn scope(&self) -> Result<Scope> {
+        Ok(Scope {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            channels: self.channels.clone(),
+            steps: self.only_steps.clone(),
+            conditions: self
+                .conditions
+                .iter()
+                .map(|text| parse_condition(text).map_err(usage))
+                .collect::<Result<_, _>>()?,
+            split_gap: self.split_gap.clone(),
+        })
+    }
+}
+
+#[derive(Subcommand)]
+pub enum QueryCommand {
+    /// Directly-follows graph of steps: counts and mean / median / p90 time per edge, step, start and end counts.
+    /// Example: `waymark query process-map --edges 20`
+    ProcessMap {
+        /// Show only the N most frequent edges in the table (JSON always has all).
+        #[arg(long, default_value_t = 30)]
+        edges: usize,
+    },
+    /// Distinct step sequences with counts, share and cumulative coverage.
+    /// Example: `waymark query variants --top 10`
+    Variants {
+        /// Keep the K most frequent variants.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+    },
+    /// How many customers get through ordered steps within a window, where the rest stop, and what they do next.
+    /// Example: `waymark query funnel --steps "Product Viewed,Checkout Started,Order Completed" --window 7d`
+    Funnel {
+        /// The steps, in order (comma-separated; `*` patterns allowed).
+        #[arg(long, value_delimiter = ',', required = true)]
+        steps: Vec<String>,
+        /// Conversion window from step 1, inclusive (90s, 2h, 7d).
+        #[arg(long, default_value = "7d")]
+        window: String,
+        /// ClickHouse windowFunnel modes: strict_order, strict_deduplication, strict_increase, strict_once,
+        /// allow_reentry; or any_order (comma-separated or repeated).
+        #[arg(long = "mode", value_delimiter = ',')]
+        modes: Vec<String>,
+        /// Break the funnel down by this property.
+        #[arg(long)]
+        breakdown: Option<String>,
+        /// Which step's value the breakdown uses: first, last or a step number.
+        #[arg(long, default_value = "first")]
+        attribution: String,
+        /// Values shown in the breakdown before the rest are summed as (other).
+        #[arg(long, default_value_t = 10)]
+        breakdown_top: usize,
+        /// Count customers (default) or attempts (each step-1 event starts one).
+        #[arg(long, default_value = "customer")]
+        count_by: String,
+        /// Customers who do this step between step 1 and the last step lose that attempt (repeatable).
+        #[arg(long = "exclude")]
+        exclusions: Vec<String>,
+        /// Customers listed per drop-off.
+        #[arg(long, default_value_t = 20)]
+        drill_down: usize,
+    },
+}
+
+fn usage(error: QueryError) -> anyhow::Error {
+    match error {
+        QueryError::Invalid(message) => UsageError(message).into(),
+        other => other.into(),
+    }
+}
+
+pub fn query(
+    store: &Store,
+    analysis: QueryCommand,
+    scope: &ScopeArgs,
+    json_output: bool,
+) -> Result<()> {
+    let filter = scope.scope()?;
+    match analysis {
+        QueryCommand::ProcessMap { edges } => {
+            let map = queries::process_map(store, &ProcessMapRequest { filter }).map_err(usage)?;
+            if json_output {
+                print_json(&serde_json::to_value(&map)?);
+                return Ok(());
+            }
+            println!(
+                "{} journeys, {} events, {} steps, {} edges",
+                map.cases,
+                map.events,
+                map.steps.len(),
+                map.edges.len()
+            );
+            println!();
+            println!(
+                "{:>9}  {:>8}  {:>8}  {:>8}  edge",
+                "count", "mean", "median", "p90"
+            );
+            for edge in map.edges.iter().take(edges) {
+                println!(
+                    "{:>9}  {:>8}  {:>8}  {:>8}  {} → {}",
+                    edge.count,
+                    human_duration(edge.mean_secs),
+                    human_duration(edge.median_secs),
+                    human_duration(edge.p90_secs),
+                    edge.from,
+                    edge.to
+                );
+            }
+            if map.edges.len() > edges {
+                println!(
+                    "… {} more edges (--edges N, or --json for all)",
+                    map.edges.len() - edges
+                );
+            }
+        }
+        QueryCommand::Variants { top } => {
+            let variants = queries::variants(
+                store,
+                &VariantsRequest {
+                    top: Some(top),
+                    filter,
+                },
+            )
+            .map_err(usage)?;
+            if json_output {
+                print_json(&serde_json::to_value(&variants)?);
+                return Ok(());
+            }
+            println!(
+                "{} journeys, {} variants",
+                variants.cases, variants.n_variants
+            );
+            println!();
+            println!("{:>8}  {:>6}  {:>8}  steps", "count", "share", "coverage");
+            for variant in &variants.variants {
+                println!(
+                    "{:>8}  {:>5.1}%  {:>7.1}%  {}",
+                    variant.count,
+                    variant.share * 100.0,
+                    variant.coverage * 100.0,
+                    variant.steps.join(" → ")
+                );
+            }
+        }
+        QueryCommand::Funnel {
+            steps,
+            window,
+            modes,
+            breakdown,
+            attribution,
+            breakdown_top,
+            count_by,
+            exclusions,
+            drill_down,
+        } => {
+            let mut request = FunnelRequest::new(
+                &steps.iter().map(String::as_str).collect::<Vec<_>>(),
+                &window,
+            );
+            request.modes = modes
+                .iter()
+                .map(|mode| {
+                    FunnelMode::parse(mode).ok_or_else(|| {
+                        UsageError(format!(
+                            "--mode {mode:?}: use strict_order, strict_deduplication, strict_increase, strict_once, allow_reentry or any_order"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            request.count_by = match count_by.as_str() {
+                "customer" | "customers" => CountBy::Customer,
+                "attempt" | "attempts" => CountBy::Attempt,
+                other => return Err(UsageError(format!("--count-by {other:?}: use customer or attempt (for journey instances, add --split-gap)")).into()),
+            };
+            request.breakdown = breakdown
+                .map(|property| -> Result<Breakdown> {
+                    let attribution = match attribution.as_str() {
+                        "first" | "first_touch" => Attribution::FirstTouch,
+                        "last" | "last_touch" => Attribution::LastTouch,
+                        other => Attribution::Step(
+                            other
+                                .trim_start_matches("step")
+                                .trim_start_matches(':')
+                                .parse()
+                                .map_err(|_| {
+                                    UsageError(format!(
+                                        "--attribution {other:?}: use first, last or a step number"
+                                    ))
+                                })?,
+                        ),
+                    };
+                    Ok(Breakdown {
+                        property,
+                        attribution,
+                        top: breakdown_top,
+                    })
+                })
+                .transpose()?;
+            request.exclusions = exclusions
+                .iter()
+                .map(|step| Exclusion {
+                    condition: waymark_analytics::Condition::step(step.clone()),
+                    after: 1,
+                    before: None,
+                })
+                .collect();
+            request.drill_down = drill_down;
+            request.filter = filter;
+            let report = queries::funnel(store, &request).map_err(usage)?;
+            if json_output {
+                print_json(&serde_json::to_value(&report)?);
+            } else {
+                print_funnel(&report, &window);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_funnel(report: &FunnelReport, window: &str) {
+    let modes = if report.modes.is_empty() {
+        "ordered".to_string()
+    } else {
+        report
+            .modes
+            .iter()
+            .map(|mode| {
+                serde_json::to_value(mode)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "Funnel of {} {} ({}), window {window}",
+        report.total, report.units, modes
+    );
+    println!();
+    let width = report
+        .steps
+        .iter()
+        .map(|step| step.name.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "  #  {:<width$}  {:>9}  {:>6}  {:>9}  {:<20}  {:>8}  {:>8}",
+        "step", "reached", "of 1st", "from prev", "", "median", "p90"
+    );
+    for (index, step) in report.steps.iter().enumerate() {
+        let bar_len = (step.conversion * 20.0).round() as usize;
+        let (median, p90) =
+            step.time_to_convert
+                .as_ref()
+                .map_or((String::new(), String::new()), |timing| {
+                    (
+                        human_duration(timing.median_secs),
+                        human_duration(timing.p90_secs),
+                    )
+                });
+        println!(
+            "  {:>1}  {:<width$}  {:>9}  {:>5.1}%  {:>8.1}%  {:<20}  {:>8}  {:>8}",
+            index + 1,
+            step.name,
+            step.count,
+            step.conversion * 100.0,
+            step.step_conversion * 100.0,
+            "█".repeat(bar_len),
+            median,
+            p90,
+        );
+    }
+    let drops: Vec<_> = report
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, step)| step.dropped > 0)
+        .collect();
+    if !drops.is_empty() {
+        println!();
+        println!("Where they stopped, and what they did next:");
+        for (index, step) in drops {
+            let next: Vec<String> = step
+                .next_steps
+                .iter()
+                .take(4)
+                .map(|next| {
+                    format!(
+                        "{} {:.0}%",
+                        next.step,
+                        100.0 * next.count as f64 / step.dropped as f64
+                    )
+                })
+                .collect();
+            println!(
+                "  after {} {}: {} stopped — next: {}",
+                index + 1,
+                step.name,
+                step.dropped,
+                next.join(", ")
+            );
+            if let Some(first) = step.dropped_customers.first() {
+                println!(
+                    "      e.g. {first} (waymark identity show {first:?}; --json lists {})",
+                    step.dropped_customers.len()
+                );
+            }
+        }
+    }
+    if let Some(breakdown) = &report.breakdown {
+        println!();
+        let attribution = match breakdown.attribution {
+            Attribution::FirstTouch => "first touch".to_string(),
+            Attribution::LastTouch => "last touch".to_string(),
+            Attribution::Step(step) => format!("at step {step}"),
+        };
+        println!(
+            "By {} ({attribution}); conversion, then customers per step:",
+            breakdown.property
+        );
+        for group in &breakdown.groups {
+            let counts: Vec<String> = group.counts.iter().map(u64::to_string).collect();
+            println!(
+                "  {:<24} {:>6.1}%  {}",
+                group.value,
+                group.conversion * 100.0,
+                counts.join(" → ")
+            );
+        }
+    }
+}
+
+/// `90s`, `14m`, `3.5h`, `2.1d`: a duration a person reads at a glance.
+fn human_duration(secs: f64) -> String {
+    match secs {
+        s if s < 90.0 => format!("{s:.0}s"),
+        s if s < 5_400.0 => format!("{:.0}m", s / 60.0),
+        s if s < 172_800.0 => format!("{:.1}h", s / 3_600.0),
+        s => format!("{:.1}d", s / 86_400.0),
+    }
+}
