@@ -16,6 +16,7 @@
 //! ```
 
 pub mod condition;
+pub mod flows;
 pub mod funnel;
 mod process_map;
 pub mod scope;
@@ -23,6 +24,7 @@ mod stats;
 mod variants;
 
 pub use condition::{Condition, Op};
+pub use flows::{Direction, FlowLink, FlowNode, Flows, FlowsReport, NodeKind, PreparedFlows};
 pub use funnel::{
     Attribution, Breakdown, CountBy, Exclusion, Funnel, FunnelMode, FunnelReport, FunnelStep,
     PreparedFunnel,

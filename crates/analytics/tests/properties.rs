@@ -2,7 +2,9 @@
 //! update(A ∪ B)), so one thread and many threads agree.
 
 use proptest::prelude::*;
-use waymark_analytics::{run, CountBy, Funnel, FunnelMode, ProcessMap, Variants};
+use waymark_analytics::{
+    run, Condition, CountBy, Direction, Flows, Funnel, FunnelMode, ProcessMap, Variants,
+};
 use waymark_model::JourneySet;
 
 const STEPS: [&str; 5] = ["view", "cart", "login", "call", "buy"];
@@ -42,6 +44,33 @@ fn funnel_modes() -> impl Strategy<Value = Vec<FunnelMode>> {
 }
 
 proptest! {
+    #[test]
+    fn flows_conserve_customers_and_are_independent_of_partitioning(
+        journeys in journey_set(),
+        threads in 2usize..5,
+        anchor in 0usize..STEPS.len(),
+        backward in any::<bool>(),
+        depth in 1usize..6,
+        top in 1usize..4,
+        collapse_repeats in any::<bool>(),
+    ) {
+        let flows = Flows {
+            anchor: Condition::step(STEPS[anchor]),
+            direction: if backward { Direction::Backward } else { Direction::Forward },
+            depth,
+            top,
+            collapse_repeats,
+        };
+        let prepared = flows.prepare(&journeys).unwrap();
+        let single = run(&prepared, &journeys, 1);
+        prop_assert_eq!(&single, &run(&prepared, &journeys, threads));
+        prop_assert_eq!(single.reconcile(), Ok(()));
+        let with_anchor = (0..journeys.n_journeys())
+            .filter(|journey| journeys.journey(*journey).step.iter().any(|step| journeys.step_names[*step as usize] == STEPS[anchor]))
+            .count();
+        prop_assert_eq!(single.customers as usize, with_anchor);
+    }
+
     #[test]
     fn funnels_never_grow_and_are_independent_of_partitioning(
         journeys in journey_set(),

@@ -4,10 +4,13 @@
 use crate::{print_json, UsageError};
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use waymark_analytics::{Attribution, Breakdown, CountBy, Exclusion, FunnelMode, FunnelReport};
+use waymark_analytics::{
+    Attribution, Breakdown, CountBy, Direction, Exclusion, FlowsReport, FunnelMode, FunnelReport,
+    NodeKind,
+};
 use waymark_engine::query::{
-    self as queries, parse_condition, FunnelRequest, ProcessMapRequest, QueryError, Scope,
-    VariantsRequest,
+    self as queries, parse_condition, FlowsRequest, FunnelRequest, ProcessMapRequest, QueryError,
+    Scope, VariantsRequest,
 };
 use waymark_store::Store;
 
@@ -67,6 +70,25 @@ pub enum QueryCommand {
         /// Keep the K most frequent variants.
         #[arg(long, default_value_t = 20)]
         top: usize,
+    },
+    /// Where customers go after a step (or how they got to it), level by level, with drop-off.
+    /// Example: `waymark query flows --after "Login Attempted" --depth 4`
+    Flows {
+        /// The anchor step: flows run forward from its first occurrence.
+        #[arg(long, conflicts_with = "before", required_unless_present = "before")]
+        after: Option<String>,
+        /// The anchor step: flows run backward from its last occurrence.
+        #[arg(long)]
+        before: Option<String>,
+        /// Levels to follow.
+        #[arg(long, default_value_t = 4)]
+        depth: usize,
+        /// Steps shown per level; the rest are (other).
+        #[arg(long, default_value_t = 6)]
+        top: usize,
+        /// Count a step repeated back to back once.
+        #[arg(long)]
+        collapse_repeats: bool,
     },
     /// How many customers get through ordered steps within a window, where the rest stop, and what they do next.
     /// Example: `waymark query funnel --steps "Product Viewed,Checkout Started,Order Completed" --window 7d`
@@ -180,6 +202,32 @@ pub fn query(
                     variant.coverage * 100.0,
                     variant.steps.join(" → ")
                 );
+            }
+        }
+        QueryCommand::Flows {
+            after,
+            before,
+            depth,
+            top,
+            collapse_repeats,
+        } => {
+            let (anchor, direction) = match (after, before) {
+                (Some(step), _) => (step, Direction::Forward),
+                (None, Some(step)) => (step, Direction::Backward),
+                (None, None) => {
+                    return Err(UsageError("give --after STEP or --before STEP".into()).into())
+                }
+            };
+            let mut request = FlowsRequest::new(&anchor, direction);
+            request.depth = depth;
+            request.top = top;
+            request.collapse_repeats = collapse_repeats;
+            request.filter = filter;
+            let report = queries::flows(store, &request).map_err(usage)?;
+            if json_output {
+                print_json(&serde_json::to_value(&report)?);
+            } else {
+                print_flows(&report, &anchor);
             }
         }
         QueryCommand::Funnel {
@@ -368,6 +416,65 @@ fn print_funnel(report: &FunnelReport, window: &str) {
                 group.conversion * 100.0,
                 counts.join(" → ")
             );
+        }
+    }
+}
+
+fn print_flows(report: &FlowsReport, anchor: &str) {
+    let (verb, level_name) = match report.direction {
+        Direction::Forward => ("after", "step +"),
+        Direction::Backward => ("before", "step -"),
+    };
+    println!(
+        "Flows {verb} {anchor}: {} customers, {} levels",
+        report.customers, report.depth
+    );
+    for level in 1..=report.depth as u32 {
+        let nodes: Vec<_> = report
+            .nodes
+            .iter()
+            .filter(|node| node.level == level)
+            .collect();
+        if nodes.is_empty() {
+            break;
+        }
+        println!();
+        println!("  {level_name}{level}");
+        let level_total: u64 = nodes.iter().map(|node| node.count).sum();
+        for node in nodes {
+            let share = node.count as f64 / level_total.max(1) as f64;
+            let from: Vec<String> = report
+                .links
+                .iter()
+                .filter(|link| link.level + 1 == level && link.target == node.id)
+                .take(2)
+                .map(|link| {
+                    format!(
+                        "{} {}",
+                        link.source.split_once(':').map_or("", |(_, step)| step),
+                        link.count
+                    )
+                })
+                .collect();
+            let marker = if node.kind == NodeKind::DropOff {
+                "✕ "
+            } else {
+                ""
+            };
+            println!(
+                "    {:>8}  {:>5.1}%  {:<28}  {marker}{}",
+                node.count,
+                share * 100.0,
+                "█".repeat((share * 28.0).round() as usize),
+                node.step,
+            );
+            if level > 1 && !from.is_empty() && node.kind != NodeKind::DropOff {
+                println!(
+                    "                      {:<28}    from {}",
+                    "",
+                    from.join(", ")
+                );
+            }
         }
     }
 }

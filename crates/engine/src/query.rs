@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 use waymark_analytics::{
-    split_instances, Analysis, Breakdown, Condition, CountBy, Exclusion, Filter, Funnel,
-    FunnelMode, FunnelReport, FunnelStep, ProcessMap, ProcessMapReport, Variants, VariantsReport,
+    split_instances, Analysis, Breakdown, Condition, CountBy, Direction, Exclusion, Filter, Flows,
+    FlowsReport, Funnel, FunnelMode, FunnelReport, FunnelStep, ProcessMap, ProcessMapReport,
+    Variants, VariantsReport,
 };
 use waymark_model::JourneySet;
 use waymark_store::Store;
@@ -324,6 +325,73 @@ pub fn funnel(store: &Store, request: &FunnelRequest) -> Result<FunnelReport, Qu
     let funnel = request.funnel()?;
     let journeys = request.filter.load(store, funnel.properties())?;
     let prepared = funnel.prepare(&journeys).map_err(invalid)?;
+    Ok(waymark_analytics::run(
+        &prepared,
+        &journeys,
+        default_threads(),
+    ))
+}
+
+/// `flows` options. JSON: `{"anchor", "direction", "depth", "top", "collapse_repeats", "filter"}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowsRequest {
+    /// A step name (or `*` pattern), or a condition.
+    pub anchor: AnchorSpec,
+    #[serde(default)]
+    pub direction: Direction,
+    #[serde(default = "default_depth")]
+    pub depth: usize,
+    #[serde(default = "default_top")]
+    pub top: usize,
+    #[serde(default)]
+    pub collapse_repeats: bool,
+    #[serde(default)]
+    pub filter: Scope,
+}
+
+/// A step name or a condition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AnchorSpec {
+    Name(String),
+    Condition(Condition),
+}
+
+fn default_depth() -> usize {
+    4
+}
+
+fn default_top() -> usize {
+    6
+}
+
+impl FlowsRequest {
+    pub fn new(anchor: &str, direction: Direction) -> FlowsRequest {
+        FlowsRequest {
+            anchor: AnchorSpec::Name(anchor.into()),
+            direction,
+            depth: default_depth(),
+            top: default_top(),
+            collapse_repeats: false,
+            filter: Scope::default(),
+        }
+    }
+}
+
+pub fn flows(store: &Store, request: &FlowsRequest) -> Result<FlowsReport, QueryError> {
+    let flows = Flows {
+        anchor: match &request.anchor {
+            AnchorSpec::Name(name) => Condition::step(name.clone()),
+            AnchorSpec::Condition(condition) => condition.clone(),
+        },
+        direction: request.direction,
+        depth: request.depth,
+        top: request.top,
+        collapse_repeats: request.collapse_repeats,
+    };
+    let journeys = request.filter.load(store, flows.properties())?;
+    let prepared = flows.prepare(&journeys).map_err(invalid)?;
     Ok(waymark_analytics::run(
         &prepared,
         &journeys,

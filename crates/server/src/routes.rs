@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use waymark_engine::ingest::{parse_batch, parse_single, ParsedRequest};
 use waymark_engine::query::{
-    self as queries, FunnelRequest, ProcessMapRequest, QueryError, VariantsRequest,
+    self as queries, FlowsRequest, FunnelRequest, ProcessMapRequest, QueryError, VariantsRequest,
 };
 use waymark_model::{EventType, Timestamp, ValidationError, MAX_BATCH_BYTES};
 use waymark_store::{LinkOutcome, Store};
@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/analyses/process-map", post(process_map))
         .route("/v1/analyses/variants", post(variants))
         .route("/v1/analyses/funnel", post(funnel))
+        .route("/v1/analyses/flows", post(flows))
         .route("/v1/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -451,6 +452,17 @@ async fn funnel(
         r#"{"steps": ["Added to Cart", "Checkout Started", "Order Completed"], "window": "7d"}"#,
     )?;
     run_query(&state, move |store| queries::funnel(store, &request)).await
+}
+
+async fn flows(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let request: FlowsRequest = json_body(
+        &body_bytes(body)?,
+        r#"{"anchor": "Login Attempted", "direction": "forward", "depth": 4, "top": 6}"#,
+    )?;
+    run_query(&state, move |store| queries::flows(store, &request)).await
 }
 
 /// The OpenAPI 3.1 description of this API.

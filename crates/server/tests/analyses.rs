@@ -121,7 +121,10 @@ fn funnels_over_http_with_modes_breakdown_and_filters() {
         report["steps"][1]["next_steps"],
         json!([{"step": "(journey ended)", "count": 1}])
     );
-    assert_eq!(report["steps"][2]["time_to_convert"]["median_secs"], 150.0, "ann 2 min, bob 3 min");
+    assert_eq!(
+        report["steps"][2]["time_to_convert"]["median_secs"], 150.0,
+        "ann 2 min, bob 3 min"
+    );
     assert_eq!(
         report["breakdown"]["groups"],
         json!([{"value": "android", "counts": [2, 2, 1], "conversion": 0.5}, {"value": "ios", "counts": [1, 1, 1], "conversion": 1.0}])
