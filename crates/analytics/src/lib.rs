@@ -17,6 +17,7 @@
 
 pub mod condition;
 pub mod flows;
+pub mod friction;
 pub mod funnel;
 mod process_map;
 pub mod scope;
@@ -25,6 +26,9 @@ mod variants;
 
 pub use condition::{Condition, Op};
 pub use flows::{Direction, FlowLink, FlowNode, Flows, FlowsReport, NodeKind, PreparedFlows};
+pub use friction::{
+    Concentration, Finding, FindingKind, Friction, FrictionReport, PreparedFriction,
+};
 pub use funnel::{
     Attribution, Breakdown, CountBy, Exclusion, Funnel, FunnelMode, FunnelReport, FunnelStep,
     PreparedFunnel,

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use waymark_analytics::{
-    run, Condition, CountBy, Direction, Flows, Funnel, FunnelMode, ProcessMap, Variants,
+    run, Condition, CountBy, Direction, Flows, Friction, Funnel, FunnelMode, ProcessMap, Variants,
 };
 use waymark_model::JourneySet;
 
@@ -43,7 +43,50 @@ fn funnel_modes() -> impl Strategy<Value = Vec<FunnelMode>> {
     ]
 }
 
+const CHANNELS: [&str; 3] = ["web", "app", "call_center"];
+
+fn omnichannel_journeys() -> impl Strategy<Value = JourneySet> {
+    let event = (
+        0usize..STEPS.len(),
+        0usize..CHANNELS.len(),
+        0i64..200_000_000_000,
+    );
+    proptest::collection::vec(proptest::collection::vec(event, 0..15), 0..60).prop_map(|journeys| {
+        JourneySet::from_journeys(journeys.into_iter().enumerate().map(|(index, events)| {
+            let mut time = 0i64;
+            let events = events
+                .into_iter()
+                .map(|(step, channel, gap)| {
+                    time += gap;
+                    (time, STEPS[step], CHANNELS[channel])
+                })
+                .collect();
+            (format!("c{index}"), events)
+        }))
+    })
+}
+
 proptest! {
+    #[test]
+    fn friction_is_independent_of_partitioning(journeys in omnichannel_journeys(), threads in 2usize..5) {
+        let friction = Friction {
+            goals: vec![Condition::step("buy")],
+            min_customers: 1,
+            standard_times: vec![("call".into(), 3_600_000_000)],
+            ..Friction::default()
+        };
+        let single = run(&friction.prepare(&journeys, 1).unwrap(), &journeys, 1);
+        let many = run(&friction.prepare(&journeys, threads).unwrap(), &journeys, threads);
+        prop_assert_eq!(&single, &many);
+        let non_empty = (0..journeys.n_journeys()).filter(|journey| !journeys.journey(*journey).is_empty()).count();
+        prop_assert_eq!(single.customers as usize, non_empty);
+        for finding in &single.findings {
+            prop_assert!(finding.customers <= finding.exposed && finding.exposed <= single.customers);
+            prop_assert!(finding.impact >= 1.0 && !finding.example_customers.is_empty());
+        }
+        prop_assert!(single.findings.windows(2).all(|pair| pair[0].impact >= pair[1].impact));
+    }
+
     #[test]
     fn flows_conserve_customers_and_are_independent_of_partitioning(
         journeys in journey_set(),

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Instant;
 use waymark_engine::demo::{self, DemoConfig};
 use waymark_engine::import::{import_file, ImportError, ImportFormat, ImportOptions};
-use waymark_model::{Event, IngestContext, Timestamp};
 use waymark_store::{Store, StoreError};
 
 /// mimalloc instead of the system allocator: import and ingest allocate many short-lived maps and strings, and
@@ -482,38 +481,7 @@ fn ingest_demo(store: &Store, config: DemoConfig, json_output: bool) -> Result<s
         "{msg} {bar:40} {pos}/{len} customers ({per_sec}, {eta})",
     );
     bar.set_message("generating and ingesting the demo retailer");
-    let mut batch: Vec<Event> = Vec::with_capacity(20_000);
-    let mut failure: Option<anyhow::Error> = None;
-    for customer_index in 0..config.customers {
-        demo::generate_customer(config, customer_index, &mut |value| {
-            if failure.is_some() {
-                return;
-            }
-            let context = IngestContext::at(Timestamp::now());
-            match Event::from_segment_value(value, &context) {
-                Ok(event) => batch.push(event),
-                Err(error) => {
-                    failure = Some(anyhow::anyhow!(
-                        "the demo generator produced an invalid event: {error}"
-                    ))
-                }
-            }
-            if batch.len() >= 20_000 {
-                if let Err(error) = store.append(std::mem::take(&mut batch), vec![]) {
-                    failure = Some(error.into());
-                }
-            }
-        });
-        bar.inc(1);
-        if failure.is_some() {
-            break;
-        }
-    }
-    if let Some(error) = failure {
-        return Err(error);
-    }
-    store.append(batch, vec![])?;
-    store.flush()?;
+    demo::ingest(store, config, &mut || bar.inc(1))?;
     bar.finish_and_clear();
     let stats = store.stats();
     let seconds = started.elapsed().as_secs_f64();

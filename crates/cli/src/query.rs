@@ -9,8 +9,8 @@ use waymark_analytics::{
     NodeKind,
 };
 use waymark_engine::query::{
-    self as queries, parse_condition, FlowsRequest, FunnelRequest, ProcessMapRequest, QueryError,
-    Scope, VariantsRequest,
+    self as queries, parse_condition, FlowsRequest, FrictionRequest, FunnelRequest,
+    ProcessMapRequest, QueryError, Scope, VariantsRequest,
 };
 use waymark_store::Store;
 
@@ -89,6 +89,23 @@ pub enum QueryCommand {
         /// Count a step repeated back to back once.
         #[arg(long)]
         collapse_repeats: bool,
+    },
+    /// Where customers get stuck, ranked by impact: dead ends, loops, errors, channel jumps, repeat contacts, slow
+    /// and stuck steps, negative feedback — each explained, with its customers.
+    /// Example: `waymark query friction --goal "Order Completed" --top 10`
+    Friction {
+        /// The goal step (repeatable). Default: the usual goal names found in the data (Order Completed, …).
+        #[arg(long = "goal")]
+        goals: Vec<String>,
+        /// A step's standard time, as STEP=DURATION (repeatable), e.g. "Installation Scheduled=72h".
+        #[arg(long = "standard-time")]
+        standard_times: Vec<String>,
+        /// Findings to show.
+        #[arg(long, default_value_t = 15)]
+        top: usize,
+        /// Properties checked for where a finding concentrates (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        segment_by: Vec<String>,
     },
     /// How many customers get through ordered steps within a window, where the rest stop, and what they do next.
     /// Example: `waymark query funnel --steps "Product Viewed,Checkout Started,Order Completed" --window 7d`
@@ -228,6 +245,34 @@ pub fn query(
                 print_json(&serde_json::to_value(&report)?);
             } else {
                 print_flows(&report, &anchor);
+            }
+        }
+        QueryCommand::Friction {
+            goals,
+            standard_times,
+            top,
+            segment_by,
+        } => {
+            let request = FrictionRequest {
+                goals,
+                standard_times: standard_times
+                    .iter()
+                    .map(|text| {
+                        text.rsplit_once('=')
+                            .map(|(step, time)| (step.trim().to_string(), time.trim().to_string()))
+                            .ok_or_else(|| UsageError(format!("--standard-time {text:?}: write STEP=DURATION, e.g. \"Installation Scheduled=72h\"")))
+                    })
+                    .collect::<Result<_, _>>()?,
+                segment_by: (!segment_by.is_empty()).then_some(segment_by),
+                top: Some(top),
+                filter,
+                ..FrictionRequest::default()
+            };
+            let report = queries::friction(store, &request).map_err(usage)?;
+            if json_output {
+                print_json(&serde_json::to_value(&report)?);
+            } else {
+                print_friction(&report);
             }
         }
         QueryCommand::Funnel {
@@ -418,6 +463,63 @@ fn print_funnel(report: &FunnelReport, window: &str) {
             );
         }
     }
+}
+
+fn print_friction(report: &waymark_analytics::FrictionReport) {
+    println!(
+        "Friction across {} customers (goal: {}; {:.1}% reach it). Top {} of {} findings by impact:",
+        report.customers,
+        report.goals.join(" or "),
+        report.goal_rate * 100.0,
+        report.findings.len(),
+        report.candidates
+    );
+    for (rank, finding) in report.findings.iter().enumerate() {
+        println!();
+        println!(
+            "{:>2}. {}   [impact {:.0}, {} customers, goal rate {:.0}% vs {:.0}%]",
+            rank + 1,
+            finding.title,
+            finding.impact,
+            finding.customers,
+            finding.goal_rate * 100.0,
+            finding.others_goal_rate * 100.0
+        );
+        for line in wrap(&finding.explanation, 100) {
+            println!("    {line}");
+        }
+        if !finding.example_customers.is_empty() {
+            println!(
+                "    customers: {}",
+                finding
+                    .example_customers
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+}
+
+/// Splits `text` into lines of at most `width` characters at spaces.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 fn print_flows(report: &FlowsReport, anchor: &str) {

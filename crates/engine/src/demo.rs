@@ -182,6 +182,49 @@ fn device_context(device: &Device) -> Value {
 
 /// Generates the demo data set as Segment-spec JSON events, customer by customer, each customer's events in time
 /// order. Deterministic for a given config.
+/// Generates the demo into `store` in batches, calling `on_customer` after each generated customer, then flushes.
+pub fn ingest(
+    store: &waymark_store::Store,
+    config: DemoConfig,
+    on_customer: &mut dyn FnMut(),
+) -> Result<(), DemoError> {
+    let mut batch: Vec<waymark_model::Event> = Vec::with_capacity(20_000);
+    let mut failure: Option<DemoError> = None;
+    for customer_index in 0..config.customers {
+        generate_customer(config, customer_index, &mut |value| {
+            if failure.is_some() {
+                return;
+            }
+            let context = waymark_model::IngestContext::at(Timestamp::now());
+            match waymark_model::Event::from_segment_value(value, &context) {
+                Ok(event) => batch.push(event),
+                Err(error) => failure = Some(DemoError::Invalid(error.to_string())),
+            }
+            if batch.len() >= 20_000 {
+                if let Err(error) = store.append(std::mem::take(&mut batch), vec![]) {
+                    failure = Some(error.into());
+                }
+            }
+        });
+        on_customer();
+        if let Some(error) = failure {
+            return Err(error);
+        }
+    }
+    store.append(batch, vec![])?;
+    store.flush()?;
+    Ok(())
+}
+
+/// Why the demo could not be ingested.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("the demo generator produced an invalid event: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] waymark_store::StoreError),
+}
+
 pub fn generate(config: DemoConfig, emit: &mut dyn FnMut(Value)) {
     for customer_index in 0..config.customers {
         generate_customer(config, customer_index, emit);

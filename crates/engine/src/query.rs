@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 use waymark_analytics::{
     split_instances, Analysis, Breakdown, Condition, CountBy, Direction, Exclusion, Filter, Flows,
-    FlowsReport, Funnel, FunnelMode, FunnelReport, FunnelStep, ProcessMap, ProcessMapReport,
-    Variants, VariantsReport,
+    FlowsReport, Friction, FrictionReport, Funnel, FunnelMode, FunnelReport, FunnelStep,
+    ProcessMap, ProcessMapReport, Variants, VariantsReport,
 };
 use waymark_model::JourneySet;
 use waymark_store::Store;
@@ -392,6 +392,118 @@ pub fn flows(store: &Store, request: &FlowsRequest) -> Result<FlowsReport, Query
     };
     let journeys = request.filter.load(store, flows.properties())?;
     let prepared = flows.prepare(&journeys).map_err(invalid)?;
+    Ok(waymark_analytics::run(
+        &prepared,
+        &journeys,
+        default_threads(),
+    ))
+}
+
+/// `friction` options. JSON: `{"goals", "standard_times", "assisted_channels", "jump_window", "repeat_window",
+/// "slow_k", "segment_by", "top", "filter"}`; everything is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrictionRequest {
+    /// Goal steps (names or `*` patterns). Default: the first of the usual goal names the data has
+    /// (`Order Completed`, `Purchase`, `Signed Up`, …).
+    #[serde(default)]
+    pub goals: Vec<String>,
+    /// Standard times per step: `{"Installation Scheduled": "72h"}`.
+    #[serde(default)]
+    pub standard_times: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub assisted_channels: Option<Vec<String>>,
+    /// Self-service → assisted contact within this window is a channel jump (default `1d`).
+    #[serde(default)]
+    pub jump_window: Option<String>,
+    /// A second contact on the same channel within this window is a repeat contact (default `7d`).
+    #[serde(default)]
+    pub repeat_window: Option<String>,
+    #[serde(default)]
+    pub slow_k: Option<f64>,
+    #[serde(default)]
+    pub segment_by: Option<Vec<String>>,
+    #[serde(default)]
+    pub top: Option<usize>,
+    #[serde(default)]
+    pub filter: Scope,
+}
+
+/// Names that usually mean "the customer got what they came for", tried in order when no goal is given.
+pub const USUAL_GOALS: [&str; 10] = [
+    "Order Completed",
+    "Purchase",
+    "Purchased",
+    "Checkout Completed",
+    "Payment Completed",
+    "Signed Up",
+    "Sign Up Completed",
+    "Subscription Started",
+    "Trial Started",
+    "Converted",
+];
+
+impl FrictionRequest {
+    fn friction(&self, journeys: &JourneySet) -> Result<Friction, QueryError> {
+        let mut friction = Friction::default();
+        let goals: Vec<String> = if self.goals.is_empty() {
+            USUAL_GOALS
+                .iter()
+                .find(|goal| journeys.step_names.iter().any(|name| name == *goal))
+                .map(|goal| vec![goal.to_string()])
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "no goal given and none of the usual goal steps ({}) is in the data; name one with goals / --goal",
+                        USUAL_GOALS.join(", ")
+                    ))
+                })?
+        } else {
+            self.goals.clone()
+        };
+        friction.goals = goals.into_iter().map(Condition::step).collect();
+        friction.standard_times = self
+            .standard_times
+            .iter()
+            .map(|(step, time)| Ok((step.clone(), parse_duration(time)?)))
+            .collect::<Result<_, QueryError>>()?;
+        if let Some(channels) = &self.assisted_channels {
+            friction.assisted_channels = channels.clone();
+        }
+        if let Some(window) = &self.jump_window {
+            friction.jump_window_us = parse_duration(window)?;
+        }
+        if let Some(window) = &self.repeat_window {
+            friction.repeat_window_us = parse_duration(window)?;
+        }
+        if let Some(k) = self.slow_k {
+            if !(k.is_finite() && k > 0.0) {
+                return Err(invalid(
+                    "slow_k must be a positive number of standard deviations",
+                ));
+            }
+            friction.slow_k = k;
+        }
+        if let Some(segments) = &self.segment_by {
+            friction.segment_by = segments.clone();
+        }
+        if let Some(top) = self.top {
+            friction.top = top;
+        }
+        Ok(friction)
+    }
+}
+
+pub fn friction(store: &Store, request: &FrictionRequest) -> Result<FrictionReport, QueryError> {
+    // The goal default depends on the step names, which the hot columns give without loading properties.
+    let probe = JourneySet {
+        step_names: store.step_names(),
+        ..JourneySet::default()
+    };
+    let settings = request.friction(&probe)?;
+    let journeys = request.filter.load(store, settings.properties())?;
+    let prepared = settings
+        .prepare(&journeys, default_threads())
+        .map_err(invalid)?;
     Ok(waymark_analytics::run(
         &prepared,
         &journeys,

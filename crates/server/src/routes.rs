@@ -19,7 +19,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use waymark_engine::ingest::{parse_batch, parse_single, ParsedRequest};
 use waymark_engine::query::{
-    self as queries, FlowsRequest, FunnelRequest, ProcessMapRequest, QueryError, VariantsRequest,
+    self as queries, FlowsRequest, FrictionRequest, FunnelRequest, ProcessMapRequest, QueryError,
+    VariantsRequest,
 };
 use waymark_model::{EventType, Timestamp, ValidationError, MAX_BATCH_BYTES};
 use waymark_store::{LinkOutcome, Store};
@@ -85,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/analyses/variants", post(variants))
         .route("/v1/analyses/funnel", post(funnel))
         .route("/v1/analyses/flows", post(flows))
+        .route("/v1/analyses/friction", post(friction))
         .route("/v1/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -463,6 +465,17 @@ async fn flows(
         r#"{"anchor": "Login Attempted", "direction": "forward", "depth": 4, "top": 6}"#,
     )?;
     run_query(&state, move |store| queries::flows(store, &request)).await
+}
+
+async fn friction(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let request: FrictionRequest = analysis_options(
+        &body_bytes(body)?,
+        r#"{"goals": ["Order Completed"], "standard_times": {"Installation Scheduled": "72h"}, "top": 10}"#,
+    )?;
+    run_query(&state, move |store| queries::friction(store, &request)).await
 }
 
 /// The OpenAPI 3.1 description of this API.

@@ -152,6 +152,21 @@ fn funnels_over_http_with_modes_breakdown_and_filters() {
     );
     assert_eq!(short["steps"][1]["count"], 0);
 
+    let (status, friction) = app.post("/v1/analyses/friction", r#"{"goals": ["buy"], "top": 5}"#);
+    assert_eq!(status, 200, "{friction}");
+    assert_eq!(
+        (friction["customers"].as_u64(), friction["goals"].clone()),
+        (Some(4), json!(["buy"]))
+    );
+    assert!(friction["findings"].is_array());
+    let (status, error) = app.post("/v1/analyses/friction", "");
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("invalid_query")),
+        "no usual goal name in this data: {error}"
+    );
+    assert!(error["message"].as_str().unwrap().contains("goal"));
+
     for (body, code, hint) in [
         (
             r#"{"steps": ["view"], "window": "7 parsecs"}"#,

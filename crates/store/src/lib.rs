@@ -726,6 +726,11 @@ impl Store {
 pub use export::export_parquet;
 
 impl Store {
+    /// Every step name the store has seen.
+    pub fn step_names(&self) -> Vec<String> {
+        self.shared.state.read().steps.values().to_vec()
+    }
+
     /// Every journey, columnar, in (customer, time, arrival) order — what analyses read. Identifiers are mapped to
     /// their customers as of now, so a merge shows in the next call. The sort is skipped when the rows are already
     /// in that order (a compacted store with no merges since).
