@@ -20,6 +20,7 @@ pub mod flows;
 pub mod friction;
 pub mod funnel;
 mod process_map;
+pub mod retention;
 pub mod scope;
 mod stats;
 mod variants;
@@ -34,6 +35,7 @@ pub use funnel::{
     PreparedFunnel,
 };
 pub use process_map::{EdgeReport, ProcessMap, ProcessMapReport};
+pub use retention::{Period, PreparedRetention, Retention, RetentionReport};
 pub use scope::{split_instances, Filter};
 pub use variants::{VariantReport, Variants, VariantsReport};
 use waymark_model::{JourneyRef, JourneySet};

@@ -3,7 +3,8 @@
 
 use proptest::prelude::*;
 use waymark_analytics::{
-    run, Condition, CountBy, Direction, Flows, Friction, Funnel, FunnelMode, ProcessMap, Variants,
+    run, Condition, CountBy, Direction, Flows, Friction, Funnel, FunnelMode, Period, ProcessMap,
+    Retention, Variants,
 };
 use waymark_model::JourneySet;
 
@@ -85,6 +86,28 @@ proptest! {
             prop_assert!(finding.impact >= 1.0 && !finding.example_customers.is_empty());
         }
         prop_assert!(single.findings.windows(2).all(|pair| pair[0].impact >= pair[1].impact));
+    }
+
+    #[test]
+    fn retention_is_independent_of_partitioning(
+        journeys in omnichannel_journeys(),
+        threads in 2usize..5,
+        start in 0usize..STEPS.len(),
+        back in 0usize..STEPS.len(),
+        period in prop_oneof![Just(Period::Day), Just(Period::Week), Just(Period::Month)],
+    ) {
+        let retention = Retention {
+            start: Condition::step(STEPS[start]),
+            returning: Condition::step(STEPS[back]),
+            period,
+            periods: 4,
+        };
+        let prepared = retention.prepare(&journeys).unwrap();
+        let single = run(&prepared, &journeys, 1);
+        prop_assert_eq!(&single, &run(&prepared, &journeys, threads));
+        for cohort in &single.cohorts {
+            prop_assert!(cohort.returned.iter().all(|returned| *returned <= cohort.customers));
+        }
     }
 
     #[test]

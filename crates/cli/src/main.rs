@@ -134,7 +134,7 @@ enum Command {
     },
     /// Run a journey analysis (tables by default, `--json` for the documented JSON).
     #[command(
-        after_help = "Examples:\n  waymark query process-map --edges 20\n  waymark query variants --top 10 --json\n  waymark query funnel --steps \"Product Viewed,Checkout Started,Order Completed\" --window 7d\n  waymark query funnel --steps A,B,C --mode strict_order --breakdown plan --channel web,app --from 2026-01-01"
+        after_help = "Examples:\n  waymark query process-map --edges 20\n  waymark query variants --top 10 --json\n  waymark query funnel --steps \"Added to Cart,Checkout Started,Order Completed\" --window 7d --breakdown context.device.type\n  waymark query funnel --steps A,B,C --mode strict_order --channel web,app --from 2026-01-01 --where plan=pro\n  waymark query flows --after \"Login Attempted\" --depth 4\n  waymark query friction --top 10\n  waymark query retention --start \"Order Completed\" --return page:Home --period week"
     )]
     Query {
         #[command(subcommand)]

@@ -9,8 +9,8 @@ use waymark_analytics::{
     NodeKind,
 };
 use waymark_engine::query::{
-    self as queries, parse_condition, FlowsRequest, FrictionRequest, FunnelRequest,
-    ProcessMapRequest, QueryError, Scope, VariantsRequest,
+    self as queries, parse_condition, AnchorSpec, FlowsRequest, FrictionRequest, FunnelRequest,
+    ProcessMapRequest, QueryError, RetentionRequest, Scope, VariantsRequest,
 };
 use waymark_store::Store;
 
@@ -107,8 +107,24 @@ pub enum QueryCommand {
         #[arg(long, value_delimiter = ',')]
         segment_by: Vec<String>,
     },
+    /// Cohorts by the period of a start step, and how many come back (a return step) in each later period.
+    /// Example: `waymark query retention --start "Order Completed" --return "page:Home" --period week`
+    Retention {
+        /// The step that puts a customer in a cohort (first occurrence).
+        #[arg(long)]
+        start: String,
+        /// The step that counts as coming back.
+        #[arg(long = "return")]
+        returning: String,
+        /// day, week (Monday-based) or month, in UTC.
+        #[arg(long, default_value = "week")]
+        period: String,
+        /// Periods after the cohort's own.
+        #[arg(long, default_value_t = 8)]
+        periods: usize,
+    },
     /// How many customers get through ordered steps within a window, where the rest stop, and what they do next.
-    /// Example: `waymark query funnel --steps "Product Viewed,Checkout Started,Order Completed" --window 7d`
+    /// Example: `waymark query funnel --steps "Added to Cart,Checkout Started,Order Completed" --window 7d`
     Funnel {
         /// The steps, in order (comma-separated; `*` patterns allowed).
         #[arg(long, value_delimiter = ',', required = true)]
@@ -245,6 +261,36 @@ pub fn query(
                 print_json(&serde_json::to_value(&report)?);
             } else {
                 print_flows(&report, &anchor);
+            }
+        }
+        QueryCommand::Retention {
+            start,
+            returning,
+            period,
+            periods,
+        } => {
+            let period = match period.as_str() {
+                "day" | "daily" => waymark_analytics::Period::Day,
+                "week" | "weekly" => waymark_analytics::Period::Week,
+                "month" | "monthly" => waymark_analytics::Period::Month,
+                other => {
+                    return Err(
+                        UsageError(format!("--period {other:?}: use day, week or month")).into(),
+                    )
+                }
+            };
+            let request = RetentionRequest {
+                start: AnchorSpec::Name(start),
+                returning: AnchorSpec::Name(returning),
+                period,
+                periods,
+                filter,
+            };
+            let report = queries::retention(store, &request).map_err(usage)?;
+            if json_output {
+                print_json(&serde_json::to_value(&report)?);
+            } else {
+                print_retention(&report);
             }
         }
         QueryCommand::Friction {
@@ -463,6 +509,33 @@ fn print_funnel(report: &FunnelReport, window: &str) {
             );
         }
     }
+}
+
+fn print_retention(report: &waymark_analytics::RetentionReport) {
+    println!(
+        "Retention of {} customers in {} cohorts (by {}; period 0 is the cohort's own, after starting)",
+        report.customers,
+        report.cohorts.len(),
+        format!("{:?}", report.period).to_lowercase()
+    );
+    println!();
+    print!("  {:<10}  {:>9}", "cohort", "customers");
+    for k in 0..=report.periods {
+        print!("  {:>5}", format!("+{k}"));
+    }
+    println!();
+    for cohort in &report.cohorts {
+        print!("  {:<10}  {:>9}", cohort.cohort, cohort.customers);
+        for rate in &cohort.rates {
+            print!("  {:>4.0}%", rate * 100.0);
+        }
+        println!();
+    }
+    print!("  {:<10}  {:>9}", "all", report.customers);
+    for rate in &report.overall {
+        print!("  {:>4.0}%", rate * 100.0);
+    }
+    println!();
 }
 
 fn print_friction(report: &waymark_analytics::FrictionReport) {

@@ -181,6 +181,31 @@ fn identity_commands_show_and_undo_merges() {
 }
 
 #[test]
+fn query_help_lists_every_analysis_with_an_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = String::from_utf8(waymark(dir.path(), &["query", "--help"]).stdout).unwrap();
+    for analysis in [
+        "process-map",
+        "variants",
+        "funnel",
+        "flows",
+        "friction",
+        "retention",
+    ] {
+        assert!(
+            help.lines()
+                .any(|line| line.trim_start().starts_with(analysis)
+                    && line.contains("Example: `waymark query")),
+            "{analysis} is not listed with an example:\n{help}"
+        );
+        assert!(
+            help.contains(&format!("  waymark query {analysis} ")),
+            "no example of {analysis} under Examples:\n{help}"
+        );
+    }
+}
+
+#[test]
 fn query_json_and_http_return_the_same_documents() {
     let dir = tempfile::tempdir().unwrap();
     assert!(
@@ -227,6 +252,45 @@ fn query_json_and_http_return_the_same_documents() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a duration"));
 
+    let cli_json = |args: &[&str]| -> serde_json::Value {
+        let output = waymark(dir.path(), &[&["--json", "query"], args].concat());
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let cli_flows = cli_json(&[
+        "flows",
+        "--after",
+        "Confirmation of receipt",
+        "--depth",
+        "3",
+        "--top",
+        "4",
+    ]);
+    let cli_friction = cli_json(&[
+        "friction",
+        "--goal",
+        "T10 Determine necessity to stop indication",
+    ]);
+    let cli_retention = cli_json(&[
+        "retention",
+        "--start",
+        "Confirmation of receipt",
+        "--return",
+        "T05 Print and send confirmation of receipt",
+        "--period",
+        "month",
+        "--periods",
+        "3",
+    ]);
+    assert_eq!(cli_flows["customers"], 1434);
+    assert!(
+        !cli_friction["findings"].as_array().unwrap().is_empty(),
+        "{cli_friction}"
+    );
     let (mut server, url) = common::start_server(dir.path(), "k");
     let post = |path: &str, body: &str| -> serde_json::Value {
         let mut response = ureq::post(&format!("{url}{path}"))
@@ -241,9 +305,24 @@ fn query_json_and_http_return_the_same_documents() {
         "/v1/analyses/funnel",
         &serde_json::json!({"steps": funnel_steps.split(',').collect::<Vec<_>>(), "window": "30d", "modes": ["strict_once"]}).to_string(),
     );
+    let http_flows = post(
+        "/v1/analyses/flows",
+        r#"{"anchor": "Confirmation of receipt", "depth": 3, "top": 4}"#,
+    );
+    let http_friction = post(
+        "/v1/analyses/friction",
+        r#"{"goals": ["T10 Determine necessity to stop indication"]}"#,
+    );
+    let http_retention = post(
+        "/v1/analyses/retention",
+        r#"{"start": "Confirmation of receipt", "return": "T05 Print and send confirmation of receipt", "period": "month", "periods": 3}"#,
+    );
     server.kill().unwrap();
     server.wait().unwrap();
     assert_eq!(cli_map, http_map);
     assert_eq!(cli_variants, http_variants);
     assert_eq!(cli_funnel, http_funnel);
+    assert_eq!(cli_flows, http_flows);
+    assert_eq!(cli_friction, http_friction);
+    assert_eq!(cli_retention, http_retention);
 }

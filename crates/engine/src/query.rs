@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 use waymark_analytics::{
     split_instances, Analysis, Breakdown, Condition, CountBy, Direction, Exclusion, Filter, Flows,
-    FlowsReport, Friction, FrictionReport, Funnel, FunnelMode, FunnelReport, FunnelStep,
-    ProcessMap, ProcessMapReport, Variants, VariantsReport,
+    FlowsReport, Friction, FrictionReport, Funnel, FunnelMode, FunnelReport, FunnelStep, Period,
+    ProcessMap, ProcessMapReport, Retention, RetentionReport, Variants, VariantsReport,
 };
 use waymark_model::JourneySet;
 use waymark_store::Store;
@@ -381,10 +381,7 @@ impl FlowsRequest {
 
 pub fn flows(store: &Store, request: &FlowsRequest) -> Result<FlowsReport, QueryError> {
     let flows = Flows {
-        anchor: match &request.anchor {
-            AnchorSpec::Name(name) => Condition::step(name.clone()),
-            AnchorSpec::Condition(condition) => condition.clone(),
-        },
+        anchor: request.anchor.condition(),
         direction: request.direction,
         depth: request.depth,
         top: request.top,
@@ -392,6 +389,52 @@ pub fn flows(store: &Store, request: &FlowsRequest) -> Result<FlowsReport, Query
     };
     let journeys = request.filter.load(store, flows.properties())?;
     let prepared = flows.prepare(&journeys).map_err(invalid)?;
+    Ok(waymark_analytics::run(
+        &prepared,
+        &journeys,
+        default_threads(),
+    ))
+}
+
+/// `retention` options. JSON: `{"start", "return", "period", "periods", "filter"}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRequest {
+    /// The step (name, `*` pattern or condition) that puts a customer in a cohort.
+    pub start: AnchorSpec,
+    /// The step that counts as coming back.
+    #[serde(rename = "return")]
+    pub returning: AnchorSpec,
+    #[serde(default)]
+    pub period: Period,
+    #[serde(default = "default_periods")]
+    pub periods: usize,
+    #[serde(default)]
+    pub filter: Scope,
+}
+
+fn default_periods() -> usize {
+    8
+}
+
+impl AnchorSpec {
+    fn condition(&self) -> Condition {
+        match self {
+            AnchorSpec::Name(name) => Condition::step(name.clone()),
+            AnchorSpec::Condition(condition) => condition.clone(),
+        }
+    }
+}
+
+pub fn retention(store: &Store, request: &RetentionRequest) -> Result<RetentionReport, QueryError> {
+    let retention = Retention {
+        start: request.start.condition(),
+        returning: request.returning.condition(),
+        period: request.period,
+        periods: request.periods,
+    };
+    let journeys = request.filter.load(store, retention.properties())?;
+    let prepared = retention.prepare(&journeys).map_err(invalid)?;
     Ok(waymark_analytics::run(
         &prepared,
         &journeys,

@@ -20,7 +20,7 @@ use std::time::Instant;
 use waymark_engine::ingest::{parse_batch, parse_single, ParsedRequest};
 use waymark_engine::query::{
     self as queries, FlowsRequest, FrictionRequest, FunnelRequest, ProcessMapRequest, QueryError,
-    VariantsRequest,
+    RetentionRequest, VariantsRequest,
 };
 use waymark_model::{EventType, Timestamp, ValidationError, MAX_BATCH_BYTES};
 use waymark_store::{LinkOutcome, Store};
@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/analyses/funnel", post(funnel))
         .route("/v1/analyses/flows", post(flows))
         .route("/v1/analyses/friction", post(friction))
+        .route("/v1/analyses/retention", post(retention))
         .route("/v1/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -476,6 +477,17 @@ async fn friction(
         r#"{"goals": ["Order Completed"], "standard_times": {"Installation Scheduled": "72h"}, "top": 10}"#,
     )?;
     run_query(&state, move |store| queries::friction(store, &request)).await
+}
+
+async fn retention(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let request: RetentionRequest = json_body(
+        &body_bytes(body)?,
+        r#"{"start": "Order Completed", "return": "page:Home", "period": "week", "periods": 8}"#,
+    )?;
+    run_query(&state, move |store| queries::retention(store, &request)).await
 }
 
 /// The OpenAPI 3.1 description of this API.

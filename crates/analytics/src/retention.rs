@@ -1,0 +1,262 @@
+//! Retention: customers grouped into cohorts by the calendar period (UTC day, Monday-based week, or month) of
+//! their first start event, and for each later period, how many of them did the return event in it.
+
+use crate::condition::{Compiled, Condition};
+use crate::Analysis;
+use chrono::{DateTime, Datelike};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use waymark_model::{JourneyRef, JourneySet};
+
+/// Cohort period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    Day,
+    #[default]
+    Week,
+    Month,
+}
+
+impl Period {
+    /// The period index of a time (µs since the epoch): days, Monday-based weeks or months since 1970-01.
+    fn index(self, ts: i64) -> i64 {
+        let day = ts.div_euclid(86_400_000_000);
+        match self {
+            Period::Day => day,
+            // 1970-01-01 was a Thursday: shifting by 3 days starts weeks on Monday.
+            Period::Week => (day + 3).div_euclid(7),
+            Period::Month => {
+                let date = DateTime::from_timestamp_micros(ts).unwrap_or_default();
+                i64::from(date.year() - 1970) * 12 + i64::from(date.month0())
+            }
+        }
+    }
+
+    /// The first day of period `index`, as `YYYY-MM-DD`.
+    fn label(self, index: i64) -> String {
+        let day = match self {
+            Period::Day => index,
+            Period::Week => index * 7 - 3,
+            Period::Month => {
+                let (year, month) = (1970 + index.div_euclid(12), index.rem_euclid(12) + 1);
+                return format!("{year:04}-{month:02}-01");
+            }
+        };
+        DateTime::from_timestamp(day * 86_400, 0)
+            .unwrap_or_default()
+            .format("%Y-%m-%d")
+            .to_string()
+    }
+}
+
+/// A retention query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retention {
+    /// The event that puts a customer in a cohort (its first occurrence).
+    pub start: Condition,
+    /// The event that counts as coming back.
+    pub returning: Condition,
+    #[serde(default)]
+    pub period: Period,
+    /// Periods after the cohort's own (0 is the cohort's period itself).
+    pub periods: usize,
+}
+
+/// Partial retention: cohort period → (customers, customers returning in period k).
+pub type RetentionState = FxHashMap<i64, (u64, Vec<u64>)>;
+
+/// A retention query bound to a journey set.
+pub struct PreparedRetention<'r> {
+    retention: &'r Retention,
+    start: Compiled,
+    returning: Compiled,
+}
+
+impl Retention {
+    pub fn prepare<'r>(&'r self, journeys: &JourneySet) -> Result<PreparedRetention<'r>, String> {
+        if self.periods == 0 || self.periods > 366 {
+            return Err(format!(
+                "periods must be between 1 and 366; got {}",
+                self.periods
+            ));
+        }
+        Ok(PreparedRetention {
+            retention: self,
+            start: self.start.compile(journeys)?,
+            returning: self.returning.compile(journeys)?,
+        })
+    }
+
+    /// The property columns the conditions read.
+    pub fn properties(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        self.start.properties(&mut names);
+        self.returning.properties(&mut names);
+        names
+    }
+}
+
+impl Analysis for PreparedRetention<'_> {
+    type State = RetentionState;
+    type Report = RetentionReport;
+
+    fn new_state(&self, _journeys: &JourneySet) -> RetentionState {
+        FxHashMap::default()
+    }
+
+    fn update(&self, state: &mut RetentionState, journey: JourneyRef<'_>) {
+        let set = journey.set;
+        let Some(first) = (0..journey.len()).find(|i| self.start.matches(set, journey.start + i))
+        else {
+            return;
+        };
+        let period = self.retention.period;
+        let cohort = period.index(journey.ts[first]);
+        let buckets = self.retention.periods + 1;
+        let entry = state.entry(cohort).or_insert_with(|| (0, vec![0; buckets]));
+        entry.0 += 1;
+        let mut returned = vec![false; buckets];
+        for i in first + 1..journey.len() {
+            if self.returning.matches(set, journey.start + i) {
+                let offset = period.index(journey.ts[i]) - cohort;
+                if (0..buckets as i64).contains(&offset) {
+                    returned[offset as usize] = true;
+                }
+            }
+        }
+        for (count, hit) in entry.1.iter_mut().zip(returned) {
+            *count += u64::from(hit);
+        }
+    }
+
+    fn merge(&self, state: &mut RetentionState, other: RetentionState) {
+        for (cohort, (customers, returned)) in other {
+            let entry = state
+                .entry(cohort)
+                .or_insert_with(|| (0, vec![0; returned.len()]));
+            entry.0 += customers;
+            for (count, part) in entry.1.iter_mut().zip(returned) {
+                *count += part;
+            }
+        }
+    }
+
+    fn finish(&self, state: RetentionState, _journeys: &JourneySet) -> RetentionReport {
+        let ordered: BTreeMap<i64, (u64, Vec<u64>)> = state.into_iter().collect();
+        let cohorts = ordered
+            .into_iter()
+            .map(|(index, (customers, returned))| RetentionCohort {
+                cohort: self.retention.period.label(index),
+                customers,
+                rates: returned
+                    .iter()
+                    .map(|count| *count as f64 / customers.max(1) as f64)
+                    .collect(),
+                returned,
+            })
+            .collect::<Vec<_>>();
+        let customers: u64 = cohorts.iter().map(|cohort| cohort.customers).sum();
+        // The average over the cohorts old enough to have each period is what a retention curve shows; here every
+        // cohort counts (later periods of recent cohorts are still open, so read the matrix for those).
+        let overall = (0..=self.retention.periods)
+            .map(|k| {
+                let returned: u64 = cohorts.iter().map(|cohort| cohort.returned[k]).sum();
+                returned as f64 / customers.max(1) as f64
+            })
+            .collect();
+        RetentionReport {
+            period: self.retention.period,
+            periods: self.retention.periods,
+            customers,
+            overall,
+            cohorts,
+        }
+    }
+}
+
+/// One cohort's row of the matrix.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetentionCohort {
+    /// The first day of the cohort's period (`YYYY-MM-DD`).
+    pub cohort: String,
+    pub customers: u64,
+    /// Customers who returned in period k after the cohort's (k = 0: the same period, after starting).
+    pub returned: Vec<u64>,
+    pub rates: Vec<f64>,
+}
+
+/// JSON `{"period", "periods", "customers", "overall", "cohorts": [...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetentionReport {
+    pub period: Period,
+    pub periods: usize,
+    pub customers: u64,
+    /// Share of all cohorts' customers returning in period k.
+    pub overall: Vec<f64>,
+    pub cohorts: Vec<RetentionCohort>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run;
+
+    const DAY: i64 = 86_400_000_000;
+
+    #[test]
+    fn periods_index_and_label_calendar_days_weeks_and_months() {
+        // 2026-08-05 is a Wednesday.
+        let ts = DateTime::parse_from_rfc3339("2026-08-05T13:00:00Z")
+            .unwrap()
+            .timestamp_micros();
+        assert_eq!(Period::Day.label(Period::Day.index(ts)), "2026-08-05");
+        assert_eq!(Period::Week.label(Period::Week.index(ts)), "2026-08-03");
+        assert_eq!(Period::Month.label(Period::Month.index(ts)), "2026-08-01");
+        assert_eq!(Period::Week.index(ts + 5 * DAY) - Period::Week.index(ts), 1);
+    }
+
+    #[test]
+    fn cohorts_count_returns_per_period() {
+        let journeys = JourneySet::from_journeys([
+            (
+                "a".to_string(),
+                vec![
+                    (0, "signup", "web"),
+                    (DAY / 2, "visit", "web"),
+                    (2 * DAY, "visit", "app"),
+                ],
+            ),
+            (
+                "b".to_string(),
+                vec![(DAY / 4, "signup", "web"), (3 * DAY, "visit", "web")],
+            ),
+            ("c".to_string(), vec![(DAY, "signup", "web")]),
+            ("d".to_string(), vec![(0, "visit", "web")]),
+        ]);
+        let retention = Retention {
+            start: Condition::step("signup"),
+            returning: Condition::step("visit"),
+            period: Period::Day,
+            periods: 3,
+        };
+        let report = run(&retention.prepare(&journeys).unwrap(), &journeys, 2);
+        assert_eq!(report.customers, 3);
+        assert_eq!(report.cohorts[0].cohort, "1970-01-01");
+        assert_eq!(
+            (
+                report.cohorts[0].customers,
+                report.cohorts[0].returned.clone()
+            ),
+            (2, vec![1, 0, 1, 1])
+        );
+        assert_eq!(
+            (
+                report.cohorts[1].customers,
+                report.cohorts[1].returned.clone()
+            ),
+            (1, vec![0, 0, 0, 0])
+        );
+    }
+}
