@@ -268,6 +268,14 @@ impl Funnel {
         };
         Ok(PreparedFunnel {
             funnel: self,
+            flags: Flags {
+                strict_order: self.has(FunnelMode::StrictOrder),
+                dedup: self.has(FunnelMode::StrictDeduplication),
+                increase: self.has(FunnelMode::StrictIncrease),
+                reentry: self.has(FunnelMode::AllowReentry),
+                strict_once: self.has(FunnelMode::StrictOnce),
+                any_order: self.has(FunnelMode::AnyOrder),
+            },
             conditions,
             step_masks,
             exclusions,
@@ -281,9 +289,21 @@ impl Funnel {
     }
 }
 
+/// The modes, as flags read once per journey.
+#[derive(Debug, Clone, Copy, Default)]
+struct Flags {
+    strict_order: bool,
+    dedup: bool,
+    increase: bool,
+    reentry: bool,
+    strict_once: bool,
+    any_order: bool,
+}
+
 /// A funnel bound to one journey set; run it with [`crate::run`].
 pub struct PreparedFunnel<'f> {
     funnel: &'f Funnel,
+    flags: Flags,
     conditions: Vec<Compiled>,
     /// Step → condition bits, when every step condition reads the step alone (the fast path).
     step_masks: Option<Vec<u32>>,
@@ -324,6 +344,8 @@ pub struct FunnelState {
     next: Vec<FxHashMap<u32, u64>>,
     /// Breakdown value code (`u32::MAX`: step not reached) → units reaching each step.
     groups: FxHashMap<u32, Vec<u64>>,
+    /// Scratch space for the chains' paths (not part of the result).
+    paths: Vec<[u32; MAX_STEPS]>,
 }
 
 impl PreparedFunnel<'_> {
@@ -350,28 +372,46 @@ impl PreparedFunnel<'_> {
 
     /// The level reached by events `range` of the set (one unit), ClickHouse's algorithm for the chosen modes.
     pub fn outcome(&self, journeys: &JourneySet, range: std::ops::Range<usize>) -> Outcome {
-        if self.funnel.has(FunnelMode::AnyOrder) {
+        self.outcome_with(journeys, range, &mut Vec::new())
+    }
+
+    /// [`PreparedFunnel::outcome`] with a reusable buffer for the chains' paths.
+    fn outcome_with(
+        &self,
+        journeys: &JourneySet,
+        range: std::ops::Range<usize>,
+        paths: &mut Vec<[u32; MAX_STEPS]>,
+    ) -> Outcome {
+        if self.flags.any_order {
             self.any_order(journeys, range)
-        } else if self.funnel.has(FunnelMode::StrictOnce) {
+        } else if self.flags.strict_once {
             self.strict_once(journeys, range)
         } else {
-            self.ordered(journeys, range)
+            paths.resize(self.funnel.steps.len(), [0; MAX_STEPS]);
+            self.ordered(journeys, range, paths)
         }
     }
 
-    fn ordered(&self, journeys: &JourneySet, range: std::ops::Range<usize>) -> Outcome {
+    fn ordered(
+        &self,
+        journeys: &JourneySet,
+        range: std::ops::Range<usize>,
+        paths: &mut [[u32; MAX_STEPS]],
+    ) -> Outcome {
         let n = self.funnel.steps.len();
         let window = self.funnel.window_us;
-        let strict_order = self.funnel.has(FunnelMode::StrictOrder);
-        let dedup = self.funnel.has(FunnelMode::StrictDeduplication);
-        let increase = self.funnel.has(FunnelMode::StrictIncrease);
-        let reentry = self.funnel.has(FunnelMode::AllowReentry);
+        let Flags {
+            strict_order,
+            dedup,
+            increase,
+            reentry,
+            ..
+        } = self.flags;
         let mut set = [false; MAX_STEPS];
         let mut first = [0i64; MAX_STEPS];
         let mut last = [0i64; MAX_STEPS];
-        let mut paths = [[0u32; MAX_STEPS]; MAX_STEPS];
         let mut started = false;
-        let highest = |set: &[bool; MAX_STEPS], paths: &[[u32; MAX_STEPS]; MAX_STEPS]| match (0..n)
+        let highest = |set: &[bool; MAX_STEPS], paths: &[[u32; MAX_STEPS]]| match (0..n)
             .rev()
             .find(|level| set[*level])
         {
@@ -381,20 +421,28 @@ impl PreparedFunnel<'_> {
             },
             None => Outcome::none(),
         };
-        for event in range {
-            let ts = journeys.ts[event];
-            if !self.exclusions.is_empty() {
+        let has_exclusions = !self.exclusions.is_empty();
+        let start_event = range.start;
+        let steps = &journeys.step[range.clone()];
+        let times = &journeys.ts[range];
+        for (offset, (step, ts)) in steps.iter().zip(times).enumerate() {
+            let event = start_event + offset;
+            if has_exclusions {
                 if let Some((from, to)) = self.excluded(journeys, event) {
                     set[from..to].iter_mut().for_each(|level| *level = false);
                 }
             }
-            let mut mask = self.mask(journeys, event);
+            let mut mask = match &self.step_masks {
+                Some(masks) => masks[*step as usize],
+                None => self.mask(journeys, event),
+            };
             if mask == 0 {
                 if strict_order && started {
                     break;
                 }
                 continue;
             }
+            let ts = *ts;
             while mask != 0 {
                 let k = mask.trailing_zeros() as usize;
                 mask &= mask - 1;
@@ -428,8 +476,10 @@ impl PreparedFunnel<'_> {
                         set[k] = true;
                         first[k] = start;
                         last[k] = ts;
-                        paths[k] = paths[k - 1];
-                        paths[k][k] = event as u32;
+                        // Only the first k entries of a level-k path are meaningful.
+                        let (before, after) = paths.split_at_mut(k);
+                        after[0][..k].copy_from_slice(&before[k - 1][..k]);
+                        after[0][k] = event as u32;
                         if k + 1 == n {
                             return Outcome {
                                 level: n,
@@ -452,10 +502,13 @@ impl PreparedFunnel<'_> {
         }
         let n = self.funnel.steps.len();
         let window = self.funnel.window_us;
-        let strict_order = self.funnel.has(FunnelMode::StrictOrder);
-        let dedup = self.funnel.has(FunnelMode::StrictDeduplication);
-        let increase = self.funnel.has(FunnelMode::StrictIncrease);
-        let reentry = self.funnel.has(FunnelMode::AllowReentry);
+        let Flags {
+            strict_order,
+            dedup,
+            increase,
+            reentry,
+            ..
+        } = self.flags;
         let mut levels: Vec<Vec<Chain>> = vec![Vec::new(); n];
         let mut started = false;
         let highest =
@@ -662,6 +715,7 @@ impl Analysis for PreparedFunnel<'_> {
             dropped: vec![Vec::new(); n],
             next: vec![FxHashMap::default(); n],
             groups: FxHashMap::default(),
+            paths: Vec::new(),
         }
     }
 
@@ -670,7 +724,7 @@ impl Analysis for PreparedFunnel<'_> {
         let end = journey.start + journey.len();
         match self.funnel.count_by {
             CountBy::Customer => {
-                let outcome = self.outcome(journeys, journey.start..end);
+                let outcome = self.outcome_with(journeys, journey.start..end, &mut state.paths);
                 self.record(state, journeys, journey.index, end, outcome);
             }
             CountBy::Attempt => {
@@ -679,7 +733,7 @@ impl Analysis for PreparedFunnel<'_> {
                     .collect();
                 for (position, start) in starts.iter().enumerate() {
                     let stop = starts.get(position + 1).copied().unwrap_or(end);
-                    let outcome = self.outcome(journeys, *start..stop);
+                    let outcome = self.outcome_with(journeys, *start..stop, &mut state.paths);
                     self.record(state, journeys, journey.index, stop, outcome);
                 }
             }

@@ -61,27 +61,32 @@ impl Analysis for Variants {
     fn finish(&self, state: Self::State, journeys: &JourneySet) -> VariantsReport {
         let cases: u64 = state.values().sum();
         let n_variants = state.len() as u64;
-        let mut variants: Vec<(Vec<String>, u64)> = state
-            .into_iter()
-            .map(|(steps, count)| {
-                (
-                    steps
-                        .iter()
-                        .map(|step| journeys.step_names[*step as usize].clone())
-                        .collect(),
-                    count,
-                )
+        let names = &journeys.step_names;
+        // By count, then by the step names; only the reported variants are ordered and named.
+        let order = |a: &(Vec<u32>, u64), b: &(Vec<u32>, u64)| {
+            b.1.cmp(&a.1).then_with(|| {
+                let a_names = a.0.iter().map(|step| &names[*step as usize]);
+                a_names.cmp(b.0.iter().map(|step| &names[*step as usize]))
             })
-            .collect();
-        variants.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        };
+        let mut variants: Vec<(Vec<u32>, u64)> = state.into_iter().collect();
+        let top = self.top.unwrap_or(usize::MAX).min(variants.len());
+        if top > 0 && top < variants.len() {
+            variants.select_nth_unstable_by(top - 1, order);
+            variants.truncate(top);
+        }
+        variants.sort_unstable_by(order);
         let mut covered = 0u64;
         let reports = variants
             .into_iter()
-            .take(self.top.unwrap_or(usize::MAX))
+            .take(top)
             .map(|(steps, count)| {
                 covered += count;
                 VariantReport {
-                    steps,
+                    steps: steps
+                        .iter()
+                        .map(|step| names[*step as usize].clone())
+                        .collect(),
                     count,
                     share: count as f64 / cases as f64,
                     coverage: covered as f64 / cases as f64,

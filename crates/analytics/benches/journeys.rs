@@ -1,0 +1,159 @@
+//! Journey analyses at scale: process map, variants, a 5-step funnel and flows of depth 5 over generated journeys
+//! of 10M and 100M events (set `WAYMARK_BENCH_EVENTS=1M,10M,100M` to choose), on every core, from memory — the
+//! journey view a warm store serves. Prints a Markdown table: median of 5 runs after a warm-up, events/s, and the
+//! journey view's size.
+//!
+//! Run: `cargo bench -p waymark-analytics --bench journeys`.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+use waymark_analytics::{run, Condition, Direction, Flows, Funnel, ProcessMap, Variants};
+use waymark_model::JourneySet;
+
+const STEPS: usize = 50;
+const CHANNELS: [&str; 5] = ["web", "app", "email", "call_center", "store"];
+
+/// Journeys with heavy-tailed lengths (Pareto, mean ≈ 50), Zipf-distributed steps, several channels and gaps from
+/// seconds to days, until `events` events exist.
+fn generate(events: usize, seed: u64) -> JourneySet {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let weights: Vec<f64> = (1..=STEPS)
+        .map(|rank| 1.0 / (rank as f64).powf(1.1))
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut cumulative = Vec::with_capacity(STEPS);
+    let mut running = 0.0;
+    for weight in &weights {
+        running += weight / total;
+        cumulative.push(running);
+    }
+    let mut set = JourneySet {
+        offsets: vec![0],
+        step_names: (0..STEPS).map(|step| format!("step {step:02}")).collect(),
+        channel_names: CHANNELS.iter().map(|name| name.to_string()).collect(),
+        ..JourneySet::default()
+    };
+    set.ts.reserve(events);
+    set.step.reserve(events);
+    set.channel.reserve(events);
+    let mut customer = 0usize;
+    while set.ts.len() < events {
+        let pareto = 17.0 / rng.random::<f64>().max(1e-9).powf(1.0 / 1.5);
+        let length = (pareto as usize).clamp(1, 5_000).min(events - set.ts.len());
+        let mut time: i64 = 1_780_000_000_000_000 + rng.random_range(0..90 * 86_400_000_000i64);
+        for _ in 0..length {
+            let draw: f64 = rng.random();
+            let step = cumulative
+                .partition_point(|edge| *edge < draw)
+                .min(STEPS - 1);
+            set.ts.push(time);
+            set.step.push(step as u32);
+            set.channel.push(rng.random_range(0..CHANNELS.len()) as u16);
+            time += if rng.random_bool(0.05) {
+                rng.random_range(86_400_000_000..5 * 86_400_000_000)
+            } else {
+                rng.random_range(1_000_000..600_000_000)
+            };
+        }
+        set.customer_ids.push(format!("c{customer}"));
+        set.offsets.push(set.ts.len());
+        customer += 1;
+    }
+    set
+}
+
+fn parse_size(text: &str) -> usize {
+    let text = text.trim().to_uppercase();
+    let (number, scale) = match text.chars().last() {
+        Some('K') => (&text[..text.len() - 1], 1_000),
+        Some('M') => (&text[..text.len() - 1], 1_000_000),
+        Some('G') | Some('B') => (&text[..text.len() - 1], 1_000_000_000),
+        _ => (text.as_str(), 1),
+    };
+    let number: f64 = number
+        .parse()
+        .unwrap_or_else(|_| panic!("size {text:?}: write e.g. 10M"));
+    (number * scale as f64) as usize
+}
+
+/// Median wall time of `runs` runs after one warm-up, in seconds.
+fn time<R>(runs: usize, mut work: impl FnMut() -> R) -> f64 {
+    std::hint::black_box(work());
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            std::hint::black_box(work());
+            started.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[runs / 2]
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; filters are not supported here.
+    let sizes = std::env::var("WAYMARK_BENCH_EVENTS").unwrap_or_else(|_| "10M,100M".into());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("threads: {threads}");
+    println!();
+    println!("| events | customers | journey view | analysis | median of 5 | events/s |");
+    println!("|---|---|---|---|---|---|");
+    for size in sizes.split(',').map(parse_size) {
+        let started = Instant::now();
+        let journeys = generate(size, 42);
+        let generated = started.elapsed().as_secs_f64();
+        let bytes = journeys.ts.len() * 8
+            + journeys.step.len() * 4
+            + journeys.channel.len() * 2
+            + journeys.offsets.len() * 8;
+        eprintln!(
+            "generated {} events of {} customers in {generated:.1} s",
+            journeys.n_events(),
+            journeys.n_journeys()
+        );
+        let funnel = Funnel::new(
+            &["step 00", "step 01", "step 02", "step 03", "step 04"],
+            7 * 86_400_000_000,
+        );
+        let funnel = funnel.prepare(&journeys).unwrap();
+        let flows = Flows {
+            anchor: Condition::step("step 00"),
+            direction: Direction::Forward,
+            depth: 5,
+            top: 6,
+            collapse_repeats: false,
+        };
+        let flows = flows.prepare(&journeys).unwrap();
+        let variants = Variants { top: Some(20) };
+        let analyses: Vec<(&str, Box<dyn Fn() -> usize>)> = vec![
+            (
+                "process map",
+                Box::new(|| run(&ProcessMap, &journeys, threads).edges.len()),
+            ),
+            (
+                "variants (top 20)",
+                Box::new(|| run(&variants, &journeys, threads).variants.len()),
+            ),
+            (
+                "funnel, 5 steps, 7-day window",
+                Box::new(|| run(&funnel, &journeys, threads).steps.len()),
+            ),
+            (
+                "flows, depth 5",
+                Box::new(|| run(&flows, &journeys, threads).nodes.len()),
+            ),
+        ];
+        for (name, analysis) in &analyses {
+            let seconds = time(5, analysis);
+            println!(
+                "| {} | {} | {:.0} MB | {name} | {:.3} s | {:.0} M |",
+                journeys.n_events(),
+                journeys.n_journeys(),
+                bytes as f64 / 1e6,
+                seconds,
+                journeys.n_events() as f64 / seconds / 1e6
+            );
+        }
+    }
+}
