@@ -63,6 +63,9 @@ fn generate(events: usize, seed: u64) -> JourneySet {
     set
 }
 
+/// One timed analysis: returns the size of its report so the work is not optimised away.
+type Analysis<'a> = Box<dyn Fn() -> usize + 'a>;
+
 fn parse_size(text: &str) -> usize {
     let text = text.trim().to_uppercase();
     let (number, scale) = match text.chars().last() {
@@ -126,7 +129,7 @@ fn main() {
         };
         let flows = flows.prepare(&journeys).unwrap();
         let variants = Variants { top: Some(20) };
-        let analyses: Vec<(&str, Box<dyn Fn() -> usize>)> = vec![
+        let analyses: Vec<(&str, Analysis)> = vec![
             (
                 "process map",
                 Box::new(|| run(&ProcessMap, &journeys, threads).edges.len()),

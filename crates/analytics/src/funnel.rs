@@ -453,7 +453,7 @@ impl PreparedFunnel<'_> {
                     paths[0][0] = event as u32;
                     started = true;
                 } else if dedup && set[k] {
-                    return highest(&set, &paths);
+                    return highest(&set, paths);
                 } else if strict_order && started && !set[k - 1] {
                     if reentry {
                         continue;
@@ -490,7 +490,7 @@ impl PreparedFunnel<'_> {
                 }
             }
         }
-        highest(&set, &paths)
+        highest(&set, paths)
     }
 
     fn strict_once(&self, journeys: &JourneySet, range: std::ops::Range<usize>) -> Outcome {

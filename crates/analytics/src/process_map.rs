@@ -162,8 +162,8 @@ impl Analysis for ProcessMap {
                                     to: names[*to as usize].clone(),
                                     count: gaps.len() as u64,
                                     mean_secs: sum as f64 / 1e6 / gaps.len() as f64,
-                                    median_secs: select_quantile(gaps, 0.5) as f64 / 1e6,
-                                    p90_secs: select_quantile(gaps, 0.9) as f64 / 1e6,
+                                    median_secs: select_quantile(gaps, 0.5) / 1e6,
+                                    p90_secs: select_quantile(gaps, 0.9) / 1e6,
                                 }
                             })
                             .collect::<Vec<_>>()
