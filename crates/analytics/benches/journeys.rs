@@ -66,6 +66,14 @@ fn generate(events: usize, seed: u64) -> JourneySet {
 /// One timed analysis: returns the size of its report so the work is not optimised away.
 type Analysis<'a> = Box<dyn Fn() -> usize + 'a>;
 
+/// Peak resident memory of this process so far, from `/proc/self/status` (Linux), in MB.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1e3)
+}
+
 fn parse_size(text: &str) -> usize {
     let text = text.trim().to_uppercase();
     let (number, scale) = match text.chars().last() {
@@ -157,6 +165,9 @@ fn main() {
                 seconds,
                 journeys.n_events() as f64 / seconds / 1e6
             );
+        }
+        if let Some(peak) = peak_rss_mb() {
+            eprintln!("peak resident memory so far: {peak:.0} MB");
         }
     }
 }

@@ -15,9 +15,11 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |threads| threads.get())
 }
 
-/// Runs `analysis` over every journey in `store`.
+/// Runs `analysis` over every journey in `store` (its shared journey view).
 pub fn run_on_store<A: Analysis>(store: &Store, analysis: &A) -> A::Report {
-    let journeys = store.journeys();
+    let journeys = store
+        .journey_view(&[])
+        .expect("a view without property columns reads no payloads");
     waymark_analytics::run(analysis, &journeys, default_threads())
 }
 
@@ -152,26 +154,27 @@ impl Scope {
         Ok(filter)
     }
 
-    /// The store's journeys narrowed to this scope, with `properties` (and any the filter reads) loaded.
+    /// The store's journeys narrowed to this scope, with `properties` (and any the filter reads) loaded. Without
+    /// filters this is the store's shared journey view, not a copy.
     pub fn load(
         &self,
         store: &Store,
         mut properties: Vec<String>,
-    ) -> Result<JourneySet, QueryError> {
+    ) -> Result<std::sync::Arc<JourneySet>, QueryError> {
         let filter = self.filter()?;
         filter.properties(&mut properties);
         let gap = self.split_gap.as_deref().map(parse_duration).transpose()?;
         if gap == Some(0) {
             return Err(invalid("split_gap must be longer than zero"));
         }
-        let journeys = store.journeys_with(&properties)?;
+        let journeys = store.journey_view(&properties)?;
         let journeys = if filter.is_empty() {
             journeys
         } else {
-            filter.apply(&journeys).map_err(invalid)?
+            std::sync::Arc::new(filter.apply(&journeys).map_err(invalid)?)
         };
         Ok(match gap {
-            Some(gap) => split_instances(&journeys, gap),
+            Some(gap) => std::sync::Arc::new(split_instances(&journeys, gap)),
             None => journeys,
         })
     }

@@ -248,7 +248,17 @@ struct Shared {
     options: StoreOptions,
     state: RwLock<State>,
     appended_total: AtomicU64,
+    /// Bumped whenever what journeys contain changes (events appended, identities linked or unlinked).
+    version: AtomicU64,
+    /// Recently built journey views: (version, property names, view), newest last.
+    views: Mutex<Vec<CachedView>>,
 }
+
+/// A journey view with the store version it was built at and its property columns.
+type CachedView = (u64, Vec<String>, Arc<JourneySet>);
+
+/// Journey views kept for reuse (each distinct set of property columns is one).
+const CACHED_VIEWS: usize = 4;
 
 /// An open journey store. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct Store {
@@ -417,6 +427,8 @@ impl Store {
             options,
             state: RwLock::new(state),
             appended_total: AtomicU64::new(0),
+            version: AtomicU64::new(0),
+            views: Mutex::new(Vec::new()),
         });
         let (sender, receiver) = mpsc::channel();
         let thread_shared = Arc::clone(&shared);
@@ -726,6 +738,35 @@ impl Store {
 pub use export::export_parquet;
 
 impl Store {
+    /// The journeys with the named property columns, shared: built once and reused until events are appended or
+    /// identities change, so repeated queries on a warm store start at memory speed.
+    pub fn journey_view(&self, properties: &[String]) -> Result<Arc<JourneySet>> {
+        let mut wanted = properties.to_vec();
+        wanted.sort();
+        wanted.dedup();
+        let version = self.shared.version.load(Ordering::Acquire);
+        {
+            let mut views = self.shared.views.lock();
+            if let Some(position) = views
+                .iter()
+                .position(|(at, names, _)| *at == version && *names == wanted)
+            {
+                let entry = views.remove(position);
+                let view = Arc::clone(&entry.2);
+                views.push(entry);
+                return Ok(view);
+            }
+        }
+        let view = Arc::new(self.journeys_with(&wanted)?);
+        let mut views = self.shared.views.lock();
+        views.retain(|(at, names, _)| *at == version && *names != wanted);
+        views.push((version, wanted, Arc::clone(&view)));
+        if views.len() > CACHED_VIEWS {
+            views.remove(0);
+        }
+        Ok(view)
+    }
+
     /// Every step name the store has seen.
     pub fn step_names(&self) -> Vec<String> {
         self.shared.state.read().steps.values().to_vec()
@@ -1331,6 +1372,7 @@ fn group_commit(
     }
     {
         let mut state = shared.state.write();
+        shared.version.fetch_add(1, Ordering::Release);
         state.wal_bytes = wal.bytes_written;
         state.failed_events += failed_written;
         let mut events = new_events.into_iter();

@@ -1,0 +1,79 @@
+//! The shared journey view: built once, served again while nothing changes, rebuilt after appends and merges.
+
+use std::sync::Arc;
+use waymark_model::{Event, IngestContext, Timestamp};
+use waymark_store::{Store, StoreOptions};
+
+fn event(
+    message: &str,
+    user: Option<&str>,
+    anonymous: Option<&str>,
+    step: &str,
+    seconds: i64,
+) -> Event {
+    let mut json = serde_json::json!({
+        "type": "track", "event": step, "messageId": message, "properties": {"plan": "pro"},
+        "timestamp": Timestamp::from_secs(1_700_000_000 + seconds).to_rfc3339(),
+    });
+    if let Some(user) = user {
+        json["userId"] = user.into();
+    }
+    if let Some(anonymous) = anonymous {
+        json["anonymousId"] = anonymous.into();
+    }
+    Event::from_segment_json(
+        &json,
+        &IngestContext::at(Timestamp::from_secs(1_700_000_000)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_view_is_reused_until_journeys_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    store
+        .append(
+            vec![
+                event("a", Some("ann"), None, "view", 0),
+                event("b", None, Some("dev-1"), "cart", 5),
+            ],
+            vec![],
+        )
+        .unwrap();
+    let first = store.journey_view(&[]).unwrap();
+    assert_eq!((first.n_journeys(), first.n_events()), (2, 2));
+    assert!(
+        Arc::ptr_eq(&first, &store.journey_view(&[]).unwrap()),
+        "served again"
+    );
+    let with_plan = store.journey_view(&["plan".to_string()]).unwrap();
+    assert_eq!(
+        with_plan.property("plan").unwrap().value(0),
+        &serde_json::json!("pro")
+    );
+    assert!(Arc::ptr_eq(
+        &with_plan,
+        &store.journey_view(&["plan".to_string()]).unwrap()
+    ));
+    store.flush().unwrap();
+    assert_eq!(
+        *store.journey_view(&[]).unwrap(),
+        *first,
+        "a flush changes no journey"
+    );
+
+    store
+        .append(vec![event("c", Some("ann"), None, "buy", 10)], vec![])
+        .unwrap();
+    let after_append = store.journey_view(&[]).unwrap();
+    assert_eq!(after_append.n_events(), 3);
+    store.merge("user:ann", "anon:dev-1").unwrap();
+    let after_merge = store.journey_view(&[]).unwrap();
+    assert_eq!(
+        (after_merge.n_journeys(), after_merge.n_events()),
+        (1, 3),
+        "the device joined ann"
+    );
+    assert!(!Arc::ptr_eq(&after_append, &after_merge));
+}
