@@ -85,6 +85,34 @@ impl PropertyColumnBuilder {
     pub fn finish(self) -> PropertyColumn {
         self.column
     }
+
+    /// Appends every event of `other` (built elsewhere, with its own dictionary) after this one's.
+    pub fn append(&mut self, other: PropertyColumn) {
+        let remap: Vec<u32> = other
+            .values
+            .iter()
+            .enumerate()
+            .map(|(code, value)| {
+                if code == 0 {
+                    0
+                } else {
+                    let key = value.to_string();
+                    match self.index.get(&key) {
+                        Some(code) => *code,
+                        None => {
+                            let code = self.column.values.len() as u32;
+                            self.column.values.push(value.clone());
+                            self.index.insert(key, code);
+                            code
+                        }
+                    }
+                }
+            })
+            .collect();
+        self.column
+            .codes
+            .extend(other.codes.iter().map(|code| remap[*code as usize]));
+    }
 }
 
 /// One journey, borrowed from a [`JourneySet`].

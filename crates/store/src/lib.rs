@@ -789,38 +789,19 @@ impl Store {
         let mut seq: Vec<u64> = Vec::new();
         let mut step: Vec<u32> = Vec::new();
         let mut channel: Vec<u16> = Vec::new();
-        let mut builders: Vec<PropertyColumnBuilder> = properties
-            .iter()
-            .map(|name| PropertyColumnBuilder::new(name.clone()))
-            .collect();
-        let mut load_properties = |payload: &[u8]| -> Result<()> {
-            let event: serde_json::Value = serde_json::from_slice(payload).map_err(|error| {
-                StoreError::corrupt(
-                    &self.shared.dir,
-                    format!("stored event does not parse: {error}"),
-                )
-            })?;
-            for builder in &mut builders {
-                let value = property_of(&event, builder.name());
-                builder.push(value);
-            }
-            Ok(())
-        };
         let memtables = state.in_memory_tables();
+        // Payload sources in storage order: every block of every segment, then the in-memory tables.
+        let mut sources: Vec<PayloadSource<'_>> = Vec::new();
         for segment in &state.segments {
             push_columns(
                 &mut (&mut customer, &mut ts, &mut seq, &mut step, &mut channel),
                 &segment.columns,
                 &state.identity,
             );
-            if !properties.is_empty() {
-                for block_index in 0..segment.file.n_blocks() {
-                    let (_, payloads) = segment.file.read_block(block_index)?;
-                    for payload in &payloads {
-                        load_properties(payload)?;
-                    }
-                }
-            }
+            sources.extend(
+                (0..segment.file.n_blocks())
+                    .map(|block| PayloadSource::Block(&segment.file, block)),
+            );
         }
         for table in &memtables {
             push_columns(
@@ -828,12 +809,13 @@ impl Store {
                 &table.columns,
                 &state.identity,
             );
-            if !properties.is_empty() {
-                for payload in &table.payloads {
-                    load_properties(payload)?;
-                }
-            }
+            sources.push(PayloadSource::Memory(&table.payloads));
         }
+        let builders = if properties.is_empty() {
+            Vec::new()
+        } else {
+            load_property_columns(&self.shared.dir, &sources, properties)?
+        };
         let key = |row: usize| (customer[row], ts[row], seq[row]);
         let sorted = (1..ts.len()).all(|row| key(row - 1) <= key(row));
         let order: Vec<usize> = if sorted {
@@ -895,6 +877,222 @@ fn push_columns(sinks: &mut ColumnSinks<'_>, columns: &Columns, identity: &Ident
     seq.extend_from_slice(&columns.seq);
     step.extend_from_slice(&columns.step);
     channel.extend_from_slice(&columns.channel);
+}
+
+/// Where stored payloads are read from, in storage order.
+enum PayloadSource<'a> {
+    Block(&'a SegmentFile, usize),
+    Memory(&'a [Vec<u8>]),
+}
+
+/// Decodes the named properties of every payload, on every core: each thread codes a contiguous run of sources
+/// with its own dictionaries, and the runs are joined in order with their codes remapped.
+fn load_property_columns(
+    dir: &Path,
+    sources: &[PayloadSource<'_>],
+    properties: &[String],
+) -> Result<Vec<PropertyColumnBuilder>> {
+    let reader = PropertyReader::new(properties);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = sources.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Vec<PropertyColumnBuilder>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = sources
+            .chunks(chunk)
+            .map(|part| {
+                let reader = &reader;
+                scope.spawn(move || -> Result<Vec<PropertyColumnBuilder>> {
+                    let mut builders: Vec<PropertyColumnBuilder> = properties
+                        .iter()
+                        .map(|name| PropertyColumnBuilder::new(name.clone()))
+                        .collect();
+                    let mut read = |payload: &[u8]| -> Result<()> {
+                        reader.read(payload, &mut builders).map_err(|error| {
+                            StoreError::corrupt(
+                                dir,
+                                format!("stored event does not parse: {error}"),
+                            )
+                        })
+                    };
+                    for source in part {
+                        match source {
+                            PayloadSource::Block(file, block) => {
+                                for payload in &file.read_block(*block)?.1 {
+                                    read(payload)?;
+                                }
+                            }
+                            PayloadSource::Memory(payloads) => {
+                                for payload in payloads.iter() {
+                                    read(payload)?;
+                                }
+                            }
+                        }
+                    }
+                    Ok(builders)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().expect("property decoders do not panic"))
+            .collect()
+    });
+    let mut joined: Option<Vec<PropertyColumnBuilder>> = None;
+    for part in parts {
+        let part = part?;
+        match joined.as_mut() {
+            None => joined = Some(part),
+            Some(builders) => {
+                for (builder, other) in builders.iter_mut().zip(part) {
+                    builder.append(other.finish());
+                }
+            }
+        }
+    }
+    Ok(joined.unwrap_or_else(|| {
+        properties
+            .iter()
+            .map(|name| PropertyColumnBuilder::new(name.clone()))
+            .collect()
+    }))
+}
+
+/// Reads named properties from stored events without building the whole JSON tree: the top level is split into
+/// borrowed raw values, and only `properties` and the top-level fields a name's path starts with are parsed.
+struct PropertyReader {
+    /// Per name: its path parts.
+    paths: Vec<Vec<String>>,
+}
+
+impl PropertyReader {
+    fn new(names: &[String]) -> PropertyReader {
+        PropertyReader {
+            paths: names
+                .iter()
+                .map(|name| name.split('.').map(String::from).collect())
+                .collect(),
+        }
+    }
+
+    fn read(
+        &self,
+        payload: &[u8],
+        builders: &mut [PropertyColumnBuilder],
+    ) -> serde_json::Result<()> {
+        let top: StoredFields<'_> = serde_json::from_slice(payload)?;
+        // `properties` split into borrowed raw values (falling back to a full parse for escaped keys).
+        let properties: Option<Result<HashMap<&str, &RawValue>, serde_json::Value>> =
+            match top.properties {
+                None => None,
+                Some(raw) => Some(
+                    match serde_json::from_str::<HashMap<&str, &RawValue>>(raw.get()) {
+                        Ok(map) => Ok(map),
+                        Err(_) => Err(serde_json::from_str(raw.get())?),
+                    },
+                ),
+            };
+        let in_properties = |path: &[String]| -> serde_json::Result<Option<serde_json::Value>> {
+            match &properties {
+                None => Ok(None),
+                Some(Ok(map)) => match map.get(path[0].as_str()) {
+                    None => Ok(None),
+                    Some(raw) => {
+                        let value: serde_json::Value = serde_json::from_str(raw.get())?;
+                        Ok(walk(&value, &path[1..]))
+                    }
+                },
+                Some(Err(value)) => Ok(walk(value, path)),
+            }
+        };
+        for (builder, path) in builders.iter_mut().zip(&self.paths) {
+            // The whole name as one key under properties, then as a path under properties, then from the root.
+            let mut found = if path.len() > 1 {
+                let name = builder.name();
+                match &properties {
+                    Some(Ok(map)) => map
+                        .get(name)
+                        .map(|raw| serde_json::from_str(raw.get()))
+                        .transpose()?,
+                    Some(Err(value)) => value.get(name).cloned(),
+                    None => None,
+                }
+            } else {
+                None
+            };
+            if found.is_none() {
+                found = in_properties(path)?;
+            }
+            if found.is_none() {
+                if let Some(raw) = top.field(&path[0]) {
+                    let value: serde_json::Value = serde_json::from_str(raw.get())?;
+                    found = walk(&value, &path[1..]);
+                }
+            }
+            builder.push(found.as_ref());
+        }
+        Ok(())
+    }
+}
+
+use serde_json::value::RawValue;
+
+fn walk(root: &serde_json::Value, parts: &[String]) -> Option<serde_json::Value> {
+    parts
+        .iter()
+        .try_fold(root, |value, part| value.get(part))
+        .cloned()
+}
+
+/// The top-level fields of a stored event, borrowed unparsed.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredFields<'a> {
+    #[serde(borrow, default)]
+    properties: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    traits: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    context: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    channel: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    event: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "type")]
+    event_type: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    user_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    anonymous_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    group_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    received_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    message_id: Option<&'a RawValue>,
+}
+
+impl<'a> StoredFields<'a> {
+    fn field(&self, name: &str) -> Option<&'a RawValue> {
+        match name {
+            "properties" => self.properties,
+            "traits" => self.traits,
+            "context" => self.context,
+            "channel" => self.channel,
+            "event" => self.event,
+            "name" => self.name,
+            "type" => self.event_type,
+            "userId" => self.user_id,
+            "anonymousId" => self.anonymous_id,
+            "groupId" => self.group_id,
+            "timestamp" => self.timestamp,
+            "receivedAt" => self.received_at,
+            "messageId" => self.message_id,
+            _ => None,
+        }
+    }
 }
 
 /// The value a property name refers to in a stored event: `plan` is `properties.plan`; a dotted name is a path,
@@ -1741,4 +1939,50 @@ fn compact(shared: &Shared) -> Result<()> {
     state.segments.push(segment);
     state.manifest = manifest;
     Ok(())
+}
+
+#[cfg(test)]
+mod property_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_borrowing_reader_finds_what_property_of_finds() {
+        let events = [
+            json!({"type": "track", "channel": "app", "properties": {"plan": "pro", "cart": {"total": 12.5}, "a.b": 1},
+                   "context": {"device": {"type": "android_app"}}, "traits": {"region": "North"}}),
+            json!({"type": "page", "channel": "web", "properties": {"we\"ird": true, "plan": null}}),
+            json!({"type": "identify", "channel": "web", "traits": {"region": "South"}}),
+        ];
+        let names: Vec<String> = [
+            "plan",
+            "cart.total",
+            "a.b",
+            "context.device.type",
+            "traits.region",
+            "channel",
+            "type",
+            "we\"ird",
+            "missing.path",
+        ]
+        .map(String::from)
+        .to_vec();
+        let reader = PropertyReader::new(&names);
+        for event in &events {
+            let mut builders: Vec<PropertyColumnBuilder> = names
+                .iter()
+                .map(|name| PropertyColumnBuilder::new(name.clone()))
+                .collect();
+            reader
+                .read(event.to_string().as_bytes(), &mut builders)
+                .unwrap();
+            for (builder, name) in builders.into_iter().zip(&names) {
+                let column = builder.finish();
+                let expected = property_of(event, name)
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null);
+                assert_eq!(column.value(0), &expected, "{name} in {event}");
+            }
+        }
+    }
 }
