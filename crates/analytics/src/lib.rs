@@ -21,6 +21,7 @@ pub mod friction;
 pub mod funnel;
 mod process_map;
 pub mod retention;
+pub mod rules;
 pub mod scope;
 mod stats;
 mod variants;
@@ -36,7 +37,8 @@ pub use funnel::{
 };
 pub use process_map::{EdgeReport, ProcessMap, ProcessMapReport};
 pub use retention::{Period, PreparedRetention, Retention, RetentionReport};
-pub use scope::{split_instances, Filter};
+pub use rules::{apply_step_rules, rule_properties, StepRule};
+pub use scope::{split_at_events, split_instances, Filter};
 pub use variants::{VariantReport, Variants, VariantsReport};
 use waymark_model::{JourneyRef, JourneySet};
 

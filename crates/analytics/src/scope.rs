@@ -103,6 +103,52 @@ pub fn split_instances(journeys: &JourneySet, gap_us: i64) -> JourneySet {
     split
 }
 
+/// Splits every journey into instances at events matching `before` (a new instance starts with them) and after
+/// events matching `after` (an instance ends with them). Instance `n > 1` of customer `c` is named `c#n`.
+pub fn split_at_events(
+    journeys: &JourneySet,
+    before: Option<&Condition>,
+    after: Option<&Condition>,
+) -> Result<JourneySet, String> {
+    let before = before
+        .map(|condition| condition.compile(journeys))
+        .transpose()?;
+    let after = after
+        .map(|condition| condition.compile(journeys))
+        .transpose()?;
+    let mut split = JourneySet {
+        offsets: vec![0],
+        ts: journeys.ts.clone(),
+        step: journeys.step.clone(),
+        channel: journeys.channel.clone(),
+        step_names: journeys.step_names.clone(),
+        channel_names: journeys.channel_names.clone(),
+        properties: journeys.properties.clone(),
+        ..JourneySet::default()
+    };
+    for journey in 0..journeys.n_journeys() {
+        let (start, end) = (journeys.offsets[journey], journeys.offsets[journey + 1]);
+        let customer = &journeys.customer_ids[journey];
+        let mut instance = 1;
+        split.customer_ids.push(customer.clone());
+        for event in start + 1..end {
+            let starts = before
+                .as_ref()
+                .is_some_and(|condition| condition.matches(journeys, event));
+            let ended = after
+                .as_ref()
+                .is_some_and(|condition| condition.matches(journeys, event - 1));
+            if starts || ended {
+                split.offsets.push(event);
+                instance += 1;
+                split.customer_ids.push(format!("{customer}#{instance}"));
+            }
+        }
+        split.offsets.push(end);
+    }
+    Ok(split)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +188,24 @@ mod tests {
             ..Filter::default()
         };
         assert_eq!(steps.apply(&journeys).unwrap().n_events(), 2);
+    }
+
+    #[test]
+    fn instances_split_at_entry_and_goal_events() {
+        let journeys = JourneySet::from_journeys([(
+            "ann".to_string(),
+            vec![
+                (0, "view", "web"),
+                (1, "buy", "web"),
+                (2, "view", "web"),
+                (3, "view", "web"),
+            ],
+        )]);
+        let after = split_at_events(&journeys, None, Some(&Condition::step("buy"))).unwrap();
+        assert_eq!(after.offsets, [0, 2, 4]);
+        let before = split_at_events(&journeys, Some(&Condition::step("view")), None).unwrap();
+        assert_eq!(before.customer_ids, ["ann", "ann#2", "ann#3"]);
+        assert_eq!(before.offsets, [0, 2, 3, 4]);
     }
 
     #[test]

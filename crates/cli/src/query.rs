@@ -5,8 +5,8 @@ use crate::{print_json, UsageError};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use waymark_analytics::{
-    Attribution, Breakdown, CountBy, Direction, Exclusion, FlowsReport, FunnelMode, FunnelReport,
-    NodeKind,
+    Attribution, Breakdown, Condition, CountBy, Direction, Exclusion, FlowsReport, FunnelMode,
+    FunnelReport, NodeKind, StepRule,
 };
 use waymark_engine::query::{
     self as queries, parse_condition, AnchorSpec, FlowsRequest, FrictionRequest, FunnelRequest,
@@ -36,6 +36,19 @@ pub struct ScopeArgs {
     /// Split journeys into instances after this much inactivity (30m, 2d).
     #[arg(long, global = true)]
     split_gap: Option<String>,
+    /// Start a new journey instance at each occurrence of this step (an entry event).
+    #[arg(long, global = true)]
+    split_before: Option<String>,
+    /// End the journey instance after each occurrence of this step (a goal event).
+    #[arg(long, global = true)]
+    split_after: Option<String>,
+    /// Rename or group steps: PATTERN=NEW (`*` patterns; NEW may use {property}), e.g. "page:Product: *=Product page";
+    /// repeat for several, the first match wins.
+    #[arg(long = "step-rule", global = true)]
+    step_rules: Vec<String>,
+    /// Leave out events of these steps (`*` patterns; comma-separated or repeated).
+    #[arg(long = "exclude-step", value_delimiter = ',', global = true)]
+    exclude_steps: Vec<String>,
 }
 
 impl ScopeArgs {
@@ -51,6 +64,33 @@ impl ScopeArgs {
                 .map(|text| parse_condition(text).map_err(usage))
                 .collect::<Result<_, _>>()?,
             split_gap: self.split_gap.clone(),
+            split_before: self.split_before.clone().map(Condition::step),
+            split_after: self.split_after.clone().map(Condition::step),
+            step_rules: self
+                .exclude_steps
+                .iter()
+                .map(|pattern| {
+                    Ok(StepRule {
+                        pattern: Some(pattern.clone()),
+                        regex: None,
+                        step: None,
+                        exclude: true,
+                    })
+                })
+                .chain(self.step_rules.iter().map(|text| {
+                    let (pattern, step) = text.rsplit_once('=').ok_or_else(|| {
+                        UsageError(format!(
+                            "--step-rule {text:?}: write PATTERN=NEW, e.g. \"page:Product: *=Product page\""
+                        ))
+                    })?;
+                    Ok(StepRule {
+                        pattern: Some(pattern.trim().to_string()),
+                        regex: None,
+                        step: Some(step.trim().to_string()),
+                        exclude: false,
+                    })
+                }))
+                .collect::<Result<_, UsageError>>()?,
         })
     }
 }

@@ -3,9 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 use waymark_analytics::{
-    split_instances, Analysis, Breakdown, Condition, CountBy, Direction, Exclusion, Filter, Flows,
-    FlowsReport, Friction, FrictionReport, Funnel, FunnelMode, FunnelReport, FunnelStep, Period,
-    ProcessMap, ProcessMapReport, Retention, RetentionReport, Variants, VariantsReport,
+    apply_step_rules, rule_properties, split_at_events, split_instances, Analysis, Breakdown,
+    Condition, CountBy, Direction, Exclusion, Filter, Flows, FlowsReport, Friction, FrictionReport,
+    Funnel, FunnelMode, FunnelReport, FunnelStep, Period, ProcessMap, ProcessMapReport, Retention,
+    RetentionReport, StepRule, Variants, VariantsReport,
 };
 use waymark_model::JourneySet;
 use waymark_store::Store;
@@ -131,6 +132,15 @@ pub struct Scope {
     /// Split journeys into instances at this much inactivity (`30m`, `2d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split_gap: Option<String>,
+    /// Start a new journey instance at each event matching this (an entry event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_before: Option<Condition>,
+    /// End the journey instance after each event matching this (a goal event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_after: Option<Condition>,
+    /// Step rules applied before everything else (rename, group, drop; see `waymark_analytics::rules`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub step_rules: Vec<StepRule>,
 }
 
 impl Scope {
@@ -163,20 +173,43 @@ impl Scope {
     ) -> Result<std::sync::Arc<JourneySet>, QueryError> {
         let filter = self.filter()?;
         filter.properties(&mut properties);
+        rule_properties(&self.step_rules, &mut properties);
+        for condition in self.split_before.iter().chain(&self.split_after) {
+            condition.properties(&mut properties);
+        }
         let gap = self.split_gap.as_deref().map(parse_duration).transpose()?;
         if gap == Some(0) {
             return Err(invalid("split_gap must be longer than zero"));
         }
         let journeys = store.journey_view(&properties)?;
+        let journeys = if self.step_rules.is_empty() {
+            journeys
+        } else {
+            std::sync::Arc::new(apply_step_rules(&journeys, &self.step_rules).map_err(invalid)?)
+        };
         let journeys = if filter.is_empty() {
             journeys
         } else {
             std::sync::Arc::new(filter.apply(&journeys).map_err(invalid)?)
         };
-        Ok(match gap {
+        let journeys = match gap {
             Some(gap) => std::sync::Arc::new(split_instances(&journeys, gap)),
             None => journeys,
-        })
+        };
+        Ok(
+            if self.split_before.is_some() || self.split_after.is_some() {
+                std::sync::Arc::new(
+                    split_at_events(
+                        &journeys,
+                        self.split_before.as_ref(),
+                        self.split_after.as_ref(),
+                    )
+                    .map_err(invalid)?,
+                )
+            } else {
+                journeys
+            },
+        )
     }
 }
 

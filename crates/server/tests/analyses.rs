@@ -152,6 +152,36 @@ fn funnels_over_http_with_modes_breakdown_and_filters() {
     );
     assert_eq!(short["steps"][1]["count"], 0);
 
+    // Step rules and instance splits apply to every analysis.
+    let (status, grouped) = app.post(
+        "/v1/analyses/variants",
+        r#"{"filter": {"step_rules": [{"match": "help", "exclude": true}, {"regex": "^(cart|buy)$", "step": "purchase: $1"}], "split_after": {"step": "purchase: cart"}}}"#,
+    );
+    assert_eq!(status, 200, "{grouped}");
+    let sequences: Vec<Value> = grouped["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|variant| variant["steps"].clone())
+        .collect();
+    assert!(
+        sequences.contains(&json!(["view", "purchase: cart"])),
+        "{grouped}"
+    );
+    assert!(
+        sequences.contains(&json!(["purchase: buy"])),
+        "the instance after cart: {grouped}"
+    );
+    let (status, error) = app.post(
+        "/v1/analyses/variants",
+        r#"{"filter": {"step_rules": [{"regex": "(", "step": "x"}]}}"#,
+    );
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("invalid_query")),
+        "{error}"
+    );
+
     let (status, friction) = app.post("/v1/analyses/friction", r#"{"goals": ["buy"], "top": 5}"#);
     assert_eq!(status, 200, "{friction}");
     assert_eq!(
