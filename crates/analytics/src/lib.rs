@@ -19,6 +19,7 @@ pub mod condition;
 pub mod flows;
 pub mod friction;
 pub mod funnel;
+pub mod overview;
 mod process_map;
 pub mod retention;
 pub mod rules;
@@ -35,6 +36,7 @@ pub use funnel::{
     Attribution, Breakdown, CountBy, Exclusion, Funnel, FunnelMode, FunnelReport, FunnelStep,
     PreparedFunnel,
 };
+pub use overview::{Overview, OverviewReport};
 pub use process_map::{EdgeReport, ProcessMap, ProcessMapReport};
 pub use retention::{Period, PreparedRetention, Retention, RetentionReport};
 pub use rules::{apply_step_rules, rule_properties, StepRule};

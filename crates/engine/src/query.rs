@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use waymark_analytics::{
     apply_step_rules, rule_properties, split_at_events, split_instances, Analysis, Breakdown,
     Condition, CountBy, Direction, Exclusion, Filter, Flows, FlowsReport, Friction, FrictionReport,
-    Funnel, FunnelMode, FunnelReport, FunnelStep, Period, ProcessMap, ProcessMapReport, Retention,
-    RetentionReport, StepRule, Variants, VariantsReport,
+    Funnel, FunnelMode, FunnelReport, FunnelStep, Overview, OverviewReport, Period, ProcessMap,
+    ProcessMapReport, Retention, RetentionReport, StepRule, Variants, VariantsReport,
 };
 use waymark_model::JourneySet;
 use waymark_store::Store;
@@ -471,6 +471,51 @@ pub fn retention(store: &Store, request: &RetentionRequest) -> Result<RetentionR
     };
     let journeys = request.filter.load(store, retention.properties())?;
     let prepared = retention.prepare(&journeys).map_err(invalid)?;
+    Ok(waymark_analytics::run(
+        &prepared,
+        &journeys,
+        default_threads(),
+    ))
+}
+
+/// `overview` options. JSON: `{"goals", "device_property", "filter"}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverviewRequest {
+    /// Goal steps for the goal rate; default: the usual goal names found in the data.
+    #[serde(default)]
+    pub goals: Vec<String>,
+    /// The property naming a customer's device (default `context.device.type`).
+    #[serde(default)]
+    pub device_property: Option<String>,
+    #[serde(default)]
+    pub filter: Scope,
+}
+
+/// The goals given, or the first of [`USUAL_GOALS`] the data has (none when it has none of them).
+fn goals_or_usual(goals: &[String], step_names: &[String]) -> Vec<String> {
+    if !goals.is_empty() {
+        return goals.to_vec();
+    }
+    USUAL_GOALS
+        .iter()
+        .find(|goal| step_names.iter().any(|name| name == *goal))
+        .map(|goal| vec![goal.to_string()])
+        .unwrap_or_default()
+}
+
+pub fn overview(store: &Store, request: &OverviewRequest) -> Result<OverviewReport, QueryError> {
+    let device = request
+        .device_property
+        .clone()
+        .unwrap_or_else(|| "context.device.type".to_string());
+    let goals = goals_or_usual(&request.goals, &store.step_names());
+    let overview = Overview {
+        device_property: Some(device.clone()),
+        goals: goals.into_iter().map(Condition::step).collect(),
+    };
+    let journeys = request.filter.load(store, vec![device])?;
+    let prepared = overview.prepare(&journeys).map_err(invalid)?;
     Ok(waymark_analytics::run(
         &prepared,
         &journeys,

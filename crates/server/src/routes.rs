@@ -19,8 +19,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use waymark_engine::ingest::{parse_batch, parse_single, ParsedRequest};
 use waymark_engine::query::{
-    self as queries, FlowsRequest, FrictionRequest, FunnelRequest, ProcessMapRequest, QueryError,
-    RetentionRequest, VariantsRequest,
+    self as queries, FlowsRequest, FrictionRequest, FunnelRequest, OverviewRequest,
+    ProcessMapRequest, QueryError, RetentionRequest, VariantsRequest,
 };
 use waymark_model::{EventType, Timestamp, ValidationError, MAX_BATCH_BYTES};
 use waymark_store::{LinkOutcome, Store};
@@ -88,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/analyses/flows", post(flows))
         .route("/v1/analyses/friction", post(friction))
         .route("/v1/analyses/retention", post(retention))
+        .route("/v1/analyses/overview", post(overview))
         .route("/v1/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -477,6 +478,15 @@ async fn friction(
         r#"{"goals": ["Order Completed"], "standard_times": {"Installation Scheduled": "72h"}, "top": 10}"#,
     )?;
     run_query(&state, move |store| queries::friction(store, &request)).await
+}
+
+async fn overview(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let request: OverviewRequest =
+        analysis_options(&body_bytes(body)?, r#"{"goals": ["Order Completed"]}"#)?;
+    run_query(&state, move |store| queries::overview(store, &request)).await
 }
 
 async fn retention(
