@@ -65,7 +65,10 @@ impl AppState {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(status_page))
+        .route("/", get(ui_index))
+        .route("/ui/app.js", get(ui_script))
+        .route("/ui/app.css", get(ui_style))
+        .route("/status", get(status_page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/v1/track", post(track))
@@ -524,6 +527,33 @@ fn with_thousands(value: u64) -> String {
         grouped.push(digit);
     }
     grouped
+}
+
+/// The web UI: one page, one script, one style sheet, all built into the binary (no CDN, works offline).
+async fn ui_index() -> Html<&'static str> {
+    Html(include_str!("../ui/index.html"))
+}
+
+async fn ui_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../ui/app.js"),
+    )
+        .into_response()
+}
+
+async fn ui_style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../ui/app.css"),
+    )
+        .into_response()
 }
 
 async fn status_page(State(state): State<AppState>) -> Html<String> {

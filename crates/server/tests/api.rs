@@ -202,7 +202,16 @@ fn health_metrics_and_status_page() {
         metrics.contains("waymark_ingest_request_duration_seconds"),
         "{metrics}"
     );
-    let (status, page) = app.get("/");
+    let (status, page) = app.get("/status");
     assert_eq!(status, 200);
     assert!(page.contains("Customer timeline"));
+    let (status, page) = app.get("/");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("/ui/app.js") && page.contains("Journey map"),
+        "{page}"
+    );
+    let (status, script) = app.get("/ui/app.js");
+    assert_eq!(status, 200);
+    assert!(script.contains("pages.funnel"));
 }

@@ -1,0 +1,238 @@
+//! The web UI in a real headless Chromium (Debian's `chromium`, installed by `.ci/run`) over a small demo store:
+//! every page renders its chart with the numbers the API returns, filters in the URL change them, and a funnel
+//! drop-off lists the right customers with links to their timelines. A 1440×900 screenshot of each page is saved
+//! under the cargo target's temporary directory (`ui-screenshots/`).
+
+mod common;
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn chromium() -> PathBuf {
+    for candidate in ["chromium", "chromium-browser", "google-chrome"] {
+        if let Ok(output) = Command::new("which").arg(candidate).output() {
+            if output.status.success() {
+                return PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+            }
+        }
+    }
+    panic!("these tests drive a real browser: install Debian's `chromium` (apt-get install chromium), as .ci/run does");
+}
+
+/// Loads `url` in headless Chromium, waits for the page's scripts (virtual time), saves a screenshot, and returns
+/// the rendered DOM.
+fn render(url: &str, screenshot: &Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let common_args = |command: &mut Command| {
+        command.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            "--window-size=1440,900",
+            "--virtual-time-budget=20000",
+        ]);
+        command.arg(format!("--user-data-dir={}", profile.path().display()));
+    };
+    let mut dump = Command::new(chromium());
+    common_args(&mut dump);
+    let output = dump.arg("--dump-dom").arg(url).output().unwrap();
+    assert!(
+        output.status.success(),
+        "chromium failed on {url}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut shot = Command::new(chromium());
+    common_args(&mut shot);
+    let status = shot
+        .arg(format!("--screenshot={}", screenshot.display()))
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success() && screenshot.exists(),
+        "no screenshot of {url}"
+    );
+    let dom = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        dom.contains("data-state=\"ready\""),
+        "{url} did not finish rendering:\n{}",
+        &dom[..dom.len().min(3000)]
+    );
+    dom
+}
+
+fn post(url: &str, path: &str, body: Value) -> Value {
+    let mut response = ureq::post(&format!("{url}{path}"))
+        .content_type("application/json")
+        .send(body.to_string())
+        .unwrap();
+    serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+/// `1667009` → `1,667,009`, as the UI prints counts.
+fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+#[test]
+fn every_page_renders_real_numbers_filters_and_drill_downs() {
+    let data = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_waymark"))
+        .arg("--data")
+        .arg(data.path())
+        .args(["--json", "demo", "--no-serve", "--customers", "2500"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (mut server, url) = common::start_server(data.path(), "k");
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let page = |route: &str, name: &str| {
+        render(
+            &format!("{url}/#/{route}"),
+            &shots.join(format!("{name}.png")),
+        )
+    };
+
+    // Overview: the counts the API gives, and the top friction.
+    let overview = post(&url, "/v1/analyses/overview", json!({}));
+    let dom = page("overview", "overview");
+    assert!(
+        dom.contains(&thousands(overview["customers"].as_u64().unwrap())),
+        "customers"
+    );
+    assert!(
+        dom.contains(&thousands(overview["events"].as_u64().unwrap())),
+        "events"
+    );
+    assert!(dom.contains("Events per day by channel") && dom.contains("<svg"));
+    let friction = post(&url, "/v1/analyses/friction", json!({"top": 5}));
+    assert!(
+        dom.contains(friction["findings"][0]["title"].as_str().unwrap()),
+        "top friction finding"
+    );
+
+    // Filters live in the URL and change the numbers.
+    let web = post(
+        &url,
+        "/v1/analyses/overview",
+        json!({"filter": {"channels": ["web"]}}),
+    );
+    assert_ne!(web["customers"], overview["customers"]);
+    let dom = page("overview?f_channels=web", "overview-web");
+    assert!(
+        dom.contains(&thousands(web["customers"].as_u64().unwrap())),
+        "filtered customers"
+    );
+    assert!(dom.contains("1 filter active"));
+
+    // Journey map: the Sankey of the flows API.
+    let flows = post(
+        &url,
+        "/v1/analyses/flows",
+        json!({"anchor": "Login Attempted", "depth": 3, "top": 5}),
+    );
+    let dom = page(
+        "journeys?anchor=Login%20Attempted&depth=3&top=5",
+        "journey-map",
+    );
+    assert!(dom.contains(&format!(
+        "{} customers after their first",
+        thousands(flows["customers"].as_u64().unwrap())
+    )));
+    let first_level = flows["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|node| node["level"] == 1)
+        .unwrap();
+    assert!(dom.contains(&format!(
+        "{} · {}",
+        first_level["step"].as_str().unwrap(),
+        thousands(first_level["count"].as_u64().unwrap())
+    )));
+
+    // Process map.
+    let map = post(&url, "/v1/analyses/process-map", json!({}));
+    let dom = page("process", "process-map");
+    assert!(dom.contains(&format!(
+        "{} journeys, {} events",
+        thousands(map["cases"].as_u64().unwrap()),
+        thousands(map["events"].as_u64().unwrap())
+    )));
+    assert!(dom.contains("Process map: steps and the transitions between them"));
+
+    // Funnel, and a drop-off drill-down that lists the customers the API names, each linking to their timeline.
+    let steps = ["Added to Cart", "Checkout Started", "Order Completed"];
+    let funnel = post(
+        &url,
+        "/v1/analyses/funnel",
+        json!({"steps": steps, "window": "7d"}),
+    );
+    let dom = page(
+        "funnel?steps=Added%20to%20Cart,Checkout%20Started,Order%20Completed&window=7d&drop=2",
+        "funnel",
+    );
+    for step in funnel["steps"].as_array().unwrap() {
+        assert!(
+            dom.contains(&thousands(step["count"].as_u64().unwrap())),
+            "{step}"
+        );
+    }
+    let dropped = funnel["steps"][1]["dropped_customers"].as_array().unwrap();
+    assert!(!dropped.is_empty());
+    for id in dropped {
+        let id = id.as_str().unwrap();
+        assert!(
+            dom.contains(&format!("data-customer=\"{id}\"")),
+            "drill-down lists {id}"
+        );
+    }
+
+    // Friction, variants, customer timeline.
+    let dom = page("friction", "friction");
+    assert!(dom.contains(friction["findings"][1]["title"].as_str().unwrap()));
+    let variants = post(&url, "/v1/analyses/variants", json!({"top": 20}));
+    let dom = page("variants", "variants");
+    assert!(dom.contains(&format!(
+        "{} journeys follow {} distinct paths",
+        thousands(variants["cases"].as_u64().unwrap()),
+        thousands(variants["n_variants"].as_u64().unwrap())
+    )));
+    let customer = dropped[0].as_str().unwrap();
+    let dom = page(&format!("customer?id={customer}"), "customer");
+    let mut response = ureq::get(&format!("{url}/v1/customers/{customer}"))
+        .call()
+        .unwrap();
+    let view: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert!(dom.contains(&format!(
+        "Timeline — {} events",
+        view["events"].as_array().unwrap().len()
+    )));
+    assert!(dom.contains(&format!(
+        "data-customer-id=\"{}\"",
+        view["customer_id"].as_str().unwrap()
+    )));
+
+    // Errors are shown, not swallowed.
+    let dom = page("customer?id=nobody-at-all", "customer-missing");
+    assert!(dom.contains("role=\"alert\""));
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

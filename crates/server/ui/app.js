@@ -1,0 +1,585 @@
+// Waymark's web UI: one small script, no dependencies. Pages live in the URL hash (#/page?params), so every view —
+// filters included — can be shared as a link. Charts are SVG drawn here; each has a table view as its text
+// alternative.
+"use strict";
+
+const SVG = "http://www.w3.org/2000/svg";
+const PALETTE = ["#2f6fed", "#16a34a", "#f59e0b", "#db2777", "#7c3aed", "#0891b2", "#dc2626", "#65a30d", "#ea580c", "#475569"];
+const page = document.getElementById("page");
+
+// ---------------------------------------------------------------------------------------------------------------
+// Small helpers
+
+function el(tag, attrs, ...children) {
+  const svg = ["svg", "g", "rect", "path", "text", "line", "title", "circle", "polyline"].includes(tag);
+  const node = svg ? document.createElementNS(SVG, tag) : document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+const fmt = (n) => (n === null || n === undefined ? "–" : Number(n).toLocaleString("en-US"));
+const pct = (x) => (x === null || x === undefined ? "–" : (x * 100).toFixed(x < 0.1 && x > 0 ? 1 : 0) + "%");
+function dur(secs) {
+  if (secs === null || secs === undefined) return "–";
+  if (secs < 90) return secs.toFixed(0) + "s";
+  if (secs < 5400) return (secs / 60).toFixed(0) + "m";
+  if (secs < 172800) return (secs / 3600).toFixed(1) + "h";
+  return (secs / 86400).toFixed(1) + "d";
+}
+/// A stored time (µs since the epoch, or RFC 3339 text) as `YYYY-MM-DD HH:MM:SS` UTC.
+function when(value) {
+  if (value === null || value === undefined || value === "") return "";
+  const date = typeof value === "number" ? new Date(value / 1000) : new Date(value);
+  return isNaN(date) ? String(value) : date.toISOString().replace("T", " ").slice(0, 19);
+}
+
+const channelColor = (() => {
+  const known = {};
+  return (name) => (known[name] ||= PALETTE[Object.keys(known).length % PALETTE.length]);
+})();
+
+function route() {
+  const hash = location.hash.replace(/^#\/?/, "");
+  const [name, query] = hash.split("?");
+  return { name: name || "overview", params: new URLSearchParams(query || "") };
+}
+
+function go(name, params) {
+  const query = new URLSearchParams(params);
+  for (const [key, value] of [...query]) if (value === "" || value === "undefined") query.delete(key);
+  location.hash = "#/" + name + (query.toString() ? "?" + query : "");
+}
+
+// Filters shared by every page live in the hash too (f_from, f_to, f_channels, f_where).
+function filterFromParams(params) {
+  const filter = {};
+  if (params.get("f_from")) filter.from = params.get("f_from");
+  if (params.get("f_to")) filter.to = params.get("f_to");
+  if (params.get("f_channels")) filter.channels = params.get("f_channels").split(",").map((s) => s.trim()).filter(Boolean);
+  if (params.get("f_where")) filter.where = params.get("f_where").split(";").map((s) => s.trim()).filter(Boolean).map(parseCondition);
+  return filter;
+}
+
+function parseCondition(text) {
+  for (const [symbol, op] of [["!=", "!="], [">=", ">="], ["<=", "<="], ["=", "="], [">", ">"], ["<", "<"], ["~", "contains"]]) {
+    const at = text.indexOf(symbol);
+    if (at > 0) {
+      const raw = text.slice(at + symbol.length).trim();
+      const value = raw !== "" && !isNaN(Number(raw)) ? Number(raw) : raw === "true" ? true : raw === "false" ? false : raw;
+      return { property: text.slice(0, at).trim(), op, value };
+    }
+  }
+  if (text.endsWith("?")) return { property: text.slice(0, -1).trim(), op: "is_not_null" };
+  return { property: text.replace(/^!/, "").trim(), op: "is_null" };
+}
+
+function keepFilters(params) {
+  const current = route().params;
+  const out = new URLSearchParams(params);
+  for (const key of ["f_from", "f_to", "f_channels", "f_where"]) if (current.get(key)) out.set(key, current.get(key));
+  return out;
+}
+
+async function api(path, body) {
+  const response = await fetch(path, {
+    method: body === undefined ? "GET" : "POST",
+    headers: body === undefined ? {} : { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let data;
+  try { data = JSON.parse(text); } catch { data = { message: text }; }
+  if (!response.ok) throw new Error(data.message || response.statusText);
+  return data;
+}
+
+function showError(error) {
+  page.replaceChildren(el("div", { class: "error", role: "alert" }, "Could not load this view: ", error.message));
+}
+
+function table(headers, rows, numeric = []) {
+  return el("table", {},
+    el("thead", {}, el("tr", {}, headers.map((h, i) => el("th", { class: numeric.includes(i) ? "num" : null, scope: "col" }, h)))),
+    el("tbody", {}, rows.map((row) => el("tr", {}, row.map((cell, i) => el("td", { class: numeric.includes(i) ? "num" : null }, cell))))));
+}
+
+const tableView = (headers, rows, numeric) => el("details", { class: "table" }, el("summary", {}, "Show as a table"), table(headers, rows, numeric));
+
+let stepNames = null;
+async function steps() {
+  if (!stepNames) {
+    const map = await api("/v1/analyses/process-map", {});
+    stepNames = Object.entries(map.steps).sort((a, b) => b[1] - a[1]).map(([name]) => name);
+  }
+  return stepNames;
+}
+
+function stepList(id) {
+  const list = el("datalist", { id });
+  steps().then((names) => names.forEach((name) => list.append(el("option", { value: name }))));
+  return list;
+}
+
+const customerLink = (id) => el("a", { href: "#/customer?" + new URLSearchParams({ id }), "data-customer": id }, id);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Charts
+
+function svgChart(width, height, label) {
+  return el("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label });
+}
+
+/// Stacked bars of events per day by channel.
+function dayChart(days, channels) {
+  const width = 820, height = 240, left = 56, bottom = 28, top = 10;
+  const svg = svgChart(width, height, "Events per day by channel");
+  const totals = days.map((day) => Object.values(day.channels).reduce((a, b) => a + b, 0));
+  const max = Math.max(1, ...totals);
+  const barWidth = (width - left - 10) / Math.max(1, days.length);
+  for (let tick = 0; tick <= 4; tick++) {
+    const y = top + (height - top - bottom) * (1 - tick / 4);
+    svg.append(el("line", { x1: left, x2: width - 10, y1: y, y2: y, stroke: "#e2e6ee" }));
+    svg.append(el("text", { x: left - 6, y: y + 4, "text-anchor": "end", "font-size": 11, fill: "#5d6678" }, fmt(Math.round((max * tick) / 4))));
+  }
+  days.forEach((day, i) => {
+    let y = height - bottom;
+    for (const channel of channels) {
+      const value = day.channels[channel] || 0;
+      if (!value) continue;
+      const h = ((height - top - bottom) * value) / max;
+      y -= h;
+      svg.append(el("rect", { x: left + i * barWidth, y, width: Math.max(1, barWidth - 1), height: h, fill: channelColor(channel) },
+        el("title", {}, `${day.day} · ${channel}: ${fmt(value)} events`)));
+    }
+    if (i % Math.ceil(days.length / 8) === 0) {
+      svg.append(el("text", { x: left + i * barWidth, y: height - 8, "font-size": 11, fill: "#5d6678" }, day.day.slice(5)));
+    }
+  });
+  return svg;
+}
+
+function legend(names) {
+  return el("div", { class: "legend" }, names.map((name) => el("span", {}, el("span", { class: "dot", style: `background:${channelColor(name)}` }), name)));
+}
+
+/// Horizontal bars: [{label, value, title}].
+function hbars(items, label, format = fmt) {
+  const width = 520, row = 26, left = 170;
+  const svg = svgChart(width, items.length * row + 6, label);
+  const max = Math.max(1, ...items.map((item) => item.value));
+  items.forEach((item, i) => {
+    const y = i * row + 4;
+    svg.append(el("text", { x: left - 8, y: y + 15, "text-anchor": "end", "font-size": 12 }, item.label.length > 24 ? item.label.slice(0, 23) + "…" : item.label));
+    svg.append(el("rect", { x: left, y, width: ((width - left - 70) * item.value) / max, height: row - 8, rx: 3, fill: item.color || "#2f6fed" }, el("title", {}, item.title || `${item.label}: ${format(item.value)}`)));
+    svg.append(el("text", { x: left + ((width - left - 70) * item.value) / max + 6, y: y + 15, "font-size": 12, fill: "#5d6678" }, format(item.value)));
+  });
+  return svg;
+}
+
+/// Sankey of a flows report: columns are levels, node height is customers, links are bands.
+function sankey(report, onNode) {
+  const width = 1320, height = 560, nodeWidth = 14, pad = 10, top = 24;
+  const levels = report.depth + 1;
+  const columnX = (level) => 20 + (level * (width - 260)) / Math.max(1, levels - 1);
+  const svg = svgChart(width, height + top, "Flows: customers from step to step, with drop-off");
+  const byLevel = [];
+  for (const node of report.nodes) (byLevel[node.level] ||= []).push(node);
+  const total = Math.max(1, report.customers);
+  const position = {};
+  byLevel.forEach((nodes, level) => {
+    const usable = height - pad * (nodes.length - 1);
+    let y = top;
+    nodes.sort((a, b) => (a.kind === "drop_off") - (b.kind === "drop_off") || (a.kind === "other") - (b.kind === "other") || b.count - a.count);
+    for (const node of nodes) {
+      const h = Math.max(2, (usable * node.count) / total);
+      position[node.id] = { x: columnX(level), y, h, out: y, in: y, node };
+      y += h + pad;
+    }
+  });
+  for (const link of report.links) {
+    const source = position[link.source], target = position[link.target];
+    if (!source || !target) continue;
+    const h = Math.max(1, (source.h * link.count) / Math.max(1, source.node.count));
+    const x0 = source.x + nodeWidth, x1 = target.x, y0 = source.out + h / 2, y1 = target.in + h / 2;
+    source.out += h; target.in += h;
+    const mid = (x0 + x1) / 2;
+    const dropped = target.node.kind === "drop_off";
+    svg.append(el("path", {
+      d: `M${x0},${y0} C${mid},${y0} ${mid},${y1} ${x1},${y1}`, fill: "none",
+      stroke: dropped ? "#fca5a5" : "#93c5fd", "stroke-opacity": 0.55, "stroke-width": h,
+    }, el("title", {}, `${source.node.step} → ${target.node.step}: ${fmt(link.count)} customers (${pct(link.count / Math.max(1, source.node.count))} of ${source.node.step})`)));
+  }
+  for (const { x, y, h, node } of Object.values(position)) {
+    const color = node.kind === "drop_off" ? "#dc2626" : node.kind === "other" ? "#94a3b8" : "#1d4ed8";
+    const clickable = node.kind === "step";
+    const group = el("g", { class: clickable ? "bar-click" : null, tabindex: clickable ? 0 : null, role: clickable ? "button" : null,
+      "aria-label": clickable ? `Anchor the map on ${node.step}` : null,
+      onclick: clickable ? () => onNode(node) : null, onkeydown: clickable ? (e) => e.key === "Enter" && onNode(node) : null });
+    group.append(el("rect", { x, y, width: nodeWidth, height: h, fill: color, rx: 2 },
+      el("title", {}, `${node.step}: ${fmt(node.count)} customers (${pct(node.count / total)} of those at the anchor)`)));
+    if (h >= 11) {
+      group.append(el("text", { x: x + nodeWidth + 5, y: y + Math.min(h / 2 + 4, 13), "font-size": 12, fill: "#1b2230" },
+        `${node.step.length > 30 ? node.step.slice(0, 29) + "…" : node.step} · ${fmt(node.count)}`));
+    }
+    svg.append(group);
+  }
+  return svg;
+}
+
+/// Layered layout of a process map: layers by breadth-first distance from the start steps, order in a layer by
+/// the barycentre of the neighbours above, edge width by frequency, colour by median time.
+function processMap(map, edges) {
+  const nodes = new Set();
+  edges.forEach((e) => { nodes.add(e.from); nodes.add(e.to); });
+  const starts = Object.entries(map.start).sort((a, b) => b[1] - a[1]).map(([s]) => s).filter((s) => nodes.has(s));
+  const layer = {};
+  const queue = starts.length ? [...starts] : [...nodes].slice(0, 1);
+  queue.forEach((s) => (layer[s] = 0));
+  const out = {};
+  edges.forEach((e) => (out[e.from] ||= []).push(e));
+  while (queue.length) {
+    const s = queue.shift();
+    for (const e of (out[s] || []).sort((a, b) => b.count - a.count)) {
+      if (layer[e.to] === undefined) { layer[e.to] = layer[s] + 1; queue.push(e.to); }
+    }
+  }
+  let deepest = Math.max(0, ...Object.values(layer));
+  for (const n of nodes) if (layer[n] === undefined) layer[n] = ++deepest;
+  const layers = [];
+  for (const n of nodes) (layers[layer[n]] ||= []).push(n);
+  const order = {};
+  layers.forEach((names) => names.forEach((n, i) => (order[n] = i)));
+  for (let sweep = 0; sweep < 4; sweep++) {
+    layers.forEach((names, l) => {
+      if (l === 0) return;
+      const centre = (n) => {
+        const incoming = edges.filter((e) => e.to === n && layer[e.from] < l);
+        const weight = incoming.reduce((a, e) => a + e.count, 0);
+        return weight ? incoming.reduce((a, e) => a + order[e.from] * e.count, 0) / weight : order[n];
+      };
+      names.sort((a, b) => centre(a) - centre(b));
+      names.forEach((n, i) => (order[n] = i));
+    });
+  }
+  // Wide layers wrap into rows of at most `perRow` steps, so the map stays legible instead of shrinking.
+  const perRow = 6, boxW = 190, boxH = 40, gapX = 56, gapY = 62;
+  const rows = [];
+  layers.forEach((names) => { for (let i = 0; i < names.length; i += perRow) rows.push(names.slice(i, i + perRow)); });
+  const widest = Math.max(...rows.map((r) => r.length));
+  const width = Math.max(1000, widest * (boxW + gapX) + 120);
+  const height = rows.length * (boxH + gapY) + 40;
+  const svg = svgChart(width, height, "Process map: steps and the transitions between them");
+  const pos = {};
+  rows.forEach((names, r) => {
+    const rowWidth = names.length * (boxW + gapX) - gapX;
+    names.forEach((n, i) => (pos[n] = { x: (width - 120 - rowWidth) / 2 + i * (boxW + gapX), y: 20 + r * (boxH + gapY) }));
+  });
+  const maxCount = Math.max(1, ...edges.map((e) => e.count));
+  const medians = edges.map((e) => e.median_secs).sort((a, b) => a - b);
+  const slow = medians[Math.floor(medians.length * 0.9)] || 1;
+  const colour = (secs) => {
+    const t = Math.min(1, Math.log1p(secs) / Math.log1p(slow));
+    return `hsl(${Math.round(140 - 140 * t)}, 70%, 42%)`;
+  };
+  for (const e of edges) {
+    const a = pos[e.from], b = pos[e.to];
+    const w = 1 + 7 * Math.sqrt(e.count / maxCount);
+    let d, lx, ly;
+    if (e.from === e.to) {
+      d = `M${a.x + boxW - 20},${a.y} C${a.x + boxW + 30},${a.y - 30} ${a.x + boxW + 30},${a.y + boxH + 30} ${a.x + boxW - 20},${a.y + boxH}`;
+      lx = a.x + boxW + 26; ly = a.y + boxH / 2;
+    } else if (b.y === a.y) {
+      const x0 = a.x + boxW / 2, x1 = b.x + boxW / 2, y0 = a.y;
+      const lift = 18 + Math.abs(x1 - x0) * 0.12;
+      d = `M${x0},${y0} C${x0},${y0 - lift} ${x1},${y0 - lift} ${x1},${y0}`;
+      lx = (x0 + x1) / 2; ly = y0 - lift * 0.75;
+    } else if (b.y > a.y) {
+      const x0 = a.x + boxW / 2, y0 = a.y + boxH, x1 = b.x + boxW / 2, y1 = b.y;
+      d = `M${x0},${y0} C${x0},${(y0 + y1) / 2} ${x1},${(y0 + y1) / 2} ${x1},${y1}`;
+      // Labels sit near the target end, so edges leaving one step do not stack their labels.
+      lx = x0 + (x1 - x0) * 0.78 + 4; ly = y0 + (y1 - y0) * 0.78;
+    } else {
+      const x0 = a.x + boxW, y0 = a.y + boxH / 2, x1 = b.x + boxW, y1 = b.y + boxH / 2;
+      const bulge = Math.max(x0, x1) + 50 + Math.abs(y0 - y1) * 0.15;
+      d = `M${x0},${y0} C${bulge},${y0} ${bulge},${y1} ${x1},${y1}`;
+      lx = bulge - 10; ly = (y0 + y1) / 2;
+    }
+    svg.append(el("path", { d, fill: "none", stroke: colour(e.median_secs), "stroke-width": w, "stroke-opacity": 0.75 },
+      el("title", {}, `${e.from} → ${e.to}: ${fmt(e.count)} times, median ${dur(e.median_secs)}, mean ${dur(e.mean_secs)}, p90 ${dur(e.p90_secs)}`)));
+    svg.append(el("text", { x: lx + 4, y: ly, "font-size": 10.5, fill: "#334155" }, `${fmt(e.count)} · ${dur(e.median_secs)}`));
+  }
+  for (const [n, p] of Object.entries(pos)) {
+    const count = map.steps[n] || 0;
+    svg.append(el("rect", { x: p.x, y: p.y, width: boxW, height: boxH, rx: 7, fill: "#fff", stroke: "#1d4ed8", "stroke-width": 1.3 },
+      el("title", {}, `${n}: ${fmt(count)} events`)));
+    svg.append(el("text", { x: p.x + boxW / 2, y: p.y + 17, "text-anchor": "middle", "font-size": 12, "font-weight": 600 }, n.length > 25 ? n.slice(0, 24) + "…" : n));
+    svg.append(el("text", { x: p.x + boxW / 2, y: p.y + 32, "text-anchor": "middle", "font-size": 11, fill: "#5d6678" }, fmt(count)));
+  }
+  return svg;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Pages
+
+const pages = {};
+
+pages.overview = async ({ filter }) => {
+  const [overview, friction] = await Promise.all([
+    api("/v1/analyses/overview", { filter }),
+    api("/v1/analyses/friction", { filter, top: 5 }).catch(() => null),
+  ]);
+  const channels = overview.channels.map((c) => c.channel);
+  const stat = (value, label, id) => el("div", { class: "card stat", "data-stat": id }, el("b", {}, value), el("span", {}, label));
+  return [
+    el("h1", {}, "Overview"),
+    el("p", { class: "lead" }, "Who your customers are, where they interact, and where they get stuck."),
+    el("div", { class: "grid cols-4" },
+      stat(fmt(overview.customers), "customers", "customers"),
+      stat(fmt(overview.events), "events", "events"),
+      stat(pct(overview.goal_rate), `reach the goal (${fmt(overview.goal_customers)})`, "goal-rate"),
+      stat(fmt(channels.length), "channels", "channels")),
+    el("div", { class: "grid cols-2", style: "margin-top:14px" },
+      el("div", { class: "card" }, el("h2", {}, "Events per day by channel"), legend(channels), dayChart(overview.days, channels),
+        tableView(["day", ...channels], overview.days.map((d) => [d.day, ...channels.map((c) => fmt(d.channels[c] || 0))]), channels.map((_, i) => i + 1))),
+      el("div", { class: "card" },
+        el("h2", {}, "Customers by channel"),
+        hbars(overview.channels.map((c) => ({ label: c.channel, value: c.customers, color: channelColor(c.channel) })), "Customers by channel"),
+        el("h2", { style: "margin-top:12px" }, "Customers by device"),
+        overview.devices.length ? hbars(overview.devices.map((d) => ({ label: d.device, value: d.customers })), "Customers by device") : el("p", { class: "muted" }, "No device information in these events."))),
+    el("div", { class: "card", style: "margin-top:14px" }, el("h2", {}, "Top friction"),
+      friction && friction.findings.length ? findings(friction.findings.slice(0, 5), friction.findings[0].impact) :
+        el("p", { class: "empty" }, friction ? "No friction found." : "Friction needs a goal step (e.g. Order Completed) in the data.")),
+  ];
+};
+
+function findings(list, maxImpact) {
+  return el("div", {}, list.map((f, i) => el("article", { class: "finding", "data-finding": f.kind },
+    el("div", { class: "rank" }, i + 1),
+    el("div", {},
+      el("h3", {}, el("span", { class: "kind" }, f.kind.replace(/_/g, " ")), f.title),
+      el("p", {}, f.explanation),
+      el("div", { class: "chips" }, el("span", { class: "muted" }, "customers: "),
+        f.example_customers.slice(0, 6).map((id) => el("span", { class: "chip" }, customerLink(id))))),
+    el("div", {}, el("div", { class: "muted" }, `impact ${fmt(Math.round(f.impact))}`),
+      el("div", { class: "impact", role: "img", "aria-label": `impact ${Math.round(f.impact)}` }, el("i", { style: `width:${(100 * f.impact) / Math.max(1, maxImpact)}%` })),
+      el("div", { class: "muted", style: "margin-top:6px" }, `${fmt(f.customers)} customers · goal ${pct(f.goal_rate)} vs ${pct(f.others_goal_rate)}`)))));
+}
+
+pages.friction = async ({ filter, params }) => {
+  const report = await api("/v1/analyses/friction", { filter, top: Number(params.get("top") || 15) });
+  return [
+    el("h1", {}, "Friction"),
+    el("p", { class: "lead" }, `Where ${fmt(report.customers)} customers get stuck, ranked by impact (goal: ${report.goals.join(" or ")}; ${pct(report.goal_rate)} reach it). ${report.candidates} candidate findings.`),
+    el("div", { class: "card" }, report.findings.length ? findings(report.findings, report.findings[0].impact) : el("p", { class: "empty" }, "No friction found for this selection.")),
+  ];
+};
+
+pages.journeys = async ({ filter, params }) => {
+  const names = await steps();
+  const anchor = params.get("anchor") || names.find((n) => /login|start|search/i.test(n)) || names[0];
+  const direction = params.get("direction") || "forward";
+  const depth = Number(params.get("depth") || 4), top = Number(params.get("top") || 6);
+  const report = await api("/v1/analyses/flows", { anchor, direction, depth, top, filter });
+  const form = el("form", { class: "controls", onsubmit: (e) => { e.preventDefault(); const d = new FormData(e.target); go("journeys", keepFilters(Object.fromEntries(d))); } },
+    el("label", {}, "Anchor step", el("input", { name: "anchor", value: anchor, list: "steps-list", size: 28 })),
+    el("label", {}, "Direction", el("select", { name: "direction" }, ["forward", "backward"].map((d) => el("option", { value: d, selected: d === direction }, d === "forward" ? "after the anchor" : "before the anchor")))),
+    el("label", {}, "Depth", el("input", { name: "depth", type: "number", min: 1, max: 10, value: depth, style: "width:70px" })),
+    el("label", {}, "Steps per level", el("input", { name: "top", type: "number", min: 1, max: 20, value: top, style: "width:70px" })),
+    el("button", { type: "submit" }, "Show"), stepList("steps-list"));
+  const onNode = (node) => go("journeys", keepFilters({ anchor: node.step, direction, depth, top }));
+  return [
+    el("h1", {}, "Journey map"),
+    el("p", { class: "lead" }, `${fmt(report.customers)} customers ${direction === "forward" ? "after their first" : "before their last"} “${anchor}”. Click a step to anchor the map on it; red is where journeys end.`),
+    form,
+    el("div", { class: "card" }, report.customers ? sankey(report, onNode) : el("p", { class: "empty" }, `No customer has the step “${anchor}” in this selection.`),
+      tableView(["level", "step", "customers"], report.nodes.map((n) => [n.level, n.step, fmt(n.count)]), [0, 2])),
+  ];
+};
+
+pages.process = async ({ filter, params }) => {
+  const map = await api("/v1/analyses/process-map", { filter });
+  const coverage = Number(params.get("coverage") || 80);
+  const total = map.edges.reduce((a, e) => a + e.count, 0);
+  const kept = [];
+  let covered = 0;
+  for (const e of map.edges) { if (kept.length >= 4 && (100 * covered) / Math.max(1, total) >= coverage) break; kept.push(e); covered += e.count; }
+  const shown = kept.slice(0, 60);
+  const slider = el("input", { type: "range", min: 10, max: 100, step: 5, value: coverage, "aria-label": "Share of transitions shown",
+    onchange: (e) => go("process", keepFilters({ coverage: e.target.value })) });
+  return [
+    el("h1", {}, "Process map"),
+    el("p", { class: "lead" }, `${fmt(map.cases)} journeys, ${fmt(map.events)} events, ${Object.keys(map.steps).length} steps, ${map.edges.length} transitions. Showing the ${shown.length} most frequent transitions (${pct(covered / Math.max(1, total))} of all).`),
+    el("div", { class: "controls" }, el("label", {}, `Transitions shown: ${coverage}% coverage`, slider),
+      el("div", { class: "legend" }, el("span", {}, "edge width = frequency"), el("span", { style: "color:hsl(140,70%,42%)" }, "■ fast"), el("span", { style: "color:hsl(70,70%,42%)" }, "■ medium"), el("span", { style: "color:hsl(0,70%,42%)" }, "■ slow (median time)"))),
+    el("div", { class: "card", style: "overflow-x:auto" }, shown.length ? processMap(map, shown) : el("p", { class: "empty" }, "No transitions in this selection."),
+      tableView(["from", "to", "count", "median", "mean", "p90"], map.edges.slice(0, 200).map((e) => [e.from, e.to, fmt(e.count), dur(e.median_secs), dur(e.mean_secs), dur(e.p90_secs)]), [2, 3, 4, 5])),
+  ];
+};
+
+pages.funnel = async ({ filter, params }) => {
+  const names = await steps();
+  const defaults = ["Added to Cart", "Checkout Started", "Order Completed"].filter((s) => names.includes(s));
+  const chosen = (params.get("steps") || (defaults.length >= 2 ? defaults : names.slice(0, 3)).join(",")).split(",").map((s) => s.trim()).filter(Boolean);
+  const windowText = params.get("window") || "7d", mode = params.get("mode") || "", breakdown = params.get("breakdown") || "";
+  const body = { steps: chosen, window: windowText, modes: mode ? [mode] : [], filter };
+  if (breakdown) body.breakdown = { property: breakdown };
+  const report = await api("/v1/analyses/funnel", body);
+  const form = el("form", { class: "controls", onsubmit: (e) => { e.preventDefault(); go("funnel", keepFilters(Object.fromEntries(new FormData(e.target)))); } },
+    el("label", {}, "Steps, in order (comma-separated)", el("input", { name: "steps", value: chosen.join(", "), size: 60, list: "steps-list" })),
+    el("label", {}, "Window", el("input", { name: "window", value: windowText, size: 5 })),
+    el("label", {}, "Mode", el("select", { name: "mode" }, ["", "strict_order", "strict_once", "strict_increase", "strict_deduplication", "any_order"].map((m) => el("option", { value: m, selected: m === mode }, m || "ordered")))),
+    el("label", {}, "Breakdown by property", el("input", { name: "breakdown", value: breakdown, placeholder: "e.g. context.device.type", size: 22 })),
+    el("button", { type: "submit" }, "Show"), stepList("steps-list"));
+  const width = 1000, height = 300, left = 20, barGap = 24;
+  const n = report.steps.length;
+  const barWidth = (width - left - barGap * n) / n;
+  const first = Math.max(1, report.steps[0].count);
+  const svg = svgChart(width, height + 40, "Funnel: customers reaching each step");
+  const drill = el("div", { class: "drill", id: "drill" });
+  report.steps.forEach((s, i) => {
+    const x = left + i * (barWidth + barGap);
+    const h = (height - 40) * (s.count / first);
+    svg.append(el("rect", { x, y: 30 + (height - 40 - h), width: barWidth, height: h, rx: 4, fill: "#2f6fed" }, el("title", {}, `${s.name}: ${fmt(s.count)} (${pct(s.conversion)} of step 1)`)));
+    svg.append(el("text", { x: x + barWidth / 2, y: 24 + (height - 40 - h), "text-anchor": "middle", "font-size": 13, "font-weight": 600 }, `${fmt(s.count)} · ${pct(s.conversion)}`));
+    svg.append(el("text", { x: x + barWidth / 2, y: height + 8, "text-anchor": "middle", "font-size": 12 }, s.name.length > 26 ? s.name.slice(0, 25) + "…" : s.name));
+    if (s.dropped > 0) {
+      const group = el("g", { class: "bar-click", tabindex: 0, role: "button", "aria-label": `Show the ${s.dropped} customers who stopped after ${s.name}`,
+        onclick: () => go("funnel", keepFilters({ ...Object.fromEntries(params), drop: i + 1 })),
+        onkeydown: (e) => e.key === "Enter" && go("funnel", keepFilters({ ...Object.fromEntries(params), drop: i + 1 })) });
+      group.append(el("rect", { x: x + barWidth * 0.15, y: height + 16, width: barWidth * 0.7, height: 20, rx: 10, fill: "#fee2e2" }));
+      group.append(el("text", { x: x + barWidth / 2, y: height + 30, "text-anchor": "middle", "font-size": 12, fill: "#991b1b" }, `${fmt(s.dropped)} stop here ▸`));
+      svg.append(group);
+    }
+  });
+  const dropAt = Number(params.get("drop") || 0);
+  if (dropAt >= 1 && dropAt <= n && report.steps[dropAt - 1].dropped > 0) showDrop(drill, report.steps[dropAt - 1], dropAt - 1);
+  const last = report.steps[n - 1];
+  const histogram = last.time_to_convert ? hbars(last.time_to_convert.histogram.filter((b) => b.count).map((b) => ({ label: b.le_secs ? "≤ " + dur(b.le_secs) : "longer", value: b.count })), "Time to convert histogram") : el("p", { class: "muted" }, "Nobody converted in this selection.");
+  const parts = [
+    el("h1", {}, "Funnels"),
+    el("p", { class: "lead" }, `${fmt(report.total)} ${report.units}; ${fmt(report.steps[0].count)} reach step 1 and ${fmt(last.count)} convert (${pct(last.conversion)}) within ${windowText}. Click a drop-off to see who stopped and what they did next.`),
+    form,
+    el("div", { class: "grid cols-2" },
+      el("div", { class: "card" }, svg, tableView(["step", "reached", "of step 1", "from previous", "dropped", "median time"], report.steps.map((s) => [s.name, fmt(s.count), pct(s.conversion), pct(s.step_conversion), fmt(s.dropped), s.time_to_convert ? dur(s.time_to_convert.median_secs) : "–"]), [1, 2, 3, 4, 5]), drill),
+      el("div", { class: "card" }, el("h2", {}, `Time to convert (step 1 → ${last.name})`),
+        last.time_to_convert ? el("p", { class: "muted" }, `median ${dur(last.time_to_convert.median_secs)} · mean ${dur(last.time_to_convert.mean_secs)} · p90 ${dur(last.time_to_convert.p90_secs)}`) : null, histogram)),
+  ];
+  if (report.breakdown) {
+    parts.push(el("div", { class: "card", style: "margin-top:14px" }, el("h2", {}, `By ${report.breakdown.property}`),
+      table(["value", ...report.steps.map((s) => s.name), "conversion"], report.breakdown.groups.map((g) => [g.value, ...g.counts.map(fmt), pct(g.conversion)]), report.steps.map((_, i) => i + 1).concat([n + 1]))));
+  }
+  return parts;
+};
+
+function showDrop(container, step, index) {
+  container.replaceChildren(
+    el("h2", {}, `${fmt(step.dropped)} customers stopped after step ${index + 1}, ${step.name}`),
+    el("p", { class: "muted" }, "What they did next:"),
+    el("div", { class: "chips" }, step.next_steps.map((s) => el("span", { class: "chip" }, `${s.step} · ${fmt(s.count)}`))),
+    el("p", { class: "muted", style: "margin-top:8px" }, "Some of them:"),
+    el("div", { class: "chips", "data-dropped": index + 1 }, step.dropped_customers.map((id) => el("span", { class: "chip" }, customerLink(id)))));
+  requestAnimationFrame(() => container.scrollIntoView({ block: "nearest" }));
+}
+
+pages.variants = async ({ filter, params }) => {
+  const top = Number(params.get("top") || 20);
+  const report = await api("/v1/analyses/variants", { top, filter });
+  return [
+    el("h1", {}, "Variants"),
+    el("p", { class: "lead" }, `${fmt(report.cases)} journeys follow ${fmt(report.n_variants)} distinct paths; the top ${report.variants.length} cover ${pct(report.variants.length ? report.variants[report.variants.length - 1].coverage : 0)}.`),
+    el("div", { class: "card" }, report.variants.length ? table(["#", "path", "journeys", "share", "coverage"], report.variants.map((v, i) => [i + 1,
+      el("div", { class: "chips" }, v.steps.flatMap((s, j) => (j ? [el("span", { class: "chip arrow" }, "→"), el("span", { class: "chip" }, s)] : [el("span", { class: "chip" }, s)]))),
+      fmt(v.count), pct(v.share), pct(v.coverage)]), [0, 2, 3, 4]) : el("p", { class: "empty" }, "No journeys in this selection.")),
+  ];
+};
+
+pages.customer = async ({ params }) => {
+  const id = params.get("id") || "";
+  const form = el("form", { class: "controls", onsubmit: (e) => { e.preventDefault(); go("customer", keepFilters({ id: new FormData(e.target).get("id") })); } },
+    el("label", {}, "Any identifier (user id, anonymous id, e-mail)", el("input", { name: "id", value: id, size: 40, autofocus: true })),
+    el("button", { type: "submit" }, "Find"));
+  const parts = [el("h1", {}, "Customer"), el("p", { class: "lead" }, "One customer's journey across channels and devices, with feedback and identity links."), form];
+  if (!id) return parts;
+  let customer;
+  try {
+    customer = await api("/v1/customers/" + encodeURIComponent(id));
+  } catch (error) {
+    parts.push(el("p", { class: "error", role: "alert" }, error.message));
+    return parts;
+  }
+  const devices = new Set(customer.events.map((e) => e.device).filter(Boolean));
+  parts.push(el("div", { class: "grid cols-2" },
+    el("div", { class: "card" }, el("h2", {}, `Timeline — ${fmt(customer.events.length)} events`),
+      legend([...new Set(customer.events.map((e) => e.channel))]),
+      el("ol", { class: "timeline", "data-customer-id": customer.customer_id }, customer.events.map((e) => {
+        const p = (e.event && e.event.properties) || {};
+        const feedback = p.helpful === false ? el("span", { class: "badge bad" }, "not helpful") : p.helpful === true ? el("span", { class: "badge good" }, "helpful") : null;
+        return el("li", {}, el("span", { class: "muted" }, when(e.time)),
+          el("span", {}, el("span", { class: "dot", style: `background:${channelColor(e.channel)}` }), e.channel),
+          el("span", {}, el("b", {}, e.step), feedback, e.device ? el("span", { class: "muted" }, " · " + e.device) : null,
+            p.rated_step ? el("span", { class: "muted" }, " · rates " + p.rated_step) : null));
+      }))),
+    el("div", { class: "card" }, el("h2", {}, "Identity"),
+      el("p", {}, el("b", {}, customer.customer_id), el("span", { class: "muted" }, ` · ${devices.size} device${devices.size === 1 ? "" : "s"}`)),
+      table(["identifier"], customer.identifiers.map((i) => [typeof i === "string" ? i : `${i.kind}:${i.value}`])),
+      el("h2", { style: "margin-top:12px" }, "Merges"),
+      customer.merges.length ? table(["edge", "linked", "by", "when"], customer.merges.map((m) => [m.id, `${m.a} ↔ ${m.b}`, `${String(m.reason).replace(/_/g, " ")}${m.message_id ? " (event " + m.message_id.slice(0, 12) + ")" : ""}${m.unmerged_at ? " — undone" : ""}`, when(m.at)]), [0])
+        : el("p", { class: "muted" }, "No merges: one identifier."),
+      customer.warnings.length ? el("p", { class: "error" }, customer.warnings.map((w) => w.message || JSON.stringify(w)).join("; ")) : null)));
+  return parts;
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Wiring
+
+async function render() {
+  const { name, params } = route();
+  const view = pages[name] ? name : "overview";
+  document.querySelectorAll(".top nav a").forEach((a) => a.classList.toggle("active", a.dataset.page === view));
+  document.querySelectorAll(".top nav a").forEach((a) => a.setAttribute("href", "#/" + a.dataset.page + (keepFilters({}).toString() ? "?" + keepFilters({}) : "")));
+  const form = document.getElementById("filters");
+  form.from.value = params.get("f_from") || "";
+  form.to.value = params.get("f_to") || "";
+  form.channels.value = params.get("f_channels") || "";
+  form.where.value = params.get("f_where") || "";
+  const active = ["f_from", "f_to", "f_channels", "f_where"].filter((k) => params.get(k)).length;
+  document.getElementById("filter-note").textContent = active ? `${active} filter${active > 1 ? "s" : ""} active` : "";
+  page.dataset.page = view;
+  page.dataset.state = "loading";
+  page.replaceChildren(el("p", { class: "loading" }, "Loading…"));
+  try {
+    const parts = await pages[view]({ params, filter: filterFromParams(params) });
+    page.replaceChildren(...parts);
+    page.dataset.state = "ready";
+  } catch (error) {
+    showError(error);
+    page.dataset.state = "error";
+  }
+  document.title = `Waymark — ${document.querySelector(".top nav a.active")?.textContent || "Overview"}`;
+}
+
+document.getElementById("filters").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const data = new FormData(e.target);
+  const { name, params } = route();
+  for (const key of ["from", "to", "channels", "where"]) {
+    const value = String(data.get(key) || "").trim();
+    if (value) params.set("f_" + key, value); else params.delete("f_" + key);
+  }
+  go(name, params);
+});
+document.getElementById("clear-filters").addEventListener("click", () => {
+  const { name, params } = route();
+  ["f_from", "f_to", "f_channels", "f_where"].forEach((k) => params.delete(k));
+  go(name, params);
+});
+window.addEventListener("hashchange", render);
+render();
