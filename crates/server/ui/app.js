@@ -289,6 +289,7 @@ function processMap(map, edges) {
     const t = Math.min(1, Math.log1p(secs) / Math.log1p(slow));
     return `hsl(${Math.round(140 - 140 * t)}, 70%, 42%)`;
   };
+  const labelled = new Set([...edges].sort((x, y) => y.count - x.count).slice(0, 24));
   for (const e of edges) {
     const a = pos[e.from], b = pos[e.to];
     const w = 1 + 7 * Math.sqrt(e.count / maxCount);
@@ -314,7 +315,7 @@ function processMap(map, edges) {
     }
     svg.append(el("path", { d, fill: "none", stroke: colour(e.median_secs), "stroke-width": w, "stroke-opacity": 0.75 },
       el("title", {}, `${e.from} → ${e.to}: ${fmt(e.count)} times, median ${dur(e.median_secs)}, mean ${dur(e.mean_secs)}, p90 ${dur(e.p90_secs)}`)));
-    svg.append(el("text", { x: lx + 4, y: ly, "font-size": 10.5, fill: "#334155" }, `${fmt(e.count)} · ${dur(e.median_secs)}`));
+    if (labelled.has(e)) svg.append(el("text", { x: lx + 4, y: ly, "font-size": 10.5, fill: "#334155" }, `${fmt(e.count)} · ${dur(e.median_secs)}`));
   }
   for (const [n, p] of Object.entries(pos)) {
     const count = map.steps[n] || 0;
@@ -405,7 +406,9 @@ pages.journeys = async ({ filter, params }) => {
 };
 
 pages.process = async ({ filter, params }) => {
-  const map = await api("/v1/analyses/process-map", { filter });
+  const views = params.get("views") !== "hide" ? "show" : "hide";
+  const scoped = views === "hide" ? { ...filter, step_rules: [{ match: "page:*", exclude: true }, { match: "screen:*", exclude: true }] } : filter;
+  const map = await api("/v1/analyses/process-map", { filter: scoped });
   const coverage = Number(params.get("coverage") || 80);
   const total = map.edges.reduce((a, e) => a + e.count, 0);
   const kept = [];
@@ -413,11 +416,14 @@ pages.process = async ({ filter, params }) => {
   for (const e of map.edges) { if (kept.length >= 4 && (100 * covered) / Math.max(1, total) >= coverage) break; kept.push(e); covered += e.count; }
   const shown = kept.slice(0, 60);
   const slider = el("input", { type: "range", min: 10, max: 100, step: 5, value: coverage, "aria-label": "Share of transitions shown",
-    onchange: (e) => go("process", keepFilters({ coverage: e.target.value })) });
+    onchange: (e) => go("process", keepFilters({ coverage: e.target.value, views })) });
+  const toggle = el("label", { style: "flex-direction:row;align-items:center" },
+    el("input", { type: "checkbox", checked: views === "hide", onchange: (e) => go("process", keepFilters({ coverage, views: e.target.checked ? "hide" : "show" })) }),
+    "Hide page and screen views");
   return [
     el("h1", {}, "Process map"),
     el("p", { class: "lead" }, `${fmt(map.cases)} journeys, ${fmt(map.events)} events, ${Object.keys(map.steps).length} steps, ${map.edges.length} transitions. Showing the ${shown.length} most frequent transitions (${pct(covered / Math.max(1, total))} of all).`),
-    el("div", { class: "controls" }, el("label", {}, `Transitions shown: ${coverage}% coverage`, slider),
+    el("div", { class: "controls" }, el("label", {}, `Transitions shown: ${coverage}% coverage`, slider), toggle,
       el("div", { class: "legend" }, el("span", {}, "edge width = frequency"), el("span", { style: "color:hsl(140,70%,42%)" }, "■ fast"), el("span", { style: "color:hsl(70,70%,42%)" }, "■ medium"), el("span", { style: "color:hsl(0,70%,42%)" }, "■ slow (median time)"))),
     el("div", { class: "card", style: "overflow-x:auto" }, shown.length ? processMap(map, shown) : el("p", { class: "empty" }, "No transitions in this selection."),
       tableView(["from", "to", "count", "median", "mean", "p90"], map.edges.slice(0, 200).map((e) => [e.from, e.to, fmt(e.count), dur(e.median_secs), dur(e.mean_secs), dur(e.p90_secs)]), [2, 3, 4, 5])),
