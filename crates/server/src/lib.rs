@@ -24,6 +24,28 @@ pub struct ServerConfig {
     pub write_keys: Vec<String>,
 }
 
+/// Builds, in the background, the journey views the UI's first pages read (the overview's device column and
+/// friction's property columns), so the first visitor does not wait for payloads to be decoded. Queries that
+/// arrive meanwhile simply build their own view.
+fn warm_up(store: Arc<Store>) {
+    let spawned = std::thread::Builder::new()
+        .name("warm-up".into())
+        .spawn(move || {
+            let started = std::time::Instant::now();
+            let overview = waymark_engine::query::overview(&store, &Default::default());
+            let friction = waymark_engine::query::friction(&store, &Default::default());
+            tracing::info!(
+                seconds = started.elapsed().as_secs_f64(),
+                overview = overview.is_ok(),
+                friction = friction.is_ok(),
+                "journey views warmed up"
+            );
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "could not start the warm-up thread; views will be built on first use");
+    }
+}
+
 /// Binds `config.listen`, calls `on_ready` with the bound address, serves until `shutdown` resolves, then stops
 /// accepting requests, lets in-flight ones finish, and flushes the store.
 pub async fn serve(
@@ -35,6 +57,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
     let state = AppState::new(Arc::clone(&store), config.write_keys);
+    warm_up(Arc::clone(&store));
     on_ready(address);
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
