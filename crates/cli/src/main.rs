@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use waymark_engine::demo::{self, DemoConfig};
 use waymark_engine::import::{import_file, ImportError, ImportFormat, ImportOptions};
+use waymark_model::Timestamp;
 use waymark_store::{Store, StoreError};
 
 /// mimalloc instead of the system allocator: import and ingest allocate many short-lived maps and strings, and
@@ -123,6 +124,22 @@ enum Command {
     Export {
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Write the overview, journey map, process map, funnel and friction as one self-contained HTML file (for
+    /// e-mail: no server, no network).
+    /// Example: `waymark report --out journeys.html --funnel-steps "Added to Cart,Checkout Started,Order Completed"`
+    Report {
+        #[arg(long)]
+        out: PathBuf,
+        /// Funnel steps, in order (default: the most common first step, then the goal).
+        #[arg(long, value_delimiter = ',')]
+        funnel_steps: Vec<String>,
+        /// Funnel window.
+        #[arg(long, default_value = "7d")]
+        window: String,
+        /// The journey map's anchor step (default: the most common first step).
+        #[arg(long)]
+        anchor: Option<String>,
     },
     /// Inspect and correct the identity graph.
     Identity {
@@ -322,6 +339,23 @@ fn run(cli: Cli) -> Result<()> {
             };
             let store = open_store_for_maintenance(&cli.data, &file_config)?;
             import(&store, &files, &options, cli.json)
+        }
+        Command::Report {
+            out,
+            funnel_steps,
+            window,
+            anchor,
+        } => {
+            let store = open_store_for_maintenance(&cli.data, &file_config)?;
+            let data = report_data(&store, funnel_steps, &window, anchor)?;
+            let html = waymark_server::report_html(&data);
+            std::fs::write(&out, &html).with_context(|| format!("writing {}", out.display()))?;
+            if cli.json {
+                print_json(&json!({ "out": out, "bytes": html.len() }));
+            } else {
+                println!("Wrote {} ({} KB): overview, friction, journey map, process map and funnel in one file.", out.display(), html.len() / 1024);
+            }
+            Ok(())
         }
         Command::Export { out } => {
             let store = open_store_for_maintenance(&cli.data, &file_config)?;
@@ -614,6 +648,76 @@ fn import(
         print_json(&json!({ "imports": reports, "stats": store.stats() }));
     }
     Ok(())
+}
+
+/// The analyses a report shows, computed in-process.
+fn report_data(
+    store: &Store,
+    funnel_steps: Vec<String>,
+    window: &str,
+    anchor: Option<String>,
+) -> Result<serde_json::Value> {
+    use waymark_engine::query::{self as queries, FlowsRequest, FrictionRequest, FunnelRequest};
+    let usage = |error: queries::QueryError| -> anyhow::Error {
+        match error {
+            queries::QueryError::Invalid(message) => UsageError(message).into(),
+            other => other.into(),
+        }
+    };
+    if store.stats().events == 0 {
+        return Err(UsageError(format!(
+            "the store in {} holds no events: import or collect some first",
+            store.dir().display()
+        ))
+        .into());
+    }
+    let overview = queries::overview(store, &Default::default()).map_err(usage)?;
+    let map = waymark_engine::query::run_on_store(store, &waymark_analytics::ProcessMap);
+    let first_step = map
+        .start
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        .map(|(step, _)| step.clone())
+        .unwrap_or_default();
+    let friction = queries::friction(
+        store,
+        &FrictionRequest {
+            top: Some(10),
+            ..Default::default()
+        },
+    )
+    .map_err(usage)?;
+    let anchor = anchor.unwrap_or_else(|| first_step.clone());
+    let flows = queries::flows(
+        store,
+        &FlowsRequest::new(&anchor, waymark_analytics::Direction::Forward),
+    )
+    .map_err(usage)?;
+    let steps: Vec<String> = if funnel_steps.is_empty() {
+        let mut steps = vec![first_step];
+        steps.extend(friction.goals.iter().cloned());
+        steps
+    } else {
+        funnel_steps
+    };
+    let funnel = queries::funnel(
+        store,
+        &FunnelRequest::new(
+            &steps.iter().map(String::as_str).collect::<Vec<_>>(),
+            window,
+        ),
+    )
+    .map_err(usage)?;
+    Ok(json!({
+        "generated_at": Timestamp::now(),
+        "overview": overview,
+        "friction": friction,
+        "flows": flows,
+        "flows_anchor": anchor,
+        "process_map": map,
+        "funnel": funnel,
+        "funnel_window": window,
+    }))
 }
 
 fn identity(store: &Store, command: IdentityCommand, json_output: bool) -> Result<()> {

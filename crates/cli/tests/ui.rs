@@ -235,4 +235,40 @@ fn every_page_renders_real_numbers_filters_and_drill_downs() {
 
     server.kill().unwrap();
     server.wait().unwrap();
+
+    // The one-file report renders offline from file://, with the same numbers.
+    let report = data.path().join("report.html");
+    let output = Command::new(env!("CARGO_BIN_EXE_waymark"))
+        .arg("--data")
+        .arg(data.path())
+        .args(["report", "--out"])
+        .arg(&report)
+        .args([
+            "--funnel-steps",
+            "Added to Cart,Checkout Started,Order Completed",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        !html.contains("src=\"/") && !html.contains("href=\"/ui"),
+        "nothing is fetched from a server"
+    );
+    let dom = render(
+        &format!("file://{}", report.display()),
+        &shots.join("report.png"),
+    );
+    assert!(dom.contains("Customer journeys — report"));
+    for step in funnel["steps"].as_array().unwrap() {
+        assert!(
+            dom.contains(&thousands(step["count"].as_u64().unwrap())),
+            "report funnel {step}"
+        );
+    }
+    assert!(dom.contains(friction["findings"][0]["title"].as_str().unwrap()));
 }

@@ -11,6 +11,25 @@ mod routes;
 pub use error::ApiError;
 pub use routes::{router, AppState};
 
+/// One self-contained HTML file: the UI's page, style sheet and script inlined, with `data` (the report's analyses)
+/// embedded so it renders offline, from an e-mail attachment, without a server.
+pub fn report_html(data: &serde_json::Value) -> String {
+    // `</` inside an inline script would end it early; JSON allows the escaped form.
+    let json = data.to_string().replace("</", "<\\/");
+    let script = include_str!("../ui/app.js").replace("</script", "<\\/script");
+    include_str!("../ui/index.html")
+        .replace(
+            r#"<link rel="stylesheet" href="/ui/app.css">"#,
+            &format!("<style>\n{}\n</style>", include_str!("../ui/app.css")),
+        )
+        .replace(
+            r#"<script src="/ui/app.js"></script>"#,
+            &format!(
+                "<script>window.WAYMARK_REPORT = {json};</script>\n<script>\n{script}\n</script>"
+            ),
+        )
+}
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use waymark_store::Store;

@@ -128,7 +128,9 @@ function stepList(id) {
   return list;
 }
 
-const customerLink = (id) => el("a", { href: "#/customer?" + new URLSearchParams({ id }), "data-customer": id }, id);
+const customerLink = (id) => (window.WAYMARK_REPORT
+  ? el("span", { "data-customer": id }, id)
+  : el("a", { href: "#/customer?" + new URLSearchParams({ id }), "data-customer": id }, id));
 
 // ---------------------------------------------------------------------------------------------------------------
 // Charts
@@ -444,32 +446,15 @@ pages.funnel = async ({ filter, params }) => {
     el("label", {}, "Mode", el("select", { name: "mode" }, ["", "strict_order", "strict_once", "strict_increase", "strict_deduplication", "any_order"].map((m) => el("option", { value: m, selected: m === mode }, m || "ordered")))),
     el("label", {}, "Breakdown by property", el("input", { name: "breakdown", value: breakdown, placeholder: "e.g. context.device.type", size: 22 })),
     el("button", { type: "submit" }, "Show"), stepList("steps-list"));
-  const width = 1000, height = 300, left = 20, barGap = 24;
   const n = report.steps.length;
-  const barWidth = (width - left - barGap * n) / n;
-  const first = Math.max(1, report.steps[0].count);
-  const svg = svgChart(width, height + 40, "Funnel: customers reaching each step");
   const drill = el("div", { class: "drill", id: "drill" });
-  report.steps.forEach((s, i) => {
-    const x = left + i * (barWidth + barGap);
-    const h = (height - 40) * (s.count / first);
-    svg.append(el("rect", { x, y: 30 + (height - 40 - h), width: barWidth, height: h, rx: 4, fill: "#2f6fed" }, el("title", {}, `${s.name}: ${fmt(s.count)} (${pct(s.conversion)} of step 1)`)));
-    svg.append(el("text", { x: x + barWidth / 2, y: 24 + (height - 40 - h), "text-anchor": "middle", "font-size": 13, "font-weight": 600 }, `${fmt(s.count)} · ${pct(s.conversion)}`));
-    svg.append(el("text", { x: x + barWidth / 2, y: height + 8, "text-anchor": "middle", "font-size": 12 }, s.name.length > 26 ? s.name.slice(0, 25) + "…" : s.name));
-    if (s.dropped > 0) {
-      const group = el("g", { class: "bar-click", tabindex: 0, role: "button", "aria-label": `Show the ${s.dropped} customers who stopped after ${s.name}`,
-        onclick: () => go("funnel", keepFilters({ ...Object.fromEntries(params), drop: i + 1 })),
-        onkeydown: (e) => e.key === "Enter" && go("funnel", keepFilters({ ...Object.fromEntries(params), drop: i + 1 })) });
-      group.append(el("rect", { x: x + barWidth * 0.15, y: height + 16, width: barWidth * 0.7, height: 20, rx: 10, fill: "#fee2e2" }));
-      group.append(el("text", { x: x + barWidth / 2, y: height + 30, "text-anchor": "middle", "font-size": 12, fill: "#991b1b" }, `${fmt(s.dropped)} stop here ▸`));
-      svg.append(group);
-    }
-  });
+  const svg = funnelChart(report, (i) => go("funnel", keepFilters({ ...Object.fromEntries(params), drop: i + 1 })));
   const dropAt = Number(params.get("drop") || 0);
   if (dropAt >= 1 && dropAt <= n && report.steps[dropAt - 1].dropped > 0) showDrop(drill, report.steps[dropAt - 1], dropAt - 1);
   const last = report.steps[n - 1];
-  const histogram = last.time_to_convert ? hbars(last.time_to_convert.histogram.filter((b) => b.count).map((b) => ({ label: b.le_secs ? "≤ " + dur(b.le_secs) : "longer", value: b.count })), "Time to convert histogram") : el("p", { class: "muted" }, "Nobody converted in this selection.");
+  const histogram = timeHistogram(last);
   const parts = [
+
     el("h1", {}, "Funnels"),
     el("p", { class: "lead" }, `${fmt(report.total)} ${report.units}; ${fmt(report.steps[0].count)} reach step 1 and ${fmt(last.count)} convert (${pct(last.conversion)}) within ${windowText}. Click a drop-off to see who stopped and what they did next.`),
     form,
@@ -484,6 +469,37 @@ pages.funnel = async ({ filter, params }) => {
   }
   return parts;
 };
+
+/// Funnel bars with conversion labels and a clickable drop-off under each step that loses customers.
+function funnelChart(report, onDrop) {
+  const width = 1000, height = 300, left = 20, barGap = 24;
+  const n = report.steps.length;
+  const barWidth = (width - left - barGap * n) / n;
+  const first = Math.max(1, report.steps[0].count);
+  const svg = svgChart(width, height + 40, "Funnel: customers reaching each step");
+  report.steps.forEach((s, i) => {
+    const x = left + i * (barWidth + barGap);
+    const h = (height - 40) * (s.count / first);
+    svg.append(el("rect", { x, y: 30 + (height - 40 - h), width: barWidth, height: h, rx: 4, fill: "#2f6fed" }, el("title", {}, `${s.name}: ${fmt(s.count)} (${pct(s.conversion)} of step 1)`)));
+    svg.append(el("text", { x: x + barWidth / 2, y: 24 + (height - 40 - h), "text-anchor": "middle", "font-size": 13, "font-weight": 600 }, `${fmt(s.count)} · ${pct(s.conversion)}`));
+    svg.append(el("text", { x: x + barWidth / 2, y: height + 8, "text-anchor": "middle", "font-size": 12 }, s.name.length > 26 ? s.name.slice(0, 25) + "…" : s.name));
+    if (s.dropped > 0) {
+      const group = el("g", { class: onDrop ? "bar-click" : null, tabindex: onDrop ? 0 : null, role: onDrop ? "button" : null,
+        "aria-label": `${s.dropped} customers stopped after ${s.name}`,
+        onclick: onDrop ? () => onDrop(i) : null, onkeydown: onDrop ? (e) => e.key === "Enter" && onDrop(i) : null });
+      group.append(el("rect", { x: x + barWidth * 0.15, y: height + 16, width: barWidth * 0.7, height: 20, rx: 10, fill: "#fee2e2" }));
+      group.append(el("text", { x: x + barWidth / 2, y: height + 30, "text-anchor": "middle", "font-size": 12, fill: "#991b1b" }, `${fmt(s.dropped)} stop here${onDrop ? " ▸" : ""}`));
+      svg.append(group);
+    }
+  });
+  return svg;
+}
+
+function timeHistogram(step) {
+  return step.time_to_convert
+    ? hbars(step.time_to_convert.histogram.filter((b) => b.count).map((b) => ({ label: b.le_secs ? "≤ " + dur(b.le_secs) : "longer", value: b.count })), "Time to convert histogram")
+    : el("p", { class: "muted" }, "Nobody converted in this selection.");
+}
 
 function showDrop(container, step, index) {
   container.replaceChildren(
@@ -543,6 +559,23 @@ pages.customer = async ({ params }) => {
   return parts;
 };
 
+/// The one-file report (`waymark report`): the data is embedded, the pages are stacked, nothing is fetched.
+function renderReport(data) {
+  document.body.classList.add("report");
+  const channels = data.overview.channels.map((c) => c.channel);
+  const last = data.funnel.steps[data.funnel.steps.length - 1];
+  const section = (title, lead, ...body) => el("section", { class: "card", style: "margin-top:14px" }, el("h2", {}, title), lead ? el("p", { class: "lead" }, lead) : null, ...body);
+  page.replaceChildren(
+    el("h1", {}, "Customer journeys — report"),
+    el("p", { class: "lead" }, `Generated ${when(data.generated_at)} from ${fmt(data.overview.events)} events of ${fmt(data.overview.customers)} customers; ${pct(data.overview.goal_rate)} reach the goal.`),
+    section("Events per day by channel", null, legend(channels), dayChart(data.overview.days, channels)),
+    section("Top friction", `Goal: ${data.friction.goals.join(" or ")}.`, findings(data.friction.findings, data.friction.findings.length ? data.friction.findings[0].impact : 1)),
+    section(`Journey map after “${data.flows_anchor}”`, `${fmt(data.flows.customers)} customers.`, sankey(data.flows, () => {})),
+    section("Process map", `${fmt(data.process_map.cases)} journeys; the most frequent transitions.`, processMap(data.process_map, data.process_map.edges.slice(0, 30))),
+    section(`Funnel: ${data.funnel.steps.map((s) => s.name).join(" → ")}`, `${fmt(last.count)} of ${fmt(data.funnel.steps[0].count)} convert (${pct(last.conversion)}) within ${data.funnel_window}.`, funnelChart(data.funnel, null), timeHistogram(last)));
+  page.dataset.state = "ready";
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Wiring
 
@@ -587,5 +620,9 @@ document.getElementById("clear-filters").addEventListener("click", () => {
   ["f_from", "f_to", "f_channels", "f_where"].forEach((k) => params.delete(k));
   go(name, params);
 });
-window.addEventListener("hashchange", render);
-render();
+if (window.WAYMARK_REPORT) {
+  renderReport(window.WAYMARK_REPORT);
+} else {
+  window.addEventListener("hashchange", render);
+  render();
+}
