@@ -89,6 +89,13 @@ enum Command {
         customers: usize,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// `demo` (the retailer, Segment JSON Lines) or `zipf` (flat benchmark journeys as Parquet: heavy-tailed
+        /// lengths, 50 Zipf-distributed steps; see --events).
+        #[arg(long, default_value = "demo")]
+        shape: String,
+        /// Events to generate with --shape zipf (1M, 10M, 100M or a number).
+        #[arg(long, default_value = "1M")]
+        events: String,
     },
     /// Import events from CSV, JSON Lines, Parquet or XES (optionally .gz).
     Import {
@@ -308,7 +315,13 @@ fn run(cli: Cli) -> Result<()> {
             out,
             customers,
             seed,
-        } => generate(&out, DemoConfig { customers, seed }, cli.json),
+            shape,
+            events,
+        } => match shape.as_str() {
+            "demo" => generate(&out, DemoConfig { customers, seed }, cli.json),
+            "zipf" => generate_zipf(&out, parse_count(&events)?, seed, cli.json),
+            other => Err(UsageError(format!("--shape {other:?}: use demo or zipf")).into()),
+        },
         Command::Import {
             files,
             format,
@@ -718,6 +731,60 @@ fn report_data(
         "funnel": funnel,
         "funnel_window": window,
     }))
+}
+
+/// `10M` → 10,000,000.
+fn parse_count(text: &str) -> Result<usize> {
+    let upper = text.trim().to_uppercase();
+    let (number, scale) = match upper.chars().last() {
+        Some('K') => (&upper[..upper.len() - 1], 1e3),
+        Some('M') => (&upper[..upper.len() - 1], 1e6),
+        Some('G' | 'B') => (&upper[..upper.len() - 1], 1e9),
+        _ => (upper.as_str(), 1.0),
+    };
+    let value: f64 = number.parse().map_err(|_| {
+        UsageError(format!(
+            "--events {text:?}: write a count such as 1M, 10M or 250000"
+        ))
+    })?;
+    Ok((value * scale) as usize)
+}
+
+fn generate_zipf(out: &Path, events: usize, seed: u64, json_output: bool) -> Result<()> {
+    if out.extension().and_then(|extension| extension.to_str()) != Some("parquet") {
+        return Err(UsageError(format!(
+            "{}: --shape zipf writes Parquet; name the file *.parquet",
+            out.display()
+        ))
+        .into());
+    }
+    let started = Instant::now();
+    let journeys = waymark_engine::synthetic::journeys(events, seed);
+    let bar = progress_bar(
+        json_output,
+        events as u64,
+        "{msg} {bar:40} {pos}/{len} events ({per_sec}, {eta})",
+    );
+    bar.set_message("writing");
+    waymark_engine::synthetic::write_parquet(&journeys, out, &mut |rows| {
+        bar.set_position(rows as u64)
+    })
+    .map_err(|error| anyhow::anyhow!("writing {}: {error}", out.display()))?;
+    bar.finish_and_clear();
+    if json_output {
+        print_json(
+            &json!({ "out": out, "events": journeys.n_events(), "customers": journeys.n_journeys(), "seconds": started.elapsed().as_secs_f64() }),
+        );
+    } else {
+        println!(
+            "Wrote {} events of {} customers to {} in {:.1} s.",
+            journeys.n_events(),
+            journeys.n_journeys(),
+            out.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
 }
 
 fn identity(store: &Store, command: IdentityCommand, json_output: bool) -> Result<()> {

@@ -757,8 +757,21 @@ fn import_parquet(sink: &mut Sink, path: &Path) -> Result<(), ImportError> {
             sink.total_bytes * row_number / total_rows,
             Ordering::Relaxed,
         );
-        let formatters: Vec<ArrayFormatter> = batch
+        // Timestamps with a named zone (`UTC`) are instants: drop the zone name, keep the value (formatting a
+        // named zone would need the time zone database).
+        let columns_utc: Vec<arrow::array::ArrayRef> = batch
             .columns()
+            .iter()
+            .map(|column| match column.data_type() {
+                arrow::datatypes::DataType::Timestamp(unit, Some(_)) => arrow::compute::cast(
+                    column,
+                    &arrow::datatypes::DataType::Timestamp(*unit, None),
+                ),
+                _ => Ok(column.clone()),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|error| malformed(error.to_string()))?;
+        let formatters: Vec<ArrayFormatter> = columns_utc
             .iter()
             .map(|column| ArrayFormatter::try_new(column.as_ref(), &options))
             .collect::<Result<_, _>>()

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod import;
 pub mod ingest;
 pub mod query;
+pub mod synthetic;
 
 pub use waymark_store::{Store, StoreOptions};
 

@@ -143,3 +143,22 @@ fn a_bad_row_stops_the_import_with_file_line_and_field() {
     );
     assert_eq!(store.failed_events(10).unwrap().len(), 1);
 }
+
+#[test]
+fn parquet_with_utc_timestamps_imports_at_the_same_instants() {
+    // Parquet writers (ours, pandas, Spark) mark timestamps with the zone name `UTC`.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("synthetic.parquet");
+    let journeys = waymark_engine::synthetic::journeys(2_000, 3);
+    waymark_engine::synthetic::write_parquet(&journeys, &file, &mut |_| {}).unwrap();
+    let store = Store::open(dir.path().join("store"), StoreOptions::default()).unwrap();
+    import_file(&store, &file, &ImportOptions::default(), &|_, _| {}).unwrap();
+    let imported = store.journeys();
+    assert_eq!(imported.n_events(), 2_000);
+    assert_eq!(imported.n_journeys(), journeys.n_journeys());
+    let mut expected = journeys.ts.clone();
+    let mut got = imported.ts.clone();
+    expected.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(got, expected, "every event keeps its instant");
+}

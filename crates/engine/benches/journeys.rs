@@ -3,65 +3,10 @@
 //! journey view a warm store serves. Prints a Markdown table: median of 5 runs after a warm-up, events/s, and the
 //! journey view's size.
 //!
-//! Run: `cargo bench -p waymark-analytics --bench journeys`.
+//! Run: `cargo bench -p waymark-engine --bench journeys`. The data is `waymark_engine::synthetic`.
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 use waymark_analytics::{run, Condition, Direction, Flows, Funnel, ProcessMap, Variants};
-use waymark_model::JourneySet;
-
-const STEPS: usize = 50;
-const CHANNELS: [&str; 5] = ["web", "app", "email", "call_center", "store"];
-
-/// Journeys with heavy-tailed lengths (Pareto, mean ≈ 50), Zipf-distributed steps, several channels and gaps from
-/// seconds to days, until `events` events exist.
-fn generate(events: usize, seed: u64) -> JourneySet {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let weights: Vec<f64> = (1..=STEPS)
-        .map(|rank| 1.0 / (rank as f64).powf(1.1))
-        .collect();
-    let total: f64 = weights.iter().sum();
-    let mut cumulative = Vec::with_capacity(STEPS);
-    let mut running = 0.0;
-    for weight in &weights {
-        running += weight / total;
-        cumulative.push(running);
-    }
-    let mut set = JourneySet {
-        offsets: vec![0],
-        step_names: (0..STEPS).map(|step| format!("step {step:02}")).collect(),
-        channel_names: CHANNELS.iter().map(|name| name.to_string()).collect(),
-        ..JourneySet::default()
-    };
-    set.ts.reserve(events);
-    set.step.reserve(events);
-    set.channel.reserve(events);
-    let mut customer = 0usize;
-    while set.ts.len() < events {
-        let pareto = 17.0 / rng.random::<f64>().max(1e-9).powf(1.0 / 1.5);
-        let length = (pareto as usize).clamp(1, 5_000).min(events - set.ts.len());
-        let mut time: i64 = 1_780_000_000_000_000 + rng.random_range(0..90 * 86_400_000_000i64);
-        for _ in 0..length {
-            let draw: f64 = rng.random();
-            let step = cumulative
-                .partition_point(|edge| *edge < draw)
-                .min(STEPS - 1);
-            set.ts.push(time);
-            set.step.push(step as u32);
-            set.channel.push(rng.random_range(0..CHANNELS.len()) as u16);
-            time += if rng.random_bool(0.05) {
-                rng.random_range(86_400_000_000..5 * 86_400_000_000)
-            } else {
-                rng.random_range(1_000_000..600_000_000)
-            };
-        }
-        set.customer_ids.push(format!("c{customer}"));
-        set.offsets.push(set.ts.len());
-        customer += 1;
-    }
-    set
-}
 
 /// One timed analysis: returns the size of its report so the work is not optimised away.
 type Analysis<'a> = Box<dyn Fn() -> usize + 'a>;
@@ -112,7 +57,7 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     for size in sizes.split(',').map(parse_size) {
         let started = Instant::now();
-        let journeys = generate(size, 42);
+        let journeys = waymark_engine::synthetic::journeys(size, 42);
         let generated = started.elapsed().as_secs_f64();
         let bytes = journeys.ts.len() * 8
             + journeys.step.len() * 4
