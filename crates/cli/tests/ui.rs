@@ -64,6 +64,136 @@ fn render(url: &str, screenshot: &Path) -> String {
     dom
 }
 
+/// A minimal W3C WebDriver client for `chromedriver` (Debian's `chromium-driver`): enough to load pages, find,
+/// click and type, the way a person drives the UI.
+struct Browser {
+    driver: std::process::Child,
+    base: String,
+    session: String,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("these tests drive Chromium through chromedriver: install Debian's `chromium-driver`, as .ci/run does");
+        let base = format!("http://127.0.0.1:{port}");
+        let capabilities = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": chromium(),
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1440,900"]}}}});
+        let started = std::time::Instant::now();
+        let session = loop {
+            match ureq::post(&format!("{base}/session")).send(capabilities.to_string()) {
+                Ok(mut response) => {
+                    let value: Value =
+                        serde_json::from_str(&response.body_mut().read_to_string().unwrap())
+                            .unwrap();
+                    break value["value"]["sessionId"].as_str().unwrap().to_string();
+                }
+                Err(_) if started.elapsed().as_secs() < 20 => {
+                    std::thread::sleep(std::time::Duration::from_millis(200))
+                }
+                Err(error) => panic!("chromedriver did not start a session: {error}"),
+            }
+        };
+        Browser {
+            driver,
+            base,
+            session,
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = match method {
+            "GET" => agent.get(&url).call(),
+            _ => agent.post(&url).send(body.to_string()),
+        }
+        .unwrap_or_else(|error| panic!("webdriver {method} {path}: {error}"));
+        let status = response.status().as_u16();
+        let value: Value =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        assert!(
+            status < 400,
+            "webdriver {method} {path}: {status} {}",
+            value["value"]["message"]
+        );
+        value["value"].clone()
+    }
+
+    fn open(&self, url: &str) {
+        self.call("POST", "/url", json!({"url": url}));
+        self.wait_ready();
+    }
+
+    /// Waits until the page has rendered its view.
+    fn wait_ready(&self) {
+        self.wait_for("document.getElementById('page').dataset.state === 'ready'");
+    }
+
+    /// Waits until `condition` (a JavaScript expression) holds and the page has rendered.
+    fn wait_for(&self, condition: &str) {
+        let script = format!(
+            "return !!({condition}) && document.getElementById('page').dataset.state === 'ready'"
+        );
+        let started = std::time::Instant::now();
+        while started.elapsed().as_secs() < 20 {
+            if self.script(&script) == json!(true) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {condition}");
+    }
+
+    fn find(&self, css: &str) -> String {
+        let element = self.call(
+            "POST",
+            "/element",
+            json!({"using": "css selector", "value": css}),
+        );
+        element
+            .as_object()
+            .and_then(|object| object.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element matches {css}: {element}"))
+            .to_string()
+    }
+
+    fn click(&self, css: &str) {
+        let element = self.find(css);
+        self.call("POST", &format!("/element/{element}/click"), json!({}));
+    }
+
+    fn script(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = ureq::delete(&format!("{}/session/{}", self.base, self.session)).call();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
 fn post(url: &str, path: &str, body: Value) -> Value {
     let mut response = ureq::post(&format!("{url}{path}"))
         .content_type("application/json")
@@ -232,6 +362,89 @@ fn every_page_renders_real_numbers_filters_and_drill_downs() {
     // Errors are shown, not swallowed.
     let dom = page("customer?id=nobody-at-all", "customer-missing");
     assert!(dom.contains("role=\"alert\""));
+
+    // Driven like a person: click a funnel drop-off, then one of its customers; click a journey-map step to anchor
+    // on it; type a filter into the filter bar and apply it.
+    let browser = Browser::start();
+    browser.open(&format!(
+        "{url}/#/funnel?steps=Added%20to%20Cart,Checkout%20Started,Order%20Completed&window=7d"
+    ));
+    browser.click("g[aria-label*='after Checkout Started']");
+    browser.wait_for("document.querySelector('[data-dropped]')");
+    let listed = browser.script("return [...document.querySelectorAll('[data-dropped] [data-customer]')].map(e => e.dataset.customer)");
+    let expected: Vec<Value> = funnel["steps"][1]["dropped_customers"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        listed.as_array().unwrap(),
+        &expected,
+        "the drop-off after step 2 lists the API's customers"
+    );
+    browser.click("[data-dropped] a[data-customer]");
+    browser.wait_for("document.querySelector('[data-customer-id]')");
+    let shown =
+        browser.script("return document.querySelector('[data-customer-id]').dataset.customerId");
+    let first_dropped = expected[0].as_str().unwrap();
+    let mut response = ureq::get(&format!("{url}/v1/customers/{first_dropped}"))
+        .call()
+        .unwrap();
+    let view: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(
+        shown, view["customer_id"],
+        "the link opens that customer's timeline"
+    );
+
+    browser.open(&format!(
+        "{url}/#/journeys?anchor=Login%20Attempted&depth=3&top=5"
+    ));
+    // The first level-1 step (the anchor itself is the first clickable node).
+    let step = browser.script("return document.querySelectorAll('g.bar-click')[1].getAttribute('aria-label').replace('Anchor the map on ', '')");
+    let step = step.as_str().unwrap().to_string();
+    let nodes = browser.call(
+        "POST",
+        "/elements",
+        json!({"using": "css selector", "value": "g.bar-click rect"}),
+    );
+    let second = nodes[1]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    browser.call("POST", &format!("/element/{second}/click"), json!({}));
+    browser.wait_for(&format!(
+        "new URLSearchParams(location.hash.split('?')[1]).get('anchor') === {}",
+        serde_json::to_string(&step).unwrap()
+    ));
+    let lead = browser.script("return document.querySelector('.lead').textContent");
+    assert!(
+        lead.as_str()
+            .unwrap()
+            .contains(&format!("after their first “{step}”")),
+        "{lead}"
+    );
+
+    browser.open(&format!("{url}/#/overview"));
+    let channels = browser.find("#filters input[name=channels]");
+    browser.call(
+        "POST",
+        &format!("/element/{channels}/value"),
+        json!({"text": "web"}),
+    );
+    browser.click("#filters button[type=submit]");
+    browser.wait_for("location.hash.includes('f_channels=web')");
+    let customers =
+        browser.script("return document.querySelector('[data-stat=customers] b').textContent");
+    assert_eq!(
+        customers,
+        json!(thousands(web["customers"].as_u64().unwrap())),
+        "the filter bar filters"
+    );
+    drop(browser);
 
     server.kill().unwrap();
     server.wait().unwrap();

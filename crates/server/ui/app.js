@@ -355,8 +355,10 @@ pages.overview = async ({ filter }) => {
       el("div", { class: "card" },
         el("h2", {}, "Customers by channel"),
         hbars(overview.channels.map((c) => ({ label: c.channel, value: c.customers, color: channelColor(c.channel) })), "Customers by channel"),
+        tableView(["channel", "customers", "events"], overview.channels.map((c) => [c.channel, fmt(c.customers), fmt(c.events)]), [1, 2]),
         el("h2", { style: "margin-top:12px" }, "Customers by device"),
-        overview.devices.length ? hbars(overview.devices.map((d) => ({ label: d.device, value: d.customers })), "Customers by device") : el("p", { class: "muted" }, "No device information in these events."))),
+        overview.devices.length ? [hbars(overview.devices.map((d) => ({ label: d.device, value: d.customers })), "Customers by device"),
+          tableView(["device", "customers"], overview.devices.map((d) => [d.device, fmt(d.customers)]), [1])] : el("p", { class: "muted" }, "No device information in these events."))),
     el("div", { class: "card", style: "margin-top:14px" }, el("h2", {}, "Top friction"),
       friction && friction.findings.length ? findings(friction.findings.slice(0, 5), friction.findings[0].impact) :
         el("p", { class: "empty" }, friction ? "No friction found." : "Friction needs a goal step (e.g. Order Completed) in the data.")),
