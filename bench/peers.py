@@ -76,7 +76,7 @@ def run_waymark(binary, parquet, work, ids):
     started = time.perf_counter()
     subprocess.run([binary, "--data", store, "--json", "import", parquet], check=True, capture_output=True)
     load = time.perf_counter() - started
-    server = subprocess.Popen([binary, "--data", store, "--json", "serve", "--listen", "127.0.0.1:0", "--write-key", "bench"],
+    server = subprocess.Popen([binary, "--data", store, "--json", "serve", "--listen", "127.0.0.1:0", "--write-key", "bench", "--no-warm-up"],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         url = json.loads(server.stdout.readline())["url"].rstrip("/")

@@ -9,6 +9,9 @@ use waymark_model::{JourneyRef, JourneySet};
 
 const DAY_US: i64 = 86_400_000_000;
 
+/// Events per name (channel or device) on one day.
+type Counts = BTreeMap<String, u64>;
+
 /// The overview query.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Overview {
@@ -30,6 +33,10 @@ pub struct OverviewState {
     devices: BTreeMap<u32, u64>,
     /// (day, channel) → events.
     days: BTreeMap<(i64, u16), u64>,
+    /// (day, device value code) → events.
+    device_days: BTreeMap<(i64, u32), u64>,
+    /// Day → customers active that day.
+    active: BTreeMap<i64, u64>,
 }
 
 /// An overview bound to a journey set.
@@ -84,6 +91,15 @@ impl Analysis for PreparedOverview<'_> {
             state.goal_customers += 1;
         }
         let mut seen_channels: Vec<u16> = Vec::new();
+        // Events are in time order, so the days a customer is active come in order too.
+        let mut last_day = None;
+        for ts in journey.ts {
+            let day = ts.div_euclid(DAY_US);
+            if last_day != Some(day) {
+                *state.active.entry(day).or_default() += 1;
+                last_day = Some(day);
+            }
+        }
         for (channel, ts) in journey.channel.iter().zip(journey.ts) {
             state.channels[*channel as usize].0 += 1;
             if !seen_channels.contains(channel) {
@@ -99,6 +115,12 @@ impl Analysis for PreparedOverview<'_> {
             let mut seen: Vec<u32> = Vec::new();
             for event in range {
                 let code = set.properties[column].codes[event];
+                if code != 0 {
+                    *state
+                        .device_days
+                        .entry((set.ts[event].div_euclid(DAY_US), code))
+                        .or_default() += 1;
+                }
                 if code != 0 && !seen.contains(&code) {
                     seen.push(code);
                     *state.devices.entry(code).or_default() += 1;
@@ -120,6 +142,12 @@ impl Analysis for PreparedOverview<'_> {
         }
         for (key, count) in other.days {
             *state.days.entry(key).or_default() += count;
+        }
+        for (key, count) in other.device_days {
+            *state.device_days.entry(key).or_default() += count;
+        }
+        for (day, count) in other.active {
+            *state.active.entry(day).or_default() += count;
         }
     }
 
@@ -157,11 +185,21 @@ impl Analysis for PreparedOverview<'_> {
                 devices
             })
             .unwrap_or_default();
-        let mut days: BTreeMap<i64, BTreeMap<String, u64>> = BTreeMap::new();
+        let mut days: BTreeMap<i64, (Counts, Counts)> = BTreeMap::new();
         for ((day, channel), count) in &state.days {
             days.entry(*day)
                 .or_default()
+                .0
                 .insert(journeys.channel_names[*channel as usize].clone(), *count);
+        }
+        if let Some(column) = self.device_column {
+            let values = &journeys.properties[column].values;
+            for ((day, code), count) in &state.device_days {
+                let name = values[*code as usize]
+                    .as_str()
+                    .map_or_else(|| values[*code as usize].to_string(), String::from);
+                days.entry(*day).or_default().1.insert(name, *count);
+            }
         }
         OverviewReport {
             customers: state.customers,
@@ -176,12 +214,14 @@ impl Analysis for PreparedOverview<'_> {
             devices,
             days: days
                 .into_iter()
-                .map(|(day, channels)| DayCount {
+                .map(|(day, (channels, devices))| DayCount {
                     day: chrono::DateTime::from_timestamp(day * 86_400, 0)
                         .unwrap_or_default()
                         .format("%Y-%m-%d")
                         .to_string(),
+                    customers: state.active.get(&day).copied().unwrap_or(0),
                     channels,
+                    devices,
                 })
                 .collect(),
         }
@@ -205,8 +245,12 @@ pub struct DeviceCount {
 pub struct DayCount {
     /// `YYYY-MM-DD` (UTC).
     pub day: String,
+    /// Customers with at least one event that day.
+    pub customers: u64,
     /// Events per channel that day.
     pub channels: BTreeMap<String, u64>,
+    /// Events per device that day (when the device property is known).
+    pub devices: BTreeMap<String, u64>,
 }
 
 /// JSON `{"customers", "events", "goal_customers", "goal_rate", "channels", "devices", "days"}`.
@@ -258,5 +302,6 @@ mod tests {
         assert_eq!(report.days.len(), 2);
         assert_eq!(report.days[0].day, "1970-01-01");
         assert_eq!(report.days[1].channels["app"], 1);
+        assert_eq!((report.days[0].customers, report.days[1].customers), (2, 1));
     }
 }

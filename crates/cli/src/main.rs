@@ -58,6 +58,9 @@ struct ServeArgs {
     /// Accepted write key (repeat for several). Default: from the config file, else one is generated and printed.
     #[arg(long = "write-key", env = "WAYMARK_WRITE_KEYS", value_delimiter = ',')]
     write_keys: Vec<String>,
+    /// Do not build the UI's journey views in the background at start (benchmarks use this so nothing else runs).
+    #[arg(long)]
+    no_warm_up: bool,
 }
 
 // Parsed once per run; the query filters make one variant larger than the rest, which costs nothing here.
@@ -257,6 +260,7 @@ fn open_store_for_maintenance(data: &Path, file_config: &config::FileConfig) -> 
         &ServeArgs {
             listen: None,
             write_keys: vec![],
+            no_warm_up: true,
         },
     )?;
     open_store(&effective)
@@ -288,7 +292,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => {
             let effective = Effective::resolve(&cli.data, &file_config, &args)?;
             let store = Arc::new(open_store(&effective)?);
-            serve(store, &effective, cli.json, None)
+            serve(store, &effective, cli.json, None, !args.no_warm_up)
         }
         Command::Demo {
             serve: args,
@@ -309,7 +313,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 return Ok(());
             }
-            serve(store, &effective, cli.json, Some(summary))
+            serve(store, &effective, cli.json, Some(summary), !args.no_warm_up)
         }
         Command::Generate {
             out,
@@ -472,6 +476,7 @@ fn serve(
     effective: &Effective,
     json_output: bool,
     demo_summary: Option<serde_json::Value>,
+    warm_up: bool,
 ) -> Result<()> {
     let listen = effective.listen;
     let write_keys = effective.write_keys.clone();
@@ -482,6 +487,7 @@ fn serve(
     let server_config = waymark_server::ServerConfig {
         listen,
         write_keys: write_keys.clone(),
+        warm_up,
     };
     runtime
         .block_on(waymark_server::serve(

@@ -299,13 +299,18 @@ fn every_page_renders_real_numbers_filters_and_drill_downs() {
 
     // Process map.
     let map = post(&url, "/v1/analyses/process-map", json!({}));
-    let dom = page("process", "process-map");
+    let dom = page("process?views=show", "process-map-with-views");
     assert!(dom.contains(&format!(
         "{} journeys, {} events",
         thousands(map["cases"].as_u64().unwrap()),
         thousands(map["events"].as_u64().unwrap())
     )));
     assert!(dom.contains("Process map: steps and the transitions between them"));
+    let dom = page("process", "process-map");
+    assert!(
+        dom.contains("Hide page and screen views") && !dom.contains(">page:"),
+        "views are hidden by default"
+    );
 
     // Funnel, and a drop-off drill-down that lists the customers the API names, each linking to their timeline.
     let steps = ["Added to Cart", "Checkout Started", "Order Completed"];

@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Accepted write keys (HTTP basic-auth user, or `writeKey` in the body).
     pub write_keys: Vec<String>,
+    /// Build the UI's journey views in the background at start.
+    pub warm_up: bool,
 }
 
 /// Builds, in the background, the journey views the UI's first pages read (the overview's device column and
@@ -76,7 +78,9 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
     let state = AppState::new(Arc::clone(&store), config.write_keys);
-    warm_up(Arc::clone(&store));
+    if config.warm_up {
+        warm_up(Arc::clone(&store));
+    }
     on_ready(address);
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)

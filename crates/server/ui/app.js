@@ -139,11 +139,11 @@ function svgChart(width, height, label) {
   return el("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label });
 }
 
-/// Stacked bars of events per day by channel.
-function dayChart(days, channels) {
+/// Stacked bars of events per day by channel (or by device: `key` picks the breakdown of each day).
+function dayChart(days, channels, key = "channels", label = "Events per day by channel") {
   const width = 820, height = 240, left = 56, bottom = 28, top = 10;
-  const svg = svgChart(width, height, "Events per day by channel");
-  const totals = days.map((day) => Object.values(day.channels).reduce((a, b) => a + b, 0));
+  const svg = svgChart(width, height, label);
+  const totals = days.map((day) => Object.values(day[key]).reduce((a, b) => a + b, 0));
   const max = Math.max(1, ...totals);
   const barWidth = (width - left - 10) / Math.max(1, days.length);
   for (let tick = 0; tick <= 4; tick++) {
@@ -154,7 +154,7 @@ function dayChart(days, channels) {
   days.forEach((day, i) => {
     let y = height - bottom;
     for (const channel of channels) {
-      const value = day.channels[channel] || 0;
+      const value = day[key][channel] || 0;
       if (!value) continue;
       const h = ((height - top - bottom) * value) / max;
       y -= h;
@@ -340,6 +340,8 @@ pages.overview = async ({ filter }) => {
     api("/v1/analyses/friction", { filter, top: 5 }).catch(() => null),
   ]);
   const channels = overview.channels.map((c) => c.channel);
+  const devices = overview.devices.map((d) => d.device);
+  const busiest = overview.days.reduce((best, day) => (day.customers > (best ? best.customers : -1) ? day : best), null);
   const stat = (value, label, id) => el("div", { class: "card stat", "data-stat": id }, el("b", {}, value), el("span", {}, label));
   return [
     el("h1", {}, "Overview"),
@@ -351,7 +353,10 @@ pages.overview = async ({ filter }) => {
       stat(fmt(channels.length), "channels", "channels")),
     el("div", { class: "grid cols-2", style: "margin-top:14px" },
       el("div", { class: "card" }, el("h2", {}, "Events per day by channel"), legend(channels), dayChart(overview.days, channels),
-        tableView(["day", ...channels], overview.days.map((d) => [d.day, ...channels.map((c) => fmt(d.channels[c] || 0))]), channels.map((_, i) => i + 1))),
+        tableView(["day", "active customers", ...channels], overview.days.map((d) => [d.day, fmt(d.customers), ...channels.map((c) => fmt(d.channels[c] || 0))]), channels.map((_, i) => i + 1).concat([channels.length + 1])),
+        devices.length ? [el("h2", { style: "margin-top:12px" }, "Events per day by device"), legend(devices), dayChart(overview.days, devices, "devices", "Events per day by device"),
+          tableView(["day", ...devices], overview.days.map((d) => [d.day, ...devices.map((v) => fmt(d.devices[v] || 0))]), devices.map((_, i) => i + 1))] : null,
+        busiest ? el("p", { class: "muted" }, `Busiest day: ${busiest.day}, ${fmt(busiest.customers)} active customers.`) : null),
       el("div", { class: "card" },
         el("h2", {}, "Customers by channel"),
         hbars(overview.channels.map((c) => ({ label: c.channel, value: c.customers, color: channelColor(c.channel) })), "Customers by channel"),
@@ -410,7 +415,8 @@ pages.journeys = async ({ filter, params }) => {
 };
 
 pages.process = async ({ filter, params }) => {
-  const views = params.get("views") !== "hide" ? "show" : "hide";
+  // Page and screen views are browsing, not process: hidden by default (one click shows them).
+  const views = params.get("views") === "show" ? "show" : "hide";
   const scoped = views === "hide" ? { ...filter, step_rules: [{ match: "page:*", exclude: true }, { match: "screen:*", exclude: true }] } : filter;
   const map = await api("/v1/analyses/process-map", { filter: scoped });
   const coverage = Number(params.get("coverage") || 80);

@@ -33,6 +33,7 @@ pub fn spawn_app() -> TestApp {
         let config = waymark_server::ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             write_keys: vec![WRITE_KEY.into()],
+            warm_up: true,
         };
         runtime
             .block_on(waymark_server::serve(
