@@ -76,31 +76,9 @@ impl Filter {
 /// Splits every journey into instances wherever `gap_us` or more passes between two events. Instance `n > 1` of
 /// customer `c` is named `c#n`.
 pub fn split_instances(journeys: &JourneySet, gap_us: i64) -> JourneySet {
-    let mut split = JourneySet {
-        offsets: vec![0],
-        ts: journeys.ts.clone(),
-        step: journeys.step.clone(),
-        channel: journeys.channel.clone(),
-        step_names: journeys.step_names.clone(),
-        channel_names: journeys.channel_names.clone(),
-        properties: journeys.properties.clone(),
-        ..JourneySet::default()
-    };
-    for journey in 0..journeys.n_journeys() {
-        let (start, end) = (journeys.offsets[journey], journeys.offsets[journey + 1]);
-        let customer = &journeys.customer_ids[journey];
-        let mut instance = 1;
-        split.customer_ids.push(customer.clone());
-        for event in start + 1..end {
-            if journeys.ts[event] - journeys.ts[event - 1] >= gap_us {
-                split.offsets.push(event);
-                instance += 1;
-                split.customer_ids.push(format!("{customer}#{instance}"));
-            }
-        }
-        split.offsets.push(end);
-    }
-    split
+    split_where(journeys, |event| {
+        journeys.ts[event] - journeys.ts[event - 1] >= gap_us
+    })
 }
 
 /// Splits every journey into instances at events matching `before` (a new instance starts with them) and after
@@ -116,6 +94,18 @@ pub fn split_at_events(
     let after = after
         .map(|condition| condition.compile(journeys))
         .transpose()?;
+    Ok(split_where(journeys, |event| {
+        before
+            .as_ref()
+            .is_some_and(|condition| condition.matches(journeys, event))
+            || after
+                .as_ref()
+                .is_some_and(|condition| condition.matches(journeys, event - 1))
+    }))
+}
+
+/// A new instance starts at every event (not a journey's first) for which `starts_new(event)` holds.
+fn split_where(journeys: &JourneySet, starts_new: impl Fn(usize) -> bool) -> JourneySet {
     let mut split = JourneySet {
         offsets: vec![0],
         ts: journeys.ts.clone(),
@@ -132,13 +122,7 @@ pub fn split_at_events(
         let mut instance = 1;
         split.customer_ids.push(customer.clone());
         for event in start + 1..end {
-            let starts = before
-                .as_ref()
-                .is_some_and(|condition| condition.matches(journeys, event));
-            let ended = after
-                .as_ref()
-                .is_some_and(|condition| condition.matches(journeys, event - 1));
-            if starts || ended {
+            if starts_new(event) {
                 split.offsets.push(event);
                 instance += 1;
                 split.customer_ids.push(format!("{customer}#{instance}"));
@@ -146,7 +130,7 @@ pub fn split_at_events(
         }
         split.offsets.push(end);
     }
-    Ok(split)
+    split
 }
 
 #[cfg(test)]

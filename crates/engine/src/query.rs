@@ -16,6 +16,19 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |threads| threads.get())
 }
 
+/// Runs a prepared analysis over `journeys` on every core; a preparation error is the request's fault.
+fn analyse<A: Analysis>(
+    journeys: &JourneySet,
+    prepared: Result<A, String>,
+) -> Result<A::Report, QueryError> {
+    let prepared = prepared.map_err(invalid)?;
+    Ok(waymark_analytics::run(
+        &prepared,
+        journeys,
+        default_threads(),
+    ))
+}
+
 /// Runs `analysis` over every journey in `store` (its shared journey view).
 pub fn run_on_store<A: Analysis>(store: &Store, analysis: &A) -> A::Report {
     let journeys = store
@@ -360,12 +373,7 @@ fn describe(condition: &Condition) -> String {
 pub fn funnel(store: &Store, request: &FunnelRequest) -> Result<FunnelReport, QueryError> {
     let funnel = request.funnel()?;
     let journeys = request.filter.load(store, funnel.properties())?;
-    let prepared = funnel.prepare(&journeys).map_err(invalid)?;
-    Ok(waymark_analytics::run(
-        &prepared,
-        &journeys,
-        default_threads(),
-    ))
+    analyse(&journeys, funnel.prepare(&journeys))
 }
 
 /// `flows` options. JSON: `{"anchor", "direction", "depth", "top", "collapse_repeats", "filter"}`.
@@ -424,12 +432,7 @@ pub fn flows(store: &Store, request: &FlowsRequest) -> Result<FlowsReport, Query
         collapse_repeats: request.collapse_repeats,
     };
     let journeys = request.filter.load(store, flows.properties())?;
-    let prepared = flows.prepare(&journeys).map_err(invalid)?;
-    Ok(waymark_analytics::run(
-        &prepared,
-        &journeys,
-        default_threads(),
-    ))
+    analyse(&journeys, flows.prepare(&journeys))
 }
 
 /// `retention` options. JSON: `{"start", "return", "period", "periods", "filter"}`.
@@ -470,12 +473,7 @@ pub fn retention(store: &Store, request: &RetentionRequest) -> Result<RetentionR
         periods: request.periods,
     };
     let journeys = request.filter.load(store, retention.properties())?;
-    let prepared = retention.prepare(&journeys).map_err(invalid)?;
-    Ok(waymark_analytics::run(
-        &prepared,
-        &journeys,
-        default_threads(),
-    ))
+    analyse(&journeys, retention.prepare(&journeys))
 }
 
 /// `overview` options. JSON: `{"goals", "device_property", "filter"}`.
@@ -515,12 +513,7 @@ pub fn overview(store: &Store, request: &OverviewRequest) -> Result<OverviewRepo
         goals: goals.into_iter().map(Condition::step).collect(),
     };
     let journeys = request.filter.load(store, vec![device])?;
-    let prepared = overview.prepare(&journeys).map_err(invalid)?;
-    Ok(waymark_analytics::run(
-        &prepared,
-        &journeys,
-        default_threads(),
-    ))
+    analyse(&journeys, overview.prepare(&journeys))
 }
 
 /// `friction` options. JSON: `{"goals", "standard_times", "assisted_channels", "jump_window", "repeat_window",
@@ -625,14 +618,7 @@ pub fn friction(store: &Store, request: &FrictionRequest) -> Result<FrictionRepo
     };
     let settings = request.friction(&probe)?;
     let journeys = request.filter.load(store, settings.properties())?;
-    let prepared = settings
-        .prepare(&journeys, default_threads())
-        .map_err(invalid)?;
-    Ok(waymark_analytics::run(
-        &prepared,
-        &journeys,
-        default_threads(),
-    ))
+    analyse(&journeys, settings.prepare(&journeys, default_threads()))
 }
 
 #[cfg(test)]

@@ -66,20 +66,21 @@ impl PropertyColumnBuilder {
     pub fn push(&mut self, value: Option<&Value>) {
         let code = match value {
             None | Some(Value::Null) => 0,
-            Some(value) => {
-                let key = value.to_string();
-                match self.index.get(&key) {
-                    Some(code) => *code,
-                    None => {
-                        let code = self.column.values.len() as u32;
-                        self.column.values.push(value.clone());
-                        self.index.insert(key, code);
-                        code
-                    }
-                }
-            }
+            Some(value) => self.code_of(value),
         };
         self.column.codes.push(code);
+    }
+
+    /// The dictionary code of a non-null value, added when new.
+    fn code_of(&mut self, value: &Value) -> u32 {
+        let key = value.to_string();
+        if let Some(code) = self.index.get(&key) {
+            return *code;
+        }
+        let code = self.column.values.len() as u32;
+        self.column.values.push(value.clone());
+        self.index.insert(key, code);
+        code
     }
 
     pub fn finish(self) -> PropertyColumn {
@@ -92,22 +93,7 @@ impl PropertyColumnBuilder {
             .values
             .iter()
             .enumerate()
-            .map(|(code, value)| {
-                if code == 0 {
-                    0
-                } else {
-                    let key = value.to_string();
-                    match self.index.get(&key) {
-                        Some(code) => *code,
-                        None => {
-                            let code = self.column.values.len() as u32;
-                            self.column.values.push(value.clone());
-                            self.index.insert(key, code);
-                            code
-                        }
-                    }
-                }
-            })
+            .map(|(code, value)| if code == 0 { 0 } else { self.code_of(value) })
             .collect();
         self.column
             .codes
