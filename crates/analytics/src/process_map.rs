@@ -1,7 +1,6 @@
 //! The process map: the directly-follows graph of steps with frequencies and times, plus step, start and end
 //! counts — equal to pm4py's DFG, start and end activities on the same log.
 
-use crate::stats::select_quantile;
 use crate::Analysis;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -16,7 +15,23 @@ pub struct ProcessMap;
 /// Step dictionaries up to this size index edges through a dense `from × to` table; larger ones through a hash map.
 const DENSE_STEPS: usize = 1024;
 
-/// Partial process map.
+/// Log-linear buckets of gaps (8 per power of two, exact below 8 µs), for exact quantiles without keeping the gaps.
+const BUCKETS: usize = 488;
+
+/// The bucket of a gap in µs; buckets are ordered like the gaps.
+#[inline]
+fn bucket(gap: i64) -> usize {
+    let gap = gap.max(0) as u64;
+    if gap < 8 {
+        return gap as usize;
+    }
+    let exponent = 63 - gap.leading_zeros() as usize;
+    (exponent - 2) * 8 + ((gap >> (exponent - 3)) & 7) as usize
+}
+
+/// Partial process map: per edge a count, an exact sum and a histogram of its gaps. The median and p90 are found
+/// exactly in `finish`: the histograms say which bucket holds each needed rank, and a second pass over the
+/// journeys collects only the gaps in those buckets.
 #[derive(Debug, Clone, Default)]
 pub struct ProcessMapState {
     cases: u64,
@@ -24,34 +39,80 @@ pub struct ProcessMapState {
     steps: Vec<u64>,
     start: Vec<u64>,
     end: Vec<u64>,
-    /// Edge ids by `from * n_steps + to` (`u32::MAX`: not seen yet), when the dictionary is small.
-    dense: Vec<u32>,
-    n_steps: usize,
-    /// Edge ids by (from, to), otherwise.
-    sparse: FxHashMap<(u32, u32), u32>,
-    /// Per edge id: its (from, to) and its gaps in µs, one per occurrence.
-    pairs: Vec<(u32, u32)>,
-    gaps: Vec<Vec<i64>>,
+    edges: EdgeIndex,
+    counts: Vec<u64>,
+    sums: Vec<i128>,
+    histograms: Vec<[u32; BUCKETS]>,
 }
 
-impl ProcessMapState {
+/// Edge ids: a dense `from × to` table when the step dictionary is small, a hash map otherwise.
+#[derive(Debug, Clone, Default)]
+struct EdgeIndex {
+    /// Edge ids by `from * n_steps + to` (`u32::MAX`: not seen yet).
+    dense: Vec<u32>,
+    n_steps: usize,
+    sparse: FxHashMap<(u32, u32), u32>,
+    /// Per edge id: (from, to).
+    pairs: Vec<(u32, u32)>,
+}
+
+impl EdgeIndex {
+    fn new(n_steps: usize) -> EdgeIndex {
+        EdgeIndex {
+            dense: if n_steps <= DENSE_STEPS {
+                vec![u32::MAX; n_steps * n_steps]
+            } else {
+                Vec::new()
+            },
+            n_steps,
+            ..EdgeIndex::default()
+        }
+    }
+
+    /// The edge's id, and whether it is new.
     #[inline]
-    fn edge(&mut self, from: u32, to: u32) -> &mut Vec<i64> {
+    fn id(&mut self, from: u32, to: u32) -> (usize, bool) {
+        let next = self.pairs.len() as u32;
         let id = if self.dense.is_empty() {
-            let next = self.pairs.len() as u32;
             *self.sparse.entry((from, to)).or_insert(next)
         } else {
             let cell = &mut self.dense[from as usize * self.n_steps + to as usize];
             if *cell == u32::MAX {
-                *cell = self.pairs.len() as u32;
+                *cell = next;
             }
             *cell
         };
-        if id as usize == self.pairs.len() {
+        let new = id == next;
+        if new {
             self.pairs.push((from, to));
-            self.gaps.push(Vec::new());
         }
-        &mut self.gaps[id as usize]
+        (id as usize, new)
+    }
+
+    /// The id of a known edge.
+    #[inline]
+    fn get(&self, from: u32, to: u32) -> Option<usize> {
+        let id = if self.dense.is_empty() {
+            *self.sparse.get(&(from, to))?
+        } else {
+            self.dense[from as usize * self.n_steps + to as usize]
+        };
+        (id != u32::MAX).then_some(id as usize)
+    }
+}
+
+impl ProcessMapState {
+    #[inline]
+    fn add(&mut self, from: u32, to: u32, count: u64, sum: i128) -> &mut [u32; BUCKETS] {
+        let (id, new) = self.edges.id(from, to);
+        if new {
+            self.counts.push(0);
+            self.sums.push(0);
+            self.histograms.push([0; BUCKETS]);
+        }
+        self.counts[id] += count;
+        self.sums[id] += sum;
+        &mut self.histograms[id]
     }
 }
 
@@ -102,12 +163,7 @@ impl Analysis for ProcessMap {
             steps: vec![0; n_steps],
             start: vec![0; n_steps],
             end: vec![0; n_steps],
-            n_steps,
-            dense: if n_steps <= DENSE_STEPS {
-                vec![u32::MAX; n_steps * n_steps]
-            } else {
-                Vec::new()
-            },
+            edges: EdgeIndex::new(n_steps),
             ..ProcessMapState::default()
         }
     }
@@ -125,9 +181,12 @@ impl Analysis for ProcessMap {
         }
         for position in 1..journey.len() {
             let gap = journey.ts[position] - journey.ts[position - 1];
-            state
-                .edge(journey.step[position - 1], journey.step[position])
-                .push(gap);
+            state.add(
+                journey.step[position - 1],
+                journey.step[position],
+                1,
+                i128::from(gap),
+            )[bucket(gap)] += 1;
         }
     }
 
@@ -137,44 +196,119 @@ impl Analysis for ProcessMap {
         add_counts(&mut state.steps, &other.steps);
         add_counts(&mut state.start, &other.start);
         add_counts(&mut state.end, &other.end);
-        for ((from, to), gaps) in other.pairs.into_iter().zip(other.gaps) {
-            state.edge(from, to).extend(gaps);
+        for (id, (from, to)) in other.edges.pairs.iter().enumerate() {
+            let histogram = state.add(*from, *to, other.counts[id], other.sums[id]);
+            for (into, from) in histogram.iter_mut().zip(other.histograms[id].iter()) {
+                *into += from;
+            }
         }
     }
 
     fn finish(&self, state: ProcessMapState, journeys: &JourneySet) -> ProcessMapReport {
         let names = &journeys.step_names;
-        // Quantiles by selection (linear time per edge), edges spread over the cores.
+        let n_edges = state.counts.len();
+        // The ranks each edge needs (numpy's linear interpolation between floor and ceil of q·(n−1)), and the
+        // buckets that hold them.
+        let ranks: Vec<[(usize, f64, usize); 2]> = state
+            .counts
+            .iter()
+            .map(|count| {
+                [0.5, 0.9].map(|q| {
+                    let position = q * (*count - 1) as f64;
+                    let lower = position.floor() as usize;
+                    (lower, position - lower as f64, position.ceil() as usize)
+                })
+            })
+            .collect();
+        let bucket_of = |id: usize, rank: usize| -> (usize, u64) {
+            let mut below = 0u64;
+            for (index, count) in state.histograms[id].iter().enumerate() {
+                if below + u64::from(*count) > rank as u64 {
+                    return (index, below);
+                }
+                below += u64::from(*count);
+            }
+            unreachable!("a rank below the edge's count falls in a bucket")
+        };
+        let wanted: Vec<Vec<usize>> = (0..n_edges)
+            .map(|id| {
+                let mut buckets: Vec<usize> = ranks[id]
+                    .iter()
+                    .flat_map(|(lower, _, upper)| {
+                        [bucket_of(id, *lower).0, bucket_of(id, *upper).0]
+                    })
+                    .collect();
+                buckets.sort_unstable();
+                buckets.dedup();
+                buckets
+            })
+            .collect();
+        // Second pass, on every core: only the gaps in the wanted buckets.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut work: Vec<((u32, u32), Vec<i64>)> =
-            state.pairs.into_iter().zip(state.gaps).collect();
-        let chunk = work.len().div_ceil(threads).max(1);
-        let mut edges: Vec<EdgeReport> = std::thread::scope(|scope| {
-            let workers: Vec<_> = work
-                .chunks_mut(chunk)
+        let n = journeys.n_journeys();
+        let chunk = n.div_ceil(threads).max(1);
+        let edges = &state.edges;
+        let collected: Vec<Vec<Vec<i64>>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
                 .map(|part| {
+                    let wanted = &wanted;
                     scope.spawn(move || {
-                        part.iter_mut()
-                            .map(|((from, to), gaps)| {
-                                let sum: i128 = gaps.iter().map(|gap| i128::from(*gap)).sum();
-                                EdgeReport {
-                                    from: names[*from as usize].clone(),
-                                    to: names[*to as usize].clone(),
-                                    count: gaps.len() as u64,
-                                    mean_secs: sum as f64 / 1e6 / gaps.len() as f64,
-                                    median_secs: select_quantile(gaps, 0.5) / 1e6,
-                                    p90_secs: select_quantile(gaps, 0.9) / 1e6,
+                        let mut found: Vec<Vec<i64>> = vec![Vec::new(); n_edges];
+                        for journey in
+                            journeys.journeys((part * chunk).min(n)..((part + 1) * chunk).min(n))
+                        {
+                            for position in 1..journey.len() {
+                                let gap = journey.ts[position] - journey.ts[position - 1];
+                                let id = edges
+                                    .get(journey.step[position - 1], journey.step[position])
+                                    .expect("every edge was counted");
+                                if wanted[id].contains(&bucket(gap)) {
+                                    found[id].push(gap);
                                 }
-                            })
-                            .collect::<Vec<_>>()
+                            }
+                        }
+                        found
                     })
                 })
                 .collect();
             workers
                 .into_iter()
-                .flat_map(|worker| worker.join().expect("quantile workers do not panic"))
+                .map(|worker| worker.join().expect("process map workers do not panic"))
                 .collect()
         });
+        let mut edges: Vec<EdgeReport> = (0..n_edges)
+            .map(|id| {
+                let mut gaps: Vec<i64> = collected
+                    .iter()
+                    .flat_map(|part| part[id].iter().copied())
+                    .collect();
+                gaps.sort_unstable();
+                // The value at a rank: its bucket's gaps are sorted in `gaps`, after those of lower wanted buckets.
+                let value_at = |rank: usize| -> f64 {
+                    let (wanted_bucket, below) = bucket_of(id, rank);
+                    let start = gaps.partition_point(|gap| bucket(*gap) < wanted_bucket);
+                    gaps[start + (rank - below as usize)] as f64
+                };
+                let quantile = |(lower, fraction, upper): (usize, f64, usize)| -> f64 {
+                    let low = value_at(lower);
+                    if fraction == 0.0 {
+                        low
+                    } else {
+                        low + (value_at(upper) - low) * fraction
+                    }
+                };
+                let (from, to) = state.edges.pairs[id];
+                let count = state.counts[id];
+                EdgeReport {
+                    from: names[from as usize].clone(),
+                    to: names[to as usize].clone(),
+                    count,
+                    mean_secs: state.sums[id] as f64 / 1e6 / count as f64,
+                    median_secs: quantile(ranks[id][0]) / 1e6,
+                    p90_secs: quantile(ranks[id][1]) / 1e6,
+                }
+            })
+            .collect();
         edges.sort_by(|a, b| {
             b.count
                 .cmp(&a.count)

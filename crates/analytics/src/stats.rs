@@ -13,40 +13,9 @@ pub(crate) fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     Some(sorted[lower] + (sorted[upper] - sorted[lower]) * fraction)
 }
 
-/// The `q`-th quantile of `values` (reordered in place), with [`quantile`]'s interpolation but in linear time:
-/// the two ranks it interpolates between are found by selection, not by sorting. `values` must not be empty.
-/// Works in µs integers and interpolates in f64, as numpy does on the float values.
-pub(crate) fn select_quantile(values: &mut [i64], q: f64) -> f64 {
-    let position = q * (values.len() - 1) as f64;
-    let lower = position.floor() as usize;
-    let fraction = position - lower as f64;
-    let (_, low, above) = values.select_nth_unstable(lower);
-    let low = *low as f64;
-    if fraction == 0.0 || above.is_empty() {
-        return low;
-    }
-    let high = *above.iter().min().expect("not empty") as f64;
-    low + (high - low) * fraction
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{quantile, select_quantile};
-
-    #[test]
-    fn selection_equals_sorting() {
-        let values: Vec<i64> = (0..1_000).map(|i| (i * 7_919) % 1_009).collect();
-        let mut sorted: Vec<f64> = values.iter().map(|v| *v as f64).collect();
-        sorted.sort_by(f64::total_cmp);
-        for q in [0.0, 0.1, 0.5, 0.9, 0.99, 1.0] {
-            let mut copy = values.clone();
-            assert_eq!(
-                select_quantile(&mut copy, q),
-                quantile(&sorted, q).unwrap(),
-                "q = {q}"
-            );
-        }
-    }
+    use super::quantile;
 
     #[test]
     fn matches_numpy_conventions() {

@@ -182,6 +182,37 @@ proptest! {
     }
 
     #[test]
+    fn process_map_times_equal_sorting_every_gap(journeys in journey_set(), threads in 1usize..4) {
+        let map = run(&ProcessMap, &journeys, threads);
+        let mut gaps: std::collections::BTreeMap<(String, String), Vec<f64>> = Default::default();
+        for index in 0..journeys.n_journeys() {
+            let journey = journeys.journey(index);
+            for position in 1..journey.len() {
+                let key = (
+                    journeys.step_names[journey.step[position - 1] as usize].clone(),
+                    journeys.step_names[journey.step[position] as usize].clone(),
+                );
+                gaps.entry(key).or_default().push((journey.ts[position] - journey.ts[position - 1]) as f64);
+            }
+        }
+        let numpy = |sorted: &[f64], q: f64| {
+            let position = q * (sorted.len() - 1) as f64;
+            let (lower, upper) = (position.floor() as usize, position.ceil() as usize);
+            sorted[lower] + (sorted[upper] - sorted[lower]) * (position - lower as f64)
+        };
+        prop_assert_eq!(map.edges.len(), gaps.len());
+        for edge in &map.edges {
+            let mut values = gaps[&(edge.from.clone(), edge.to.clone())].clone();
+            values.sort_by(f64::total_cmp);
+            prop_assert_eq!(edge.count as usize, values.len());
+            prop_assert!((edge.median_secs - numpy(&values, 0.5) / 1e6).abs() < 1e-9, "{:?} median", edge);
+            prop_assert!((edge.p90_secs - numpy(&values, 0.9) / 1e6).abs() < 1e-9, "{:?} p90", edge);
+            let mean = values.iter().sum::<f64>() / values.len() as f64 / 1e6;
+            prop_assert!((edge.mean_secs - mean).abs() < 1e-9, "{:?} mean", edge);
+        }
+    }
+
+    #[test]
     fn variants_are_independent_of_partitioning(journeys in journey_set(), threads in 2usize..5) {
         let single = run(&Variants { top: None }, &journeys, 1);
         prop_assert_eq!(&single, &run(&Variants { top: None }, &journeys, threads));
