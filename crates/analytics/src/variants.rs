@@ -36,8 +36,12 @@ impl Analysis for Variants {
     type State = FxHashMap<Vec<u32>, u64>;
     type Report = VariantsReport;
 
-    fn new_state(&self, _journeys: &JourneySet) -> Self::State {
-        FxHashMap::default()
+    fn new_state(&self, journeys: &JourneySet) -> Self::State {
+        // Most journeys of large, varied sets are distinct variants; growing the map from empty rehashes often.
+        FxHashMap::with_capacity_and_hasher(
+            (journeys.n_journeys() / 8).min(1 << 20),
+            Default::default(),
+        )
     }
 
     fn update(&self, state: &mut Self::State, journey: JourneyRef<'_>) {
@@ -72,8 +76,14 @@ impl Analysis for Variants {
         let mut variants: Vec<(Vec<u32>, u64)> = state.into_iter().collect();
         let top = self.top.unwrap_or(usize::MAX).min(variants.len());
         if top > 0 && top < variants.len() {
-            variants.select_nth_unstable_by(top - 1, order);
-            variants.truncate(top);
+            // The k-th largest count first (counts only), so names are compared only among variants tied at it.
+            variants.select_nth_unstable_by(top - 1, |a, b| b.1.cmp(&a.1));
+            let cut = variants[top - 1].1;
+            variants.retain(|(_, count)| *count >= cut);
+            if variants.len() > top {
+                variants.select_nth_unstable_by(top - 1, order);
+                variants.truncate(top);
+            }
         }
         variants.sort_unstable_by(order);
         let mut covered = 0u64;
