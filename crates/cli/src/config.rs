@@ -109,6 +109,7 @@ impl Effective {
         StoreOptions {
             flush_rows: self.flush_rows,
             max_segments: self.max_segments,
+            ..StoreOptions::default()
         }
     }
 

@@ -51,8 +51,11 @@ pub const FORMAT_VERSION: u32 = 1;
 pub struct StoreOptions {
     /// Rows in the in-memory table before it is written out as a segment.
     pub flush_rows: usize,
-    /// Segments allowed before they are compacted into one.
+    /// Segments allowed before the smallest are compacted together.
     pub max_segments: usize,
+    /// Automatic compaction merges at most this many rows at once, so its memory stays bounded however large the
+    /// store grows (a merge holds the merged segments' payloads in memory).
+    pub compact_max_rows: u64,
 }
 
 impl Default for StoreOptions {
@@ -60,6 +63,7 @@ impl Default for StoreOptions {
         StoreOptions {
             flush_rows: 1_000_000,
             max_segments: 8,
+            compact_max_rows: 4_000_000,
         }
     }
 }
@@ -1603,7 +1607,9 @@ fn group_commit(
     for command in maintenance {
         let result = match &command {
             Command::Flush { .. } => flusher.flush_now(shared, wal),
-            Command::Compact { .. } => flusher.flush_now(shared, wal).and_then(|_| compact(shared)),
+            Command::Compact { .. } => flusher
+                .flush_now(shared, wal)
+                .and_then(|_| compact(shared, None)),
             _ => unreachable!("only maintenance commands are deferred"),
         };
         let failed = result.as_ref().err().map(|error| error.to_string());
@@ -1624,7 +1630,7 @@ fn group_commit(
         flusher.start(shared, wal)?;
     }
     if !flusher.in_flight && n_segments > shared.options.max_segments {
-        compact(shared)?;
+        compact(shared, Some(shared.options.compact_max_rows))?;
     }
     Ok(())
 }
@@ -1885,17 +1891,41 @@ impl Flusher {
     }
 }
 
-/// Merges every segment into one, re-clustered by the current customers, and swaps it in atomically.
-fn compact(shared: &Shared) -> Result<()> {
+/// Merges segments into one, re-clustered by the current customers, and swaps it in atomically: all of them, or
+/// with `max_rows` the smallest ones that fit together in that many rows (none when fewer than two fit).
+fn compact(shared: &Shared, max_rows: Option<u64>) -> Result<()> {
     let dir = &shared.dir;
     let mut state = shared.state.write();
     if state.segments.len() <= 1 {
         return Ok(());
     }
-    // Gather every row with its payload, then write one segment in clustering order.
+    // Which segments to merge: positions in `state.segments`.
+    let chosen: Vec<usize> = match max_rows {
+        None => (0..state.segments.len()).collect(),
+        Some(limit) => {
+            let mut by_size: Vec<usize> = (0..state.segments.len()).collect();
+            by_size.sort_by_key(|index| state.segments[*index].columns.len());
+            let mut total = 0u64;
+            let mut chosen = Vec::new();
+            for index in by_size {
+                let rows = state.segments[index].columns.len() as u64;
+                if total + rows > limit {
+                    break;
+                }
+                total += rows;
+                chosen.push(index);
+            }
+            chosen.sort_unstable();
+            chosen
+        }
+    };
+    if chosen.len() < 2 {
+        return Ok(());
+    }
+    // Gather the chosen rows with their payloads, then write one segment in clustering order.
     let mut columns = Columns::default();
     let mut payloads = Vec::new();
-    for segment in &state.segments {
+    for segment in chosen.iter().map(|index| &state.segments[*index]) {
         for block_index in 0..segment.file.n_blocks() {
             let (_, block) = segment.file.read_block(block_index)?;
             payloads.extend(block);
@@ -1922,19 +1952,27 @@ fn compact(shared: &Shared) -> Result<()> {
     let id = manifest.next_segment_id;
     let bytes = segment::write_segment(&segment_path(dir, id), &rows)?;
     drop(rows);
-    let old: Vec<u64> = manifest.segments.iter().map(|entry| entry.id).collect();
-    manifest.segments = vec![SegmentEntry {
+    drop(payloads);
+    // The manifest lists segments in the order of `state.segments`; the chosen ones leave, the merged one joins.
+    let old: Vec<u64> = chosen
+        .iter()
+        .map(|index| manifest.segments[*index].id)
+        .collect();
+    manifest.segments.retain(|entry| !old.contains(&entry.id));
+    manifest.segments.push(SegmentEntry {
         id,
         rows: order.len() as u64,
         bytes,
-    }];
+    });
     manifest.next_segment_id += 1;
     save_manifest(dir, &manifest)?;
-    for old_id in old {
-        let path = segment_path(dir, old_id);
+    for old_id in &old {
+        let path = segment_path(dir, *old_id);
         std::fs::remove_file(&path).map_err(StoreError::io(&path))?;
     }
-    state.segments.clear();
+    for index in chosen.iter().rev() {
+        state.segments.remove(*index);
+    }
     let segment = load_segment(dir, id, &mut state)?;
     state.segments.push(segment);
     state.manifest = manifest;

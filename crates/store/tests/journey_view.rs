@@ -77,3 +77,51 @@ fn the_view_is_reused_until_journeys_change() {
     );
     assert!(!Arc::ptr_eq(&after_append, &after_merge));
 }
+
+#[test]
+fn automatic_compaction_merges_only_what_fits_its_row_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        flush_rows: 10,
+        max_segments: 2,
+        compact_max_rows: 25,
+    };
+    let store = Store::open(dir.path(), options.clone()).unwrap();
+    for batch in 0..12 {
+        let events = (0..10)
+            .map(|i| {
+                let n = batch * 10 + i;
+                event(
+                    &format!("m{n}"),
+                    Some(&format!("u{}", n % 7)),
+                    None,
+                    "view",
+                    n as i64,
+                )
+            })
+            .collect();
+        store.append(events, vec![]).unwrap();
+        store.flush().unwrap();
+    }
+    let stats = store.stats();
+    assert_eq!(stats.events, 120);
+    assert!(
+        stats.segments > 2,
+        "a 25-row budget cannot merge everything: {} segments",
+        stats.segments
+    );
+    assert_eq!(
+        store.journeys().n_events(),
+        120,
+        "nothing is lost while merging part of the segments"
+    );
+    store.compact().unwrap();
+    assert_eq!(
+        store.stats().segments,
+        1,
+        "an explicit compaction still merges everything"
+    );
+    drop(store);
+    let reopened = Store::open(dir.path(), options).unwrap();
+    assert_eq!(reopened.journeys().n_events(), 120);
+}

@@ -54,9 +54,11 @@ fn make_event(message: u16, user: u8, anonymous: Option<u8>, seconds: u16) -> Ev
 }
 
 fn options() -> StoreOptions {
+    // Automatic compaction merges at most 120 rows, so the model test sees both partial and full merges.
     StoreOptions {
         flush_rows: 50,
         max_segments: 3,
+        compact_max_rows: 120,
     }
 }
 
