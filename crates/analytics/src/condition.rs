@@ -74,6 +74,14 @@ impl Condition {
         }
     }
 
+    /// A short label: the step pattern for a step condition, the condition's JSON otherwise.
+    pub fn label(&self) -> String {
+        match self {
+            Condition::Step { step } => step.clone(),
+            other => serde_json::to_string(other).unwrap_or_default(),
+        }
+    }
+
     /// The property columns this condition reads.
     pub fn properties(&self, into: &mut Vec<String>) {
         match self {

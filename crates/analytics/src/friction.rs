@@ -1038,7 +1038,7 @@ impl Analysis for PreparedFriction<'_> {
         FrictionReport {
             customers: state.customers,
             goal_rate: overall_goal_rate,
-            goals: self.settings.goals.iter().map(describe).collect(),
+            goals: self.settings.goals.iter().map(Condition::label).collect(),
             candidates: total,
             findings,
         }
@@ -1058,13 +1058,6 @@ fn ratio(part: u64, whole: u64) -> f64 {
         0.0
     } else {
         part as f64 / whole as f64
-    }
-}
-
-fn describe(condition: &Condition) -> String {
-    match condition {
-        Condition::Step { step } => step.clone(),
-        other => serde_json::to_string(other).unwrap_or_default(),
     }
 }
 

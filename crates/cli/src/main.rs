@@ -323,7 +323,13 @@ fn run(cli: Cli) -> Result<()> {
             events,
         } => match shape.as_str() {
             "demo" => generate(&out, DemoConfig { customers, seed }, cli.json),
-            "zipf" => generate_zipf(&out, parse_count(&events)?, seed, cli.json),
+            "zipf" => generate_zipf(
+                &out,
+                waymark_engine::synthetic::parse_count(&events)
+                    .map_err(|problem| UsageError(format!("--events: {problem}")))?,
+                seed,
+                cli.json,
+            ),
             other => Err(UsageError(format!("--shape {other:?}: use demo or zipf")).into()),
         },
         Command::Import {
@@ -737,23 +743,6 @@ fn report_data(
         "funnel": funnel,
         "funnel_window": window,
     }))
-}
-
-/// `10M` → 10,000,000.
-fn parse_count(text: &str) -> Result<usize> {
-    let upper = text.trim().to_uppercase();
-    let (number, scale) = match upper.chars().last() {
-        Some('K') => (&upper[..upper.len() - 1], 1e3),
-        Some('M') => (&upper[..upper.len() - 1], 1e6),
-        Some('G' | 'B') => (&upper[..upper.len() - 1], 1e9),
-        _ => (upper.as_str(), 1.0),
-    };
-    let value: f64 = number.parse().map_err(|_| {
-        UsageError(format!(
-            "--events {text:?}: write a count such as 1M, 10M or 250000"
-        ))
-    })?;
-    Ok((value * scale) as usize)
 }
 
 fn generate_zipf(out: &Path, events: usize, seed: u64, json_output: bool) -> Result<()> {

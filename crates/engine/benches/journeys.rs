@@ -19,20 +19,6 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1e3)
 }
 
-fn parse_size(text: &str) -> usize {
-    let text = text.trim().to_uppercase();
-    let (number, scale) = match text.chars().last() {
-        Some('K') => (&text[..text.len() - 1], 1_000),
-        Some('M') => (&text[..text.len() - 1], 1_000_000),
-        Some('G') | Some('B') => (&text[..text.len() - 1], 1_000_000_000),
-        _ => (text.as_str(), 1),
-    };
-    let number: f64 = number
-        .parse()
-        .unwrap_or_else(|_| panic!("size {text:?}: write e.g. 10M"));
-    (number * scale as f64) as usize
-}
-
 /// Median wall time of `runs` runs after one warm-up, in seconds.
 fn time<R>(runs: usize, mut work: impl FnMut() -> R) -> f64 {
     std::hint::black_box(work());
@@ -55,7 +41,10 @@ fn main() {
     println!();
     println!("| events | customers | journey view | analysis | median of 5 | events/s |");
     println!("|---|---|---|---|---|---|");
-    for size in sizes.split(',').map(parse_size) {
+    for size in sizes
+        .split(',')
+        .map(|text| waymark_engine::synthetic::parse_count(text).expect("WAYMARK_BENCH_EVENTS"))
+    {
         let started = Instant::now();
         let journeys = waymark_engine::synthetic::journeys(size, 42);
         let generated = started.elapsed().as_secs_f64();

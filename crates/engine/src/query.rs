@@ -343,7 +343,7 @@ impl FunnelRequest {
                         condition,
                         within,
                     } => FunnelStep {
-                        name: name.clone().unwrap_or_else(|| describe(condition)),
+                        name: name.clone().unwrap_or_else(|| condition.label()),
                         condition: condition.clone(),
                         within_us: within.as_deref().map(parse_duration).transpose()?,
                     },
@@ -359,14 +359,6 @@ impl FunnelRequest {
             breakdown: self.breakdown.clone(),
             drill_down: self.drill_down,
         })
-    }
-}
-
-/// A short label for a condition without a name.
-fn describe(condition: &Condition) -> String {
-    match condition {
-        Condition::Step { step } => step.clone(),
-        other => serde_json::to_string(other).unwrap_or_default(),
     }
 }
 
@@ -561,22 +553,15 @@ pub const USUAL_GOALS: [&str; 10] = [
 ];
 
 impl FrictionRequest {
-    fn friction(&self, journeys: &JourneySet) -> Result<Friction, QueryError> {
+    fn friction(&self, step_names: &[String]) -> Result<Friction, QueryError> {
         let mut friction = Friction::default();
-        let goals: Vec<String> = if self.goals.is_empty() {
-            USUAL_GOALS
-                .iter()
-                .find(|goal| journeys.step_names.iter().any(|name| name == *goal))
-                .map(|goal| vec![goal.to_string()])
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "no goal given and none of the usual goal steps ({}) is in the data; name one with goals / --goal",
-                        USUAL_GOALS.join(", ")
-                    ))
-                })?
-        } else {
-            self.goals.clone()
-        };
+        let goals = goals_or_usual(&self.goals, step_names);
+        if goals.is_empty() {
+            return Err(invalid(format!(
+                "no goal given and none of the usual goal steps ({}) is in the data; name one with goals / --goal",
+                USUAL_GOALS.join(", ")
+            )));
+        }
         friction.goals = goals.into_iter().map(Condition::step).collect();
         friction.standard_times = self
             .standard_times
@@ -611,12 +596,8 @@ impl FrictionRequest {
 }
 
 pub fn friction(store: &Store, request: &FrictionRequest) -> Result<FrictionReport, QueryError> {
-    // The goal default depends on the step names, which the hot columns give without loading properties.
-    let probe = JourneySet {
-        step_names: store.step_names(),
-        ..JourneySet::default()
-    };
-    let settings = request.friction(&probe)?;
+    // The goal default depends on the step names only, known without loading any journeys.
+    let settings = request.friction(&store.step_names())?;
     let journeys = request.filter.load(store, settings.properties())?;
     analyse(&journeys, settings.prepare(&journeys, default_threads()))
 }

@@ -21,6 +21,21 @@ pub const CHANNELS: [&str; 5] = ["web", "app", "email", "call_center", "store"];
 /// The first event's earliest time: 2026-05-28 (µs since the epoch).
 const START_US: i64 = 1_780_000_000_000_000;
 
+/// A count as people write it: `250000`, `100k`, `10M`, `1G`.
+pub fn parse_count(text: &str) -> Result<usize, String> {
+    let upper = text.trim().to_uppercase();
+    let (number, scale) = match upper.chars().last() {
+        Some('K') => (&upper[..upper.len() - 1], 1e3),
+        Some('M') => (&upper[..upper.len() - 1], 1e6),
+        Some('G' | 'B') => (&upper[..upper.len() - 1], 1e9),
+        _ => (upper.as_str(), 1.0),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a count; write e.g. 1M, 10M or 250000"))?;
+    Ok((value * scale) as usize)
+}
+
 /// Exactly `events` events of generated customers (the last journey is cut to fit).
 pub fn journeys(events: usize, seed: u64) -> JourneySet {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -126,6 +141,15 @@ pub fn write_parquet(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_read_as_people_write_them() {
+        assert_eq!(parse_count("250000"), Ok(250_000));
+        assert_eq!(parse_count("100k"), Ok(100_000));
+        assert_eq!(parse_count(" 10M "), Ok(10_000_000));
+        assert_eq!(parse_count("1.5G"), Ok(1_500_000_000));
+        assert!(parse_count("lots").unwrap_err().contains("1M"));
+    }
 
     #[test]
     fn generates_exactly_the_events_asked_for_deterministically() {
