@@ -475,12 +475,15 @@ pub struct OverviewRequest {
     /// Goal steps for the goal rate; default: the usual goal names found in the data.
     #[serde(default)]
     pub goals: Vec<String>,
-    /// The property naming a customer's device (default `context.device.type`).
+    /// The property naming a customer's device (default [`DEVICE_PROPERTY`]).
     #[serde(default)]
     pub device_property: Option<String>,
     #[serde(default)]
     pub filter: Scope,
 }
+
+/// Where Segment sources put the device type: the overview's default device property.
+pub const DEVICE_PROPERTY: &str = "context.device.type";
 
 /// The goals given, or the first of [`USUAL_GOALS`] the data has (none when it has none of them).
 fn goals_or_usual(goals: &[String], step_names: &[String]) -> Vec<String> {
@@ -498,7 +501,7 @@ pub fn overview(store: &Store, request: &OverviewRequest) -> Result<OverviewRepo
     let device = request
         .device_property
         .clone()
-        .unwrap_or_else(|| "context.device.type".to_string());
+        .unwrap_or_else(|| DEVICE_PROPERTY.to_string());
     let goals = goals_or_usual(&request.goals, &store.step_names());
     let overview = Overview {
         device_property: Some(device.clone()),
