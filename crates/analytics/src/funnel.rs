@@ -10,7 +10,7 @@
 //! condition number.
 
 use crate::condition::{Compiled, Condition};
-use crate::stats::quantile;
+use crate::stats::quantile_unsorted;
 use crate::Analysis;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -221,7 +221,7 @@ impl Funnel {
             .iter()
             .map(|step| step.condition.compile(journeys))
             .collect::<Result<_, _>>()?;
-        let step_masks = conditions
+        let step_masks: Option<Vec<u32>> = conditions
             .iter()
             .map(Compiled::step_table)
             .collect::<Option<Vec<&[bool]>>>()
@@ -277,9 +277,27 @@ impl Funnel {
                 any_order: self.has(FunnelMode::AnyOrder),
             },
             conditions,
-            step_masks,
             exclusions,
             breakdown_column,
+            plain_levels: step_masks
+                .as_ref()
+                .filter(|masks| {
+                    self.exclusions.is_empty()
+                        && !self.has(FunnelMode::StrictOrder)
+                        && !self.has(FunnelMode::StrictDeduplication)
+                        && !self.has(FunnelMode::StrictIncrease)
+                        && masks.iter().all(|mask| mask.count_ones() <= 1)
+                })
+                .map(|masks| {
+                    masks
+                        .iter()
+                        .map(|mask| match mask {
+                            0 => n as u8 + 1,
+                            mask => mask.trailing_zeros() as u8 + 1,
+                        })
+                        .collect()
+                }),
+            step_masks,
             within: self
                 .steps
                 .iter()
@@ -311,6 +329,9 @@ pub struct PreparedFunnel<'f> {
     exclusions: Vec<(Compiled, usize, usize)>,
     breakdown_column: Option<usize>,
     within: Vec<i64>,
+    /// Step → funnel level (1-based; `n + 1`: no step) when there is no strict mode and no exclusion, and each
+    /// step name matches at most one funnel step: the ordered loop's fast path.
+    plain_levels: Option<Vec<u8>>,
 }
 
 /// How far one unit got: `level` steps, and the event (index into the set's columns) of each.
@@ -345,7 +366,14 @@ pub struct FunnelState {
     /// Breakdown value code (`u32::MAX`: step not reached) → units reaching each step.
     groups: FxHashMap<u32, Vec<u64>>,
     /// Scratch space for the chains' paths (not part of the result).
+    scratch: Scratch,
+}
+
+/// Reusable buffers for the chains' paths: copied arrays (general loop) or a linked list (fast loop).
+#[derive(Debug, Clone, Default)]
+struct Scratch {
     paths: Vec<[u32; MAX_STEPS]>,
+    nodes: Vec<(u32, u32)>,
 }
 
 impl PreparedFunnel<'_> {
@@ -372,7 +400,7 @@ impl PreparedFunnel<'_> {
 
     /// The level reached by events `range` of the set (one unit), ClickHouse's algorithm for the chosen modes.
     pub fn outcome(&self, journeys: &JourneySet, range: std::ops::Range<usize>) -> Outcome {
-        self.outcome_with(journeys, range, &mut Vec::new())
+        self.outcome_with(journeys, range, &mut Scratch::default())
     }
 
     /// [`PreparedFunnel::outcome`] with a reusable buffer for the chains' paths.
@@ -380,16 +408,88 @@ impl PreparedFunnel<'_> {
         &self,
         journeys: &JourneySet,
         range: std::ops::Range<usize>,
-        paths: &mut Vec<[u32; MAX_STEPS]>,
+        scratch: &mut Scratch,
     ) -> Outcome {
         if self.flags.any_order {
             self.any_order(journeys, range)
         } else if self.flags.strict_once {
             self.strict_once(journeys, range)
         } else {
-            paths.resize(self.funnel.steps.len(), [0; MAX_STEPS]);
-            self.ordered(journeys, range, paths)
+            match &self.plain_levels {
+                Some(levels) => Self::ordered_plain(
+                    self.funnel.window_us,
+                    &self.within,
+                    levels,
+                    journeys,
+                    range,
+                    &mut scratch.nodes,
+                ),
+                None => {
+                    let paths = &mut scratch.paths;
+                    paths.resize(self.funnel.steps.len(), [0; MAX_STEPS]);
+                    self.ordered(journeys, range, paths)
+                }
+            }
         }
+    }
+
+    /// [`PreparedFunnel::ordered`] for the common case — no strict mode, no exclusion, each event matching at most
+    /// one step by its name — without branches on the data: every event updates "its" level with conditional moves
+    /// (an unmatched event targets a level that cannot be reached), and the chains' paths are a linked list in
+    /// `nodes` (event, previous node) instead of copied arrays. The levels and paths equal the general loop's.
+    fn ordered_plain(
+        window: i64,
+        within: &[i64],
+        levels: &[u8],
+        journeys: &JourneySet,
+        range: std::ops::Range<usize>,
+        nodes: &mut Vec<(u32, u32)>,
+    ) -> Outcome {
+        const NONE: u32 = u32::MAX;
+        let n = within.len();
+        // Index 0 is a virtual level before step 1, always reached at the current event; index j ≥ 1 is step j.
+        let mut first = [0i64; MAX_STEPS + 2];
+        let mut last = [0i64; MAX_STEPS + 2];
+        let mut node = [NONE; MAX_STEPS + 2];
+        let mut limit = [i64::MAX; MAX_STEPS + 2];
+        limit[2..=n].copy_from_slice(&within[1..]);
+        let mut reached: u64 = 1;
+        let done: u64 = 1 << n;
+        let start_event = range.start;
+        let steps = &journeys.step[range.clone()];
+        let times = &journeys.ts[range];
+        nodes.clear();
+        nodes.resize(steps.len(), (0, NONE));
+        let mut used = 0usize;
+        for (offset, (step, ts)) in steps.iter().zip(times).enumerate() {
+            let j = levels[*step as usize] as usize;
+            let p = j - 1;
+            let ts = *ts;
+            first[0] = ts;
+            last[0] = ts;
+            let ok = ((reached >> p) & 1 == 1)
+                & (ts <= first[p].saturating_add(window))
+                & (ts - last[p] <= limit[j]);
+            nodes[used] = ((start_event + offset) as u32, node[p]);
+            first[j] = if ok { first[p] } else { first[j] };
+            last[j] = if ok { ts } else { last[j] };
+            node[j] = if ok { used as u32 } else { node[j] };
+            used += usize::from(ok);
+            reached |= u64::from(ok) << j;
+            if reached & done != 0 {
+                break;
+            }
+        }
+        let level = 63 - reached.leading_zeros() as usize;
+        let mut outcome = Outcome::none();
+        outcome.level = level;
+        let mut at = node[level];
+        for position in (0..level).rev() {
+            let (event, previous) = nodes[at as usize];
+            outcome.path[position] = event;
+            at = previous;
+        }
+        outcome
     }
 
     fn ordered(
@@ -452,6 +552,13 @@ impl PreparedFunnel<'_> {
                     last[0] = ts;
                     paths[0][0] = event as u32;
                     started = true;
+                    if n == 1 {
+                        // Like longer funnels, a one-step funnel stops at its first complete chain.
+                        return Outcome {
+                            level: 1,
+                            path: paths[0],
+                        };
+                    }
                 } else if dedup && set[k] {
                     return highest(&set, paths);
                 } else if strict_order && started && !set[k - 1] {
@@ -715,7 +822,7 @@ impl Analysis for PreparedFunnel<'_> {
             dropped: vec![Vec::new(); n],
             next: vec![FxHashMap::default(); n],
             groups: FxHashMap::default(),
-            paths: Vec::new(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -724,7 +831,7 @@ impl Analysis for PreparedFunnel<'_> {
         let end = journey.start + journey.len();
         match self.funnel.count_by {
             CountBy::Customer => {
-                let outcome = self.outcome_with(journeys, journey.start..end, &mut state.paths);
+                let outcome = self.outcome_with(journeys, journey.start..end, &mut state.scratch);
                 self.record(state, journeys, journey.index, end, outcome);
             }
             CountBy::Attempt => {
@@ -733,7 +840,7 @@ impl Analysis for PreparedFunnel<'_> {
                     .collect();
                 for (position, start) in starts.iter().enumerate() {
                     let stop = starts.get(position + 1).copied().unwrap_or(end);
-                    let outcome = self.outcome_with(journeys, *start..stop, &mut state.paths);
+                    let outcome = self.outcome_with(journeys, *start..stop, &mut state.scratch);
                     self.record(state, journeys, journey.index, stop, outcome);
                 }
             }
@@ -773,7 +880,9 @@ impl Analysis for PreparedFunnel<'_> {
         }
     }
 
-    fn finish(&self, state: FunnelState, journeys: &JourneySet) -> FunnelReport {
+    fn finish(&self, mut state: FunnelState, journeys: &JourneySet) -> FunnelReport {
+        let mut since_start = std::mem::take(&mut state.since_start);
+        let mut since_previous = std::mem::take(&mut state.since_previous);
         let steps = self
             .funnel
             .steps
@@ -808,10 +917,10 @@ impl Analysis for PreparedFunnel<'_> {
                     step_conversion: ratio(count, previous),
                     dropped: next_count.map_or(0, |next| count - next),
                     time_to_convert: (step > 0)
-                        .then(|| Timing::of(state.since_start[step].clone()))
+                        .then(|| Timing::of(&mut since_start[step]))
                         .flatten(),
                     time_from_previous: (step > 0)
-                        .then(|| Timing::of(state.since_previous[step].clone()))
+                        .then(|| Timing::of(&mut since_previous[step]))
                         .flatten(),
                     dropped_customers: state.dropped[step]
                         .iter()
@@ -963,12 +1072,12 @@ const BUCKETS_SECS: [f64; 11] = [
 ];
 
 impl Timing {
-    fn of(mut durations_us: Vec<i64>) -> Option<Timing> {
+    /// The timing of `durations_us` (reordered: quantiles are found by selection, not by sorting).
+    fn of(durations_us: &mut [i64]) -> Option<Timing> {
         if durations_us.is_empty() {
             return None;
         }
-        durations_us.sort_unstable();
-        let secs: Vec<f64> = durations_us.iter().map(|us| *us as f64 / 1e6).collect();
+        let bounds_us = BUCKETS_SECS.map(|bound| (bound * 1e6) as i64);
         let mut histogram: Vec<Bucket> = BUCKETS_SECS
             .iter()
             .map(|bound| Bucket {
@@ -980,17 +1089,15 @@ impl Timing {
                 count: 0,
             }])
             .collect();
-        for value in &secs {
-            let bucket = BUCKETS_SECS
-                .iter()
-                .position(|bound| value <= bound)
-                .unwrap_or(BUCKETS_SECS.len());
-            histogram[bucket].count += 1;
+        let mut sum = 0i128;
+        for value in durations_us.iter() {
+            sum += i128::from(*value);
+            histogram[bounds_us.partition_point(|bound| bound < value)].count += 1;
         }
         Some(Timing {
-            mean_secs: secs.iter().sum::<f64>() / secs.len() as f64,
-            median_secs: quantile(&secs, 0.5)?,
-            p90_secs: quantile(&secs, 0.9)?,
+            mean_secs: sum as f64 / 1e6 / durations_us.len() as f64,
+            median_secs: quantile_unsorted(durations_us, 0.5)? / 1e6,
+            p90_secs: quantile_unsorted(durations_us, 0.9)? / 1e6,
             histogram,
         })
     }
@@ -1028,6 +1135,47 @@ mod tests {
                     .collect(),
             )
         }))
+    }
+
+    #[test]
+    fn the_fast_ordered_loop_equals_the_general_one() {
+        use proptest::prelude::*;
+        let names = ["a", "b", "c", "d", "e"];
+        let journey = prop::collection::vec((0i64..50, 0usize..5), 0..40);
+        proptest!(|(events in journey, steps in prop::collection::vec(0usize..5, 1..6), window in 0i64..60, within in prop::option::of(0i64..20))| {
+            let mut ts = 0;
+            let events: Vec<(i64, &str, &str)> = events
+                .iter()
+                .map(|(gap, step)| {
+                    ts += gap;
+                    (ts, names[*step], "web")
+                })
+                .collect();
+            let journeys = JourneySet::from_journeys([("x".to_string(), events)]);
+            let step_names: Vec<&str> = steps.iter().map(|step| names[*step]).collect();
+            let mut funnel = Funnel::new(&step_names, window);
+            if let Some(within) = within {
+                funnel.steps.last_mut().unwrap().within_us = Some(within);
+            }
+            let prepared = funnel.prepare(&journeys).unwrap();
+            // Distinct step names take the fast loop (repeated ones that occur take the general loop only).
+            let distinct = steps.iter().collect::<std::collections::HashSet<_>>().len() == steps.len();
+            prop_assert!(!distinct || prepared.plain_levels.is_some());
+            prop_assume!(prepared.plain_levels.is_some());
+            let range = 0..journeys.n_events();
+            let mut paths = vec![[0; MAX_STEPS]; steps.len()];
+            let fast = PreparedFunnel::ordered_plain(
+                funnel.window_us,
+                &prepared.within,
+                prepared.plain_levels.as_ref().unwrap(),
+                &journeys,
+                range.clone(),
+                &mut Vec::new(),
+            );
+            let general = prepared.ordered(&journeys, range, &mut paths);
+            prop_assert_eq!(fast.level, general.level);
+            prop_assert_eq!(&fast.path[..fast.level], &general.path[..general.level]);
+        });
     }
 
     #[test]

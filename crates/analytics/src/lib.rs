@@ -57,16 +57,32 @@ pub trait Analysis: Sync {
     fn finish(&self, state: Self::State, journeys: &JourneySet) -> Self::Report;
 }
 
-/// Runs `analysis` over every journey, split into `threads` contiguous partitions on as many threads, then merges
-/// the partial states in partition order.
-pub fn run<A: Analysis>(analysis: &A, journeys: &JourneySet, threads: usize) -> A::Report {
+/// Splits the journeys into `parts` contiguous ranges holding about as many events each (journey lengths are
+/// heavy-tailed, so equal journey counts would leave one core waiting for the other).
+pub fn partitions(journeys: &JourneySet, parts: usize) -> Vec<std::ops::Range<usize>> {
     let n = journeys.n_journeys();
-    let threads = threads.clamp(1, n.max(1));
-    let chunk = n.div_ceil(threads).max(1);
+    let parts = parts.clamp(1, n.max(1));
+    let events = journeys.n_events();
+    let bounds: Vec<usize> = (0..=parts)
+        .map(|part| match part {
+            0 => 0,
+            part if part == parts => n,
+            part => journeys.offsets[..n].partition_point(|offset| *offset < events * part / parts),
+        })
+        .collect();
+    bounds
+        .windows(2)
+        .map(|pair| pair[0]..pair[1].max(pair[0]))
+        .collect()
+}
+
+/// Runs `analysis` over every journey, split into `threads` contiguous partitions of about equal event counts on
+/// as many threads, then merges the partial states in partition order.
+pub fn run<A: Analysis>(analysis: &A, journeys: &JourneySet, threads: usize) -> A::Report {
     let states: Vec<A::State> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|part| {
-                let range = (part * chunk).min(n)..((part + 1) * chunk).min(n);
+        let workers: Vec<_> = partitions(journeys, threads)
+            .into_iter()
+            .map(|range| {
                 scope.spawn(move || {
                     let mut state = analysis.new_state(journeys);
                     for journey in journeys.journeys(range) {

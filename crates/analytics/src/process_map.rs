@@ -230,40 +230,40 @@ impl Analysis for ProcessMap {
             }
             unreachable!("a rank below the edge's count falls in a bucket")
         };
-        let wanted: Vec<Vec<usize>> = (0..n_edges)
+        // Per edge, the (at most 4) buckets holding a needed rank, in a flat array the second pass can test
+        // without branching.
+        let wanted: Vec<[u16; 4]> = (0..n_edges)
             .map(|id| {
-                let mut buckets: Vec<usize> = ranks[id]
-                    .iter()
-                    .flat_map(|(lower, _, upper)| {
-                        [bucket_of(id, *lower).0, bucket_of(id, *upper).0]
-                    })
-                    .collect();
-                buckets.sort_unstable();
-                buckets.dedup();
-                buckets
+                let [(lower_a, _, upper_a), (lower_b, _, upper_b)] = ranks[id];
+                [lower_a, upper_a, lower_b, upper_b].map(|rank| bucket_of(id, rank).0 as u16)
             })
             .collect();
         // Second pass, on every core: only the gaps in the wanted buckets.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let n = journeys.n_journeys();
-        let chunk = n.div_ceil(threads).max(1);
         let edges = &state.edges;
         let collected: Vec<Vec<Vec<i64>>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|part| {
+            let workers: Vec<_> = crate::partitions(journeys, threads)
+                .into_iter()
+                .map(|range| {
                     let wanted = &wanted;
                     scope.spawn(move || {
-                        let mut found: Vec<Vec<i64>> = vec![Vec::new(); n_edges];
-                        for journey in
-                            journeys.journeys((part * chunk).min(n)..((part + 1) * chunk).min(n))
-                        {
+                        // Per edge and wanted slot: the gaps in the slot's bucket (buckets of one histogram are
+                        // equal or disjoint; a bucket wanted twice fills its first slot).
+                        let mut found: Vec<Vec<i64>> = vec![Vec::new(); n_edges * 4];
+                        for journey in journeys.journeys(range) {
                             for position in 1..journey.len() {
                                 let gap = journey.ts[position] - journey.ts[position - 1];
                                 let id = edges
                                     .get(journey.step[position - 1], journey.step[position])
-                                    .expect("every edge was counted");
-                                if wanted[id].contains(&bucket(gap)) {
-                                    found[id].push(gap);
+                                    .unwrap_or(0);
+                                let held = bucket(gap) as u16;
+                                let [a, b, c, d] = wanted[id];
+                                if (a == held) | (b == held) | (c == held) | (d == held) {
+                                    let slot = [a, b, c, d]
+                                        .iter()
+                                        .position(|wanted| *wanted == held)
+                                        .unwrap_or(0);
+                                    found[id * 4 + slot].push(gap);
                                 }
                             }
                         }
@@ -278,18 +278,23 @@ impl Analysis for ProcessMap {
         });
         let mut edges: Vec<EdgeReport> = (0..n_edges)
             .map(|id| {
-                let mut gaps: Vec<i64> = collected
-                    .iter()
-                    .flat_map(|part| part[id].iter().copied())
-                    .collect();
-                gaps.sort_unstable();
-                // The value at a rank: its bucket's gaps are sorted in `gaps`, after those of lower wanted buckets.
-                let value_at = |rank: usize| -> f64 {
+                let mut slots: [Vec<i64>; 4] = std::array::from_fn(|slot| {
+                    collected
+                        .iter()
+                        .flat_map(|part| part[id * 4 + slot].iter().copied())
+                        .collect()
+                });
+                // The value at a rank: the (rank − gaps below its bucket)-th smallest gap of the bucket, by
+                // selection (linear time) among the gaps collected for that bucket.
+                let mut value_at = |rank: usize| -> f64 {
                     let (wanted_bucket, below) = bucket_of(id, rank);
-                    let start = gaps.partition_point(|gap| bucket(*gap) < wanted_bucket);
-                    gaps[start + (rank - below as usize)] as f64
+                    let slot = wanted[id]
+                        .iter()
+                        .position(|bucket| usize::from(*bucket) == wanted_bucket)
+                        .expect("every needed rank's bucket was collected");
+                    *slots[slot].select_nth_unstable(rank - below as usize).1 as f64
                 };
-                let quantile = |(lower, fraction, upper): (usize, f64, usize)| -> f64 {
+                let mut quantile = |(lower, fraction, upper): (usize, f64, usize)| -> f64 {
                     let low = value_at(lower);
                     if fraction == 0.0 {
                         low

@@ -2,8 +2,10 @@
 //! variants on the same log.
 
 use crate::Analysis;
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use rustc_hash::FxHasher;
 use serde::Serialize;
+use std::hash::{Hash, Hasher};
 use waymark_model::{JourneyRef, JourneySet};
 
 /// Distinct step sequences. `top` keeps only the most frequent ones in the report (counts and shares are always of
@@ -32,54 +34,117 @@ pub struct VariantsReport {
     pub variants: Vec<VariantReport>,
 }
 
+/// One distinct step sequence: its codes are `arena[start..start + len]`.
+#[derive(Debug, Clone, Copy)]
+struct Variant {
+    start: usize,
+    len: usize,
+    count: u64,
+    hash: u64,
+}
+
+/// Partial variants: each distinct sequence stored once, back to back in one arena (no allocation per variant),
+/// found through a hash table of variant indexes.
+#[derive(Debug, Clone, Default)]
+pub struct VariantsState {
+    arena: Vec<u32>,
+    variants: Vec<Variant>,
+    table: HashTable<u32>,
+}
+
+fn hash_of(steps: &[u32]) -> u64 {
+    let mut hasher = FxHasher::default();
+    steps.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl VariantsState {
+    /// Adds `count` journeys with step sequence `steps` (whose hash is `hash`).
+    #[inline]
+    fn add(&mut self, steps: &[u32], hash: u64, count: u64) {
+        let VariantsState {
+            arena,
+            variants,
+            table,
+        } = self;
+        let found = table.find(hash, |index| {
+            let variant = &variants[*index as usize];
+            variant.hash == hash && &arena[variant.start..variant.start + variant.len] == steps
+        });
+        match found {
+            Some(index) => variants[*index as usize].count += count,
+            None => {
+                let index = variants.len() as u32;
+                variants.push(Variant {
+                    start: arena.len(),
+                    len: steps.len(),
+                    count,
+                    hash,
+                });
+                arena.extend_from_slice(steps);
+                table.insert_unique(hash, index, |index| variants[*index as usize].hash);
+            }
+        }
+    }
+
+    fn steps(&self, variant: &Variant) -> &[u32] {
+        &self.arena[variant.start..variant.start + variant.len]
+    }
+}
+
 impl Analysis for Variants {
-    type State = FxHashMap<Vec<u32>, u64>;
+    type State = VariantsState;
     type Report = VariantsReport;
 
     fn new_state(&self, journeys: &JourneySet) -> Self::State {
-        // Most journeys of large, varied sets are distinct variants; growing the map from empty rehashes often.
-        FxHashMap::with_capacity_and_hasher(
-            (journeys.n_journeys() / 8).min(1 << 20),
-            Default::default(),
-        )
+        // Most journeys of large, varied sets are distinct variants; growing the table from empty rehashes often.
+        VariantsState {
+            table: HashTable::with_capacity((journeys.n_journeys() / 8).min(1 << 20)),
+            ..VariantsState::default()
+        }
     }
 
     fn update(&self, state: &mut Self::State, journey: JourneyRef<'_>) {
         if journey.is_empty() {
             return;
         }
-        match state.get_mut(journey.step) {
-            Some(count) => *count += 1,
-            None => {
-                state.insert(journey.step.to_vec(), 1);
-            }
-        }
+        state.add(journey.step, hash_of(journey.step), 1);
     }
 
     fn merge(&self, state: &mut Self::State, other: Self::State) {
-        for (steps, count) in other {
-            *state.entry(steps).or_default() += count;
+        for variant in &other.variants {
+            state.add(other.steps(variant), variant.hash, variant.count);
         }
     }
 
     fn finish(&self, state: Self::State, journeys: &JourneySet) -> VariantsReport {
-        let cases: u64 = state.values().sum();
-        let n_variants = state.len() as u64;
+        let cases: u64 = state.variants.iter().map(|variant| variant.count).sum();
+        let n_variants = state.variants.len() as u64;
         let names = &journeys.step_names;
-        // By count, then by the step names; only the reported variants are ordered and named.
-        let order = |a: &(Vec<u32>, u64), b: &(Vec<u32>, u64)| {
-            b.1.cmp(&a.1).then_with(|| {
-                let a_names = a.0.iter().map(|step| &names[*step as usize]);
-                a_names.cmp(b.0.iter().map(|step| &names[*step as usize]))
+        // Ties are ordered by the step names; comparing each step's rank among the sorted names orders sequences
+        // exactly as comparing the names would, without touching strings.
+        let mut by_name: Vec<usize> = (0..names.len()).collect();
+        by_name.sort_by(|a, b| names[*a].cmp(&names[*b]));
+        let mut rank = vec![0u32; names.len()];
+        for (position, code) in by_name.into_iter().enumerate() {
+            rank[code] = position as u32;
+        }
+        let arena = &state.arena;
+        let steps = |variant: &Variant| &arena[variant.start..variant.start + variant.len];
+        let order = |a: &Variant, b: &Variant| {
+            b.count.cmp(&a.count).then_with(|| {
+                let ranks =
+                    |variant: &Variant| steps(variant).iter().map(|step| rank[*step as usize]);
+                ranks(a).cmp(ranks(b))
             })
         };
-        let mut variants: Vec<(Vec<u32>, u64)> = state.into_iter().collect();
+        let mut variants = state.variants;
         let top = self.top.unwrap_or(usize::MAX).min(variants.len());
         if top > 0 && top < variants.len() {
-            // The k-th largest count first (counts only), so names are compared only among variants tied at it.
-            variants.select_nth_unstable_by(top - 1, |a, b| b.1.cmp(&a.1));
-            let cut = variants[top - 1].1;
-            variants.retain(|(_, count)| *count >= cut);
+            // The k-th largest count first (counts only), so sequences are compared only among variants tied at it.
+            variants.select_nth_unstable_by(top - 1, |a, b| b.count.cmp(&a.count));
+            let cut = variants[top - 1].count;
+            variants.retain(|variant| variant.count >= cut);
             if variants.len() > top {
                 variants.select_nth_unstable_by(top - 1, order);
                 variants.truncate(top);
@@ -88,17 +153,17 @@ impl Analysis for Variants {
         variants.sort_unstable_by(order);
         let mut covered = 0u64;
         let reports = variants
-            .into_iter()
+            .iter()
             .take(top)
-            .map(|(steps, count)| {
-                covered += count;
+            .map(|variant| {
+                covered += variant.count;
                 VariantReport {
-                    steps: steps
+                    steps: steps(variant)
                         .iter()
                         .map(|step| names[*step as usize].clone())
                         .collect(),
-                    count,
-                    share: count as f64 / cases as f64,
+                    count: variant.count,
+                    share: variant.count as f64 / cases as f64,
                     coverage: covered as f64 / cases as f64,
                 }
             })

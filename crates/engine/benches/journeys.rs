@@ -3,7 +3,8 @@
 //! journey view a warm store serves. Prints a Markdown table: median of 5 runs after a warm-up, events/s, and the
 //! journey view's size.
 //!
-//! Run: `cargo bench -p waymark-engine --bench journeys`. The data is `waymark_engine::synthetic`.
+//! Run: `cargo bench -p waymark-engine --bench journeys`; `WAYMARK_BENCH_ONLY=funnel` times only the analyses whose
+//! name starts with that. The data is `waymark_engine::synthetic`.
 
 use std::time::Instant;
 use waymark_analytics::{run, Condition, Direction, Flows, Funnel, ProcessMap, Variants};
@@ -89,7 +90,14 @@ fn main() {
                 Box::new(|| run(&flows, &journeys, threads).nodes.len()),
             ),
         ];
+        let only = std::env::var("WAYMARK_BENCH_ONLY").ok();
         for (name, analysis) in &analyses {
+            if only
+                .as_ref()
+                .is_some_and(|only| !name.starts_with(only.as_str()))
+            {
+                continue;
+            }
             let seconds = time(5, analysis);
             println!(
                 "| {} | {} | {:.0} MB | {name} | {:.3} s | {:.0} M |",
