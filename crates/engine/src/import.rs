@@ -771,22 +771,51 @@ fn import_parquet(sink: &mut Sink, path: &Path) -> Result<(), ImportError> {
             })
             .collect::<Result<_, _>>()
             .map_err(|error| malformed(error.to_string()))?;
-        let formatters: Vec<ArrayFormatter> = columns_utc
+        // Strings are read as they are and timestamps converted to µs directly; other types go through arrow's
+        // display formatting.
+        enum Cell<'b> {
+            Text(&'b arrow::array::StringArray),
+            Micros(arrow::array::TimestampMicrosecondArray),
+            Formatted(ArrayFormatter<'b>),
+        }
+        let cells: Vec<Cell> = columns_utc
             .iter()
-            .map(|column| ArrayFormatter::try_new(column.as_ref(), &options))
-            .collect::<Result<_, _>>()
+            .map(|column| {
+                use arrow::datatypes::{DataType, TimeUnit};
+                Ok(match column.data_type() {
+                    DataType::Utf8 => {
+                        Cell::Text(column.as_any().downcast_ref().expect("a Utf8 column"))
+                    }
+                    DataType::Timestamp(_, None) => Cell::Micros(
+                        arrow::compute::cast(
+                            column,
+                            &DataType::Timestamp(TimeUnit::Microsecond, None),
+                        )?
+                        .as_any()
+                        .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+                        .expect("cast to µs timestamps")
+                        .clone(),
+                    ),
+                    _ => Cell::Formatted(ArrayFormatter::try_new(column.as_ref(), &options)?),
+                })
+            })
+            .collect::<Result<_, arrow::error::ArrowError>>()
             .map_err(|error| malformed(error.to_string()))?;
         for row in 0..batch.num_rows() {
             row_number += 1;
             let fields = columns
                 .iter()
-                .zip(&formatters)
+                .zip(&cells)
                 .zip(batch.columns())
-                .map(|((name, formatter), column)| {
+                .map(|((name, cell), column)| {
                     let value = if column.is_null(row) {
                         Value::Null
                     } else {
-                        Value::String(formatter.value(row).to_string())
+                        Value::String(match cell {
+                            Cell::Text(strings) => strings.value(row).to_string(),
+                            Cell::Micros(times) => Timestamp(times.value(row)).to_rfc3339(),
+                            Cell::Formatted(formatter) => formatter.value(row).to_string(),
+                        })
                     };
                     (name.clone(), value)
                 })

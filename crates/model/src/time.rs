@@ -1,6 +1,6 @@
 //! Timestamps: microseconds since the Unix epoch, UTC, parsed from the forms event sources really send.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, SecondsFormat, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A point in time as microseconds since 1970-01-01T00:00:00Z. Ordered, copyable, 8 bytes.
@@ -35,6 +35,9 @@ impl Timestamp {
         let text = text.trim();
         if text.is_empty() {
             return None;
+        }
+        if let Some(micros) = parse_iso_fast(text.as_bytes()) {
+            return Self::checked(micros);
         }
         let micros = if let Ok(dt) = DateTime::parse_from_rfc3339(text) {
             dt.timestamp_micros()
@@ -75,20 +78,119 @@ impl Timestamp {
 
     /// RFC 3339 with millisecond precision when the instant has sub-second digits, `Z` suffix.
     pub fn to_rfc3339(self) -> String {
-        match DateTime::<Utc>::from_timestamp_micros(self.0) {
-            Some(dt) => {
-                let format = if self.0 % 1_000_000 == 0 {
-                    SecondsFormat::Secs
-                } else if self.0 % 1_000 == 0 {
-                    SecondsFormat::Millis
-                } else {
-                    SecondsFormat::Micros
-                };
-                dt.to_rfc3339_opts(format, true)
+        let Some(dt) = DateTime::<Utc>::from_timestamp_micros(self.0) else {
+            return self.0.to_string();
+        };
+        if !(0..=9999).contains(&dt.year()) {
+            let format = if self.0 % 1_000_000 == 0 {
+                SecondsFormat::Secs
+            } else if self.0 % 1_000 == 0 {
+                SecondsFormat::Millis
+            } else {
+                SecondsFormat::Micros
+            };
+            return dt.to_rfc3339_opts(format, true);
+        }
+        // Written digit by digit: chrono's general formatter dominated bulk imports.
+        let micros = self.0.rem_euclid(1_000_000) as u32;
+        let mut out = String::with_capacity(27);
+        push_digits(&mut out, dt.year() as u32, 4);
+        for (separator, value) in [
+            ('-', dt.month()),
+            ('-', dt.day()),
+            ('T', dt.hour()),
+            (':', dt.minute()),
+            (':', dt.second()),
+        ] {
+            out.push(separator);
+            push_digits(&mut out, value, 2);
+        }
+        if micros != 0 {
+            out.push('.');
+            if micros % 1_000 == 0 {
+                push_digits(&mut out, micros / 1_000, 3);
+            } else {
+                push_digits(&mut out, micros, 6);
             }
-            None => self.0.to_string(),
+        }
+        out.push('Z');
+        out
+    }
+}
+
+/// Appends `value` as exactly `width` decimal digits (zero-padded; `width` ≤ 10).
+fn push_digits(out: &mut String, mut value: u32, width: usize) {
+    let mut text = [b'0'; 10];
+    for position in (0..width).rev() {
+        text[position] = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    out.extend(text[..width].iter().map(|byte| char::from(*byte)));
+}
+
+/// The common ISO-8601 forms — `YYYY-MM-DD`, then `T` or a space and `HH:MM[:SS[.fraction]]`, then nothing (UTC),
+/// `Z`, or a `±HH:MM` / `±HHMM` offset — read byte by byte; `None` sends anything else to the general parsers.
+fn parse_iso_fast(text: &[u8]) -> Option<i64> {
+    fn number(bytes: &[u8]) -> Option<u32> {
+        bytes.iter().try_fold(0u32, |value, byte| {
+            byte.is_ascii_digit()
+                .then(|| value * 10 + u32::from(byte - b'0'))
+        })
+    }
+    if text.len() < 10 || text[4] != b'-' || text[7] != b'-' {
+        return None;
+    }
+    let date = NaiveDate::from_ymd_opt(
+        number(&text[0..4])? as i32,
+        number(&text[5..7])?,
+        number(&text[8..10])?,
+    )?;
+    let mut rest = &text[10..];
+    let (mut hour, mut minute, mut second, mut micros) = (0, 0, 0, 0u32);
+    if !rest.is_empty() {
+        if !(rest[0] == b'T' || rest[0] == b' ') || rest.len() < 6 || rest[3] != b':' {
+            return None;
+        }
+        hour = number(&rest[1..3])?;
+        minute = number(&rest[4..6])?;
+        rest = &rest[6..];
+        if rest.first() == Some(&b':') {
+            second = number(rest.get(1..3)?)?;
+            rest = &rest[3..];
+            if rest.first() == Some(&b'.') {
+                let digits = rest[1..]
+                    .iter()
+                    .take_while(|byte| byte.is_ascii_digit())
+                    .count();
+                if digits == 0 {
+                    return None;
+                }
+                let kept = &rest[1..1 + digits.min(6)];
+                micros = number(kept)? * 10u32.pow(6 - kept.len() as u32);
+                rest = &rest[1 + digits..];
+            }
         }
     }
+    let offset_secs: i64 = match rest {
+        [] | [b'Z'] | [b'z'] => 0,
+        [sign @ (b'+' | b'-'), zone @ ..] => {
+            let (hours, minutes) = match zone {
+                [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => {
+                    (number(&[*h1, *h2])?, number(&[*m1, *m2])?)
+                }
+                _ => return None,
+            };
+            let secs = i64::from(hours * 3600 + minutes * 60);
+            if *sign == b'-' {
+                -secs
+            } else {
+                secs
+            }
+        }
+        _ => return None,
+    };
+    let naive = date.and_hms_micro_opt(hour, minute, second, micros)?;
+    Some(naive.and_utc().timestamp_micros() - offset_secs * 1_000_000)
 }
 
 fn parse_naive(text: &str) -> Option<NaiveDateTime> {
@@ -148,6 +250,66 @@ mod tests {
         assert_eq!(Timestamp::parse(""), None);
         assert_eq!(Timestamp::parse("2300-01-01T00:00:00Z"), None);
         assert_eq!(Timestamp::parse("1969-12-31T23:59:59Z"), None);
+    }
+
+    #[test]
+    fn the_fast_parser_agrees_with_chrono() {
+        for text in [
+            "2026-01-02T03:04:05Z",
+            "2026-01-02 03:04:05",
+            "2026-01-02T03:04:05.1",
+            "2026-01-02T03:04:05.123456789+05:30",
+            "2026-01-02T03:04:05-0800",
+            "2026-01-02T03:04",
+            "2026-01-02",
+            "2024-02-29T23:59:59.999Z",
+        ] {
+            let fast = parse_iso_fast(text.as_bytes()).unwrap();
+            let general = DateTime::parse_from_rfc3339(text)
+                .map(|dt| dt.timestamp_micros())
+                .ok()
+                .or_else(|| {
+                    DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z")
+                        .ok()
+                        .map(|dt| dt.timestamp_micros())
+                })
+                .or_else(|| parse_naive(text).map(|naive| naive.and_utc().timestamp_micros()))
+                .unwrap();
+            assert_eq!(fast, general, "{text}");
+        }
+        for text in [
+            "2026-02-30",
+            "2026-01-02T25:00:00Z",
+            "2026-01-02T03:04:05.Z",
+            "2026-01-02X03:04",
+            "2026-1-2",
+        ] {
+            assert_eq!(parse_iso_fast(text.as_bytes()), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn formats_like_chrono() {
+        for micros in [
+            0i64,
+            1_293_715_920_000_000,
+            1_293_715_920_276_000,
+            1_293_715_920_000_001,
+            4_102_444_799_999_999,
+        ] {
+            let dt = DateTime::<Utc>::from_timestamp_micros(micros).unwrap();
+            let format = if micros % 1_000_000 == 0 {
+                SecondsFormat::Secs
+            } else if micros % 1_000 == 0 {
+                SecondsFormat::Millis
+            } else {
+                SecondsFormat::Micros
+            };
+            assert_eq!(
+                Timestamp(micros).to_rfc3339(),
+                dt.to_rfc3339_opts(format, true)
+            );
+        }
     }
 
     #[test]
