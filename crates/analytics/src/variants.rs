@@ -2,7 +2,6 @@
 //! variants on the same log.
 
 use crate::Analysis;
-use hashbrown::HashTable;
 use rustc_hash::FxHasher;
 use serde::Serialize;
 use std::hash::{Hash, Hasher};
@@ -34,23 +33,11 @@ pub struct VariantsReport {
     pub variants: Vec<VariantReport>,
 }
 
-/// One distinct step sequence: its codes are `arena[start..start + len]`.
-#[derive(Debug, Clone, Copy)]
-struct Variant {
-    start: usize,
-    len: usize,
-    count: u64,
-    hash: u64,
-}
-
-/// Partial variants: each distinct sequence stored once, back to back in one arena (no allocation per variant),
-/// found through a hash table of variant indexes.
-#[derive(Debug, Clone, Default)]
-pub struct VariantsState {
-    arena: Vec<u32>,
-    variants: Vec<Variant>,
-    table: HashTable<u32>,
-}
+/// Partial variants: one `(hash of the step sequence, journey index)` per journey. Grouping waits for `finish`,
+/// which sorts the pairs by hash and checks every member of a hash group against its group's representatives
+/// (so hash collisions cannot merge different sequences). Sorting a few bytes per journey beats inserting every
+/// distinct sequence into a hash table when most journeys are distinct, and merging partial states is a concat.
+pub type VariantsState = Vec<(u64, u32)>;
 
 fn hash_of(steps: &[u32]) -> u64 {
     let mut hasher = FxHasher::default();
@@ -58,38 +45,85 @@ fn hash_of(steps: &[u32]) -> u64 {
     hasher.finish()
 }
 
-impl VariantsState {
-    /// Adds `count` journeys with step sequence `steps` (whose hash is `hash`).
-    #[inline]
-    fn add(&mut self, steps: &[u32], hash: u64, count: u64) {
-        let VariantsState {
-            arena,
-            variants,
-            table,
-        } = self;
-        let found = table.find(hash, |index| {
-            let variant = &variants[*index as usize];
-            variant.hash == hash && &arena[variant.start..variant.start + variant.len] == steps
-        });
-        match found {
-            Some(index) => variants[*index as usize].count += count,
-            None => {
-                let index = variants.len() as u32;
-                variants.push(Variant {
-                    start: arena.len(),
-                    len: steps.len(),
-                    count,
-                    hash,
-                });
-                arena.extend_from_slice(steps);
-                table.insert_unique(hash, index, |index| variants[*index as usize].hash);
-            }
-        }
+/// Distinct sequences as (representative journey, count), the representative being the smallest journey index of
+/// its sequence. The pairs are bucketed by the hash's top byte, then each bucket is sorted and grouped on its own
+/// (cache-sized work, spread over the cores); equal hashes are always in one bucket.
+fn distinct<'j>(
+    pairs: VariantsState,
+    steps: &(impl Fn(u32) -> &'j [u32] + Sync),
+) -> Vec<(u32, u64)> {
+    const BUCKETS: usize = 256;
+    let bucket = |hash: u64| (hash >> 56) as usize;
+    let mut starts = [0usize; BUCKETS + 1];
+    for (hash, _) in &pairs {
+        starts[bucket(*hash) + 1] += 1;
     }
-
-    fn steps(&self, variant: &Variant) -> &[u32] {
-        &self.arena[variant.start..variant.start + variant.len]
+    for index in 0..BUCKETS {
+        starts[index + 1] += starts[index];
     }
+    let mut sorted = vec![(0u64, 0u32); pairs.len()];
+    let mut next = starts;
+    for pair in pairs {
+        let slot = &mut next[bucket(pair.0)];
+        sorted[*slot] = pair;
+        *slot += 1;
+    }
+    // Buckets split between threads at about equal pair counts.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cuts: Vec<usize> = (0..=threads)
+        .map(|part| {
+            starts
+                .partition_point(|start| *start < sorted.len() * part / threads)
+                .min(BUCKETS)
+        })
+        .collect();
+    let mut pieces: Vec<&mut [(u64, u32)]> = Vec::new();
+    let mut rest = sorted.as_mut_slice();
+    for part in 0..threads {
+        let (piece, tail) = rest.split_at_mut(starts[cuts[part + 1]] - starts[cuts[part]]);
+        pieces.push(piece);
+        rest = tail;
+    }
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = pieces
+            .into_iter()
+            .enumerate()
+            .map(|(part, piece)| {
+                let (offset, buckets) = (starts[cuts[part]], cuts[part]..cuts[part + 1]);
+                let starts = &starts;
+                scope.spawn(move || {
+                    let mut variants: Vec<(u32, u64)> = Vec::new();
+                    for bucket in buckets {
+                        let pairs =
+                            &mut piece[starts[bucket] - offset..starts[bucket + 1] - offset];
+                        pairs.sort_unstable();
+                        let mut run_start = 0;
+                        for index in 0..pairs.len() {
+                            let (hash, journey) = pairs[index];
+                            if index == 0 || pairs[index - 1].0 != hash {
+                                run_start = variants.len();
+                                variants.push((journey, 1));
+                                continue;
+                            }
+                            let sequence = steps(journey);
+                            match variants[run_start..]
+                                .iter_mut()
+                                .find(|(representative, _)| steps(*representative) == sequence)
+                            {
+                                Some((_, count)) => *count += 1,
+                                None => variants.push((journey, 1)),
+                            }
+                        }
+                    }
+                    variants
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("variant workers do not panic"))
+            .collect()
+    })
 }
 
 impl Analysis for Variants {
@@ -97,36 +131,30 @@ impl Analysis for Variants {
     type Report = VariantsReport;
 
     fn new_state(&self, journeys: &JourneySet) -> Self::State {
-        // Most journeys of large, varied sets are distinct variants: size the table and the arena for a partition
-        // of them up front instead of growing (rehashing, copying) on the way. Unused capacity is never touched.
         let parts = std::thread::available_parallelism().map_or(1, |n| n.get());
-        VariantsState {
-            table: HashTable::with_capacity((journeys.n_journeys() / parts).min(1 << 22)),
-            arena: Vec::with_capacity(journeys.n_events() / parts),
-            ..VariantsState::default()
-        }
+        Vec::with_capacity(journeys.n_journeys() / parts + 1)
     }
 
     fn update(&self, state: &mut Self::State, journey: JourneyRef<'_>) {
         if journey.is_empty() {
             return;
         }
-        state.add(journey.step, hash_of(journey.step), 1);
+        state.push((hash_of(journey.step), journey.index as u32));
     }
 
     fn merge(&self, state: &mut Self::State, other: Self::State) {
-        let VariantsState {
-            variants, table, ..
-        } = state;
-        table.reserve(other.variants.len(), |index| variants[*index as usize].hash);
-        for variant in &other.variants {
-            state.add(other.steps(variant), variant.hash, variant.count);
-        }
+        state.extend(other);
     }
 
     fn finish(&self, state: Self::State, journeys: &JourneySet) -> VariantsReport {
-        let cases: u64 = state.variants.iter().map(|variant| variant.count).sum();
-        let n_variants = state.variants.len() as u64;
+        let steps = |journey: u32| {
+            &journeys.step
+                [journeys.offsets[journey as usize]..journeys.offsets[journey as usize + 1]]
+        };
+        let variants = distinct(state, &steps);
+        let cases: u64 = variants.iter().map(|(_, count)| count).sum();
+        let n_variants = variants.len() as u64;
+        let mut variants = variants;
         let names = &journeys.step_names;
         // Ties are ordered by the step names; comparing each step's rank among the sorted names orders sequences
         // exactly as comparing the names would, without touching strings.
@@ -136,42 +164,61 @@ impl Analysis for Variants {
         for (position, code) in by_name.into_iter().enumerate() {
             rank[code] = position as u32;
         }
-        let arena = &state.arena;
-        let steps = |variant: &Variant| &arena[variant.start..variant.start + variant.len];
-        let order = |a: &Variant, b: &Variant| {
-            b.count.cmp(&a.count).then_with(|| {
-                let ranks =
-                    |variant: &Variant| steps(variant).iter().map(|step| rank[*step as usize]);
-                ranks(a).cmp(ranks(b))
-            })
-        };
-        let mut variants = state.variants;
         let top = self.top.unwrap_or(usize::MAX).min(variants.len());
         if top > 0 && top < variants.len() {
             // The k-th largest count first (on the counts alone), so sequences are compared only among variants
             // tied at it.
-            let mut counts: Vec<u64> = variants.iter().map(|variant| variant.count).collect();
+            let mut counts: Vec<u64> = variants.iter().map(|(_, count)| *count).collect();
             let cut = *counts.select_nth_unstable_by(top - 1, |a, b| b.cmp(a)).1;
-            variants.retain(|variant| variant.count >= cut);
-            if variants.len() > top {
-                variants.select_nth_unstable_by(top - 1, order);
-                variants.truncate(top);
-            }
+            variants.retain(|(_, count)| *count >= cut);
         }
-        variants.sort_unstable_by(order);
+        // Each candidate carries its first four name ranks packed into a u64 (rank + 1, so that a sequence ending
+        // sorts before any continuation of it): most ties are settled without reading the sequences again.
+        let packable = names.len() < usize::from(u16::MAX);
+        let mut keyed: Vec<(u64, u64, u32)> = variants
+            .iter()
+            .map(|(journey, count)| {
+                let key = if packable {
+                    steps(*journey).iter().take(4).enumerate().fold(
+                        0u64,
+                        |key, (position, step)| {
+                            key | (u64::from(rank[*step as usize] + 1) << (48 - 16 * position))
+                        },
+                    )
+                } else {
+                    0
+                };
+                (*count, key, *journey)
+            })
+            .collect();
+        let order = |a: &(u64, u64, u32), b: &(u64, u64, u32)| {
+            b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then_with(|| {
+                let ranks = |journey: u32| steps(journey).iter().map(|step| rank[*step as usize]);
+                ranks(a.2).cmp(ranks(b.2))
+            })
+        };
+        if keyed.len() > top && top > 0 {
+            keyed.select_nth_unstable_by(top - 1, order);
+            keyed.truncate(top);
+        }
+        keyed.sort_unstable_by(order);
+        let variants: Vec<(u32, u64)> = keyed
+            .into_iter()
+            .map(|(count, _, journey)| (journey, count))
+            .collect();
         let mut covered = 0u64;
         let reports = variants
             .iter()
             .take(top)
-            .map(|variant| {
-                covered += variant.count;
+            .map(|(journey, count)| {
+                covered += count;
                 VariantReport {
-                    steps: steps(variant)
+                    steps: steps(*journey)
                         .iter()
                         .map(|step| names[*step as usize].clone())
                         .collect(),
-                    count: variant.count,
-                    share: variant.count as f64 / cases as f64,
+                    count: *count,
+                    share: *count as f64 / cases as f64,
                     coverage: covered as f64 / cases as f64,
                 }
             })
@@ -180,6 +227,73 @@ impl Analysis for Variants {
             cases,
             n_variants,
             variants: reports,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run;
+
+    fn set(journeys: &[&[&str]]) -> JourneySet {
+        JourneySet::from_journeys(journeys.iter().enumerate().map(|(index, steps)| {
+            (
+                format!("c{index}"),
+                steps
+                    .iter()
+                    .enumerate()
+                    .map(|(position, step)| (position as i64, *step, "web"))
+                    .collect(),
+            )
+        }))
+    }
+
+    #[test]
+    fn colliding_hashes_keep_different_sequences_apart() {
+        let journeys = set(&[&["a", "b"], &["b", "a"], &["a", "b"], &["a"], &["b", "a"]]);
+        // Every journey gets the same hash: grouping must fall back to comparing the sequences.
+        let pairs: VariantsState = (0..journeys.n_journeys() as u32)
+            .map(|journey| (7, journey))
+            .collect();
+        let steps = |journey: u32| journeys.journey(journey as usize).step;
+        let mut found = distinct(pairs, &steps);
+        found.sort_unstable();
+        assert_eq!(found, [(0, 2), (1, 2), (3, 1)]);
+    }
+
+    #[test]
+    fn ties_are_ordered_by_step_names_whatever_the_codes() {
+        // Codes follow first appearance (b, a, c, d, e), not name order; the first four steps tie for three of
+        // the sequences, and a sequence sorts before its continuations.
+        let journeys = set(&[
+            &["b"],
+            &["a", "b", "c", "d", "e"],
+            &["a", "b", "c", "d", "a"],
+            &["a", "b"],
+            &["a", "b", "c", "d"],
+            &["b"],
+        ]);
+        let expected: Vec<Vec<&str>> = vec![
+            vec!["b"],
+            vec!["a", "b"],
+            vec!["a", "b", "c", "d"],
+            vec!["a", "b", "c", "d", "a"],
+            vec!["a", "b", "c", "d", "e"],
+        ];
+        for top in [None, Some(3)] {
+            let report = run(&Variants { top }, &journeys, 2);
+            let got: Vec<Vec<&str>> = report
+                .variants
+                .iter()
+                .map(|variant| variant.steps.iter().map(String::as_str).collect())
+                .collect();
+            assert_eq!(
+                got,
+                expected[..top.unwrap_or(expected.len())],
+                "top {top:?}"
+            );
+            assert_eq!((report.cases, report.n_variants), (6, 5));
         }
     }
 }
