@@ -102,17 +102,28 @@ impl EdgeIndex {
 }
 
 impl ProcessMapState {
-    #[inline]
+    /// Adds `count` occurrences of an edge with gaps summing to `sum`; returns the edge's histogram. Known edges
+    /// take the short path (one table lookup), kept small enough to inline into the per-event loop.
+    #[inline(always)]
     fn add(&mut self, from: u32, to: u32, count: u64, sum: i128) -> &mut [u32; BUCKETS] {
-        let (id, new) = self.edges.id(from, to);
-        if new {
-            self.counts.push(0);
-            self.sums.push(0);
-            self.histograms.push([0; BUCKETS]);
-        }
+        let id = match self.edges.get(from, to) {
+            Some(id) => id,
+            None => self.register(from, to),
+        };
         self.counts[id] += count;
         self.sums[id] += sum;
         &mut self.histograms[id]
+    }
+
+    /// A new edge: an id and empty counters.
+    #[cold]
+    #[inline(never)]
+    fn register(&mut self, from: u32, to: u32) -> usize {
+        let (id, _) = self.edges.id(from, to);
+        self.counts.push(0);
+        self.sums.push(0);
+        self.histograms.push([0; BUCKETS]);
+        id
     }
 }
 
@@ -176,17 +187,11 @@ impl Analysis for ProcessMap {
         state.events += journey.len() as u64;
         state.start[*first as usize] += 1;
         state.end[*last as usize] += 1;
-        for step in journey.step {
-            state.steps[*step as usize] += 1;
-        }
-        for position in 1..journey.len() {
-            let gap = journey.ts[position] - journey.ts[position - 1];
-            state.add(
-                journey.step[position - 1],
-                journey.step[position],
-                1,
-                i128::from(gap),
-            )[bucket(gap)] += 1;
+        state.steps[*first as usize] += 1;
+        for (pair, times) in journey.step.windows(2).zip(journey.ts.windows(2)) {
+            let gap = times[1] - times[0];
+            state.steps[pair[1] as usize] += 1;
+            state.add(pair[0], pair[1], 1, i128::from(gap))[bucket(gap)] += 1;
         }
     }
 
@@ -251,11 +256,10 @@ impl Analysis for ProcessMap {
                         // equal or disjoint; a bucket wanted twice fills its first slot).
                         let mut found: Vec<Vec<i64>> = vec![Vec::new(); n_edges * 4];
                         for journey in journeys.journeys(range) {
-                            for position in 1..journey.len() {
-                                let gap = journey.ts[position] - journey.ts[position - 1];
-                                let id = edges
-                                    .get(journey.step[position - 1], journey.step[position])
-                                    .unwrap_or(0);
+                            for (pair, times) in journey.step.windows(2).zip(journey.ts.windows(2))
+                            {
+                                let gap = times[1] - times[0];
+                                let id = edges.get(pair[0], pair[1]).unwrap_or(0);
                                 let held = bucket(gap) as u16;
                                 let [a, b, c, d] = wanted[id];
                                 if (a == held) | (b == held) | (c == held) | (d == held) {
