@@ -15,18 +15,19 @@ pub struct ProcessMap;
 /// Step dictionaries up to this size index edges through a dense `from × to` table; larger ones through a hash map.
 const DENSE_STEPS: usize = 1024;
 
-/// Log-linear buckets of gaps (8 per power of two, exact below 8 µs), for exact quantiles without keeping the gaps.
-const BUCKETS: usize = 488;
+/// Log-linear buckets of gaps (16 per power of two, exact below 16 µs), for exact quantiles without keeping the gaps:
+/// finer buckets cost more histogram memory in the first pass but leave fewer gaps to collect in the second.
+const BUCKETS: usize = 960;
 
 /// The bucket of a gap in µs; buckets are ordered like the gaps.
 #[inline]
 fn bucket(gap: i64) -> usize {
     let gap = gap.max(0) as u64;
-    if gap < 8 {
+    if gap < 16 {
         return gap as usize;
     }
     let exponent = 63 - gap.leading_zeros() as usize;
-    (exponent - 2) * 8 + ((gap >> (exponent - 3)) & 7) as usize
+    (exponent - 3) * 16 + ((gap >> (exponent - 4)) & 15) as usize
 }
 
 /// Partial process map: per edge a count, an exact sum and a histogram of its gaps. The median and p90 are found
@@ -225,23 +226,40 @@ impl Analysis for ProcessMap {
                 })
             })
             .collect();
-        let bucket_of = |id: usize, rank: usize| -> (usize, u64) {
-            let mut below = 0u64;
-            for (index, count) in state.histograms[id].iter().enumerate() {
-                if below + u64::from(*count) > rank as u64 {
-                    return (index, below);
+        // Per edge, where each needed rank falls — (bucket, gaps in lower buckets) for the lower and upper rank of
+        // the median and of the p90 — from one scan of its histogram, taking the ranks in increasing order (the
+        // p90's lower rank can be below the median's upper one).
+        let located: Vec<[(usize, u64); 4]> = (0..n_edges)
+            .map(|id| {
+                let [(median_low, _, median_high), (p90_low, _, p90_high)] = ranks[id];
+                let needed = [median_low, median_high, p90_low, p90_high].map(|rank| rank as u64);
+                let mut order = [0, 1, 2, 3];
+                order.sort_by_key(|which| needed[*which]);
+                let mut found = [(0usize, 0u64); 4];
+                let (mut below, mut next) = (0u64, 0usize);
+                for (index, count) in state.histograms[id].iter().enumerate() {
+                    let count = u64::from(*count);
+                    while next < 4 && needed[order[next]] < below + count {
+                        found[order[next]] = (index, below);
+                        next += 1;
+                    }
+                    if next == 4 {
+                        break;
+                    }
+                    below += count;
                 }
-                below += u64::from(*count);
-            }
-            unreachable!("a rank below the edge's count falls in a bucket")
-        };
+                assert_eq!(
+                    next, 4,
+                    "every rank below the edge's count falls in a bucket"
+                );
+                found
+            })
+            .collect();
         // Per edge, the (at most 4) buckets holding a needed rank, in a flat array the second pass can test
         // without branching.
-        let wanted: Vec<[u16; 4]> = (0..n_edges)
-            .map(|id| {
-                let [(lower_a, _, upper_a), (lower_b, _, upper_b)] = ranks[id];
-                [lower_a, upper_a, lower_b, upper_b].map(|rank| bucket_of(id, rank).0 as u16)
-            })
+        let wanted: Vec<[u16; 4]> = located
+            .iter()
+            .map(|found| found.map(|(bucket, _)| bucket as u16))
             .collect();
         // Second pass, on every core: only the gaps in the wanted buckets.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -280,41 +298,79 @@ impl Analysis for ProcessMap {
                 .map(|worker| worker.join().expect("process map workers do not panic"))
                 .collect()
         });
+        // Per edge, median and p90 from the collected gaps; edges spread over the cores in ranges of about equal
+        // collected size.
+        let quantiles_of = |id: usize| -> [f64; 2] {
+            let mut slots: [Vec<i64>; 4] = std::array::from_fn(|slot| {
+                collected
+                    .iter()
+                    .flat_map(|part| part[id * 4 + slot].iter().copied())
+                    .collect()
+            });
+            // The value at a rank: the (rank − gaps below its bucket)-th smallest gap of the bucket, by
+            // selection (linear time) among the gaps collected for that bucket.
+            let mut value_at = |which: usize, rank: usize| -> f64 {
+                let (wanted_bucket, below) = located[id][which];
+                let slot = wanted[id]
+                    .iter()
+                    .position(|bucket| usize::from(*bucket) == wanted_bucket)
+                    .expect("every needed rank's bucket was collected");
+                *slots[slot].select_nth_unstable(rank - below as usize).1 as f64
+            };
+            [0, 1].map(|quantile| {
+                let (lower, fraction, upper) = ranks[id][quantile];
+                let low = value_at(2 * quantile, lower);
+                if fraction == 0.0 {
+                    low
+                } else {
+                    low + (value_at(2 * quantile + 1, upper) - low) * fraction
+                }
+            })
+        };
+        let sizes: Vec<usize> = (0..n_edges)
+            .map(|id| {
+                collected
+                    .iter()
+                    .map(|part| part[id * 4..id * 4 + 4].iter().map(Vec::len).sum::<usize>())
+                    .sum()
+            })
+            .collect();
+        let total: usize = sizes.iter().sum();
+        let mut bounds = vec![0usize];
+        let mut running = 0usize;
+        for (id, size) in sizes.iter().enumerate() {
+            running += size;
+            if bounds.len() < threads && running * threads >= total * bounds.len() {
+                bounds.push(id + 1);
+            }
+        }
+        bounds.push(n_edges);
+        let quantiles: Vec<[f64; 2]> = std::thread::scope(|scope| {
+            let workers: Vec<_> = bounds
+                .windows(2)
+                .map(|range| {
+                    let (first, last) = (range[0], range[1].max(range[0]));
+                    let quantiles_of = &quantiles_of;
+                    scope.spawn(move || (first..last).map(quantiles_of).collect::<Vec<_>>())
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|worker| worker.join().expect("process map workers do not panic"))
+                .collect()
+        });
         let mut edges: Vec<EdgeReport> = (0..n_edges)
             .map(|id| {
-                let mut slots: [Vec<i64>; 4] = std::array::from_fn(|slot| {
-                    collected
-                        .iter()
-                        .flat_map(|part| part[id * 4 + slot].iter().copied())
-                        .collect()
-                });
-                // The value at a rank: the (rank − gaps below its bucket)-th smallest gap of the bucket, by
-                // selection (linear time) among the gaps collected for that bucket.
-                let mut value_at = |rank: usize| -> f64 {
-                    let (wanted_bucket, below) = bucket_of(id, rank);
-                    let slot = wanted[id]
-                        .iter()
-                        .position(|bucket| usize::from(*bucket) == wanted_bucket)
-                        .expect("every needed rank's bucket was collected");
-                    *slots[slot].select_nth_unstable(rank - below as usize).1 as f64
-                };
-                let mut quantile = |(lower, fraction, upper): (usize, f64, usize)| -> f64 {
-                    let low = value_at(lower);
-                    if fraction == 0.0 {
-                        low
-                    } else {
-                        low + (value_at(upper) - low) * fraction
-                    }
-                };
                 let (from, to) = state.edges.pairs[id];
                 let count = state.counts[id];
+                let [median, p90] = quantiles[id];
                 EdgeReport {
                     from: names[from as usize].clone(),
                     to: names[to as usize].clone(),
                     count,
                     mean_secs: state.sums[id] as f64 / 1e6 / count as f64,
-                    median_secs: quantile(ranks[id][0]) / 1e6,
-                    p90_secs: quantile(ranks[id][1]) / 1e6,
+                    median_secs: median / 1e6,
+                    p90_secs: p90 / 1e6,
                 }
             })
             .collect();
