@@ -467,12 +467,19 @@ impl Store {
     /// Appends events (and failed-event records) durably. Returns once they are on disk and visible to readers.
     /// Events whose `messageId` is already stored are counted as duplicates and not stored again.
     pub fn append(&self, events: Vec<Event>, failed: Vec<FailedEvent>) -> Result<AppendOutcome> {
+        // Each payload is written into one reusable buffer and copied out at its exact size: growing a fresh
+        // vector from empty reallocated several times per event, and a roomy one would waste memory in the table.
+        let mut scratch = Vec::with_capacity(4096);
         let events = events
             .into_iter()
-            .map(|event| PreparedEvent {
-                hash: message_hash(&event.message_id),
-                payload: serde_json::to_vec(&event).expect("events serialise"),
-                event,
+            .map(|event| {
+                scratch.clear();
+                serde_json::to_writer(&mut scratch, &event).expect("events serialise");
+                PreparedEvent {
+                    hash: message_hash(&event.message_id),
+                    payload: scratch.clone(),
+                    event,
+                }
             })
             .collect();
         self.send(|reply| Command::Append {
