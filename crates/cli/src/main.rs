@@ -668,9 +668,17 @@ fn import(
         }
         reports.push(json!({ "report": report, "seconds": seconds }));
     }
+    // The rows are durable in the log already; writing them out as segments can take a while after a big file,
+    // so say so instead of leaving the command silent.
+    let started = Instant::now();
     store.flush()?;
+    let flush_seconds = started.elapsed().as_secs_f64();
     if json_output {
-        print_json(&json!({ "imports": reports, "stats": store.stats() }));
+        print_json(
+            &json!({ "imports": reports, "flush_seconds": flush_seconds, "stats": store.stats() }),
+        );
+    } else if flush_seconds >= 0.1 {
+        println!("  written to segments in {flush_seconds:.2} s");
     }
     Ok(())
 }
