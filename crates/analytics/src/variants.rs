@@ -151,10 +151,9 @@ impl Analysis for Variants {
             &journeys.step
                 [journeys.offsets[journey as usize]..journeys.offsets[journey as usize + 1]]
         };
-        let variants = distinct(state, &steps);
+        let mut variants = distinct(state, &steps);
         let cases: u64 = variants.iter().map(|(_, count)| count).sum();
         let n_variants = variants.len() as u64;
-        let mut variants = variants;
         let names = &journeys.step_names;
         // Ties are ordered by the step names; comparing each step's rank among the sorted names orders sequences
         // exactly as comparing the names would, without touching strings.
