@@ -757,28 +757,16 @@ fn import_parquet(sink: &mut Sink, path: &Path) -> Result<(), ImportError> {
             sink.total_bytes * row_number / total_rows,
             Ordering::Relaxed,
         );
-        // Timestamps with a named zone (`UTC`) are instants: drop the zone name, keep the value (formatting a
-        // named zone would need the time zone database).
-        let columns_utc: Vec<arrow::array::ArrayRef> = batch
-            .columns()
-            .iter()
-            .map(|column| match column.data_type() {
-                arrow::datatypes::DataType::Timestamp(unit, Some(_)) => arrow::compute::cast(
-                    column,
-                    &arrow::datatypes::DataType::Timestamp(*unit, None),
-                ),
-                _ => Ok(column.clone()),
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|error| malformed(error.to_string()))?;
-        // Strings are read as they are and timestamps converted to µs directly; other types go through arrow's
-        // display formatting.
+        // Strings are read as they are; timestamps of any unit are converted to µs directly, and one with a named
+        // zone (`UTC`) loses the name but keeps the value (formatting a named zone would need the time zone
+        // database); other types go through arrow's display formatting.
         enum Cell<'b> {
             Text(&'b arrow::array::StringArray),
             Micros(arrow::array::TimestampMicrosecondArray),
             Formatted(ArrayFormatter<'b>),
         }
-        let cells: Vec<Cell> = columns_utc
+        let cells: Vec<Cell> = batch
+            .columns()
             .iter()
             .map(|column| {
                 use arrow::datatypes::{DataType, TimeUnit};
@@ -786,7 +774,7 @@ fn import_parquet(sink: &mut Sink, path: &Path) -> Result<(), ImportError> {
                     DataType::Utf8 => {
                         Cell::Text(column.as_any().downcast_ref().expect("a Utf8 column"))
                     }
-                    DataType::Timestamp(_, None) => Cell::Micros(
+                    DataType::Timestamp(_, _) => Cell::Micros(
                         arrow::compute::cast(
                             column,
                             &DataType::Timestamp(TimeUnit::Microsecond, None),
