@@ -73,24 +73,20 @@ impl EdgeIndex {
         }
     }
 
-    /// The edge's id, and whether it is new.
-    #[inline]
-    fn id(&mut self, from: u32, to: u32) -> (usize, bool) {
-        let next = self.pairs.len() as u32;
-        let id = if self.dense.is_empty() {
-            *self.sparse.entry((from, to)).or_insert(next)
+    /// Gives an edge not seen yet the next id.
+    fn insert(&mut self, from: u32, to: u32) -> usize {
+        debug_assert!(
+            self.get(from, to).is_none(),
+            "edge {from}→{to} already has an id"
+        );
+        let id = self.pairs.len() as u32;
+        if self.dense.is_empty() {
+            self.sparse.insert((from, to), id);
         } else {
-            let cell = &mut self.dense[from as usize * self.n_steps + to as usize];
-            if *cell == u32::MAX {
-                *cell = next;
-            }
-            *cell
-        };
-        let new = id == next;
-        if new {
-            self.pairs.push((from, to));
+            self.dense[from as usize * self.n_steps + to as usize] = id;
         }
-        (id as usize, new)
+        self.pairs.push((from, to));
+        id as usize
     }
 
     /// The id of a known edge.
@@ -155,7 +151,7 @@ impl ProcessMapState {
     #[cold]
     #[inline(never)]
     fn register(&mut self, from: u32, to: u32) -> usize {
-        let (id, _) = self.edges.id(from, to);
+        let id = self.edges.insert(from, to);
         self.counts.push(0);
         self.sums.push(0);
         self.histograms.push([0; BUCKETS]);
