@@ -131,18 +131,14 @@ impl ProcessMapState {
         *self.carries.entry((id as u32, bucket as u16)).or_default() += wraps;
     }
 
-    /// Edge `id`'s full counts per bucket.
-    fn bucket_counts(&self, id: usize) -> Vec<u64> {
+    /// Edge `id`'s full counts per bucket, given its carries as (bucket, wraps).
+    fn bucket_counts(&self, id: usize, carried: &[(u16, u64)]) -> Vec<u64> {
         let mut counts: Vec<u64> = self.histograms[id]
             .iter()
             .map(|count| u64::from(*count))
             .collect();
-        if !self.carries.is_empty() {
-            for (bucket, count) in counts.iter_mut().enumerate() {
-                if let Some(wraps) = self.carries.get(&(id as u32, bucket as u16)) {
-                    *count += wraps << 16;
-                }
-            }
+        for (bucket, wraps) in carried {
+            counts[usize::from(*bucket)] += wraps << 16;
         }
         counts
     }
@@ -265,6 +261,11 @@ impl Analysis for ProcessMap {
                 })
             })
             .collect();
+        // The carries grouped by edge once, instead of a lookup per bucket of every edge.
+        let mut carried: Vec<Vec<(u16, u64)>> = vec![Vec::new(); n_edges];
+        for ((id, bucket), wraps) in &state.carries {
+            carried[*id as usize].push((*bucket, *wraps));
+        }
         // Per edge, where each needed rank falls — (bucket, gaps in lower buckets) for the lower and upper rank of
         // the median and of the p90 — from one scan of its histogram, taking the ranks in increasing order (the
         // p90's lower rank can be below the median's upper one).
@@ -276,7 +277,11 @@ impl Analysis for ProcessMap {
                 order.sort_by_key(|which| needed[*which]);
                 let mut found = [(0usize, 0u64); 4];
                 let (mut below, mut next) = (0u64, 0usize);
-                for (index, count) in state.bucket_counts(id).into_iter().enumerate() {
+                for (index, count) in state
+                    .bucket_counts(id, &carried[id])
+                    .into_iter()
+                    .enumerate()
+                {
                     while next < 4 && needed[order[next]] < below + count {
                         found[order[next]] = (index, below);
                         next += 1;
