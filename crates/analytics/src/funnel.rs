@@ -266,16 +266,17 @@ impl Funnel {
             ),
             None => None,
         };
+        let flags = Flags {
+            strict_order: self.has(FunnelMode::StrictOrder),
+            dedup: self.has(FunnelMode::StrictDeduplication),
+            increase: self.has(FunnelMode::StrictIncrease),
+            reentry: self.has(FunnelMode::AllowReentry),
+            strict_once: self.has(FunnelMode::StrictOnce),
+            any_order: self.has(FunnelMode::AnyOrder),
+        };
         Ok(PreparedFunnel {
             funnel: self,
-            flags: Flags {
-                strict_order: self.has(FunnelMode::StrictOrder),
-                dedup: self.has(FunnelMode::StrictDeduplication),
-                increase: self.has(FunnelMode::StrictIncrease),
-                reentry: self.has(FunnelMode::AllowReentry),
-                strict_once: self.has(FunnelMode::StrictOnce),
-                any_order: self.has(FunnelMode::AnyOrder),
-            },
+            flags,
             conditions,
             exclusions,
             breakdown_column,
@@ -283,9 +284,9 @@ impl Funnel {
                 .as_ref()
                 .filter(|masks| {
                     self.exclusions.is_empty()
-                        && !self.has(FunnelMode::StrictOrder)
-                        && !self.has(FunnelMode::StrictDeduplication)
-                        && !self.has(FunnelMode::StrictIncrease)
+                        && !flags.strict_order
+                        && !flags.dedup
+                        && !flags.increase
                         && masks.iter().all(|mask| mask.count_ones() <= 1)
                 })
                 .map(|masks| {
