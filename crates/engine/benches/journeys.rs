@@ -1,7 +1,7 @@
 //! Journey analyses at scale: process map, variants, a 5-step funnel and flows of depth 5 over generated journeys
 //! of 10M and 100M events (set `WAYMARK_BENCH_EVENTS=1M,10M,100M` to choose), on every core, from memory — the
-//! journey view a warm store serves. Prints a Markdown table: median of 5 runs after a warm-up, events/s, and the
-//! journey view's size.
+//! journey view a warm store serves. Prints a Markdown table: median of 5 runs after a warm-up (`WAYMARK_BENCH_RUNS`
+//! sets how many), events/s, and the journey view's size.
 //!
 //! Run: `cargo bench -p waymark-engine --bench journeys`; `WAYMARK_BENCH_ONLY=funnel` times only the analyses whose
 //! name starts with that. The data is `waymark_engine::synthetic`.
@@ -38,9 +38,14 @@ fn main() {
     // `cargo bench` passes `--bench`; filters are not supported here.
     let sizes = std::env::var("WAYMARK_BENCH_EVENTS").unwrap_or_else(|_| "10M,100M".into());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runs: usize = std::env::var("WAYMARK_BENCH_RUNS")
+        .ok()
+        .and_then(|runs| runs.parse().ok())
+        .filter(|runs| *runs > 0)
+        .unwrap_or(5);
     println!("threads: {threads}");
     println!();
-    println!("| events | customers | journey view | analysis | median of 5 | events/s |");
+    println!("| events | customers | journey view | analysis | median of {runs} | events/s |");
     println!("|---|---|---|---|---|---|");
     for size in sizes
         .split(',')
@@ -98,7 +103,7 @@ fn main() {
             {
                 continue;
             }
-            let seconds = time(5, analysis);
+            let seconds = time(runs, analysis);
             println!(
                 "| {} | {} | {:.0} MB | {name} | {:.3} s | {:.0} M |",
                 journeys.n_events(),
