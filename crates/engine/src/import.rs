@@ -313,7 +313,7 @@ struct Sink<'a> {
 impl Sink<'_> {
     fn message_id(&self, line: u64, row_text: &str) -> String {
         let key = format!("{}\u{0}{line}\u{0}{row_text}", self.file_label);
-        format!("imp-{:032x}", xxhash_rust::xxh3::xxh3_128(key.as_bytes()))
+        waymark_store::derived_message_id(xxhash_rust::xxh3::xxh3_64(key.as_bytes()))
     }
 
     /// A row mapped onto roles (CSV, Parquet, flat JSON, XES).

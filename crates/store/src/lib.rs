@@ -29,6 +29,7 @@ mod wal;
 
 pub use error::{Result, StoreError};
 pub use identity::{EdgeReason, IdentityGraph, IdentityWarning, Interner, LinkOutcome, MergeEdge};
+pub use segment::derived_message_id;
 
 use identity::IdentitySnapshot;
 use parking_lot::{Mutex, RwLock};
@@ -272,8 +273,10 @@ pub struct Store {
     _lock: File,
 }
 
+/// The 64-bit key duplicates are recognised by: a derived id's own hash, else the id's xxh3.
 pub(crate) fn message_hash(message_id: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(message_id.as_bytes())
+    segment::derived_id_hash(message_id)
+        .unwrap_or_else(|| xxhash_rust::xxh3::xxh3_64(message_id.as_bytes()))
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -636,9 +639,11 @@ impl Store {
                 let block_index = row as usize / segment::ROWS_PER_BLOCK;
                 let entry = match block_cache.entry((location, block_index)) {
                     std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(entry) => {
-                        entry.insert(segment.file.read_block(block_index)?)
-                    }
+                    std::collections::hash_map::Entry::Vacant(entry) => entry.insert(
+                        segment
+                            .file
+                            .read_block(block_index, &segment.columns.msg_hash)?,
+                    ),
                 };
                 (&segment.columns, entry.1[(row - entry.0) as usize].clone())
             };
@@ -730,7 +735,9 @@ impl Store {
         };
         for segment in &state.segments {
             for block_index in 0..segment.file.n_blocks() {
-                let (first_row, payloads) = segment.file.read_block(block_index)?;
+                let (first_row, payloads) = segment
+                    .file
+                    .read_block(block_index, &segment.columns.msg_hash)?;
                 for (offset, payload) in payloads.iter().enumerate() {
                     let row = first_row as usize + offset;
                     visit(&customer_name(segment.columns.ident[row]), payload)?;
@@ -810,8 +817,7 @@ impl Store {
                 &state.identity,
             );
             sources.extend(
-                (0..segment.file.n_blocks())
-                    .map(|block| PayloadSource::Block(&segment.file, block)),
+                (0..segment.file.n_blocks()).map(|block| PayloadSource::Block(segment, block)),
             );
         }
         for table in &memtables {
@@ -892,7 +898,7 @@ fn push_columns(sinks: &mut ColumnSinks<'_>, columns: &Columns, identity: &Ident
 
 /// Where stored payloads are read from, in storage order.
 enum PayloadSource<'a> {
-    Block(&'a SegmentFile, usize),
+    Block(&'a LoadedSegment, usize),
     Memory(&'a [Vec<u8>]),
 }
 
@@ -926,8 +932,9 @@ fn load_property_columns(
                     };
                     for source in part {
                         match source {
-                            PayloadSource::Block(file, block) => {
-                                for payload in &file.read_block(*block)?.1 {
+                            PayloadSource::Block(segment, block) => {
+                                let msg_hash = &segment.columns.msg_hash;
+                                for payload in &segment.file.read_block(*block, msg_hash)?.1 {
                                     read(payload)?;
                                 }
                             }
@@ -1934,7 +1941,9 @@ fn compact(shared: &Shared, max_rows: Option<u64>) -> Result<()> {
     let mut payloads = Vec::new();
     for segment in chosen.iter().map(|index| &state.segments[*index]) {
         for block_index in 0..segment.file.n_blocks() {
-            let (_, block) = segment.file.read_block(block_index)?;
+            let (_, block) = segment
+                .file
+                .read_block(block_index, &segment.columns.msg_hash)?;
             payloads.extend(block);
         }
         columns.ident.extend_from_slice(&segment.columns.ident);

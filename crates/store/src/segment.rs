@@ -7,7 +7,10 @@
 //! Columns (`ident` u32, `ts` i64 µs, `seq` u64, `step` u32, `channel` u16, `msg_hash` u64) are each one
 //! zstd-compressed section with its own crc32. `ident`, `step` and `channel` hold indexes into dictionaries kept in
 //! the footer, so a segment is self-describing and its codes are remapped to the process's global codes at load.
-//! Payloads (the full event as JSON) are stored in zstd blocks of [`ROWS_PER_BLOCK`] rows, read on demand.
+//! Payloads (the full event as JSON) are stored in zstd blocks of [`ROWS_PER_BLOCK`] rows, read on demand. A
+//! payload that opens with a derived message id (`{"messageId":"imp-` and the 16 hex digits of the row's
+//! `msg_hash`, see [`derived_message_id`]) is stored without it, as the byte [`DERIVED_ID`] and the rest, and
+//! read back whole: 16 bytes of entropy per imported event that the `msg_hash` column already holds.
 //! Rows are sorted by (customer at write time, timestamp, sequence), so one customer's journey is contiguous.
 
 use crate::error::{Result, StoreError};
@@ -22,6 +25,43 @@ const MAGIC_TAIL: &[u8; 8] = b"WMSEGEND";
 /// Rows per payload block: small enough that one customer lookup decompresses little.
 pub(crate) const ROWS_PER_BLOCK: usize = 256;
 const ZSTD_LEVEL: i32 = 3;
+/// The segment format written; format 1 (no stored-without-id payloads) is still read.
+const FORMAT: u32 = 2;
+
+/// The first byte of a payload stored without its derived message id (JSON never starts with it).
+const DERIVED_ID: u8 = 1;
+
+/// How derived message ids start: `imp-` and 16 lowercase hex digits, which are the id's own hash.
+pub(crate) const DERIVED_ID_PREFIX: &str = "imp-";
+
+/// The message id Waymark gives an event whose source has none (an imported row), from a 64-bit hash of what
+/// identifies it; its `msg_hash` is that hash.
+pub fn derived_message_id(hash: u64) -> String {
+    format!("{DERIVED_ID_PREFIX}{hash:016x}")
+}
+
+/// The hash a derived message id stands for (`None` for any other id).
+pub(crate) fn derived_id_hash(message_id: &str) -> Option<u64> {
+    let hex = message_id.strip_prefix(DERIVED_ID_PREFIX)?;
+    let lower_hex = hex.len() == 16
+        && hex
+            .bytes()
+            .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'));
+    lower_hex
+        .then(|| u64::from_str_radix(hex, 16).ok())
+        .flatten()
+}
+
+/// The bytes a serialised event with the derived id of `hash` starts with.
+fn derived_head(hash: u64) -> [u8; 36] {
+    let mut head = [0u8; 36];
+    head[..18].copy_from_slice(b"{\"messageId\":\"imp-");
+    for (index, digit) in head[18..34].iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[(hash >> (60 - 4 * index)) as usize & 15];
+    }
+    head[34..].copy_from_slice(b"\",");
+    head
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SectionRef {
@@ -60,6 +100,7 @@ struct Footer {
 }
 
 /// One row to write: the event's hot fields and its JSON payload.
+#[derive(Clone, Copy)]
 pub(crate) struct SegmentRow<'a> {
     pub identifier: &'a str,
     pub ts: i64,
@@ -225,12 +266,25 @@ pub(crate) fn write_segment(path: &Path, rows: &[SegmentRow<'_>]) -> Result<u64>
         let mut raw = Vec::new();
         let mut end = 0u32;
         raw.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
-        for row in chunk {
-            end += row.payload.len() as u32;
+        // Each payload as stored: without its derived id when it opens with exactly the one of its hash.
+        let stored: Vec<(bool, &[u8])> = chunk
+            .iter()
+            .map(
+                |row| match row.payload.strip_prefix(&derived_head(row.msg_hash)) {
+                    Some(rest) => (true, rest),
+                    None => (false, row.payload),
+                },
+            )
+            .collect();
+        for (derived, payload) in &stored {
+            end += u32::from(*derived) + payload.len() as u32;
             raw.extend_from_slice(&end.to_le_bytes());
         }
-        for row in chunk {
-            raw.extend_from_slice(row.payload);
+        for (derived, payload) in &stored {
+            if *derived {
+                raw.push(DERIVED_ID);
+            }
+            raw.extend_from_slice(payload);
         }
         let section = writer.write(&raw)?;
         blocks.push(BlockRef {
@@ -243,7 +297,7 @@ pub(crate) fn write_segment(path: &Path, rows: &[SegmentRow<'_>]) -> Result<u64>
     }
 
     let footer = Footer {
-        format: 1,
+        format: FORMAT,
         n_rows: rows.len() as u32,
         min_ts: ts.iter().copied().min().unwrap_or(0),
         max_ts: ts.iter().copied().max().unwrap_or(0),
@@ -330,11 +384,11 @@ impl SegmentFile {
         let footer: Footer = serde_json::from_slice(&footer_bytes).map_err(|error| {
             StoreError::corrupt(path, format!("footer does not parse: {error}"))
         })?;
-        if footer.format != 1 {
+        if !(1..=FORMAT).contains(&footer.format) {
             return Err(StoreError::UnsupportedFormat {
                 path: path.to_path_buf(),
                 found: footer.format,
-                supported: 1,
+                supported: FORMAT,
             });
         }
         let n = footer.n_rows as usize;
@@ -405,8 +459,13 @@ impl SegmentFile {
         Ok((segment, columns))
     }
 
-    /// Reads the payloads of a block: `(first_row, payloads)`.
-    pub(crate) fn read_block(&self, block_index: usize) -> Result<(u32, Vec<Vec<u8>>)> {
+    /// Reads the payloads of a block: `(first_row, payloads)`. `msg_hash` is the segment's column, which gives
+    /// back the derived ids its payloads were stored without.
+    pub(crate) fn read_block(
+        &self,
+        block_index: usize,
+        msg_hash: &[u64],
+    ) -> Result<(u32, Vec<Vec<u8>>)> {
         let block = &self.blocks[block_index];
         let raw = self.read_section(
             &SectionRef {
@@ -437,11 +496,21 @@ impl SegmentFile {
         for row in 0..count {
             let end_bytes = raw.get(4 + 4 * row..8 + 4 * row).ok_or_else(corrupt)?;
             let end = u32::from_le_bytes(end_bytes.try_into().expect("4 bytes")) as usize;
-            payloads.push(
-                raw.get(data_start + start..data_start + end)
-                    .ok_or_else(corrupt)?
-                    .to_vec(),
-            );
+            let stored = raw
+                .get(data_start + start..data_start + end)
+                .ok_or_else(corrupt)?;
+            payloads.push(match stored.split_first() {
+                Some((&DERIVED_ID, rest)) => {
+                    let hash = *msg_hash
+                        .get(block.first_row as usize + row)
+                        .ok_or_else(corrupt)?;
+                    let mut payload = Vec::with_capacity(36 + rest.len());
+                    payload.extend_from_slice(&derived_head(hash));
+                    payload.extend_from_slice(rest);
+                    payload
+                }
+                _ => stored.to_vec(),
+            });
             start = end;
         }
         Ok((block.first_row, payloads))
@@ -449,9 +518,9 @@ impl SegmentFile {
 
     /// The payload of one row.
     #[cfg(test)]
-    pub(crate) fn read_payload(&self, row: u32) -> Result<Vec<u8>> {
+    pub(crate) fn read_payload(&self, row: u32, msg_hash: &[u64]) -> Result<Vec<u8>> {
         let block_index = row as usize / ROWS_PER_BLOCK;
-        let (first_row, mut payloads) = self.read_block(block_index)?;
+        let (first_row, mut payloads) = self.read_block(block_index, msg_hash)?;
         Ok(std::mem::take(&mut payloads[(row - first_row) as usize]))
     }
 
@@ -464,6 +533,62 @@ impl SegmentFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_ids_are_stored_as_one_byte_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.seg");
+        let hash = |index: usize| 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(index as u64 + 1);
+        // Rows 0, 3, 6, …: the derived id of their own hash (stored without it); 1, 4, …: a derived-looking id
+        // of another hash; 2, 5, …: uppercase hex, which is not a derived id. All must read back byte for byte.
+        let payloads: Vec<String> = (0..700)
+            .map(|index| {
+                let id = match index % 3 {
+                    0 => derived_message_id(hash(index)),
+                    1 => derived_message_id(hash(index) ^ 1),
+                    _ => derived_message_id(hash(index)).to_uppercase(),
+                };
+                format!("{{\"messageId\":\"{id}\",\"type\":\"track\",\"n\":{index}}}")
+            })
+            .collect();
+        let rows: Vec<SegmentRow> = (0..700)
+            .map(|index| SegmentRow {
+                identifier: "user:a",
+                ts: index as i64,
+                seq: index as u64,
+                step: "view",
+                channel: "web",
+                msg_hash: hash(index),
+                payload: payloads[index].as_bytes(),
+            })
+            .collect();
+        let bytes = write_segment(&path, &rows).unwrap();
+        let (segment, columns) = SegmentFile::open(&path).unwrap();
+        for index in [0, 1, 2, 255, 256, 257, 699] {
+            assert_eq!(
+                segment
+                    .read_payload(index as u32, &columns.msg_hash)
+                    .unwrap(),
+                payloads[index].as_bytes()
+            );
+        }
+        // The derived id's 16 random hex digits are what zstd cannot squeeze: a third of them gone shows.
+        let all_kept: Vec<SegmentRow> = rows
+            .iter()
+            .map(|row| SegmentRow {
+                msg_hash: row.msg_hash ^ 2,
+                ..*row
+            })
+            .collect();
+        let kept_bytes = write_segment(&dir.path().join("2.seg"), &all_kept).unwrap();
+        assert!(
+            bytes + 700 / 3 * 6 < kept_bytes,
+            "{bytes} bytes with derived ids left out, {kept_bytes} with all kept"
+        );
+        assert_eq!(derived_id_hash(&derived_message_id(42)), Some(42));
+        assert_eq!(derived_id_hash("imp-000000000000002A"), None);
+        assert_eq!(derived_id_hash("imp-2a"), None);
+    }
 
     #[test]
     fn segment_round_trips_and_detects_corruption() {
@@ -487,7 +612,10 @@ mod tests {
         assert_eq!(columns.ts[599], 1_000 + 599 * 7);
         assert_eq!(columns.identifiers[columns.ident[450] as usize], "anon:b");
         assert_eq!(columns.steps[columns.step[4] as usize], "cart");
-        assert_eq!(segment.read_payload(513).unwrap(), b"{\"n\":513}");
+        assert_eq!(
+            segment.read_payload(513, &columns.msg_hash).unwrap(),
+            b"{\"n\":513}"
+        );
 
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[20] ^= 0xff;
