@@ -273,6 +273,15 @@ pub struct Store {
     _lock: File,
 }
 
+/// What row `row` of `columns` says of its event, to read its segment payload back whole.
+fn row_key<'a>(columns: &'a Columns, steps: &'a Interner, row: usize) -> segment::RowKey<'a> {
+    segment::RowKey {
+        msg_hash: columns.msg_hash[row],
+        ts: columns.ts[row],
+        step: steps.name(columns.step[row]),
+    }
+}
+
 /// The 64-bit key duplicates are recognised by: a derived id's own hash, else the id's xxh3.
 pub(crate) fn message_hash(message_id: &str) -> u64 {
     segment::derived_id_hash(message_id)
@@ -639,11 +648,11 @@ impl Store {
                 let block_index = row as usize / segment::ROWS_PER_BLOCK;
                 let entry = match block_cache.entry((location, block_index)) {
                     std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(entry) => entry.insert(
-                        segment
-                            .file
-                            .read_block(block_index, &segment.columns.msg_hash)?,
-                    ),
+                    std::collections::hash_map::Entry::Vacant(entry) => {
+                        entry.insert(segment.file.read_block(block_index, |row| {
+                            row_key(&segment.columns, &state.steps, row)
+                        })?)
+                    }
                 };
                 (&segment.columns, entry.1[(row - entry.0) as usize].clone())
             };
@@ -735,9 +744,9 @@ impl Store {
         };
         for segment in &state.segments {
             for block_index in 0..segment.file.n_blocks() {
-                let (first_row, payloads) = segment
-                    .file
-                    .read_block(block_index, &segment.columns.msg_hash)?;
+                let (first_row, payloads) = segment.file.read_block(block_index, |row| {
+                    row_key(&segment.columns, &state.steps, row)
+                })?;
                 for (offset, payload) in payloads.iter().enumerate() {
                     let row = first_row as usize + offset;
                     visit(&customer_name(segment.columns.ident[row]), payload)?;
@@ -831,7 +840,7 @@ impl Store {
         let builders = if properties.is_empty() {
             Vec::new()
         } else {
-            load_property_columns(&self.shared.dir, &sources, properties)?
+            load_property_columns(&self.shared.dir, &sources, &state.steps, properties)?
         };
         let key = |row: usize| (customer[row], ts[row], seq[row]);
         let sorted = (1..ts.len()).all(|row| key(row - 1) <= key(row));
@@ -907,6 +916,7 @@ enum PayloadSource<'a> {
 fn load_property_columns(
     dir: &Path,
     sources: &[PayloadSource<'_>],
+    steps: &Interner,
     properties: &[String],
 ) -> Result<Vec<PropertyColumnBuilder>> {
     let reader = PropertyReader::new(properties);
@@ -933,8 +943,8 @@ fn load_property_columns(
                     for source in part {
                         match source {
                             PayloadSource::Block(segment, block) => {
-                                let msg_hash = &segment.columns.msg_hash;
-                                for payload in &segment.file.read_block(*block, msg_hash)?.1 {
+                                let key = |row| row_key(&segment.columns, steps, row);
+                                for payload in &segment.file.read_block(*block, key)?.1 {
                                     read(payload)?;
                                 }
                             }
@@ -1941,9 +1951,9 @@ fn compact(shared: &Shared, max_rows: Option<u64>) -> Result<()> {
     let mut payloads = Vec::new();
     for segment in chosen.iter().map(|index| &state.segments[*index]) {
         for block_index in 0..segment.file.n_blocks() {
-            let (_, block) = segment
-                .file
-                .read_block(block_index, &segment.columns.msg_hash)?;
+            let (_, block) = segment.file.read_block(block_index, |row| {
+                row_key(&segment.columns, &state.steps, row)
+            })?;
             payloads.extend(block);
         }
         columns.ident.extend_from_slice(&segment.columns.ident);
