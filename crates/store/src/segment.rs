@@ -323,6 +323,12 @@ impl SectionWriter {
 /// Writes `rows` (already in clustering order) to `path` atomically: a temporary file, fsync, rename, fsync of
 /// the directory. Returns the file's size in bytes.
 pub(crate) fn write_segment(path: &Path, rows: &[SegmentRow<'_>]) -> Result<u64> {
+    write_segment_as(path, rows, FORMAT)
+}
+
+/// [`write_segment`] in a given format: the current one, or 1 (cumulative end offsets, payloads whole), which
+/// only tests write, to show it is still read.
+fn write_segment_as(path: &Path, rows: &[SegmentRow<'_>], format: u32) -> Result<u64> {
     let tmp_path = path.with_extension("seg.tmp");
     let file = File::create(&tmp_path).map_err(StoreError::io(&tmp_path))?;
     let compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(StoreError::io(&tmp_path))?;
@@ -375,9 +381,17 @@ pub(crate) fn write_segment(path: &Path, rows: &[SegmentRow<'_>]) -> Result<u64>
                 ts: row.ts,
                 step: row.step,
             };
-            encode_payload(row.payload, key, &mut scratch, &mut raw);
-            let length = (raw.len() - before) as u32;
-            raw[4 + 4 * index..8 + 4 * index].copy_from_slice(&length.to_le_bytes());
+            if format == 1 {
+                raw.extend_from_slice(row.payload);
+            } else {
+                encode_payload(row.payload, key, &mut scratch, &mut raw);
+            }
+            let number = if format == 1 {
+                raw.len() - (4 + 4 * chunk.len())
+            } else {
+                raw.len() - before
+            };
+            raw[4 + 4 * index..8 + 4 * index].copy_from_slice(&(number as u32).to_le_bytes());
         }
         let section = writer.write(&raw)?;
         blocks.push(BlockRef {
@@ -390,7 +404,7 @@ pub(crate) fn write_segment(path: &Path, rows: &[SegmentRow<'_>]) -> Result<u64>
     }
 
     let footer = Footer {
-        format: FORMAT,
+        format,
         n_rows: rows.len() as u32,
         min_ts: ts.iter().copied().min().unwrap_or(0),
         max_ts: ts.iter().copied().max().unwrap_or(0),
@@ -680,10 +694,19 @@ mod tests {
             })
             .collect();
         let bytes = write_segment(&dir.path().join("1.seg"), &rows).unwrap();
+        // The same rows in format 1, as stores written before this one hold them, read back the same.
+        write_segment_as(&dir.path().join("0.seg"), &rows, 1).unwrap();
+        let (old, old_columns) = SegmentFile::open(&dir.path().join("0.seg")).unwrap();
         let (segment, columns) = SegmentFile::open(&dir.path().join("1.seg")).unwrap();
         for index in (0..700).step_by(7).chain([1, 2, 255, 256, 257, 699]) {
             let payload = segment.read_payload(index as u32, |row| key_of(&columns, row));
             assert_eq!(payload.unwrap(), payloads[index].as_bytes(), "row {index}");
+            let payload = old.read_payload(index as u32, |row| key_of(&old_columns, row));
+            assert_eq!(
+                payload.unwrap(),
+                payloads[index].as_bytes(),
+                "format 1, row {index}"
+            );
         }
         // The derived id's 16 random hex digits and the distinct timestamps are what zstd cannot squeeze: with
         // their columns saying otherwise, they are all kept, and the segment is larger.
