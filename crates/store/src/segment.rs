@@ -5,7 +5,9 @@
 //! "WMSEG001" | column sections | payload blocks | footer (JSON) | u32 footer length | u32 footer crc32 | "WMSEGEND"
 //! ```
 //! Columns (`ident` u32, `ts` i64 µs, `seq` u64, `step` u32, `channel` u16, `msg_hash` u64) are each one
-//! zstd-compressed section with its own crc32. `ident`, `step` and `channel` hold indexes into dictionaries kept in
+//! zstd-compressed section with its own crc32; from format 2 on, `ts` and `seq` are stored as deltas divided by
+//! their greatest common divisor (kept in the footer) and zigzag-coded, and every column but the random `msg_hash`
+//! is byte-shuffled (all first bytes, then all second bytes, …) so zstd sees the runs of zero high bytes. `ident`, `step` and `channel` hold indexes into dictionaries kept in
 //! the footer, so a segment is self-describing and its codes are remapped to the process's global codes at load.
 //! Payloads (the full event as JSON) are stored in zstd blocks of [`ROWS_PER_BLOCK`] rows, read on demand: a
 //! block is `u32 count | count × u32 stored length | stored payloads`. A payload is stored without the fields its
@@ -196,6 +198,11 @@ struct Footer {
     channel: SectionRef,
     msg_hash: SectionRef,
     blocks: Vec<BlockRef>,
+    /// What the `ts` and `seq` deltas were divided by (format 2 on; absent, 1).
+    #[serde(default)]
+    ts_scale: u64,
+    #[serde(default)]
+    seq_scale: u64,
 }
 
 /// One row to write: the event's hot fields and its JSON payload.
@@ -266,6 +273,111 @@ fn from_bytes<T, const N: usize>(bytes: &[u8], decode: impl Fn([u8; N]) -> T) ->
     bytes
         .chunks_exact(N)
         .map(|chunk| decode(chunk.try_into().expect("chunk of N")))
+        .collect()
+}
+
+/// Byte-shuffles fixed-width values (every value's first byte, then every second byte, …): the high bytes of small
+/// numbers become long runs that zstd squeezes out.
+fn shuffle(bytes: &[u8], width: usize) -> Vec<u8> {
+    let n = bytes.len() / width;
+    let mut shuffled = vec![0u8; n * width];
+    for (index, value) in bytes.chunks_exact(width).enumerate() {
+        for (position, byte) in value.iter().enumerate() {
+            shuffled[position * n + index] = *byte;
+        }
+    }
+    shuffled
+}
+
+/// Undoes [`shuffle`] (a length that is no multiple of `width` is left for the length check to refuse).
+fn unshuffle(bytes: &[u8], width: usize) -> Vec<u8> {
+    if bytes.len() % width != 0 {
+        return bytes.to_vec();
+    }
+    let n = bytes.len() / width;
+    let mut values = vec![0u8; bytes.len()];
+    for (index, value) in values.chunks_exact_mut(width).enumerate() {
+        for (position, byte) in value.iter_mut().enumerate() {
+            *byte = bytes[position * n + index];
+        }
+    }
+    values
+}
+
+/// A fixed-width column as stored: little-endian values, byte-shuffled from format 2 on.
+fn column_bytes<T: Copy, const N: usize>(
+    values: &[T],
+    encode: impl Fn(T) -> [u8; N],
+    format: u32,
+) -> Vec<u8> {
+    let bytes = to_bytes(values, encode);
+    if format >= 2 {
+        shuffle(&bytes, N)
+    } else {
+        bytes
+    }
+}
+
+fn column_values<T, const N: usize>(
+    bytes: &[u8],
+    decode: impl Fn([u8; N]) -> T,
+    format: u32,
+) -> Vec<T> {
+    if format >= 2 {
+        from_bytes(&unshuffle(bytes, N), decode)
+    } else {
+        from_bytes(bytes, decode)
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// An i64 column from format 2 on: deltas divided by their greatest common divisor (the scale; times in whole
+/// milliseconds are all multiples of 1,000 µs), zigzag-coded so that small negative deltas are small numbers too.
+/// Deltas that overflow are kept wrapped, at scale 1.
+fn scaled_deltas(values: &[i64]) -> (Vec<i64>, u64) {
+    let exact: Option<Vec<i64>> = std::iter::once(&0)
+        .chain(values)
+        .zip(values)
+        .map(|(previous, value)| value.checked_sub(*previous))
+        .collect();
+    let (deltas, scale) = match exact {
+        Some(deltas) => {
+            let scale = deltas
+                .iter()
+                .fold(0, |divisor, delta| gcd(divisor, delta.unsigned_abs()))
+                .max(1);
+            let scaled = deltas
+                .iter()
+                .map(|delta| (i128::from(*delta) / i128::from(scale)) as i64)
+                .collect();
+            (scaled, scale)
+        }
+        None => (delta_encode(values), 1),
+    };
+    let zigzag = deltas
+        .iter()
+        .map(|delta| ((delta << 1) ^ (delta >> 63)) as u64 as i64)
+        .collect();
+    (zigzag, scale)
+}
+
+/// Undoes [`scaled_deltas`].
+fn unscaled_values(zigzag: Vec<i64>, scale: u64) -> Vec<i64> {
+    let mut running = 0i64;
+    zigzag
+        .into_iter()
+        .map(|coded| {
+            let coded = coded as u64;
+            let delta = ((coded >> 1) as i64) ^ -((coded & 1) as i64);
+            running = running.wrapping_add(delta.wrapping_mul(scale as i64));
+            running
+        })
         .collect()
 }
 
@@ -360,11 +472,17 @@ fn write_segment_as(path: &Path, rows: &[SegmentRow<'_>], format: u32) -> Result
     let seq: Vec<i64> = rows.iter().map(|row| row.seq as i64).collect();
     let msg_hash: Vec<u64> = rows.iter().map(|row| row.msg_hash).collect();
 
-    let ident_ref = writer.write(&to_bytes(&ident, u32::to_le_bytes))?;
-    let ts_ref = writer.write(&to_bytes(&delta_encode(&ts), i64::to_le_bytes))?;
-    let seq_ref = writer.write(&to_bytes(&delta_encode(&seq), i64::to_le_bytes))?;
-    let step_ref = writer.write(&to_bytes(&step, u32::to_le_bytes))?;
-    let channel_ref = writer.write(&to_bytes(&channel, u16::to_le_bytes))?;
+    let ((ts_deltas, ts_scale), (seq_deltas, seq_scale)) = if format >= 2 {
+        (scaled_deltas(&ts), scaled_deltas(&seq))
+    } else {
+        ((delta_encode(&ts), 1), (delta_encode(&seq), 1))
+    };
+    let ident_ref = writer.write(&column_bytes(&ident, u32::to_le_bytes, format))?;
+    let ts_ref = writer.write(&column_bytes(&ts_deltas, i64::to_le_bytes, format))?;
+    let seq_ref = writer.write(&column_bytes(&seq_deltas, i64::to_le_bytes, format))?;
+    let step_ref = writer.write(&column_bytes(&step, u32::to_le_bytes, format))?;
+    let channel_ref = writer.write(&column_bytes(&channel, u16::to_le_bytes, format))?;
+    // Hashes are random: shuffling cannot help them.
     let msg_hash_ref = writer.write(&to_bytes(&msg_hash, u64::to_le_bytes))?;
 
     let mut blocks = Vec::with_capacity(rows.len() / ROWS_PER_BLOCK + 1);
@@ -420,6 +538,8 @@ fn write_segment_as(path: &Path, rows: &[SegmentRow<'_>], format: u32) -> Result
         channel: channel_ref,
         msg_hash: msg_hash_ref,
         blocks,
+        ts_scale,
+        seq_scale,
     };
     let footer_bytes = serde_json::to_vec(&footer).expect("footer serialises");
     let mut tail = footer_bytes.clone();
@@ -501,25 +621,36 @@ impl SegmentFile {
         }
         segment.format = footer.format;
         let n = footer.n_rows as usize;
-        let ident = from_bytes(
+        let format = footer.format;
+        let ident = column_values(
             &segment.read_section(&footer.ident, "ident column")?,
             u32::from_le_bytes,
+            format,
         );
-        let ts = delta_decode(from_bytes(
-            &segment.read_section(&footer.ts, "ts column")?,
-            i64::from_le_bytes,
-        ));
-        let seq = delta_decode(from_bytes(
-            &segment.read_section(&footer.seq, "seq column")?,
-            i64::from_le_bytes,
-        ));
-        let step = from_bytes(
+        let deltas = |section: &SectionRef, name: &str| -> Result<Vec<i64>> {
+            let bytes = segment.read_section(section, name)?;
+            Ok(column_values(&bytes, i64::from_le_bytes, format))
+        };
+        let (ts, seq) = if format >= 2 {
+            (
+                unscaled_values(deltas(&footer.ts, "ts column")?, footer.ts_scale.max(1)),
+                unscaled_values(deltas(&footer.seq, "seq column")?, footer.seq_scale.max(1)),
+            )
+        } else {
+            (
+                delta_decode(deltas(&footer.ts, "ts column")?),
+                delta_decode(deltas(&footer.seq, "seq column")?),
+            )
+        };
+        let step = column_values(
             &segment.read_section(&footer.step, "step column")?,
             u32::from_le_bytes,
+            format,
         );
-        let channel = from_bytes(
+        let channel = column_values(
             &segment.read_section(&footer.channel, "channel column")?,
             u16::from_le_bytes,
+            format,
         );
         let msg_hash = from_bytes(
             &segment.read_section(&footer.msg_hash, "msg_hash column")?,
@@ -743,6 +874,25 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Time and sequence columns read back exactly: any values (overflowing deltas too), and times on a
+        /// coarse grid, which are stored divided by it.
+        #[test]
+        fn delta_columns_read_back_exactly(
+            any_values in proptest::collection::vec(proptest::prelude::any::<i64>(), 0..50),
+            grid in proptest::collection::vec(-1_000_000i64..1_000_000, 1..50),
+            step in 1i64..10_000_000,
+        ) {
+            let on_grid: Vec<i64> = grid.iter().map(|tick| (1_700_000_000 + tick) * step).collect();
+            for values in [any_values, on_grid.clone()] {
+                let (coded, scale) = scaled_deltas(&values);
+                let bytes = column_bytes(&coded, i64::to_le_bytes, FORMAT);
+                let read = unscaled_values(column_values(&bytes, i64::from_le_bytes, FORMAT), scale);
+                proptest::prop_assert_eq!(read, values);
+            }
+            let (_, scale) = scaled_deltas(&on_grid);
+            proptest::prop_assert_eq!(scale % step as u64, 0, "the grid divides every delta");
+        }
+
         /// Any payload reads back byte for byte, whatever of the leave-out texts it holds, where, how often, and
         /// whatever its first byte (flags and the whole-payload marker are bytes 1 to 8).
         #[test]
