@@ -363,7 +363,11 @@ impl Store {
         let identity = match &manifest.identity_snapshot {
             Some(name) => {
                 let path = dir.join("identity").join(name);
-                let bytes = std::fs::read(&path).map_err(StoreError::io(&path))?;
+                let mut bytes = std::fs::read(&path).map_err(StoreError::io(&path))?;
+                if bytes.starts_with(&segment::ZSTD_MAGIC) {
+                    bytes = zstd::stream::decode_all(&bytes[..])
+                        .map_err(|error| StoreError::corrupt(&path, error.to_string()))?;
+                }
                 let snapshot: IdentitySnapshot = serde_json::from_slice(&bytes)
                     .map_err(|error| StoreError::corrupt(&path, error.to_string()))?;
                 IdentityGraph::restore(snapshot)
@@ -1797,11 +1801,22 @@ fn write_flush(dir: &Path, job: FlushJob) -> Result<FlushOutput> {
     } else {
         None
     };
-    let snapshot_name = format!("{:020}.json", job.new_wal_index);
-    write_atomically(
-        &dir.join("identity").join(&snapshot_name),
-        &serde_json::to_vec(&job.identity.snapshot()).expect("serialises"),
-    )?;
+    // The checkpoint as zstd-compressed JSON with a frame checksum (its identifiers and provenance compress
+    // several times over; stores written before read their plain `.json` checkpoints still).
+    let snapshot_name = format!("{:020}.json.zst", job.new_wal_index);
+    let snapshot_path = dir.join("identity").join(&snapshot_name);
+    let json = serde_json::to_vec(&job.identity.snapshot()).expect("serialises");
+    use std::io::Write as _;
+    let mut encoder =
+        zstd::stream::Encoder::new(Vec::new(), 3).map_err(StoreError::io(&snapshot_path))?;
+    encoder
+        .include_checksum(true)
+        .map_err(StoreError::io(&snapshot_path))?;
+    encoder
+        .write_all(&json)
+        .map_err(StoreError::io(&snapshot_path))?;
+    let compressed = encoder.finish().map_err(StoreError::io(&snapshot_path))?;
+    write_atomically(&snapshot_path, &compressed)?;
     Ok(FlushOutput {
         segment,
         snapshot_name,

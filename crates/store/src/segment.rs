@@ -7,16 +7,17 @@
 //! Columns (`ident` u32, `ts` i64 µs, `seq` u64, `step` u32, `channel` u16, `msg_hash` u64) are each one
 //! zstd-compressed section with its own crc32; from format 2 on, `ts` and `seq` are stored as deltas divided by
 //! their greatest common divisor (kept in the footer) and zigzag-coded, and every column but the random `msg_hash`
-//! is byte-shuffled (all first bytes, then all second bytes, …) so zstd sees the runs of zero high bytes. `ident`, `step` and `channel` hold indexes into dictionaries kept in
-//! the footer, so a segment is self-describing and its codes are remapped to the process's global codes at load.
+//! is byte-shuffled (all first bytes, then all second bytes, …) so zstd sees the runs of zero high bytes. `ident`,
+//! `step` and `channel` hold indexes into dictionaries kept in the footer, so a segment is self-describing and its
+//! codes are remapped to the process's global codes at load.
 //! Payloads (the full event as JSON) are stored in zstd blocks of [`ROWS_PER_BLOCK`] rows, read on demand: a
 //! block is `u32 count | count × u32 stored length | stored payloads`. A payload is stored without the fields its
 //! row's columns give back byte for byte — a derived message id (`"messageId":"imp-…",`, see
 //! [`derived_message_id`]), `"timestamp":<ts>,` and `"event":<step>,` — as a flags byte (1–7), the u16 offset of
 //! each left-out field, and the rest; byte 8 marks a payload stored whole that itself starts with a byte from 1 to
 //! 8; anything else is a payload stored whole. Those fields are most of what zstd cannot squeeze out of an imported
-//! row (16 random hex digits, a distinct timestamp). Format 1 (cumulative end offsets, payloads whole) is still
-//! read.
+//! row (16 random hex digits, a distinct timestamp). Format 1 (plain deltas, unshuffled columns, cumulative end
+//! offsets, payloads whole) is still read.
 //! Rows are sorted by (customer at write time, timestamp, sequence), so one customer's journey is contiguous.
 
 use crate::error::{Result, StoreError};
@@ -31,6 +32,9 @@ const MAGIC_TAIL: &[u8; 8] = b"WMSEGEND";
 /// Rows per payload block: small enough that one customer lookup decompresses little.
 pub(crate) const ROWS_PER_BLOCK: usize = 256;
 const ZSTD_LEVEL: i32 = 3;
+/// How a zstd frame starts (a JSON footer starts with `{`).
+pub(crate) const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
 /// The segment format written; format 1 is still read.
 const FORMAT: u32 = 2;
 
@@ -541,7 +545,14 @@ fn write_segment_as(path: &Path, rows: &[SegmentRow<'_>], format: u32) -> Result
         ts_scale,
         seq_scale,
     };
-    let footer_bytes = serde_json::to_vec(&footer).expect("footer serialises");
+    let footer_json = serde_json::to_vec(&footer).expect("footer serialises");
+    // From format 2 on the footer is zstd-compressed: its dictionaries (every identifier of the segment) are
+    // otherwise a byte or two per event.
+    let footer_bytes = if format >= 2 {
+        zstd::bulk::compress(&footer_json, ZSTD_LEVEL).map_err(StoreError::io(&tmp_path))?
+    } else {
+        footer_json
+    };
     let mut tail = footer_bytes.clone();
     tail.extend_from_slice(&(footer_bytes.len() as u32).to_le_bytes());
     tail.extend_from_slice(&crc32fast::hash(&footer_bytes).to_le_bytes());
@@ -609,6 +620,13 @@ impl SegmentFile {
         if crc32fast::hash(&footer_bytes) != footer_crc {
             return Err(StoreError::corrupt(path, "footer fails its checksum"));
         }
+        let footer_bytes = if footer_bytes.starts_with(&ZSTD_MAGIC) {
+            zstd::stream::decode_all(&footer_bytes[..]).map_err(|error| {
+                StoreError::corrupt(path, format!("footer does not decompress: {error}"))
+            })?
+        } else {
+            footer_bytes
+        };
         let footer: Footer = serde_json::from_slice(&footer_bytes).map_err(|error| {
             StoreError::corrupt(path, format!("footer does not parse: {error}"))
         })?;
