@@ -11,7 +11,7 @@
 //! `step` and `channel` hold indexes into dictionaries kept in the footer, so a segment is self-describing and its
 //! codes are remapped to the process's global codes at load.
 //! Payloads (the full event as JSON) are stored in zstd blocks of [`ROWS_PER_BLOCK`] rows, read on demand: a
-//! block is `u32 count | count × u32 stored length | stored payloads`. A payload is stored without the fields its
+//! block is `u32 count | count × u32 stored length (byte-shuffled) | stored payloads`. A payload is stored without the fields its
 //! row's columns give back byte for byte — a derived message id (`"messageId":"imp-…",`, see
 //! [`derived_message_id`]), `"timestamp":<ts>,` and `"event":<step>,` — as a flags byte (1–7), the u16 offset of
 //! each left-out field, and the rest; byte 8 marks a payload stored whole that itself starts with a byte from 1 to
@@ -515,6 +515,11 @@ fn write_segment_as(path: &Path, rows: &[SegmentRow<'_>], format: u32) -> Result
             };
             raw[4 + 4 * index..8 + 4 * index].copy_from_slice(&(number as u32).to_le_bytes());
         }
+        if format >= 2 {
+            // Lengths byte-shuffled like the columns: their zero high bytes become one run.
+            let lengths = shuffle(&raw[4..4 + 4 * chunk.len()], 4);
+            raw[4..4 + 4 * chunk.len()].copy_from_slice(&lengths);
+        }
         let section = writer.write(&raw)?;
         blocks.push(BlockRef {
             offset: section.offset,
@@ -749,11 +754,17 @@ impl SegmentFile {
             return Err(corrupt());
         }
         let data_start = 4 + 4 * count;
+        let numbers = raw.get(4..data_start).ok_or_else(corrupt)?;
+        let numbers = if self.format >= 2 {
+            unshuffle(numbers, 4)
+        } else {
+            numbers.to_vec()
+        };
         let mut payloads = Vec::with_capacity(count);
         let mut scratch = Vec::new();
         let mut start = 0usize;
         for row in 0..count {
-            let number_bytes = raw.get(4 + 4 * row..8 + 4 * row).ok_or_else(corrupt)?;
+            let number_bytes = &numbers[4 * row..4 * row + 4];
             let number = u32::from_le_bytes(number_bytes.try_into().expect("4 bytes")) as usize;
             // Format 1 lists where each payload ends; later formats, how long each is stored.
             let end = if self.format == 1 {
