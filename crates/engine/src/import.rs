@@ -284,10 +284,10 @@ fn resolve_mapping(
     })
 }
 
-fn value_text(value: &Value) -> Option<String> {
+fn into_text(value: Value) -> Option<String> {
     match value {
         Value::Null => None,
-        Value::String(text) => Some(text.clone()),
+        Value::String(text) => Some(text),
         other => Some(other.to_string()),
     }
 }
@@ -311,9 +311,16 @@ struct Sink<'a> {
 }
 
 impl Sink<'_> {
+    /// The derived id of a row: a hash of the file's label, the row's line and its text, fed to the hasher
+    /// piece by piece (the same bytes as `label \0 line \0 text`, without building that string).
     fn message_id(&self, line: u64, row_text: &str) -> String {
-        let key = format!("{}\u{0}{line}\u{0}{row_text}", self.file_label);
-        waymark_store::derived_message_id(xxhash_rust::xxh3::xxh3_64(key.as_bytes()))
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        hasher.update(self.file_label.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(line.to_string().as_bytes());
+        hasher.update(b"\0");
+        hasher.update(row_text.as_bytes());
+        waymark_store::derived_message_id(hasher.digest())
     }
 
     /// A row mapped onto roles (CSV, Parquet, flat JSON, XES).
@@ -324,18 +331,18 @@ impl Sink<'_> {
         let mut step = None;
         let mut time = None;
         let mut channel = None;
-        let mut row_text = String::new();
+        let mut row_bytes = Vec::with_capacity(128);
         for (name, value) in row.fields {
-            row_text.push_str(&value.to_string());
-            row_text.push('\u{1}');
+            serde_json::to_writer(&mut row_bytes, &value).expect("JSON values serialise");
+            row_bytes.push(1);
             if name == mapping.customer {
-                customer = value_text(&value);
+                customer = into_text(value);
             } else if name == mapping.step {
-                step = value_text(&value);
+                step = into_text(value);
             } else if name == mapping.time {
-                time = value_text(&value);
+                time = into_text(value);
             } else if Some(&name) == mapping.channel.as_ref() {
-                channel = value_text(&value);
+                channel = into_text(value);
             } else if self
                 .options
                 .property_columns
@@ -346,6 +353,7 @@ impl Sink<'_> {
                 properties.insert(name, value);
             }
         }
+        let row_text = String::from_utf8(row_bytes).expect("serialised JSON is UTF-8");
         let mut json = serde_json::json!({
             "type": "track",
             "messageId": self.message_id(row.line, &row_text),
