@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use thiserror::Error;
-use waymark_model::{Event, IngestContext, Timestamp, ValidationError};
+use waymark_model::{Event, IngestContext, RowParts, Timestamp, ValidationError};
 use waymark_store::{FailedEvent, Store, StoreError};
 
 /// Supported file formats.
@@ -354,20 +354,18 @@ impl Sink<'_> {
             }
         }
         let row_text = String::from_utf8(row_bytes).expect("serialised JSON is UTF-8");
-        let mut json = serde_json::json!({
-            "type": "track",
-            "messageId": self.message_id(row.line, &row_text),
-            "properties": properties,
-        });
-        json["userId"] = customer.map_or(Value::Null, Value::String);
-        json["event"] = step.map_or(Value::Null, Value::String);
-        json["timestamp"] = match time {
-            Some(text) if !text.trim().is_empty() => Value::String(text),
-            _ => Value::String(String::new()),
+        let parts = RowParts {
+            message_id: self.message_id(row.line, &row_text),
+            user_id: customer,
+            event: step,
+            // A row without a time is refused (it is not given the import's time).
+            timestamp: Some(
+                time.filter(|text| !text.trim().is_empty())
+                    .unwrap_or_default(),
+            ),
+            channel,
+            properties,
         };
-        if let Some(channel) = channel {
-            json["context"] = serde_json::json!({ "channel": channel });
-        }
         let field_of = |error: &ValidationError| match error {
             ValidationError::MissingIdentifier { .. } => mapping.customer.clone(),
             ValidationError::MissingEventName => mapping.step.clone(),
@@ -382,7 +380,18 @@ impl Sink<'_> {
                 row_text.trim_end_matches('\u{1}').replace('\u{1}', ",")
             )
         };
-        self.push_json(row.line, json, &raw, &field_of)
+        let event = Event::from_row(parts, &self.ingest_context());
+        self.push_event(row.line, event, &raw, &field_of)
+    }
+
+    /// How imported events are validated: received now, any non-blank id accepted, the import's default channel.
+    fn ingest_context(&self) -> IngestContext {
+        IngestContext {
+            received_at: self.received_at,
+            batch_sent_at: None,
+            default_channel: self.options.default_channel.clone(),
+            allow_placeholder_ids: true,
+        }
     }
 
     fn push_json(
@@ -392,13 +401,19 @@ impl Sink<'_> {
         raw: &dyn Fn() -> String,
         field_of: &dyn Fn(&ValidationError) -> String,
     ) -> Result<(), ImportError> {
-        let context = IngestContext {
-            received_at: self.received_at,
-            batch_sent_at: None,
-            default_channel: self.options.default_channel.clone(),
-            allow_placeholder_ids: true,
-        };
-        match Event::from_segment_value(json, &context) {
+        let event = Event::from_segment_value(json, &self.ingest_context());
+        self.push_event(line, event, raw, field_of)
+    }
+
+    /// Keeps a valid event for the next batch, or records why the row was refused.
+    fn push_event(
+        &mut self,
+        line: u64,
+        event: Result<Event, ValidationError>,
+        raw: &dyn Fn() -> String,
+        field_of: &dyn Fn(&ValidationError) -> String,
+    ) -> Result<(), ImportError> {
+        match event {
             Ok(event) => self.events.push(event),
             Err(error) => {
                 let field = field_of(&error);
