@@ -198,10 +198,9 @@ struct State {
     failed_events: u64,
 }
 
-/// An event ready for the writer thread: its dedup hash and stored form are computed by the caller, so that
-/// serialisation runs in parallel on the callers' threads instead of on the single writer.
+/// An event ready for the writer thread: its keys (with the dedup hash) and stored form are computed by the
+/// caller, so that serialisation runs in parallel on the callers' threads instead of on the single writer.
 struct PreparedEvent {
-    hash: u64,
     payload: Vec<u8>,
     keys: EventKeys,
 }
@@ -527,7 +526,6 @@ impl Store {
                 serde_json::to_writer(&mut scratch, &event).expect("events serialise");
                 let keys = EventKeys::of(&event);
                 PreparedEvent {
-                    hash: keys.hash,
                     payload: scratch.clone(),
                     keys,
                 }
@@ -1558,7 +1556,8 @@ fn group_commit(
                         ..AppendOutcome::default()
                     };
                     for prepared in events {
-                        if state.seen.contains(&prepared.hash) || !seen_now.insert(prepared.hash) {
+                        let hash = prepared.keys.hash;
+                        if state.seen.contains(&hash) || !seen_now.insert(hash) {
                             outcome.duplicates += 1;
                             continue;
                         }
