@@ -198,6 +198,56 @@ fn optional_timestamp(
     }
 }
 
+/// The error for an event without a usable identifier, naming the placeholder values that were ignored.
+fn missing_identifier(junk: &[String]) -> ValidationError {
+    let junk = if junk.is_empty() {
+        String::new()
+    } else {
+        format!(" (ignored placeholder values {junk:?})")
+    };
+    ValidationError::MissingIdentifier { junk }
+}
+
+impl IngestContext {
+    /// An identifier as sent, or `None` (noted in `junk`) when it is a placeholder: imports may use any
+    /// non-blank id; the collector refuses the junk list too.
+    fn keep_identifier(&self, raw: Option<String>, junk: &mut Vec<String>) -> Option<String> {
+        match raw {
+            Some(text)
+                if (text.trim().is_empty() || !self.allow_placeholder_ids)
+                    && is_junk_identifier(&text) =>
+            {
+                junk.push(text);
+                None
+            }
+            other => other,
+        }
+    }
+
+    /// When the event happened: the client's time corrected for its clock skew (`timestamp + (receivedAt −
+    /// sentAt)`), or the receive time when the client gave none; refused outside 1970–2099.
+    fn corrected_time(
+        &self,
+        explicit: Option<Timestamp>,
+        sent_at: Option<Timestamp>,
+    ) -> Result<Timestamp, ValidationError> {
+        let timestamp = match (explicit, sent_at) {
+            (Some(client_time), Some(sent)) => {
+                Timestamp(client_time.micros() + (self.received_at.micros() - sent.micros()))
+            }
+            (Some(client_time), None) => client_time,
+            (None, _) => self.received_at,
+        };
+        if !(0..4_102_444_800_000_000).contains(&timestamp.micros()) {
+            return Err(ValidationError::InvalidTimestamp {
+                field: "timestamp".to_string(),
+                value: format!("{} after clock-skew correction", timestamp.micros()),
+            });
+        }
+        Ok(timestamp)
+    }
+}
+
 /// An imported row split into the roles of a `track` event (see [`Event::from_row`]).
 #[derive(Debug, Clone, Default)]
 pub struct RowParts {
@@ -254,20 +304,9 @@ impl Event {
         let raw_user_id = optional_id(object, "userId")?;
         let raw_anonymous_id = optional_id(object, "anonymousId")?;
         let mut junk = Vec::new();
-        let mut keep = |raw: Option<String>| match raw {
-            // Imports may use any non-blank id; the collector refuses placeholders.
-            Some(text)
-                if (text.trim().is_empty() || !ingest.allow_placeholder_ids)
-                    && is_junk_identifier(&text) =>
-            {
-                junk.push(text);
-                None
-            }
-            other => other,
-        };
-        let user_id = keep(raw_user_id);
-        let anonymous_id = keep(raw_anonymous_id);
-        let previous_id = keep(optional_id(object, "previousId")?);
+        let user_id = ingest.keep_identifier(raw_user_id, &mut junk);
+        let anonymous_id = ingest.keep_identifier(raw_anonymous_id, &mut junk);
+        let previous_id = ingest.keep_identifier(optional_id(object, "previousId")?, &mut junk);
         let event = optional_string(object, "event")?.filter(|text| !text.trim().is_empty());
         let name = optional_string(object, "name")?.filter(|text| !text.trim().is_empty());
         let group_id = optional_id(object, "groupId")?;
@@ -281,12 +320,7 @@ impl Event {
         let sent_at = optional_timestamp(object, "sentAt")?.or(ingest.batch_sent_at);
 
         if user_id.is_none() && anonymous_id.is_none() {
-            let junk = if junk.is_empty() {
-                String::new()
-            } else {
-                format!(" (ignored placeholder values {junk:?})")
-            };
-            return Err(ValidationError::MissingIdentifier { junk });
+            return Err(missing_identifier(&junk));
         }
         match event_type {
             EventType::Track if event.is_none() => return Err(ValidationError::MissingEventName),
@@ -298,20 +332,7 @@ impl Event {
             }
             _ => {}
         }
-
-        let timestamp = match (explicit_timestamp, sent_at) {
-            (Some(client_time), Some(sent)) => {
-                Timestamp(client_time.micros() + (ingest.received_at.micros() - sent.micros()))
-            }
-            (Some(client_time), None) => client_time,
-            (None, _) => ingest.received_at,
-        };
-        if !(0..4_102_444_800_000_000).contains(&timestamp.micros()) {
-            return Err(ValidationError::InvalidTimestamp {
-                field: "timestamp".to_string(),
-                value: format!("{} after clock-skew correction", timestamp.micros()),
-            });
-        }
+        let timestamp = ingest.corrected_time(explicit_timestamp, sent_at)?;
 
         let library_name = context
             .get("library")
@@ -361,16 +382,7 @@ impl Event {
     /// building and taking apart that object for every row. Checks come in the same order.
     pub fn from_row(row: RowParts, ingest: &IngestContext) -> Result<Event, ValidationError> {
         let mut junk = Vec::new();
-        let user_id = match row.user_id {
-            Some(text)
-                if (text.trim().is_empty() || !ingest.allow_placeholder_ids)
-                    && is_junk_identifier(&text) =>
-            {
-                junk.push(text);
-                None
-            }
-            other => other,
-        };
+        let user_id = ingest.keep_identifier(row.user_id, &mut junk);
         let event = row.event.filter(|text| !text.trim().is_empty());
         let explicit_timestamp = match row.timestamp {
             None => None,
@@ -386,29 +398,12 @@ impl Event {
         };
         let sent_at = ingest.batch_sent_at;
         if user_id.is_none() {
-            let junk = if junk.is_empty() {
-                String::new()
-            } else {
-                format!(" (ignored placeholder values {junk:?})")
-            };
-            return Err(ValidationError::MissingIdentifier { junk });
+            return Err(missing_identifier(&junk));
         }
         if event.is_none() {
             return Err(ValidationError::MissingEventName);
         }
-        let timestamp = match (explicit_timestamp, sent_at) {
-            (Some(client_time), Some(sent)) => {
-                Timestamp(client_time.micros() + (ingest.received_at.micros() - sent.micros()))
-            }
-            (Some(client_time), None) => client_time,
-            (None, _) => ingest.received_at,
-        };
-        if !(0..4_102_444_800_000_000).contains(&timestamp.micros()) {
-            return Err(ValidationError::InvalidTimestamp {
-                field: "timestamp".to_string(),
-                value: format!("{} after clock-skew correction", timestamp.micros()),
-            });
-        }
+        let timestamp = ingest.corrected_time(explicit_timestamp, sent_at)?;
         let channel = row
             .channel
             .as_deref()
