@@ -147,10 +147,7 @@ impl Analysis for Variants {
     }
 
     fn finish(&self, state: Self::State, journeys: &JourneySet) -> VariantsReport {
-        let steps = |journey: u32| {
-            &journeys.step
-                [journeys.offsets[journey as usize]..journeys.offsets[journey as usize + 1]]
-        };
+        let steps = |journey: u32| journeys.journey(journey as usize).step;
         let mut variants = distinct(state, &steps);
         let cases: u64 = variants.iter().map(|(_, count)| count).sum();
         let n_variants = variants.len() as u64;
