@@ -177,6 +177,12 @@ pub struct ProcessMapReport {
     pub edges: Vec<EdgeReport>,
 }
 
+/// Which of an edge's wanted buckets holds `bucket`: the first, when a bucket is wanted twice (buckets of one
+/// histogram are equal or disjoint, so a gap in it is collected into that first slot).
+fn slot_of(wanted: &[u16; 4], bucket: u16) -> Option<usize> {
+    wanted.iter().position(|held| *held == bucket)
+}
+
 fn add_counts(into: &mut [u64], from: &[u64]) {
     for (total, part) in into.iter_mut().zip(from) {
         *total += part;
@@ -324,10 +330,7 @@ impl Analysis for ProcessMap {
                                 let held = bucket(gap) as u16;
                                 let [a, b, c, d] = wanted[id];
                                 if (a == held) | (b == held) | (c == held) | (d == held) {
-                                    let slot = [a, b, c, d]
-                                        .iter()
-                                        .position(|wanted| *wanted == held)
-                                        .unwrap_or(0);
+                                    let slot = slot_of(&wanted[id], held).unwrap_or(0);
                                     found[id * 4 + slot].push(gap);
                                 }
                             }
@@ -354,9 +357,7 @@ impl Analysis for ProcessMap {
             // selection (linear time) among the gaps collected for that bucket.
             let mut value_at = |which: usize, rank: usize| -> f64 {
                 let (wanted_bucket, below) = located[id][which];
-                let slot = wanted[id]
-                    .iter()
-                    .position(|bucket| usize::from(*bucket) == wanted_bucket)
+                let slot = slot_of(&wanted[id], wanted_bucket as u16)
                     .expect("every needed rank's bucket was collected");
                 *slots[slot].select_nth_unstable(rank - below as usize).1 as f64
             };
