@@ -99,7 +99,7 @@ fn encode_payload(payload: &[u8], key: RowKey<'_>, scratch: &mut Vec<u8>, out: &
         out.extend_from_slice(payload);
         return;
     }
-    cuts.sort_by_key(|(_, _, bit)| *bit);
+    // `cuts` is in flag-bit order here (found in that order): flags, then the offsets in that order.
     out.push(cuts.iter().map(|(_, _, bit)| 1u8 << bit).sum());
     for (at, _, _) in &cuts {
         out.extend_from_slice(&(*at as u16).to_le_bytes());
