@@ -306,12 +306,16 @@ pub struct Store {
     _lock: File,
 }
 
-/// What row `row` of `columns` says of its event, to read its segment payload back whole.
-fn row_key<'a>(columns: &'a Columns, steps: &'a Interner, row: usize) -> segment::RowKey<'a> {
-    segment::RowKey {
-        msg_hash: columns.msg_hash[row],
-        ts: columns.ts[row],
-        step: steps.name(columns.step[row]),
+impl LoadedSegment {
+    /// The payloads of block `block_index`, whole: the fields stored only in the columns are given back from this
+    /// segment's columns (`steps` names their process-global step codes).
+    fn read_block(&self, block_index: usize, steps: &Interner) -> Result<DecodedBlock> {
+        let columns = &self.columns;
+        self.file.read_block(block_index, |row| segment::RowKey {
+            msg_hash: columns.msg_hash[row],
+            ts: columns.ts[row],
+            step: steps.name(columns.step[row]),
+        })
     }
 }
 
@@ -686,9 +690,7 @@ impl Store {
                 let entry = match block_cache.entry((location, block_index)) {
                     std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
                     std::collections::hash_map::Entry::Vacant(entry) => {
-                        entry.insert(segment.file.read_block(block_index, |row| {
-                            row_key(&segment.columns, &state.steps, row)
-                        })?)
+                        entry.insert(segment.read_block(block_index, &state.steps)?)
                     }
                 };
                 (&segment.columns, entry.1[(row - entry.0) as usize].clone())
@@ -781,9 +783,7 @@ impl Store {
         };
         for segment in &state.segments {
             for block_index in 0..segment.file.n_blocks() {
-                let (first_row, payloads) = segment.file.read_block(block_index, |row| {
-                    row_key(&segment.columns, &state.steps, row)
-                })?;
+                let (first_row, payloads) = segment.read_block(block_index, &state.steps)?;
                 for (offset, payload) in payloads.iter().enumerate() {
                     let row = first_row as usize + offset;
                     visit(&customer_name(segment.columns.ident[row]), payload)?;
@@ -980,8 +980,7 @@ fn load_property_columns(
                     for source in part {
                         match source {
                             PayloadSource::Block(segment, block) => {
-                                let key = |row| row_key(&segment.columns, steps, row);
-                                for payload in &segment.file.read_block(*block, key)?.1 {
+                                for payload in &segment.read_block(*block, steps)?.1 {
                                     read(payload)?;
                                 }
                             }
@@ -1997,9 +1996,7 @@ fn compact(shared: &Shared, max_rows: Option<u64>) -> Result<()> {
     let mut payloads = Vec::new();
     for segment in chosen.iter().map(|index| &state.segments[*index]) {
         for block_index in 0..segment.file.n_blocks() {
-            let (_, block) = segment.file.read_block(block_index, |row| {
-                row_key(&segment.columns, &state.steps, row)
-            })?;
+            let (_, block) = segment.read_block(block_index, &state.steps)?;
             payloads.extend(block);
         }
         columns.ident.extend_from_slice(&segment.columns.ident);
