@@ -359,10 +359,9 @@ impl Sink<'_> {
             user_id: customer,
             event: step,
             // A row without a time is refused (it is not given the import's time).
-            timestamp: Some(
-                time.filter(|text| !text.trim().is_empty())
-                    .unwrap_or_default(),
-            ),
+            timestamp: time
+                .filter(|text| !text.trim().is_empty())
+                .unwrap_or_default(),
             channel,
             properties,
         };

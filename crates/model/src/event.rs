@@ -182,9 +182,7 @@ fn optional_timestamp(
     };
     match object.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Timestamp::parse(text)
-            .map(Some)
-            .ok_or_else(|| invalid(text.clone())),
+        Some(Value::String(text)) => timestamp_text(field, text).map(Some),
         Some(Value::Number(number)) => number
             .as_f64()
             .and_then(Timestamp::from_epoch_number)
@@ -196,6 +194,14 @@ fn optional_timestamp(
             got: type_name(other),
         }),
     }
+}
+
+/// A timestamp sent as text in `field` (ISO-8601 or epoch seconds).
+fn timestamp_text(field: &str, text: &str) -> Result<Timestamp, ValidationError> {
+    Timestamp::parse(text).ok_or_else(|| ValidationError::InvalidTimestamp {
+        field: field.to_string(),
+        value: text.to_string(),
+    })
 }
 
 /// The error for an event without a usable identifier, naming the placeholder values that were ignored.
@@ -246,6 +252,27 @@ impl IngestContext {
         }
         Ok(timestamp)
     }
+
+    /// The event's channel: the stated one (`context.channel`), else `properties.channel`, else the import's
+    /// default, else inferred from the call type and library.
+    fn channel_of(
+        &self,
+        stated: Option<&str>,
+        properties: &Map<String, Value>,
+        event_type: EventType,
+        library_name: Option<&str>,
+    ) -> String {
+        stated
+            .and_then(normalise_channel)
+            .or_else(|| {
+                properties
+                    .get("channel")
+                    .and_then(Value::as_str)
+                    .and_then(normalise_channel)
+            })
+            .or_else(|| self.default_channel.clone())
+            .unwrap_or_else(|| infer_channel(event_type, library_name).to_string())
+    }
 }
 
 /// An imported row split into the roles of a `track` event (see [`Event::from_row`]).
@@ -256,8 +283,8 @@ pub struct RowParts {
     pub user_id: Option<String>,
     /// The step column.
     pub event: Option<String>,
-    /// The time column as written (`None`: the row has no time, and the event takes its receive time).
-    pub timestamp: Option<String>,
+    /// The time column as written (a row without a time has `""`, which is refused).
+    pub timestamp: String,
     /// The channel column as written.
     pub channel: Option<String>,
     pub properties: Map<String, Value>,
@@ -338,20 +365,14 @@ impl Event {
             .get("library")
             .and_then(|library| library.get("name"))
             .and_then(Value::as_str);
-        let channel = context
-            .get("channel")
-            .and_then(Value::as_str)
-            .and_then(normalise_channel)
-            .or_else(|| {
-                properties
-                    .get("channel")
-                    .and_then(Value::as_str)
-                    .and_then(normalise_channel)
-            })
-            .or_else(|| ingest.default_channel.clone())
-            .unwrap_or_else(|| infer_channel(event_type, library_name).to_string());
+        let channel = ingest.channel_of(
+            context.get("channel").and_then(Value::as_str),
+            &properties,
+            event_type,
+            library_name,
+        );
 
-        let mut normalised = Event {
+        let normalised = Event {
             message_id: String::new(),
             event_type,
             timestamp,
@@ -369,33 +390,19 @@ impl Event {
             group_id,
             previous_id,
         };
-        normalised.message_id = match optional_id(object, "messageId")? {
-            Some(id) if !id.trim().is_empty() => id,
-            _ => normalised.content_message_id(),
-        };
-        Ok(normalised)
+        Ok(normalised.with_message_id(optional_id(object, "messageId")?))
     }
 
     /// A `track` event from an imported row already split into roles: the same event, or the same error, that
     /// [`Event::from_segment_value`] makes of `{"type": "track", "messageId", "userId", "event", "timestamp",
-    /// "properties", "context": {"channel"}}` (absent roles as `null`, no context without a channel), without
+    /// "properties", "context": {"channel"}}` (absent customer and step as `null`, the time as the text it is, no
+    /// context without a channel), without
     /// building and taking apart that object for every row. Checks come in the same order.
     pub fn from_row(row: RowParts, ingest: &IngestContext) -> Result<Event, ValidationError> {
         let mut junk = Vec::new();
         let user_id = ingest.keep_identifier(row.user_id, &mut junk);
         let event = row.event.filter(|text| !text.trim().is_empty());
-        let explicit_timestamp = match row.timestamp {
-            None => None,
-            Some(text) => match Timestamp::parse(&text) {
-                Some(timestamp) => Some(timestamp),
-                None => {
-                    return Err(ValidationError::InvalidTimestamp {
-                        field: "timestamp".to_string(),
-                        value: text,
-                    })
-                }
-            },
-        };
+        let explicit_timestamp = Some(timestamp_text("timestamp", &row.timestamp)?);
         let sent_at = ingest.batch_sent_at;
         if user_id.is_none() {
             return Err(missing_identifier(&junk));
@@ -404,23 +411,17 @@ impl Event {
             return Err(ValidationError::MissingEventName);
         }
         let timestamp = ingest.corrected_time(explicit_timestamp, sent_at)?;
-        let channel = row
-            .channel
-            .as_deref()
-            .and_then(normalise_channel)
-            .or_else(|| {
-                row.properties
-                    .get("channel")
-                    .and_then(Value::as_str)
-                    .and_then(normalise_channel)
-            })
-            .or_else(|| ingest.default_channel.clone())
-            .unwrap_or_else(|| infer_channel(EventType::Track, None).to_string());
+        let channel = ingest.channel_of(
+            row.channel.as_deref(),
+            &row.properties,
+            EventType::Track,
+            None,
+        );
         let mut context = Map::new();
         if let Some(raw) = row.channel {
             context.insert("channel".to_string(), Value::String(raw));
         }
-        let mut normalised = Event {
+        let normalised = Event {
             message_id: String::new(),
             event_type: EventType::Track,
             timestamp,
@@ -438,12 +439,16 @@ impl Event {
             group_id: None,
             previous_id: None,
         };
-        normalised.message_id = if row.message_id.trim().is_empty() {
-            normalised.content_message_id()
-        } else {
-            row.message_id
+        Ok(normalised.with_message_id(Some(row.message_id)))
+    }
+
+    /// The event with its `messageId`: the one sent, or one derived from the content when none or a blank one was.
+    fn with_message_id(mut self, sent: Option<String>) -> Event {
+        self.message_id = match sent {
+            Some(id) if !id.trim().is_empty() => id,
+            _ => self.content_message_id(),
         };
-        Ok(normalised)
+        self
     }
 
     /// A message id derived from what the event says (not from when it was received), for sources without one.
@@ -541,9 +546,9 @@ mod tests {
             message in proptest::sample::select(vec!["imp-00000000000000aa", "", " "]),
             user in proptest::option::of(proptest::sample::select(vec!["ann", "", "  ", "null", "anonymous", "0"])),
             event in proptest::option::of(proptest::sample::select(vec!["A", "", " ", "Order Completed"])),
-            time in proptest::option::of(proptest::sample::select(vec![
+            time in proptest::sample::select(vec![
                 "2026-03-01T11:00:00Z", "", "not a time", "1700000000", "2099-12-31T00:00:00Z", "1969-01-01T00:00:00Z",
-            ])),
+            ]),
             channel in proptest::option::of(proptest::sample::select(vec!["web", "Contact Centre", "", "weird"])),
             property in 0usize..3,
             sent in proptest::option::of(proptest::sample::select(vec!["2026-03-01T11:00:05Z"])),
@@ -564,7 +569,7 @@ mod tests {
             let mut object = json!({"type": "track", "messageId": message, "properties": properties});
             object["userId"] = user.map_or(Value::Null, |text| Value::String(text.into()));
             object["event"] = event.map_or(Value::Null, |text| Value::String(text.into()));
-            object["timestamp"] = time.map_or(Value::Null, |text| Value::String(text.into()));
+            object["timestamp"] = Value::String(time.into());
             if let Some(channel) = channel {
                 object["context"] = json!({ "channel": channel });
             }
@@ -572,7 +577,7 @@ mod tests {
                 message_id: message.to_string(),
                 user_id: user.map(str::to_string),
                 event: event.map(str::to_string),
-                timestamp: time.map(str::to_string),
+                timestamp: time.to_string(),
                 channel: channel.map(str::to_string),
                 properties,
             };
