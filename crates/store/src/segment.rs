@@ -11,8 +11,8 @@
 //! `step` and `channel` hold indexes into dictionaries kept in the footer, so a segment is self-describing and its
 //! codes are remapped to the process's global codes at load.
 //! Payloads (the full event as JSON) are stored in zstd blocks of [`ROWS_PER_BLOCK`] rows, read on demand: a
-//! block is `u32 count | count × u32 stored length (byte-shuffled) | stored payloads`. A payload is stored without the fields its
-//! row's columns give back byte for byte — a derived message id (`"messageId":"imp-…",`, see
+//! block is `u32 count | count × u32 stored length (byte-shuffled) | stored payloads`. A payload is stored without
+//! the fields its row's columns give back byte for byte — a derived message id (`"messageId":"imp-…",`, see
 //! [`derived_message_id`]), `"timestamp":<ts>,` and `"event":<step>,` — as a flags byte (1–7), the u16 offset of
 //! each left-out field, and the rest; byte 8 marks a payload stored whole that itself starts with a byte from 1 to
 //! 8; anything else is a payload stored whole. Those fields are most of what zstd cannot squeeze out of an imported
