@@ -1,22 +1,9 @@
 //! Identity checkpoints are written zstd-compressed, and the plain JSON ones of earlier stores still open.
 
-use waymark_model::{Event, IngestContext, Timestamp};
-use waymark_store::{Store, StoreOptions};
+mod common;
 
-fn event(message: &str, user: Option<&str>, anonymous: &str, seconds: i64) -> Event {
-    let mut json = serde_json::json!({
-        "type": "track", "event": "view", "messageId": message, "anonymousId": anonymous,
-        "timestamp": Timestamp::from_secs(1_700_000_000 + seconds).to_rfc3339(),
-    });
-    if let Some(user) = user {
-        json["userId"] = user.into();
-    }
-    Event::from_segment_json(
-        &json,
-        &IngestContext::at(Timestamp::from_secs(1_700_000_000)),
-    )
-    .unwrap()
-}
+use common::event;
+use waymark_store::{Store, StoreOptions};
 
 /// The customer `identifier` belongs to: its id and how many events it has.
 fn customer(store: &Store, identifier: &str) -> (String, usize) {
@@ -33,9 +20,9 @@ fn checkpoints_are_compressed_and_plain_ones_still_open() {
     {
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
         let events = vec![
-            event("a", None, "dev-1", 0),
-            event("b", Some("ann"), "dev-1", 5),
-            event("c", None, "dev-2", 9),
+            event("a", None, Some("dev-1"), "view", 0),
+            event("b", Some("ann"), Some("dev-1"), "view", 5),
+            event("c", None, Some("dev-2"), "view", 9),
         ];
         store.append(events, vec![]).unwrap();
         store.flush().unwrap();

@@ -1,32 +1,10 @@
 //! The shared journey view: built once, served again while nothing changes, rebuilt after appends and merges.
 
-use std::sync::Arc;
-use waymark_model::{Event, IngestContext, Timestamp};
-use waymark_store::{Store, StoreOptions};
+mod common;
 
-fn event(
-    message: &str,
-    user: Option<&str>,
-    anonymous: Option<&str>,
-    step: &str,
-    seconds: i64,
-) -> Event {
-    let mut json = serde_json::json!({
-        "type": "track", "event": step, "messageId": message, "properties": {"plan": "pro"},
-        "timestamp": Timestamp::from_secs(1_700_000_000 + seconds).to_rfc3339(),
-    });
-    if let Some(user) = user {
-        json["userId"] = user.into();
-    }
-    if let Some(anonymous) = anonymous {
-        json["anonymousId"] = anonymous.into();
-    }
-    Event::from_segment_json(
-        &json,
-        &IngestContext::at(Timestamp::from_secs(1_700_000_000)),
-    )
-    .unwrap()
-}
+use common::event;
+use std::sync::Arc;
+use waymark_store::{Store, StoreOptions};
 
 #[test]
 fn the_view_is_reused_until_journeys_change() {
