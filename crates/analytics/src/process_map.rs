@@ -15,11 +15,15 @@ pub struct ProcessMap;
 /// Step dictionaries up to this size index edges through a dense `from × to` table; larger ones through a hash map.
 const DENSE_STEPS: usize = 1024;
 
+/// Step dictionaries up to this size give the second pass its gap ranges by `from × to` directly (32 bytes per
+/// pair: 2 MB at this size).
+const PAIR_RANGES_STEPS: usize = 256;
+
 /// Log-linear buckets of gaps (16 per power of two, exact below 16 µs), for exact quantiles without keeping the gaps:
 /// finer buckets cost more histogram memory in the first pass but leave fewer gaps to collect in the second.
 const BUCKETS: usize = 960;
 
-/// The bucket of a gap in µs; buckets are ordered like the gaps.
+/// The bucket of a gap in µs; buckets are ordered like the gaps (bucket 0 also holds negative gaps).
 #[inline]
 fn bucket(gap: i64) -> usize {
     let gap = gap.max(0) as u64;
@@ -30,25 +34,65 @@ fn bucket(gap: i64) -> usize {
     (exponent - 3) * 16 + ((gap >> (exponent - 4)) & 15) as usize
 }
 
-/// Partial process map: per edge a count, an exact sum and a histogram of its gaps. The median and p90 are found
-/// exactly in `finish`: the histograms say which bucket holds each needed rank, and a second pass over the
-/// journeys collects only the gaps in those buckets.
+/// The smallest gap in bucket `bucket` (0..=BUCKETS; bucket `BUCKETS` is the end of the last): `i64::MIN` for
+/// bucket 0, which holds every gap up to 0.
+fn bucket_start(bucket: usize) -> i128 {
+    match bucket {
+        0 => i128::from(i64::MIN),
+        1..16 => bucket as i128,
+        _ => ((16 + bucket % 16) as i128) << (bucket / 16 - 1),
+    }
+}
+
+/// A range of gaps the second pass keeps for one edge: those with `gap − low` (as unsigned) below `width`. An empty
+/// range has width 0.
+#[derive(Debug, Clone, Copy, Default)]
+struct GapRange {
+    low: i64,
+    width: u64,
+}
+
+impl GapRange {
+    /// The gaps of buckets `first..=last`.
+    fn of_buckets(first: usize, last: usize) -> GapRange {
+        let low = bucket_start(first);
+        let width = (bucket_start(last + 1) - low).min(i128::from(u64::MAX));
+        GapRange {
+            low: low as i64,
+            width: width as u64,
+        }
+    }
+
+    #[inline(always)]
+    fn holds(self, gap: i64) -> bool {
+        (gap.wrapping_sub(self.low) as u64) < self.width
+    }
+}
+
+/// Partial process map: per edge an exact sum and a histogram of its gaps (its count is the histogram's total).
+/// The median and p90 are found exactly in `finish`: the histograms say which buckets hold each needed rank, and a
+/// second pass over the journeys keeps only the gaps in those buckets. Step counts are derived from the edges:
+/// every event but a journey's first ends exactly one edge.
 #[derive(Debug, Clone, Default)]
 pub struct ProcessMapState {
     cases: u64,
     events: u64,
-    steps: Vec<u64>,
     start: Vec<u64>,
     end: Vec<u64>,
     edges: EdgeIndex,
-    counts: Vec<u64>,
-    sums: Vec<i128>,
+    /// Per edge, the sum of its gaps modulo 2^64 (one add per event instead of a 128-bit one). It is the exact sum
+    /// when no gap is negative and all gaps together (`spans`) stay below 2^64, since each edge's sum then lies
+    /// between 0 and `spans`; otherwise the second pass sums again in 128 bits.
+    sums: Vec<u64>,
+    /// The sum of every journey's last minus first time: the sum of all gaps.
+    spans: i128,
+    /// Whether some gap was negative (a journey out of time order).
+    negative: bool,
     /// Per edge, 16-bit counts per bucket (half the cache footprint of 32-bit ones); every wrap past 65,535 is
     /// counted in `carries`.
     histograms: Vec<[u16; BUCKETS]>,
     carries: FxHashMap<(u32, u16), u64>,
 }
-
 /// Edge ids: a dense `from × to` table when the step dictionary is small, a hash map otherwise.
 #[derive(Debug, Clone, Default)]
 struct EdgeIndex {
@@ -102,17 +146,14 @@ impl EdgeIndex {
 }
 
 impl ProcessMapState {
-    /// Adds `count` occurrences of an edge with gaps summing to `sum`; returns the edge's id. Known edges take the
-    /// short path (one table lookup), kept small enough to inline into the per-event loop.
+    /// The id of an edge, registered when new. Known edges take the short path (one table lookup), kept small
+    /// enough to inline into the per-event loop.
     #[inline(always)]
-    fn add(&mut self, from: u32, to: u32, count: u64, sum: i128) -> usize {
-        let id = match self.edges.get(from, to) {
+    fn edge(&mut self, from: u32, to: u32) -> usize {
+        match self.edges.get(from, to) {
             Some(id) => id,
             None => self.register(from, to),
-        };
-        self.counts[id] += count;
-        self.sums[id] += sum;
-        id
+        }
     }
 
     /// Adds `count` (below 65,536) gaps to bucket `bucket` of edge `id`.
@@ -143,15 +184,42 @@ impl ProcessMapState {
         counts
     }
 
+    /// Adds `other`'s histogram to edge `id`'s: lane-wise when no bucket wraps (the usual case), else bucket by
+    /// bucket with carries.
+    fn add_histogram(&mut self, id: usize, other: &[u16; BUCKETS]) {
+        let histogram = &mut self.histograms[id];
+        let wraps = histogram
+            .iter()
+            .zip(other)
+            .fold(false, |wraps, (count, added)| {
+                wraps | (count.wrapping_add(*added) < *added)
+            });
+        if !wraps {
+            for (count, added) in histogram.iter_mut().zip(other) {
+                *count = count.wrapping_add(*added);
+            }
+            return;
+        }
+        for (bucket, added) in other.iter().enumerate() {
+            if *added > 0 {
+                self.count_gap(id, bucket, u32::from(*added));
+            }
+        }
+    }
+
     /// A new edge: an id and empty counters.
     #[cold]
     #[inline(never)]
     fn register(&mut self, from: u32, to: u32) -> usize {
         let id = self.edges.insert(from, to);
-        self.counts.push(0);
         self.sums.push(0);
         self.histograms.push([0; BUCKETS]);
         id
+    }
+
+    /// Whether `sums` are the exact sums (see there).
+    fn sums_exact(&self) -> bool {
+        !self.negative && self.spans < 1i128 << 64
     }
 }
 
@@ -177,12 +245,6 @@ pub struct ProcessMapReport {
     pub edges: Vec<EdgeReport>,
 }
 
-/// Which of an edge's wanted buckets holds `bucket`: the first, when a bucket is wanted twice (buckets of one
-/// histogram are equal or disjoint, so a gap in it is collected into that first slot).
-fn slot_of(wanted: &[u16; 4], bucket: u16) -> Option<usize> {
-    wanted.iter().position(|held| *held == bucket)
-}
-
 fn add_counts(into: &mut [u64], from: &[u64]) {
     for (total, part) in into.iter_mut().zip(from) {
         *total += part;
@@ -198,6 +260,27 @@ fn named(counts: &[u64], names: &[String]) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// What the second pass keeps per edge, and where each needed rank is found in it.
+#[derive(Debug, Clone, Copy, Default)]
+struct EdgePlan {
+    /// The edge's count.
+    count: u64,
+    /// For the median and the p90: numpy's lower rank, fraction and upper rank.
+    quantiles: [(usize, f64, usize); 2],
+    /// Slot 0 holds the median's buckets, slot 1 the p90's (empty when the median's range already covers them).
+    ranges: [GapRange; 2],
+    /// For the median's lower and upper rank and the p90's: (slot, gaps below the slot's range).
+    ranks: [(usize, u64); 4],
+}
+
+/// One thread's second pass: the gaps kept, grouped by slot (`edge * 2 + slot`), with `offsets[slot]..offsets[slot
+/// + 1]` each slot's; plus the edges' exact sums when the first pass's are not.
+struct Kept {
+    gaps: Vec<i64>,
+    offsets: Vec<usize>,
+    sums: Option<Vec<i128>>,
+}
+
 impl Analysis for ProcessMap {
     type State = ProcessMapState;
     type Report = ProcessMapReport;
@@ -205,7 +288,6 @@ impl Analysis for ProcessMap {
     fn new_state(&self, journeys: &JourneySet) -> ProcessMapState {
         let n_steps = journeys.step_names.len();
         ProcessMapState {
-            steps: vec![0; n_steps],
             start: vec![0; n_steps],
             end: vec![0; n_steps],
             edges: EdgeIndex::new(n_steps),
@@ -221,30 +303,31 @@ impl Analysis for ProcessMap {
         state.events += journey.len() as u64;
         state.start[*first as usize] += 1;
         state.end[*last as usize] += 1;
-        state.steps[*first as usize] += 1;
+        state.spans += i128::from(journey.ts[journey.len() - 1]) - i128::from(journey.ts[0]);
+        let mut signs = 0i64;
         for (pair, times) in journey.step.windows(2).zip(journey.ts.windows(2)) {
             let gap = times[1] - times[0];
-            state.steps[pair[1] as usize] += 1;
-            let id = state.add(pair[0], pair[1], 1, i128::from(gap));
+            signs |= gap;
+            let id = state.edge(pair[0], pair[1]);
+            state.sums[id] = state.sums[id].wrapping_add(gap as u64);
             state.count_gap(id, bucket(gap), 1);
         }
+        state.negative |= signs < 0;
     }
 
     fn merge(&self, state: &mut ProcessMapState, other: ProcessMapState) {
         state.cases += other.cases;
         state.events += other.events;
-        add_counts(&mut state.steps, &other.steps);
+        state.spans += other.spans;
+        state.negative |= other.negative;
         add_counts(&mut state.start, &other.start);
         add_counts(&mut state.end, &other.end);
         let mut remap = Vec::with_capacity(other.edges.pairs.len());
         for (id, (from, to)) in other.edges.pairs.iter().enumerate() {
-            let into = state.add(*from, *to, other.counts[id], other.sums[id]);
+            let into = state.edge(*from, *to);
             remap.push(into);
-            for (bucket, count) in other.histograms[id].iter().enumerate() {
-                if *count > 0 {
-                    state.count_gap(into, bucket, u32::from(*count));
-                }
-            }
+            state.sums[into] = state.sums[into].wrapping_add(other.sums[id]);
+            state.add_histogram(into, &other.histograms[id]);
         }
         for ((id, bucket), wraps) in other.carries {
             state.carry(remap[id as usize], usize::from(bucket), wraps);
@@ -253,89 +336,156 @@ impl Analysis for ProcessMap {
 
     fn finish(&self, state: ProcessMapState, journeys: &JourneySet) -> ProcessMapReport {
         let names = &journeys.step_names;
-        let n_edges = state.counts.len();
-        // The ranks each edge needs (numpy's linear interpolation between floor and ceil of q·(n−1)), and the
-        // buckets that hold them.
-        let ranks: Vec<[(usize, f64, usize); 2]> = state
-            .counts
-            .iter()
-            .map(|count| {
-                [0.5, 0.9].map(|q| {
-                    let position = q * (*count - 1) as f64;
-                    let lower = position.floor() as usize;
-                    (lower, position - lower as f64, position.ceil() as usize)
-                })
-            })
-            .collect();
+        let n_edges = state.edges.pairs.len();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         // The carries grouped by edge once, instead of a lookup per bucket of every edge.
         let mut carried: Vec<Vec<(u16, u64)>> = vec![Vec::new(); n_edges];
         for ((id, bucket), wraps) in &state.carries {
             carried[*id as usize].push((*bucket, *wraps));
         }
-        // Per edge, where each needed rank falls — (bucket, gaps in lower buckets) for the lower and upper rank of
-        // the median and of the p90 — from one scan of its histogram, taking the ranks in increasing order (the
-        // p90's lower rank can be below the median's upper one).
-        let located: Vec<[(usize, u64); 4]> = (0..n_edges)
-            .map(|id| {
-                let [(median_low, _, median_high), (p90_low, _, p90_high)] = ranks[id];
-                let needed = [median_low, median_high, p90_low, p90_high].map(|rank| rank as u64);
-                let mut order = [0, 1, 2, 3];
-                order.sort_by_key(|which| needed[*which]);
-                let mut found = [(0usize, 0u64); 4];
-                let (mut below, mut next) = (0u64, 0usize);
-                for (index, count) in state
-                    .bucket_counts(id, &carried[id])
-                    .into_iter()
-                    .enumerate()
-                {
-                    while next < 4 && needed[order[next]] < below + count {
-                        found[order[next]] = (index, below);
-                        next += 1;
-                    }
-                    if next == 4 {
-                        break;
-                    }
-                    below += count;
+        // Per edge: its count, and the ranks it needs (numpy's linear interpolation between floor and ceil of
+        // q·(n−1)) with the plan for finding them, from one scan of its histogram — on every core.
+        let plan_edge = |id: usize| -> EdgePlan {
+            let counts = state.bucket_counts(id, &carried[id]);
+            let count: u64 = counts.iter().sum();
+            let ranks = [0.5, 0.9].map(|q| {
+                let position = q * (count - 1) as f64;
+                let lower = position.floor() as usize;
+                (lower, position - lower as f64, position.ceil() as usize)
+            });
+            let [(median_low, _, median_high), (p90_low, _, p90_high)] = ranks;
+            // (bucket, gaps in lower buckets) of each needed rank, taking the ranks in increasing order (the p90's
+            // lower rank can be below the median's upper one).
+            let needed = [median_low, median_high, p90_low, p90_high].map(|rank| rank as u64);
+            let mut order = [0, 1, 2, 3];
+            order.sort_by_key(|which| needed[*which]);
+            let mut found = [(0usize, 0u64); 4];
+            let (mut below, mut next) = (0u64, 0usize);
+            for (index, count) in counts.iter().enumerate() {
+                while next < 4 && needed[order[next]] < below + count {
+                    found[order[next]] = (index, below);
+                    next += 1;
                 }
-                assert_eq!(
-                    next, 4,
-                    "every rank below the edge's count falls in a bucket"
-                );
-                found
-            })
-            .collect();
-        // Per edge, the (at most 4) buckets holding a needed rank, in a flat array the second pass can test
-        // without branching.
-        let wanted: Vec<[u16; 4]> = located
-            .iter()
-            .map(|found| found.map(|(bucket, _)| bucket as u16))
-            .collect();
-        // Second pass, on every core: only the gaps in the wanted buckets.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                if next == 4 {
+                    break;
+                }
+                below += count;
+            }
+            assert_eq!(
+                next, 4,
+                "every rank below the edge's count falls in a bucket"
+            );
+            // The median's buckets, and the p90's unless they meet the median's (then one range holds both).
+            let (median_first, median_below) = found[0];
+            let median_last = found[1].0;
+            let (p90_first, p90_below) = found[2];
+            let p90_last = found[3].0;
+            if p90_first <= median_last {
+                EdgePlan {
+                    count,
+                    quantiles: ranks,
+                    ranges: [
+                        GapRange::of_buckets(median_first, p90_last.max(median_last)),
+                        GapRange::default(),
+                    ],
+                    ranks: [(0, median_below); 4],
+                }
+            } else {
+                EdgePlan {
+                    count,
+                    quantiles: ranks,
+                    ranges: [
+                        GapRange::of_buckets(median_first, median_last),
+                        GapRange::of_buckets(p90_first, p90_last),
+                    ],
+                    ranks: [
+                        (0, median_below),
+                        (0, median_below),
+                        (1, p90_below),
+                        (1, p90_below),
+                    ],
+                }
+            }
+        };
+        let planned: Vec<EdgePlan> =
+            on_every_core(n_edges, threads, |range| range.map(plan_edge).collect());
+        // The ranges by edge id, or straight by `from × to` when the step dictionary is small (one lookup per
+        // event instead of two).
+        let ranges: Vec<[GapRange; 2]> = planned.iter().map(|plan| plan.ranges).collect();
+        let n_steps = state.edges.n_steps;
+        let by_pair: Vec<[GapRange; 2]> =
+            if n_steps <= PAIR_RANGES_STEPS && !state.edges.dense.is_empty() {
+                state
+                    .edges
+                    .dense
+                    .iter()
+                    .map(|id| ranges.get(*id as usize).copied().unwrap_or_default())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        let exact_sums = state.sums_exact();
+        // Second pass, on every core: only the gaps in each edge's ranges (plus 128-bit sums if needed).
         let edges = &state.edges;
-        let collected: Vec<Vec<Vec<i64>>> = std::thread::scope(|scope| {
+        let kept: Vec<Kept> = std::thread::scope(|scope| {
             let workers: Vec<_> = crate::partitions(journeys, threads)
                 .into_iter()
                 .map(|range| {
-                    let wanted = &wanted;
+                    let (ranges, by_pair) = (&ranges, &by_pair);
                     scope.spawn(move || {
-                        // Per edge and wanted slot: the gaps in the slot's bucket (buckets of one histogram are
-                        // equal or disjoint; a bucket wanted twice fills its first slot).
-                        let mut found: Vec<Vec<i64>> = vec![Vec::new(); n_edges * 4];
+                        let mut slots: Vec<u32> = Vec::new();
+                        let mut gaps: Vec<i64> = Vec::new();
+                        let mut sums = (!exact_sums).then(|| vec![0i128; n_edges]);
                         for journey in journeys.journeys(range) {
+                            if sums.is_none() && !by_pair.is_empty() {
+                                for (pair, times) in
+                                    journey.step.windows(2).zip(journey.ts.windows(2))
+                                {
+                                    let gap = times[1] - times[0];
+                                    let at = pair[0] as usize * n_steps + pair[1] as usize;
+                                    let [median, p90] = by_pair[at];
+                                    let (in_median, in_p90) = (median.holds(gap), p90.holds(gap));
+                                    if in_median | in_p90 {
+                                        slots.push(edges.dense[at] * 2 + u32::from(in_p90));
+                                        gaps.push(gap);
+                                    }
+                                }
+                                continue;
+                            }
                             for (pair, times) in journey.step.windows(2).zip(journey.ts.windows(2))
                             {
                                 let gap = times[1] - times[0];
                                 let id = edges.get(pair[0], pair[1]).unwrap_or(0);
-                                let held = bucket(gap) as u16;
-                                let [a, b, c, d] = wanted[id];
-                                if (a == held) | (b == held) | (c == held) | (d == held) {
-                                    let slot = slot_of(&wanted[id], held).unwrap_or(0);
-                                    found[id * 4 + slot].push(gap);
+                                let [median, p90] = ranges[id];
+                                let (in_median, in_p90) = (median.holds(gap), p90.holds(gap));
+                                if in_median | in_p90 {
+                                    slots.push(id as u32 * 2 + u32::from(in_p90));
+                                    gaps.push(gap);
+                                }
+                                if let Some(sums) = sums.as_mut() {
+                                    sums[id] += i128::from(gap);
                                 }
                             }
                         }
-                        found
+                        // Grouped by slot (a counting sort).
+                        let mut offsets = vec![0usize; n_edges * 2 + 1];
+                        for slot in &slots {
+                            offsets[*slot as usize + 1] += 1;
+                        }
+                        for slot in 0..n_edges * 2 {
+                            offsets[slot + 1] += offsets[slot];
+                        }
+                        let mut cursor = offsets.clone();
+                        let mut grouped = vec![0i64; gaps.len()];
+                        for (slot, gap) in slots.iter().zip(&gaps) {
+                            grouped[cursor[*slot as usize]] = *gap;
+                            cursor[*slot as usize] += 1;
+                        }
+                        Kept {
+                            gaps: grouped,
+                            offsets,
+                            sums,
+                        }
                     })
                 })
                 .collect();
@@ -344,25 +494,25 @@ impl Analysis for ProcessMap {
                 .map(|worker| worker.join().expect("process map workers do not panic"))
                 .collect()
         });
-        // Per edge, median and p90 from the collected gaps; edges spread over the cores in ranges of about equal
-        // collected size.
+        // Per edge, median and p90 from the kept gaps: each needed value is the (rank − gaps below its range)-th
+        // smallest gap of its slot, by selection (linear time). Edges spread over the cores.
         let quantiles_of = |id: usize| -> [f64; 2] {
-            let mut slots: [Vec<i64>; 4] = std::array::from_fn(|slot| {
-                collected
-                    .iter()
-                    .flat_map(|part| part[id * 4 + slot].iter().copied())
+            let plan = &planned[id];
+            let mut slots: [Vec<i64>; 2] = std::array::from_fn(|slot| {
+                kept.iter()
+                    .flat_map(|part| {
+                        part.gaps[part.offsets[id * 2 + slot]..part.offsets[id * 2 + slot + 1]]
+                            .iter()
+                            .copied()
+                    })
                     .collect()
             });
-            // The value at a rank: the (rank − gaps below its bucket)-th smallest gap of the bucket, by
-            // selection (linear time) among the gaps collected for that bucket.
             let mut value_at = |which: usize, rank: usize| -> f64 {
-                let (wanted_bucket, below) = located[id][which];
-                let slot = slot_of(&wanted[id], wanted_bucket as u16)
-                    .expect("every needed rank's bucket was collected");
+                let (slot, below) = plan.ranks[which];
                 *slots[slot].select_nth_unstable(rank - below as usize).1 as f64
             };
             [0, 1].map(|quantile| {
-                let (lower, fraction, upper) = ranks[id][quantile];
+                let (lower, fraction, upper) = plan.quantiles[quantile];
                 let low = value_at(2 * quantile, lower);
                 if fraction == 0.0 {
                     low
@@ -371,48 +521,32 @@ impl Analysis for ProcessMap {
                 }
             })
         };
-        let sizes: Vec<usize> = (0..n_edges)
-            .map(|id| {
-                collected
-                    .iter()
-                    .map(|part| part[id * 4..id * 4 + 4].iter().map(Vec::len).sum::<usize>())
-                    .sum()
-            })
-            .collect();
-        let total: usize = sizes.iter().sum();
-        let mut bounds = vec![0usize];
-        let mut running = 0usize;
-        for (id, size) in sizes.iter().enumerate() {
-            running += size;
-            if bounds.len() < threads && running * threads >= total * bounds.len() {
-                bounds.push(id + 1);
+        let quantiles: Vec<[f64; 2]> =
+            on_every_core(n_edges, threads, |range| range.map(quantiles_of).collect());
+        let sums: Vec<i128> = if exact_sums {
+            state.sums.iter().map(|sum| i128::from(*sum)).collect()
+        } else {
+            let mut sums = vec![0i128; n_edges];
+            for part in &kept {
+                add_sums(&mut sums, part.sums.as_deref().unwrap_or_default());
             }
+            sums
+        };
+        // Every event but a journey's first ends exactly one edge.
+        let mut steps = state.start.clone();
+        for (id, (_, to)) in state.edges.pairs.iter().enumerate() {
+            steps[*to as usize] += planned[id].count;
         }
-        bounds.push(n_edges);
-        let quantiles: Vec<[f64; 2]> = std::thread::scope(|scope| {
-            let workers: Vec<_> = bounds
-                .windows(2)
-                .map(|range| {
-                    let (first, last) = (range[0], range[1].max(range[0]));
-                    let quantiles_of = &quantiles_of;
-                    scope.spawn(move || (first..last).map(quantiles_of).collect::<Vec<_>>())
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|worker| worker.join().expect("process map workers do not panic"))
-                .collect()
-        });
         let mut edges: Vec<EdgeReport> = (0..n_edges)
             .map(|id| {
                 let (from, to) = state.edges.pairs[id];
-                let count = state.counts[id];
+                let count = planned[id].count;
                 let [median, p90] = quantiles[id];
                 EdgeReport {
                     from: names[from as usize].clone(),
                     to: names[to as usize].clone(),
                     count,
-                    mean_secs: state.sums[id] as f64 / 1e6 / count as f64,
+                    mean_secs: sums[id] as f64 / 1e6 / count as f64,
                     median_secs: median / 1e6,
                     p90_secs: p90 / 1e6,
                 }
@@ -427,7 +561,7 @@ impl Analysis for ProcessMap {
         ProcessMapReport {
             cases: state.cases,
             events: state.events,
-            steps: named(&state.steps, names),
+            steps: named(&steps, names),
             start: named(&state.start, names),
             end: named(&state.end, names),
             edges,
@@ -435,10 +569,58 @@ impl Analysis for ProcessMap {
     }
 }
 
+fn add_sums(into: &mut [i128], from: &[i128]) {
+    for (total, part) in into.iter_mut().zip(from) {
+        *total += part;
+    }
+}
+
+/// `work` over `0..n` split into `threads` contiguous ranges, one per thread, results in order.
+fn on_every_core<T: Send>(
+    n: usize,
+    threads: usize,
+    work: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync,
+) -> Vec<T> {
+    let threads = threads.clamp(1, n.max(1));
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|part| {
+                let work = &work;
+                scope.spawn(move || work(n * part / threads..n * (part + 1) / threads))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("process map workers do not panic"))
+            .collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::run;
+
+    #[test]
+    fn buckets_start_where_their_gaps_start() {
+        assert_eq!(bucket_start(0), i128::from(i64::MIN));
+        for index in 1..BUCKETS {
+            let start = bucket_start(index) as i64;
+            assert_eq!(bucket(start), index, "bucket {index} starts at {start}");
+            assert_eq!(
+                bucket(start - 1),
+                index - 1,
+                "bucket {index}'s predecessor ends at {}",
+                start - 1
+            );
+        }
+        assert_eq!(bucket_start(BUCKETS), 1i128 << 63);
+        assert_eq!(bucket(i64::MAX), BUCKETS - 1);
+        assert_eq!(bucket(-5), 0);
+        let range = GapRange::of_buckets(0, BUCKETS - 1);
+        assert!(range.holds(i64::MIN) && range.holds(0) && range.holds(i64::MAX - 1));
+        assert!(!GapRange::default().holds(0));
+    }
 
     #[test]
     fn bucket_counts_past_16_bits_are_carried() {

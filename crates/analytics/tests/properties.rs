@@ -27,6 +27,48 @@ fn journey_set() -> impl Strategy<Value = JourneySet> {
     })
 }
 
+/// Every edge's count, mean, median and p90 equal numpy's over all its gaps, collected and sorted.
+fn check_process_map_times(journeys: &JourneySet, threads: usize) -> Result<(), TestCaseError> {
+    let map = run(&ProcessMap, journeys, threads);
+    let mut gaps: std::collections::BTreeMap<(String, String), Vec<i64>> = Default::default();
+    for index in 0..journeys.n_journeys() {
+        let journey = journeys.journey(index);
+        for position in 1..journey.len() {
+            let key = (
+                journeys.step_names[journey.step[position - 1] as usize].clone(),
+                journeys.step_names[journey.step[position] as usize].clone(),
+            );
+            gaps.entry(key)
+                .or_default()
+                .push(journey.ts[position] - journey.ts[position - 1]);
+        }
+    }
+    let numpy = |sorted: &[f64], q: f64| {
+        let position = q * (sorted.len() - 1) as f64;
+        let (lower, upper) = (position.floor() as usize, position.ceil() as usize);
+        sorted[lower] + (sorted[upper] - sorted[lower]) * (position - lower as f64)
+    };
+    prop_assert_eq!(map.edges.len(), gaps.len());
+    for edge in &map.edges {
+        let mut values = gaps[&(edge.from.clone(), edge.to.clone())].clone();
+        values.sort_unstable();
+        let sorted: Vec<f64> = values.iter().map(|gap| *gap as f64).collect();
+        prop_assert_eq!(edge.count as usize, values.len());
+        prop_assert_eq!(
+            edge.median_secs,
+            numpy(&sorted, 0.5) / 1e6,
+            "{:?} median",
+            edge
+        );
+        prop_assert_eq!(edge.p90_secs, numpy(&sorted, 0.9) / 1e6, "{:?} p90", edge);
+        let mean = values.iter().map(|gap| i128::from(*gap)).sum::<i128>() as f64
+            / 1e6
+            / values.len() as f64;
+        prop_assert_eq!(edge.mean_secs, mean, "{:?} mean", edge);
+    }
+    Ok(())
+}
+
 fn funnel_modes() -> impl Strategy<Value = Vec<FunnelMode>> {
     prop_oneof![
         Just(vec![]),
@@ -183,33 +225,36 @@ proptest! {
 
     #[test]
     fn process_map_times_equal_sorting_every_gap(journeys in journey_set(), threads in 1usize..4) {
-        let map = run(&ProcessMap, &journeys, threads);
-        let mut gaps: std::collections::BTreeMap<(String, String), Vec<f64>> = Default::default();
-        for index in 0..journeys.n_journeys() {
-            let journey = journeys.journey(index);
-            for position in 1..journey.len() {
-                let key = (
-                    journeys.step_names[journey.step[position - 1] as usize].clone(),
-                    journeys.step_names[journey.step[position] as usize].clone(),
-                );
-                gaps.entry(key).or_default().push((journey.ts[position] - journey.ts[position - 1]) as f64);
-            }
-        }
-        let numpy = |sorted: &[f64], q: f64| {
-            let position = q * (sorted.len() - 1) as f64;
-            let (lower, upper) = (position.floor() as usize, position.ceil() as usize);
-            sorted[lower] + (sorted[upper] - sorted[lower]) * (position - lower as f64)
-        };
-        prop_assert_eq!(map.edges.len(), gaps.len());
-        for edge in &map.edges {
-            let mut values = gaps[&(edge.from.clone(), edge.to.clone())].clone();
-            values.sort_by(f64::total_cmp);
-            prop_assert_eq!(edge.count as usize, values.len());
-            prop_assert!((edge.median_secs - numpy(&values, 0.5) / 1e6).abs() < 1e-9, "{:?} median", edge);
-            prop_assert!((edge.p90_secs - numpy(&values, 0.9) / 1e6).abs() < 1e-9, "{:?} p90", edge);
-            let mean = values.iter().sum::<f64>() / values.len() as f64 / 1e6;
-            prop_assert!((edge.mean_secs - mean).abs() < 1e-9, "{:?} mean", edge);
-        }
+        check_process_map_times(&journeys, threads)?;
+    }
+
+    /// The same over every path the process map takes: step dictionaries past the per-pair range table (256) and
+    /// past the dense edge table (1,024), journeys out of time order (negative gaps), and gaps summing past 2^64
+    /// (the 64-bit sums then give way to 128-bit ones).
+    #[test]
+    fn process_map_times_hold_on_every_path(
+        journeys in proptest::collection::vec(
+            proptest::collection::vec((0usize..STEPS.len(), 0i64..5_000_000, any::<bool>()), 0..12),
+            0..40,
+        ),
+        unused_steps in prop_oneof![Just(0usize), Just(300), Just(1_100)],
+        scale in prop_oneof![Just(1i64), Just(1i64 << 36)],
+        backwards in any::<bool>(),
+        threads in 1usize..4,
+    ) {
+        let mut set = JourneySet::from_journeys(journeys.into_iter().enumerate().map(|(index, events)| {
+            let mut time = 0i64;
+            let events = events
+                .into_iter()
+                .map(|(step, gap, back)| {
+                    time += if backwards && back { -gap } else { gap } * scale;
+                    (time, STEPS[step], "web")
+                })
+                .collect();
+            (format!("c{index}"), events)
+        }));
+        set.step_names.extend((0..unused_steps).map(|index| format!("unused {index}")));
+        check_process_map_times(&set, threads)?;
     }
 
     #[test]
