@@ -271,6 +271,8 @@ struct EdgePlan {
     ranges: [GapRange; 2],
     /// For the median's lower and upper rank and the p90's: (slot, gaps below the slot's range).
     ranks: [(usize, u64); 4],
+    /// How many gaps the ranges hold.
+    kept: u64,
 }
 
 /// One thread's second pass: the gaps kept, grouped by slot (`edge * 2 + slot`), with `offsets[slot]..offsets[slot
@@ -380,6 +382,7 @@ impl Analysis for ProcessMap {
             let median_last = found[1].0;
             let (p90_first, p90_below) = found[2];
             let p90_last = found[3].0;
+            let held = |first: usize, last: usize| counts[first..=last].iter().sum::<u64>();
             if p90_first <= median_last {
                 EdgePlan {
                     count,
@@ -389,6 +392,7 @@ impl Analysis for ProcessMap {
                         GapRange::default(),
                     ],
                     ranks: [(0, median_below); 4],
+                    kept: held(median_first, p90_last.max(median_last)),
                 }
             } else {
                 EdgePlan {
@@ -404,6 +408,7 @@ impl Analysis for ProcessMap {
                         (1, p90_below),
                         (1, p90_below),
                     ],
+                    kept: held(median_first, median_last) + held(p90_first, p90_last),
                 }
             }
         };
@@ -425,6 +430,8 @@ impl Analysis for ProcessMap {
                 Vec::new()
             };
         let exact_sums = state.sums_exact();
+        // No thread keeps more than all the ranges' gaps (reserved, not touched: no regrowth, no copies).
+        let most_kept = planned.iter().map(|plan| plan.kept).sum::<u64>() as usize;
         // Second pass, on every core: only the gaps in each edge's ranges (plus 128-bit sums if needed).
         let edges = &state.edges;
         let kept: Vec<Kept> = std::thread::scope(|scope| {
@@ -433,8 +440,8 @@ impl Analysis for ProcessMap {
                 .map(|range| {
                     let (ranges, by_pair) = (&ranges, &by_pair);
                     scope.spawn(move || {
-                        let mut slots: Vec<u32> = Vec::new();
-                        let mut gaps: Vec<i64> = Vec::new();
+                        let mut slots: Vec<u32> = Vec::with_capacity(most_kept);
+                        let mut gaps: Vec<i64> = Vec::with_capacity(most_kept);
                         let mut sums = (!exact_sums).then(|| vec![0i128; n_edges]);
                         for journey in journeys.journeys(range) {
                             if sums.is_none() && !by_pair.is_empty() {

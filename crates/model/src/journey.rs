@@ -134,6 +134,7 @@ impl JourneySet {
     }
 
     /// Journey `index`.
+    #[inline]
     pub fn journey(&self, index: usize) -> JourneyRef<'_> {
         let range = self.offsets[index]..self.offsets[index + 1];
         JourneyRef {
