@@ -474,22 +474,9 @@ impl Analysis for ProcessMap {
                                 }
                             }
                         }
-                        // Grouped by slot (a counting sort).
-                        let mut offsets = vec![0usize; n_edges * 2 + 1];
-                        for slot in &slots {
-                            offsets[*slot as usize + 1] += 1;
-                        }
-                        for slot in 0..n_edges * 2 {
-                            offsets[slot + 1] += offsets[slot];
-                        }
-                        let mut cursor = offsets.clone();
-                        let mut grouped = vec![0i64; gaps.len()];
-                        for (slot, gap) in slots.iter().zip(&gaps) {
-                            grouped[cursor[*slot as usize]] = *gap;
-                            cursor[*slot as usize] += 1;
-                        }
+                        let offsets = group_by_slot(&mut slots, &mut gaps, n_edges * 2);
                         Kept {
-                            gaps: grouped,
+                            gaps,
                             offsets,
                             sums,
                         }
@@ -576,6 +563,36 @@ impl Analysis for ProcessMap {
     }
 }
 
+/// Reorders `gaps` (and `slots` with them) so that each slot's gaps are together, slots in order, in place (an
+/// American flag sort: every swap puts one gap where it belongs, and no second buffer is needed); returns where
+/// each slot's gaps start, plus the end.
+fn group_by_slot(slots: &mut [u32], gaps: &mut [i64], n_slots: usize) -> Vec<usize> {
+    let mut offsets = vec![0usize; n_slots + 1];
+    for slot in slots.iter() {
+        offsets[*slot as usize + 1] += 1;
+    }
+    for slot in 0..n_slots {
+        offsets[slot + 1] += offsets[slot];
+    }
+    // The next position to fill in each slot's region.
+    let mut next = offsets[..n_slots].to_vec();
+    for slot in 0..n_slots {
+        while next[slot] < offsets[slot + 1] {
+            let at = next[slot];
+            let home = slots[at] as usize;
+            if home == slot {
+                next[slot] += 1;
+            } else {
+                let to = next[home];
+                slots.swap(at, to);
+                gaps.swap(at, to);
+                next[home] += 1;
+            }
+        }
+    }
+    offsets
+}
+
 fn add_sums(into: &mut [i128], from: &[i128]) {
     for (total, part) in into.iter_mut().zip(from) {
         *total += part;
@@ -607,6 +624,35 @@ fn on_every_core<T: Send>(
 mod tests {
     use super::*;
     use crate::run;
+
+    #[test]
+    fn gaps_are_grouped_by_slot_in_place() {
+        let mut slots: Vec<u32> = (0..1_000u32).map(|index| (index * 7_919) % 13).collect();
+        let mut gaps: Vec<i64> = slots
+            .iter()
+            .enumerate()
+            .map(|(index, slot)| i64::from(*slot) * 10_000 + index as i64)
+            .collect();
+        let offsets = group_by_slot(&mut slots, &mut gaps, 16);
+        assert_eq!((offsets.len(), offsets[16]), (17, 1_000));
+        for slot in 0..16 {
+            let held = &gaps[offsets[slot]..offsets[slot + 1]];
+            assert!(
+                held.iter().all(|gap| gap / 10_000 == slot as i64),
+                "slot {slot}: {held:?}"
+            );
+            assert!(slots[offsets[slot]..offsets[slot + 1]]
+                .iter()
+                .all(|held| *held as usize == slot));
+        }
+        let mut all = gaps.clone();
+        all.sort_unstable();
+        let mut expected: Vec<i64> = (0..1_000i64)
+            .map(|index| ((index * 7_919) % 13) * 10_000 + index)
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(all, expected, "every gap kept once");
+    }
 
     #[test]
     fn buckets_start_where_their_gaps_start() {
