@@ -69,7 +69,7 @@ impl GapRange {
     }
 }
 
-/// Partial process map: per edge an exact sum and a histogram of its gaps (its count is the histogram's total).
+/// Partial process map: per edge the sum of its gaps and a histogram of them (its count is the histogram's total).
 /// The median and p90 are found exactly in `finish`: the histograms say which buckets hold each needed rank, and a
 /// second pass over the journeys keeps only the gaps in those buckets. Step counts are derived from the edges:
 /// every event but a journey's first ends exactly one edge.
