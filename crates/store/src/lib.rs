@@ -1717,7 +1717,7 @@ fn segment_rows<'a>(
     steps: &'a Interner,
     channels: &'a Interner,
     columns: &'a Columns,
-    payloads: &'a [Vec<u8>],
+    payload: impl Fn(usize) -> segment::Payload<'a>,
     order: &[u32],
 ) -> Vec<SegmentRow<'a>> {
     order
@@ -1731,7 +1731,7 @@ fn segment_rows<'a>(
                 step: steps.name(columns.step[row]),
                 channel: channels.name(columns.channel[row] as u32),
                 msg_hash: columns.msg_hash[row],
-                payload: &payloads[row],
+                payload: payload(row),
             }
         })
         .collect()
@@ -1796,7 +1796,7 @@ fn write_flush(dir: &Path, job: FlushJob) -> Result<FlushOutput> {
             &job.steps,
             &job.channels,
             columns,
-            &job.table.payloads,
+            |row| segment::Payload::Whole(&job.table.payloads[row]),
             &order,
         );
         let path = segment_path(dir, job.segment_id);
@@ -1991,14 +1991,26 @@ fn compact(shared: &Shared, max_rows: Option<u64>) -> Result<()> {
     if chosen.len() < 2 {
         return Ok(());
     }
-    // Gather the chosen rows with their payloads, then write one segment in clustering order.
+    // Gather the chosen rows with their payloads as stored (one buffer; a payload's stored form depends only on its
+    // row's hash, time and step name, which a merge keeps, so it is written again as it is, not decoded and
+    // encoded), then write one segment in clustering order.
     let mut columns = Columns::default();
-    let mut payloads = Vec::new();
+    let mut payload_bytes: Vec<u8> = Vec::new();
+    let mut payload_ends: Vec<usize> = Vec::new();
+    // Per chosen segment: its first row among the gathered ones, and whether its payloads are in stored form (a
+    // format-1 segment's are whole).
+    let mut stored_from: Vec<(usize, bool)> = Vec::new();
     for segment in chosen.iter().map(|index| &state.segments[*index]) {
+        let mut stored = true;
+        stored_from.push((payload_ends.len(), true));
         for block_index in 0..segment.file.n_blocks() {
-            let (_, block) = segment.read_block(block_index, &state.steps)?;
-            payloads.extend(block);
+            stored &= segment.file.read_block_stored(
+                block_index,
+                &mut payload_bytes,
+                &mut payload_ends,
+            )?;
         }
+        stored_from.last_mut().expect("just pushed").1 = stored;
         columns.ident.extend_from_slice(&segment.columns.ident);
         columns.ts.extend_from_slice(&segment.columns.ts);
         columns.seq.extend_from_slice(&segment.columns.seq);
@@ -2014,14 +2026,23 @@ fn compact(shared: &Shared, max_rows: Option<u64>) -> Result<()> {
         &state.steps,
         &state.channels,
         &columns,
-        &payloads,
+        |row| {
+            let start = if row == 0 { 0 } else { payload_ends[row - 1] };
+            let bytes = &payload_bytes[start..payload_ends[row]];
+            let segment = stored_from.partition_point(|(first, _)| *first <= row) - 1;
+            if stored_from[segment].1 {
+                segment::Payload::Stored(bytes)
+            } else {
+                segment::Payload::Whole(bytes)
+            }
+        },
         &order,
     );
     let mut manifest = state.manifest.clone();
     let id = manifest.next_segment_id;
     let bytes = segment::write_segment(&segment_path(dir, id), &rows)?;
     drop(rows);
-    drop(payloads);
+    drop(payload_bytes);
     // The manifest lists segments in the order of `state.segments`; the chosen ones leave, the merged one joins.
     let old: Vec<u64> = chosen
         .iter()

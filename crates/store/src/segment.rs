@@ -234,7 +234,15 @@ pub(crate) struct SegmentRow<'a> {
     pub step: &'a str,
     pub channel: &'a str,
     pub msg_hash: u64,
-    pub payload: &'a [u8],
+    pub payload: Payload<'a>,
+}
+
+/// A row's payload: whole (as serialised), or already in the form a segment stores it for this row's key (read
+/// from another segment of the current format by [`SegmentFile::read_block_stored`]), which is written as it is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Payload<'a> {
+    Whole(&'a [u8]),
+    Stored(&'a [u8]),
 }
 
 /// The decoded columns of a segment, with dictionary codes still local to the segment.
@@ -519,10 +527,16 @@ fn write_segment_as(path: &Path, rows: &[SegmentRow<'_>], format: u32) -> Result
                 ts: row.ts,
                 step: row.step,
             };
-            if format == 1 {
-                raw.extend_from_slice(row.payload);
-            } else {
-                encode_payload(row.payload, key, &mut scratch, &mut raw);
+            match row.payload {
+                Payload::Whole(payload) if format == 1 => raw.extend_from_slice(payload),
+                Payload::Whole(payload) => encode_payload(payload, key, &mut scratch, &mut raw),
+                Payload::Stored(stored) => {
+                    assert!(
+                        format >= 2,
+                        "stored payloads are only written in the format they were read in"
+                    );
+                    raw.extend_from_slice(stored);
+                }
             }
             let number = if format == 1 {
                 raw.len() - (4 + 4 * chunk.len())
@@ -745,6 +759,52 @@ impl SegmentFile {
         block_index: usize,
         key: impl Fn(usize) -> RowKey<'k>,
     ) -> Result<(u32, Vec<Vec<u8>>)> {
+        let (first_row, raw, ranges) = self.block_rows(block_index)?;
+        let mut scratch = Vec::new();
+        let payloads = ranges
+            .into_iter()
+            .enumerate()
+            .map(|(row, range)| {
+                let stored = &raw[range];
+                if self.format == 1 {
+                    return Ok(stored.to_vec());
+                }
+                decode_payload(stored, key(first_row as usize + row), &mut scratch)
+                    .ok_or_else(|| self.malformed_block(block_index))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((first_row, payloads))
+    }
+
+    /// Appends the payloads of a block *as stored* to `bytes`, each one's end to `ends`, for writing into another
+    /// segment unchanged ([`Payload::Stored`]); returns whether they are in that form — false for a format-1
+    /// segment, whose payloads are stored whole ([`Payload::Whole`]).
+    pub(crate) fn read_block_stored(
+        &self,
+        block_index: usize,
+        bytes: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+    ) -> Result<bool> {
+        let (_, raw, ranges) = self.block_rows(block_index)?;
+        for range in ranges {
+            bytes.extend_from_slice(&raw[range]);
+            ends.push(bytes.len());
+        }
+        Ok(self.format >= 2)
+    }
+
+    fn malformed_block(&self, block_index: usize) -> StoreError {
+        StoreError::corrupt(
+            &self.path,
+            format!("payload block {block_index} is malformed"),
+        )
+    }
+
+    /// A block's first row, its bytes (checksum verified) and where each row's stored payload lies in them.
+    fn block_rows(
+        &self,
+        block_index: usize,
+    ) -> Result<(u32, Vec<u8>, Vec<std::ops::Range<usize>>)> {
         let block = &self.blocks[block_index];
         let raw = self.read_section(
             &SectionRef {
@@ -754,12 +814,7 @@ impl SegmentFile {
             },
             &format!("payload block {block_index}"),
         )?;
-        let corrupt = || {
-            StoreError::corrupt(
-                &self.path,
-                format!("payload block {block_index} is malformed"),
-            )
-        };
+        let corrupt = || self.malformed_block(block_index);
         let count = u32::from_le_bytes(
             raw.get(0..4)
                 .ok_or_else(corrupt)?
@@ -776,8 +831,7 @@ impl SegmentFile {
         } else {
             numbers.to_vec()
         };
-        let mut payloads = Vec::with_capacity(count);
-        let mut scratch = Vec::new();
+        let mut ranges = Vec::with_capacity(count);
         let mut start = 0usize;
         for row in 0..count {
             let number_bytes = &numbers[4 * row..4 * row + 4];
@@ -788,18 +842,13 @@ impl SegmentFile {
             } else {
                 start + number
             };
-            let stored = raw
-                .get(data_start + start..data_start + end)
-                .ok_or_else(corrupt)?;
-            payloads.push(if self.format == 1 {
-                stored.to_vec()
-            } else {
-                let key = key(block.first_row as usize + row);
-                decode_payload(stored, key, &mut scratch).ok_or_else(corrupt)?
-            });
+            if end < start || data_start + end > raw.len() {
+                return Err(corrupt());
+            }
+            ranges.push(data_start + start..data_start + end);
             start = end;
         }
-        Ok((block.first_row, payloads))
+        Ok((block.first_row, raw, ranges))
     }
 
     /// The payload of one row.
@@ -866,7 +915,7 @@ mod tests {
                 step: "vi\"ew",
                 channel: "web",
                 msg_hash: hash(index),
-                payload: payloads[index].as_bytes(),
+                payload: Payload::Whole(payloads[index].as_bytes()),
             })
             .collect();
         let bytes = write_segment(&dir.path().join("1.seg"), &rows).unwrap();
@@ -884,6 +933,39 @@ mod tests {
                 "format 1, row {index}"
             );
         }
+        // Payloads read as stored and written again as they are (as a merge does) make the same segment, byte for
+        // byte; a format-1 segment's come back whole and are encoded again.
+        let read_all = |file: &SegmentFile| {
+            let (mut bytes, mut ends, mut stored) = (Vec::new(), Vec::new(), true);
+            for block in 0..file.n_blocks() {
+                stored &= file
+                    .read_block_stored(block, &mut bytes, &mut ends)
+                    .unwrap();
+            }
+            (bytes, ends, stored)
+        };
+        let ((stored, stored_ends, is_stored), (whole, whole_ends, is_whole_stored)) =
+            (read_all(&segment), read_all(&old));
+        assert!(is_stored && !is_whole_stored);
+        let slice =
+            |ends: &[usize], row: usize| (if row == 0 { 0 } else { ends[row - 1] })..ends[row];
+        let again: Vec<SegmentRow> = rows
+            .iter()
+            .enumerate()
+            .map(|(index, row)| SegmentRow {
+                payload: if index % 2 == 0 {
+                    Payload::Stored(&stored[slice(&stored_ends, index)])
+                } else {
+                    Payload::Whole(&whole[slice(&whole_ends, index)])
+                },
+                ..*row
+            })
+            .collect();
+        write_segment(&dir.path().join("3.seg"), &again).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("3.seg")).unwrap(),
+            std::fs::read(dir.path().join("1.seg")).unwrap()
+        );
         // The derived id's 16 random hex digits and the distinct timestamps are what zstd cannot squeeze: with
         // their columns saying otherwise, they are all kept, and the segment is larger.
         let all_kept: Vec<SegmentRow> = rows
@@ -905,13 +987,13 @@ mod tests {
         let texts = leave_out_texts(key_of(&columns, 0), &mut scratch);
         let mut stored = Vec::new();
         encode_payload(
-            rows[0].payload,
+            payloads[0].as_bytes(),
             key_of(&columns, 0),
             &mut Vec::new(),
             &mut stored,
         );
         let left_out: usize = texts.iter().map(|text| text.len()).sum();
-        assert_eq!(stored.len(), rows[0].payload.len() - left_out + 1 + 3 * 2);
+        assert_eq!(stored.len(), payloads[0].len() - left_out + 1 + 3 * 2);
         assert_eq!(stored[0], 0b111);
         assert_eq!(derived_id_hash(&derived_message_id(42)), Some(42));
         assert_eq!(derived_id_hash("imp-000000000000002A"), None);
@@ -981,7 +1063,7 @@ mod tests {
                 step: ["view", "cart", "buy"][index % 3],
                 channel: "web",
                 msg_hash: index as u64 * 31,
-                payload: payloads[index].as_bytes(),
+                payload: Payload::Whole(payloads[index].as_bytes()),
             })
             .collect();
         write_segment(&path, &rows).unwrap();
