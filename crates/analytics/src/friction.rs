@@ -1022,7 +1022,7 @@ impl Analysis for PreparedFriction<'_> {
                     example_customers: candidate
                         .examples
                         .iter()
-                        .map(|journey| journeys.customer_ids[*journey as usize].clone())
+                        .map(|journey| journeys.customer_ids[*journey as usize].to_string())
                         .collect(),
                 }
             })

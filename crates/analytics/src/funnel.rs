@@ -925,7 +925,7 @@ impl Analysis for PreparedFunnel<'_> {
                         .flatten(),
                     dropped_customers: state.dropped[step]
                         .iter()
-                        .map(|journey| journeys.customer_ids[*journey as usize].clone())
+                        .map(|journey| journeys.customer_ids[*journey as usize].to_string())
                         .collect(),
                     next_steps,
                 }

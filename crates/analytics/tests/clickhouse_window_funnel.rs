@@ -515,7 +515,7 @@ impl Database {
             .map(|journey| {
                 let range = journeys.offsets[journey]..journeys.offsets[journey + 1];
                 (
-                    journeys.customer_ids[journey].clone(),
+                    journeys.customer_ids[journey].to_string(),
                     prepared.outcome(&journeys, range).level,
                 )
             })

@@ -77,7 +77,7 @@ pub fn journeys(events: usize, seed: u64) -> JourneySet {
                 rng.random_range(1_000_000..600_000_000)
             };
         }
-        set.customer_ids.push(format!("c{customer:09}"));
+        set.customer_ids.push(&format!("c{customer:09}"));
         set.offsets.push(set.ts.len());
         customer += 1;
     }

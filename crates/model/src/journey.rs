@@ -9,7 +9,7 @@ use serde_json::Value;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JourneySet {
     /// The display id of each journey's customer.
-    pub customer_ids: Vec<String>,
+    pub customer_ids: Names,
     /// `n_journeys + 1` event offsets.
     pub offsets: Vec<usize>,
     /// Event times, µs since the epoch.
@@ -20,6 +20,58 @@ pub struct JourneySet {
     pub channel_names: Vec<String>,
     /// Property columns loaded for this query (by name), one code per event.
     pub properties: Vec<PropertyColumn>,
+}
+
+/// Strings kept in one buffer and indexed like a `Vec<String>` (`names[i]` is a `&str`): one allocation for all of
+/// them instead of one each, which for short ids such as customers' is less than half the memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    text: String,
+    /// Where each string ends in `text`.
+    ends: Vec<usize>,
+}
+
+impl Names {
+    pub fn push(&mut self, name: &str) {
+        self.text.push_str(name);
+        self.ends.push(self.text.len());
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn get(&self, index: usize) -> Option<&str> {
+        let end = *self.ends.get(index)?;
+        let start = if index == 0 { 0 } else { self.ends[index - 1] };
+        Some(&self.text[start..end])
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.len()).map(|index| &self[index])
+    }
+}
+
+impl std::ops::Index<usize> for Names {
+    type Output = str;
+
+    fn index(&self, index: usize) -> &str {
+        self.get(index).expect("name index in range")
+    }
+}
+
+impl<'a> FromIterator<&'a str> for Names {
+    fn from_iter<I: IntoIterator<Item = &'a str>>(names: I) -> Names {
+        let mut all = Names::default();
+        for name in names {
+            all.push(name);
+        }
+        all
+    }
 }
 
 /// One property of every event, dictionary-encoded: `codes[event]` indexes `values`, and code 0 is always
@@ -168,7 +220,7 @@ impl JourneySet {
                 (self.offsets[journey]..self.offsets[journey + 1]).filter(|event| keep(*event)),
             );
             if kept.len() > before {
-                set.customer_ids.push(self.customer_ids[journey].clone());
+                set.customer_ids.push(&self.customer_ids[journey]);
                 set.offsets.push(kept.len());
             }
         }
@@ -212,7 +264,7 @@ impl JourneySet {
             }
         };
         for (customer, events) in journeys {
-            set.customer_ids.push(customer);
+            set.customer_ids.push(&customer);
             for (ts, step, channel) in events {
                 set.ts.push(ts);
                 set.step.push(code(&mut set.step_names, step) as u32);

@@ -911,7 +911,7 @@ impl Store {
             if position == order.len() || customer[order[position]] != customer[order[position - 1]]
             {
                 set.customer_ids
-                    .push(state.identity.display_id(customer[order[position - 1]]));
+                    .push(&state.identity.display_id(customer[order[position - 1]]));
                 set.offsets.push(position);
             }
         }
