@@ -57,6 +57,37 @@ pub trait Analysis: Sync {
     fn finish(&self, state: Self::State, journeys: &JourneySet) -> Self::Report;
 }
 
+/// Reorders `values` (and `keys` with them) so that values with equal keys are together, keys in increasing order,
+/// in place — an American flag sort: every swap puts one value where it belongs, so no second buffer is needed.
+/// Returns where each key's values start, plus the end. Keys are below `n_keys`.
+pub(crate) fn group_by_key<V>(keys: &mut [u32], values: &mut [V], n_keys: usize) -> Vec<usize> {
+    debug_assert_eq!(keys.len(), values.len());
+    let mut offsets = vec![0usize; n_keys + 1];
+    for key in keys.iter() {
+        offsets[*key as usize + 1] += 1;
+    }
+    for key in 0..n_keys {
+        offsets[key + 1] += offsets[key];
+    }
+    // The next position to fill in each key's region.
+    let mut next = offsets[..n_keys].to_vec();
+    for key in 0..n_keys {
+        while next[key] < offsets[key + 1] {
+            let at = next[key];
+            let home = keys[at] as usize;
+            if home == key {
+                next[key] += 1;
+            } else {
+                let to = next[home];
+                keys.swap(at, to);
+                values.swap(at, to);
+                next[home] += 1;
+            }
+        }
+    }
+    offsets
+}
+
 /// Splits the journeys into `parts` contiguous ranges holding about as many events each (journey lengths are
 /// heavy-tailed, so equal journey counts would leave one core waiting for the other).
 pub fn partitions(journeys: &JourneySet, parts: usize) -> Vec<std::ops::Range<usize>> {

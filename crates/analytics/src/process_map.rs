@@ -336,7 +336,7 @@ impl Analysis for ProcessMap {
         }
     }
 
-    fn finish(&self, state: ProcessMapState, journeys: &JourneySet) -> ProcessMapReport {
+    fn finish(&self, mut state: ProcessMapState, journeys: &JourneySet) -> ProcessMapReport {
         let names = &journeys.step_names;
         let n_edges = state.edges.pairs.len();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -414,6 +414,8 @@ impl Analysis for ProcessMap {
         };
         let planned: Vec<EdgePlan> =
             on_every_core(n_edges, threads, |range| range.map(plan_edge).collect());
+        // The plans hold all the histograms still had to say; the second pass's buffers take their place.
+        drop(std::mem::take(&mut state.histograms));
         // The ranges by edge id, or straight by `from × to` when the step dictionary is small (one lookup per
         // event instead of two).
         let ranges: Vec<[GapRange; 2]> = planned.iter().map(|plan| plan.ranges).collect();
@@ -474,7 +476,7 @@ impl Analysis for ProcessMap {
                                 }
                             }
                         }
-                        let offsets = group_by_slot(&mut slots, &mut gaps, n_edges * 2);
+                        let offsets = crate::group_by_key(&mut slots, &mut gaps, n_edges * 2);
                         Kept {
                             gaps,
                             offsets,
@@ -563,36 +565,6 @@ impl Analysis for ProcessMap {
     }
 }
 
-/// Reorders `gaps` (and `slots` with them) so that each slot's gaps are together, slots in order, in place (an
-/// American flag sort: every swap puts one gap where it belongs, and no second buffer is needed); returns where
-/// each slot's gaps start, plus the end.
-fn group_by_slot(slots: &mut [u32], gaps: &mut [i64], n_slots: usize) -> Vec<usize> {
-    let mut offsets = vec![0usize; n_slots + 1];
-    for slot in slots.iter() {
-        offsets[*slot as usize + 1] += 1;
-    }
-    for slot in 0..n_slots {
-        offsets[slot + 1] += offsets[slot];
-    }
-    // The next position to fill in each slot's region.
-    let mut next = offsets[..n_slots].to_vec();
-    for slot in 0..n_slots {
-        while next[slot] < offsets[slot + 1] {
-            let at = next[slot];
-            let home = slots[at] as usize;
-            if home == slot {
-                next[slot] += 1;
-            } else {
-                let to = next[home];
-                slots.swap(at, to);
-                gaps.swap(at, to);
-                next[home] += 1;
-            }
-        }
-    }
-    offsets
-}
-
 fn add_sums(into: &mut [i128], from: &[i128]) {
     for (total, part) in into.iter_mut().zip(from) {
         *total += part;
@@ -626,14 +598,14 @@ mod tests {
     use crate::run;
 
     #[test]
-    fn gaps_are_grouped_by_slot_in_place() {
+    fn gaps_are_grouped_by_key_in_place() {
         let mut slots: Vec<u32> = (0..1_000u32).map(|index| (index * 7_919) % 13).collect();
         let mut gaps: Vec<i64> = slots
             .iter()
             .enumerate()
             .map(|(index, slot)| i64::from(*slot) * 10_000 + index as i64)
             .collect();
-        let offsets = group_by_slot(&mut slots, &mut gaps, 16);
+        let offsets = crate::group_by_key(&mut slots, &mut gaps, 16);
         assert_eq!((offsets.len(), offsets[16]), (17, 1_000));
         for slot in 0..16 {
             let held = &gaps[offsets[slot]..offsets[slot + 1]];

@@ -53,21 +53,11 @@ fn distinct<'j>(
     steps: &(impl Fn(u32) -> &'j [u32] + Sync),
 ) -> Vec<(u32, u64)> {
     const BUCKETS: usize = 256;
-    let bucket = |hash: u64| (hash >> 56) as usize;
-    let mut starts = [0usize; BUCKETS + 1];
-    for (hash, _) in &pairs {
-        starts[bucket(*hash) + 1] += 1;
-    }
-    for index in 0..BUCKETS {
-        starts[index + 1] += starts[index];
-    }
-    let mut sorted = vec![(0u64, 0u32); pairs.len()];
-    let mut next = starts;
-    for pair in pairs {
-        let slot = &mut next[bucket(pair.0)];
-        sorted[*slot] = pair;
-        *slot += 1;
-    }
+    // Bucketed in place (no second array of pairs).
+    let mut sorted = pairs;
+    let mut buckets: Vec<u32> = sorted.iter().map(|(hash, _)| (hash >> 56) as u32).collect();
+    let starts = crate::group_by_key(&mut buckets, &mut sorted, BUCKETS);
+    drop(buckets);
     // Buckets split between threads at about equal pair counts.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cuts: Vec<usize> = (0..=threads)
