@@ -356,10 +356,12 @@ impl Outcome {
 pub struct FunnelState {
     units: u64,
     reached: Vec<u64>,
-    /// Per step: µs from step 1, one per unit that reached it.
+    /// Per step: µs from step 1, one per unit that reached it, in unit order.
     since_start: Vec<Vec<i64>>,
-    /// Per step: µs from the previous step.
-    since_previous: Vec<Vec<i64>>,
+    /// The level of each unit that reached step 2 or further, in the same order: which entries of `since_start`
+    /// are one unit's, so `finish` derives the µs from each step to the next from them (one byte per unit instead
+    /// of another duration per unit and step).
+    levels: Vec<u8>,
     /// Per step: the smallest journey indexes of units that stopped there.
     dropped: Vec<Vec<u32>>,
     /// Per step: what the units that stopped there did next (step code, or `u32::MAX` for nothing).
@@ -771,8 +773,10 @@ impl PreparedFunnel<'_> {
             if step > 0 {
                 let ts = |position: usize| journeys.ts[outcome.path[position] as usize];
                 state.since_start[step].push(ts(step) - ts(0));
-                state.since_previous[step].push(ts(step) - ts(step - 1));
             }
+        }
+        if level >= 2 {
+            state.levels.push(level as u8);
         }
         if level > 0 && level < n {
             let dropped = &mut state.dropped[level - 1];
@@ -819,7 +823,7 @@ impl Analysis for PreparedFunnel<'_> {
             units: 0,
             reached: vec![0; n],
             since_start: vec![Vec::new(); n],
-            since_previous: vec![Vec::new(); n],
+            levels: Vec::new(),
             dropped: vec![Vec::new(); n],
             next: vec![FxHashMap::default(); n],
             groups: FxHashMap::default(),
@@ -856,9 +860,7 @@ impl Analysis for PreparedFunnel<'_> {
         for (into, from) in state.since_start.iter_mut().zip(other.since_start) {
             into.extend(from);
         }
-        for (into, from) in state.since_previous.iter_mut().zip(other.since_previous) {
-            into.extend(from);
-        }
+        state.levels.extend(other.levels);
         for (into, from) in state.dropped.iter_mut().zip(other.dropped) {
             into.extend(from);
             into.sort_unstable();
@@ -883,7 +885,29 @@ impl Analysis for PreparedFunnel<'_> {
 
     fn finish(&self, mut state: FunnelState, journeys: &JourneySet) -> FunnelReport {
         let mut since_start = std::mem::take(&mut state.since_start);
-        let mut since_previous = std::mem::take(&mut state.since_previous);
+        // Times from the previous step, one step at a time (before the selections reorder `since_start`): a unit of
+        // level L has an entry for each step 1..L, so walking the units with a cursor per step pairs them up.
+        let n = self.funnel.steps.len();
+        let mut from_previous: Vec<Option<Timing>> = vec![None; n];
+        for step in 1..n {
+            let mut durations = Vec::with_capacity(since_start[step].len());
+            let (mut at, mut before) = (0usize, 0usize);
+            for level in state.levels.iter().map(|level| usize::from(*level)) {
+                if level > step {
+                    let previous = if step == 1 {
+                        0
+                    } else {
+                        since_start[step - 1][before]
+                    };
+                    durations.push(since_start[step][at] - previous);
+                    at += 1;
+                }
+                if step >= 2 && level > step - 1 {
+                    before += 1;
+                }
+            }
+            from_previous[step] = Timing::of(&mut durations);
+        }
         let steps = self
             .funnel
             .steps
@@ -920,9 +944,7 @@ impl Analysis for PreparedFunnel<'_> {
                     time_to_convert: (step > 0)
                         .then(|| Timing::of(&mut since_start[step]))
                         .flatten(),
-                    time_from_previous: (step > 0)
-                        .then(|| Timing::of(&mut since_previous[step]))
-                        .flatten(),
+                    time_from_previous: from_previous[step].take(),
                     dropped_customers: state.dropped[step]
                         .iter()
                         .map(|journey| journeys.customer_ids[*journey as usize].to_string())
@@ -1176,6 +1198,42 @@ mod tests {
             let general = prepared.ordered(&journeys, range, &mut paths);
             prop_assert_eq!(fast.level, general.level);
             prop_assert_eq!(&fast.path[..fast.level], &general.path[..general.level]);
+        });
+    }
+
+    #[test]
+    fn times_between_steps_are_each_units_own() {
+        use proptest::prelude::*;
+        let names = ["a", "b", "c", "d"];
+        let journey = prop::collection::vec((0i64..40, 0usize..4), 0..30);
+        proptest!(|(journeys in prop::collection::vec(journey, 0..25), threads in 1usize..4)| {
+            let journeys = JourneySet::from_journeys(journeys.iter().enumerate().map(|(index, events)| {
+                let mut ts = 0;
+                let events = events
+                    .iter()
+                    .map(|(gap, step)| {
+                        ts += gap;
+                        (ts * 1_000_000, names[*step], "web")
+                    })
+                    .collect();
+                (format!("c{index}"), events)
+            }));
+            let funnel = Funnel::new(&names, 60_000_000);
+            let prepared = funnel.prepare(&journeys).unwrap();
+            let report = run(&prepared, &journeys, threads);
+            // Each unit's own path, step by step.
+            let mut expected: Vec<Vec<i64>> = vec![Vec::new(); names.len()];
+            for index in 0..journeys.n_journeys() {
+                let range = journeys.offsets[index]..journeys.offsets[index + 1];
+                let outcome = prepared.outcome(&journeys, range);
+                let ts = |position: usize| journeys.ts[outcome.path[position] as usize];
+                for (step, durations) in expected.iter_mut().enumerate().take(outcome.level).skip(1) {
+                    durations.push(ts(step) - ts(step - 1));
+                }
+            }
+            for (step, report) in report.steps.iter().enumerate() {
+                prop_assert_eq!(&report.time_from_previous, &Timing::of(&mut expected[step]), "step {}", step);
+            }
         });
     }
 
