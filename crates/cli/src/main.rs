@@ -198,6 +198,17 @@ enum ConfigCommand {
     Check(ServeArgs),
 }
 
+#[cfg(unix)]
+fn default_sigpipe() {
+    // SAFETY: runs first thing in `main`, before any other thread; it only sets the signal's disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn default_sigpipe() {}
+
 /// A failure caused by the user's input or usage: exit code 2.
 #[derive(Debug)]
 struct UsageError(String);
@@ -212,6 +223,12 @@ impl std::error::Error for UsageError {}
 
 fn main() {
     let cli = Cli::parse();
+    // A closed pipe (`waymark query … | head`) ends a command quietly, as it does any Unix tool, instead of a panic at
+    // the next line written. Serving keeps Rust's default (the signal ignored, an error per write), so that a client
+    // hanging up never ends the server.
+    if !matches!(cli.command, Command::Serve(_) | Command::Demo { .. }) {
+        default_sigpipe();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WAYMARK_LOG")

@@ -206,6 +206,35 @@ fn query_help_lists_every_analysis_with_an_example() {
 }
 
 #[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        waymark(dir.path(), &["import", &shared("pm4py/receipt.csv.gz")])
+            .status
+            .success()
+    );
+    // As `waymark query process-map | head -0` does: the reader is gone before the first line is written.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_waymark"))
+        .arg("--data")
+        .arg(dir.path())
+        .args(["query", "process-map"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        // Ended by SIGPIPE, as `yes | head` ends `yes`.
+        assert_eq!(output.status.signal(), Some(13), "{:?}", output.status);
+    }
+}
+
+#[test]
 fn query_json_and_http_return_the_same_documents() {
     let dir = tempfile::tempdir().unwrap();
     assert!(
