@@ -274,8 +274,25 @@ impl Funnel {
             strict_once: self.has(FunnelMode::StrictOnce),
             any_order: self.has(FunnelMode::AnyOrder),
         };
+        let warnings = self
+            .steps
+            .iter()
+            .zip(&conditions)
+            .enumerate()
+            .filter_map(
+                |(index, (step, compiled))| match (&step.condition, compiled) {
+                    (Condition::Step { step: pattern }, Compiled::Step(table))
+                        if !table.contains(&true) =>
+                    {
+                        Some(unknown_step(index + 1, pattern, &journeys.step_names))
+                    }
+                    _ => None,
+                },
+            )
+            .collect();
         Ok(PreparedFunnel {
             funnel: self,
+            warnings,
             flags,
             conditions,
             exclusions,
@@ -308,6 +325,38 @@ impl Funnel {
     }
 }
 
+/// The warning for funnel step `number` whose name pattern matches no step in `names`, with the names it may have
+/// meant: equal but for case, or holding it (or held in it), case aside.
+fn unknown_step(number: usize, pattern: &str, names: &[String]) -> String {
+    let wanted = pattern.to_lowercase();
+    let mut close: Vec<&str> = names
+        .iter()
+        .filter(|name| {
+            let name = name.to_lowercase();
+            name == wanted
+                || (wanted.len() >= 3 && (name.contains(&wanted) || wanted.contains(&name)))
+        })
+        .map(String::as_str)
+        .collect();
+    close.sort_by_key(|name| (name.to_lowercase() != wanted, name.len()));
+    close.truncate(3);
+    let hint = if close.is_empty() {
+        ".".to_string()
+    } else {
+        format!(
+            "; did you mean {}?",
+            close
+                .iter()
+                .map(|name| format!("\"{name}\""))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )
+    };
+    format!(
+        "Step {number} \"{pattern}\" matches no step in the data (names are matched exactly, `*` as a wildcard){hint}"
+    )
+}
+
 /// The modes, as flags read once per journey.
 #[derive(Debug, Clone, Copy, Default)]
 struct Flags {
@@ -333,6 +382,8 @@ pub struct PreparedFunnel<'f> {
     /// Step → funnel level (1-based; `n + 1`: no step) when there is no strict mode and no exclusion, and each
     /// step name matches at most one funnel step: the ordered loop's fast path.
     plain_levels: Option<Vec<u8>>,
+    /// What the report should tell about the definition (a step named like no step in the data).
+    warnings: Vec<String>,
 }
 
 /// How far one unit got: `level` steps, and the event (index into the set's columns) of each.
@@ -1012,6 +1063,7 @@ impl Analysis for PreparedFunnel<'_> {
             modes: self.funnel.modes.clone(),
             steps: steps.collect(),
             breakdown,
+            warnings: self.warnings.clone(),
         }
     }
 }
@@ -1036,6 +1088,9 @@ pub struct FunnelReport {
     pub steps: Vec<FunnelStepReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub breakdown: Option<BreakdownReport>,
+    /// What to check in the definition: a step named like no step in the data (its count is then 0).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl FunnelReport {
@@ -1235,6 +1290,28 @@ mod tests {
                 prop_assert_eq!(&report.time_from_previous, &Timing::of(&mut expected[step]), "step {}", step);
             }
         });
+    }
+
+    #[test]
+    fn steps_named_like_nothing_in_the_data_are_pointed_out() {
+        let journeys = set(&[
+            ("ann", &[(0, "Searched"), (10, "Login Attempted")]),
+            ("bob", &[(0, "Searched"), (10, "Order Completed")]),
+        ]);
+        let funnel = Funnel::new(&["searched", "Login*", "Nope", "Order"], 100);
+        let report = run(&funnel.prepare(&journeys).unwrap(), &journeys, 1);
+        assert_eq!(
+            report.warnings,
+            [
+                "Step 1 \"searched\" matches no step in the data (names are matched exactly, `*` as a wildcard); did you mean \"Searched\"?",
+                "Step 3 \"Nope\" matches no step in the data (names are matched exactly, `*` as a wildcard).",
+                "Step 4 \"Order\" matches no step in the data (names are matched exactly, `*` as a wildcard); did you mean \"Order Completed\"?",
+            ]
+        );
+        let fine = Funnel::new(&["Searched", "Login*"], 100);
+        let report = run(&fine.prepare(&journeys).unwrap(), &journeys, 1);
+        assert!(report.warnings.is_empty());
+        assert!(!serde_json::to_string(&report).unwrap().contains("warnings"));
     }
 
     #[test]

@@ -497,6 +497,12 @@ fn print_funnel(report: &FunnelReport, window: &str) {
         .enumerate()
         .filter(|(_, step)| step.dropped > 0)
         .collect();
+    if !report.warnings.is_empty() {
+        println!();
+    }
+    for warning in &report.warnings {
+        println!("Note: {warning}");
+    }
     if !drops.is_empty() {
         println!();
         println!("Where they stopped, and what they did next:");

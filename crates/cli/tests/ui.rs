@@ -339,6 +339,26 @@ fn every_page_renders_real_numbers_filters_and_drill_downs() {
         );
     }
 
+    // A step named like nothing in the data is pointed out, with the name it probably meant.
+    let typo = post(
+        &url,
+        "/v1/analyses/funnel",
+        json!({"steps": ["added to cart", "Checkout Started"], "window": "7d"}),
+    );
+    let warning = typo["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains("did you mean \"Added to Cart\"?"),
+        "{warning}"
+    );
+    let dom = page(
+        "funnel?steps=added%20to%20cart,Checkout%20Started&window=7d",
+        "funnel-typo",
+    );
+    assert!(
+        dom.contains("class=\"notice\"") && dom.contains("matches no step in the data"),
+        "the funnel page shows the warning"
+    );
+
     // Friction, variants, customer timeline.
     let dom = page("friction", "friction");
     assert!(dom.contains(friction["findings"][1]["title"].as_str().unwrap()));

@@ -465,6 +465,7 @@ pages.funnel = async ({ filter, params }) => {
 
     el("h1", {}, "Funnels"),
     el("p", { class: "lead" }, `${fmt(report.total)} ${report.units}; ${fmt(report.steps[0].count)} reach step 1 and ${fmt(last.count)} convert (${pct(last.conversion)}) within ${windowText}. Click a drop-off to see who stopped and what they did next.`),
+    ...(report.warnings || []).map((warning) => el("p", { class: "notice" }, warning)),
     form,
     el("div", { class: "grid cols-2" },
       el("div", { class: "card" }, svg, tableView(["step", "reached", "of step 1", "from previous", "dropped", "median time"], report.steps.map((s) => [s.name, fmt(s.count), pct(s.conversion), pct(s.step_conversion), fmt(s.dropped), s.time_to_convert ? dur(s.time_to_convert.median_secs) : "–"]), [1, 2, 3, 4, 5]), drill),
