@@ -99,6 +99,51 @@ impl Condition {
     }
 
     /// Compiles against `journeys`' dictionaries. Fails when a property column the condition reads is not loaded.
+    /// When this is a step condition whose name pattern matches no step of `journeys` (most likely a typo, which
+    /// would otherwise show as an empty result), a sentence saying so, with the names it may have meant: equal but
+    /// for case, or holding it (or held in it), case aside. `what` names the condition's role ("Step 2").
+    pub fn unmatched(
+        &self,
+        compiled: &Compiled,
+        journeys: &JourneySet,
+        what: &str,
+    ) -> Option<String> {
+        let (Condition::Step { step: pattern }, Compiled::Step(table)) = (self, compiled) else {
+            return None;
+        };
+        if table.contains(&true) {
+            return None;
+        }
+        let wanted = pattern.to_lowercase();
+        let mut close: Vec<&str> = journeys
+            .step_names
+            .iter()
+            .filter(|name| {
+                let name = name.to_lowercase();
+                name == wanted
+                    || (wanted.len() >= 3 && (name.contains(&wanted) || wanted.contains(&name)))
+            })
+            .map(String::as_str)
+            .collect();
+        close.sort_by_key(|name| (name.to_lowercase() != wanted, name.len()));
+        close.truncate(3);
+        let hint = if close.is_empty() {
+            ".".to_string()
+        } else {
+            format!(
+                "; did you mean {}?",
+                close
+                    .iter()
+                    .map(|name| format!("\"{name}\""))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )
+        };
+        Some(format!(
+            "{what} \"{pattern}\" matches no step in the data (names are matched exactly, `*` as a wildcard){hint}"
+        ))
+    }
+
     pub fn compile(&self, journeys: &JourneySet) -> Result<Compiled, String> {
         Ok(match self {
             Condition::Step { step } => Compiled::Step(

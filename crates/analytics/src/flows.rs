@@ -51,6 +51,7 @@ pub struct FlowsState {
 pub struct PreparedFlows<'f> {
     flows: &'f Flows,
     anchor: Compiled,
+    warnings: Vec<String>,
 }
 
 impl Flows {
@@ -64,9 +65,15 @@ impl Flows {
         if self.top == 0 {
             return Err("top must be at least 1 step per level".into());
         }
+        let anchor = self.anchor.compile(journeys)?;
         Ok(PreparedFlows {
             flows: self,
-            anchor: self.anchor.compile(journeys)?,
+            warnings: self
+                .anchor
+                .unmatched(&anchor, journeys, "The anchor")
+                .into_iter()
+                .collect(),
+            anchor,
         })
     }
 
@@ -235,6 +242,7 @@ impl Analysis for PreparedFlows<'_> {
             customers: state.customers,
             nodes: node_list,
             links: link_list,
+            warnings: self.warnings.clone(),
         }
     }
 }
@@ -277,6 +285,9 @@ pub struct FlowsReport {
     pub customers: u64,
     pub nodes: Vec<FlowNode>,
     pub links: Vec<FlowLink>,
+    /// What to check in the query: an anchor named like no step in the data.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl FlowsReport {
@@ -365,7 +376,19 @@ mod tests {
         let query = flows(Direction::Forward, 2, 1);
         let report = run(&query.prepare(&journeys).unwrap(), &journeys, 2);
         assert_eq!(report.customers, 4);
+        assert!(report.warnings.is_empty());
         report.reconcile().unwrap();
+        // An anchor named like no step is pointed out (the flows are then empty).
+        let typo = Flows {
+            anchor: Condition::step("Login"),
+            ..query.clone()
+        };
+        let empty = run(&typo.prepare(&journeys).unwrap(), &journeys, 2);
+        assert_eq!(empty.customers, 0);
+        assert_eq!(
+            empty.warnings,
+            ["The anchor \"Login\" matches no step in the data (names are matched exactly, `*` as a wildcard); did you mean \"login\"?"]
+        );
         let node = |id: &str| {
             report
                 .nodes

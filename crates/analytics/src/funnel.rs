@@ -279,16 +279,10 @@ impl Funnel {
             .iter()
             .zip(&conditions)
             .enumerate()
-            .filter_map(
-                |(index, (step, compiled))| match (&step.condition, compiled) {
-                    (Condition::Step { step: pattern }, Compiled::Step(table))
-                        if !table.contains(&true) =>
-                    {
-                        Some(unknown_step(index + 1, pattern, &journeys.step_names))
-                    }
-                    _ => None,
-                },
-            )
+            .filter_map(|(index, (step, compiled))| {
+                step.condition
+                    .unmatched(compiled, journeys, &format!("Step {}", index + 1))
+            })
             .collect();
         Ok(PreparedFunnel {
             funnel: self,
@@ -323,38 +317,6 @@ impl Funnel {
                 .collect(),
         })
     }
-}
-
-/// The warning for funnel step `number` whose name pattern matches no step in `names`, with the names it may have
-/// meant: equal but for case, or holding it (or held in it), case aside.
-fn unknown_step(number: usize, pattern: &str, names: &[String]) -> String {
-    let wanted = pattern.to_lowercase();
-    let mut close: Vec<&str> = names
-        .iter()
-        .filter(|name| {
-            let name = name.to_lowercase();
-            name == wanted
-                || (wanted.len() >= 3 && (name.contains(&wanted) || wanted.contains(&name)))
-        })
-        .map(String::as_str)
-        .collect();
-    close.sort_by_key(|name| (name.to_lowercase() != wanted, name.len()));
-    close.truncate(3);
-    let hint = if close.is_empty() {
-        ".".to_string()
-    } else {
-        format!(
-            "; did you mean {}?",
-            close
-                .iter()
-                .map(|name| format!("\"{name}\""))
-                .collect::<Vec<_>>()
-                .join(" or ")
-        )
-    };
-    format!(
-        "Step {number} \"{pattern}\" matches no step in the data (names are matched exactly, `*` as a wildcard){hint}"
-    )
 }
 
 /// The modes, as flags read once per journey.

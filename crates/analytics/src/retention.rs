@@ -72,6 +72,7 @@ pub struct PreparedRetention<'r> {
     retention: &'r Retention,
     start: Compiled,
     returning: Compiled,
+    warnings: Vec<String>,
 }
 
 impl Retention {
@@ -82,10 +83,23 @@ impl Retention {
                 self.periods
             ));
         }
+        let (start, returning) = (
+            self.start.compile(journeys)?,
+            self.returning.compile(journeys)?,
+        );
+        let warnings = [
+            self.start.unmatched(&start, journeys, "The start step"),
+            self.returning
+                .unmatched(&returning, journeys, "The return step"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         Ok(PreparedRetention {
             retention: self,
-            start: self.start.compile(journeys)?,
-            returning: self.returning.compile(journeys)?,
+            start,
+            returning,
+            warnings,
         })
     }
 
@@ -172,6 +186,7 @@ impl Analysis for PreparedRetention<'_> {
             customers,
             overall,
             cohorts,
+            warnings: self.warnings.clone(),
         }
     }
 }
@@ -196,6 +211,9 @@ pub struct RetentionReport {
     /// Share of all cohorts' customers returning in period k.
     pub overall: Vec<f64>,
     pub cohorts: Vec<RetentionCohort>,
+    /// What to check in the query: a start or return step named like no step in the data.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[cfg(test)]
@@ -243,6 +261,15 @@ mod tests {
         };
         let report = run(&retention.prepare(&journeys).unwrap(), &journeys, 2);
         assert_eq!(report.customers, 3);
+        assert!(report.warnings.is_empty());
+        let typo = Retention {
+            returning: Condition::step("visits"),
+            ..retention.clone()
+        };
+        assert_eq!(
+            run(&typo.prepare(&journeys).unwrap(), &journeys, 2).warnings,
+            ["The return step \"visits\" matches no step in the data (names are matched exactly, `*` as a wildcard); did you mean \"visit\"?"]
+        );
         assert_eq!(report.cohorts[0].cohort, "1970-01-01");
         assert_eq!(
             (

@@ -497,12 +497,7 @@ fn print_funnel(report: &FunnelReport, window: &str) {
         .enumerate()
         .filter(|(_, step)| step.dropped > 0)
         .collect();
-    if !report.warnings.is_empty() {
-        println!();
-    }
-    for warning in &report.warnings {
-        println!("Note: {warning}");
-    }
+    print_notes(&report.warnings);
     if !drops.is_empty() {
         println!();
         println!("Where they stopped, and what they did next:");
@@ -557,6 +552,16 @@ fn print_funnel(report: &FunnelReport, window: &str) {
     }
 }
 
+/// A report's warnings, under its table.
+fn print_notes(warnings: &[String]) {
+    if !warnings.is_empty() {
+        println!();
+    }
+    for warning in warnings {
+        println!("Note: {warning}");
+    }
+}
+
 fn print_retention(report: &waymark_analytics::RetentionReport) {
     println!(
         "Retention of {} customers in {} cohorts (by {}; period 0 is the cohort's own, after starting)",
@@ -582,6 +587,7 @@ fn print_retention(report: &waymark_analytics::RetentionReport) {
         print!("  {:>4.0}%", rate * 100.0);
     }
     println!();
+    print_notes(&report.warnings);
 }
 
 fn print_friction(report: &waymark_analytics::FrictionReport) {
@@ -698,6 +704,7 @@ fn print_flows(report: &FlowsReport, anchor: &str) {
             }
         }
     }
+    print_notes(&report.warnings);
 }
 
 /// `90s`, `14m`, `3.5h`, `2.1d`: a duration a person reads at a glance.

@@ -408,6 +408,7 @@ pages.journeys = async ({ filter, params }) => {
   return [
     el("h1", {}, "Journey map"),
     el("p", { class: "lead" }, `${fmt(report.customers)} customers ${direction === "forward" ? "after their first" : "before their last"} “${anchor}”. Click a step to anchor the map on it; red is where journeys end.`),
+    ...(report.warnings || []).map((warning) => el("p", { class: "notice" }, warning)),
     form,
     el("div", { class: "card" }, report.customers ? sankey(report, onNode) : el("p", { class: "empty" }, `No customer has the step “${anchor}” in this selection.`),
       tableView(["level", "step", "customers"], report.nodes.map((n) => [n.level, n.step, fmt(n.count)]), [0, 2])),
