@@ -26,6 +26,17 @@ fn shared(path: &str) -> String {
     full.display().to_string()
 }
 
+/// A store holding the receipt log (1,434 cases, 8,577 events).
+fn receipt_store() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        waymark(dir.path(), &["import", &shared("pm4py/receipt.csv.gz")])
+            .status
+            .success()
+    );
+    dir
+}
+
 #[test]
 fn import_reports_json_and_stats_agree() {
     let dir = tempfile::tempdir().unwrap();
@@ -207,12 +218,7 @@ fn query_help_lists_every_analysis_with_an_example() {
 
 #[test]
 fn output_into_a_closed_pipe_ends_quietly() {
-    let dir = tempfile::tempdir().unwrap();
-    assert!(
-        waymark(dir.path(), &["import", &shared("pm4py/receipt.csv.gz")])
-            .status
-            .success()
-    );
+    let dir = receipt_store();
     // As `waymark query process-map | head -0` does: the reader is gone before the first line is written.
     let mut child = Command::new(env!("CARGO_BIN_EXE_waymark"))
         .arg("--data")
@@ -236,12 +242,7 @@ fn output_into_a_closed_pipe_ends_quietly() {
 
 #[test]
 fn query_json_and_http_return_the_same_documents() {
-    let dir = tempfile::tempdir().unwrap();
-    assert!(
-        waymark(dir.path(), &["import", &shared("pm4py/receipt.csv.gz")])
-            .status
-            .success()
-    );
+    let dir = receipt_store();
     let cli_map: serde_json::Value =
         serde_json::from_slice(&waymark(dir.path(), &["--json", "query", "process-map"]).stdout)
             .unwrap();
