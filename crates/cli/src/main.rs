@@ -242,7 +242,7 @@ fn main() {
             let usage = error
                 .chain()
                 .any(|cause| cause.is::<UsageError>() || is_input_error(cause));
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_line(&error));
             if usage {
                 2
             } else {
@@ -251,6 +251,23 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// The error and its causes on one line, leaving out a cause whose text is already there (errors that print their
+/// source as well as return it would otherwise say the same thing twice).
+fn error_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn is_input_error(cause: &(dyn std::error::Error + 'static)) -> bool {
@@ -398,6 +415,16 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Export { out } => {
+            if let Some(parent) = out.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+                if !parent.is_dir() {
+                    return Err(UsageError(format!(
+                        "cannot write {}: there is no directory {}",
+                        out.display(),
+                        parent.display()
+                    ))
+                    .into());
+                }
+            }
             let store = open_store_for_maintenance(&cli.data, &file_config)?;
             let total = store.stats().events;
             let bar = progress_bar(
@@ -408,7 +435,7 @@ fn run(cli: Cli) -> Result<()> {
             bar.set_message("exporting");
             let started = Instant::now();
             let rows = waymark_store::export_parquet(&store, &out, |rows| bar.set_position(rows))
-                .with_context(|| format!("exporting to {}", out.display()))?;
+                .context("exporting to Parquet")?;
             bar.finish_and_clear();
             let bytes = std::fs::metadata(&out).map(|meta| meta.len()).unwrap_or(0);
             if cli.json {

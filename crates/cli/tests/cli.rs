@@ -217,6 +217,34 @@ fn query_help_lists_every_analysis_with_an_example() {
 }
 
 #[test]
+fn export_to_a_missing_directory_is_bad_input_said_once() {
+    let dir = receipt_store();
+    let out = dir.path().join("no such dir").join("events.parquet");
+    let output = waymark(dir.path(), &["export", "--out", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "error: cannot write {}: there is no directory {}",
+            out.display(),
+            out.parent().unwrap().display()
+        )
+    );
+    // A failure below the command is said once, not once per layer that wraps it.
+    let output = waymark(
+        dir.path(),
+        &["export", "--out", dir.path().to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.matches("Is a directory").count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: exporting to Parquet: "),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn output_into_a_closed_pipe_ends_quietly() {
     let dir = receipt_store();
     // As `waymark query process-map | head -0` does: the reader is gone before the first line is written.
