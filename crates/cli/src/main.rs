@@ -475,6 +475,13 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Query { analysis, scope } => {
             let store = open_store_for_maintenance(&cli.data, &file_config)?;
+            if store.stats().events == 0 {
+                // On stderr, so that `--json` output stays the report alone.
+                eprintln!(
+                    "note: {} holds no events yet: `waymark import FILE` loads a file, `waymark serve` collects events, `waymark demo` makes a realistic set",
+                    cli.data.display()
+                );
+            }
             query::query(&store, analysis, &scope, cli.json)
         }
         Command::Stats => {

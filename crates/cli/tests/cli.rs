@@ -245,6 +245,23 @@ fn export_to_a_missing_directory_is_bad_input_said_once() {
 }
 
 #[test]
+fn queries_on_an_empty_store_say_how_to_fill_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = waymark(dir.path(), &["--json", "query", "process-map"]);
+    assert!(output.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["cases"], 0, "stdout is the report alone");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("holds no events yet") && stderr.contains("waymark import FILE"),
+        "{stderr}"
+    );
+    let filled = receipt_store();
+    let output = waymark(filled.path(), &["query", "process-map"]);
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("no events"));
+}
+
+#[test]
 fn output_into_a_closed_pipe_ends_quietly() {
     let dir = receipt_store();
     // As `waymark query process-map | head -0` does: the reader is gone before the first line is written.
