@@ -2001,16 +2001,12 @@ fn compact(shared: &Shared, max_rows: Option<u64>) -> Result<()> {
     // format-1 segment's are whole).
     let mut stored_from: Vec<(usize, bool)> = Vec::new();
     for segment in chosen.iter().map(|index| &state.segments[*index]) {
-        let mut stored = true;
-        stored_from.push((payload_ends.len(), true));
+        stored_from.push((payload_ends.len(), segment.file.stores_cut_payloads()));
         for block_index in 0..segment.file.n_blocks() {
-            stored &= segment.file.read_block_stored(
-                block_index,
-                &mut payload_bytes,
-                &mut payload_ends,
-            )?;
+            segment
+                .file
+                .read_block_stored(block_index, &mut payload_bytes, &mut payload_ends)?;
         }
-        stored_from.last_mut().expect("just pushed").1 = stored;
         columns.ident.extend_from_slice(&segment.columns.ident);
         columns.ts.extend_from_slice(&segment.columns.ts);
         columns.seq.extend_from_slice(&segment.columns.seq);

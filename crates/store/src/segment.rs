@@ -776,21 +776,27 @@ impl SegmentFile {
         Ok((first_row, payloads))
     }
 
-    /// Appends the payloads of a block *as stored* to `bytes`, each one's end to `ends`, for writing into another
-    /// segment unchanged ([`Payload::Stored`]); returns whether they are in that form — false for a format-1
-    /// segment, whose payloads are stored whole ([`Payload::Whole`]).
+    /// Appends the payloads of a block *as stored* to `bytes`, each one's end to `ends`: for writing into another
+    /// segment unchanged ([`Payload::Stored`]) when [`SegmentFile::stores_cut_payloads`], else they are whole
+    /// ([`Payload::Whole`]).
     pub(crate) fn read_block_stored(
         &self,
         block_index: usize,
         bytes: &mut Vec<u8>,
         ends: &mut Vec<usize>,
-    ) -> Result<bool> {
+    ) -> Result<()> {
         let (_, raw, ranges) = self.block_rows(block_index)?;
         for range in ranges {
             bytes.extend_from_slice(&raw[range]);
             ends.push(bytes.len());
         }
-        Ok(self.format >= 2)
+        Ok(())
+    }
+
+    /// Whether payloads are stored without the fields the columns give back (format 2 on), as the current format
+    /// writes them; a format-1 segment stores them whole.
+    pub(crate) fn stores_cut_payloads(&self) -> bool {
+        self.format >= 2
     }
 
     fn malformed_block(&self, block_index: usize) -> StoreError {
@@ -936,13 +942,12 @@ mod tests {
         // Payloads read as stored and written again as they are (as a merge does) make the same segment, byte for
         // byte; a format-1 segment's come back whole and are encoded again.
         let read_all = |file: &SegmentFile| {
-            let (mut bytes, mut ends, mut stored) = (Vec::new(), Vec::new(), true);
+            let (mut bytes, mut ends) = (Vec::new(), Vec::new());
             for block in 0..file.n_blocks() {
-                stored &= file
-                    .read_block_stored(block, &mut bytes, &mut ends)
+                file.read_block_stored(block, &mut bytes, &mut ends)
                     .unwrap();
             }
-            (bytes, ends, stored)
+            (bytes, ends, file.stores_cut_payloads())
         };
         let ((stored, stored_ends, is_stored), (whole, whole_ends, is_whole_stored)) =
             (read_all(&segment), read_all(&old));
