@@ -1364,8 +1364,9 @@ impl State {
                 {
                     let event: Event = serde_json::from_slice(payload)
                         .map_err(|error| corrupt(format!("logged event: {error}")))?;
-                    if !self.seen.contains(&message_hash(&event.message_id)) {
-                        self.apply_event(&EventKeys::of(&event), payload.to_vec(), seq);
+                    let keys = EventKeys::of(&event);
+                    if !self.seen.contains(&keys.hash) {
+                        self.apply_event(&keys, payload.to_vec(), seq);
                     }
                 }
             }
