@@ -107,26 +107,35 @@ pub fn partitions(journeys: &JourneySet, parts: usize) -> Vec<std::ops::Range<us
         .collect()
 }
 
-/// Runs `analysis` over every journey, split into `threads` contiguous partitions of about equal event counts on
-/// as many threads, then merges the partial states in partition order.
-pub fn run<A: Analysis>(analysis: &A, journeys: &JourneySet, threads: usize) -> A::Report {
-    let states: Vec<A::State> = std::thread::scope(|scope| {
-        let workers: Vec<_> = partitions(journeys, threads)
+/// `work` on each of `ranges`, one thread per range, results in the ranges' order.
+pub(crate) fn each_range<T: Send>(
+    ranges: Vec<std::ops::Range<usize>>,
+    work: impl Fn(std::ops::Range<usize>) -> T + Sync,
+) -> Vec<T> {
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = ranges
             .into_iter()
             .map(|range| {
-                scope.spawn(move || {
-                    let mut state = analysis.new_state(journeys);
-                    for journey in journeys.journeys(range) {
-                        analysis.update(&mut state, journey);
-                    }
-                    state
-                })
+                let work = &work;
+                scope.spawn(move || work(range))
             })
             .collect();
         workers
             .into_iter()
             .map(|worker| worker.join().expect("analysis workers do not panic"))
             .collect()
+    })
+}
+
+/// Runs `analysis` over every journey, split into `threads` contiguous partitions of about equal event counts on
+/// as many threads, then merges the partial states in partition order.
+pub fn run<A: Analysis>(analysis: &A, journeys: &JourneySet, threads: usize) -> A::Report {
+    let states = each_range(partitions(journeys, threads), |range| {
+        let mut state = analysis.new_state(journeys);
+        for journey in journeys.journeys(range) {
+            analysis.update(&mut state, journey);
+        }
+        state
     });
     let mut states = states.into_iter();
     let mut total = states

@@ -436,59 +436,44 @@ impl Analysis for ProcessMap {
         let most_kept = planned.iter().map(|plan| plan.kept).sum::<u64>() as usize;
         // Second pass, on every core: only the gaps in each edge's ranges (plus 128-bit sums if needed).
         let edges = &state.edges;
-        let kept: Vec<Kept> = std::thread::scope(|scope| {
-            let workers: Vec<_> = crate::partitions(journeys, threads)
-                .into_iter()
-                .map(|range| {
-                    let (ranges, by_pair) = (&ranges, &by_pair);
-                    scope.spawn(move || {
-                        let mut slots: Vec<u32> = Vec::with_capacity(most_kept);
-                        let mut gaps: Vec<i64> = Vec::with_capacity(most_kept);
-                        let mut sums = (!exact_sums).then(|| vec![0i128; n_edges]);
-                        for journey in journeys.journeys(range) {
-                            if sums.is_none() && !by_pair.is_empty() {
-                                for (pair, times) in
-                                    journey.step.windows(2).zip(journey.ts.windows(2))
-                                {
-                                    let gap = times[1] - times[0];
-                                    let at = pair[0] as usize * n_steps + pair[1] as usize;
-                                    let [median, p90] = by_pair[at];
-                                    let (in_median, in_p90) = (median.holds(gap), p90.holds(gap));
-                                    if in_median | in_p90 {
-                                        slots.push(edges.dense[at] * 2 + u32::from(in_p90));
-                                        gaps.push(gap);
-                                    }
-                                }
-                                continue;
-                            }
-                            for (pair, times) in journey.step.windows(2).zip(journey.ts.windows(2))
-                            {
-                                let gap = times[1] - times[0];
-                                let id = edges.get(pair[0], pair[1]).unwrap_or(0);
-                                let [median, p90] = ranges[id];
-                                let (in_median, in_p90) = (median.holds(gap), p90.holds(gap));
-                                if in_median | in_p90 {
-                                    slots.push(id as u32 * 2 + u32::from(in_p90));
-                                    gaps.push(gap);
-                                }
-                                if let Some(sums) = sums.as_mut() {
-                                    sums[id] += i128::from(gap);
-                                }
-                            }
+        let kept: Vec<Kept> = crate::each_range(crate::partitions(journeys, threads), |range| {
+            let mut slots: Vec<u32> = Vec::with_capacity(most_kept);
+            let mut gaps: Vec<i64> = Vec::with_capacity(most_kept);
+            let mut sums = (!exact_sums).then(|| vec![0i128; n_edges]);
+            for journey in journeys.journeys(range) {
+                if sums.is_none() && !by_pair.is_empty() {
+                    for (pair, times) in journey.step.windows(2).zip(journey.ts.windows(2)) {
+                        let gap = times[1] - times[0];
+                        let at = pair[0] as usize * n_steps + pair[1] as usize;
+                        let [median, p90] = by_pair[at];
+                        let (in_median, in_p90) = (median.holds(gap), p90.holds(gap));
+                        if in_median | in_p90 {
+                            slots.push(edges.dense[at] * 2 + u32::from(in_p90));
+                            gaps.push(gap);
                         }
-                        let offsets = crate::group_by_key(&mut slots, &mut gaps, n_edges * 2);
-                        Kept {
-                            gaps,
-                            offsets,
-                            sums,
-                        }
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|worker| worker.join().expect("process map workers do not panic"))
-                .collect()
+                    }
+                    continue;
+                }
+                for (pair, times) in journey.step.windows(2).zip(journey.ts.windows(2)) {
+                    let gap = times[1] - times[0];
+                    let id = edges.get(pair[0], pair[1]).unwrap_or(0);
+                    let [median, p90] = ranges[id];
+                    let (in_median, in_p90) = (median.holds(gap), p90.holds(gap));
+                    if in_median | in_p90 {
+                        slots.push(id as u32 * 2 + u32::from(in_p90));
+                        gaps.push(gap);
+                    }
+                    if let Some(sums) = sums.as_mut() {
+                        sums[id] += i128::from(gap);
+                    }
+                }
+            }
+            let offsets = crate::group_by_key(&mut slots, &mut gaps, n_edges * 2);
+            Kept {
+                gaps,
+                offsets,
+                sums,
+            }
         });
         // Per edge, median and p90 from the kept gaps: each needed value is the (rank − gaps below its range)-th
         // smallest gap of its slot, by selection (linear time). Edges spread over the cores.
@@ -578,18 +563,13 @@ fn on_every_core<T: Send>(
     work: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync,
 ) -> Vec<T> {
     let threads = threads.clamp(1, n.max(1));
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|part| {
-                let work = &work;
-                scope.spawn(move || work(n * part / threads..n * (part + 1) / threads))
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|worker| worker.join().expect("process map workers do not panic"))
-            .collect()
-    })
+    let ranges = (0..threads)
+        .map(|part| n * part / threads..n * (part + 1) / threads)
+        .collect();
+    crate::each_range(ranges, work)
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 #[cfg(test)]
