@@ -159,8 +159,52 @@ struct LoadedSegment {
 #[derive(Default)]
 struct Memtable {
     columns: Columns,
-    payloads: Vec<Vec<u8>>,
+    payloads: Payloads,
     rows_by_ident: RowIndex,
+}
+
+/// Payloads kept in memory, in row order, packed into large shared buffers: one allocation per megabyte instead of
+/// one per event (a table of a million events made a million of them, each freed by another thread later).
+#[derive(Default)]
+struct Payloads {
+    chunks: Vec<Vec<u8>>,
+    /// Per row: (chunk, start, end).
+    spans: Vec<(u32, u32, u32)>,
+}
+
+impl Payloads {
+    /// Bytes per buffer; a larger payload gets a buffer of its own.
+    const CHUNK: usize = 1 << 20;
+
+    fn push(&mut self, payload: &[u8]) {
+        let fits = self
+            .chunks
+            .last()
+            .is_some_and(|chunk| chunk.capacity() - chunk.len() >= payload.len());
+        if !fits {
+            self.chunks
+                .push(Vec::with_capacity(payload.len().max(Payloads::CHUNK)));
+        }
+        let index = self.chunks.len() - 1;
+        let chunk = &mut self.chunks[index];
+        let start = chunk.len();
+        chunk.extend_from_slice(payload);
+        self.spans
+            .push((index as u32, start as u32, chunk.len() as u32));
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    fn get(&self, row: usize) -> &[u8] {
+        let (chunk, start, end) = self.spans[row];
+        &self.chunks[chunk as usize][start as usize..end as usize]
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (0..self.len()).map(|row| self.get(row))
+    }
 }
 
 /// The rows of each identifier in one table, as chains: the identifier's last row, and per row the previous row of
@@ -246,11 +290,12 @@ struct State {
     failed_events: u64,
 }
 
-/// An event ready for the writer thread: its keys (with the dedup hash) and stored form are computed by the
-/// caller, so that serialisation runs in parallel on the callers' threads instead of on the single writer.
-struct PreparedEvent {
-    payload: Vec<u8>,
-    keys: EventKeys,
+/// Events ready for the writer thread: their keys (with the dedup hash) and stored forms are computed by the
+/// caller, so that serialisation runs in parallel on the callers' threads instead of on the single writer. The
+/// payloads share buffers, like a table's.
+struct PreparedEvents {
+    payloads: Payloads,
+    keys: Vec<EventKeys>,
 }
 
 /// What the writer thread needs of an event besides its payload, taken on the caller's thread: the writer then
@@ -290,7 +335,7 @@ impl EventKeys {
 /// Operations the writer thread performs, in order, each durable before its reply.
 enum Command {
     Append {
-        events: Vec<PreparedEvent>,
+        events: PreparedEvents,
         failed: Vec<FailedEvent>,
         reply: mpsc::SyncSender<Result<AppendOutcome>>,
     },
@@ -568,21 +613,19 @@ impl Store {
     /// Appends events (and failed-event records) durably. Returns once they are on disk and visible to readers.
     /// Events whose `messageId` is already stored are counted as duplicates and not stored again.
     pub fn append(&self, events: Vec<Event>, failed: Vec<FailedEvent>) -> Result<AppendOutcome> {
-        // Each payload is written into one reusable buffer and copied out at its exact size: growing a fresh
-        // vector from empty reallocated several times per event, and a roomy one would waste memory in the table.
+        // Each payload is written into one reusable buffer and copied into the shared ones.
         let mut scratch = Vec::with_capacity(4096);
-        let events = events
-            .into_iter()
-            .map(|event| {
-                scratch.clear();
-                serde_json::to_writer(&mut scratch, &event).expect("events serialise");
-                let keys = EventKeys::of(&event);
-                PreparedEvent {
-                    payload: scratch.clone(),
-                    keys,
-                }
-            })
-            .collect();
+        let mut prepared = PreparedEvents {
+            payloads: Payloads::default(),
+            keys: Vec::with_capacity(events.len()),
+        };
+        for event in events {
+            scratch.clear();
+            serde_json::to_writer(&mut scratch, &event).expect("events serialise");
+            prepared.payloads.push(&scratch);
+            prepared.keys.push(EventKeys::of(&event));
+        }
+        let events = prepared;
         self.send(|reply| Command::Append {
             events,
             failed,
@@ -726,7 +769,7 @@ impl Store {
         for (_, _, location, row) in rows {
             let (columns, payload): (&Columns, Vec<u8>) = if location >= state.segments.len() {
                 let table = in_memory[location - state.segments.len()];
-                (&table.columns, table.payloads[row as usize].clone())
+                (&table.columns, table.payloads.get(row as usize).to_vec())
             } else {
                 let segment = &state.segments[location];
                 let block_index = row as usize / segment::ROWS_PER_BLOCK;
@@ -988,7 +1031,7 @@ fn push_columns(sinks: &mut ColumnSinks<'_>, columns: &Columns, identity: &Ident
 /// Where stored payloads are read from, in storage order.
 enum PayloadSource<'a> {
     Block(&'a LoadedSegment, usize),
-    Memory(&'a [Vec<u8>]),
+    Memory(&'a Payloads),
 }
 
 /// Decodes the named properties of every payload, on every core: each thread codes a contiguous run of sources
@@ -1349,7 +1392,7 @@ impl State {
 
     /// Applies one event that passed de-duplication: identity links first (so the event is filed under the merged
     /// customer), then the row.
-    fn apply_event(&mut self, event: &EventKeys, payload: Vec<u8>, seq: u64) {
+    fn apply_event(&mut self, event: &EventKeys, payload: &[u8], seq: u64) {
         let ident = self.identity.intern(&event.primary);
         for (a, b) in &event.links {
             let (a, b) = (self.identity.intern(a), self.identity.intern(b));
@@ -1409,7 +1452,7 @@ impl State {
                         .map_err(|error| corrupt(format!("logged event: {error}")))?;
                     let keys = EventKeys::of(&event);
                     if !self.seen.contains(&keys.hash) {
-                        self.apply_event(&keys, payload.to_vec(), seq);
+                        self.apply_event(&keys, payload, seq);
                     }
                 }
             }
@@ -1430,15 +1473,16 @@ impl State {
 }
 
 /// Events record: `kind | u32 count | count × (u64 seq | u32 len | payload)`.
-fn encode_events_record(events: &[(u64, Vec<u8>, EventKeys)]) -> Vec<u8> {
-    let total: usize = events
-        .iter()
-        .map(|(_, payload, _)| payload.len() + 12)
-        .sum();
+fn encode_events_record<'a>(events: impl Iterator<Item = (u64, &'a [u8])> + Clone) -> Vec<u8> {
+    let (count, total) = events
+        .clone()
+        .fold((0usize, 0usize), |(count, total), (_, payload)| {
+            (count + 1, total + payload.len() + 12)
+        });
     let mut record = Vec::with_capacity(5 + total);
     record.push(RECORD_EVENTS);
-    record.extend_from_slice(&(events.len() as u32).to_le_bytes());
-    for (seq, payload, _) in events {
+    record.extend_from_slice(&(count as u32).to_le_bytes());
+    for (seq, payload) in events {
         record.extend_from_slice(&seq.to_le_bytes());
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         record.extend_from_slice(payload);
@@ -1580,7 +1624,9 @@ fn group_commit(
 ) -> Result<()> {
     let mut pending = Vec::new();
     let mut maintenance = Vec::new();
-    let mut new_events: Vec<(u64, Vec<u8>, EventKeys)> = Vec::new();
+    // The appended batches, and per new event its (seq, batch, index in the batch).
+    let mut batches: Vec<PreparedEvents> = Vec::new();
+    let mut new_events: Vec<(u64, usize, usize)> = Vec::new();
     let mut failed_written = 0u64;
     {
         let state = shared.state.read();
@@ -1598,19 +1644,23 @@ fn group_commit(
                         failed: failed.len(),
                         ..AppendOutcome::default()
                     };
-                    for prepared in events {
-                        let hash = prepared.keys.hash;
-                        if state.seen.contains(&hash) || !seen_now.insert(hash) {
+                    for (index, keys) in events.keys.iter().enumerate() {
+                        if state.seen.contains(&keys.hash) || !seen_now.insert(keys.hash) {
                             outcome.duplicates += 1;
                             continue;
                         }
-                        new_events.push((next_seq, prepared.payload, prepared.keys));
+                        new_events.push((next_seq, batches.len(), index));
                         next_seq += 1;
                     }
                     outcome.accepted = new_events.len() - first;
                     if outcome.accepted > 0 {
-                        wal.push(&encode_events_record(&new_events[first..]));
+                        wal.push(&encode_events_record(
+                            new_events[first..]
+                                .iter()
+                                .map(|(seq, _, index)| (*seq, events.payloads.get(*index))),
+                        ));
                     }
+                    batches.push(events);
                     if !failed.is_empty() {
                         let writer = failed_log.writer()?;
                         for record in &failed {
@@ -1687,8 +1737,9 @@ fn group_commit(
                     outcome,
                     count,
                 } => {
-                    for (seq, payload, event) in events.by_ref().take(count) {
-                        state.apply_event(&event, payload, seq);
+                    for (seq, batch, index) in events.by_ref().take(count) {
+                        let batch = &batches[batch];
+                        state.apply_event(&batch.keys[index], batch.payloads.get(index), seq);
                     }
                     shared
                         .appended_total
@@ -1840,7 +1891,7 @@ fn write_flush(dir: &Path, job: FlushJob) -> Result<FlushOutput> {
             &job.steps,
             &job.channels,
             columns,
-            |row| segment::Payload::Whole(&job.table.payloads[row]),
+            |row| segment::Payload::Whole(job.table.payloads.get(row)),
             &order,
         );
         let path = segment_path(dir, job.segment_id);
