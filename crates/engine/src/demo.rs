@@ -201,7 +201,8 @@ pub fn ingest(
                 Err(error) => failure = Some(DemoError::Invalid(error.to_string())),
             }
             if batch.len() >= 20_000 {
-                if let Err(error) = store.append(std::mem::take(&mut batch), vec![]) {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(20_000));
+                if let Err(error) = store.append(full, vec![]) {
                     failure = Some(error.into());
                 }
             }

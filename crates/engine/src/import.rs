@@ -301,6 +301,8 @@ struct Sink<'a> {
     batches: std::sync::mpsc::SyncSender<Batch>,
     options: &'a ImportOptions,
     file_label: String,
+    /// Scratch space for hashing a row into its id.
+    id_input: Vec<u8>,
     received_at: Timestamp,
     events: Vec<Event>,
     failed: Vec<FailedEvent>,
@@ -311,16 +313,17 @@ struct Sink<'a> {
 }
 
 impl Sink<'_> {
-    /// The derived id of a row: a hash of the file's label, the row's line and its text, fed to the hasher
-    /// piece by piece (the same bytes as `label \0 line \0 text`, without building that string).
-    fn message_id(&self, line: u64, row_text: &str) -> String {
-        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        hasher.update(self.file_label.as_bytes());
-        hasher.update(b"\0");
-        hasher.update(line.to_string().as_bytes());
-        hasher.update(b"\0");
-        hasher.update(row_text.as_bytes());
-        waymark_store::derived_message_id(hasher.digest())
+    /// The derived id of a row: the hash of `label \0 line \0 text`, built in a reusable buffer and hashed in
+    /// one call (a streaming hasher's set-up and the line's formatting were a third of the cost).
+    fn message_id(&mut self, line: u64, row_text: &str) -> String {
+        let input = &mut self.id_input;
+        input.clear();
+        input.extend_from_slice(self.file_label.as_bytes());
+        input.push(0);
+        serde_json::to_writer(&mut *input, &line).expect("an integer serialises");
+        input.push(0);
+        input.extend_from_slice(row_text.as_bytes());
+        waymark_store::derived_message_id(xxhash_rust::xxh3::xxh3_64(input))
     }
 
     /// A row mapped onto roles (CSV, Parquet, flat JSON, XES).
@@ -469,8 +472,12 @@ impl Sink<'_> {
         if self.events.is_empty() && self.failed.is_empty() {
             return Ok(());
         }
+        // The next batch starts at full size: growing it from empty copied every event several times.
         let batch = (
-            std::mem::take(&mut self.events),
+            std::mem::replace(
+                &mut self.events,
+                Vec::with_capacity(self.options.batch_size),
+            ),
             std::mem::take(&mut self.failed),
         );
         if self.batches.send(batch).is_err() {
@@ -542,6 +549,7 @@ pub fn import_file(
             batches,
             options,
             file_label: file_label.clone(),
+            id_input: Vec::with_capacity(512),
             received_at: Timestamp::now(),
             events: Vec::with_capacity(options.batch_size),
             failed: Vec::new(),

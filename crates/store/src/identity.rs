@@ -84,7 +84,8 @@ pub(crate) struct IdentitySnapshot {
 /// Interns strings to dense `u32` codes.
 #[derive(Debug, Default, Clone)]
 pub struct Interner {
-    index: HashMap<String, u32>,
+    /// Keyed per process: identifiers come from senders (std's SipHash cost a few % of an import).
+    index: HashMap<String, u32, foldhash::fast::RandomState>,
     values: Vec<String>,
 }
 
