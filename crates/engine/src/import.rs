@@ -5,15 +5,15 @@
 //! name, the time column the `timestamp`, and the remaining columns its `properties`. Each row's `messageId` is
 //! derived from the file name, the row's position and its content, so importing the same file twice stores it once.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use thiserror::Error;
-use waymark_model::{Event, IngestContext, RowParts, Timestamp, ValidationError};
-use waymark_store::{FailedEvent, Store, StoreError};
+use waymark_model::{Event, IngestContext, RowParts, RowRef, Timestamp, ValidationError};
+use waymark_store::{EventBatch, FailedEvent, Store, StoreError};
 
 /// Supported file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -294,7 +294,7 @@ fn into_text(value: Value) -> Option<String> {
 
 /// Streams rows into the store in batches, turning each into an event.
 /// A batch on its way to the appender thread.
-type Batch = (Vec<Event>, Vec<FailedEvent>);
+type Batch = (EventBatch, Vec<FailedEvent>);
 
 struct Sink<'a> {
     /// To the appender thread, which appends batches in order while the next one is parsed.
@@ -303,8 +303,13 @@ struct Sink<'a> {
     file_label: String,
     /// Scratch space for hashing a row into its id.
     id_input: Vec<u8>,
+    /// Scratch space for a row's values as JSON, and for its stored form.
+    row_bytes: Vec<u8>,
+    payload: Vec<u8>,
     received_at: Timestamp,
-    events: Vec<Event>,
+    /// How imported events are validated: received now, any non-blank id accepted, the import's default channel.
+    ingest: IngestContext,
+    batch: EventBatch,
     failed: Vec<FailedEvent>,
     report: ImportReport,
     bytes_read: Arc<AtomicU64>,
@@ -315,28 +320,34 @@ struct Sink<'a> {
 impl Sink<'_> {
     /// The derived id of a row: the hash of `label \0 line \0 text`, built in a reusable buffer and hashed in
     /// one call (a streaming hasher's set-up and the line's formatting were a third of the cost).
-    fn message_id(&mut self, line: u64, row_text: &str) -> String {
+    fn message_id(&mut self, line: u64, row_text: &[u8]) -> String {
         let input = &mut self.id_input;
         input.clear();
         input.extend_from_slice(self.file_label.as_bytes());
         input.push(0);
         serde_json::to_writer(&mut *input, &line).expect("an integer serialises");
         input.push(0);
-        input.extend_from_slice(row_text.as_bytes());
+        input.extend_from_slice(row_text);
         waymark_store::derived_message_id(xxhash_rust::xxh3::xxh3_64(input))
     }
 
-    /// A row mapped onto roles (CSV, Parquet, flat JSON, XES).
+    /// A row mapped onto roles (CSV, Parquet, flat JSON, XES). Valid rows are written straight into their stored
+    /// form ([`Event::write_row`]); the rest go through [`Event::from_row`], which says what is wrong with them.
     fn push_mapped(&mut self, row: RawRow, mapping: &Mapping) -> Result<(), ImportError> {
         self.report.rows += 1;
-        let mut properties = Map::new();
         let mut customer = None;
         let mut step = None;
         let mut time = None;
         let mut channel = None;
-        let mut row_bytes = Vec::with_capacity(128);
+        // Every value as JSON followed by \u{1} (the row's text, hashed into its id); the properties' values are
+        // ranges of it.
+        let mut row_bytes = std::mem::take(&mut self.row_bytes);
+        row_bytes.clear();
+        let mut properties: Vec<(String, Value, std::ops::Range<usize>)> = Vec::new();
         for (name, value) in row.fields {
+            let start = row_bytes.len();
             serde_json::to_writer(&mut row_bytes, &value).expect("JSON values serialise");
+            let range = start..row_bytes.len();
             row_bytes.push(1);
             if name == mapping.customer {
                 customer = into_text(value);
@@ -353,20 +364,51 @@ impl Sink<'_> {
                 .is_none_or(|keep| keep.contains(&name))
                 && !value.is_null()
             {
-                properties.insert(name, value);
+                properties.push((name, value, range));
             }
         }
-        let row_text = String::from_utf8(row_bytes).expect("serialised JSON is UTF-8");
+        let message_id = self.message_id(row.line, &row_bytes);
+        // A row without a time is refused (it is not given the import's time).
+        let time = time.filter(|text| !text.trim().is_empty());
+        // Properties by name, as the event's map orders them; repeated names take the general path (the map
+        // keeps the last).
+        let mut sorted: Vec<(&str, &[u8])> = properties
+            .iter()
+            .map(|(name, _, range)| (name.as_str(), &row_bytes[range.clone()]))
+            .collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        if sorted.windows(2).all(|pair| pair[0].0 != pair[1].0) {
+            let fast = RowRef {
+                message_id: &message_id,
+                user_id: customer.as_deref(),
+                event: step.as_deref(),
+                timestamp: time.as_deref().unwrap_or_default(),
+                channel: channel.as_deref(),
+                properties: &sorted,
+            };
+            let mut payload = std::mem::take(&mut self.payload);
+            payload.clear();
+            let written = Event::write_row(&fast, &self.ingest, &mut payload)
+                .map(|written| self.batch.push_row(&fast, written, &payload))
+                .is_some();
+            self.payload = payload;
+            if written {
+                drop(sorted);
+                self.row_bytes = row_bytes;
+                return self.after_push();
+            }
+        }
+        drop(sorted);
         let parts = RowParts {
-            message_id: self.message_id(row.line, &row_text),
+            message_id,
             user_id: customer,
             event: step,
-            // A row without a time is refused (it is not given the import's time).
-            timestamp: time
-                .filter(|text| !text.trim().is_empty())
-                .unwrap_or_default(),
+            timestamp: time.unwrap_or_default(),
             channel,
-            properties,
+            properties: properties
+                .into_iter()
+                .map(|(name, value, _)| (name, value))
+                .collect(),
         };
         let field_of = |error: &ValidationError| match error {
             ValidationError::MissingIdentifier { .. } => mapping.customer.clone(),
@@ -375,6 +417,8 @@ impl Sink<'_> {
             ValidationError::WrongType { field, .. } => field.clone(),
             _ => "row".to_string(),
         };
+        let row_text = String::from_utf8_lossy(&row_bytes).into_owned();
+        self.row_bytes = row_bytes;
         // Each value in `row_text` is JSON followed by \u{1}; as a JSON array it is the row as read.
         let raw = || {
             format!(
@@ -382,18 +426,8 @@ impl Sink<'_> {
                 row_text.trim_end_matches('\u{1}').replace('\u{1}', ",")
             )
         };
-        let event = Event::from_row(parts, &self.ingest_context());
+        let event = Event::from_row(parts, &self.ingest);
         self.push_event(row.line, event, &raw, &field_of)
-    }
-
-    /// How imported events are validated: received now, any non-blank id accepted, the import's default channel.
-    fn ingest_context(&self) -> IngestContext {
-        IngestContext {
-            received_at: self.received_at,
-            batch_sent_at: None,
-            default_channel: self.options.default_channel.clone(),
-            allow_placeholder_ids: true,
-        }
     }
 
     fn push_json(
@@ -403,7 +437,7 @@ impl Sink<'_> {
         raw: &dyn Fn() -> String,
         field_of: &dyn Fn(&ValidationError) -> String,
     ) -> Result<(), ImportError> {
-        let event = Event::from_segment_value(json, &self.ingest_context());
+        let event = Event::from_segment_value(json, &self.ingest);
         self.push_event(line, event, raw, field_of)
     }
 
@@ -416,7 +450,7 @@ impl Sink<'_> {
         field_of: &dyn Fn(&ValidationError) -> String,
     ) -> Result<(), ImportError> {
         match event {
-            Ok(event) => self.events.push(event),
+            Ok(event) => self.batch.push_event(event),
             Err(error) => {
                 let field = field_of(&error);
                 let problem = match &error {
@@ -429,7 +463,12 @@ impl Sink<'_> {
                 self.reject(line, &field, &problem, &raw())?;
             }
         }
-        if self.events.len() >= self.options.batch_size {
+        self.after_push()
+    }
+
+    /// Sends the batch on once it is full.
+    fn after_push(&mut self) -> Result<(), ImportError> {
+        if self.batch.len() >= self.options.batch_size {
             self.flush_batch()?;
         }
         Ok(())
@@ -469,14 +508,14 @@ impl Sink<'_> {
     }
 
     fn flush_batch(&mut self) -> Result<(), ImportError> {
-        if self.events.is_empty() && self.failed.is_empty() {
+        if self.batch.is_empty() && self.failed.is_empty() {
             return Ok(());
         }
         // The next batch starts at full size: growing it from empty copied every event several times.
         let batch = (
             std::mem::replace(
-                &mut self.events,
-                Vec::with_capacity(self.options.batch_size),
+                &mut self.batch,
+                EventBatch::with_capacity(self.options.batch_size),
             ),
             std::mem::take(&mut self.failed),
         );
@@ -539,19 +578,28 @@ pub fn import_file(
         let appender = scope.spawn(move || -> Result<(u64, u64), StoreError> {
             let (mut accepted, mut duplicates) = (0u64, 0u64);
             for (events, failed) in receiver {
-                let outcome = store.append(events, failed)?;
+                let outcome = store.append_batch(events, failed)?;
                 accepted += outcome.accepted as u64;
                 duplicates += outcome.duplicates as u64;
             }
             Ok((accepted, duplicates))
         });
+        let received_at = Timestamp::now();
         let mut sink = Sink {
             batches,
             options,
             file_label: file_label.clone(),
             id_input: Vec::with_capacity(512),
-            received_at: Timestamp::now(),
-            events: Vec::with_capacity(options.batch_size),
+            row_bytes: Vec::with_capacity(512),
+            payload: Vec::with_capacity(1024),
+            received_at,
+            ingest: IngestContext {
+                received_at,
+                batch_sent_at: None,
+                default_channel: options.default_channel.clone(),
+                allow_placeholder_ids: true,
+            },
+            batch: EventBatch::with_capacity(options.batch_size),
             failed: Vec::new(),
             report: ImportReport {
                 file: path.to_path_buf(),
@@ -717,7 +765,7 @@ fn import_jsonl(sink: &mut Sink, input: Box<dyn BufRead>) -> Result<(), ImportEr
                 value["type"] = Value::String("track".into());
             }
             if value.get("messageId").is_none() {
-                value["messageId"] = Value::String(sink.message_id(line_number, text));
+                value["messageId"] = Value::String(sink.message_id(line_number, text.as_bytes()));
             }
             let field_of = |error: &ValidationError| match error {
                 ValidationError::WrongType { field, .. }

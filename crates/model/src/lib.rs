@@ -26,7 +26,9 @@ mod time;
 
 pub use channel::{infer_channel, normalise_channel, KNOWN_CHANNELS};
 pub use error::ValidationError;
-pub use event::{Event, EventType, IngestContext, RowParts, MAX_BATCH_BYTES, MAX_EVENT_BYTES};
+pub use event::{
+    Event, EventType, IngestContext, RowParts, RowRef, WrittenRow, MAX_BATCH_BYTES, MAX_EVENT_BYTES,
+};
 pub use identity::{is_junk_identifier, Identifier, IdentifierKind, JUNK_IDENTIFIERS};
 pub use journey::{JourneyRef, JourneySet, Names, PropertyColumn, PropertyColumnBuilder};
 pub use time::Timestamp;

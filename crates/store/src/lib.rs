@@ -42,7 +42,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use wal::WalWriter;
-use waymark_model::{Event, Identifier, JourneySet, PropertyColumnBuilder, Timestamp};
+use waymark_model::{
+    Event, Identifier, JourneySet, PropertyColumnBuilder, RowRef, Timestamp, WrittenRow,
+};
 
 /// The on-disk format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -193,6 +195,19 @@ impl Payloads {
             .push((index as u32, start as u32, chunk.len() as u32));
     }
 
+    /// Adds a row whose payload [`Payloads::fill`] gives later.
+    fn push_later(&mut self) {
+        self.spans.push((0, 0, 0));
+    }
+
+    /// Gives row `row`, added by [`Payloads::push_later`], its payload.
+    fn fill(&mut self, row: usize, payload: &[u8]) {
+        let span = self.spans.len();
+        self.push(payload);
+        self.spans.swap(row, span);
+        self.spans.pop();
+    }
+
     fn len(&self) -> usize {
         self.spans.len()
     }
@@ -290,12 +305,69 @@ struct State {
     failed_events: u64,
 }
 
-/// Events ready for the writer thread: their keys (with the dedup hash) and stored forms are computed by the
-/// caller, so that serialisation runs in parallel on the callers' threads instead of on the single writer. The
-/// payloads share buffers, like a table's.
-struct PreparedEvents {
+/// Events on their way into the store, in order. Each is either already in stored form, written by the caller
+/// ([`EventBatch::push_row`], an import's fast path), or an [`Event`] that [`Store::append_batch`] serialises on
+/// the calling thread, so that serialisation runs on the callers' threads instead of on the single writer. The
+/// writer gets each event's keys (with the dedup hash) and stored form; the payloads share buffers, like a table's.
+#[derive(Default)]
+pub struct EventBatch {
     payloads: Payloads,
     keys: Vec<EventKeys>,
+    /// Events still to serialise, with their rows.
+    deferred: Vec<(usize, Event)>,
+}
+
+impl EventBatch {
+    pub fn with_capacity(events: usize) -> EventBatch {
+        EventBatch {
+            payloads: Payloads::default(),
+            keys: Vec::with_capacity(events),
+            deferred: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Adds an event, serialised when the batch is appended.
+    pub fn push_event(&mut self, event: Event) {
+        self.deferred.push((self.keys.len(), event));
+        self.payloads.push_later();
+        self.keys.push(EventKeys::later());
+    }
+
+    /// Adds a mapped row's `track` event in stored form: `payload` is what [`Event::write_row`] wrote for `row`, and
+    /// `written` what it returned.
+    pub fn push_row(&mut self, row: &RowRef<'_>, written: WrittenRow, payload: &[u8]) {
+        self.payloads.push(payload);
+        self.keys.push(EventKeys {
+            message_id: row.message_id.to_string(),
+            hash: message_hash(row.message_id),
+            event_type: waymark_model::EventType::Track,
+            timestamp: written.timestamp,
+            primary: Identifier::user(row.user_id.unwrap_or_default()).key(),
+            links: Vec::new(),
+            step: row.event.unwrap_or_default().to_string(),
+            channel: written.channel,
+        });
+    }
+
+    /// Serialises the deferred events into their rows.
+    fn prepare(&mut self) {
+        // Each payload is written into one reusable buffer and copied into the shared ones.
+        let mut scratch = Vec::with_capacity(4096);
+        for (row, event) in std::mem::take(&mut self.deferred) {
+            scratch.clear();
+            serde_json::to_writer(&mut scratch, &event).expect("events serialise");
+            self.payloads.fill(row, &scratch);
+            self.keys[row] = EventKeys::of(&event);
+        }
+    }
 }
 
 /// What the writer thread needs of an event besides its payload, taken on the caller's thread: the writer then
@@ -314,6 +386,20 @@ struct EventKeys {
 }
 
 impl EventKeys {
+    /// Stands in for the keys of an event not serialised yet (no allocation).
+    fn later() -> EventKeys {
+        EventKeys {
+            message_id: String::new(),
+            hash: 0,
+            event_type: waymark_model::EventType::Track,
+            timestamp: Timestamp(0),
+            primary: String::new(),
+            links: Vec::new(),
+            step: String::new(),
+            channel: String::new(),
+        }
+    }
+
     fn of(event: &Event) -> EventKeys {
         EventKeys {
             message_id: event.message_id.clone(),
@@ -335,7 +421,7 @@ impl EventKeys {
 /// Operations the writer thread performs, in order, each durable before its reply.
 enum Command {
     Append {
-        events: PreparedEvents,
+        events: EventBatch,
         failed: Vec<FailedEvent>,
         reply: mpsc::SyncSender<Result<AppendOutcome>>,
     },
@@ -613,19 +699,20 @@ impl Store {
     /// Appends events (and failed-event records) durably. Returns once they are on disk and visible to readers.
     /// Events whose `messageId` is already stored are counted as duplicates and not stored again.
     pub fn append(&self, events: Vec<Event>, failed: Vec<FailedEvent>) -> Result<AppendOutcome> {
-        // Each payload is written into one reusable buffer and copied into the shared ones.
-        let mut scratch = Vec::with_capacity(4096);
-        let mut prepared = PreparedEvents {
-            payloads: Payloads::default(),
-            keys: Vec::with_capacity(events.len()),
-        };
+        let mut batch = EventBatch::with_capacity(events.len());
         for event in events {
-            scratch.clear();
-            serde_json::to_writer(&mut scratch, &event).expect("events serialise");
-            prepared.payloads.push(&scratch);
-            prepared.keys.push(EventKeys::of(&event));
+            batch.push_event(event);
         }
-        let events = prepared;
+        self.append_batch(batch, failed)
+    }
+
+    /// [`Store::append`] of a batch built by the caller; its events are serialised on this thread.
+    pub fn append_batch(
+        &self,
+        mut events: EventBatch,
+        failed: Vec<FailedEvent>,
+    ) -> Result<AppendOutcome> {
+        events.prepare();
         self.send(|reply| Command::Append {
             events,
             failed,
@@ -1625,7 +1712,7 @@ fn group_commit(
     let mut pending = Vec::new();
     let mut maintenance = Vec::new();
     // The appended batches, and per new event its (seq, batch, index in the batch).
-    let mut batches: Vec<PreparedEvents> = Vec::new();
+    let mut batches: Vec<EventBatch> = Vec::new();
     let mut new_events: Vec<(u64, usize, usize)> = Vec::new();
     let mut failed_written = 0u64;
     {
@@ -2164,6 +2251,73 @@ fn compact(shared: &Shared, max_rows: Option<u64>) -> Result<()> {
 mod property_tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_written_row_has_the_keys_and_payload_of_its_event() {
+        let ingest = waymark_model::IngestContext {
+            default_channel: Some("store".into()),
+            allow_placeholder_ids: true,
+            ..waymark_model::IngestContext::at(Timestamp(1_780_000_000_000_000))
+        };
+        let properties: [(&str, &[u8]); 1] = [("plan", b"\"pro\"")];
+        for channel in [None, Some("Contact Centre")] {
+            let row = RowRef {
+                message_id: "imp-00000000000000ab",
+                user_id: Some("0"),
+                event: Some("Order Completed"),
+                timestamp: "2026-03-01T11:00:00Z",
+                channel,
+                properties: &properties,
+            };
+            let mut payload = Vec::new();
+            let written = Event::write_row(&row, &ingest, &mut payload).expect("a valid row");
+            let mut batch = EventBatch::default();
+            batch.push_row(&row, written, &payload);
+            let event = Event::from_row(
+                waymark_model::RowParts {
+                    message_id: row.message_id.into(),
+                    user_id: Some("0".into()),
+                    event: Some("Order Completed".into()),
+                    timestamp: row.timestamp.into(),
+                    channel: channel.map(str::to_string),
+                    properties: [("plan".to_string(), json!("pro"))].into_iter().collect(),
+                },
+                &ingest,
+            )
+            .unwrap();
+            let mut expected = EventBatch::default();
+            expected.push_event(event);
+            expected.prepare();
+            let keys = |batch: &EventBatch| {
+                let keys = &batch.keys[0];
+                (
+                    keys.message_id.clone(),
+                    keys.hash,
+                    keys.event_type,
+                    keys.timestamp,
+                    keys.primary.clone(),
+                    keys.links.clone(),
+                    keys.step.clone(),
+                    keys.channel.clone(),
+                )
+            };
+            assert_eq!(keys(&batch), keys(&expected));
+            assert_eq!(batch.payloads.get(0), expected.payloads.get(0));
+        }
+    }
+
+    #[test]
+    fn deferred_payloads_land_in_their_rows() {
+        let mut payloads = Payloads::default();
+        payloads.push(b"a");
+        payloads.push_later();
+        payloads.push(b"c");
+        payloads.push_later();
+        payloads.fill(3, b"d");
+        payloads.fill(1, b"b");
+        let all: Vec<&[u8]> = payloads.iter().collect();
+        assert_eq!(all, [b"a", b"b", b"c", b"d"]);
+    }
 
     #[test]
     fn the_borrowing_reader_finds_what_property_of_finds() {
