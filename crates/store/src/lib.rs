@@ -298,7 +298,6 @@ struct State {
     /// A full in-memory table being written as a segment by the background flusher; still readable.
     frozen: Option<Arc<Memtable>>,
     memtable: Memtable,
-    seen: SeenSet,
     next_seq: u64,
     manifest: Manifest,
     wal_bytes: u64,
@@ -597,7 +596,6 @@ impl Store {
             segments: Vec::new(),
             frozen: None,
             memtable: Memtable::default(),
-            seen: SeenSet::default(),
             next_seq: manifest.next_seq,
             manifest: manifest.clone(),
             wal_bytes: 0,
@@ -607,6 +605,16 @@ impl Store {
         for entry in &manifest.segments {
             let segment = load_segment(&dir, entry.id, &mut state)?;
             state.segments.push(segment);
+        }
+        // Every stored event's dedup key, sized for them at once. Only the writer thread uses the set afterwards.
+        let stored: usize = state
+            .segments
+            .iter()
+            .map(|segment| segment.columns.len())
+            .sum();
+        let mut seen = SeenSet::with_capacity_and_hasher(stored, Default::default());
+        for segment in &state.segments {
+            seen.extend(segment.columns.msg_hash.iter().copied());
         }
 
         let wal_dir = dir.join("wal");
@@ -633,7 +641,7 @@ impl Store {
                 tracing::warn!(path = %path.display(), valid_len, "cutting off a torn write at the end of the log");
             }
             for record in records {
-                state.replay_record(&record, &path)?;
+                state.replay_record(&record, &path, &mut seen)?;
             }
             state.wal_bytes += valid_len;
             writer_index = index;
@@ -670,7 +678,7 @@ impl Store {
         let thread_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
             .name("waymark-store-writer".into())
-            .spawn(move || writer_loop(thread_shared, receiver, wal_writer, failed_writer))
+            .spawn(move || writer_loop(thread_shared, receiver, wal_writer, failed_writer, seen))
             .map_err(StoreError::io("writer thread"))?;
         Ok(Store {
             shared,
@@ -1423,7 +1431,6 @@ fn load_segment(dir: &Path, id: u64, state: &mut State) -> Result<LoadedSegment>
         .map(|name| state.channels.intern(name) as u16)
         .collect();
     let segment = attach_segment(file, local, &ident_map, &step_map, &channel_map);
-    state.seen.extend(segment.columns.msg_hash.iter().copied());
     if let Some(max_seq) = segment.columns.seq.iter().max() {
         state.next_seq = state.next_seq.max(max_seq + 1);
     }
@@ -1515,7 +1522,6 @@ impl State {
             memtable.rows_by_ident.previous.len(),
             memtable.columns.len()
         );
-        self.seen.insert(hash);
         self.next_seq = self.next_seq.max(seq + 1);
     }
 
@@ -1528,7 +1534,7 @@ impl State {
             .link(a, b, EdgeReason::Manual, "", record.at, true)
     }
 
-    fn replay_record(&mut self, record: &[u8], path: &Path) -> Result<()> {
+    fn replay_record(&mut self, record: &[u8], path: &Path, seen: &mut SeenSet) -> Result<()> {
         let corrupt = |detail: String| StoreError::corrupt(path, detail);
         match record.first() {
             Some(&RECORD_EVENTS) => {
@@ -1538,7 +1544,7 @@ impl State {
                     let event: Event = serde_json::from_slice(payload)
                         .map_err(|error| corrupt(format!("logged event: {error}")))?;
                     let keys = EventKeys::of(&event);
-                    if !self.seen.contains(&keys.hash) {
+                    if seen.insert(keys.hash) {
                         self.apply_event(&keys, payload, seq);
                     }
                 }
@@ -1643,6 +1649,7 @@ fn writer_loop(
     receiver: mpsc::Receiver<Command>,
     mut wal: WalWriter,
     mut failed_log: FailedLog,
+    mut seen: SeenSet,
 ) {
     let mut stopped: Option<String> = None;
     let mut flusher = Flusher::new();
@@ -1677,8 +1684,8 @@ fn writer_loop(
             }
             continue;
         }
-        if let Err(error) = group_commit(&shared, commands, &mut wal, &mut failed_log, &mut flusher)
-        {
+        let logs = (&mut wal, &mut failed_log);
+        if let Err(error) = group_commit(&shared, commands, logs, &mut seen, &mut flusher) {
             stop(&mut stopped, error);
         }
     }
@@ -1702,11 +1709,13 @@ fn reply_error(command: Command, error: StoreError) {
 }
 
 /// One group commit: frame every request, one sync, apply, answer; then run flushes/compactions in order.
+/// `seen` holds every stored event's dedup key; a key is added when its event is framed into the log (if the log
+/// then fails, the writer stops taking writes, and reopening rebuilds the set from what is on disk).
 fn group_commit(
     shared: &Shared,
     commands: Vec<Command>,
-    wal: &mut WalWriter,
-    failed_log: &mut FailedLog,
+    (wal, failed_log): (&mut WalWriter, &mut FailedLog),
+    seen: &mut SeenSet,
     flusher: &mut Flusher,
 ) -> Result<()> {
     let mut pending = Vec::new();
@@ -1718,7 +1727,6 @@ fn group_commit(
     {
         let state = shared.state.read();
         let mut next_seq = state.next_seq;
-        let mut seen_now = SeenSet::default();
         for command in commands {
             match command {
                 Command::Append {
@@ -1732,7 +1740,7 @@ fn group_commit(
                         ..AppendOutcome::default()
                     };
                     for (index, keys) in events.keys.iter().enumerate() {
-                        if state.seen.contains(&keys.hash) || !seen_now.insert(keys.hash) {
+                        if !seen.insert(keys.hash) {
                             outcome.duplicates += 1;
                             continue;
                         }
