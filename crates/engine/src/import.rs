@@ -4,6 +4,9 @@
 //! Every row becomes a Segment `track` event: the customer column is the `userId`, the step column the `event`
 //! name, the time column the `timestamp`, and the remaining columns its `properties`. Each row's `messageId` is
 //! derived from the file name, the row's position and its content, so importing the same file twice stores it once.
+//!
+//! Imported events skip the store's write-ahead log and are flushed to segments before [`import_file`] returns: an
+//! import that was interrupted is finished by importing the file again.
 
 use serde_json::Value;
 use std::fs::File;
@@ -574,11 +577,13 @@ pub fn import_file(
     );
     let (batches, receiver) = std::sync::mpsc::sync_channel::<Batch>(1);
     std::thread::scope(|scope| {
-        // Appending a batch (serialisation, log, group commit) overlaps with parsing the next one.
+        // Appending a batch (serialisation, group commit) overlaps with parsing the next one. The events skip the
+        // write-ahead log: the file can be read again, and the flush below makes them durable before the import
+        // reports them (a crash before that loses only this import's events; importing again adds them).
         let appender = scope.spawn(move || -> Result<(u64, u64), StoreError> {
             let (mut accepted, mut duplicates) = (0u64, 0u64);
             for (events, failed) in receiver {
-                let outcome = store.append_batch(events, failed)?;
+                let outcome = store.append_batch_unlogged(events, failed)?;
                 accepted += outcome.accepted as u64;
                 duplicates += outcome.duplicates as u64;
             }
@@ -631,6 +636,8 @@ pub fn import_file(
         drop(batches); // Lets the appender finish the batches sent so far, including those before a bad row.
         let appended = appender.join().expect("the appender thread does not panic");
         let (accepted, duplicates) = appended?;
+        // Durable before anything is reported, including the rows before a bad one.
+        store.flush()?;
         parsed?;
         report.accepted = accepted;
         report.duplicates = duplicates;

@@ -85,15 +85,17 @@ impl WalWriter {
         self.buffer.extend_from_slice(payload);
     }
 
-    /// Writes the pending buffer and makes it durable with one `fdatasync`.
+    /// Writes the pending buffer and makes it durable with one `fdatasync`; nothing to do when nothing is
+    /// pending (a failed sync stops the store's writer, so everything written before is durable).
     pub(crate) fn sync(&mut self) -> Result<()> {
-        if !self.buffer.is_empty() {
-            self.file
-                .write_all(&self.buffer)
-                .map_err(StoreError::io(&self.path))?;
-            self.bytes_written += self.buffer.len() as u64;
-            self.buffer.clear();
+        if self.buffer.is_empty() {
+            return Ok(());
         }
+        self.file
+            .write_all(&self.buffer)
+            .map_err(StoreError::io(&self.path))?;
+        self.bytes_written += self.buffer.len() as u64;
+        self.buffer.clear();
         self.file.sync_data().map_err(StoreError::io(&self.path))
     }
 }
