@@ -9,6 +9,7 @@
 //! import that was interrupted is finished by importing the file again.
 
 use serde_json::Value;
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -191,10 +192,50 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
-/// One row before it becomes an event: its position and named values.
-struct RawRow {
+/// One row before it becomes an event: its position and named cells, borrowed from the reader where it can lend
+/// them (a Parquet column's strings, a CSV record, a JSON object), so that reading a row allocates little.
+struct RawRow<'a> {
     line: u64,
-    fields: Vec<(String, Value)>,
+    fields: Vec<(Cow<'a, str>, Cell<'a>)>,
+}
+
+/// A cell: text as read, or a JSON value (`null` for a missing one).
+enum Cell<'a> {
+    Text(Cow<'a, str>),
+    Json(Cow<'a, Value>),
+}
+
+impl Cell<'_> {
+    const NULL: Cell<'static> = Cell::Json(Cow::Owned(Value::Null));
+
+    fn is_null(&self) -> bool {
+        matches!(self, Cell::Json(value) if value.is_null())
+    }
+
+    /// Appends the cell as JSON: the same bytes as serialising the `Value` it stands for.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Cell::Text(text) => waymark_model::write_json_string(out, text),
+            Cell::Json(value) => {
+                serde_json::to_writer(&mut *out, value.as_ref()).expect("JSON values serialise")
+            }
+        }
+    }
+
+    /// The cell as text for a role (customer, step, time, channel): `None` for null, other JSON as written.
+    fn into_text(self) -> Option<String> {
+        match self {
+            Cell::Text(text) => Some(text.into_owned()),
+            Cell::Json(value) => into_text(value.into_owned()),
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            Cell::Text(text) => Value::String(text.into_owned()),
+            Cell::Json(value) => value.into_owned(),
+        }
+    }
 }
 
 /// Decodes bytes as UTF-8, falling back to Latin-1 (common in European CSV exports).
@@ -346,28 +387,28 @@ impl Sink<'_> {
         // ranges of it.
         let mut row_bytes = std::mem::take(&mut self.row_bytes);
         row_bytes.clear();
-        let mut properties: Vec<(String, Value, std::ops::Range<usize>)> = Vec::new();
-        for (name, value) in row.fields {
+        let mut properties: Vec<(Cow<str>, Cell, std::ops::Range<usize>)> = Vec::new();
+        for (name, cell) in row.fields {
             let start = row_bytes.len();
-            serde_json::to_writer(&mut row_bytes, &value).expect("JSON values serialise");
+            cell.write_json(&mut row_bytes);
             let range = start..row_bytes.len();
             row_bytes.push(1);
-            if name == mapping.customer {
-                customer = into_text(value);
-            } else if name == mapping.step {
-                step = into_text(value);
-            } else if name == mapping.time {
-                time = into_text(value);
-            } else if Some(&name) == mapping.channel.as_ref() {
-                channel = into_text(value);
+            if name == mapping.customer.as_str() {
+                customer = cell.into_text();
+            } else if name == mapping.step.as_str() {
+                step = cell.into_text();
+            } else if name == mapping.time.as_str() {
+                time = cell.into_text();
+            } else if mapping.channel.as_deref() == Some(name.as_ref()) {
+                channel = cell.into_text();
             } else if self
                 .options
                 .property_columns
                 .as_ref()
-                .is_none_or(|keep| keep.contains(&name))
-                && !value.is_null()
+                .is_none_or(|keep| keep.iter().any(|kept| kept.as_str() == name.as_ref()))
+                && !cell.is_null()
             {
-                properties.push((name, value, range));
+                properties.push((name, cell, range));
             }
         }
         let message_id = self.message_id(row.line, &row_bytes);
@@ -377,7 +418,7 @@ impl Sink<'_> {
         // keeps the last).
         let mut sorted: Vec<(&str, &[u8])> = properties
             .iter()
-            .map(|(name, _, range)| (name.as_str(), &row_bytes[range.clone()]))
+            .map(|(name, _, range)| (name.as_ref(), &row_bytes[range.clone()]))
             .collect();
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
         if sorted.windows(2).all(|pair| pair[0].0 != pair[1].0) {
@@ -410,7 +451,7 @@ impl Sink<'_> {
             channel,
             properties: properties
                 .into_iter()
-                .map(|(name, value, _)| (name, value))
+                .map(|(name, cell, _)| (name.into_owned(), cell.into_value()))
                 .collect(),
         };
         let field_of = |error: &ValidationError| match error {
@@ -710,15 +751,15 @@ fn import_csv(sink: &mut Sink, mut input: Box<dyn BufRead>) -> Result<(), Import
             .iter()
             .zip(record.iter())
             .map(|(name, value)| {
-                let text = decode_text(value);
-                (
-                    name.clone(),
-                    if text.is_empty() {
-                        Value::Null
-                    } else {
-                        Value::String(text)
-                    },
-                )
+                let cell = if value.is_empty() {
+                    Cell::NULL
+                } else {
+                    Cell::Text(match std::str::from_utf8(value) {
+                        Ok(text) => Cow::Borrowed(text),
+                        Err(_) => Cow::Owned(decode_text(value)),
+                    })
+                };
+                (Cow::Borrowed(name.as_str()), cell)
             })
             .collect();
         sink.push_mapped(RawRow { line, fields }, &mapping)?;
@@ -793,7 +834,12 @@ fn import_jsonl(sink: &mut Sink, input: Box<dyn BufRead>) -> Result<(), ImportEr
             }
             let fields = object
                 .iter()
-                .map(|(key, value)| (key.clone(), value.clone()))
+                .map(|(key, value)| {
+                    (
+                        Cow::Borrowed(key.as_str()),
+                        Cell::Json(Cow::Borrowed(value)),
+                    )
+                })
                 .collect();
             sink.push_mapped(
                 RawRow {
@@ -845,21 +891,21 @@ fn import_parquet(sink: &mut Sink, path: &Path) -> Result<(), ImportError> {
         // Strings are read as they are; timestamps of any unit are converted to µs directly, and one with a named
         // zone (`UTC`) loses the name but keeps the value (formatting a named zone would need the time zone
         // database); other types go through arrow's display formatting.
-        enum Cell<'b> {
+        enum Column<'b> {
             Text(&'b arrow::array::StringArray),
             Micros(arrow::array::TimestampMicrosecondArray),
             Formatted(ArrayFormatter<'b>),
         }
-        let cells: Vec<Cell> = batch
+        let readers: Vec<Column> = batch
             .columns()
             .iter()
             .map(|column| {
                 use arrow::datatypes::{DataType, TimeUnit};
                 Ok(match column.data_type() {
                     DataType::Utf8 => {
-                        Cell::Text(column.as_any().downcast_ref().expect("a Utf8 column"))
+                        Column::Text(column.as_any().downcast_ref().expect("a Utf8 column"))
                     }
-                    DataType::Timestamp(_, _) => Cell::Micros(
+                    DataType::Timestamp(_, _) => Column::Micros(
                         arrow::compute::cast(
                             column,
                             &DataType::Timestamp(TimeUnit::Microsecond, None),
@@ -869,7 +915,7 @@ fn import_parquet(sink: &mut Sink, path: &Path) -> Result<(), ImportError> {
                         .expect("cast to µs timestamps")
                         .clone(),
                     ),
-                    _ => Cell::Formatted(ArrayFormatter::try_new(column.as_ref(), &options)?),
+                    _ => Column::Formatted(ArrayFormatter::try_new(column.as_ref(), &options)?),
                 })
             })
             .collect::<Result<_, arrow::error::ArrowError>>()
@@ -878,19 +924,23 @@ fn import_parquet(sink: &mut Sink, path: &Path) -> Result<(), ImportError> {
             row_number += 1;
             let fields = columns
                 .iter()
-                .zip(&cells)
+                .zip(&readers)
                 .zip(batch.columns())
-                .map(|((name, cell), column)| {
-                    let value = if column.is_null(row) {
-                        Value::Null
+                .map(|((name, reader), column)| {
+                    let cell = if column.is_null(row) {
+                        Cell::NULL
                     } else {
-                        Value::String(match cell {
-                            Cell::Text(strings) => strings.value(row).to_string(),
-                            Cell::Micros(times) => Timestamp(times.value(row)).to_rfc3339(),
-                            Cell::Formatted(formatter) => formatter.value(row).to_string(),
+                        Cell::Text(match reader {
+                            Column::Text(strings) => Cow::Borrowed(strings.value(row)),
+                            Column::Micros(times) => {
+                                Cow::Owned(Timestamp(times.value(row)).to_rfc3339())
+                            }
+                            Column::Formatted(formatter) => {
+                                Cow::Owned(formatter.value(row).to_string())
+                            }
                         })
                     };
-                    (name.clone(), value)
+                    (Cow::Borrowed(name.as_str()), cell)
                 })
                 .collect();
             sink.push_mapped(
@@ -995,40 +1045,50 @@ fn import_xes(sink: &mut Sink, input: Box<dyn BufRead>) -> Result<(), ImportErro
                     );
                 }
             }
-            Xml::End(element) => match element.name().as_ref() {
-                "event" if in_event => {
-                    in_event = false;
-                    n_events += 1;
-                    trace_events.push((n_events, std::mem::take(&mut event_attributes)));
-                }
-                "trace" => {
-                    in_trace = false;
-                    let case_id = trace_attributes
-                        .iter()
-                        .find(|(key, _)| *key == customer_key)
-                        .map(|(_, value)| value.clone())
-                        .unwrap_or(Value::Null);
-                    for (event_number, attributes) in trace_events.drain(..) {
-                        let mut fields =
-                            Vec::with_capacity(attributes.len() + trace_attributes.len() + 1);
-                        fields.push(("case:concept:name".to_string(), case_id.clone()));
-                        for (key, value) in &trace_attributes {
-                            if *key != customer_key {
-                                fields.push((format!("case:{key}"), value.clone()));
-                            }
-                        }
-                        fields.extend(attributes);
-                        sink.push_mapped(
-                            RawRow {
-                                line: event_number,
-                                fields,
-                            },
-                            &mapping,
-                        )?;
+            Xml::End(element) => {
+                match element.name().as_ref() {
+                    "event" if in_event => {
+                        in_event = false;
+                        n_events += 1;
+                        trace_events.push((n_events, std::mem::take(&mut event_attributes)));
                     }
+                    "trace" => {
+                        in_trace = false;
+                        let case_id = trace_attributes
+                            .iter()
+                            .find(|(key, _)| *key == customer_key)
+                            .map(|(_, value)| value.clone())
+                            .unwrap_or(Value::Null);
+                        for (event_number, attributes) in trace_events.drain(..) {
+                            let mut fields =
+                                Vec::with_capacity(attributes.len() + trace_attributes.len() + 1);
+                            fields.push((
+                                Cow::Borrowed("case:concept:name"),
+                                Cell::Json(Cow::Borrowed(&case_id)),
+                            ));
+                            for (key, value) in &trace_attributes {
+                                if *key != customer_key {
+                                    fields.push((
+                                        Cow::Owned(format!("case:{key}")),
+                                        Cell::Json(Cow::Borrowed(value)),
+                                    ));
+                                }
+                            }
+                            fields.extend(attributes.into_iter().map(|(key, value)| {
+                                (Cow::Owned(key), Cell::Json(Cow::Owned(value)))
+                            }));
+                            sink.push_mapped(
+                                RawRow {
+                                    line: event_number,
+                                    fields,
+                                },
+                                &mapping,
+                            )?;
+                        }
+                    }
+                    _ => {}
                 }
-                _ => {}
-            },
+            }
             _ => {}
         }
         buffer.clear();

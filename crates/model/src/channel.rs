@@ -16,6 +16,10 @@ pub const KNOWN_CHANNELS: &[&str] = &[
 /// Lower-cases and maps common synonyms onto the known channel names
 /// (`chatbot` → `chat`, `contact_centre` → `call_center`, `mobile` → `app`, …). Returns `None` for blank input.
 pub fn normalise_channel(raw: &str) -> Option<String> {
+    // Most rows name a known channel as it is written here: no lower-casing or replacing needed.
+    if let Some(known) = KNOWN_CHANNELS.iter().find(|known| **known == raw) {
+        return Some(known.to_string());
+    }
     let lowered = raw.trim().to_ascii_lowercase().replace([' ', '-'], "_");
     if lowered.is_empty() {
         return None;

@@ -290,6 +290,22 @@ pub struct RowParts {
     pub properties: Map<String, Value>,
 }
 
+/// Appends `text` as a JSON string, exactly as `serde_json` writes it (which escapes only `"`, `\\` and control
+/// characters): copied as it is when it needs no escape, the usual case, else written by `serde_json`.
+pub fn write_json_string(out: &mut Vec<u8>, text: &str) {
+    if text
+        .bytes()
+        .all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\')
+    {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, text).expect("strings serialise");
+    }
+}
+
 /// A mapped row borrowed, for [`Event::write_row`]: what [`RowParts`] holds, with each property already written
 /// as JSON.
 #[derive(Debug, Clone, Copy)]
@@ -338,9 +354,7 @@ impl Event {
             .ok()?;
         let channel = ingest.channel_of(row.channel, &Map::new(), EventType::Track, None);
         // Field order and forms as `Event`'s derived `Serialize` writes them.
-        let string = |out: &mut Vec<u8>, text: &str| {
-            serde_json::to_writer(&mut *out, text).expect("strings serialise");
-        };
+        let string = write_json_string;
         let number = |out: &mut Vec<u8>, time: Timestamp| {
             serde_json::to_writer(&mut *out, &time.micros()).expect("integers serialise");
         };
@@ -676,6 +690,17 @@ mod tests {
                 properties,
             };
             proptest::prop_assert_eq!(Event::from_row(row, &ingest), Event::from_segment_value(object, &ingest));
+        }
+    }
+
+    proptest::proptest! {
+        /// Strings are written as serde_json writes them.
+        #[test]
+        fn json_strings_are_serde_jsons(text in "(\\PC|[\"\\\\\u{0}-\u{1f}\u{7f}])*") {
+            let mut out = b"x".to_vec();
+            write_json_string(&mut out, &text);
+            let expected = serde_json::to_vec(&text).unwrap();
+            proptest::prop_assert_eq!(&out[1..], expected.as_slice());
         }
     }
 

@@ -349,7 +349,7 @@ impl EventBatch {
             hash: message_hash(row.message_id),
             event_type: waymark_model::EventType::Track,
             timestamp: written.timestamp,
-            primary: Identifier::user(row.user_id.unwrap_or_default()).key(),
+            primary: ["user:", row.user_id.unwrap_or_default()].concat(),
             links: Vec::new(),
             step: row.event.unwrap_or_default().to_string(),
             channel: written.channel,

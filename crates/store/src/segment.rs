@@ -189,13 +189,17 @@ fn push_hex16(out: &mut Vec<u8>, value: u64) {
 /// The hash a derived message id stands for (`None` for any other id).
 pub(crate) fn derived_id_hash(message_id: &str) -> Option<u64> {
     let hex = message_id.strip_prefix(DERIVED_ID_PREFIX)?;
-    let lower_hex = hex.len() == 16
-        && hex
-            .bytes()
-            .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'));
-    lower_hex
-        .then(|| u64::from_str_radix(hex, 16).ok())
-        .flatten()
+    if hex.len() != 16 {
+        return None;
+    }
+    hex.bytes().try_fold(0u64, |hash, byte| {
+        let digit = match byte {
+            b'0'..=b'9' => byte - b'0',
+            b'a'..=b'f' => byte - b'a' + 10,
+            _ => return None,
+        };
+        Some(hash << 4 | u64::from(digit))
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
