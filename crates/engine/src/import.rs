@@ -365,6 +365,11 @@ impl Sink<'_> {
     /// The derived id of a row: the hash of `label \0 line \0 text`, built in a reusable buffer and hashed in
     /// one call (a streaming hasher's set-up and the line's formatting were a third of the cost).
     fn message_id(&mut self, line: u64, row_text: &[u8]) -> String {
+        waymark_store::derived_message_id(self.id_hash(line, row_text))
+    }
+
+    /// The hash a row's derived id is made of.
+    fn id_hash(&mut self, line: u64, row_text: &[u8]) -> u64 {
         let input = &mut self.id_input;
         input.clear();
         input.extend_from_slice(self.file_label.as_bytes());
@@ -372,7 +377,7 @@ impl Sink<'_> {
         serde_json::to_writer(&mut *input, &line).expect("an integer serialises");
         input.push(0);
         input.extend_from_slice(row_text);
-        waymark_store::derived_message_id(xxhash_rust::xxh3::xxh3_64(input))
+        xxhash_rust::xxh3::xxh3_64(input)
     }
 
     /// A row mapped onto roles (CSV, Parquet, flat JSON, XES). Valid rows are written straight into their stored
@@ -411,7 +416,8 @@ impl Sink<'_> {
                 properties.push((name, cell, range));
             }
         }
-        let message_id = self.message_id(row.line, &row_bytes);
+        let id_hash = self.id_hash(row.line, &row_bytes);
+        let message_id = waymark_store::derived_message_id(id_hash);
         // A row without a time is refused (it is not given the import's time).
         let time = time.filter(|text| !text.trim().is_empty());
         // Properties by name, as the event's map orders them; repeated names take the general path (the map
@@ -433,7 +439,7 @@ impl Sink<'_> {
             let mut payload = std::mem::take(&mut self.payload);
             payload.clear();
             let written = Event::write_row(&fast, &self.ingest, &mut payload)
-                .map(|written| self.batch.push_row(&fast, written, &payload))
+                .map(|written| self.batch.push_row(&fast, id_hash, written, &payload))
                 .is_some();
             self.payload = payload;
             if written {
