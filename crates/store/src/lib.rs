@@ -332,7 +332,8 @@ struct State {
     identity: IdentityGraph,
     steps: Interner,
     channels: Interner,
-    segments: Vec<LoadedSegment>,
+    /// Shared so that a background merge can read them without a lock.
+    segments: Vec<Arc<LoadedSegment>>,
     /// A full in-memory table being written as a segment by the background flusher; still readable.
     frozen: Option<Arc<Memtable>>,
     memtable: Memtable,
@@ -652,7 +653,7 @@ impl Store {
         remove_unlisted_files(&dir, &manifest)?;
         for entry in &manifest.segments {
             let segment = load_segment(&dir, entry.id, &mut state)?;
-            state.segments.push(segment);
+            state.segments.push(Arc::new(segment));
         }
         // Every stored event's dedup key, sized for them at once. Only the writer thread uses the set afterwards.
         let stored: usize = state
@@ -1723,18 +1724,21 @@ fn writer_loop(
     mut seen: SeenSet,
 ) {
     let mut stopped: Option<String> = None;
-    let mut flusher = Flusher::new();
+    let mut background = Background {
+        flusher: Flusher::new(),
+        compactor: Compactor::new(),
+    };
     let stop = |stopped: &mut Option<String>, error: StoreError| {
         tracing::error!(%error, "the store's writer failed; refusing further writes");
         *stopped = Some(error.to_string());
     };
     loop {
-        // Wake up now and then while idle to install a finished background flush.
+        // Wake up now and then while idle to install a finished background flush or merge.
         let first = match receiver.recv_timeout(std::time::Duration::from_millis(50)) {
             Ok(command) => command,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if stopped.is_none() {
-                    if let Err(error) = flusher.poll(&shared) {
+                    if let Err(error) = background.poll(&shared) {
                         stop(&mut stopped, error);
                     }
                 }
@@ -1756,14 +1760,17 @@ fn writer_loop(
             continue;
         }
         let logs = (&mut wal, &mut failed_log);
-        if let Err(error) = group_commit(&shared, commands, logs, &mut seen, &mut flusher) {
+        if let Err(error) = group_commit(&shared, commands, logs, &mut seen, &mut background) {
             stop(&mut stopped, error);
         }
     }
-    // The store is closing: let a background flush finish so its files are not left half-installed.
+    // The store is closing: let a background flush and merge finish so their files are not left half-installed.
     if stopped.is_none() {
-        if let Err(error) = flusher.wait(&shared) {
+        if let Err(error) = background.flusher.wait(&shared) {
             tracing::error!(%error, "the last background flush failed; the log still holds its events");
+        }
+        if let Err(error) = background.compactor.wait(&shared) {
+            tracing::error!(%error, "the last background merge failed; its segments stay as they were");
         }
     }
 }
@@ -1787,8 +1794,9 @@ fn group_commit(
     commands: Vec<Command>,
     (wal, failed_log): (&mut WalWriter, &mut FailedLog),
     seen: &mut SeenSet,
-    flusher: &mut Flusher,
+    background: &mut Background,
 ) -> Result<()> {
+    let Background { flusher, compactor } = background;
     let mut pending = Vec::new();
     let mut maintenance = Vec::new();
     // The appended batches, and per new event its (seq, batch, index in the batch).
@@ -1929,6 +1937,7 @@ fn group_commit(
             Command::Flush { .. } => flusher.flush_now(shared, wal),
             Command::Compact { .. } => flusher
                 .flush_now(shared, wal)
+                .and_then(|_| compactor.wait(shared))
                 .and_then(|_| compact(shared, None)),
             _ => unreachable!("only maintenance commands are deferred"),
         };
@@ -1942,6 +1951,7 @@ fn group_commit(
         }
     }
     flusher.poll(shared)?;
+    compactor.poll(shared)?;
     let (memtable_rows, n_segments) = {
         let state = shared.state.read();
         (state.memtable.columns.len(), state.segments.len())
@@ -1949,10 +1959,24 @@ fn group_commit(
     if memtable_rows >= shared.options.flush_rows {
         flusher.start(shared, wal)?;
     }
-    if !flusher.in_flight && n_segments > shared.options.max_segments {
-        compact(shared, Some(shared.options.compact_max_rows))?;
+    if n_segments > shared.options.max_segments {
+        compactor.start(shared)?;
     }
     Ok(())
+}
+
+/// The writer thread's background work: one flush and one merge at most in flight.
+struct Background {
+    flusher: Flusher,
+    compactor: Compactor,
+}
+
+impl Background {
+    /// Installs whichever background job has finished.
+    fn poll(&mut self, shared: &Shared) -> Result<()> {
+        self.flusher.poll(shared)?;
+        self.compactor.poll(shared)
+    }
 }
 
 /// Writes the manifest atomically.
@@ -2039,12 +2063,15 @@ fn freeze(shared: &Shared, wal: &mut WalWriter) -> Result<Option<FlushJob>> {
         Memtable::with_capacity(shared.options.flush_rows),
     ));
     state.frozen = Some(Arc::clone(&table));
+    // The id is taken now: a compaction planned before this flush is installed must not pick it too.
+    let segment_id = state.manifest.next_segment_id;
+    state.manifest.next_segment_id += 1;
     Ok(Some(FlushJob {
         table,
         identity: state.identity.clone(),
         steps: state.steps.clone(),
         channels: state.channels.clone(),
-        segment_id: state.manifest.next_segment_id,
+        segment_id,
         new_wal_index,
         next_seq: state.next_seq,
     }))
@@ -2072,26 +2099,9 @@ fn write_flush(dir: &Path, job: FlushJob) -> Result<FlushOutput> {
             bytes,
         };
         drop(rows);
-        let (file, local) = SegmentFile::open(&path)?;
-        let known = |code: Option<u32>| code.expect("a frozen table only holds interned names");
-        let ident_map: Vec<u32> = local
-            .identifiers
-            .iter()
-            .map(|key| known(job.identity.lookup(key)))
-            .collect();
-        let step_map: Vec<u32> = local
-            .steps
-            .iter()
-            .map(|name| known(job.steps.get(name)))
-            .collect();
-        let channel_map: Vec<u16> = local
-            .channels
-            .iter()
-            .map(|name| known(job.channels.get(name)) as u16)
-            .collect();
         Some((
             entry,
-            attach_segment(file, local, &ident_map, &step_map, &channel_map),
+            open_written_segment(&path, &job.identity, &job.steps, &job.channels)?,
         ))
     } else {
         None
@@ -2120,6 +2130,40 @@ fn write_flush(dir: &Path, job: FlushJob) -> Result<FlushOutput> {
     })
 }
 
+/// Opens a segment this process just wrote and attaches it with dictionaries that already hold every name in it
+/// (snapshots of the live ones, which share their codes: interning only appends).
+fn open_written_segment(
+    path: &Path,
+    identity: &IdentityGraph,
+    steps: &Interner,
+    channels: &Interner,
+) -> Result<LoadedSegment> {
+    let (file, local) = SegmentFile::open(path)?;
+    let known = |code: Option<u32>| code.expect("a written segment only holds interned names");
+    let ident_map: Vec<u32> = local
+        .identifiers
+        .iter()
+        .map(|key| known(identity.lookup(key)))
+        .collect();
+    let step_map: Vec<u32> = local
+        .steps
+        .iter()
+        .map(|name| known(steps.get(name)))
+        .collect();
+    let channel_map: Vec<u16> = local
+        .channels
+        .iter()
+        .map(|name| known(channels.get(name)) as u16)
+        .collect();
+    Ok(attach_segment(
+        file,
+        local,
+        &ident_map,
+        &step_map,
+        &channel_map,
+    ))
+}
+
 /// Makes a written flush live (writer thread): the manifest first, then the log files and checkpoint it covers
 /// are removed and the segment replaces the frozen table for readers.
 fn install_flush(shared: &Shared, output: FlushOutput) -> Result<()> {
@@ -2128,7 +2172,7 @@ fn install_flush(shared: &Shared, output: FlushOutput) -> Result<()> {
     let mut manifest = state.manifest.clone();
     if let Some((entry, _)) = &output.segment {
         manifest.segments.push(entry.clone());
-        manifest.next_segment_id = entry.id + 1;
+        manifest.next_segment_id = manifest.next_segment_id.max(entry.id + 1);
     }
     let old_snapshot = manifest.identity_snapshot.replace(output.snapshot_name);
     manifest.wal_start = output.new_wal_index;
@@ -2143,7 +2187,7 @@ fn install_flush(shared: &Shared, output: FlushOutput) -> Result<()> {
         let _ = std::fs::remove_file(dir.join("identity").join(old));
     }
     if let Some((_, segment)) = output.segment {
-        state.segments.push(segment);
+        state.segments.push(Arc::new(segment));
     }
     state.frozen = None;
     state.manifest = manifest;
@@ -2225,15 +2269,9 @@ impl Flusher {
     }
 }
 
-/// Merges segments into one, re-clustered by the current customers, and swaps it in atomically: all of them, or
-/// with `max_rows` the smallest ones that fit together in that many rows (none when fewer than two fit).
-fn compact(shared: &Shared, max_rows: Option<u64>) -> Result<()> {
-    let dir = &shared.dir;
-    let mut state = shared.state.write();
-    if state.segments.len() <= 1 {
-        return Ok(());
-    }
-    // Which segments to merge: positions in `state.segments`.
+/// Which segments a compaction merges, as positions in `state.segments`: all of them, or with `max_rows` the
+/// smallest ones that fit together in that many rows. Empty when fewer than two would be merged.
+fn choose_segments(state: &State, max_rows: Option<u64>) -> Vec<usize> {
     let chosen: Vec<usize> = match max_rows {
         None => (0..state.segments.len()).collect(),
         Some(limit) => {
@@ -2254,19 +2292,69 @@ fn compact(shared: &Shared, max_rows: Option<u64>) -> Result<()> {
         }
     };
     if chosen.len() < 2 {
-        return Ok(());
+        Vec::new()
+    } else {
+        chosen
     }
+}
+
+/// A merge of segments: planned on the writer thread, written without holding any lock (the segments are shared,
+/// the dictionaries are snapshots), installed on the writer thread.
+struct CompactJob {
+    /// The merged segments and their ids.
+    segments: Vec<(u64, Arc<LoadedSegment>)>,
+    identity: IdentityGraph,
+    steps: Interner,
+    channels: Interner,
+    segment_id: u64,
+}
+
+/// A written (not yet live) merge.
+struct CompactOutput {
+    merged: Vec<u64>,
+    entry: SegmentEntry,
+    segment: LoadedSegment,
+}
+
+/// Chooses the segments to merge (see [`choose_segments`]) and takes an id for the result; `None` when there is
+/// nothing to merge.
+fn plan_compaction(shared: &Shared, max_rows: Option<u64>) -> Option<CompactJob> {
+    let mut state = shared.state.write();
+    let chosen = choose_segments(&state, max_rows);
+    if chosen.is_empty() {
+        return None;
+    }
+    let segment_id = state.manifest.next_segment_id;
+    state.manifest.next_segment_id += 1;
+    Some(CompactJob {
+        segments: chosen
+            .iter()
+            .map(|index| {
+                (
+                    state.manifest.segments[*index].id,
+                    Arc::clone(&state.segments[*index]),
+                )
+            })
+            .collect(),
+        identity: state.identity.clone(),
+        steps: state.steps.clone(),
+        channels: state.channels.clone(),
+        segment_id,
+    })
+}
+
+/// Merges the job's segments into one, re-clustered by the customers as of planning, and reads it back.
+fn write_compaction(dir: &Path, job: CompactJob) -> Result<CompactOutput> {
     let started = std::time::Instant::now();
-    // Gather the chosen rows with their payloads as stored (one buffer; a payload's stored form depends only on its
-    // row's hash, time and step name, which a merge keeps, so it is written again as it is, not decoded and
-    // encoded), then write one segment in clustering order.
+    // Gather the chosen rows with their payloads as stored: a payload's stored form depends only on its row's hash,
+    // time and step name, which a merge keeps, so it is written again as it is, not decoded and encoded. The blocks
+    // are kept as read (copying them into one buffer grew it to hundreds of MB by doubling).
     let mut columns = Columns::default();
-    // The blocks as read (no copy into one buffer: that grew to hundreds of MB by doubling).
     let mut payloads = Payloads::default();
-    // Per chosen segment: its first row among the gathered ones, and whether its payloads are in stored form (a
+    // Per merged segment: its first row among the gathered ones, and whether its payloads are in stored form (a
     // format-1 segment's are whole).
     let mut stored_from: Vec<(usize, bool)> = Vec::new();
-    for segment in chosen.iter().map(|index| &state.segments[*index]) {
+    for (_, segment) in &job.segments {
         stored_from.push((payloads.len(), segment.file.stores_cut_payloads()));
         for block_index in 0..segment.file.n_blocks() {
             let (raw, ranges) = segment.file.read_block_stored(block_index)?;
@@ -2281,11 +2369,11 @@ fn compact(shared: &Shared, max_rows: Option<u64>) -> Result<()> {
             .msg_hash
             .extend_from_slice(&segment.columns.msg_hash);
     }
-    let order = clustering_order(&state.identity, &columns.ident, &columns.ts, &columns.seq);
+    let order = clustering_order(&job.identity, &columns.ident, &columns.ts, &columns.seq);
     let rows = segment_rows(
-        &state.identity,
-        &state.steps,
-        &state.channels,
+        &job.identity,
+        &job.steps,
+        &job.channels,
         &columns,
         |row| {
             let bytes = payloads.get(row);
@@ -2298,41 +2386,142 @@ fn compact(shared: &Shared, max_rows: Option<u64>) -> Result<()> {
         },
         &order,
     );
-    let mut manifest = state.manifest.clone();
-    let id = manifest.next_segment_id;
-    let bytes = segment::write_segment(&segment_path(dir, id), &rows)?;
+    let path = segment_path(dir, job.segment_id);
+    let bytes = segment::write_segment(&path, &rows)?;
     drop(rows);
     drop(payloads);
-    // The manifest lists segments in the order of `state.segments`; the chosen ones leave, the merged one joins.
-    let old: Vec<u64> = chosen
-        .iter()
-        .map(|index| manifest.segments[*index].id)
-        .collect();
-    manifest.segments.retain(|entry| !old.contains(&entry.id));
-    manifest.segments.push(SegmentEntry {
-        id,
-        rows: order.len() as u64,
-        bytes,
-    });
-    manifest.next_segment_id += 1;
-    save_manifest(dir, &manifest)?;
-    for old_id in &old {
-        let path = segment_path(dir, *old_id);
-        std::fs::remove_file(&path).map_err(StoreError::io(&path))?;
-    }
-    for index in chosen.iter().rev() {
-        state.segments.remove(*index);
-    }
-    let segment = load_segment(dir, id, &mut state)?;
-    state.segments.push(segment);
-    state.manifest = manifest;
+    let segment = open_written_segment(&path, &job.identity, &job.steps, &job.channels)?;
     tracing::debug!(
-        segments = chosen.len(),
+        segments = job.segments.len(),
         rows = order.len(),
         seconds = started.elapsed().as_secs_f64(),
         "compacted"
     );
+    Ok(CompactOutput {
+        merged: job.segments.iter().map(|(id, _)| *id).collect(),
+        entry: SegmentEntry {
+            id: job.segment_id,
+            rows: order.len() as u64,
+            bytes,
+        },
+        segment,
+    })
+}
+
+/// Makes a written merge live (writer thread): the manifest swaps the merged segments for the new one atomically,
+/// then their files are removed (readers that still hold one keep reading its open file).
+fn install_compaction(shared: &Shared, output: CompactOutput) -> Result<()> {
+    let dir = &shared.dir;
+    let mut state = shared.state.write();
+    let mut manifest = state.manifest.clone();
+    // The manifest lists segments in the order of `state.segments`; only merges remove any, one at a time.
+    let keep: Vec<bool> = manifest
+        .segments
+        .iter()
+        .map(|entry| !output.merged.contains(&entry.id))
+        .collect();
+    assert_eq!(
+        keep.iter().filter(|kept| !**kept).count(),
+        output.merged.len(),
+        "merged segments are still live until their merge is installed"
+    );
+    manifest
+        .segments
+        .retain(|entry| !output.merged.contains(&entry.id));
+    manifest.next_segment_id = manifest.next_segment_id.max(output.entry.id + 1);
+    manifest.segments.push(output.entry);
+    save_manifest(dir, &manifest)?;
+    for old_id in &output.merged {
+        let path = segment_path(dir, *old_id);
+        std::fs::remove_file(&path).map_err(StoreError::io(&path))?;
+    }
+    let mut position = 0;
+    state.segments.retain(|_| {
+        position += 1;
+        keep[position - 1]
+    });
+    if let Some(max_seq) = output.segment.columns.seq.iter().max() {
+        state.next_seq = state.next_seq.max(max_seq + 1);
+    }
+    state.segments.push(Arc::new(output.segment));
+    state.manifest = manifest;
+    shared.version.fetch_add(1, Ordering::Release);
     Ok(())
+}
+
+/// A whole merge on the calling thread (see [`choose_segments`]).
+fn compact(shared: &Shared, max_rows: Option<u64>) -> Result<()> {
+    match plan_compaction(shared, max_rows) {
+        Some(job) => install_compaction(shared, write_compaction(&shared.dir, job)?),
+        None => Ok(()),
+    }
+}
+
+/// Drives background merges from the writer thread: at most one in flight, so that appends go on while segments
+/// are merged (a 4M-row merge held the writer, and every append, for seconds).
+struct Compactor {
+    in_flight: bool,
+    done_sender: mpsc::Sender<Result<CompactOutput>>,
+    done: mpsc::Receiver<Result<CompactOutput>>,
+}
+
+impl Compactor {
+    fn new() -> Compactor {
+        let (done_sender, done) = mpsc::channel();
+        Compactor {
+            in_flight: false,
+            done_sender,
+            done,
+        }
+    }
+
+    /// Starts merging the smallest segments in the background, unless a merge is running.
+    fn start(&mut self, shared: &Shared) -> Result<()> {
+        if self.in_flight {
+            return Ok(());
+        }
+        if let Some(job) = plan_compaction(shared, Some(shared.options.compact_max_rows)) {
+            let dir = shared.dir.clone();
+            let sender = self.done_sender.clone();
+            std::thread::Builder::new()
+                .name("waymark-store-compact".into())
+                .spawn(move || drop(sender.send(write_compaction(&dir, job))))
+                .map_err(StoreError::io("compaction thread"))?;
+            self.in_flight = true;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, shared: &Shared, output: Result<CompactOutput>) -> Result<()> {
+        self.in_flight = false;
+        install_compaction(shared, output?)
+    }
+
+    /// Installs a finished background merge, if there is one.
+    fn poll(&mut self, shared: &Shared) -> Result<()> {
+        if !self.in_flight {
+            return Ok(());
+        }
+        match self.done.try_recv() {
+            Ok(output) => self.finish(shared, output),
+            Err(mpsc::TryRecvError::Empty) => Ok(()),
+            Err(mpsc::TryRecvError::Disconnected) => Err(StoreError::WriterStopped(
+                "the compaction thread died".into(),
+            )),
+        }
+    }
+
+    /// Waits for the background merge in flight, if any, and installs it.
+    fn wait(&mut self, shared: &Shared) -> Result<()> {
+        if !self.in_flight {
+            return Ok(());
+        }
+        let output = self
+            .done
+            .recv()
+            .map_err(|_| StoreError::WriterStopped("the compaction thread died".into()))?;
+        self.finish(shared, output)
+    }
 }
 
 #[cfg(test)]
