@@ -2194,69 +2194,99 @@ fn install_flush(shared: &Shared, output: FlushOutput) -> Result<()> {
     Ok(())
 }
 
-/// Drives background flushes from the writer thread: at most one in flight.
-struct Flusher {
+/// One background job at a time whose result the writer thread installs (a flush, a merge).
+struct BackgroundJob<T> {
     in_flight: bool,
-    done_sender: mpsc::Sender<Result<FlushOutput>>,
-    done: mpsc::Receiver<Result<FlushOutput>>,
+    /// The thread's name.
+    name: &'static str,
+    done_sender: mpsc::Sender<Result<T>>,
+    done: mpsc::Receiver<Result<T>>,
 }
 
-impl Flusher {
-    fn new() -> Flusher {
+impl<T: Send + 'static> BackgroundJob<T> {
+    fn new(name: &'static str) -> BackgroundJob<T> {
         let (done_sender, done) = mpsc::channel();
-        Flusher {
+        BackgroundJob {
             in_flight: false,
+            name,
             done_sender,
             done,
         }
     }
 
+    fn spawn(&mut self, work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<()> {
+        let sender = self.done_sender.clone();
+        std::thread::Builder::new()
+            .name(self.name.into())
+            .spawn(move || drop(sender.send(work())))
+            .map_err(StoreError::io(self.name))?;
+        self.in_flight = true;
+        Ok(())
+    }
+
+    /// The finished job's result, waiting for it when `wait`; `None` when none is in flight (or, without `wait`,
+    /// still running).
+    fn take(&mut self, wait: bool) -> Result<Option<Result<T>>> {
+        if !self.in_flight {
+            return Ok(None);
+        }
+        let died = || StoreError::WriterStopped(format!("the {} thread died", self.name));
+        let output = if wait {
+            self.done.recv().map_err(|_| died())?
+        } else {
+            match self.done.try_recv() {
+                Ok(output) => output,
+                Err(mpsc::TryRecvError::Empty) => return Ok(None),
+                Err(mpsc::TryRecvError::Disconnected) => return Err(died()),
+            }
+        };
+        self.in_flight = false;
+        Ok(Some(output))
+    }
+
+    /// Installs the finished job's result with `install`, if there is one (waiting for it when `wait`).
+    fn install(&mut self, wait: bool, install: impl FnOnce(T) -> Result<()>) -> Result<()> {
+        match self.take(wait)? {
+            Some(output) => install(output?),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Drives background flushes from the writer thread: at most one in flight.
+struct Flusher {
+    job: BackgroundJob<FlushOutput>,
+}
+
+impl Flusher {
+    fn new() -> Flusher {
+        Flusher {
+            job: BackgroundJob::new("waymark-store-flush"),
+        }
+    }
+
     /// Freezes the in-memory table and writes it on a background thread, unless a flush is already running.
     fn start(&mut self, shared: &Shared, wal: &mut WalWriter) -> Result<()> {
-        if self.in_flight {
+        if self.job.in_flight {
             return Ok(());
         }
         if let Some(job) = freeze(shared, wal)? {
             let dir = shared.dir.clone();
-            let sender = self.done_sender.clone();
-            std::thread::Builder::new()
-                .name("waymark-store-flush".into())
-                .spawn(move || drop(sender.send(write_flush(&dir, job))))
-                .map_err(StoreError::io("flush thread"))?;
-            self.in_flight = true;
+            self.job.spawn(move || write_flush(&dir, job))?;
         }
         Ok(())
     }
 
-    fn finish(&mut self, shared: &Shared, output: Result<FlushOutput>) -> Result<()> {
-        self.in_flight = false;
-        install_flush(shared, output?)
-    }
-
     /// Installs a finished background flush, if there is one.
     fn poll(&mut self, shared: &Shared) -> Result<()> {
-        if !self.in_flight {
-            return Ok(());
-        }
-        match self.done.try_recv() {
-            Ok(output) => self.finish(shared, output),
-            Err(mpsc::TryRecvError::Empty) => Ok(()),
-            Err(mpsc::TryRecvError::Disconnected) => {
-                Err(StoreError::WriterStopped("the flush thread died".into()))
-            }
-        }
+        self.job
+            .install(false, |output| install_flush(shared, output))
     }
 
     /// Waits for the background flush in flight, if any, and installs it.
     fn wait(&mut self, shared: &Shared) -> Result<()> {
-        if !self.in_flight {
-            return Ok(());
-        }
-        let output = self
-            .done
-            .recv()
-            .map_err(|_| StoreError::WriterStopped("the flush thread died".into()))?;
-        self.finish(shared, output)
+        self.job
+            .install(true, |output| install_flush(shared, output))
     }
 
     /// A complete flush on the calling thread, after any background one.
@@ -2460,67 +2490,38 @@ fn compact(shared: &Shared, max_rows: Option<u64>) -> Result<()> {
 /// Drives background merges from the writer thread: at most one in flight, so that appends go on while segments
 /// are merged (a 4M-row merge held the writer, and every append, for seconds).
 struct Compactor {
-    in_flight: bool,
-    done_sender: mpsc::Sender<Result<CompactOutput>>,
-    done: mpsc::Receiver<Result<CompactOutput>>,
+    job: BackgroundJob<CompactOutput>,
 }
 
 impl Compactor {
     fn new() -> Compactor {
-        let (done_sender, done) = mpsc::channel();
         Compactor {
-            in_flight: false,
-            done_sender,
-            done,
+            job: BackgroundJob::new("waymark-store-compact"),
         }
     }
 
     /// Starts merging the smallest segments in the background, unless a merge is running.
     fn start(&mut self, shared: &Shared) -> Result<()> {
-        if self.in_flight {
+        if self.job.in_flight {
             return Ok(());
         }
         if let Some(job) = plan_compaction(shared, Some(shared.options.compact_max_rows)) {
             let dir = shared.dir.clone();
-            let sender = self.done_sender.clone();
-            std::thread::Builder::new()
-                .name("waymark-store-compact".into())
-                .spawn(move || drop(sender.send(write_compaction(&dir, job))))
-                .map_err(StoreError::io("compaction thread"))?;
-            self.in_flight = true;
+            self.job.spawn(move || write_compaction(&dir, job))?;
         }
         Ok(())
     }
 
-    fn finish(&mut self, shared: &Shared, output: Result<CompactOutput>) -> Result<()> {
-        self.in_flight = false;
-        install_compaction(shared, output?)
-    }
-
     /// Installs a finished background merge, if there is one.
     fn poll(&mut self, shared: &Shared) -> Result<()> {
-        if !self.in_flight {
-            return Ok(());
-        }
-        match self.done.try_recv() {
-            Ok(output) => self.finish(shared, output),
-            Err(mpsc::TryRecvError::Empty) => Ok(()),
-            Err(mpsc::TryRecvError::Disconnected) => Err(StoreError::WriterStopped(
-                "the compaction thread died".into(),
-            )),
-        }
+        self.job
+            .install(false, |output| install_compaction(shared, output))
     }
 
     /// Waits for the background merge in flight, if any, and installs it.
     fn wait(&mut self, shared: &Shared) -> Result<()> {
-        if !self.in_flight {
-            return Ok(());
-        }
-        let output = self
-            .done
-            .recv()
-            .map_err(|_| StoreError::WriterStopped("the compaction thread died".into()))?;
-        self.finish(shared, output)
+        self.job
+            .install(true, |output| install_compaction(shared, output))
     }
 }
 
