@@ -350,7 +350,6 @@ struct Sink<'a> {
     /// Scratch space for a row's values as JSON, and for its stored form.
     row_bytes: Vec<u8>,
     payload: Vec<u8>,
-    received_at: Timestamp,
     /// How imported events are validated: received now, any non-blank id accepted, the import's default channel.
     ingest: IngestContext,
     batch: EventBatch,
@@ -548,7 +547,7 @@ impl Sink<'_> {
             self.report.problems.push(message.clone());
         }
         self.failed.push(FailedEvent {
-            received_at: self.received_at,
+            received_at: self.ingest.received_at,
             code: "invalid_row".into(),
             message,
             source: format!("{}:{line}", self.file_label),
@@ -636,7 +635,6 @@ pub fn import_file(
             }
             Ok((accepted, duplicates))
         });
-        let received_at = Timestamp::now();
         let mut sink = Sink {
             batches,
             options,
@@ -644,9 +642,8 @@ pub fn import_file(
             id_input: Vec::with_capacity(512),
             row_bytes: Vec::with_capacity(512),
             payload: Vec::with_capacity(1024),
-            received_at,
             ingest: IngestContext {
-                received_at,
+                received_at: Timestamp::now(),
                 batch_sent_at: None,
                 default_channel: options.default_channel.clone(),
                 allow_placeholder_ids: true,

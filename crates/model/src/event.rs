@@ -219,15 +219,18 @@ impl IngestContext {
     /// non-blank id; the collector refuses the junk list too.
     fn keep_identifier(&self, raw: Option<String>, junk: &mut Vec<String>) -> Option<String> {
         match raw {
-            Some(text)
-                if (text.trim().is_empty() || !self.allow_placeholder_ids)
-                    && is_junk_identifier(&text) =>
-            {
+            Some(text) if self.is_placeholder(&text) => {
                 junk.push(text);
                 None
             }
             other => other,
         }
+    }
+
+    /// Whether an identifier is refused as a placeholder: blank always, the junk list unless placeholders are
+    /// allowed.
+    fn is_placeholder(&self, text: &str) -> bool {
+        (text.trim().is_empty() || !self.allow_placeholder_ids) && is_junk_identifier(text)
     }
 
     /// When the event happened: the client's time corrected for its clock skew (`timestamp + (receivedAt −
@@ -336,12 +339,7 @@ impl Event {
         ingest: &IngestContext,
         out: &mut Vec<u8>,
     ) -> Option<WrittenRow> {
-        let user_id = row.user_id?;
-        if (user_id.trim().is_empty() || !ingest.allow_placeholder_ids)
-            && is_junk_identifier(user_id)
-        {
-            return None;
-        }
+        let user_id = row.user_id.filter(|id| !ingest.is_placeholder(id))?;
         let event = row.event.filter(|text| !text.trim().is_empty())?;
         if row.message_id.trim().is_empty()
             || row.properties.iter().any(|(name, _)| *name == "channel")
@@ -354,12 +352,11 @@ impl Event {
             .ok()?;
         let channel = ingest.channel_of(row.channel, &Map::new(), EventType::Track, None);
         // Field order and forms as `Event`'s derived `Serialize` writes them.
-        let string = write_json_string;
         let number = |out: &mut Vec<u8>, time: Timestamp| {
             serde_json::to_writer(&mut *out, &time.micros()).expect("integers serialise");
         };
         out.extend_from_slice(b"{\"messageId\":");
-        string(out, row.message_id);
+        write_json_string(out, row.message_id);
         out.extend_from_slice(b",\"type\":\"track\",\"timestamp\":");
         number(out, timestamp);
         if explicit != timestamp {
@@ -373,18 +370,18 @@ impl Event {
         out.extend_from_slice(b",\"receivedAt\":");
         number(out, ingest.received_at);
         out.extend_from_slice(b",\"userId\":");
-        string(out, user_id);
+        write_json_string(out, user_id);
         out.extend_from_slice(b",\"event\":");
-        string(out, event);
+        write_json_string(out, event);
         out.extend_from_slice(b",\"channel\":");
-        string(out, &channel);
+        write_json_string(out, &channel);
         if !row.properties.is_empty() {
             out.extend_from_slice(b",\"properties\":{");
             for (index, (name, value)) in row.properties.iter().enumerate() {
                 if index > 0 {
                     out.push(b',');
                 }
-                string(out, name);
+                write_json_string(out, name);
                 out.push(b':');
                 out.extend_from_slice(value);
             }
@@ -392,7 +389,7 @@ impl Event {
         }
         if let Some(raw) = row.channel {
             out.extend_from_slice(b",\"context\":{\"channel\":");
-            string(out, raw);
+            write_json_string(out, raw);
             out.push(b'}');
         }
         out.push(b'}');

@@ -1615,9 +1615,8 @@ impl State {
                 {
                     let event: Event = serde_json::from_slice(payload)
                         .map_err(|error| corrupt(format!("logged event: {error}")))?;
-                    let keys = EventKeys::of(&event);
-                    if seen.insert(keys.hash) {
-                        self.apply_event(&keys, payload, seq);
+                    if seen.insert(message_hash(&event.message_id)) {
+                        self.apply_event(&EventKeys::of(&event), payload, seq);
                     }
                 }
             }
@@ -2171,8 +2170,8 @@ fn install_flush(shared: &Shared, output: FlushOutput) -> Result<()> {
     let mut state = shared.state.write();
     let mut manifest = state.manifest.clone();
     if let Some((entry, _)) = &output.segment {
+        // Its id was taken at freeze, so `next_segment_id` is already past it.
         manifest.segments.push(entry.clone());
-        manifest.next_segment_id = manifest.next_segment_id.max(entry.id + 1);
     }
     let old_snapshot = manifest.identity_snapshot.replace(output.snapshot_name);
     manifest.wal_start = output.new_wal_index;
@@ -2387,7 +2386,7 @@ fn write_compaction(dir: &Path, job: CompactJob) -> Result<CompactOutput> {
     for (_, segment) in &job.segments {
         stored_from.push((payloads.len(), segment.file.stores_cut_payloads()));
         for block_index in 0..segment.file.n_blocks() {
-            let (raw, ranges) = segment.file.read_block_stored(block_index)?;
+            let (_, raw, ranges) = segment.file.block_rows(block_index)?;
             payloads.push_chunk(raw, ranges);
         }
         columns.ident.extend_from_slice(&segment.columns.ident);
@@ -2455,24 +2454,22 @@ fn install_compaction(shared: &Shared, output: CompactOutput) -> Result<()> {
         output.merged.len(),
         "merged segments are still live until their merge is installed"
     );
+    // The result's id was taken when the merge was planned, so `next_segment_id` is already past it.
+    let mut kept = keep.iter();
     manifest
         .segments
-        .retain(|entry| !output.merged.contains(&entry.id));
-    manifest.next_segment_id = manifest.next_segment_id.max(output.entry.id + 1);
+        .retain(|_| *kept.next().expect("one flag per segment"));
     manifest.segments.push(output.entry);
     save_manifest(dir, &manifest)?;
     for old_id in &output.merged {
         let path = segment_path(dir, *old_id);
         std::fs::remove_file(&path).map_err(StoreError::io(&path))?;
     }
-    let mut position = 0;
-    state.segments.retain(|_| {
-        position += 1;
-        keep[position - 1]
-    });
-    if let Some(max_seq) = output.segment.columns.seq.iter().max() {
-        state.next_seq = state.next_seq.max(max_seq + 1);
-    }
+    // The merged rows' sequence numbers were already below `next_seq`: nothing to advance.
+    let mut kept = keep.iter();
+    state
+        .segments
+        .retain(|_| *kept.next().expect("one flag per segment"));
     state.segments.push(Arc::new(output.segment));
     state.manifest = manifest;
     shared.version.fetch_add(1, Ordering::Release);

@@ -256,7 +256,7 @@ pub(crate) struct SegmentRow<'a> {
 }
 
 /// A row's payload: whole (as serialised), or already in the form a segment stores it for this row's key (read
-/// from another segment of the current format by [`SegmentFile::read_block_stored`]), which is written as it is.
+/// from another segment of the current format by [`SegmentFile::block_rows`]), which is written as it is.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Payload<'a> {
     Whole(&'a [u8]),
@@ -824,17 +824,6 @@ impl SegmentFile {
         Ok((first_row, payloads))
     }
 
-    /// The payloads of a block *as stored*: the block's bytes and where each payload lies in them, for writing
-    /// into another segment unchanged ([`Payload::Stored`]) when [`SegmentFile::stores_cut_payloads`], else they
-    /// are whole ([`Payload::Whole`]).
-    pub(crate) fn read_block_stored(
-        &self,
-        block_index: usize,
-    ) -> Result<(Vec<u8>, Vec<std::ops::Range<usize>>)> {
-        let (_, raw, ranges) = self.block_rows(block_index)?;
-        Ok((raw, ranges))
-    }
-
     /// Whether payloads are stored without the fields the columns give back (format 2 on), as the current format
     /// writes them; a format-1 segment stores them whole.
     pub(crate) fn stores_cut_payloads(&self) -> bool {
@@ -848,8 +837,10 @@ impl SegmentFile {
         )
     }
 
-    /// A block's first row, its bytes (checksum verified) and where each row's stored payload lies in them.
-    fn block_rows(
+    /// A block's first row, its bytes (checksum verified) and where each row's payload lies in them *as stored*:
+    /// what a merge writes into another segment unchanged ([`Payload::Stored`]) when
+    /// [`SegmentFile::stores_cut_payloads`], else they are whole ([`Payload::Whole`]).
+    pub(crate) fn block_rows(
         &self,
         block_index: usize,
     ) -> Result<(u32, Vec<u8>, Vec<std::ops::Range<usize>>)> {
@@ -986,7 +977,7 @@ mod tests {
         let read_all = |file: &SegmentFile| {
             let (mut bytes, mut ends) = (Vec::new(), Vec::new());
             for block in 0..file.n_blocks() {
-                let (raw, ranges) = file.read_block_stored(block).unwrap();
+                let (_, raw, ranges) = file.block_rows(block).unwrap();
                 for range in ranges {
                     bytes.extend_from_slice(&raw[range]);
                     ends.push(bytes.len());
