@@ -1996,30 +1996,27 @@ fn clustering_order(identity: &IdentityGraph, ident: &[u32], ts: &[i64], seq: &[
     order
 }
 
-/// The rows to write for a segment, in `order`, with global codes turned back into names.
-fn segment_rows<'a>(
+/// Row `index` of a segment to write: row `order[index]` of `columns`, with global codes turned back into names.
+fn segment_row<'a>(
     identity: &'a IdentityGraph,
     steps: &'a Interner,
     channels: &'a Interner,
     columns: &'a Columns,
     payload: impl Fn(usize) -> segment::Payload<'a>,
-    order: &[u32],
-) -> Vec<SegmentRow<'a>> {
-    order
-        .iter()
-        .map(|row| {
-            let row = *row as usize;
-            SegmentRow {
-                identifier: identity.key(columns.ident[row]),
-                ts: columns.ts[row],
-                seq: columns.seq[row],
-                step: steps.name(columns.step[row]),
-                channel: channels.name(columns.channel[row] as u32),
-                msg_hash: columns.msg_hash[row],
-                payload: payload(row),
-            }
-        })
-        .collect()
+    order: &'a [u32],
+) -> impl Fn(usize) -> SegmentRow<'a> {
+    move |index| {
+        let row = order[index] as usize;
+        SegmentRow {
+            identifier: identity.key(columns.ident[row]),
+            ts: columns.ts[row],
+            seq: columns.seq[row],
+            step: steps.name(columns.step[row]),
+            channel: channels.name(columns.channel[row] as u32),
+            msg_hash: columns.msg_hash[row],
+            payload: payload(row),
+        }
+    }
 }
 
 /// A frozen in-memory table and the dictionaries it must be written with. The clones share every code with the
@@ -2076,13 +2073,13 @@ fn freeze(shared: &Shared, wal: &mut WalWriter) -> Result<Option<FlushJob>> {
     }))
 }
 
-/// Writes the frozen table as a segment (read back and verified) and the identity checkpoint. Takes no lock, so it
+/// Writes the frozen table as a segment and the identity checkpoint. Takes no lock, so it
 /// runs on the background flusher while the writer keeps committing.
 fn write_flush(dir: &Path, job: FlushJob) -> Result<FlushOutput> {
     let segment = if job.table.columns.len() > 0 {
         let columns = &job.table.columns;
         let order = clustering_order(&job.identity, &columns.ident, &columns.ts, &columns.seq);
-        let rows = segment_rows(
+        let row = segment_row(
             &job.identity,
             &job.steps,
             &job.channels,
@@ -2091,16 +2088,15 @@ fn write_flush(dir: &Path, job: FlushJob) -> Result<FlushOutput> {
             &order,
         );
         let path = segment_path(dir, job.segment_id);
-        let bytes = segment::write_segment(&path, &rows)?;
+        let written = segment::write_segment(&path, order.len(), row)?;
         let entry = SegmentEntry {
             id: job.segment_id,
-            rows: rows.len() as u64,
-            bytes,
+            rows: order.len() as u64,
+            bytes: written.bytes,
         };
-        drop(rows);
         Some((
             entry,
-            open_written_segment(&path, &job.identity, &job.steps, &job.channels)?,
+            attach_written(written, &job.identity, &job.steps, &job.channels),
         ))
     } else {
         None
@@ -2129,15 +2125,15 @@ fn write_flush(dir: &Path, job: FlushJob) -> Result<FlushOutput> {
     })
 }
 
-/// Opens a segment this process just wrote and attaches it with dictionaries that already hold every name in it
-/// (snapshots of the live ones, which share their codes: interning only appends).
-fn open_written_segment(
-    path: &Path,
+/// Attaches a segment this process just wrote, with dictionaries that already hold every name in it (snapshots
+/// of the live ones, which share their codes: interning only appends).
+fn attach_written(
+    written: segment::Written,
     identity: &IdentityGraph,
     steps: &Interner,
     channels: &Interner,
-) -> Result<LoadedSegment> {
-    let (file, local) = SegmentFile::open(path)?;
+) -> LoadedSegment {
+    let local = written.columns;
     let known = |code: Option<u32>| code.expect("a written segment only holds interned names");
     let ident_map: Vec<u32> = local
         .identifiers
@@ -2154,13 +2150,7 @@ fn open_written_segment(
         .iter()
         .map(|name| known(channels.get(name)) as u16)
         .collect();
-    Ok(attach_segment(
-        file,
-        local,
-        &ident_map,
-        &step_map,
-        &channel_map,
-    ))
+    attach_segment(written.file, local, &ident_map, &step_map, &channel_map)
 }
 
 /// Makes a written flush live (writer thread): the manifest first, then the log files and checkpoint it covers
@@ -2399,7 +2389,7 @@ fn write_compaction(dir: &Path, job: CompactJob) -> Result<CompactOutput> {
             .extend_from_slice(&segment.columns.msg_hash);
     }
     let order = clustering_order(&job.identity, &columns.ident, &columns.ts, &columns.seq);
-    let rows = segment_rows(
+    let row = segment_row(
         &job.identity,
         &job.steps,
         &job.channels,
@@ -2416,10 +2406,10 @@ fn write_compaction(dir: &Path, job: CompactJob) -> Result<CompactOutput> {
         &order,
     );
     let path = segment_path(dir, job.segment_id);
-    let bytes = segment::write_segment(&path, &rows)?;
-    drop(rows);
+    let written = segment::write_segment(&path, order.len(), row)?;
+    let bytes = written.bytes;
     drop(payloads);
-    let segment = open_written_segment(&path, &job.identity, &job.steps, &job.channels)?;
+    let segment = attach_written(written, &job.identity, &job.steps, &job.channels);
     tracing::debug!(
         segments = job.segments.len(),
         rows = order.len(),

@@ -479,15 +479,33 @@ impl SectionWriter {
     }
 }
 
-/// Writes `rows` (already in clustering order) to `path` atomically: a temporary file, fsync, rename, fsync of
-/// the directory. Returns the file's size in bytes.
-pub(crate) fn write_segment(path: &Path, rows: &[SegmentRow<'_>]) -> Result<u64> {
-    write_segment_as(path, rows, FORMAT)
+/// A segment just written: its size in bytes, the open file, and its columns as [`SegmentFile::open`] would read
+/// them back (kept from the write instead of read, decompressed and decoded again).
+pub(crate) struct Written {
+    pub bytes: u64,
+    pub file: SegmentFile,
+    pub columns: SegmentColumns,
+}
+
+/// Writes `n_rows` rows (`row(i)` in clustering order) to `path` atomically: a temporary file, fsync, rename,
+/// fsync of the directory. Rows are asked for, not handed over as a slice: a merge's or flush's rows gathered in
+/// one vector were 96 B each of fresh memory.
+pub(crate) fn write_segment<'r>(
+    path: &Path,
+    n_rows: usize,
+    row: impl Fn(usize) -> SegmentRow<'r>,
+) -> Result<Written> {
+    write_segment_as(path, n_rows, row, FORMAT)
 }
 
 /// [`write_segment`] in a given format: the current one, or 1 (cumulative end offsets, payloads whole), which
 /// only tests write, to show it is still read.
-fn write_segment_as(path: &Path, rows: &[SegmentRow<'_>], format: u32) -> Result<u64> {
+fn write_segment_as<'r>(
+    path: &Path,
+    n_rows: usize,
+    row: impl Fn(usize) -> SegmentRow<'r>,
+    format: u32,
+) -> Result<Written> {
     let tmp_path = path.with_extension("seg.tmp");
     let file = File::create(&tmp_path).map_err(StoreError::io(&tmp_path))?;
     let compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(StoreError::io(&tmp_path))?;
@@ -506,23 +524,26 @@ fn write_segment_as(path: &Path, rows: &[SegmentRow<'_>], format: u32) -> Result
     let mut identifiers = Dictionary::new();
     let mut steps = Dictionary::new();
     let mut channels = Dictionary::new();
-    let ident: Vec<u32> = rows
-        .iter()
-        .map(|row| identifiers.code(row.identifier))
-        .collect();
-    let step: Vec<u32> = rows.iter().map(|row| steps.code(row.step)).collect();
-    let channel: Vec<u16> = rows
-        .iter()
-        .map(|row| channels.code(row.channel) as u16)
-        .collect();
-    let ts: Vec<i64> = rows.iter().map(|row| row.ts).collect();
-    let seq: Vec<i64> = rows.iter().map(|row| row.seq as i64).collect();
-    let msg_hash: Vec<u64> = rows.iter().map(|row| row.msg_hash).collect();
-
+    let mut ident: Vec<u32> = Vec::with_capacity(n_rows);
+    let mut step: Vec<u32> = Vec::with_capacity(n_rows);
+    let mut channel: Vec<u16> = Vec::with_capacity(n_rows);
+    let mut ts: Vec<i64> = Vec::with_capacity(n_rows);
+    let mut seq: Vec<u64> = Vec::with_capacity(n_rows);
+    let mut msg_hash: Vec<u64> = Vec::with_capacity(n_rows);
+    for index in 0..n_rows {
+        let row = row(index);
+        ident.push(identifiers.code(row.identifier));
+        step.push(steps.code(row.step));
+        channel.push(channels.code(row.channel) as u16);
+        ts.push(row.ts);
+        seq.push(row.seq);
+        msg_hash.push(row.msg_hash);
+    }
+    let seq_signed: Vec<i64> = seq.iter().map(|value| *value as i64).collect();
     let ((ts_deltas, ts_scale), (seq_deltas, seq_scale)) = if format >= 2 {
-        (scaled_deltas(&ts), scaled_deltas(&seq))
+        (scaled_deltas(&ts), scaled_deltas(&seq_signed))
     } else {
-        ((delta_encode(&ts), 1), (delta_encode(&seq), 1))
+        ((delta_encode(&ts), 1), (delta_encode(&seq_signed), 1))
     };
     let ident_ref = writer.write(&column_bytes(&ident, u32::to_le_bytes, format))?;
     let ts_ref = writer.write(&column_bytes(&ts_deltas, i64::to_le_bytes, format))?;
@@ -532,14 +553,19 @@ fn write_segment_as(path: &Path, rows: &[SegmentRow<'_>], format: u32) -> Result
     // Hashes are random: shuffling cannot help them.
     let msg_hash_ref = writer.write(&to_bytes(&msg_hash, u64::to_le_bytes))?;
 
-    let mut blocks = Vec::with_capacity(rows.len() / ROWS_PER_BLOCK + 1);
+    drop(seq_signed);
+    let mut blocks = Vec::with_capacity(n_rows / ROWS_PER_BLOCK + 1);
     let mut scratch = Vec::new();
-    for (block_index, chunk) in rows.chunks(ROWS_PER_BLOCK).enumerate() {
+    // One buffer for every block (its capacity reached, no block allocates).
+    let mut raw = Vec::new();
+    for first in (0..n_rows).step_by(ROWS_PER_BLOCK) {
+        let chunk_len = ROWS_PER_BLOCK.min(n_rows - first);
         // Lengths first (small, alike numbers compress well), then the payloads as stored.
-        let mut raw = Vec::new();
-        raw.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
-        raw.resize(4 + 4 * chunk.len(), 0);
-        for (index, row) in chunk.iter().enumerate() {
+        raw.clear();
+        raw.extend_from_slice(&(chunk_len as u32).to_le_bytes());
+        raw.resize(4 + 4 * chunk_len, 0);
+        for index in 0..chunk_len {
+            let row = row(first + index);
             let before = raw.len();
             let key = RowKey {
                 msg_hash: row.msg_hash,
@@ -558,7 +584,7 @@ fn write_segment_as(path: &Path, rows: &[SegmentRow<'_>], format: u32) -> Result
                 }
             }
             let number = if format == 1 {
-                raw.len() - (4 + 4 * chunk.len())
+                raw.len() - (4 + 4 * chunk_len)
             } else {
                 raw.len() - before
             };
@@ -566,26 +592,26 @@ fn write_segment_as(path: &Path, rows: &[SegmentRow<'_>], format: u32) -> Result
         }
         if format >= 2 {
             // Lengths byte-shuffled like the columns: their zero high bytes become one run.
-            let lengths = shuffle(&raw[4..4 + 4 * chunk.len()], 4);
-            raw[4..4 + 4 * chunk.len()].copy_from_slice(&lengths);
+            let lengths = shuffle(&raw[4..4 + 4 * chunk_len], 4);
+            raw[4..4 + 4 * chunk_len].copy_from_slice(&lengths);
         }
         let section = writer.write(&raw)?;
         blocks.push(BlockRef {
             offset: section.offset,
             len: section.len,
             crc: section.crc,
-            first_row: (block_index * ROWS_PER_BLOCK) as u32,
-            n_rows: chunk.len() as u32,
+            first_row: first as u32,
+            n_rows: chunk_len as u32,
         });
     }
 
     let footer = Footer {
         format,
-        n_rows: rows.len() as u32,
+        n_rows: n_rows as u32,
         min_ts: ts.iter().copied().min().unwrap_or(0),
         max_ts: ts.iter().copied().max().unwrap_or(0),
-        min_seq: rows.iter().map(|row| row.seq).min().unwrap_or(0),
-        max_seq: rows.iter().map(|row| row.seq).max().unwrap_or(0),
+        min_seq: seq.iter().copied().min().unwrap_or(0),
+        max_seq: seq.iter().copied().max().unwrap_or(0),
         identifiers: identifiers.values,
         steps: steps.values,
         channels: channels.values,
@@ -620,7 +646,35 @@ fn write_segment_as(path: &Path, rows: &[SegmentRow<'_>], format: u32) -> Result
     drop(writer);
     std::fs::rename(&tmp_path, path).map_err(StoreError::io(path))?;
     crate::wal::sync_dir(path.parent().expect("segment files live in a directory"))?;
-    Ok(bytes)
+    let Footer {
+        identifiers,
+        steps,
+        channels,
+        blocks,
+        ..
+    } = footer;
+    Ok(Written {
+        bytes,
+        file: SegmentFile {
+            path: path.to_path_buf(),
+            file: File::open(path).map_err(StoreError::io(path))?,
+            format,
+            blocks,
+            n_rows: n_rows as u32,
+            bytes,
+        },
+        columns: SegmentColumns {
+            identifiers,
+            steps,
+            channels,
+            ident,
+            ts,
+            seq,
+            step,
+            channel,
+            msg_hash,
+        },
+    })
 }
 
 /// Decompresses one section (a single zstd frame that states its size, as `write_segment` makes them) with this
@@ -957,9 +1011,11 @@ mod tests {
                 payload: Payload::Whole(payloads[index].as_bytes()),
             })
             .collect();
-        let bytes = write_segment(&dir.path().join("1.seg"), &rows).unwrap();
+        let bytes = write_segment(&dir.path().join("1.seg"), rows.len(), |row| rows[row])
+            .unwrap()
+            .bytes;
         // The same rows in format 1, as stores written before this one hold them, read back the same.
-        write_segment_as(&dir.path().join("0.seg"), &rows, 1).unwrap();
+        write_segment_as(&dir.path().join("0.seg"), rows.len(), |row| rows[row], 1).unwrap();
         let (old, old_columns) = SegmentFile::open(&dir.path().join("0.seg")).unwrap();
         let (segment, columns) = SegmentFile::open(&dir.path().join("1.seg")).unwrap();
         for index in (0..700).step_by(7).chain([1, 2, 255, 256, 257, 699]) {
@@ -1002,7 +1058,7 @@ mod tests {
                 ..*row
             })
             .collect();
-        write_segment(&dir.path().join("3.seg"), &again).unwrap();
+        write_segment(&dir.path().join("3.seg"), again.len(), |row| again[row]).unwrap();
         assert_eq!(
             std::fs::read(dir.path().join("3.seg")).unwrap(),
             std::fs::read(dir.path().join("1.seg")).unwrap()
@@ -1018,7 +1074,11 @@ mod tests {
                 ..*row
             })
             .collect();
-        let kept_bytes = write_segment(&dir.path().join("2.seg"), &all_kept).unwrap();
+        let kept_bytes = write_segment(&dir.path().join("2.seg"), all_kept.len(), |row| {
+            all_kept[row]
+        })
+        .unwrap()
+        .bytes;
         assert!(
             bytes + 700 / 3 * 8 < kept_bytes,
             "{bytes} bytes with fields left out, {kept_bytes} with all kept"
@@ -1107,8 +1167,43 @@ mod tests {
                 payload: Payload::Whole(payloads[index].as_bytes()),
             })
             .collect();
-        write_segment(&path, &rows).unwrap();
+        let written = write_segment(&path, rows.len(), |row| rows[row]).unwrap();
         let (segment, columns) = SegmentFile::open(&path).unwrap();
+        // What the write keeps is what reading the file gives back.
+        let kept = &written.columns;
+        assert_eq!(
+            (&kept.identifiers, &kept.steps, &kept.channels),
+            (&columns.identifiers, &columns.steps, &columns.channels)
+        );
+        assert_eq!(
+            (&kept.ident, &kept.step, &kept.channel),
+            (&columns.ident, &columns.step, &columns.channel)
+        );
+        assert_eq!(
+            (&kept.ts, &kept.seq, &kept.msg_hash),
+            (&columns.ts, &columns.seq, &columns.msg_hash)
+        );
+        assert_eq!(
+            (
+                written.bytes,
+                written.file.n_rows,
+                written.file.format,
+                written.file.n_blocks()
+            ),
+            (
+                segment.bytes,
+                segment.n_rows,
+                segment.format,
+                segment.n_blocks()
+            )
+        );
+        assert_eq!(
+            written
+                .file
+                .read_payload(513, |row| key_of(kept, row))
+                .unwrap(),
+            b"{\"n\":513}"
+        );
         assert_eq!(segment.n_rows, 600);
         assert_eq!(columns.ts[599], 1_000 + 599 * 7);
         assert_eq!(columns.identifiers[columns.ident[450] as usize], "anon:b");
