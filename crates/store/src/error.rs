@@ -29,6 +29,11 @@ pub enum StoreError {
     /// The background writer has stopped (after an IO failure or at shutdown); nothing more can be appended.
     #[error("the store's writer has stopped: {0}")]
     WriterStopped(String),
+    /// A background merge was abandoned because the store is closing (its segments stay as they were).
+    #[error(
+        "the store is closing: the merge in progress was abandoned, its segments stay as they were"
+    )]
+    Closing,
     /// An identity operation named something that does not exist.
     #[error("{0}")]
     NotFound(String),

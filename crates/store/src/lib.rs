@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use wal::WalWriter;
@@ -147,6 +147,17 @@ pub(crate) struct Columns {
 }
 
 impl Columns {
+    fn with_capacity(rows: usize) -> Columns {
+        Columns {
+            ident: Vec::with_capacity(rows),
+            ts: Vec::with_capacity(rows),
+            seq: Vec::with_capacity(rows),
+            step: Vec::with_capacity(rows),
+            channel: Vec::with_capacity(rows),
+            msg_hash: Vec::with_capacity(rows),
+        }
+    }
+
     fn len(&self) -> usize {
         self.ts.len()
     }
@@ -172,14 +183,7 @@ impl Memtable {
     fn with_capacity(rows: usize) -> Memtable {
         let rows = rows.min(1 << 22);
         Memtable {
-            columns: Columns {
-                ident: Vec::with_capacity(rows),
-                ts: Vec::with_capacity(rows),
-                seq: Vec::with_capacity(rows),
-                step: Vec::with_capacity(rows),
-                channel: Vec::with_capacity(rows),
-                msg_hash: Vec::with_capacity(rows),
-            },
+            columns: Columns::with_capacity(rows),
             payloads: Payloads {
                 chunks: Vec::new(),
                 spans: Vec::with_capacity(rows),
@@ -1763,12 +1767,13 @@ fn writer_loop(
             stop(&mut stopped, error);
         }
     }
-    // The store is closing: let a background flush and merge finish so their files are not left half-installed.
+    // The store is closing: let a background flush finish and be installed (it holds unlogged imports), and stop a
+    // merge (the next open plans it again), so that no file is left half-installed.
     if stopped.is_none() {
         if let Err(error) = background.flusher.wait(&shared) {
             tracing::error!(%error, "the last background flush failed; the log still holds its events");
         }
-        if let Err(error) = background.compactor.wait(&shared) {
+        if let Err(error) = background.compactor.abandon(&shared) {
             tracing::error!(%error, "the last background merge failed; its segments stay as they were");
         }
     }
@@ -2363,12 +2368,18 @@ fn plan_compaction(shared: &Shared, max_rows: Option<u64>) -> Option<CompactJob>
 }
 
 /// Merges the job's segments into one, re-clustered by the customers as of planning, and reads it back.
-fn write_compaction(dir: &Path, job: CompactJob) -> Result<CompactOutput> {
+fn write_compaction(dir: &Path, job: CompactJob, cancel: &AtomicBool) -> Result<CompactOutput> {
     let started = std::time::Instant::now();
     // Gather the chosen rows with their payloads as stored: a payload's stored form depends only on its row's hash,
     // time and step name, which a merge keeps, so it is written again as it is, not decoded and encoded. The blocks
-    // are kept as read (copying them into one buffer grew it to hundreds of MB by doubling).
-    let mut columns = Columns::default();
+    // are kept as read (copying them into one buffer grew it to hundreds of MB by doubling); the columns are sized
+    // once.
+    let n_rows: usize = job
+        .segments
+        .iter()
+        .map(|(_, segment)| segment.columns.len())
+        .sum();
+    let mut columns = Columns::with_capacity(n_rows);
     let mut payloads = Payloads::default();
     // Per merged segment: its first row among the gathered ones, and whether its payloads are in stored form (a
     // format-1 segment's are whole).
@@ -2376,6 +2387,9 @@ fn write_compaction(dir: &Path, job: CompactJob) -> Result<CompactOutput> {
     for (_, segment) in &job.segments {
         stored_from.push((payloads.len(), segment.file.stores_cut_payloads()));
         for block_index in 0..segment.file.n_blocks() {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(StoreError::Closing);
+            }
             let (_, raw, ranges) = segment.file.block_rows(block_index)?;
             payloads.push_chunk(raw, ranges);
         }
@@ -2389,6 +2403,9 @@ fn write_compaction(dir: &Path, job: CompactJob) -> Result<CompactOutput> {
             .extend_from_slice(&segment.columns.msg_hash);
     }
     let order = clustering_order(&job.identity, &columns.ident, &columns.ts, &columns.seq);
+    if cancel.load(Ordering::Relaxed) {
+        return Err(StoreError::Closing);
+    }
     let row = segment_row(
         &job.identity,
         &job.steps,
@@ -2406,7 +2423,7 @@ fn write_compaction(dir: &Path, job: CompactJob) -> Result<CompactOutput> {
         &order,
     );
     let path = segment_path(dir, job.segment_id);
-    let written = segment::write_segment(&path, order.len(), row)?;
+    let written = segment::write_segment_unless(&path, order.len(), row, cancel)?;
     let bytes = written.bytes;
     drop(payloads);
     let segment = attach_written(written, &job.identity, &job.steps, &job.channels);
@@ -2469,7 +2486,10 @@ fn install_compaction(shared: &Shared, output: CompactOutput) -> Result<()> {
 /// A whole merge on the calling thread (see [`choose_segments`]).
 fn compact(shared: &Shared, max_rows: Option<u64>) -> Result<()> {
     match plan_compaction(shared, max_rows) {
-        Some(job) => install_compaction(shared, write_compaction(&shared.dir, job)?),
+        Some(job) => install_compaction(
+            shared,
+            write_compaction(&shared.dir, job, &AtomicBool::new(false))?,
+        ),
         None => Ok(()),
     }
 }
@@ -2478,12 +2498,15 @@ fn compact(shared: &Shared, max_rows: Option<u64>) -> Result<()> {
 /// are merged (a 4M-row merge held the writer, and every append, for seconds).
 struct Compactor {
     job: BackgroundJob<CompactOutput>,
+    /// Set to make the merge in flight give up (at close).
+    cancel: Arc<AtomicBool>,
 }
 
 impl Compactor {
     fn new() -> Compactor {
         Compactor {
             job: BackgroundJob::new("waymark-store-compact"),
+            cancel: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -2494,9 +2517,24 @@ impl Compactor {
         }
         if let Some(job) = plan_compaction(shared, Some(shared.options.compact_max_rows)) {
             let dir = shared.dir.clone();
-            self.job.spawn(move || write_compaction(&dir, job))?;
+            let cancel = Arc::clone(&self.cancel);
+            self.job
+                .spawn(move || write_compaction(&dir, job, &cancel))?;
         }
         Ok(())
+    }
+
+    /// Stops the merge in flight, if any, without installing it: closing the store does not wait for a merge
+    /// (a 4M-row one takes seconds), which the next open simply plans again. Its temporary file is removed (or,
+    /// after a crash, by the next open).
+    fn abandon(&mut self, shared: &Shared) -> Result<()> {
+        self.cancel.store(true, Ordering::Relaxed);
+        match self.job.take(true)? {
+            None | Some(Err(StoreError::Closing)) => Ok(()),
+            Some(Err(error)) => Err(error),
+            // It finished before it saw the flag: installing it costs only the manifest swap.
+            Some(Ok(output)) => install_compaction(shared, output),
+        }
     }
 
     /// Installs a finished background merge, if there is one.

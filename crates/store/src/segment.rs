@@ -26,6 +26,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const MAGIC_HEAD: &[u8; 8] = b"WMSEG001";
 const MAGIC_TAIL: &[u8; 8] = b"WMSEGEND";
@@ -495,7 +496,19 @@ pub(crate) fn write_segment<'r>(
     n_rows: usize,
     row: impl Fn(usize) -> SegmentRow<'r>,
 ) -> Result<Written> {
-    write_segment_as(path, n_rows, row, FORMAT)
+    write_segment_as(path, n_rows, row, FORMAT, None)
+}
+
+/// [`write_segment`] that gives up as soon as `cancel` is set (checked before each payload block): the temporary
+/// file is removed and the result is [`StoreError::Closing`]. Background merges use it so that closing the store
+/// does not wait for one.
+pub(crate) fn write_segment_unless<'r>(
+    path: &Path,
+    n_rows: usize,
+    row: impl Fn(usize) -> SegmentRow<'r>,
+    cancel: &AtomicBool,
+) -> Result<Written> {
+    write_segment_as(path, n_rows, row, FORMAT, Some(cancel))
 }
 
 /// [`write_segment`] in a given format: the current one, or 1 (cumulative end offsets, payloads whole), which
@@ -505,6 +518,7 @@ fn write_segment_as<'r>(
     n_rows: usize,
     row: impl Fn(usize) -> SegmentRow<'r>,
     format: u32,
+    cancel: Option<&AtomicBool>,
 ) -> Result<Written> {
     let tmp_path = path.with_extension("seg.tmp");
     let file = File::create(&tmp_path).map_err(StoreError::io(&tmp_path))?;
@@ -559,6 +573,11 @@ fn write_segment_as<'r>(
     // One buffer for every block (its capacity reached, no block allocates).
     let mut raw = Vec::new();
     for first in (0..n_rows).step_by(ROWS_PER_BLOCK) {
+        if cancel.is_some_and(|cancel| cancel.load(Ordering::Relaxed)) {
+            drop(writer);
+            std::fs::remove_file(&tmp_path).map_err(StoreError::io(&tmp_path))?;
+            return Err(StoreError::Closing);
+        }
         let chunk_len = ROWS_PER_BLOCK.min(n_rows - first);
         // Lengths first (small, alike numbers compress well), then the payloads as stored.
         raw.clear();
@@ -1015,7 +1034,14 @@ mod tests {
             .unwrap()
             .bytes;
         // The same rows in format 1, as stores written before this one hold them, read back the same.
-        write_segment_as(&dir.path().join("0.seg"), rows.len(), |row| rows[row], 1).unwrap();
+        write_segment_as(
+            &dir.path().join("0.seg"),
+            rows.len(),
+            |row| rows[row],
+            1,
+            None,
+        )
+        .unwrap();
         let (old, old_columns) = SegmentFile::open(&dir.path().join("0.seg")).unwrap();
         let (segment, columns) = SegmentFile::open(&dir.path().join("1.seg")).unwrap();
         for index in (0..700).step_by(7).chain([1, 2, 255, 256, 257, 699]) {
@@ -1149,6 +1175,33 @@ mod tests {
             proptest::prop_assert!(stored.len() <= payload.len() + 1);
             proptest::prop_assert_eq!(decode_payload(&stored, key, &mut Vec::new()), Some(payload));
         }
+    }
+
+    #[test]
+    fn a_cancelled_write_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.seg");
+        let row = |index: usize| SegmentRow {
+            identifier: "user:a",
+            ts: index as i64,
+            seq: index as u64,
+            step: "view",
+            channel: "web",
+            msg_hash: index as u64,
+            payload: Payload::Whole(b"{}"),
+        };
+        let cancel = AtomicBool::new(true);
+        let result = write_segment_unless(&path, 1_000, row, &cancel);
+        assert!(
+            matches!(result, Err(StoreError::Closing)),
+            "{:?}",
+            result.err()
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        cancel.store(false, Ordering::Relaxed);
+        let written = write_segment_unless(&path, 1_000, row, &cancel).unwrap();
+        assert_eq!(SegmentFile::open(&path).unwrap().1.ts, written.columns.ts);
     }
 
     #[test]

@@ -103,3 +103,54 @@ fn automatic_compaction_merges_only_what_fits_its_row_budget() {
     let reopened = Store::open(dir.path(), options).unwrap();
     assert_eq!(reopened.journeys().n_events(), 120);
 }
+
+#[test]
+fn closing_during_a_background_merge_loses_nothing_and_leaves_no_stray_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        flush_rows: 20_000,
+        max_segments: 2,
+        compact_max_rows: 1_000_000,
+    };
+    let events_per_round = 20_000;
+    for round in 0..3 {
+        let store = Store::open(dir.path(), options.clone()).unwrap();
+        // Each batch fills the in-memory table, so flushes follow each other and merges start in the background;
+        // the store is dropped (closed) right after the last, usually while a merge is running.
+        for batch in 0..5 {
+            let events = (0..events_per_round)
+                .map(|i| {
+                    let n = (round * 5 + batch) * events_per_round + i;
+                    event(
+                        &format!("m{n}"),
+                        Some(&format!("u{}", n % 997)),
+                        None,
+                        "view",
+                        n as i64,
+                    )
+                })
+                .collect();
+            store.append(events, vec![]).unwrap();
+        }
+        drop(store);
+        let reopened = Store::open(dir.path(), options.clone()).unwrap();
+        let expected = (round + 1) * 5 * events_per_round;
+        assert_eq!(reopened.stats().events as usize, expected, "round {round}");
+        assert_eq!(reopened.journeys().n_events(), expected);
+        let listed = reopened.stats().segments;
+        drop(reopened);
+        let files: Vec<String> = std::fs::read_dir(dir.path().join("segments"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert!(
+            files.iter().all(|name| name.ends_with(".seg")),
+            "no temporary is left: {files:?}"
+        );
+        assert_eq!(
+            files.len() as u64,
+            listed,
+            "only listed segments: {files:?}"
+        );
+    }
+}
