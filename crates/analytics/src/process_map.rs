@@ -271,15 +271,16 @@ struct EdgePlan {
     ranges: [GapRange; 2],
     /// For the median's lower and upper rank and the p90's: (slot, gaps below the slot's range).
     ranks: [(usize, u64); 4],
-    /// How many gaps the ranges hold.
-    kept: u64,
+    /// How many gaps each range holds (all threads together).
+    held: [u64; 2],
 }
 
-/// One thread's second pass: the gaps kept, grouped by slot (`edge * 2 + slot`), with `offsets[slot]..offsets[slot
-/// + 1]` each slot's; plus the edges' exact sums when the first pass's are not.
+/// One thread's second pass: the gaps kept, written straight into their slot's region (`edge * 2 + slot`; region
+/// `starts[slot]..starts[slot + 1]`, sized for every thread's gaps of the slot from the histograms), this
+/// thread's filled up to `ends[slot]`; plus the edges' exact sums when the first pass's are not.
 struct Kept {
     gaps: Vec<i64>,
-    offsets: Vec<usize>,
+    ends: Vec<usize>,
     sums: Option<Vec<i128>>,
 }
 
@@ -392,7 +393,7 @@ impl Analysis for ProcessMap {
                         GapRange::default(),
                     ],
                     ranks: [(0, median_below); 4],
-                    kept: held(median_first, p90_last.max(median_last)),
+                    held: [held(median_first, p90_last.max(median_last)), 0],
                 }
             } else {
                 EdgePlan {
@@ -408,7 +409,7 @@ impl Analysis for ProcessMap {
                         (1, p90_below),
                         (1, p90_below),
                     ],
-                    kept: held(median_first, median_last) + held(p90_first, p90_last),
+                    held: [held(median_first, median_last), held(p90_first, p90_last)],
                 }
             }
         };
@@ -432,13 +433,30 @@ impl Analysis for ProcessMap {
                 Vec::new()
             };
         let exact_sums = state.sums_exact();
-        // No thread keeps more than all the ranges' gaps (reserved, not touched: no regrowth, no copies).
-        let most_kept = planned.iter().map(|plan| plan.kept).sum::<u64>() as usize;
+        // Each slot's region: room for all its gaps, whichever thread finds them. Every thread has the whole layout
+        // (zeroed memory the system maps on first write: each touches about its share), so gaps land grouped by
+        // slot as they are found, with no grouping pass after.
+        let mut starts = Vec::with_capacity(n_edges * 2 + 1);
+        starts.push(0usize);
+        for plan in &planned {
+            for held in plan.held {
+                starts.push(starts[starts.len() - 1] + held as usize);
+            }
+        }
+        let all_kept = starts[n_edges * 2];
         // Second pass, on every core: only the gaps in each edge's ranges (plus 128-bit sums if needed).
         let edges = &state.edges;
         let kept: Vec<Kept> = crate::each_range(crate::partitions(journeys, threads), |range| {
-            let mut slots: Vec<u32> = Vec::with_capacity(most_kept);
-            let mut gaps: Vec<i64> = Vec::with_capacity(most_kept);
+            let mut gaps: Vec<i64> = vec![0; all_kept];
+            let mut ends: Vec<usize> = starts[..n_edges * 2].to_vec();
+            let mut keep = |slot: usize, gap: i64| {
+                debug_assert!(
+                    ends[slot] < starts[slot + 1],
+                    "slot {slot} overflows its region"
+                );
+                gaps[ends[slot]] = gap;
+                ends[slot] += 1;
+            };
             let mut sums = (!exact_sums).then(|| vec![0i128; n_edges]);
             for journey in journeys.journeys(range) {
                 if sums.is_none() && !by_pair.is_empty() {
@@ -448,8 +466,7 @@ impl Analysis for ProcessMap {
                         let [median, p90] = by_pair[at];
                         let (in_median, in_p90) = (median.holds(gap), p90.holds(gap));
                         if in_median | in_p90 {
-                            slots.push(edges.dense[at] * 2 + u32::from(in_p90));
-                            gaps.push(gap);
+                            keep(edges.dense[at] as usize * 2 + usize::from(in_p90), gap);
                         }
                     }
                     continue;
@@ -460,20 +477,14 @@ impl Analysis for ProcessMap {
                     let [median, p90] = ranges[id];
                     let (in_median, in_p90) = (median.holds(gap), p90.holds(gap));
                     if in_median | in_p90 {
-                        slots.push(id as u32 * 2 + u32::from(in_p90));
-                        gaps.push(gap);
+                        keep(id * 2 + usize::from(in_p90), gap);
                     }
                     if let Some(sums) = sums.as_mut() {
                         sums[id] += i128::from(gap);
                     }
                 }
             }
-            let offsets = crate::group_by_key(&mut slots, &mut gaps, n_edges * 2);
-            Kept {
-                gaps,
-                offsets,
-                sums,
-            }
+            Kept { gaps, ends, sums }
         });
         // Per edge, median and p90 from the kept gaps: each needed value is the (rank − gaps below its range)-th
         // smallest gap of its slot, by selection (linear time). Edges spread over the cores.
@@ -482,7 +493,7 @@ impl Analysis for ProcessMap {
             let mut slots: [Vec<i64>; 2] = std::array::from_fn(|slot| {
                 kept.iter()
                     .flat_map(|part| {
-                        part.gaps[part.offsets[id * 2 + slot]..part.offsets[id * 2 + slot + 1]]
+                        part.gaps[starts[id * 2 + slot]..part.ends[id * 2 + slot]]
                             .iter()
                             .copied()
                     })
