@@ -174,12 +174,17 @@ fn parse_iso_fast(text: &[u8]) -> Option<i64> {
     let offset_secs: i64 = match rest {
         [] | [b'Z'] | [b'z'] => 0,
         [sign @ (b'+' | b'-'), zone @ ..] => {
+            // `+01:00`, `+0100`, and `+01` as PostgreSQL and DuckDB print it.
             let (hours, minutes) = match zone {
                 [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => {
                     (number(&[*h1, *h2])?, number(&[*m1, *m2])?)
                 }
+                [h1, h2] => (number(&[*h1, *h2])?, 0),
                 _ => return None,
             };
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
             let secs = i64::from(hours * 3600 + minutes * 60);
             if *sign == b'-' {
                 -secs
@@ -233,6 +238,15 @@ mod tests {
             Some(expected)
         );
         assert_eq!(Timestamp::parse("2010-12-30 13:32:00"), Some(expected));
+        // PostgreSQL's and DuckDB's text form: hour-only offset.
+        assert_eq!(Timestamp::parse("2010-12-30 13:32:00+00"), Some(expected));
+        assert_eq!(Timestamp::parse("2010-12-30 11:32:00-02"), Some(expected));
+        assert_eq!(
+            Timestamp::parse("2010-12-30 14:32:00.5+01"),
+            Some(Timestamp(expected.0 + 500_000))
+        );
+        assert_eq!(Timestamp::parse("2010-12-30 13:32:00+0"), None);
+        assert_eq!(Timestamp::parse("2010-12-30 13:32:00+24:00"), None);
         assert_eq!(Timestamp::parse("1293715920"), Some(expected));
         assert_eq!(Timestamp::parse("1293715920000"), Some(expected));
         assert_eq!(
