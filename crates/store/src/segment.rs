@@ -366,16 +366,22 @@ fn column_bytes<T: Copy, const N: usize>(
     }
 }
 
+/// Decodes a column as stored. A shuffled one is read straight from its byte planes into values, without an
+/// unshuffled copy: opening a store allocates each column once (fresh pages are what opening mostly cost).
 fn column_values<T, const N: usize>(
     bytes: &[u8],
     decode: impl Fn([u8; N]) -> T,
     format: u32,
 ) -> Vec<T> {
-    if format >= 2 {
-        from_bytes(&unshuffle(bytes, N), decode)
-    } else {
-        from_bytes(bytes, decode)
+    if format < 2 || bytes.len() % N != 0 {
+        // (A length that is no multiple of `N` is left for the length check to refuse.)
+        return from_bytes(bytes, decode);
     }
+    let n = bytes.len() / N;
+    let planes: [&[u8]; N] = std::array::from_fn(|plane| &bytes[plane * n..(plane + 1) * n]);
+    (0..n)
+        .map(|index| decode(std::array::from_fn(|plane| planes[plane][index])))
+        .collect()
 }
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {
