@@ -84,6 +84,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
     let state = AppState::new(Arc::clone(&store), config.write_keys);
+    store.prepare_writes();
     if config.warm_up {
         warm_up(Arc::clone(&store));
     }

@@ -154,3 +154,45 @@ fn closing_during_a_background_merge_loses_nothing_and_leaves_no_stray_file() {
         );
     }
 }
+
+#[test]
+fn the_dedup_set_built_at_first_write_or_prepared_holds_every_stored_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        flush_rows: 50,
+        ..StoreOptions::default()
+    };
+    let events = |range: std::ops::Range<usize>| {
+        range
+            .map(|n| event(&format!("m{n}"), Some("ann"), None, "view", n as i64))
+            .collect::<Vec<_>>()
+    };
+    {
+        let store = Store::open(dir.path(), options.clone()).unwrap();
+        // Segments (flushed), then events left in the log only (a crash before any flush of them).
+        store.append(events(0..120), vec![]).unwrap();
+        store.flush().unwrap();
+        store.append(events(120..140), vec![]).unwrap();
+        store.simulate_crash();
+    }
+    // Built while replaying the log; then at the first append (the log is empty after a clean close); then
+    // prepared ahead.
+    for (how, range, accepted, total) in [
+        ("replayed", 100..150, 10, 150),
+        ("at first append", 140..160, 10, 160),
+        ("prepared", 0..170, 10, 170),
+    ] {
+        let store = Store::open(dir.path(), options.clone()).unwrap();
+        if how == "prepared" {
+            store.prepare_writes();
+        }
+        let expected_duplicates = range.len() - accepted;
+        let outcome = store.append(events(range), vec![]).unwrap();
+        assert_eq!(
+            (outcome.accepted, outcome.duplicates),
+            (accepted, expected_duplicates),
+            "dedup set {how}"
+        );
+        assert_eq!(store.stats().events, total);
+    }
+}
