@@ -7,11 +7,44 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::path::Path;
-use std::sync::Arc;
-use waymark_model::Event;
+use std::sync::{mpsc, Arc};
+use waymark_model::{EventType, Timestamp};
 
 const ROWS_PER_BATCH: usize = 65_536;
+
+/// The fields of a stored event the export writes, borrowed from the payload: its maps stay the JSON text they
+/// are stored as (a stored payload is `Event`'s serialisation, so that text is exactly what serialising the parsed
+/// map gives), and strings without escapes are not copied.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredEvent<'a> {
+    #[serde(borrow)]
+    message_id: Cow<'a, str>,
+    #[serde(rename = "type")]
+    event_type: EventType,
+    timestamp: Timestamp,
+    received_at: Timestamp,
+    #[serde(borrow, default)]
+    user_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    anonymous_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    event: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    channel: Cow<'a, str>,
+    #[serde(borrow, default)]
+    properties: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    traits: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    context: Option<&'a RawValue>,
+}
 
 struct Builders {
     customer_id: StringBuilder,
@@ -79,10 +112,11 @@ impl Builders {
         }
     }
 
-    fn push(&mut self, customer_id: &str, event: &Event) {
-        let json = |map: &serde_json::Map<String, serde_json::Value>| {
-            (!map.is_empty()).then(|| serde_json::to_string(map).expect("JSON maps serialise"))
-        };
+    fn push(&mut self, customer_id: &str, step: &str, event: &StoredEvent<'_>) {
+        // An empty map is not serialised (and is written as null), but a stored `{}` would mean the same.
+        fn json(map: Option<&RawValue>) -> Option<&str> {
+            map.map(RawValue::get).filter(|text| *text != "{}")
+        }
         self.customer_id.append_value(customer_id);
         self.message_id.append_value(&event.message_id);
         self.event_type.append_value(event.event_type.as_str());
@@ -91,13 +125,13 @@ impl Builders {
         self.user_id.append_option(event.user_id.as_deref());
         self.anonymous_id
             .append_option(event.anonymous_id.as_deref());
-        self.step.append_value(event.step());
+        self.step.append_value(step);
         self.channel.append_value(&event.channel);
         self.event.append_option(event.event.as_deref());
         self.name.append_option(event.name.as_deref());
-        self.properties.append_option(json(&event.properties));
-        self.traits.append_option(json(&event.traits));
-        self.context.append_option(json(&event.context));
+        self.properties.append_option(json(event.properties));
+        self.traits.append_option(json(event.traits));
+        self.context.append_option(json(event.context));
         self.rows += 1;
     }
 
@@ -124,7 +158,8 @@ impl Builders {
 }
 
 /// Writes every event to a Parquet file at `path` (Snappy-compressed), after compacting so rows come out in
-/// journey order. `progress` is called with the number of rows written so far. Returns the row count.
+/// journey order. `progress` is called with the number of rows written so far. Returns the row count. Payloads are
+/// decoded into column batches on the calling thread while a second thread encodes and writes the previous batch.
 pub fn export_parquet(store: &Store, path: &Path, mut progress: impl FnMut(u64)) -> Result<u64> {
     store.compact()?;
     let schema = schema();
@@ -138,28 +173,58 @@ pub fn export_parquet(store: &Store, path: &Path, mut progress: impl FnMut(u64))
     };
     let mut writer =
         ArrowWriter::try_new(file, Arc::clone(&schema), Some(properties)).map_err(parquet_error)?;
-    let mut builders = Builders::new();
-    let mut total = 0u64;
-    store.for_each_event(|customer_id, payload| {
-        let event: Event = serde_json::from_slice(payload).map_err(|error| {
-            StoreError::corrupt(store.dir(), format!("stored event does not parse: {error}"))
-        })?;
-        builders.push(customer_id, &event);
-        total += 1;
-        if builders.rows == ROWS_PER_BATCH {
-            writer
-                .write(&builders.finish(&schema))
-                .map_err(parquet_error)?;
-            progress(total);
+    std::thread::scope(|scope| {
+        // Two batches in flight at most: the one being written and the next one waiting.
+        let (batches, queue) = mpsc::sync_channel::<(RecordBatch, u64)>(1);
+        let (written, written_rows) = mpsc::channel::<u64>();
+        let encoder = std::thread::Builder::new()
+            .name("waymark-export".into())
+            .spawn_scoped(scope, move || -> Result<()> {
+                for (batch, rows) in queue {
+                    writer.write(&batch).map_err(parquet_error)?;
+                    let _ = written.send(rows);
+                }
+                writer.close().map_err(parquet_error)?;
+                Ok(())
+            })
+            .map_err(StoreError::io("export thread"))?;
+        let mut builders = Builders::new();
+        let mut total = 0u64;
+        // A send fails only when the encoder stopped on an error, which joining it returns.
+        let send = |builders: &mut Builders, total: u64| {
+            batches.send((builders.finish(&schema), total)).is_ok()
+        };
+        let decoded = store.for_each_stored(|customer_id, step, payload| {
+            let event: StoredEvent = serde_json::from_slice(payload).map_err(|error| {
+                StoreError::corrupt(store.dir(), format!("stored event does not parse: {error}"))
+            })?;
+            builders.push(customer_id, step, &event);
+            total += 1;
+            if builders.rows == ROWS_PER_BATCH {
+                if !send(&mut builders, total) {
+                    return Err(StoreError::WriterStopped(
+                        "the Parquet encoder stopped".into(),
+                    ));
+                }
+                while let Ok(rows) = written_rows.try_recv() {
+                    progress(rows);
+                }
+            }
+            Ok(())
+        });
+        if decoded.is_ok() && builders.rows > 0 {
+            send(&mut builders, total);
         }
-        Ok(())
-    })?;
-    if builders.rows > 0 {
-        writer
-            .write(&builders.finish(&schema))
-            .map_err(parquet_error)?;
-    }
-    writer.close().map_err(parquet_error)?;
-    progress(total);
-    Ok(total)
+        drop(batches);
+        let encoded = encoder.join().unwrap_or_else(|_| {
+            Err(StoreError::WriterStopped(
+                "the Parquet encoder panicked".into(),
+            ))
+        });
+        // The encoder's error is the cause when both failed.
+        encoded?;
+        decoded?;
+        progress(total);
+        Ok(total)
+    })
 }

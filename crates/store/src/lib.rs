@@ -1034,6 +1034,15 @@ impl Store {
     /// Visits every stored event in storage order (segments, then the in-memory table) with its current customer id.
     /// After [`Store::compact`], storage order is journey order: by customer, then time, then arrival.
     pub fn for_each_event(&self, mut visit: impl FnMut(&str, &[u8]) -> Result<()>) -> Result<()> {
+        self.for_each_stored(|customer, _, payload| visit(customer, payload))
+    }
+
+    /// [`Store::for_each_event`] with each event's step name (its `step` column, which is `Event::step` of the
+    /// event as stored).
+    pub(crate) fn for_each_stored(
+        &self,
+        mut visit: impl FnMut(&str, &str, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let state = self.shared.state.read();
         let mut display_cache: HashMap<u32, String> = HashMap::new();
         let mut customer_name = |ident: u32| -> String {
@@ -1048,13 +1057,15 @@ impl Store {
                 let (first_row, payloads) = segment.read_block(block_index, &state.steps)?;
                 for (offset, payload) in payloads.iter().enumerate() {
                     let row = first_row as usize + offset;
-                    visit(&customer_name(segment.columns.ident[row]), payload)?;
+                    let step = state.steps.name(segment.columns.step[row]);
+                    visit(&customer_name(segment.columns.ident[row]), step, payload)?;
                 }
             }
         }
         for table in state.in_memory_tables() {
             for (row, payload) in table.payloads.iter().enumerate() {
-                visit(&customer_name(table.columns.ident[row]), payload)?;
+                let step = state.steps.name(table.columns.step[row]);
+                visit(&customer_name(table.columns.ident[row]), step, payload)?;
             }
         }
         Ok(())
