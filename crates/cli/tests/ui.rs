@@ -145,8 +145,10 @@ impl Browser {
 
     /// Waits until `condition` (a JavaScript expression) holds and the page has rendered.
     fn wait_for(&self, condition: &str) {
+        // Ready for the current address: the hash changes before the page starts re-rendering for it.
         let script = format!(
-            "return !!({condition}) && document.getElementById('page').dataset.state === 'ready'"
+            "const page = document.getElementById('page'); return !!({condition}) && page.dataset.state === 'ready' \
+             && (page.dataset.hash === undefined || page.dataset.hash === location.hash)"
         );
         let started = std::time::Instant::now();
         while started.elapsed().as_secs() < 20 {
@@ -445,13 +447,14 @@ fn every_page_renders_real_numbers_filters_and_drill_downs() {
         "new URLSearchParams(location.hash.split('?')[1]).get('anchor') === {}",
         serde_json::to_string(&step).unwrap()
     ));
+    // The hash changes before the page re-renders: wait for the new lead, not just the new hash.
+    let expected_lead = format!("after their first “{step}”");
+    browser.wait_for(&format!(
+        "(document.querySelector('.lead')?.textContent || '').includes({})",
+        serde_json::to_string(&expected_lead).unwrap()
+    ));
     let lead = browser.script("return document.querySelector('.lead').textContent");
-    assert!(
-        lead.as_str()
-            .unwrap()
-            .contains(&format!("after their first “{step}”")),
-        "{lead}"
-    );
+    assert!(lead.as_str().unwrap().contains(&expected_lead), "{lead}");
 
     browser.open(&format!("{url}/#/overview"));
     let channels = browser.find("#filters input[name=channels]");
@@ -461,7 +464,9 @@ fn every_page_renders_real_numbers_filters_and_drill_downs() {
         json!({"text": "web"}),
     );
     browser.click("#filters button[type=submit]");
-    browser.wait_for("location.hash.includes('f_channels=web')");
+    browser.wait_for(
+        "location.hash.includes('f_channels=web') && document.querySelector('[data-stat=customers] b')",
+    );
     let customers =
         browser.script("return document.querySelector('[data-stat=customers] b').textContent");
     assert_eq!(

@@ -603,10 +603,13 @@ async function render() {
   document.getElementById("filter-note").textContent = active ? `${active} filter${active > 1 ? "s" : ""} active` : "";
   page.dataset.page = view;
   page.dataset.state = "loading";
+  // Which address the page shows once ready (the hash changes before this render starts).
+  const hash = location.hash;
   page.replaceChildren(el("p", { class: "loading" }, "Loading…"));
   try {
     const parts = await pages[view]({ params, filter: filterFromParams(params) });
     page.replaceChildren(...parts);
+    page.dataset.hash = hash;
     page.dataset.state = "ready";
   } catch (error) {
     showError(error);
