@@ -1841,8 +1841,8 @@ fn reply_error(command: Command, error: StoreError) {
 
 /// One group commit: frame every request, one sync, apply, answer; then run flushes/compactions in order.
 /// `seen` holds every stored event's dedup key, built at the first append if it is not yet; a key is added when
-/// its event is framed into the log (if the log
-/// then fails, the writer stops taking writes, and reopening rebuilds the set from what is on disk).
+/// its event is framed into the log (if the log then fails, the writer stops taking writes, and reopening rebuilds
+/// the set from what is on disk).
 fn group_commit(
     shared: &Shared,
     commands: Vec<Command>,
@@ -2129,8 +2129,8 @@ fn freeze(shared: &Shared, wal: &mut WalWriter) -> Result<Option<FlushJob>> {
     }))
 }
 
-/// Writes the frozen table as a segment and the identity checkpoint. Takes no lock, so it
-/// runs on the background flusher while the writer keeps committing.
+/// Writes the frozen table as a segment and the identity checkpoint. Takes no lock, so it runs on the background
+/// flusher while the writer keeps committing.
 fn write_flush(dir: &Path, job: FlushJob) -> Result<FlushOutput> {
     let segment = if job.table.columns.len() > 0 {
         let columns = &job.table.columns;
@@ -2440,7 +2440,8 @@ fn plan_compaction(shared: &Shared, max_rows: Option<u64>) -> Option<CompactJob>
     })
 }
 
-/// Merges the job's segments into one, re-clustered by the customers as of planning, and reads it back.
+/// Merges the job's segments into one, re-clustered by the customers as of planning. Gives up with
+/// [`StoreError::Closing`] once `cancel` is set.
 fn write_compaction(dir: &Path, job: CompactJob, cancel: &AtomicBool) -> Result<CompactOutput> {
     let started = std::time::Instant::now();
     // Gather the chosen rows with their payloads as stored: a payload's stored form depends only on its row's hash,
@@ -2597,9 +2598,9 @@ impl Compactor {
         Ok(())
     }
 
-    /// Stops the merge in flight, if any, without installing it: closing the store does not wait for a merge
-    /// (a 4M-row one takes seconds), which the next open simply plans again. Its temporary file is removed (or,
-    /// after a crash, by the next open).
+    /// Stops the merge in flight, if any: closing the store does not wait for a merge (a 4M-row one takes
+    /// seconds), which the next open simply plans again. Its temporary file is removed (or, after a crash, by the
+    /// next open). A merge that already finished is installed.
     fn abandon(&mut self, shared: &Shared) -> Result<()> {
         self.cancel.store(true, Ordering::Relaxed);
         match self.job.take(true)? {

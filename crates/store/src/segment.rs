@@ -548,7 +548,8 @@ fn write_segment_as<'r>(
     let mut step: Vec<u32> = Vec::with_capacity(n_rows);
     let mut channel: Vec<u16> = Vec::with_capacity(n_rows);
     let mut ts: Vec<i64> = Vec::with_capacity(n_rows);
-    let mut seq: Vec<u64> = Vec::with_capacity(n_rows);
+    // Sequences as the signed values their deltas are taken of; turned back in place for the kept columns.
+    let mut seq: Vec<i64> = Vec::with_capacity(n_rows);
     let mut msg_hash: Vec<u64> = Vec::with_capacity(n_rows);
     for index in 0..n_rows {
         let row = row(index);
@@ -556,14 +557,13 @@ fn write_segment_as<'r>(
         step.push(steps.code(row.step));
         channel.push(channels.code(row.channel) as u16);
         ts.push(row.ts);
-        seq.push(row.seq);
+        seq.push(row.seq as i64);
         msg_hash.push(row.msg_hash);
     }
-    let seq_signed: Vec<i64> = seq.iter().map(|value| *value as i64).collect();
     let ((ts_deltas, ts_scale), (seq_deltas, seq_scale)) = if format >= 2 {
-        (scaled_deltas(&ts), scaled_deltas(&seq_signed))
+        (scaled_deltas(&ts), scaled_deltas(&seq))
     } else {
-        ((delta_encode(&ts), 1), (delta_encode(&seq_signed), 1))
+        ((delta_encode(&ts), 1), (delta_encode(&seq), 1))
     };
     let ident_ref = writer.write(&column_bytes(&ident, u32::to_le_bytes, format))?;
     let ts_ref = writer.write(&column_bytes(&ts_deltas, i64::to_le_bytes, format))?;
@@ -573,7 +573,6 @@ fn write_segment_as<'r>(
     // Hashes are random: shuffling cannot help them.
     let msg_hash_ref = writer.write(&to_bytes(&msg_hash, u64::to_le_bytes))?;
 
-    drop(seq_signed);
     let mut blocks = Vec::with_capacity(n_rows / ROWS_PER_BLOCK + 1);
     let mut scratch = Vec::new();
     // One buffer for every block (its capacity reached, no block allocates).
@@ -635,8 +634,8 @@ fn write_segment_as<'r>(
         n_rows: n_rows as u32,
         min_ts: ts.iter().copied().min().unwrap_or(0),
         max_ts: ts.iter().copied().max().unwrap_or(0),
-        min_seq: seq.iter().copied().min().unwrap_or(0),
-        max_seq: seq.iter().copied().max().unwrap_or(0),
+        min_seq: seq.iter().map(|value| *value as u64).min().unwrap_or(0),
+        max_seq: seq.iter().map(|value| *value as u64).max().unwrap_or(0),
         identifiers: identifiers.values,
         steps: steps.values,
         channels: channels.values,
@@ -694,7 +693,7 @@ fn write_segment_as<'r>(
             channels,
             ident,
             ts,
-            seq,
+            seq: seq.into_iter().map(|value| value as u64).collect(),
             step,
             channel,
             msg_hash,
