@@ -174,17 +174,21 @@ pub fn export_parquet(store: &Store, path: &Path, mut progress: impl FnMut(u64))
     let mut writer =
         ArrowWriter::try_new(file, Arc::clone(&schema), Some(properties)).map_err(parquet_error)?;
     std::thread::scope(|scope| {
-        // Two batches in flight at most: the one being written and the next one waiting.
-        let (batches, queue) = mpsc::sync_channel::<(RecordBatch, u64)>(1);
+        // Two batches in flight at most: the one being written and the next one waiting. `None` says every event
+        // was decoded: only then is the file finished (after a failure it is left unfinished, not a valid file
+        // holding part of the events).
+        let (batches, queue) = mpsc::sync_channel::<Option<(RecordBatch, u64)>>(1);
         let (written, written_rows) = mpsc::channel::<u64>();
         let encoder = std::thread::Builder::new()
             .name("waymark-export".into())
             .spawn_scoped(scope, move || -> Result<()> {
-                for (batch, rows) in queue {
+                for message in queue {
+                    let Some((batch, rows)) = message else {
+                        return writer.close().map(drop).map_err(parquet_error);
+                    };
                     writer.write(&batch).map_err(parquet_error)?;
                     let _ = written.send(rows);
                 }
-                writer.close().map_err(parquet_error)?;
                 Ok(())
             })
             .map_err(StoreError::io("export thread"))?;
@@ -192,7 +196,9 @@ pub fn export_parquet(store: &Store, path: &Path, mut progress: impl FnMut(u64))
         let mut total = 0u64;
         // A send fails only when the encoder stopped on an error, which joining it returns.
         let send = |builders: &mut Builders, total: u64| {
-            batches.send((builders.finish(&schema), total)).is_ok()
+            batches
+                .send(Some((builders.finish(&schema), total)))
+                .is_ok()
         };
         let decoded = store.for_each_stored(|customer_id, step, payload| {
             let event: StoredEvent = serde_json::from_slice(payload).map_err(|error| {
@@ -212,8 +218,8 @@ pub fn export_parquet(store: &Store, path: &Path, mut progress: impl FnMut(u64))
             }
             Ok(())
         });
-        if decoded.is_ok() && builders.rows > 0 {
-            send(&mut builders, total);
+        if decoded.is_ok() && (builders.rows == 0 || send(&mut builders, total)) {
+            let _ = batches.send(None);
         }
         drop(batches);
         let encoded = encoder.join().unwrap_or_else(|_| {
