@@ -589,35 +589,6 @@ mod tests {
     use crate::run;
 
     #[test]
-    fn gaps_are_grouped_by_key_in_place() {
-        let mut slots: Vec<u32> = (0..1_000u32).map(|index| (index * 7_919) % 13).collect();
-        let mut gaps: Vec<i64> = slots
-            .iter()
-            .enumerate()
-            .map(|(index, slot)| i64::from(*slot) * 10_000 + index as i64)
-            .collect();
-        let offsets = crate::group_by_key(&mut slots, &mut gaps, 16);
-        assert_eq!((offsets.len(), offsets[16]), (17, 1_000));
-        for slot in 0..16 {
-            let held = &gaps[offsets[slot]..offsets[slot + 1]];
-            assert!(
-                held.iter().all(|gap| gap / 10_000 == slot as i64),
-                "slot {slot}: {held:?}"
-            );
-            assert!(slots[offsets[slot]..offsets[slot + 1]]
-                .iter()
-                .all(|held| *held as usize == slot));
-        }
-        let mut all = gaps.clone();
-        all.sort_unstable();
-        let mut expected: Vec<i64> = (0..1_000i64)
-            .map(|index| ((index * 7_919) % 13) * 10_000 + index)
-            .collect();
-        expected.sort_unstable();
-        assert_eq!(all, expected, "every gap kept once");
-    }
-
-    #[test]
     fn buckets_start_where_their_gaps_start() {
         assert_eq!(bucket_start(0), i128::from(i64::MIN));
         for index in 1..BUCKETS {
