@@ -1,6 +1,7 @@
 //! Conditions on events: which step, which channel, which property values. A condition is written once (JSON or
 //! Rust) and compiled against a journey set's dictionaries, so testing an event is a few table lookups.
 
+use crate::error::AnalyticsError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::cmp::Ordering;
@@ -9,7 +10,7 @@ use waymark_model::JourneySet;
 /// A test of one event. JSON forms: `{"step": "Login*"}` (exact name, or a `*` wildcard pattern),
 /// `{"channel": "app"}`, `{"property": "plan", "op": "=", "value": "pro"}`, `{"property": "coupon", "op":
 /// "is_null"}`, `{"all": [...]}`, `{"any": [...]}`, `{"not": {...}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged, deny_unknown_fields)]
 pub enum Condition {
     Step {
@@ -37,7 +38,7 @@ pub enum Condition {
 
 /// Comparison operators. Numbers compare numerically (a string holding a number compares as that number), strings
 /// by their text; a missing or null property matches only `is_null` (and `!=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Op {
     #[serde(rename = "=")]
     Eq,
@@ -144,7 +145,7 @@ impl Condition {
         ))
     }
 
-    pub fn compile(&self, journeys: &JourneySet) -> Result<Compiled, String> {
+    pub fn compile(&self, journeys: &JourneySet) -> Result<Compiled, AnalyticsError> {
         Ok(match self {
             Condition::Step { step } => Compiled::Step(
                 journeys
@@ -170,12 +171,14 @@ impl Condition {
                     .iter()
                     .position(|column| &column.name == property)
                     .ok_or_else(|| {
-                        format!("property `{property}` was not loaded for this query")
+                        AnalyticsError::condition(format!(
+                            "property `{property}` was not loaded for this query"
+                        ))
                     })?;
                 if !matches!(op, Op::IsNull | Op::IsNotNull) && value.is_null() {
-                    return Err(format!(
+                    return Err(AnalyticsError::condition(format!(
                         "the condition on `{property}` needs a \"value\" to compare with"
-                    ));
+                    )));
                 }
                 let table = journeys.properties[column]
                     .values

@@ -4,13 +4,16 @@
 //! drop-off node. So at every node, customers in = customers on to the next level + drop-off.
 
 use crate::condition::{Compiled, Condition};
+use crate::error::AnalyticsError;
 use crate::Analysis;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use waymark_model::{JourneyRef, JourneySet};
 
 /// Which way the flow runs from the anchor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// What customers did after the anchor.
@@ -21,7 +24,7 @@ pub enum Direction {
 }
 
 /// A flows query.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Flows {
     pub anchor: Condition,
     #[serde(default)]
@@ -55,15 +58,21 @@ pub struct PreparedFlows<'f> {
 }
 
 impl Flows {
-    pub fn prepare<'f>(&'f self, journeys: &JourneySet) -> Result<PreparedFlows<'f>, String> {
+    pub fn prepare<'f>(
+        &'f self,
+        journeys: &JourneySet,
+    ) -> Result<PreparedFlows<'f>, AnalyticsError> {
         if self.depth == 0 || self.depth > 20 {
-            return Err(format!(
-                "depth must be between 1 and 20 levels; got {}",
-                self.depth
+            return Err(AnalyticsError::field(
+                "depth",
+                format!("depth must be between 1 and 20 levels; got {}", self.depth),
             ));
         }
         if self.top == 0 {
-            return Err("top must be at least 1 step per level".into());
+            return Err(AnalyticsError::field(
+                "top",
+                "top must be at least 1 step per level",
+            ));
         }
         let anchor = self.anchor.compile(journeys)?;
         Ok(PreparedFlows {
@@ -154,7 +163,12 @@ impl Analysis for PreparedFlows<'_> {
         }
     }
 
-    fn finish(&self, state: FlowsState, journeys: &JourneySet) -> FlowsReport {
+    fn finish(
+        &self,
+        state: FlowsState,
+        journeys: &JourneySet,
+        _runner: &crate::Runner,
+    ) -> FlowsReport {
         // Per level, the steps shown: the `top` most frequent (ties by name); everything else is (other).
         let mut shown: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
         let mut by_level: FxHashMap<u32, Vec<(u32, u64)>> = FxHashMap::default();
@@ -248,7 +262,7 @@ impl Analysis for PreparedFlows<'_> {
 }
 
 /// What a node stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeKind {
     Step,
@@ -257,7 +271,7 @@ pub enum NodeKind {
 }
 
 /// One Sankey node: customers at `step` on `level` (0 is the anchor).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct FlowNode {
     /// `level:step`.
     pub id: String,
@@ -268,7 +282,7 @@ pub struct FlowNode {
 }
 
 /// Customers going from `source` (on `level`) to `target` (on the next level).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct FlowLink {
     pub source: String,
     pub target: String,
@@ -277,7 +291,7 @@ pub struct FlowLink {
 }
 
 /// JSON `{"direction", "depth", "customers", "nodes", "links"}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct FlowsReport {
     pub direction: Direction,
     pub depth: usize,
@@ -286,7 +300,7 @@ pub struct FlowsReport {
     pub nodes: Vec<FlowNode>,
     pub links: Vec<FlowLink>,
     /// What to check in the query: an anchor named like no step in the data.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
 

@@ -15,6 +15,7 @@
 //! time) so the second can flag slow transitions against `mean + k·std`.
 
 use crate::condition::{wildcard_match, Compiled, Condition};
+use crate::error::AnalyticsError;
 use crate::Analysis;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
@@ -24,7 +25,7 @@ use waymark_model::{JourneyRef, JourneySet};
 const US_PER_HOUR: f64 = 3_600_000_000.0;
 
 /// Friction settings; [`Friction::default`] suits Segment-style data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Friction {
     /// Reaching any of these is reaching the goal.
@@ -106,7 +107,9 @@ impl Default for Friction {
 }
 
 /// The kinds of friction signal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
     DropOff,
@@ -143,14 +146,15 @@ impl Friction {
         names
     }
 
-    /// Binds the settings to a journey set and measures its transitions (the first pass).
+    /// Binds the settings to a journey set and measures its transitions: the first of friction's two passes (the
+    /// prepared analysis is the second).
     pub fn prepare<'f>(
         &'f self,
         journeys: &JourneySet,
-        threads: usize,
-    ) -> Result<PreparedFriction<'f>, String> {
+        runner: &crate::Runner,
+    ) -> Result<PreparedFriction<'f>, AnalyticsError> {
         if self.goals.is_empty() {
-            return Err("friction needs a goal: the step (or condition) that counts as success, e.g. \"Order Completed\"".into());
+            return Err(AnalyticsError::field("goals", "friction needs a goal: the step (or condition) that counts as success, e.g. \"Order Completed\""));
         }
         let goals = self
             .goals
@@ -253,12 +257,11 @@ impl Friction {
             slow: FxHashMap::default(),
             now: journeys.ts.iter().copied().max().unwrap_or(0),
         };
-        let profile = crate::run(
+        let profile = runner.pass(
             &TransitionProfile {
                 friction: &prepared,
             },
             journeys,
-            threads,
         );
         let mut progress = vec![0.0; journeys.step_names.len()];
         for (step, (exposed, goal)) in &profile.steps {
@@ -379,7 +382,12 @@ impl Analysis for TransitionProfile<'_, '_> {
         }
     }
 
-    fn finish(&self, state: Self::State, _journeys: &JourneySet) -> Self::Report {
+    fn finish(
+        &self,
+        state: Self::State,
+        _journeys: &JourneySet,
+        _runner: &crate::Runner,
+    ) -> Self::Report {
         state
     }
 }
@@ -844,7 +852,12 @@ impl Analysis for PreparedFriction<'_> {
         }
     }
 
-    fn finish(&self, state: FrictionState, journeys: &JourneySet) -> FrictionReport {
+    fn finish(
+        &self,
+        state: FrictionState,
+        journeys: &JourneySet,
+        _runner: &crate::Runner,
+    ) -> FrictionReport {
         let name = |code: u32| -> String {
             if code == u32::MAX {
                 "(no self-service step)".to_string()
@@ -1263,7 +1276,7 @@ impl PreparedFriction<'_> {
 }
 
 /// The segment value a finding concentrates in.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Concentration {
     pub property: String,
     pub value: String,
@@ -1275,7 +1288,7 @@ pub struct Concentration {
 }
 
 /// One ranked finding.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Finding {
     pub kind: FindingKind,
     pub title: String,
@@ -1308,7 +1321,7 @@ pub struct Finding {
 }
 
 /// JSON `{"customers", "goal_rate", "goals", "candidates", "findings": [...]}`; findings by impact.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct FrictionReport {
     pub customers: u64,
     pub goal_rate: f64,

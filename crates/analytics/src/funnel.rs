@@ -10,6 +10,7 @@
 //! condition number.
 
 use crate::condition::{Compiled, Condition};
+use crate::error::AnalyticsError;
 use crate::stats::quantile_unsorted;
 use crate::Analysis;
 use rustc_hash::FxHashMap;
@@ -20,7 +21,7 @@ use waymark_model::{JourneyRef, JourneySet};
 pub const MAX_STEPS: usize = 32;
 
 /// One step of a funnel.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FunnelStep {
     /// The label shown for the step.
     pub name: String,
@@ -43,7 +44,7 @@ impl FunnelStep {
 }
 
 /// ClickHouse's `windowFunnel` modes, plus any-order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FunnelMode {
     /// No other event may come between the steps of a chain once it has started.
@@ -67,7 +68,9 @@ impl FunnelMode {
 }
 
 /// What one funnel count is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CountBy {
     /// Each customer once, at the furthest level they reached (the journey set decides what a journey is: split
@@ -79,7 +82,9 @@ pub enum CountBy {
 }
 
 /// Which event of a customer's chain a breakdown value is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Attribution {
     /// The step-1 event.
@@ -92,7 +97,7 @@ pub enum Attribution {
 }
 
 /// Breakdown of the funnel by a property value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Breakdown {
     pub property: String,
     #[serde(default)]
@@ -108,7 +113,7 @@ fn default_breakdown_top() -> usize {
 
 /// Customers who do an excluded event after reaching step `after` and before reaching step `before` (1-based) lose
 /// that chain: they count as if that attempt had not happened.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Exclusion {
     pub condition: Condition,
     #[serde(default = "one")]
@@ -123,7 +128,7 @@ fn one() -> usize {
 }
 
 /// A funnel definition.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Funnel {
     pub steps: Vec<FunnelStep>,
     /// Conversion window in µs, measured inclusively from step 1.
@@ -186,24 +191,40 @@ impl Funnel {
     }
 
     /// Checks the definition and binds it to `journeys`' dictionaries.
-    pub fn prepare<'f>(&'f self, journeys: &JourneySet) -> Result<PreparedFunnel<'f>, String> {
+    pub fn prepare<'f>(
+        &'f self,
+        journeys: &JourneySet,
+    ) -> Result<PreparedFunnel<'f>, AnalyticsError> {
         let n = self.steps.len();
         if n == 0 {
-            return Err("a funnel needs at least one step".into());
+            return Err(AnalyticsError::field(
+                "steps",
+                "a funnel needs at least one step",
+            ));
         }
         if n > MAX_STEPS {
-            return Err(format!(
-                "a funnel has at most {MAX_STEPS} steps; this one has {n}"
+            return Err(AnalyticsError::field(
+                "steps",
+                format!("a funnel has at most {MAX_STEPS} steps; this one has {n}"),
             ));
         }
         if self.window_us < 0 {
-            return Err("the conversion window must not be negative".into());
+            return Err(AnalyticsError::field(
+                "window",
+                "the conversion window must not be negative",
+            ));
         }
         if self.has(FunnelMode::AllowReentry) && !self.has(FunnelMode::StrictOrder) {
-            return Err("mode allow_reentry needs strict_order as well".into());
+            return Err(AnalyticsError::field(
+                "modes",
+                "mode allow_reentry needs strict_order as well",
+            ));
         }
         if self.has(FunnelMode::AnyOrder) && self.modes.len() > 1 {
-            return Err("mode any_order cannot be combined with other modes".into());
+            return Err(AnalyticsError::field(
+                "modes",
+                "mode any_order cannot be combined with other modes",
+            ));
         }
         if let Some(Breakdown {
             attribution: Attribution::Step(step),
@@ -211,8 +232,11 @@ impl Funnel {
         }) = &self.breakdown
         {
             if *step == 0 || *step > n {
-                return Err(format!(
+                return Err(AnalyticsError::field(
+                    "breakdown.attribution",
+                    format!(
                     "breakdown attribution step {step} is not one of the funnel's steps 1..={n}"
+                ),
                 ));
             }
         }
@@ -240,10 +264,10 @@ impl Funnel {
         for exclusion in &self.exclusions {
             let before = exclusion.before.unwrap_or(n);
             if exclusion.after == 0 || exclusion.after >= before || before > n {
-                return Err(format!(
+                return Err(AnalyticsError::field("exclusions", format!(
                     "an exclusion applies between two steps: after {} and before {before} must satisfy 1 ≤ after < before ≤ {n}",
                     exclusion.after
-                ));
+                )));
             }
             exclusions.push((
                 exclusion.condition.compile(journeys)?,
@@ -258,10 +282,10 @@ impl Funnel {
                     .iter()
                     .position(|column| column.name == breakdown.property)
                     .ok_or_else(|| {
-                        format!(
+                        AnalyticsError::condition(format!(
                             "breakdown property `{}` was not loaded for this query",
                             breakdown.property
-                        )
+                        ))
                     })?,
             ),
             None => None,
@@ -896,7 +920,12 @@ impl Analysis for PreparedFunnel<'_> {
         }
     }
 
-    fn finish(&self, mut state: FunnelState, journeys: &JourneySet) -> FunnelReport {
+    fn finish(
+        &self,
+        mut state: FunnelState,
+        journeys: &JourneySet,
+        _runner: &crate::Runner,
+    ) -> FunnelReport {
         let mut since_start = std::mem::take(&mut state.since_start);
         // Times from the previous step, one step at a time (before the selections reorder `since_start`): a unit of
         // level L has an entry for each step 1..L, so walking the units with a cursor per step pairs them up.
@@ -1039,7 +1068,7 @@ fn ratio(part: u64, whole: u64) -> f64 {
 }
 
 /// The funnel report: JSON `{"units", "total", "window_secs", "modes", "steps": [...], "breakdown"}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct FunnelReport {
     /// What is counted: `customers` or `attempts`.
     pub units: &'static str,
@@ -1048,10 +1077,10 @@ pub struct FunnelReport {
     pub window_secs: f64,
     pub modes: Vec<FunnelMode>,
     pub steps: Vec<FunnelStepReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breakdown: Option<BreakdownReport>,
     /// What to check in the definition: a step named like no step in the data (its count is then 0).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
 
@@ -1063,7 +1092,7 @@ impl FunnelReport {
 }
 
 /// One funnel step.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct FunnelStepReport {
     pub name: String,
     /// Units that reached this step.
@@ -1084,14 +1113,14 @@ pub struct FunnelStepReport {
     pub next_steps: Vec<NextStep>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct NextStep {
     pub step: String,
     pub count: u64,
 }
 
 /// Durations: mean, median, p90 (numpy's linear quantiles) and a histogram.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Timing {
     pub mean_secs: f64,
     pub median_secs: f64,
@@ -1100,7 +1129,7 @@ pub struct Timing {
     pub histogram: Vec<Bucket>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Bucket {
     pub le_secs: Option<f64>,
     pub count: u64,
@@ -1144,14 +1173,14 @@ impl Timing {
 }
 
 /// Counts per breakdown value.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct BreakdownReport {
     pub property: String,
     pub attribution: Attribution,
     pub groups: Vec<BreakdownGroup>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct BreakdownGroup {
     pub value: String,
     /// Units reaching each step.
@@ -1389,6 +1418,7 @@ mod tests {
             .prepare(&journeys)
             .err()
             .unwrap()
+            .to_string()
             .contains("strict_order"));
         assert!(Funnel::new(&[], 10).prepare(&journeys).is_err());
         let mut funnel = Funnel::new(&["a"], 10);
@@ -1397,6 +1427,11 @@ mod tests {
             attribution: Attribution::FirstTouch,
             top: 3,
         });
-        assert!(funnel.prepare(&journeys).err().unwrap().contains("plan"));
+        assert!(funnel
+            .prepare(&journeys)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("plan"));
     }
 }

@@ -16,11 +16,13 @@
 //! ```
 
 pub mod condition;
+mod error;
 pub mod flows;
 pub mod friction;
 pub mod funnel;
 pub mod overview;
 mod process_map;
+pub mod query;
 pub mod retention;
 pub mod rules;
 pub mod scope;
@@ -28,6 +30,7 @@ mod stats;
 mod variants;
 
 pub use condition::{Condition, Op};
+pub use error::AnalyticsError;
 pub use flows::{Direction, FlowLink, FlowNode, Flows, FlowsReport, NodeKind, PreparedFlows};
 pub use friction::{
     Concentration, Finding, FindingKind, Friction, FrictionReport, PreparedFriction,
@@ -38,6 +41,10 @@ pub use funnel::{
 };
 pub use overview::{Overview, OverviewReport};
 pub use process_map::{EdgeReport, ProcessMap, ProcessMapReport};
+pub use query::{
+    AnchorSpec, DataInfo, Flag, FlowsRequest, FrictionRequest, FunnelRequest, OverviewRequest,
+    ProcessMapRequest, Query, RetentionRequest, Scope, Spec, StepSpec, VariantsRequest,
+};
 pub use retention::{Period, PreparedRetention, Retention, RetentionReport};
 pub use rules::{apply_step_rules, rule_properties, StepRule};
 pub use scope::{split_at_events, split_instances, Filter};
@@ -54,7 +61,9 @@ pub trait Analysis: Sync {
     fn new_state(&self, journeys: &JourneySet) -> Self::State;
     fn update(&self, state: &mut Self::State, journey: JourneyRef<'_>);
     fn merge(&self, state: &mut Self::State, other: Self::State);
-    fn finish(&self, state: Self::State, journeys: &JourneySet) -> Self::Report;
+    /// The report from the merged state; `runner` spreads per-item work (never another scan of the journeys:
+    /// that is a second pass, see [`Plan`]).
+    fn finish(&self, state: Self::State, journeys: &JourneySet, runner: &Runner) -> Self::Report;
 }
 
 /// Reorders `values` (and `keys` with them) so that values with equal keys are together, keys in increasing order,
@@ -108,7 +117,7 @@ pub fn partitions(journeys: &JourneySet, parts: usize) -> Vec<std::ops::Range<us
 }
 
 /// `work` on each of `ranges`, one thread per range, results in the ranges' order.
-pub(crate) fn each_range<T: Send>(
+fn each_range<T: Send>(
     ranges: Vec<std::ops::Range<usize>>,
     work: impl Fn(std::ops::Range<usize>) -> T + Sync,
 ) -> Vec<T> {
@@ -127,24 +136,83 @@ pub(crate) fn each_range<T: Send>(
     })
 }
 
-/// Runs `analysis` over every journey, split into `threads` contiguous partitions of about equal event counts on
-/// as many threads, then merges the partial states in partition order.
-pub fn run<A: Analysis>(analysis: &A, journeys: &JourneySet, threads: usize) -> A::Report {
-    let states = each_range(partitions(journeys, threads), |range| {
-        let mut state = analysis.new_state(journeys);
-        for journey in journeys.journeys(range) {
-            analysis.update(&mut state, journey);
+/// Where analyses run: the one place that decides threads. A pass over the journeys splits them into contiguous
+/// partitions of about equal event counts, one per thread, and merges the partial states in partition order;
+/// per-item work in a `finish` (quantiles per edge, say) is spread the same way.
+#[derive(Debug, Clone, Copy)]
+pub struct Runner {
+    threads: usize,
+}
+
+impl Runner {
+    /// A runner on `threads` threads (at least one).
+    pub fn new(threads: usize) -> Runner {
+        Runner {
+            threads: threads.max(1),
         }
-        state
-    });
-    let mut states = states.into_iter();
-    let mut total = states
-        .next()
-        .unwrap_or_else(|| analysis.new_state(journeys));
-    for state in states {
-        analysis.merge(&mut total, state);
     }
-    analysis.finish(total, journeys)
+
+    /// A runner on every core the process may use.
+    pub fn all_cores() -> Runner {
+        Runner::new(std::thread::available_parallelism().map_or(1, |threads| threads.get()))
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// One pass of `analysis` over every journey: update per partition, merge in order, finish.
+    pub fn pass<A: Analysis>(&self, analysis: &A, journeys: &JourneySet) -> A::Report {
+        let states = each_range(partitions(journeys, self.threads), |range| {
+            let mut state = analysis.new_state(journeys);
+            for journey in journeys.journeys(range) {
+                analysis.update(&mut state, journey);
+            }
+            state
+        });
+        let mut states = states.into_iter();
+        let mut total = states
+            .next()
+            .unwrap_or_else(|| analysis.new_state(journeys));
+        for state in states {
+            analysis.merge(&mut total, state);
+        }
+        analysis.finish(total, journeys, self)
+    }
+
+    /// `work` over `0..n` split into contiguous ranges, one per thread, results in order (work per item of a
+    /// finished state, not per journey).
+    pub fn map<T: Send>(
+        &self,
+        n: usize,
+        work: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync,
+    ) -> Vec<T> {
+        let threads = self.threads.clamp(1, n.max(1));
+        let ranges = (0..threads)
+            .map(|part| n * part / threads..n * (part + 1) / threads)
+            .collect();
+        each_range(ranges, work).into_iter().flatten().collect()
+    }
+}
+
+/// An analysis as it runs: one [`Analysis`] pass, or several in a row where a pass needs what the one before it
+/// found (the process map's exact quantiles, friction's transition profile). The passes are written out in
+/// `execute`, each run by the [`Runner`]; a `finish` never scans the journeys again.
+pub trait Plan: Sync {
+    type Report;
+    fn execute(&self, journeys: &JourneySet, runner: &Runner) -> Self::Report;
+}
+
+impl<A: Analysis> Plan for A {
+    type Report = A::Report;
+    fn execute(&self, journeys: &JourneySet, runner: &Runner) -> A::Report {
+        runner.pass(self, journeys)
+    }
+}
+
+/// Runs `plan` over every journey on `threads` threads.
+pub fn run<P: Plan>(plan: &P, journeys: &JourneySet, threads: usize) -> P::Report {
+    plan.execute(journeys, &Runner::new(threads))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! first page shows. Devices come from an optional property column (`context.device.type` by default).
 
 use crate::condition::{Compiled, Condition};
+use crate::error::AnalyticsError;
 use crate::Analysis;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -47,7 +48,10 @@ pub struct PreparedOverview<'o> {
 }
 
 impl Overview {
-    pub fn prepare<'o>(&'o self, journeys: &JourneySet) -> Result<PreparedOverview<'o>, String> {
+    pub fn prepare<'o>(
+        &'o self,
+        journeys: &JourneySet,
+    ) -> Result<PreparedOverview<'o>, AnalyticsError> {
         Ok(PreparedOverview {
             device_column: self.device_property.as_ref().and_then(|name| {
                 journeys
@@ -151,7 +155,12 @@ impl Analysis for PreparedOverview<'_> {
         }
     }
 
-    fn finish(&self, state: OverviewState, journeys: &JourneySet) -> OverviewReport {
+    fn finish(
+        &self,
+        state: OverviewState,
+        journeys: &JourneySet,
+        _runner: &crate::Runner,
+    ) -> OverviewReport {
         let channels = state
             .channels
             .iter()
@@ -228,20 +237,20 @@ impl Analysis for PreparedOverview<'_> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ChannelCount {
     pub channel: String,
     pub events: u64,
     pub customers: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct DeviceCount {
     pub device: String,
     pub customers: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct DayCount {
     /// `YYYY-MM-DD` (UTC).
     pub day: String,
@@ -254,7 +263,7 @@ pub struct DayCount {
 }
 
 /// JSON `{"customers", "events", "goal_customers", "goal_rate", "channels", "devices", "days"}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct OverviewReport {
     pub customers: u64,
     pub events: u64,

@@ -1,7 +1,7 @@
 //! The process map: the directly-follows graph of steps with frequencies and times, plus step, start and end
 //! counts — equal to pm4py's DFG, start and end activities on the same log.
 
-use crate::Analysis;
+use crate::{Analysis, Plan, Runner};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -224,7 +224,7 @@ impl ProcessMapState {
 }
 
 /// One edge of the map.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct EdgeReport {
     pub from: String,
     pub to: String,
@@ -235,7 +235,7 @@ pub struct EdgeReport {
 }
 
 /// The process map: JSON `{"cases", "events", "steps", "start", "end", "edges"}`; edges by count, then names.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ProcessMapReport {
     pub cases: u64,
     pub events: u64,
@@ -284,9 +284,9 @@ struct Kept {
     sums: Option<Vec<i128>>,
 }
 
-impl Analysis for ProcessMap {
+impl Analysis for EdgeHistograms {
     type State = ProcessMapState;
-    type Report = ProcessMapReport;
+    type Report = ProcessMapState;
 
     fn new_state(&self, journeys: &JourneySet) -> ProcessMapState {
         let n_steps = journeys.step_names.len();
@@ -337,10 +337,44 @@ impl Analysis for ProcessMap {
         }
     }
 
-    fn finish(&self, mut state: ProcessMapState, journeys: &JourneySet) -> ProcessMapReport {
-        let names = &journeys.step_names;
+    fn finish(
+        &self,
+        state: ProcessMapState,
+        _journeys: &JourneySet,
+        _runner: &Runner,
+    ) -> ProcessMapState {
+        state
+    }
+}
+
+/// The first pass: edge histograms, counts and sums (the merged state, as it is).
+struct EdgeHistograms;
+
+/// The second pass, planned from the first: which gaps each edge keeps and where they go.
+struct GapPass {
+    state: ProcessMapState,
+    planned: Vec<EdgePlan>,
+    ranges: Vec<[GapRange; 2]>,
+    by_pair: Vec<[GapRange; 2]>,
+    exact_sums: bool,
+    starts: Vec<usize>,
+}
+
+impl Plan for ProcessMap {
+    type Report = ProcessMapReport;
+
+    /// Two passes: histograms first, then only the gaps in the buckets that hold each edge's median and p90.
+    fn execute(&self, journeys: &JourneySet, runner: &Runner) -> ProcessMapReport {
+        let histograms = runner.pass(&EdgeHistograms, journeys);
+        let gaps = GapPass::plan(histograms, runner);
+        let kept = runner.pass(&gaps, journeys);
+        gaps.report(kept, journeys, runner)
+    }
+}
+
+impl GapPass {
+    fn plan(mut state: ProcessMapState, runner: &Runner) -> GapPass {
         let n_edges = state.edges.pairs.len();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         // The carries grouped by edge once, instead of a lookup per bucket of every edge.
         let mut carried: Vec<Vec<(u16, u64)>> = vec![Vec::new(); n_edges];
         for ((id, bucket), wraps) in &state.carries {
@@ -413,8 +447,7 @@ impl Analysis for ProcessMap {
                 }
             }
         };
-        let planned: Vec<EdgePlan> =
-            on_every_core(n_edges, threads, |range| range.map(plan_edge).collect());
+        let planned: Vec<EdgePlan> = runner.map(n_edges, |range| range.map(plan_edge).collect());
         // The plans hold all the histograms still had to say; the second pass's buffers take their place.
         drop(std::mem::take(&mut state.histograms));
         // The ranges by edge id, or straight by `from × to` when the step dictionary is small (one lookup per
@@ -433,9 +466,7 @@ impl Analysis for ProcessMap {
                 Vec::new()
             };
         let exact_sums = state.sums_exact();
-        // Each slot's region: room for all its gaps, whichever thread finds them. Every thread has the whole layout
-        // (zeroed memory the system maps on first write: each touches about its share), so gaps land grouped by
-        // slot as they are found, with no grouping pass after.
+        // Each slot's region: room for all its gaps, whichever thread finds them.
         let mut starts = Vec::with_capacity(n_edges * 2 + 1);
         starts.push(0usize);
         for plan in &planned {
@@ -443,49 +474,21 @@ impl Analysis for ProcessMap {
                 starts.push(starts[starts.len() - 1] + held as usize);
             }
         }
-        let all_kept = starts[n_edges * 2];
-        // Second pass, on every core: only the gaps in each edge's ranges (plus 128-bit sums if needed).
-        let edges = &state.edges;
-        let kept: Vec<Kept> = crate::each_range(crate::partitions(journeys, threads), |range| {
-            let mut gaps: Vec<i64> = vec![0; all_kept];
-            let mut ends: Vec<usize> = starts[..n_edges * 2].to_vec();
-            let mut keep = |slot: usize, gap: i64| {
-                debug_assert!(
-                    ends[slot] < starts[slot + 1],
-                    "slot {slot} overflows its region"
-                );
-                gaps[ends[slot]] = gap;
-                ends[slot] += 1;
-            };
-            let mut sums = (!exact_sums).then(|| vec![0i128; n_edges]);
-            for journey in journeys.journeys(range) {
-                if sums.is_none() && !by_pair.is_empty() {
-                    for (pair, times) in journey.step.windows(2).zip(journey.ts.windows(2)) {
-                        let gap = times[1] - times[0];
-                        let at = pair[0] as usize * n_steps + pair[1] as usize;
-                        let [median, p90] = by_pair[at];
-                        let (in_median, in_p90) = (median.holds(gap), p90.holds(gap));
-                        if in_median | in_p90 {
-                            keep(edges.dense[at] as usize * 2 + usize::from(in_p90), gap);
-                        }
-                    }
-                    continue;
-                }
-                for (pair, times) in journey.step.windows(2).zip(journey.ts.windows(2)) {
-                    let gap = times[1] - times[0];
-                    let id = edges.get(pair[0], pair[1]).unwrap_or(0);
-                    let [median, p90] = ranges[id];
-                    let (in_median, in_p90) = (median.holds(gap), p90.holds(gap));
-                    if in_median | in_p90 {
-                        keep(id * 2 + usize::from(in_p90), gap);
-                    }
-                    if let Some(sums) = sums.as_mut() {
-                        sums[id] += i128::from(gap);
-                    }
-                }
-            }
-            Kept { gaps, ends, sums }
-        });
+        GapPass {
+            state,
+            planned,
+            ranges,
+            by_pair,
+            exact_sums,
+            starts,
+        }
+    }
+
+    fn report(&self, kept: Vec<Kept>, journeys: &JourneySet, runner: &Runner) -> ProcessMapReport {
+        let names = &journeys.step_names;
+        let (state, planned, starts) = (&self.state, &self.planned, &self.starts);
+        let n_edges = state.edges.pairs.len();
+        let exact_sums = self.exact_sums;
         // Per edge, median and p90 from the kept gaps: each needed value is the (rank − gaps below its range)-th
         // smallest gap of its slot, by selection (linear time). Edges spread over the cores.
         let quantiles_of = |id: usize| -> [f64; 2] {
@@ -514,7 +517,7 @@ impl Analysis for ProcessMap {
             })
         };
         let quantiles: Vec<[f64; 2]> =
-            on_every_core(n_edges, threads, |range| range.map(quantiles_of).collect());
+            runner.map(n_edges, |range| range.map(quantiles_of).collect());
         let sums: Vec<i128> = if exact_sums {
             state.sums.iter().map(|sum| i128::from(*sum)).collect()
         } else {
@@ -561,26 +564,75 @@ impl Analysis for ProcessMap {
     }
 }
 
+impl Analysis for GapPass {
+    /// One thread's kept gaps; merging keeps each thread's buffer (the quantiles select over all of them).
+    type State = Vec<Kept>;
+    type Report = Vec<Kept>;
+
+    fn new_state(&self, _journeys: &JourneySet) -> Vec<Kept> {
+        let n_edges = self.state.edges.pairs.len();
+        // Room for all of a slot's gaps, whichever thread finds them. Every thread has the whole layout (zeroed
+        // memory the system maps on first write: each touches about its share), so gaps land grouped by slot as
+        // they are found, with no grouping pass after.
+        vec![Kept {
+            gaps: vec![0; self.starts[n_edges * 2]],
+            ends: self.starts[..n_edges * 2].to_vec(),
+            sums: (!self.exact_sums).then(|| vec![0i128; n_edges]),
+        }]
+    }
+
+    fn update(&self, state: &mut Vec<Kept>, journey: JourneyRef<'_>) {
+        let Kept { gaps, ends, sums } = &mut state[0];
+        let starts = &self.starts;
+        let mut keep = |slot: usize, gap: i64| {
+            debug_assert!(
+                ends[slot] < starts[slot + 1],
+                "slot {slot} overflows its region"
+            );
+            gaps[ends[slot]] = gap;
+            ends[slot] += 1;
+        };
+        let edges = &self.state.edges;
+        let n_steps = edges.n_steps;
+        if sums.is_none() && !self.by_pair.is_empty() {
+            for (pair, times) in journey.step.windows(2).zip(journey.ts.windows(2)) {
+                let gap = times[1] - times[0];
+                let at = pair[0] as usize * n_steps + pair[1] as usize;
+                let [median, p90] = self.by_pair[at];
+                let (in_median, in_p90) = (median.holds(gap), p90.holds(gap));
+                if in_median | in_p90 {
+                    keep(edges.dense[at] as usize * 2 + usize::from(in_p90), gap);
+                }
+            }
+            return;
+        }
+        for (pair, times) in journey.step.windows(2).zip(journey.ts.windows(2)) {
+            let gap = times[1] - times[0];
+            let id = edges.get(pair[0], pair[1]).unwrap_or(0);
+            let [median, p90] = self.ranges[id];
+            let (in_median, in_p90) = (median.holds(gap), p90.holds(gap));
+            if in_median | in_p90 {
+                keep(id * 2 + usize::from(in_p90), gap);
+            }
+            if let Some(sums) = sums.as_mut() {
+                sums[id] += i128::from(gap);
+            }
+        }
+    }
+
+    fn merge(&self, state: &mut Vec<Kept>, other: Vec<Kept>) {
+        state.extend(other);
+    }
+
+    fn finish(&self, state: Vec<Kept>, _journeys: &JourneySet, _runner: &Runner) -> Vec<Kept> {
+        state
+    }
+}
+
 fn add_sums(into: &mut [i128], from: &[i128]) {
     for (total, part) in into.iter_mut().zip(from) {
         *total += part;
     }
-}
-
-/// `work` over `0..n` split into `threads` contiguous ranges, one per thread, results in order.
-fn on_every_core<T: Send>(
-    n: usize,
-    threads: usize,
-    work: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync,
-) -> Vec<T> {
-    let threads = threads.clamp(1, n.max(1));
-    let ranges = (0..threads)
-        .map(|part| n * part / threads..n * (part + 1) / threads)
-        .collect();
-    crate::each_range(ranges, work)
-        .into_iter()
-        .flatten()
-        .collect()
 }
 
 #[cfg(test)]
@@ -646,9 +698,9 @@ mod tests {
             assert_eq!(edge.p90_secs, crate::stats::quantile(&sorted, 0.9).unwrap());
         }
         let state = {
-            let mut state = ProcessMap.new_state(&journeys);
+            let mut state = EdgeHistograms.new_state(&journeys);
             for journey in journeys.journeys(0..journeys.n_journeys()) {
-                ProcessMap.update(&mut state, journey);
+                EdgeHistograms.update(&mut state, journey);
             }
             state
         };

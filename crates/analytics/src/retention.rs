@@ -2,6 +2,7 @@
 //! their first start event, and for each later period, how many of them did the return event in it.
 
 use crate::condition::{Compiled, Condition};
+use crate::error::AnalyticsError;
 use crate::Analysis;
 use chrono::{DateTime, Datelike};
 use rustc_hash::FxHashMap;
@@ -10,7 +11,9 @@ use std::collections::BTreeMap;
 use waymark_model::{JourneyRef, JourneySet};
 
 /// Cohort period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Period {
     Day,
@@ -52,7 +55,7 @@ impl Period {
 }
 
 /// A retention query.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Retention {
     /// The event that puts a customer in a cohort (its first occurrence).
     pub start: Condition,
@@ -76,11 +79,14 @@ pub struct PreparedRetention<'r> {
 }
 
 impl Retention {
-    pub fn prepare<'r>(&'r self, journeys: &JourneySet) -> Result<PreparedRetention<'r>, String> {
+    pub fn prepare<'r>(
+        &'r self,
+        journeys: &JourneySet,
+    ) -> Result<PreparedRetention<'r>, AnalyticsError> {
         if self.periods == 0 || self.periods > 366 {
-            return Err(format!(
-                "periods must be between 1 and 366; got {}",
-                self.periods
+            return Err(AnalyticsError::field(
+                "periods",
+                format!("periods must be between 1 and 366; got {}", self.periods),
             ));
         }
         let (start, returning) = (
@@ -157,13 +163,28 @@ impl Analysis for PreparedRetention<'_> {
         }
     }
 
-    fn finish(&self, state: RetentionState, _journeys: &JourneySet) -> RetentionReport {
+    fn finish(
+        &self,
+        state: RetentionState,
+        journeys: &JourneySet,
+        _runner: &crate::Runner,
+    ) -> RetentionReport {
         let ordered: BTreeMap<i64, (u64, Vec<u64>)> = state.into_iter().collect();
+        // The period of the data's last event: later periods of a cohort have not happened yet.
+        let last = journeys
+            .ts
+            .iter()
+            .copied()
+            .max()
+            .map(|ts| self.retention.period.index(ts));
         let cohorts = ordered
             .into_iter()
             .map(|(index, (customers, returned))| RetentionCohort {
                 cohort: self.retention.period.label(index),
                 customers,
+                observed_periods: last.map_or(0, |last| {
+                    (last - index).clamp(0, self.retention.periods as i64) as usize
+                }),
                 rates: returned
                     .iter()
                     .map(|count| *count as f64 / customers.max(1) as f64)
@@ -172,12 +193,17 @@ impl Analysis for PreparedRetention<'_> {
             })
             .collect::<Vec<_>>();
         let customers: u64 = cohorts.iter().map(|cohort| cohort.customers).sum();
-        // The average over the cohorts old enough to have each period is what a retention curve shows; here every
-        // cohort counts (later periods of recent cohorts are still open, so read the matrix for those).
+        // Period k over the cohorts old enough to have had it (what a retention curve shows): a recent cohort's
+        // periods still to come would otherwise count as customers who did not come back.
         let overall = (0..=self.retention.periods)
             .map(|k| {
-                let returned: u64 = cohorts.iter().map(|cohort| cohort.returned[k]).sum();
-                returned as f64 / customers.max(1) as f64
+                let (returned, of) = cohorts
+                    .iter()
+                    .filter(|cohort| cohort.observed_periods >= k)
+                    .fold((0u64, 0u64), |(returned, of), cohort| {
+                        (returned + cohort.returned[k], of + cohort.customers)
+                    });
+                (of > 0).then(|| returned as f64 / of as f64)
             })
             .collect();
         RetentionReport {
@@ -192,27 +218,31 @@ impl Analysis for PreparedRetention<'_> {
 }
 
 /// One cohort's row of the matrix.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RetentionCohort {
     /// The first day of the cohort's period (`YYYY-MM-DD`).
     pub cohort: String,
     pub customers: u64,
+    /// Periods after the cohort's own that the data reaches (the last event's period minus the cohort's): rates of
+    /// later periods are 0 because those periods have not happened, not because nobody came back.
+    pub observed_periods: usize,
     /// Customers who returned in period k after the cohort's (k = 0: the same period, after starting).
     pub returned: Vec<u64>,
     pub rates: Vec<f64>,
 }
 
 /// JSON `{"period", "periods", "customers", "overall", "cohorts": [...]}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RetentionReport {
     pub period: Period,
     pub periods: usize,
     pub customers: u64,
-    /// Share of all cohorts' customers returning in period k.
-    pub overall: Vec<f64>,
+    /// Share returning in period k of the customers of the cohorts the data reaches period k for; `null` when it
+    /// reaches it for none.
+    pub overall: Vec<Option<f64>>,
     pub cohorts: Vec<RetentionCohort>,
     /// What to check in the query: a start or return step named like no step in the data.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
 
@@ -285,5 +315,31 @@ mod tests {
             ),
             (1, vec![0, 0, 0, 0])
         );
+    }
+
+    #[test]
+    fn periods_the_data_does_not_reach_are_not_counted_as_losses() {
+        let journeys = JourneySet::from_journeys([
+            (
+                "a".to_string(),
+                vec![(0, "start", "web"), (DAY + 5, "back", "web")],
+            ),
+            ("b".to_string(), vec![(2 * DAY, "start", "web")]),
+        ]);
+        let retention = Retention {
+            start: Condition::step("start"),
+            returning: Condition::step("back"),
+            period: Period::Day,
+            periods: 3,
+        };
+        let report = run(&retention.prepare(&journeys).unwrap(), &journeys, 2);
+        let observed: Vec<usize> = report.cohorts.iter().map(|c| c.observed_periods).collect();
+        assert_eq!(
+            observed,
+            [2, 0],
+            "day 0's cohort is seen for two more days, day 2's for none"
+        );
+        // Day +1 counts only the first cohort (the second has not had a day +1), day +3 no cohort.
+        assert_eq!(report.overall, [Some(0.0), Some(1.0), Some(0.0), None]);
     }
 }

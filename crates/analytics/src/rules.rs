@@ -9,6 +9,7 @@
 //!
 //! The first rule that matches an event decides; events no rule matches keep their step.
 
+use crate::error::AnalyticsError;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use waymark_model::{JourneySet, PropertyColumn};
 use crate::condition::wildcard_match;
 
 /// One step rule. Exactly one of `match` (a `*` pattern) and `regex` selects the events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepRule {
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
@@ -77,7 +78,10 @@ enum Outcome {
 
 /// Applies `rules` to `journeys`: a new set with the renamed steps (a new step dictionary) and without the dropped
 /// events. Fails on an invalid rule, saying which.
-pub fn apply_step_rules(journeys: &JourneySet, rules: &[StepRule]) -> Result<JourneySet, String> {
+pub fn apply_step_rules(
+    journeys: &JourneySet,
+    rules: &[StepRule],
+) -> Result<JourneySet, AnalyticsError> {
     if rules.is_empty() {
         return Ok(journeys.clone());
     }
@@ -87,18 +91,20 @@ pub fn apply_step_rules(journeys: &JourneySet, rules: &[StepRule]) -> Result<Jou
         let selector = match (&rule.pattern, &rule.regex) {
             (Some(pattern), None) => Selector::Pattern(pattern.clone()),
             (None, Some(regex)) => Selector::Regex(Regex::new(regex).map_err(|error| {
-                format!("step rule {which}: the regex does not compile: {error}")
+                AnalyticsError::condition(format!(
+                    "step rule {which}: the regex does not compile: {error}"
+                ))
             })?),
             _ => {
-                return Err(format!(
+                return Err(AnalyticsError::condition(format!(
                     "step rule {which}: give exactly one of \"match\" (a * pattern) and \"regex\""
-                ))
+                )))
             }
         };
         if rule.step.is_none() && !rule.exclude {
-            return Err(format!(
+            return Err(AnalyticsError::condition(format!(
                 "step rule {which}: give the new \"step\" name, or \"exclude\": true"
-            ));
+            )));
         }
         selectors.push(selector);
     }
@@ -253,13 +259,16 @@ mod tests {
     #[test]
     fn bad_rules_say_which_and_why() {
         let journeys = JourneySet::from_journeys([("a".to_string(), vec![(0, "x", "web")])]);
-        let error =
-            apply_step_rules(&journeys, &[rule(json!({"regex": "(", "step": "y"}))]).unwrap_err();
+        let error = apply_step_rules(&journeys, &[rule(json!({"regex": "(", "step": "y"}))])
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("step rule 1") && error.contains("regex"),
             "{error}"
         );
-        let error = apply_step_rules(&journeys, &[rule(json!({"match": "x"}))]).unwrap_err();
+        let error = apply_step_rules(&journeys, &[rule(json!({"match": "x"}))])
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("exclude"), "{error}");
     }
 }

@@ -3,6 +3,7 @@
 //! inactivity gap. Both are transforms of a [`JourneySet`], so every analysis gets them for free.
 
 use crate::condition::{Compiled, Condition};
+use crate::error::AnalyticsError;
 use waymark_model::JourneySet;
 
 /// Event filters; every part must hold for an event to stay.
@@ -37,7 +38,7 @@ impl Filter {
     }
 
     /// The events of `journeys` that pass, as a new set (dictionaries and property columns kept).
-    pub fn apply(&self, journeys: &JourneySet) -> Result<JourneySet, String> {
+    pub fn apply(&self, journeys: &JourneySet) -> Result<JourneySet, AnalyticsError> {
         if self.is_empty() {
             return Ok(journeys.clone());
         }
@@ -87,7 +88,7 @@ pub fn split_at_events(
     journeys: &JourneySet,
     before: Option<&Condition>,
     after: Option<&Condition>,
-) -> Result<JourneySet, String> {
+) -> Result<JourneySet, AnalyticsError> {
     let before = before
         .map(|condition| condition.compile(journeys))
         .transpose()?;

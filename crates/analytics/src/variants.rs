@@ -15,7 +15,7 @@ pub struct Variants {
 }
 
 /// One variant.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct VariantReport {
     pub steps: Vec<String>,
     pub count: u64,
@@ -26,7 +26,7 @@ pub struct VariantReport {
 }
 
 /// JSON `{"cases", "n_variants", "variants": [...]}`; variants by count, then by their step names.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct VariantsReport {
     pub cases: u64,
     pub n_variants: u64,
@@ -51,6 +51,7 @@ fn hash_of(steps: &[u32]) -> u64 {
 fn distinct<'j>(
     pairs: VariantsState,
     steps: &(impl Fn(u32) -> &'j [u32] + Sync),
+    threads: usize,
 ) -> Vec<(u32, u64)> {
     const BUCKETS: usize = 256;
     // Bucketed in place (no second array of pairs).
@@ -59,7 +60,6 @@ fn distinct<'j>(
     let starts = crate::group_by_key(&mut buckets, &mut sorted, BUCKETS);
     drop(buckets);
     // Buckets split between threads at about equal pair counts.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cuts: Vec<usize> = (0..=threads)
         .map(|part| {
             starts
@@ -136,9 +136,14 @@ impl Analysis for Variants {
         state.extend(other);
     }
 
-    fn finish(&self, state: Self::State, journeys: &JourneySet) -> VariantsReport {
+    fn finish(
+        &self,
+        state: Self::State,
+        journeys: &JourneySet,
+        runner: &crate::Runner,
+    ) -> VariantsReport {
         let steps = |journey: u32| journeys.journey(journey as usize).step;
-        let mut variants = distinct(state, &steps);
+        let mut variants = distinct(state, &steps, runner.threads());
         let cases: u64 = variants.iter().map(|(_, count)| count).sum();
         let n_variants = variants.len() as u64;
         let names = &journeys.step_names;
@@ -243,7 +248,7 @@ mod tests {
             .map(|journey| (7, journey))
             .collect();
         let steps = |journey: u32| journeys.journey(journey as usize).step;
-        let mut found = distinct(pairs, &steps);
+        let mut found = distinct(pairs, &steps, 3);
         found.sort_unstable();
         assert_eq!(found, [(0, 2), (1, 2), (3, 1)]);
     }

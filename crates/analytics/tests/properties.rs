@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use waymark_analytics::{
     run, Condition, CountBy, Direction, Flows, Friction, Funnel, FunnelMode, Period, ProcessMap,
-    Retention, Variants,
+    Retention, Runner, Variants,
 };
 use waymark_model::JourneySet;
 
@@ -118,8 +118,8 @@ proptest! {
             standard_times: vec![("call".into(), 3_600_000_000)],
             ..Friction::default()
         };
-        let single = run(&friction.prepare(&journeys, 1).unwrap(), &journeys, 1);
-        let many = run(&friction.prepare(&journeys, threads).unwrap(), &journeys, threads);
+        let single = run(&friction.prepare(&journeys, &Runner::new(1)).unwrap(), &journeys, 1);
+        let many = run(&friction.prepare(&journeys, &Runner::new(threads)).unwrap(), &journeys, threads);
         prop_assert_eq!(&single, &many);
         let non_empty = (0..journeys.n_journeys()).filter(|journey| !journeys.journey(*journey).is_empty()).count();
         prop_assert_eq!(single.customers as usize, non_empty);

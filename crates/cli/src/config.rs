@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use waymark_store::StoreOptions;
+use waymark_engine::StoreOptions;
 
 /// The TOML configuration file (`waymark.toml`). Every field is optional.
 #[derive(Debug, Default, Deserialize)]

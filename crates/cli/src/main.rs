@@ -16,9 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use waymark_engine::demo::{self, DemoConfig};
-use waymark_engine::import::{import_file, ImportError, ImportFormat, ImportOptions};
-use waymark_model::Timestamp;
-use waymark_store::{Store, StoreError};
+use waymark_engine::import::{ImportFormat, ImportOptions};
+use waymark_engine::{Engine, ReportOptions};
 
 /// mimalloc instead of the system allocator: import and ingest allocate many short-lived maps and strings, and
 /// glibc's malloc spent about 30 % of an import's CPU time in its own bookkeeping (measured with `perf record`).
@@ -172,10 +171,8 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
-    /// Run a journey analysis (tables by default, `--json` for the documented JSON).
-    #[command(
-        after_help = "Examples:\n  waymark query process-map --edges 20\n  waymark query variants --top 10 --json\n  waymark query funnel --steps \"Added to Cart,Checkout Started,Order Completed\" --window 7d --breakdown context.device.type\n  waymark query funnel --steps A,B,C --mode strict_order --channel web,app --from 2026-01-01 --where plan=pro\n  waymark query flows --after \"Login Attempted\" --depth 4\n  waymark query friction --top 10\n  waymark query retention --start \"Order Completed\" --return page:Home --period week"
-    )]
+    /// Run a journey analysis (tables by default, `--json` for the documented JSON, the same as the HTTP API's).
+    #[command(after_help = query::examples())]
     Query {
         #[command(subcommand)]
         analysis: QueryCommand,
@@ -283,23 +280,18 @@ fn error_line(error: &anyhow::Error) -> String {
 }
 
 fn is_input_error(cause: &(dyn std::error::Error + 'static)) -> bool {
-    match cause.downcast_ref::<ImportError>() {
-        Some(ImportError::Store(_)) => false,
-        Some(_) => true,
-        None => matches!(
-            cause.downcast_ref::<StoreError>(),
-            Some(StoreError::Locked(_) | StoreError::UnsupportedFormat { .. })
-        ),
-    }
+    cause
+        .downcast_ref::<waymark_engine::Error>()
+        .is_some_and(waymark_engine::Error::is_user_fault)
 }
 
-fn open_store(effective: &Effective) -> Result<Store> {
-    Store::open(&effective.data, effective.store_options())
+fn open_store(effective: &Effective) -> Result<Engine> {
+    Engine::open(&effective.data, effective.store_options())
         .with_context(|| format!("opening the data directory {}", effective.data.display()))
 }
 
 /// Opens the store for a command that does not serve (import, export, identity, stats, failed).
-fn open_store_for_maintenance(data: &Path, file_config: &config::FileConfig) -> Result<Store> {
+fn open_store_for_maintenance(data: &Path, file_config: &config::FileConfig) -> Result<Engine> {
     let effective = Effective::resolve(
         data,
         file_config,
@@ -416,7 +408,13 @@ fn run(cli: Cli) -> Result<()> {
             anchor,
         } => {
             let store = open_store_for_maintenance(&cli.data, &file_config)?;
-            let data = report_data(&store, funnel_steps, &window, anchor)?;
+            let data = store
+                .report(&ReportOptions {
+                    funnel_steps,
+                    window: Some(window),
+                    anchor,
+                })
+                .map_err(query::usage)?;
             let html = waymark_server::report_html(&data);
             std::fs::write(&out, &html).with_context(|| format!("writing {}", out.display()))?;
             if cli.json {
@@ -446,7 +444,8 @@ fn run(cli: Cli) -> Result<()> {
             );
             bar.set_message("exporting");
             let started = Instant::now();
-            let rows = waymark_store::export_parquet(&store, &out, |rows| bar.set_position(rows))
+            let rows = store
+                .export_parquet(&out, |rows| bar.set_position(rows))
                 .context("exporting to Parquet")?;
             bar.finish_and_clear();
             let bytes = std::fs::metadata(&out).map(|meta| meta.len()).unwrap_or(0);
@@ -541,7 +540,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn serve(
-    store: Arc<Store>,
+    store: Arc<Engine>,
     effective: &Effective,
     json_output: bool,
     demo_summary: Option<serde_json::Value>,
@@ -588,7 +587,7 @@ fn serve(
     Ok(())
 }
 
-fn ingest_demo(store: &Store, config: DemoConfig, json_output: bool) -> Result<serde_json::Value> {
+fn ingest_demo(store: &Engine, config: DemoConfig, json_output: bool) -> Result<serde_json::Value> {
     let existing = store.stats();
     if existing.events > 0 {
         if !json_output {
@@ -605,7 +604,7 @@ fn ingest_demo(store: &Store, config: DemoConfig, json_output: bool) -> Result<s
         "{msg} {bar:40} {pos}/{len} customers ({per_sec}, {eta})",
     );
     bar.set_message("generating and ingesting the demo retailer");
-    demo::ingest(store, config, &mut || bar.inc(1))?;
+    store.ingest_demo(config, &mut || bar.inc(1))?;
     bar.finish_and_clear();
     let stats = store.stats();
     let seconds = started.elapsed().as_secs_f64();
@@ -682,7 +681,7 @@ fn flate2_writer(file: std::fs::File) -> impl Write {
 }
 
 fn import(
-    store: &Store,
+    store: &Engine,
     files: &[PathBuf],
     options: &ImportOptions,
     json_output: bool,
@@ -704,7 +703,7 @@ fn import(
                 .unwrap_or_default(),
         );
         let started = Instant::now();
-        let report = import_file(store, file, options, &|done, _| bar.set_position(done))?;
+        let report = store.import_file(file, options, &|done, _| bar.set_position(done))?;
         bar.finish_and_clear();
         let seconds = started.elapsed().as_secs_f64();
         if !json_output {
@@ -746,76 +745,6 @@ fn import(
     Ok(())
 }
 
-/// The analyses a report shows, computed in-process.
-fn report_data(
-    store: &Store,
-    funnel_steps: Vec<String>,
-    window: &str,
-    anchor: Option<String>,
-) -> Result<serde_json::Value> {
-    use waymark_engine::query::{self as queries, FlowsRequest, FrictionRequest, FunnelRequest};
-    let usage = |error: queries::QueryError| -> anyhow::Error {
-        match error {
-            queries::QueryError::Invalid(message) => UsageError(message).into(),
-            other => other.into(),
-        }
-    };
-    if store.stats().events == 0 {
-        return Err(UsageError(format!(
-            "the store in {} holds no events: import or collect some first",
-            store.dir().display()
-        ))
-        .into());
-    }
-    let overview = queries::overview(store, &Default::default()).map_err(usage)?;
-    let map = waymark_engine::query::run_on_store(store, &waymark_analytics::ProcessMap);
-    let first_step = map
-        .start
-        .iter()
-        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-        .map(|(step, _)| step.clone())
-        .unwrap_or_default();
-    let friction = queries::friction(
-        store,
-        &FrictionRequest {
-            top: Some(10),
-            ..Default::default()
-        },
-    )
-    .map_err(usage)?;
-    let anchor = anchor.unwrap_or_else(|| first_step.clone());
-    let flows = queries::flows(
-        store,
-        &FlowsRequest::new(&anchor, waymark_analytics::Direction::Forward),
-    )
-    .map_err(usage)?;
-    let steps: Vec<String> = if funnel_steps.is_empty() {
-        let mut steps = vec![first_step];
-        steps.extend(friction.goals.iter().cloned());
-        steps
-    } else {
-        funnel_steps
-    };
-    let funnel = queries::funnel(
-        store,
-        &FunnelRequest::new(
-            &steps.iter().map(String::as_str).collect::<Vec<_>>(),
-            window,
-        ),
-    )
-    .map_err(usage)?;
-    Ok(json!({
-        "generated_at": Timestamp::now(),
-        "overview": overview,
-        "friction": friction,
-        "flows": flows,
-        "flows_anchor": anchor,
-        "process_map": map,
-        "funnel": funnel,
-        "funnel_window": window,
-    }))
-}
-
 fn generate_zipf(out: &Path, events: usize, seed: u64, json_output: bool) -> Result<()> {
     if out.extension().and_then(|extension| extension.to_str()) != Some("parquet") {
         return Err(UsageError(format!(
@@ -853,16 +782,14 @@ fn generate_zipf(out: &Path, events: usize, seed: u64, json_output: bool) -> Res
     Ok(())
 }
 
-fn identity(store: &Store, command: IdentityCommand, json_output: bool) -> Result<()> {
+fn identity(store: &Engine, command: IdentityCommand, json_output: bool) -> Result<()> {
     match command {
         IdentityCommand::Show { identifier } => {
             let view = store.customer(&identifier)?.ok_or_else(|| {
                 UsageError(format!("no customer has the identifier {identifier:?}"))
             })?;
             if json_output {
-                print_json(
-                    &json!({ "customer_id": view.customer_id, "identifiers": view.identifiers, "merges": view.merges, "warnings": view.warnings, "n_events": view.events.len() }),
-                );
+                print_json(&serde_json::to_value(&view)?);
             } else {
                 println!(
                     "customer {} ({} events)",
@@ -910,21 +837,17 @@ fn identity(store: &Store, command: IdentityCommand, json_output: bool) -> Resul
             }
         }
         IdentityCommand::Merge { a, b } => {
-            let outcome = store.merge(&a, &b)?;
-            let text = format!("{outcome:?}");
+            let outcome = store.merge(&a, &b).map_err(query::usage)?;
             if json_output {
-                print_json(&json!({ "outcome": text }));
+                print_json(&serde_json::to_value(&outcome)?);
+            } else if let Some(edge) = outcome.edge {
+                println!("Merged {a} and {b} into one customer (edge {edge}; `waymark identity unmerge {edge}` undoes it).");
             } else {
-                println!("{text}");
+                println!("Not merged: {}", outcome.reason.unwrap_or_default());
             }
         }
         IdentityCommand::Unmerge { edge } => {
-            if !store.unmerge(edge)? {
-                return Err(UsageError(format!(
-                    "there is no active merge edge {edge}; list them with `waymark identity edges`"
-                ))
-                .into());
-            }
+            store.unmerge(edge).map_err(query::usage)?;
             if json_output {
                 print_json(&json!({ "unmerged": edge }));
             } else {

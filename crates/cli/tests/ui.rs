@@ -371,6 +371,26 @@ fn every_page_renders_real_numbers_filters_and_drill_downs() {
         thousands(variants["cases"].as_u64().unwrap()),
         thousands(variants["n_variants"].as_u64().unwrap())
     )));
+    // Retention: the cohort matrix of the same request over HTTP.
+    let retention = post(
+        &url,
+        "/v1/analyses/retention",
+        json!({"start": "Order Completed", "return": "page:Home", "period": "week", "periods": 8}),
+    );
+    let dom = page(
+        "retention?start=Order%20Completed&return=page%3AHome&period=week",
+        "retention",
+    );
+    let cohorts = retention["cohorts"].as_array().unwrap().len();
+    assert!(cohorts > 1, "{retention}");
+    assert!(
+        dom.contains(&format!(
+            "{} customers did “Order Completed” in {cohorts} weekly cohorts",
+            thousands(retention["customers"].as_u64().unwrap())
+        )),
+        "the retention page states its cohorts"
+    );
+    assert!(dom.contains(&format!("data-retention=\"{cohorts}\"")));
     let customer = dropped[0].as_str().unwrap();
     let dom = page(&format!("customer?id={customer}"), "customer");
     let mut response = ureq::get(&format!("{url}/v1/customers/{customer}"))

@@ -1,20 +1,335 @@
-//! Waymark's engine: turns what arrives (HTTP bodies, files, the demo generator) into validated events and
-//! appends them to the journey store.
+//! Waymark's engine: the one way into the product for the server and the CLI. An [`Engine`] owns the journey
+//! store and offers ingest (parse → validate → stitch → append), bulk import and export, identity operations,
+//! customer views and every analysis of the [`registry`].
 //!
 //! - [`ingest`]: Segment wire-format bodies → accepted events plus failed-event records with reasons.
 //! - [`import`]: CSV, JSON Lines, Parquet and XES files (optionally gzip-compressed), streamed in constant memory.
 //! - [`demo`]: a seeded smart-home retailer with planted friction, documented in `docs/demo.md`.
-//! - [`query`]: analyses over the store's journeys, on every core.
+//! - [`registry`]: every analysis, declared once; routes, subcommands and schemas come from it.
+//! - [`synthetic`]: seeded benchmark journeys.
 
 pub mod demo;
+mod error;
 pub mod import;
 pub mod ingest;
-pub mod query;
+pub mod registry;
+mod report;
 pub mod synthetic;
 
-pub use waymark_store::{Store, StoreOptions};
+pub use error::Error;
+pub use report::ReportOptions;
+pub use waymark_analytics::{Direction, FlowsRequest, FunnelRequest, Query, Scope};
+pub use waymark_model::Identifier;
+pub use waymark_store::{
+    AppendOutcome, EdgeReason, FailedEvent, IdentityWarning, MergeEdge, StoreOptions, StoreStats,
+};
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Arc;
+use waymark_analytics::{DataInfo, Runner, Spec};
+use waymark_model::{JourneySet, Timestamp};
+use waymark_store::{LinkOutcome, Store};
 
 /// A gzip writer at the default compression level, for generated files named `*.gz`.
 pub fn gzip_writer<W: std::io::Write>(inner: W) -> impl std::io::Write {
     flate2::write::GzEncoder::new(inner, flate2::Compression::default())
+}
+
+/// The journey engine over one data directory.
+pub struct Engine {
+    store: Store,
+    runner: Runner,
+}
+
+/// What an ingest call did: JSON `{success, accepted, duplicates, failed, errors}`, the collector's answer.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct IngestOutcome {
+    pub success: bool,
+    /// New events made durable.
+    pub accepted: usize,
+    /// Events whose `messageId` was already stored; stored once.
+    pub duplicates: usize,
+    /// Invalid events of the request, kept in the failed-events log.
+    pub failed: usize,
+    /// The first 20 of those, with their reasons.
+    pub errors: Vec<EventProblem>,
+}
+
+/// Why one event of a request was refused.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct EventProblem {
+    pub code: String,
+    pub message: String,
+}
+
+/// One event of a customer's timeline.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct TimelineEvent {
+    pub time: Timestamp,
+    pub channel: String,
+    pub device: Option<String>,
+    pub step: String,
+    /// The identifier the event came with (`user:…` or `anon:…`).
+    pub identifier: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(rename = "messageId")]
+    pub message_id: String,
+    pub properties: serde_json::Value,
+    pub traits: serde_json::Value,
+}
+
+/// Everything held about one customer: identifiers, merge history, refused merges and the time-ordered journey
+/// across channels and devices. The same document for `GET /v1/customers/{id}` and `waymark identity show`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct CustomerDoc {
+    pub customer_id: String,
+    pub identifiers: Vec<Identifier>,
+    pub merges: Vec<MergeEdge>,
+    pub warnings: Vec<IdentityWarning>,
+    pub n_events: usize,
+    pub events: Vec<TimelineEvent>,
+}
+
+/// What a merge did.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct MergeOutcome {
+    pub merged: bool,
+    /// The new edge's id, when merged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<u32>,
+    /// Why not, when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Engine {
+    /// Opens (or creates) the store in `dir`; analyses run on every core.
+    pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Engine, Error> {
+        Ok(Engine {
+            store: Store::open(dir, options)?,
+            runner: Runner::all_cores(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.store.dir()
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        self.store.stats()
+    }
+
+    /// Appends a parsed request's events (and records its refused ones), durably: returns once they are fsynced.
+    pub fn ingest(&self, parsed: ingest::ParsedRequest) -> Result<IngestOutcome, Error> {
+        let errors = parsed
+            .failed
+            .iter()
+            .take(20)
+            .map(|failed| EventProblem {
+                code: failed.code.clone(),
+                message: failed.message.clone(),
+            })
+            .collect();
+        let outcome = self.store.append(parsed.events, parsed.failed)?;
+        Ok(IngestOutcome {
+            success: true,
+            accepted: outcome.accepted,
+            duplicates: outcome.duplicates,
+            failed: outcome.failed,
+            errors,
+        })
+    }
+
+    /// Imports one file; `progress(bytes_read, total_bytes)` after every batch.
+    pub fn import_file(
+        &self,
+        path: &Path,
+        options: &import::ImportOptions,
+        progress: &dyn Fn(u64, u64),
+    ) -> Result<import::ImportReport, Error> {
+        Ok(import::import_file(&self.store, path, options, progress)?)
+    }
+
+    /// Generates and ingests the demo retailer; `on_customer` after each customer.
+    pub fn ingest_demo(
+        &self,
+        config: demo::DemoConfig,
+        on_customer: &mut dyn FnMut(),
+    ) -> Result<(), Error> {
+        Ok(demo::ingest(&self.store, config, on_customer)?)
+    }
+
+    /// Every event to a Parquet file, in journey order; `progress(rows)` as it goes. Returns the rows written.
+    pub fn export_parquet(&self, path: &Path, progress: impl FnMut(u64)) -> Result<u64, Error> {
+        Ok(waymark_store::export_parquet(&self.store, path, progress)?)
+    }
+
+    /// The customer `identifier` (a `userId`, an `anonymousId`, or a `user:`/`anon:` key) belongs to.
+    pub fn customer(&self, identifier: &str) -> Result<Option<CustomerDoc>, Error> {
+        let Some(view) = self.store.customer(identifier)? else {
+            return Ok(None);
+        };
+        let events: Vec<TimelineEvent> = view
+            .events
+            .into_iter()
+            .map(|entry| TimelineEvent {
+                time: entry.time,
+                channel: entry.channel,
+                device: entry.device,
+                step: entry.step,
+                identifier: entry.identifier,
+                event_type: serde_json::to_value(entry.event.event_type)
+                    .ok()
+                    .and_then(|kind| kind.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                message_id: entry.event.message_id,
+                properties: serde_json::to_value(&entry.event.properties)
+                    .unwrap_or(serde_json::Value::Null),
+                traits: serde_json::to_value(&entry.event.traits)
+                    .unwrap_or(serde_json::Value::Null),
+            })
+            .collect();
+        Ok(Some(CustomerDoc {
+            customer_id: view.customer_id,
+            identifiers: view.identifiers,
+            merges: view.merges,
+            warnings: view.warnings,
+            n_events: events.len(),
+            events,
+        }))
+    }
+
+    /// Forces `a` and `b` into one customer (an operator's merge; guards bypassed, recorded as `manual`).
+    pub fn merge(&self, a: &str, b: &str) -> Result<MergeOutcome, Error> {
+        Ok(match self.store.merge(a, b)? {
+            LinkOutcome::Merged(edge) => MergeOutcome {
+                merged: true,
+                edge: Some(edge),
+                reason: None,
+            },
+            LinkOutcome::AlreadyLinked => MergeOutcome {
+                merged: false,
+                edge: None,
+                reason: Some("already one customer".into()),
+            },
+            LinkOutcome::Refused { warning, .. } => MergeOutcome {
+                merged: false,
+                edge: None,
+                reason: Some(warning.message),
+            },
+        })
+    }
+
+    /// Undoes merge edge `edge`; an edge that is not active is not found.
+    pub fn unmerge(&self, edge: u32) -> Result<(), Error> {
+        if self.store.unmerge(edge)? {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!(
+                "there is no active merge edge {edge}; list them with GET /v1/identity/edges or `waymark identity edges`"
+            )))
+        }
+    }
+
+    /// Every merge edge, active and undone, with provenance.
+    pub fn merge_edges(&self) -> Vec<MergeEdge> {
+        self.store.merge_edges()
+    }
+
+    /// The newest `limit` failed (refused) events.
+    pub fn failed_events(&self, limit: usize) -> Result<Vec<FailedEvent>, Error> {
+        Ok(self.store.failed_events(limit)?)
+    }
+
+    /// Runs one analysis: the request checked, the journeys loaded with the columns it reads, scoped, analysed.
+    pub fn analyse<Q: Query>(&self, request: &Q) -> Result<Q::Report, Error> {
+        let step_names = self.store.step_names();
+        let spec = request.spec(&DataInfo {
+            step_names: &step_names,
+        })?;
+        let scope = request.scope().plan()?;
+        let mut properties = spec.properties();
+        for name in &scope.properties {
+            if !properties.contains(name) {
+                properties.push(name.clone());
+            }
+        }
+        let journeys = scope.apply(self.store.journey_view(&properties)?)?;
+        Ok(spec.run(&journeys, &self.runner)?)
+    }
+
+    /// Runs the analysis `name` for a JSON request (as `POST /v1/analyses/{name}` gets it); with `rows`, the
+    /// report as a table too.
+    pub fn analyse_json(
+        &self,
+        name: &str,
+        request: serde_json::Value,
+        rows: Option<usize>,
+    ) -> Result<registry::Ran, Error> {
+        registry::analysis(name)?.run(self, request, rows)
+    }
+
+    /// Every journey (hot columns only), as analyses read them.
+    pub fn journeys(&self) -> Arc<JourneySet> {
+        self.store
+            .journey_view(&[])
+            .expect("a view without property columns reads no payloads")
+    }
+
+    /// Builds the journey views the UI's first pages read (the overview's and friction's property columns) so the
+    /// first visitor does not wait. Returns how many were built.
+    pub fn warm_up(&self) -> usize {
+        let step_names = self.store.step_names();
+        let data = DataInfo {
+            step_names: &step_names,
+        };
+        let mut views: Vec<Vec<String>> = Vec::new();
+        if let Ok(spec) = waymark_analytics::OverviewRequest::default().spec(&data) {
+            views.push(spec.properties());
+        }
+        // Friction's columns do not depend on the goal; a placeholder one stands in when the data has none of the
+        // usual names.
+        let friction = waymark_analytics::FrictionRequest {
+            goals: waymark_analytics::query::goals_or_usual(&[], &step_names),
+            ..Default::default()
+        };
+        let friction = if friction.goals.is_empty() {
+            waymark_analytics::FrictionRequest {
+                goals: vec![String::new()],
+                ..friction
+            }
+        } else {
+            friction
+        };
+        if let Ok(spec) = friction.spec(&data) {
+            views.push(spec.properties());
+        }
+        views
+            .iter()
+            .filter(|properties| self.store.journey_view(properties).is_ok())
+            .count()
+    }
+
+    /// Builds what the first write needs (the exactly-once key set) now rather than at the first append.
+    pub fn prepare_writes(&self) {
+        self.store.prepare_writes()
+    }
+
+    /// Writes the in-memory table out as a segment.
+    pub fn flush(&self) -> Result<(), Error> {
+        Ok(self.store.flush()?)
+    }
+
+    /// Flushes and closes the store.
+    pub fn close(&self) -> Result<(), Error> {
+        Ok(self.store.close()?)
+    }
+
+    /// Stops as a crash would (tests only): nothing flushed, the lock released.
+    pub fn simulate_crash(self) {
+        self.store.simulate_crash()
+    }
 }

@@ -2,25 +2,25 @@
 //! says why: the Android login loop, the unhelpful help article, the slow installation in the North, the
 //! shipping-cost drop-off.
 
+use waymark_analytics::FrictionRequest;
 use waymark_analytics::{Finding, FindingKind};
-use waymark_engine::demo::{self, DemoConfig};
-use waymark_engine::query::{friction, FrictionRequest};
-use waymark_store::{Store, StoreOptions};
+use waymark_engine::demo::DemoConfig;
+use waymark_engine::{Engine, StoreOptions};
 
 #[test]
 fn every_planted_friction_source_is_in_the_top_findings() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-    demo::ingest(
-        &store,
-        DemoConfig {
-            customers: 6_000,
-            seed: 42,
-        },
-        &mut || {},
-    )
-    .unwrap();
-    let report = friction(&store, &FrictionRequest::default()).unwrap();
+    let engine = Engine::open(dir.path(), StoreOptions::default()).unwrap();
+    engine
+        .ingest_demo(
+            DemoConfig {
+                customers: 6_000,
+                seed: 42,
+            },
+            &mut || {},
+        )
+        .unwrap();
+    let report = engine.analyse(&FrictionRequest::default()).unwrap();
     assert_eq!(
         report.goals,
         ["Order Completed"],
@@ -95,5 +95,5 @@ fn every_planted_friction_source_is_in_the_top_findings() {
     }
     // The example customers exist.
     let someone = &shipping.example_customers[0];
-    assert!(store.customer(someone).unwrap().is_some(), "{someone}");
+    assert!(engine.customer(someone).unwrap().is_some(), "{someone}");
 }

@@ -5,10 +5,9 @@
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use waymark_analytics::{ProcessMap, ProcessMapReport, Variants, VariantsReport};
-use waymark_engine::import::{import_file, ImportOptions};
-use waymark_engine::query::run_on_store;
-use waymark_store::{Store, StoreOptions};
+use waymark_analytics::{ProcessMapReport, ProcessMapRequest, VariantsReport, VariantsRequest};
+use waymark_engine::import::ImportOptions;
+use waymark_engine::{Engine, StoreOptions};
 
 fn shared_data(name: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -24,17 +23,13 @@ fn shared_data(name: &str) -> PathBuf {
 
 fn analyse(file: &str) -> (ProcessMapReport, VariantsReport) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-    import_file(
-        &store,
-        &shared_data(file),
-        &ImportOptions::default(),
-        &|_, _| {},
-    )
-    .unwrap();
+    let engine = Engine::open(dir.path(), StoreOptions::default()).unwrap();
+    engine
+        .import_file(&shared_data(file), &ImportOptions::default(), &|_, _| {})
+        .unwrap();
     (
-        run_on_store(&store, &ProcessMap),
-        run_on_store(&store, &Variants { top: None }),
+        engine.analyse(&ProcessMapRequest::default()).unwrap(),
+        engine.analyse(&VariantsRequest::default()).unwrap(),
     )
 }
 

@@ -32,7 +32,19 @@ pub fn is_junk_identifier(value: &str) -> bool {
 }
 
 /// Which namespace an identifier lives in. A `userId` "42" and an `anonymousId` "42" are different identifiers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum IdentifierKind {
     /// A known customer id (`userId`).
@@ -42,7 +54,9 @@ pub enum IdentifierKind {
 }
 
 /// One identifier: a kind and a value. Its canonical text form is `user:VALUE` or `anon:VALUE`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Identifier {
     pub kind: IdentifierKind,
     pub value: String,

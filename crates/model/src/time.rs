@@ -4,7 +4,19 @@ use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, SecondsFormat, Timeli
 use serde::{Deserialize, Serialize};
 
 /// A point in time as microseconds since 1970-01-01T00:00:00Z. Ordered, copyable, 8 bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 pub struct Timestamp(pub i64);
 
 /// Earliest accepted instant (1970-01-01).

@@ -1,16 +1,79 @@
-//! One API error type: every failure becomes `{code, message, type}` JSON with the right status.
+//! One API error type: every failure becomes `{code, message, type}` JSON, its status and type looked up in one
+//! table of codes ([`ErrorCode`]), as meilisearch does.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use waymark_engine::Error as EngineError;
 use waymark_model::ValidationError;
-use waymark_store::StoreError;
+
+macro_rules! error_codes {
+    ($($variant:ident => $code:literal, $status:ident, $kind:literal;)*) => {
+        /// Every error code the API answers with: code → HTTP status → type.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ErrorCode {
+            $($variant,)*
+        }
+
+        impl ErrorCode {
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            pub fn code(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$variant => StatusCode::$status,)*
+                }
+            }
+
+            /// `invalid_request`, `auth` or `internal`.
+            pub fn kind(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $kind,)*
+                }
+            }
+
+            /// The entry for a code that the engine or the model gives.
+            pub fn of(code: &str) -> Option<ErrorCode> {
+                ErrorCode::ALL.iter().copied().find(|entry| entry.code() == code)
+            }
+        }
+    };
+}
+
+error_codes! {
+    InvalidJson => "invalid_json", BAD_REQUEST, "invalid_request";
+    InvalidQuery => "invalid_query", BAD_REQUEST, "invalid_request";
+    UnknownAnalysis => "unknown_analysis", NOT_FOUND, "invalid_request";
+    NotFound => "not_found", NOT_FOUND, "invalid_request";
+    MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED, "invalid_request";
+    UnreadableBody => "unreadable_body", BAD_REQUEST, "invalid_request";
+    WrongType => "wrong_type", BAD_REQUEST, "invalid_request";
+    UnknownType => "unknown_type", BAD_REQUEST, "invalid_request";
+    MissingIdentifier => "missing_identifier", BAD_REQUEST, "invalid_request";
+    MissingEventName => "missing_event_name", BAD_REQUEST, "invalid_request";
+    MissingPreviousId => "missing_previous_id", BAD_REQUEST, "invalid_request";
+    MissingGroupId => "missing_group_id", BAD_REQUEST, "invalid_request";
+    InvalidTimestamp => "invalid_timestamp", BAD_REQUEST, "invalid_request";
+    MissingBatch => "missing_batch", BAD_REQUEST, "invalid_request";
+    EventTooLarge => "event_too_large", PAYLOAD_TOO_LARGE, "invalid_request";
+    BatchTooLarge => "batch_too_large", PAYLOAD_TOO_LARGE, "invalid_request";
+    InvalidImport => "invalid_import", BAD_REQUEST, "invalid_request";
+    MissingWriteKey => "missing_write_key", UNAUTHORIZED, "auth";
+    InvalidWriteKey => "invalid_write_key", UNAUTHORIZED, "auth";
+    InvalidAuthorization => "invalid_authorization", UNAUTHORIZED, "auth";
+    StoreUnavailable => "store_unavailable", SERVICE_UNAVAILABLE, "internal";
+    Internal => "internal", INTERNAL_SERVER_ERROR, "internal";
+}
 
 /// An HTTP error with a stable code and a message that says what to change.
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -23,76 +86,85 @@ struct Body<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
-            status,
             code,
             message: message.into(),
         }
     }
 
     pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+        ApiError::new(ErrorCode::NotFound, message)
     }
 
-    fn kind(&self) -> &'static str {
-        match self.status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "auth",
-            status if status.is_server_error() => "internal",
-            _ => "invalid_request",
-        }
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::Internal, message)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 }
 
 impl From<ValidationError> for ApiError {
     fn from(error: ValidationError) -> ApiError {
-        let status = match error {
-            ValidationError::EventTooLarge { .. } | ValidationError::BatchTooLarge { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(status, error.code(), error.to_string())
+        ApiError::new(
+            ErrorCode::of(error.code()).unwrap_or(ErrorCode::InvalidJson),
+            error.to_string(),
+        )
     }
 }
 
-impl From<waymark_engine::query::QueryError> for ApiError {
-    fn from(error: waymark_engine::query::QueryError) -> ApiError {
-        match error {
-            waymark_engine::query::QueryError::Invalid(message) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
-            }
-            waymark_engine::query::QueryError::Store(error) => error.into(),
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> ApiError {
+        let code = ErrorCode::of(error.code()).unwrap_or(if error.is_user_fault() {
+            ErrorCode::InvalidQuery
+        } else {
+            ErrorCode::Internal
+        });
+        if code == ErrorCode::StoreUnavailable {
+            tracing::error!(error = %error, "store failure while serving a request");
+            return ApiError::new(
+                code,
+                format!("the event store could not complete the request ({error}); nothing was acknowledged, retry later"),
+            );
         }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> ApiError {
-        match error {
-            StoreError::NotFound(message) => ApiError::not_found(message),
-            other => {
-                tracing::error!(error = %other, "store failure while serving a request");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    format!("the event store could not complete the request ({other}); nothing was acknowledged, retry later"),
-                )
-            }
-        }
+        ApiError::new(code, error.to_string())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::error!(code = self.code, message = %self.message, "request failed");
+        if self.status().is_server_error() {
+            tracing::error!(code = self.code.code(), message = %self.message, "request failed");
         }
         let body = Body {
-            code: self.code,
+            code: self.code.code(),
             message: &self.message,
-            kind: self.kind(),
+            kind: self.code.kind(),
         };
-        (self.status, axum::Json(body)).into_response()
+        (self.status(), axum::Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_the_engine_and_model_give_is_in_the_table() {
+        for code in [
+            "invalid_query",
+            "invalid_json",
+            "unknown_analysis",
+            "not_found",
+            "store_unavailable",
+            "invalid_import",
+        ] {
+            assert!(ErrorCode::of(code).is_some(), "{code}");
+        }
+        let codes: std::collections::HashSet<&str> =
+            ErrorCode::ALL.iter().map(|code| code.code()).collect();
+        assert_eq!(codes.len(), ErrorCode::ALL.len(), "codes are unique");
     }
 }

@@ -1,14 +1,15 @@
 //! Waymark's HTTP server: the Segment-compatible collector, the customer and identity API, health and
 //! Prometheus metrics, on one port.
 //!
-//! Entry points: [`router`] builds the axum `Router` over an open store (used by tests on `127.0.0.1:0`), and
+//! Entry points: [`router`] builds the axum `Router` over an open engine (used by tests on `127.0.0.1:0`), and
 //! [`serve`] binds, serves until shutdown is requested, then flushes the store.
 
 mod error;
 mod metrics_names;
+pub mod openapi;
 mod routes;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 pub use routes::{router, AppState};
 
 /// One self-contained HTML file: the UI's page, style sheet and script inlined, with `data` (the report's analyses)
@@ -32,9 +33,9 @@ pub fn report_html(data: &serde_json::Value) -> String {
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use waymark_store::Store;
+use waymark_engine::Engine;
 
-/// What `serve` needs beyond the store.
+/// What `serve` needs beyond the engine.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Address to listen on, e.g. `127.0.0.1:8080`.
@@ -45,23 +46,14 @@ pub struct ServerConfig {
     pub warm_up: bool,
 }
 
-/// Builds, in the background, the journey views the UI's first pages read (the overview's device column and
-/// friction's property columns), so the first visitor does not wait for payloads to be decoded. Queries that
-/// arrive meanwhile simply build their own view.
-fn warm_up(store: Arc<Store>) {
+/// Builds, in the background, the journey views the UI's first pages read, so the first visitor does not wait
+/// for payloads to be decoded. Queries that arrive meanwhile simply build their own view.
+fn warm_up(engine: Arc<Engine>) {
     let spawned = std::thread::Builder::new()
         .name("warm-up".into())
         .spawn(move || {
             let started = std::time::Instant::now();
-            // The views themselves, not the analyses: the same property sets the overview and friction load.
-            let views = [
-                vec![waymark_engine::query::DEVICE_PROPERTY.to_string()],
-                waymark_analytics::Friction::default().properties(),
-            ];
-            let built = views
-                .iter()
-                .filter(|properties| store.journey_view(properties).is_ok())
-                .count();
+            let built = engine.warm_up();
             tracing::info!(
                 seconds = started.elapsed().as_secs_f64(),
                 built,
@@ -76,25 +68,25 @@ fn warm_up(store: Arc<Store>) {
 /// Binds `config.listen`, calls `on_ready` with the bound address, serves until `shutdown` resolves, then stops
 /// accepting requests, lets in-flight ones finish, and flushes the store.
 pub async fn serve(
-    store: Arc<Store>,
+    engine: Arc<Engine>,
     config: ServerConfig,
     on_ready: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
-    let state = AppState::new(Arc::clone(&store), config.write_keys);
-    store.prepare_writes();
+    let state = AppState::new(Arc::clone(&engine), config.write_keys);
+    engine.prepare_writes();
     if config.warm_up {
-        warm_up(Arc::clone(&store));
+        warm_up(Arc::clone(&engine));
     }
     on_ready(address);
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await?;
     tracing::info!("server stopped; flushing the store");
-    let flush_store = Arc::clone(&store);
-    tokio::task::spawn_blocking(move || flush_store.flush())
+    let flush_engine = Arc::clone(&engine);
+    tokio::task::spawn_blocking(move || flush_engine.flush())
         .await
         .map_err(std::io::Error::other)?
         .map_err(std::io::Error::other)?;

@@ -1,8 +1,12 @@
 //! Routes: the Segment collector (`/v1/track|identify|page|screen|group|alias|batch`), customers, identity,
 //! failed events, stats, health, metrics and the status page.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::metrics_names::*;
+use crate::openapi::{
+    AnalysesResponse, EdgesResponse, FailedResponse, Health, MergeRequest, UnmergeRequest,
+    UnmergeResponse,
+};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -13,22 +17,18 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use waymark_engine::ingest::{parse_batch, parse_single, ParsedRequest};
-use waymark_engine::query::{
-    self as queries, FlowsRequest, FrictionRequest, FunnelRequest, OverviewRequest,
-    ProcessMapRequest, QueryError, RetentionRequest, VariantsRequest,
-};
+use waymark_engine::Engine;
 use waymark_model::{EventType, Timestamp, ValidationError, MAX_BATCH_BYTES};
-use waymark_store::{LinkOutcome, Store};
 
 /// Shared state of all handlers.
 #[derive(Clone)]
 pub struct AppState {
-    store: Arc<Store>,
+    engine: Arc<Engine>,
     write_keys: Arc<HashSet<String>>,
     prometheus: PrometheusHandle,
 }
@@ -52,10 +52,10 @@ fn prometheus() -> PrometheusHandle {
 }
 
 impl AppState {
-    /// State over an open store. `write_keys` empty means the collector accepts any key (not recommended).
-    pub fn new(store: Arc<Store>, write_keys: Vec<String>) -> AppState {
+    /// State over an open engine. `write_keys` empty means the collector accepts any key (not recommended).
+    pub fn new(engine: Arc<Engine>, write_keys: Vec<String>) -> AppState {
         AppState {
-            store,
+            engine,
             write_keys: Arc::new(write_keys.into_iter().collect()),
             prometheus: prometheus(),
         }
@@ -85,13 +85,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/identity/unmerge", post(identity_unmerge))
         .route("/v1/failed", get(failed_events))
         .route("/v1/stats", get(stats))
-        .route("/v1/analyses/process-map", post(process_map))
-        .route("/v1/analyses/variants", post(variants))
-        .route("/v1/analyses/funnel", post(funnel))
-        .route("/v1/analyses/flows", post(flows))
-        .route("/v1/analyses/friction", post(friction))
-        .route("/v1/analyses/retention", post(retention))
-        .route("/v1/analyses/overview", post(overview))
+        .route("/v1/analyses", get(list_analyses))
+        .route("/v1/analyses/{name}", post(analysis))
         .route("/v1/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -108,19 +103,22 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this endpoint does not take that HTTP method (collector endpoints take POST)",
     )
 }
 
-async fn healthz(State(state): State<AppState>) -> Json<Value> {
-    let stats = state.store.stats();
-    Json(json!({ "status": "ok", "events": stats.events, "customers": stats.customers }))
+async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    let stats = state.engine.stats();
+    Json(Health {
+        status: "ok".into(),
+        events: stats.events,
+        customers: stats.customers,
+    })
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
-    let stats = state.store.stats();
+    let stats = state.engine.stats();
     metrics::gauge!(STORE_EVENTS).set(stats.events as f64);
     metrics::gauge!(STORE_CUSTOMERS).set(stats.customers as f64);
     metrics::gauge!(STORE_SEGMENTS).set(stats.segments as f64);
@@ -141,8 +139,7 @@ fn header_write_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     };
     let invalid = || {
         ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_authorization",
+            ErrorCode::InvalidAuthorization,
             "the Authorization header must be `Basic base64(WRITE_KEY:)`",
         )
     };
@@ -169,29 +166,26 @@ fn check_write_key(state: &AppState, key: Option<&str>) -> Result<(), ApiError> 
     }
     match key {
         None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing_write_key",
+            ErrorCode::MissingWriteKey,
             "send your write key as the HTTP basic-auth user name (empty password) or as `writeKey` in the body",
         )),
         Some(key) if state.write_keys.contains(key) => Ok(()),
         Some(_) => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_write_key",
+            ErrorCode::InvalidWriteKey,
             "the write key is not one this server accepts; check the key in your SDK settings (`waymark serve --write-key`)",
         )),
     }
 }
 
 fn reject_request(error: ApiError) -> ApiError {
-    metrics::counter!(REQUESTS_REJECTED, "code" => error.code).increment(1);
+    metrics::counter!(REQUESTS_REJECTED, "code" => error.code.code()).increment(1);
     error
 }
 
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
-        let status = rejection.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "batch_too_large" } else { "unreadable_body" };
-        ApiError::new(status, code, format!("could not read the request body: {rejection}; batches are limited to {MAX_BATCH_BYTES} bytes"))
+        let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { ErrorCode::BatchTooLarge } else { ErrorCode::UnreadableBody };
+        ApiError::new(code, format!("could not read the request body: {rejection}; batches are limited to {MAX_BATCH_BYTES} bytes"))
     })
 }
 
@@ -223,33 +217,15 @@ async fn ingest(
     for failed in &parsed.failed {
         metrics::counter!(EVENTS_REJECTED, "reason" => failed.code.clone()).increment(1);
     }
-    let errors: Vec<Value> = parsed
-        .failed
-        .iter()
-        .take(20)
-        .map(|failed| json!({ "code": failed.code, "message": failed.message }))
-        .collect();
-    let store = Arc::clone(&state.store);
-    let outcome = tokio::task::spawn_blocking(move || store.append(parsed.events, parsed.failed))
-        .await
-        .map_err(|error| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                error.to_string(),
-            )
-        })??;
+    let engine = Arc::clone(&state.engine);
+    let outcome = blocking(move || Ok(engine.ingest(parsed)?)).await?;
     metrics::counter!(EVENTS_INGESTED).increment(outcome.accepted as u64);
     metrics::counter!(EVENTS_DUPLICATE).increment(outcome.duplicates as u64);
     metrics::histogram!(INGEST_LATENCY, "endpoint" => endpoint)
         .record(started.elapsed().as_secs_f64());
-    Ok(Json(json!({
-        "success": true,
-        "accepted": outcome.accepted,
-        "duplicates": outcome.duplicates,
-        "failed": outcome.failed,
-        "errors": errors,
-    })))
+    Ok(Json(
+        serde_json::to_value(outcome).expect("outcomes serialise"),
+    ))
 }
 
 macro_rules! single_endpoint {
@@ -285,70 +261,65 @@ async fn batch(
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work).await.map_err(|error| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            error.to_string(),
-        )
-    })?
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?
 }
 
 async fn customer(
     State(state): State<AppState>,
     Path(identifier): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let store = Arc::clone(&state.store);
+    let engine = Arc::clone(&state.engine);
     let lookup = identifier.clone();
-    let view = blocking(move || Ok(store.customer(&lookup)?)).await?;
-    let view = view.ok_or_else(|| {
+    let doc = blocking(move || Ok(engine.customer(&lookup)?)).await?;
+    let doc = doc.ok_or_else(|| {
         ApiError::not_found(format!(
             "no customer has the identifier {identifier:?}; use a userId or anonymousId (optionally prefixed user: or anon:)"
         ))
     })?;
-    let events: Vec<Value> = view
-        .events
-        .iter()
-        .map(|entry| {
-            json!({
-                "time": entry.time,
-                "channel": entry.channel,
-                "device": entry.device,
-                "step": entry.step,
-                "identifier": entry.identifier,
-                "type": entry.event.event_type,
-                "messageId": entry.event.message_id,
-                "properties": entry.event.properties,
-                "traits": entry.event.traits,
+    Ok(Json(
+        serde_json::to_value(doc).expect("customers serialise"),
+    ))
+}
+
+async fn identity_edges(State(state): State<AppState>) -> Json<EdgesResponse> {
+    Json(EdgesResponse {
+        edges: state.engine.merge_edges(),
+    })
+}
+
+/// The one JSON body extractor: every handler that takes JSON rejects a body the same way (`invalid_json`, with
+/// what the body must look like). An empty body is JSON `null`, which requests with defaults read as `{}`.
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<JsonBody, ApiError> {
+        let body = body_bytes(Bytes::from_request(request, state).await)?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(Value::Null));
+        }
+        serde_json::from_slice(&body)
+            .map(JsonBody)
+            .map_err(|error| {
+                ApiError::new(
+                    ErrorCode::InvalidJson,
+                    format!("the body is not JSON: {error}"),
+                )
             })
-        })
-        .collect();
-    Ok(Json(json!({
-        "customer_id": view.customer_id,
-        "identifiers": view.identifiers,
-        "merges": view.merges,
-        "warnings": view.warnings,
-        "n_events": events.len(),
-        "events": events,
-    })))
+    }
 }
 
-async fn identity_edges(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "edges": state.store.merge_edges() }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MergeRequest {
-    a: String,
-    b: String,
-}
-
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], example: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|error| {
+/// A typed request read from a [`JsonBody`]; `example` shows the shape in the error.
+fn typed<T: serde::de::DeserializeOwned>(body: Value, example: &str) -> Result<T, ApiError> {
+    serde_json::from_value(body).map_err(|error| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("the body must look like {example}: {error}"),
         )
     })
@@ -356,43 +327,28 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], example: &str) -> Resu
 
 async fn identity_merge(
     State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let request: MergeRequest = json_body(
-        &body_bytes(body)?,
-        r#"{"a": "user:ann", "b": "anon:device-1"}"#,
-    )?;
-    let store = Arc::clone(&state.store);
-    let outcome = blocking(move || Ok(store.merge(&request.a, &request.b)?)).await?;
-    Ok(Json(match outcome {
-        LinkOutcome::Merged(edge) => json!({ "merged": true, "edge": edge }),
-        LinkOutcome::AlreadyLinked => json!({ "merged": false, "reason": "already one customer" }),
-        LinkOutcome::Refused { warning, .. } => {
-            json!({ "merged": false, "reason": warning.message })
-        }
-    }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UnmergeRequest {
-    edge: u32,
+    let request: MergeRequest = typed(body, r#"{"a": "user:ann", "b": "anon:device-1"}"#)?;
+    let engine = Arc::clone(&state.engine);
+    let outcome = blocking(move || Ok(engine.merge(&request.a, &request.b)?)).await?;
+    Ok(Json(
+        serde_json::to_value(outcome).expect("outcomes serialise"),
+    ))
 }
 
 async fn identity_unmerge(
     State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let request: UnmergeRequest = json_body(&body_bytes(body)?, r#"{"edge": 12}"#)?;
-    let store = Arc::clone(&state.store);
-    let done = blocking(move || Ok(store.unmerge(request.edge)?)).await?;
-    if !done {
-        return Err(ApiError::not_found(format!(
-            "there is no active merge edge {}; list them with GET /v1/identity/edges",
-            request.edge
-        )));
-    }
-    Ok(Json(json!({ "unmerged": true, "edge": request.edge })))
+    JsonBody(body): JsonBody,
+) -> Result<Json<UnmergeResponse>, ApiError> {
+    let request: UnmergeRequest = typed(body, r#"{"edge": 12}"#)?;
+    let engine = Arc::clone(&state.engine);
+    let edge = request.edge;
+    blocking(move || Ok(engine.unmerge(edge)?)).await?;
+    Ok(Json(UnmergeResponse {
+        unmerged: true,
+        edge,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -403,117 +359,37 @@ struct FailedQuery {
 async fn failed_events(
     State(state): State<AppState>,
     Query(query): Query<FailedQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let store = Arc::clone(&state.store);
+) -> Result<Json<FailedResponse>, ApiError> {
+    let engine = Arc::clone(&state.engine);
     let limit = query.limit.unwrap_or(100).min(10_000);
-    let failed = blocking(move || Ok(store.failed_events(limit)?)).await?;
-    Ok(Json(json!({ "failed": failed })))
+    let failed = blocking(move || Ok(engine.failed_events(limit)?)).await?;
+    Ok(Json(FailedResponse { failed }))
 }
 
-/// An analysis request body: empty means defaults.
-fn analysis_options<T: serde::de::DeserializeOwned + Default>(
-    body: &[u8],
-    example: &str,
-) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    json_body(body, example)
+/// Every analysis of the registry: name, help and the CLI example (what the UI and `--help` list).
+async fn list_analyses() -> Json<AnalysesResponse> {
+    Json(crate::openapi::analyses())
 }
 
-/// Runs a query on a blocking thread; an invalid request is a 400 that says what to change.
-async fn run_query<R: serde::Serialize + Send + 'static>(
-    state: &AppState,
-    query: impl FnOnce(&waymark_store::Store) -> Result<R, QueryError> + Send + 'static,
-) -> Result<Json<Value>, ApiError> {
-    let store = Arc::clone(&state.store);
-    let report = blocking(move || Ok(query(&store)?)).await?;
-    Ok(Json(
-        serde_json::to_value(report).expect("reports serialise"),
-    ))
-}
-
-async fn process_map(
+/// `POST /v1/analyses/{name}`: any analysis of the registry, its request as JSON (empty: defaults), answered on a
+/// blocking thread; an invalid request is a 400 that says what to change.
+async fn analysis(
     State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let request: ProcessMapRequest =
-        analysis_options(&body_bytes(body)?, r#"{"filter": {"channels": ["web"]}}"#)?;
-    run_query(&state, move |store| queries::process_map(store, &request)).await
+    let engine = Arc::clone(&state.engine);
+    let ran = blocking(move || Ok(engine.analyse_json(&name, body, None)?)).await?;
+    Ok(Json(ran.json))
 }
 
-async fn variants(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let request: VariantsRequest = analysis_options(&body_bytes(body)?, r#"{"top": 20}"#)?;
-    run_query(&state, move |store| queries::variants(store, &request)).await
+/// The OpenAPI 3.1 description of this API, generated from the types.
+async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document().clone())
 }
 
-async fn funnel(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let request: FunnelRequest = json_body(
-        &body_bytes(body)?,
-        r#"{"steps": ["Added to Cart", "Checkout Started", "Order Completed"], "window": "7d"}"#,
-    )?;
-    run_query(&state, move |store| queries::funnel(store, &request)).await
-}
-
-async fn flows(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let request: FlowsRequest = json_body(
-        &body_bytes(body)?,
-        r#"{"anchor": "Login Attempted", "direction": "forward", "depth": 4, "top": 6}"#,
-    )?;
-    run_query(&state, move |store| queries::flows(store, &request)).await
-}
-
-async fn friction(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let request: FrictionRequest = analysis_options(
-        &body_bytes(body)?,
-        r#"{"goals": ["Order Completed"], "standard_times": {"Installation Scheduled": "72h"}, "top": 10}"#,
-    )?;
-    run_query(&state, move |store| queries::friction(store, &request)).await
-}
-
-async fn overview(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let request: OverviewRequest =
-        analysis_options(&body_bytes(body)?, r#"{"goals": ["Order Completed"]}"#)?;
-    run_query(&state, move |store| queries::overview(store, &request)).await
-}
-
-async fn retention(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let request: RetentionRequest = json_body(
-        &body_bytes(body)?,
-        r#"{"start": "Order Completed", "return": "page:Home", "period": "week", "periods": 8}"#,
-    )?;
-    run_query(&state, move |store| queries::retention(store, &request)).await
-}
-
-/// The OpenAPI 3.1 description of this API.
-async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        include_str!("openapi.json"),
-    )
-        .into_response()
-}
-
-async fn stats(State(state): State<AppState>) -> Json<Value> {
-    Json(serde_json::to_value(state.store.stats()).expect("stats serialise"))
+async fn stats(State(state): State<AppState>) -> Json<waymark_engine::StoreStats> {
+    Json(state.engine.stats())
 }
 
 /// `1667009` → `1,667,009`.
@@ -557,7 +433,7 @@ async fn ui_style() -> Response {
 }
 
 async fn status_page(State(state): State<AppState>) -> Html<String> {
-    let stats = state.store.stats();
+    let stats = state.engine.stats();
     let mut page = include_str!("status.html").to_string();
     for (placeholder, value) in [
         ("{{events}}", stats.events),

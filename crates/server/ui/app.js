@@ -533,6 +533,47 @@ pages.variants = async ({ filter, params }) => {
   ];
 };
 
+pages.retention = async ({ filter, params }) => {
+  const names = await steps();
+  const start = params.get("start") || names[0] || "";
+  const returning = params.get("return") || start;
+  const period = ["day", "week", "month"].includes(params.get("period")) ? params.get("period") : "week";
+  const periods = Math.min(Math.max(Number(params.get("periods") || 8), 1), 52);
+  const report = await api("/v1/analyses/retention", { start, return: returning, period, periods, filter });
+  const form = el("form", { class: "controls", onsubmit: (e) => { e.preventDefault(); go("retention", keepFilters(Object.fromEntries(new FormData(e.target)))); } },
+    el("label", {}, "Cohort step (first time)", el("input", { name: "start", value: start, list: "retention-steps", size: 28 })),
+    el("label", {}, "Coming back means", el("input", { name: "return", value: returning, list: "retention-steps", size: 28 })),
+    el("label", {}, "Period", el("select", { name: "period" }, ["day", "week", "month"].map((p) => el("option", { value: p, selected: p === period }, p)))),
+    el("label", {}, "Periods", el("input", { name: "periods", type: "number", min: 1, max: 52, value: periods, style: "width:70px" })),
+    el("button", { type: "submit" }, "Show"), stepList("retention-steps"));
+  const offsets = Array.from({ length: report.periods + 1 }, (_, k) => k);
+  // Period 0 is the cohort's own period, after the start step; the later columns are the ones that show loss.
+  // The furthest period some cohort has reached, and how many did not come back in it.
+  const reached = report.overall.map((rate, k) => [rate, k]).filter(([rate, k]) => k > 0 && rate !== null);
+  const [lastRate, lastK] = reached.length ? reached[reached.length - 1] : [null, 0];
+  const cell = (rate, customers, observed = true) => {
+    if (!observed) return el("td", { class: "num muted", title: "this period has not happened yet in the data" }, "");
+    if (rate === undefined || rate === null) return el("td", { class: "num muted", title: "no cohort has reached this period yet" }, "–");
+    const shade = `rgba(47,111,237,${(0.08 + 0.8 * rate).toFixed(2)})`;
+    return el("td", { class: "num heat", style: `background:${shade};color:${rate > 0.55 ? "#fff" : "inherit"}`, title: `${pct(rate)} of ${fmt(customers)} customers` }, pct(rate));
+  };
+  const matrix = el("table", { class: "retention", "data-retention": report.cohorts.length },
+    el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "cohort"), el("th", { class: "num", scope: "col" }, "customers"),
+      offsets.map((k) => el("th", { class: "num", scope: "col" }, k ? `+${k} ${period}${k > 1 ? "s" : ""}` : "same " + period)))),
+    el("tbody", {},
+      report.cohorts.map((c) => el("tr", {}, el("th", { scope: "row" }, c.cohort), el("td", { class: "num" }, fmt(c.customers)), offsets.map((k) => cell(c.rates[k], c.customers, k <= c.observed_periods)))),
+      el("tr", { class: "all" }, el("th", { scope: "row" }, "all cohorts"), el("td", { class: "num" }, fmt(report.customers)), offsets.map((k) => cell(report.overall[k], report.customers)))));
+  return [
+    el("h1", {}, "Retention"),
+    el("p", { class: "lead" }, report.customers
+      ? `${fmt(report.customers)} customers did “${start}” in ${report.cohorts.length} ${period}ly cohorts. ${lastK ? `${pct(1 - lastRate)} of the cohorts old enough did not come back (“${returning}”) in ${period} +${lastK}.` : ""}`
+      : `No customer did “${start}” in this selection.`),
+    ...(report.warnings || []).map((warning) => el("p", { class: "notice" }, warning)),
+    form,
+    el("div", { class: "card" }, report.cohorts.length ? [matrix, el("p", { class: "muted" }, `Each cell: the share of the cohort that did “${returning}” in that ${period} after its own (UTC; weeks start on Monday). Blank: the data does not reach that ${period} yet; “all cohorts” counts only the cohorts it reaches.`)] : el("p", { class: "empty" }, "No cohorts in this selection.")),
+  ];
+};
+
 pages.customer = async ({ params }) => {
   const id = params.get("id") || "";
   const form = el("form", { class: "controls", onsubmit: (e) => { e.preventDefault(); go("customer", keepFilters({ id: new FormData(e.target).get("id") })); } },

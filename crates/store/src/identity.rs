@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use waymark_model::Timestamp;
 
 /// Why an edge exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EdgeReason {
     /// An event carried both a `userId` and an `anonymousId`.
@@ -23,7 +23,7 @@ pub enum EdgeReason {
 }
 
 /// One merge edge with its provenance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MergeEdge {
     pub id: u32,
     pub a: String,
@@ -47,7 +47,7 @@ impl MergeEdge {
 }
 
 /// A merge that the guards refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IdentityWarning {
     pub a: String,
     pub b: String,

@@ -72,7 +72,7 @@ impl Default for StoreOptions {
 }
 
 /// An event that failed validation, kept with the reason so it can be inspected and replayed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FailedEvent {
     pub received_at: Timestamp,
     pub code: String,
@@ -84,7 +84,7 @@ pub struct FailedEvent {
 }
 
 /// The result of an append.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AppendOutcome {
     /// New events made durable.
     pub accepted: usize,
@@ -95,7 +95,7 @@ pub struct AppendOutcome {
 }
 
 /// Counts describing a store.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct StoreStats {
     pub events: u64,
     pub customers: u64,

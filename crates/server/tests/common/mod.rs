@@ -5,13 +5,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use waymark_store::{Store, StoreOptions};
+use waymark_engine::{Engine, StoreOptions};
 
 pub const WRITE_KEY: &str = "test_write_key";
 
 pub struct TestApp {
     pub address: SocketAddr,
-    pub store: Arc<Store>,
+    pub store: Arc<Engine>,
     pub agent: ureq::Agent,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -20,7 +20,7 @@ pub struct TestApp {
 
 pub fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path(), StoreOptions::default()).unwrap());
+    let store = Arc::new(Engine::open(dir.path(), StoreOptions::default()).unwrap());
     let (ready_sender, ready) = std::sync::mpsc::channel();
     let (shutdown, shutdown_receiver) = tokio::sync::oneshot::channel::<()>();
     let server_store = Arc::clone(&store);

@@ -1,0 +1,82 @@
+//! `variants`: distinct journeys.
+
+use super::{run_plan, DataInfo, Query, Scope, Spec};
+use crate::{AnalyticsError, Runner, Variants, VariantsReport};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write;
+use waymark_model::JourneySet;
+
+/// `variants` options.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VariantsRequest {
+    /// Keep the K most frequent variants (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top: Option<usize>,
+    #[serde(default)]
+    pub filter: Scope,
+}
+
+impl Spec for Variants {
+    type Report = VariantsReport;
+    fn properties(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn run(
+        &self,
+        journeys: &JourneySet,
+        runner: &Runner,
+    ) -> Result<VariantsReport, AnalyticsError> {
+        run_plan(Ok(*self), journeys, runner)
+    }
+}
+
+impl Query for VariantsRequest {
+    const NAME: &'static str = "variants";
+    const HELP: &'static str =
+        "Distinct step sequences with counts, share and cumulative coverage.";
+    const EXAMPLE: &'static str = "--top 10";
+    type Report = VariantsReport;
+    type Spec = Variants;
+
+    fn scope(&self) -> &Scope {
+        &self.filter
+    }
+
+    fn spec(&self, _data: &DataInfo<'_>) -> Result<Variants, AnalyticsError> {
+        Ok(Variants { top: self.top })
+    }
+
+    fn text(&self, variants: &VariantsReport, rows: usize) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{} journeys, {} variants\n",
+            variants.cases, variants.n_variants
+        );
+        let _ = writeln!(
+            out,
+            "{:>8}  {:>6}  {:>8}  steps",
+            "count", "share", "coverage"
+        );
+        for variant in variants.variants.iter().take(rows) {
+            let _ = writeln!(
+                out,
+                "{:>8}  {:>5.1}%  {:>7.1}%  {}",
+                variant.count,
+                variant.share * 100.0,
+                variant.coverage * 100.0,
+                variant.steps.join(" → ")
+            );
+        }
+        if variants.variants.len() > rows {
+            let _ = writeln!(
+                out,
+                "… {} more variants (--rows N, or --json for all)",
+                variants.variants.len() - rows
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,391 @@
+//! The OpenAPI 3.1 document, generated from the request and response types (their JSON schemas come from
+//! `schemars`), so it cannot drift from what the handlers take and give. Analyses come from the engine's registry:
+//! a new analysis is documented the moment it is registered.
+
+use crate::error::ErrorCode;
+use schemars::{JsonSchema, SchemaGenerator};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::sync::OnceLock;
+use waymark_engine::{
+    CustomerDoc, FailedEvent, IngestOutcome, MergeEdge, MergeOutcome, StoreStats,
+};
+
+/// The error body every failure has.
+#[derive(Serialize, JsonSchema)]
+pub struct ErrorBody {
+    /// A stable code: `invalid_json`, `invalid_query`, `not_found`, `missing_write_key`, …
+    pub code: String,
+    /// What went wrong and what to change.
+    pub message: String,
+    /// `invalid_request`, `auth` or `internal`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// `GET /v1/identity/edges`.
+#[derive(Serialize, JsonSchema)]
+pub struct EdgesResponse {
+    pub edges: Vec<MergeEdge>,
+}
+
+/// `GET /v1/failed`.
+#[derive(Serialize, JsonSchema)]
+pub struct FailedResponse {
+    pub failed: Vec<FailedEvent>,
+}
+
+/// `POST /v1/identity/merge` body.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MergeRequest {
+    /// An identifier (`userId`, `anonymousId`, or `user:…` / `anon:…`).
+    pub a: String,
+    pub b: String,
+}
+
+/// `POST /v1/identity/unmerge` body.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnmergeRequest {
+    /// The merge edge's id (see `GET /v1/identity/edges`).
+    pub edge: u32,
+}
+
+/// `POST /v1/identity/unmerge` answer.
+#[derive(Serialize, JsonSchema)]
+pub struct UnmergeResponse {
+    pub unmerged: bool,
+    pub edge: u32,
+}
+
+/// `GET /healthz`.
+#[derive(Serialize, JsonSchema)]
+pub struct Health {
+    pub status: String,
+    pub events: u64,
+    pub customers: u64,
+}
+
+/// One analysis of `GET /v1/analyses`.
+#[derive(Serialize, JsonSchema)]
+pub struct AnalysisInfo {
+    pub name: String,
+    pub help: String,
+    /// A typical `waymark query` command line.
+    pub example: String,
+    /// The request with every field at its default.
+    pub defaults: Value,
+}
+
+/// `GET /v1/analyses`.
+#[derive(Serialize, JsonSchema)]
+pub struct AnalysesResponse {
+    pub analyses: Vec<AnalysisInfo>,
+}
+
+/// The analyses the registry holds, as `GET /v1/analyses` lists them.
+pub fn analyses() -> AnalysesResponse {
+    AnalysesResponse {
+        analyses: waymark_engine::registry::ANALYSES
+            .iter()
+            .map(|entry| AnalysisInfo {
+                name: entry.name().into(),
+                help: entry.help().into(),
+                example: format!("waymark query {} {}", entry.name(), entry.example()),
+                defaults: entry.defaults(),
+            })
+            .collect(),
+    }
+}
+
+/// A Segment tracking-API event, as the collector takes it (the Segment spec's fields; unknown ones are kept).
+fn segment_event() -> Value {
+    json!({
+        "type": "object",
+        "description": "A Segment-spec event: userId or anonymousId required; `event` for track, `name` for page and screen, `groupId` for group, `previousId` for alias.",
+        "properties": {
+            "type": {"type": "string", "enum": ["track", "identify", "page", "screen", "group", "alias"]},
+            "event": {"type": "string"},
+            "name": {"type": "string"},
+            "userId": {"type": ["string", "number"]},
+            "anonymousId": {"type": ["string", "number"]},
+            "previousId": {"type": ["string", "number"]},
+            "groupId": {"type": ["string", "number"]},
+            "messageId": {"type": "string"},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "sentAt": {"type": "string", "format": "date-time"},
+            "properties": {"type": "object"},
+            "traits": {"type": "object"},
+            "context": {"type": "object"},
+            "writeKey": {"type": "string"}
+        }
+    })
+}
+
+fn json_content(schema: Value) -> Value {
+    json!({"application/json": {"schema": schema}})
+}
+
+fn errors(codes: &[u16]) -> Map<String, Value> {
+    codes
+        .iter()
+        .map(|status| {
+            let names: Vec<&str> = ErrorCode::ALL
+                .iter()
+                .filter(|code| code.status().as_u16() == *status)
+                .map(|code| code.code())
+                .collect();
+            (
+                status.to_string(),
+                json!({
+                    "description": format!("Error: {}", names.join(", ")),
+                    "content": json_content(json!({"$ref": "#/components/schemas/ErrorBody"})),
+                }),
+            )
+        })
+        .collect()
+}
+
+fn operation(
+    summary: &str,
+    tag: &str,
+    request: Option<Value>,
+    response: Value,
+    error_codes: &[u16],
+) -> Value {
+    let mut responses = Map::new();
+    responses.insert(
+        "200".into(),
+        json!({"description": "OK", "content": json_content(response)}),
+    );
+    responses.extend(errors(error_codes));
+    let mut op = json!({"summary": summary, "tags": [tag], "responses": responses});
+    if let Some(request) = request {
+        op["requestBody"] = json!({"required": false, "content": json_content(request)});
+    }
+    op
+}
+
+fn text_operation(summary: &str, tag: &str, media: &str) -> Value {
+    json!({"summary": summary, "tags": [tag], "responses": {"200": {"description": "OK", "content": {media: {"schema": {"type": "string"}}}}}})
+}
+
+fn schema_value<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
+    serde_json::to_value(generator.subschema_for::<T>()).expect("schemas serialise")
+}
+
+fn build() -> Value {
+    let settings = schemars::generate::SchemaSettings::draft2020_12().with(|settings| {
+        settings.definitions_path = "/components/schemas/".into();
+        settings.meta_schema = None;
+    });
+    let mut generator = SchemaGenerator::new(settings);
+    let ingest = schema_value::<IngestOutcome>(&mut generator);
+    let event = segment_event();
+    let batch = json!({
+        "type": "object",
+        "required": ["batch"],
+        "properties": {"batch": {"type": "array", "items": event.clone()}, "writeKey": {"type": "string"}, "sentAt": {"type": "string"}, "context": {"type": "object"}}
+    });
+    let mut paths = Map::new();
+    let mut add = |path: &str, method: &str, op: Value| {
+        paths
+            .entry(path.to_string())
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("path items are objects")
+            .insert(method.into(), op);
+    };
+    let collector = [
+        ("track", "Record an action (`event` required)"),
+        (
+            "identify",
+            "Tie a userId to an anonymousId and record traits",
+        ),
+        ("page", "Record a web page view"),
+        ("screen", "Record an app screen view"),
+        (
+            "group",
+            "Associate the customer with a group (`groupId` required)",
+        ),
+        (
+            "alias",
+            "Declare `previousId` and `userId` the same customer (an explicit merge)",
+        ),
+    ];
+    for (name, summary) in collector {
+        let mut op = operation(
+            summary,
+            "collector",
+            Some(event.clone()),
+            ingest.clone(),
+            &[400, 401, 413, 503],
+        );
+        op["security"] = json!([{"writeKey": []}]);
+        add(&format!("/v1/{name}"), "post", op);
+    }
+    for (path, summary) in [
+        ("/v1/batch", "Several events in one request; invalid events go to the failed-events log, the rest are accepted"),
+        ("/v1/import", "Alias of /v1/batch (Segment's import endpoint)"),
+    ] {
+        let mut op = operation(summary, "collector", Some(batch.clone()), ingest.clone(), &[400, 401, 413, 503]);
+        op["security"] = json!([{"writeKey": []}]);
+        add(path, "post", op);
+    }
+    let mut customer = operation(
+        "A customer by any identifier: identifiers, merge history, refused merges and the time-ordered journey",
+        "customers",
+        None,
+        schema_value::<CustomerDoc>(&mut generator),
+        &[404],
+    );
+    customer["parameters"] = json!([{"name": "identifier", "in": "path", "required": true, "schema": {"type": "string"}, "description": "A userId, an anonymousId, or user:… / anon:…"}]);
+    add("/v1/customers/{identifier}", "get", customer);
+    add(
+        "/v1/identity/edges",
+        "get",
+        operation(
+            "Every merge edge with its provenance, active and undone",
+            "identity",
+            None,
+            schema_value::<EdgesResponse>(&mut generator),
+            &[],
+        ),
+    );
+    let merge_request = schema_value::<MergeRequest>(&mut generator);
+    add(
+        "/v1/identity/merge",
+        "post",
+        operation(
+            "Force two identifiers into one customer, bypassing the guards",
+            "identity",
+            Some(merge_request),
+            schema_value::<MergeOutcome>(&mut generator),
+            &[400, 404],
+        ),
+    );
+    let unmerge_request = schema_value::<UnmergeRequest>(&mut generator);
+    add(
+        "/v1/identity/unmerge",
+        "post",
+        operation(
+            "Undo one merge edge; the pair stays apart unless a merge is forced",
+            "identity",
+            Some(unmerge_request),
+            schema_value::<UnmergeResponse>(&mut generator),
+            &[400, 404],
+        ),
+    );
+    let mut failed = operation(
+        "Refused events with their reasons, oldest first",
+        "operations",
+        None,
+        schema_value::<FailedResponse>(&mut generator),
+        &[],
+    );
+    failed["parameters"] = json!([{"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "maximum": 10000, "default": 100}}]);
+    add("/v1/failed", "get", failed);
+    add(
+        "/v1/stats",
+        "get",
+        operation(
+            "Counts of events, customers, identifiers, segments and bytes",
+            "operations",
+            None,
+            schema_value::<StoreStats>(&mut generator),
+            &[],
+        ),
+    );
+    add(
+        "/v1/analyses",
+        "get",
+        operation(
+            "Every analysis: name, help, a CLI example and the request's defaults",
+            "analyses",
+            None,
+            schema_value::<AnalysesResponse>(&mut generator),
+            &[],
+        ),
+    );
+    for (name, request, report) in waymark_engine::registry::schemas(&mut generator) {
+        let entry = waymark_engine::registry::analysis(name).expect("registered");
+        let summary = format!(
+            "{} (the same document as `waymark query {name} --json`)",
+            entry.help().trim_end_matches('.')
+        );
+        add(
+            &format!("/v1/analyses/{name}"),
+            "post",
+            operation(
+                &summary,
+                "analyses",
+                Some(serde_json::to_value(request).expect("schemas serialise")),
+                serde_json::to_value(report).expect("schemas serialise"),
+                &[400, 404, 503],
+            ),
+        );
+    }
+    add(
+        "/v1/openapi.json",
+        "get",
+        operation(
+            "This document",
+            "operations",
+            None,
+            json!({"type": "object"}),
+            &[],
+        ),
+    );
+    add(
+        "/healthz",
+        "get",
+        operation(
+            "Liveness, with event and customer counts",
+            "operations",
+            None,
+            schema_value::<Health>(&mut generator),
+            &[],
+        ),
+    );
+    add(
+        "/metrics",
+        "get",
+        text_operation(
+            "Prometheus metrics (ingested, rejected by reason, ingest latency, store gauges)",
+            "operations",
+            "text/plain",
+        ),
+    );
+    add("/", "get", text_operation("The web UI", "ui", "text/html"));
+    add(
+        "/status",
+        "get",
+        text_operation("The store's status page", "ui", "text/html"),
+    );
+    let _ = schema_value::<ErrorBody>(&mut generator);
+    let schemas = generator.take_definitions(true);
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Waymark API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Collector (Segment tracking-API compatible), customers, identity, analyses and operations. Every error is JSON {code, message, type}. Generated from the types the handlers use."
+        },
+        "tags": [
+            {"name": "collector", "description": "Segment-compatible tracking API"},
+            {"name": "customers"}, {"name": "identity"}, {"name": "analyses"}, {"name": "operations"}, {"name": "ui"}
+        ],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"writeKey": {"type": "http", "scheme": "basic", "description": "The write key as the basic-auth user name, empty password (as Segment's SDKs send it)"}},
+            "schemas": schemas,
+        }
+    })
+}
+
+/// The document, built once.
+pub fn document() -> &'static Value {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    DOCUMENT.get_or_init(build)
+}

@@ -1,0 +1,219 @@
+//! The OpenAPI document is generated from the types, and real responses of every documented endpoint validate
+//! against it: successes against their 200 schema, failures against the error schema of their status. A handler
+//! whose answer drifts from its type's schema fails here.
+
+mod common;
+
+use common::spawn_app;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+struct Document {
+    document: Value,
+}
+
+impl Document {
+    /// Checks `body` against the schema the document gives for `method path` answered with `status`.
+    fn check(&self, method: &str, path: &str, status: u16, body: &Value) {
+        let responses = &self.document["paths"][path][method]["responses"];
+        assert!(responses.is_object(), "{method} {path} is not documented");
+        let response = &responses[status.to_string()];
+        assert!(
+            response.is_object(),
+            "{method} {path} answered {status}, which is not documented: {body}"
+        );
+        let mut schema = response["content"]["application/json"]["schema"].clone();
+        schema["components"] = self.document["components"].clone();
+        let validator = jsonschema::validator_for(&schema).unwrap_or_else(|error| {
+            panic!("{method} {path}: the schema does not compile: {error}")
+        });
+        let problems: Vec<String> = validator
+            .iter_errors(body)
+            .take(5)
+            .map(|error| format!("{} at {}", error, error.instance_path()))
+            .collect();
+        assert!(
+            problems.is_empty(),
+            "{method} {path} {status}: the response does not match its schema: {problems:?}\n{body}"
+        );
+    }
+}
+
+#[test]
+fn every_endpoint_answers_as_its_schema_says() {
+    let app = spawn_app();
+    let (status, text) = app.get("/v1/openapi.json");
+    assert_eq!(status, 200);
+    let doc = Document {
+        document: serde_json::from_str(&text).unwrap(),
+    };
+    let checked: std::cell::RefCell<BTreeSet<(String, String)>> = Default::default();
+    let post = |path: &str, documented: &str, body: Value| -> Value {
+        let (status, answer) = app.post(path, body.to_string());
+        doc.check("post", documented, status, &answer);
+        checked
+            .borrow_mut()
+            .insert(("post".into(), documented.into()));
+        answer
+    };
+    let events = json!({"batch": [
+        {"type": "track", "userId": "ann", "anonymousId": "d1", "event": "Viewed", "timestamp": "2026-01-01T10:00:00Z", "context": {"device": {"type": "ios"}}},
+        {"type": "track", "userId": "ann", "event": "Bought", "timestamp": "2026-01-01T10:05:00Z", "properties": {"revenue": 20}},
+        {"type": "page", "anonymousId": "d2", "name": "Home", "timestamp": "2026-01-02T09:00:00Z"},
+        {"type": "track", "anonymousId": "d2", "event": "Viewed", "timestamp": "2026-01-02T09:01:00Z"},
+        {"type": "track", "event": "No identifier"}
+    ]});
+    let answer = post("/v1/batch", "/v1/batch", events.clone());
+    assert_eq!(
+        (answer["accepted"].as_u64(), answer["failed"].as_u64()),
+        (Some(4), Some(1)),
+        "{answer}"
+    );
+    post(
+        "/v1/import",
+        "/v1/import",
+        json!({"batch": [{"type": "identify", "userId": "bob", "traits": {"plan": "pro"}}]}),
+    );
+    post(
+        "/v1/track",
+        "/v1/track",
+        json!({"userId": "cy", "event": "Viewed", "timestamp": "2026-01-03T09:00:00Z"}),
+    );
+    post("/v1/track", "/v1/track", json!({"userId": "cy"}));
+    post(
+        "/v1/identify",
+        "/v1/identify",
+        json!({"userId": "cy", "traits": {"plan": "free"}}),
+    );
+    post(
+        "/v1/page",
+        "/v1/page",
+        json!({"anonymousId": "d3", "name": "Pricing"}),
+    );
+    post(
+        "/v1/screen",
+        "/v1/screen",
+        json!({"anonymousId": "d3", "name": "Cart"}),
+    );
+    post(
+        "/v1/group",
+        "/v1/group",
+        json!({"userId": "cy", "groupId": "acme"}),
+    );
+    post(
+        "/v1/alias",
+        "/v1/alias",
+        json!({"userId": "cy", "previousId": "d3"}),
+    );
+    let merged = post(
+        "/v1/identity/merge",
+        "/v1/identity/merge",
+        json!({"a": "user:bob", "b": "anon:d2"}),
+    );
+    post(
+        "/v1/identity/merge",
+        "/v1/identity/merge",
+        json!({"a": "user:bob"}),
+    );
+    post(
+        "/v1/identity/merge",
+        "/v1/identity/merge",
+        json!({"a": "user:nobody", "b": "anon:none"}),
+    );
+    let edge = merged["edge"].as_u64().expect("merged");
+    post(
+        "/v1/identity/unmerge",
+        "/v1/identity/unmerge",
+        json!({"edge": edge}),
+    );
+    post(
+        "/v1/identity/unmerge",
+        "/v1/identity/unmerge",
+        json!({"edge": 99_999}),
+    );
+    post(
+        "/v1/identity/unmerge",
+        "/v1/identity/unmerge",
+        json!({"edge": "one"}),
+    );
+
+    let requests: &[(&str, Value)] = &[
+        ("overview", json!({})),
+        ("process-map", json!({"filter": {"channels": ["web"]}})),
+        ("variants", json!({"top": 2})),
+        (
+            "funnel",
+            json!({"steps": ["Viewed", "Bought"], "window": "1d", "breakdown": {"property": "context.device.type"}}),
+        ),
+        ("flows", json!({"anchor": "Viewed", "depth": 2})),
+        ("friction", json!({"goals": ["Bought"]})),
+        (
+            "retention",
+            json!({"start": "Viewed", "return": "Bought", "period": "day"}),
+        ),
+    ];
+    let (status, listed) = app.get_json("/v1/analyses");
+    doc.check("get", "/v1/analyses", status, &listed);
+    checked
+        .borrow_mut()
+        .insert(("get".into(), "/v1/analyses".into()));
+    let names: BTreeSet<&str> = listed["analyses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        requests.iter().map(|(name, _)| *name).collect(),
+        "every registered analysis is exercised here"
+    );
+    for (name, request) in requests {
+        let path = format!("/v1/analyses/{name}");
+        let report = post(&path, &path, request.clone());
+        assert!(report.get("code").is_none(), "{name}: {report}");
+        // A request of the wrong shape and one with a bad value are documented failures too.
+        post(&path, &path, json!({"no_such_field": 1}));
+    }
+    post(
+        "/v1/analyses/funnel",
+        "/v1/analyses/funnel",
+        json!({"steps": ["Viewed"], "window": "soon"}),
+    );
+    let (status, unknown) = app.post("/v1/analyses/moments-of-magic", "{}");
+    assert_eq!(
+        (status, unknown["code"].as_str()),
+        (404, Some("unknown_analysis")),
+        "{unknown}"
+    );
+
+    let get = |path: &str, documented: &str| {
+        let (status, body) = app.get_json(path);
+        doc.check("get", documented, status, &body);
+        checked
+            .borrow_mut()
+            .insert(("get".into(), documented.into()));
+    };
+    get("/v1/customers/ann", "/v1/customers/{identifier}");
+    get("/v1/customers/nobody", "/v1/customers/{identifier}");
+    get("/v1/identity/edges", "/v1/identity/edges");
+    get("/v1/failed?limit=10", "/v1/failed");
+    get("/v1/stats", "/v1/stats");
+    get("/healthz", "/healthz");
+    get("/v1/openapi.json", "/v1/openapi.json");
+
+    // Every documented JSON endpoint was called; the rest (metrics, pages) are text.
+    for (path, methods) in doc.document["paths"].as_object().unwrap() {
+        for (method, operation) in methods.as_object().unwrap() {
+            let json_answer = operation["responses"]["200"]["content"]
+                .get("application/json")
+                .is_some();
+            if json_answer {
+                assert!(
+                    checked.borrow().contains(&(method.clone(), path.clone())),
+                    "{method} {path} is documented but this test never checks it"
+                );
+            }
+        }
+    }
+}
