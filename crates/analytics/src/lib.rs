@@ -27,6 +27,7 @@ pub mod retention;
 pub mod rules;
 pub mod scope;
 mod stats;
+pub mod step_counts;
 mod variants;
 
 pub use condition::{Condition, Op};

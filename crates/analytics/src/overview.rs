@@ -44,7 +44,7 @@ pub struct OverviewState {
 pub struct PreparedOverview<'o> {
     device_column: Option<usize>,
     goals: Vec<Compiled>,
-    _overview: &'o Overview,
+    overview: &'o Overview,
 }
 
 impl Overview {
@@ -64,7 +64,7 @@ impl Overview {
                 .iter()
                 .map(|goal| goal.compile(journeys))
                 .collect::<Result<_, _>>()?,
-            _overview: self,
+            overview: self,
         })
     }
 }
@@ -211,6 +211,7 @@ impl Analysis for PreparedOverview<'_> {
             }
         }
         OverviewReport {
+            goals: self.overview.goals.iter().map(Condition::label).collect(),
             customers: state.customers,
             events: state.events,
             goal_customers: state.goal_customers,
@@ -265,6 +266,8 @@ pub struct DayCount {
 /// JSON `{"customers", "events", "goal_customers", "goal_rate", "channels", "devices", "days"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct OverviewReport {
+    /// The goal steps the goal rate counts (empty: none given and none of the usual goal names is in the data).
+    pub goals: Vec<String>,
     pub customers: u64,
     pub events: u64,
     pub goal_customers: u64,

@@ -3,7 +3,10 @@
 //! 1 anything else).
 
 mod config;
+mod files;
+mod identity;
 mod query;
+mod serve;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -11,11 +14,10 @@ use config::Effective;
 use indicatif::{ProgressBar, ProgressStyle};
 use query::{QueryCommand, ScopeArgs};
 use serde_json::json;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use waymark_engine::demo::{self, DemoConfig};
+use waymark_engine::demo::DemoConfig;
 use waymark_engine::import::{ImportFormat, ImportOptions};
 use waymark_engine::{Engine, ReportOptions};
 
@@ -330,7 +332,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => {
             let effective = Effective::resolve(&cli.data, &file_config, &args)?;
             let store = Arc::new(open_store(&effective)?);
-            serve(store, &effective, cli.json, None, !args.no_warm_up)
+            serve::serve(store, &effective, cli.json, None, !args.no_warm_up)
         }
         Command::Demo {
             serve: args,
@@ -344,14 +346,14 @@ fn run(cli: Cli) -> Result<()> {
                 effective.generated_key = false;
             }
             let store = Arc::new(open_store(&effective)?);
-            let summary = ingest_demo(&store, DemoConfig { customers, seed }, cli.json)?;
+            let summary = serve::ingest_demo(&store, DemoConfig { customers, seed }, cli.json)?;
             if no_serve {
                 if cli.json {
                     print_json(&summary);
                 }
                 return Ok(());
             }
-            serve(store, &effective, cli.json, Some(summary), !args.no_warm_up)
+            serve::serve(store, &effective, cli.json, Some(summary), !args.no_warm_up)
         }
         Command::Generate {
             out,
@@ -360,8 +362,8 @@ fn run(cli: Cli) -> Result<()> {
             shape,
             events,
         } => match shape.as_str() {
-            "demo" => generate(&out, DemoConfig { customers, seed }, cli.json),
-            "zipf" => generate_zipf(
+            "demo" => files::generate(&out, DemoConfig { customers, seed }, cli.json),
+            "zipf" => files::generate_zipf(
                 &out,
                 waymark_engine::synthetic::parse_count(&events)
                     .map_err(|problem| UsageError(format!("--events: {problem}")))?,
@@ -399,7 +401,7 @@ fn run(cli: Cli) -> Result<()> {
                 ..ImportOptions::default()
             };
             let store = open_store_for_maintenance(&cli.data, &file_config)?;
-            import(&store, &files, &options, cli.json)
+            files::import(&store, &files, &options, cli.json)
         }
         Command::Report {
             out,
@@ -465,7 +467,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Identity { command } => {
             let store = open_store_for_maintenance(&cli.data, &file_config)?;
-            identity(&store, command, cli.json)
+            identity::identity(&store, command, cli.json)
         }
         Command::Failed { limit } => {
             let store = open_store_for_maintenance(&cli.data, &file_config)?;
@@ -537,325 +539,6 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
-}
-
-fn serve(
-    store: Arc<Engine>,
-    effective: &Effective,
-    json_output: bool,
-    demo_summary: Option<serde_json::Value>,
-    warm_up: bool,
-) -> Result<()> {
-    let listen = effective.listen;
-    let write_keys = effective.write_keys.clone();
-    let generated = effective.generated_key;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let server_config = waymark_server::ServerConfig {
-        listen,
-        write_keys: write_keys.clone(),
-        warm_up,
-    };
-    runtime
-        .block_on(waymark_server::serve(
-            Arc::clone(&store),
-            server_config,
-            |address| {
-                let url = format!("http://{address}/");
-                if json_output {
-                    let mut line = json!({ "url": url, "write_keys": write_keys });
-                    if let Some(summary) = &demo_summary {
-                        line["demo"] = summary.clone();
-                    }
-                    println!("{line}");
-                } else {
-                    println!("Waymark is serving at {url}");
-                    println!("  Write key:  {}{}", write_keys.join(", "), if generated { "  (generated; set --write-key or write_keys in waymark.toml to keep one)" } else { "" });
-                    println!("  Track:      curl -u {}: -H 'Content-Type: application/json' -d '{{\"userId\":\"u1\",\"event\":\"Signed Up\"}}' {url}v1/track", write_keys[0]);
-                    if demo_summary.is_some() {
-                        println!("  Customer:   curl {url}v1/customers/cust-000001");
-                    }
-                    println!("  Press Ctrl-C to stop.");
-                }
-                let _ = std::io::stdout().flush();
-            },
-            waymark_server::shutdown_signal(),
-        ))
-        .with_context(|| format!("serving on {listen}"))?;
-    store.close()?;
-    Ok(())
-}
-
-fn ingest_demo(store: &Engine, config: DemoConfig, json_output: bool) -> Result<serde_json::Value> {
-    let existing = store.stats();
-    if existing.events > 0 {
-        if !json_output {
-            println!("The data directory already holds {} events of {} customers; serving them (remove it to regenerate).", existing.events, existing.customers);
-        }
-        return Ok(
-            json!({ "events": existing.events, "customers": existing.customers, "generated": false }),
-        );
-    }
-    let started = Instant::now();
-    let bar = progress_bar(
-        json_output,
-        config.customers as u64,
-        "{msg} {bar:40} {pos}/{len} customers ({per_sec}, {eta})",
-    );
-    bar.set_message("generating and ingesting the demo retailer");
-    store.ingest_demo(config, &mut || bar.inc(1))?;
-    bar.finish_and_clear();
-    let stats = store.stats();
-    let seconds = started.elapsed().as_secs_f64();
-    if !json_output {
-        println!(
-            "Demo retailer ingested: {} customers, {} events in {:.1} s ({:.0} events/s). Ground truth: docs/demo.md",
-            stats.customers,
-            stats.events,
-            seconds,
-            stats.events as f64 / seconds
-        );
-    }
-    Ok(
-        json!({ "events": stats.events, "customers": stats.customers, "seconds": seconds, "generated": true }),
-    )
-}
-
-fn generate(out: &Path, config: DemoConfig, json_output: bool) -> Result<()> {
-    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut writer: Box<dyn Write> = if out.extension().is_some_and(|extension| extension == "gz") {
-        Box::new(flate2_writer(file))
-    } else {
-        Box::new(std::io::BufWriter::with_capacity(1 << 20, file))
-    };
-    let bar = progress_bar(
-        json_output,
-        config.customers as u64,
-        "{msg} {bar:40} {pos}/{len} customers ({per_sec}, {eta})",
-    );
-    bar.set_message("generating");
-    let started = Instant::now();
-    let mut n_events = 0u64;
-    let mut write_error = None;
-    for customer_index in 0..config.customers {
-        demo::generate_customer(config, customer_index, &mut |value| {
-            if write_error.is_none() {
-                if let Err(error) = serde_json::to_writer(&mut writer, &value)
-                    .map_err(std::io::Error::from)
-                    .and_then(|_| writer.write_all(b"\n"))
-                {
-                    write_error = Some(error);
-                }
-            }
-            n_events += 1;
-        });
-        bar.inc(1);
-        if write_error.is_some() {
-            break;
-        }
-    }
-    if let Some(error) = write_error {
-        return Err(error).with_context(|| format!("writing {}", out.display()));
-    }
-    writer.flush()?;
-    drop(writer);
-    bar.finish_and_clear();
-    if json_output {
-        print_json(
-            &json!({ "file": out, "events": n_events, "customers": config.customers, "seconds": started.elapsed().as_secs_f64() }),
-        );
-    } else {
-        println!(
-            "Wrote {n_events} events of {} customers to {} in {:.1} s",
-            config.customers,
-            out.display(),
-            started.elapsed().as_secs_f64()
-        );
-    }
-    Ok(())
-}
-
-fn flate2_writer(file: std::fs::File) -> impl Write {
-    waymark_engine::gzip_writer(std::io::BufWriter::with_capacity(1 << 20, file))
-}
-
-fn import(
-    store: &Engine,
-    files: &[PathBuf],
-    options: &ImportOptions,
-    json_output: bool,
-) -> Result<()> {
-    let mut reports = Vec::new();
-    for file in files {
-        if !file.exists() {
-            return Err(UsageError(format!("{}: no such file", file.display())).into());
-        }
-        let total = std::fs::metadata(file).map(|meta| meta.len()).unwrap_or(0);
-        let bar = progress_bar(
-            json_output,
-            total,
-            "{msg} {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-        );
-        bar.set_message(
-            file.file_name()
-                .map(|name| name.to_string_lossy().to_string())
-                .unwrap_or_default(),
-        );
-        let started = Instant::now();
-        let report = store.import_file(file, options, &|done, _| bar.set_position(done))?;
-        bar.finish_and_clear();
-        let seconds = started.elapsed().as_secs_f64();
-        if !json_output {
-            println!(
-                "{}: {} rows → {} new events, {} already stored, {} invalid in {:.2} s ({:.0} rows/s)",
-                file.display(),
-                report.rows,
-                report.accepted,
-                report.duplicates,
-                report.invalid,
-                seconds,
-                report.rows as f64 / seconds.max(1e-9)
-            );
-            println!(
-                "  columns: customer={} step={} time={} channel={}",
-                report.customer_column.as_deref().unwrap_or("-"),
-                report.step_column.as_deref().unwrap_or("-"),
-                report.time_column.as_deref().unwrap_or("-"),
-                report.channel_column.as_deref().unwrap_or("-")
-            );
-            for problem in &report.problems {
-                println!("  skipped {problem}");
-            }
-        }
-        reports.push(json!({ "report": report, "seconds": seconds }));
-    }
-    // The rows are durable in the log already; writing them out as segments can take a while after a big file,
-    // so say so instead of leaving the command silent.
-    let started = Instant::now();
-    store.flush()?;
-    let flush_seconds = started.elapsed().as_secs_f64();
-    if json_output {
-        print_json(
-            &json!({ "imports": reports, "flush_seconds": flush_seconds, "stats": store.stats() }),
-        );
-    } else if flush_seconds >= 0.1 {
-        println!("  written to segments in {flush_seconds:.2} s");
-    }
-    Ok(())
-}
-
-fn generate_zipf(out: &Path, events: usize, seed: u64, json_output: bool) -> Result<()> {
-    if out.extension().and_then(|extension| extension.to_str()) != Some("parquet") {
-        return Err(UsageError(format!(
-            "{}: --shape zipf writes Parquet; name the file *.parquet",
-            out.display()
-        ))
-        .into());
-    }
-    let started = Instant::now();
-    let journeys = waymark_engine::synthetic::journeys(events, seed);
-    let bar = progress_bar(
-        json_output,
-        events as u64,
-        "{msg} {bar:40} {pos}/{len} events ({per_sec}, {eta})",
-    );
-    bar.set_message("writing");
-    waymark_engine::synthetic::write_parquet(&journeys, out, &mut |rows| {
-        bar.set_position(rows as u64)
-    })
-    .map_err(|error| anyhow::anyhow!("writing {}: {error}", out.display()))?;
-    bar.finish_and_clear();
-    if json_output {
-        print_json(
-            &json!({ "out": out, "events": journeys.n_events(), "customers": journeys.n_journeys(), "seconds": started.elapsed().as_secs_f64() }),
-        );
-    } else {
-        println!(
-            "Wrote {} events of {} customers to {} in {:.1} s.",
-            journeys.n_events(),
-            journeys.n_journeys(),
-            out.display(),
-            started.elapsed().as_secs_f64()
-        );
-    }
-    Ok(())
-}
-
-fn identity(store: &Engine, command: IdentityCommand, json_output: bool) -> Result<()> {
-    match command {
-        IdentityCommand::Show { identifier } => {
-            let view = store.customer(&identifier)?.ok_or_else(|| {
-                UsageError(format!("no customer has the identifier {identifier:?}"))
-            })?;
-            if json_output {
-                print_json(&serde_json::to_value(&view)?);
-            } else {
-                println!(
-                    "customer {} ({} events)",
-                    view.customer_id,
-                    view.events.len()
-                );
-                for id in &view.identifiers {
-                    println!("  {}", id.key());
-                }
-                for edge in &view.merges {
-                    println!(
-                        "  edge {:>5}: {} ↔ {} by {:?} {} at {}{}",
-                        edge.id,
-                        edge.a,
-                        edge.b,
-                        edge.reason,
-                        edge.message_id,
-                        edge.at,
-                        edge.unmerged_at
-                            .map(|at| format!(" (undone at {at})"))
-                            .unwrap_or_default()
-                    );
-                }
-                for warning in &view.warnings {
-                    println!("  refused: {}", warning.message);
-                }
-            }
-        }
-        IdentityCommand::Edges => {
-            let edges = store.merge_edges();
-            if json_output {
-                print_json(&json!({ "edges": edges }));
-            } else {
-                for edge in edges {
-                    println!(
-                        "{:>6}  {} ↔ {}  {:?}  {}  {}",
-                        edge.id,
-                        edge.a,
-                        edge.b,
-                        edge.reason,
-                        edge.at,
-                        if edge.is_active() { "active" } else { "undone" }
-                    );
-                }
-            }
-        }
-        IdentityCommand::Merge { a, b } => {
-            let outcome = store.merge(&a, &b).map_err(query::usage)?;
-            if json_output {
-                print_json(&serde_json::to_value(&outcome)?);
-            } else if let Some(edge) = outcome.edge {
-                println!("Merged {a} and {b} into one customer (edge {edge}; `waymark identity unmerge {edge}` undoes it).");
-            } else {
-                println!("Not merged: {}", outcome.reason.unwrap_or_default());
-            }
-        }
-        IdentityCommand::Unmerge { edge } => {
-            store.unmerge(edge).map_err(query::usage)?;
-            if json_output {
-                print_json(&json!({ "unmerged": edge }));
-            } else {
-                println!("Edge {edge} undone; the two sides are separate customers again unless other edges still link them.");
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -191,18 +191,23 @@ fn identity_commands_show_and_undo_merges() {
     );
 }
 
+/// Every registered analysis, in the registry's order.
+const ANALYSES: [&str; 8] = [
+    "overview",
+    "process-map",
+    "variants",
+    "funnel",
+    "flows",
+    "friction",
+    "retention",
+    "step-counts",
+];
+
 #[test]
 fn query_help_lists_every_analysis_with_an_example() {
     let dir = tempfile::tempdir().unwrap();
     let help = String::from_utf8(waymark(dir.path(), &["query", "--help"]).stdout).unwrap();
-    for analysis in [
-        "process-map",
-        "variants",
-        "funnel",
-        "flows",
-        "friction",
-        "retention",
-    ] {
+    for analysis in ANALYSES {
         assert!(
             help.lines()
                 .any(|line| line.trim_start().starts_with(analysis)
@@ -285,6 +290,11 @@ fn output_into_a_closed_pipe_ends_quietly() {
     }
 }
 
+fn get_json(url: &str, path: &str) -> serde_json::Value {
+    let mut response = ureq::get(&format!("{url}{path}")).call().unwrap();
+    serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+}
+
 #[test]
 fn query_json_and_http_return_the_same_documents() {
     let dir = receipt_store();
@@ -361,6 +371,13 @@ fn query_json_and_http_return_the_same_documents() {
         "--periods",
         "3",
     ]);
+    let cli_overview = cli_json(&[
+        "overview",
+        "--goal",
+        "T10 Determine necessity to stop indication",
+    ]);
+    let cli_steps = cli_json(&["step-counts", "--top", "4"]);
+    assert_eq!(cli_steps["steps"].as_array().unwrap().len(), 4);
     assert_eq!(cli_flows["customers"], 1434);
     assert!(
         !cli_friction["findings"].as_array().unwrap().is_empty(),
@@ -392,8 +409,24 @@ fn query_json_and_http_return_the_same_documents() {
         "/v1/analyses/retention",
         r#"{"start": "Confirmation of receipt", "return": "T05 Print and send confirmation of receipt", "period": "month", "periods": 3}"#,
     );
+    let http_overview = post(
+        "/v1/analyses/overview",
+        r#"{"goals": ["T10 Determine necessity to stop indication"]}"#,
+    );
+    let http_steps = post("/v1/analyses/step-counts", r#"{"top": 4}"#);
+    // Every registered analysis is compared here.
+    let listed = get_json(&url, "/v1/analyses");
+    let names: Vec<&str> = listed["analyses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ANALYSES);
     server.kill().unwrap();
     server.wait().unwrap();
+    assert_eq!(cli_overview, http_overview);
+    assert_eq!(cli_steps, http_steps);
     assert_eq!(cli_map, http_map);
     assert_eq!(cli_variants, http_variants);
     assert_eq!(cli_funnel, http_funnel);

@@ -20,6 +20,7 @@ pub static ANALYSES: &[&dyn Analysis] = &[
     &Entry::<FlowsRequest>::NEW,
     &Entry::<FrictionRequest>::NEW,
     &Entry::<RetentionRequest>::NEW,
+    &Entry::<waymark_analytics::step_counts::StepCountsRequest>::NEW,
 ];
 
 /// The analysis named `name`, or an error listing the names there are.

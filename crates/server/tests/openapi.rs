@@ -151,6 +151,7 @@ fn every_endpoint_answers_as_its_schema_says() {
             "retention",
             json!({"start": "Viewed", "return": "Bought", "period": "day"}),
         ),
+        ("step-counts", json!({"top": 3})),
     ];
     let (status, listed) = app.get_json("/v1/analyses");
     doc.check("get", "/v1/analyses", status, &listed);

@@ -116,8 +116,8 @@ const tableView = (headers, rows, numeric) => el("details", { class: "table" }, 
 let stepNames = null;
 async function steps() {
   if (!stepNames) {
-    const map = await api("/v1/analyses/process-map", {});
-    stepNames = Object.entries(map.steps).sort((a, b) => b[1] - a[1]).map(([name]) => name);
+    const counts = await api("/v1/analyses/step-counts", {});
+    stepNames = counts.steps.map((s) => s.step);
   }
   return stepNames;
 }

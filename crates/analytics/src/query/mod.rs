@@ -70,8 +70,10 @@ pub trait Query:
 /// A validated analysis: the property columns it reads, and how it runs over the journeys.
 pub trait Spec: Send + Sync {
     type Report;
-    /// Property columns to load with the journeys.
-    fn properties(&self) -> Vec<String>;
+    /// Property columns to load with the journeys (default: none, the hot columns only).
+    fn properties(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Binds the analysis to `journeys` (conditions compiled against their dictionaries) and runs its passes.
     fn run(&self, journeys: &JourneySet, runner: &Runner) -> Result<Self::Report, AnalyticsError>;
 }

@@ -17,9 +17,6 @@ pub struct ProcessMapRequest {
 
 impl Spec for ProcessMap {
     type Report = ProcessMapReport;
-    fn properties(&self) -> Vec<String> {
-        Vec::new()
-    }
     fn run(
         &self,
         journeys: &JourneySet,
@@ -71,13 +68,7 @@ impl Query for ProcessMapRequest {
                 edge.to
             );
         }
-        if map.edges.len() > rows {
-            let _ = writeln!(
-                out,
-                "… {} more edges (--rows N, or --json for all)",
-                map.edges.len() - rows
-            );
-        }
+        super::text::more(&mut out, map.edges.len(), rows, "edges");
         out
     }
 }

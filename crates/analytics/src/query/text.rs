@@ -23,6 +23,17 @@ macro_rules! outw {
     }};
 }
 
+/// The line under a table cut at `rows`: how many `noun` are left out and how to see them.
+pub fn more(out: &mut String, total: usize, rows: usize, noun: &str) {
+    if total > rows {
+        outln!(
+            out,
+            "… {} more {noun} (--rows N, or --json for all)",
+            total - rows
+        );
+    }
+}
+
 /// Any report without a table of its own: its fields, one per line, nested lists and objects indented.
 pub fn generic(report: &Value) -> String {
     let mut out = String::new();

@@ -20,9 +20,6 @@ pub struct VariantsRequest {
 
 impl Spec for Variants {
     type Report = VariantsReport;
-    fn properties(&self) -> Vec<String> {
-        Vec::new()
-    }
     fn run(
         &self,
         journeys: &JourneySet,
@@ -70,13 +67,7 @@ impl Query for VariantsRequest {
                 variant.steps.join(" → ")
             );
         }
-        if variants.variants.len() > rows {
-            let _ = writeln!(
-                out,
-                "… {} more variants (--rows N, or --json for all)",
-                variants.variants.len() - rows
-            );
-        }
+        super::text::more(&mut out, variants.variants.len(), rows, "variants");
         out
     }
 }
