@@ -1,0 +1,392 @@
+//! The single writer thread: log records, group commit (one `fdatasync` per drained queue), applying to the in-memory state, the failed-events log.
+
+use super::*;
+
+/// Operations the writer thread performs, in order, each durable before its reply.
+pub(crate) enum Command {
+    Append {
+        events: EventBatch,
+        /// Whether the events go through the log (see [`Store::append_batch_unlogged`]).
+        logged: bool,
+        failed: Vec<FailedEvent>,
+        reply: mpsc::SyncSender<Result<AppendOutcome>>,
+    },
+    Merge {
+        a: String,
+        b: String,
+        reply: mpsc::SyncSender<Result<LinkOutcome>>,
+    },
+    Unmerge {
+        edge: u32,
+        reply: mpsc::SyncSender<Result<bool>>,
+    },
+    Flush {
+        reply: mpsc::SyncSender<Result<()>>,
+    },
+    Compact {
+        reply: mpsc::SyncSender<Result<()>>,
+    },
+    /// Build the dedup set now, so that the first append does not wait for it (no reply).
+    PrepareWrites,
+}
+
+/// Record kinds in the log.
+pub(crate) const RECORD_EVENTS: u8 = 1;
+pub(crate) const RECORD_MERGE: u8 = 2;
+pub(crate) const RECORD_UNMERGE: u8 = 3;
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct MergeRecord {
+    pub(crate) a: String,
+    pub(crate) b: String,
+    pub(crate) at: Timestamp,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct UnmergeRecord {
+    pub(crate) edge: u32,
+    pub(crate) at: Timestamp,
+}
+
+/// Events record: `kind | u32 count | count × (u64 seq | u32 len | payload)`.
+pub(crate) fn encode_events_record<'a>(
+    events: impl Iterator<Item = (u64, &'a [u8])> + Clone,
+) -> Vec<u8> {
+    let (count, total) = events
+        .clone()
+        .fold((0usize, 0usize), |(count, total), (_, payload)| {
+            (count + 1, total + payload.len() + 12)
+        });
+    let mut record = Vec::with_capacity(5 + total);
+    record.push(RECORD_EVENTS);
+    record.extend_from_slice(&(count as u32).to_le_bytes());
+    for (seq, payload) in events {
+        record.extend_from_slice(&seq.to_le_bytes());
+        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        record.extend_from_slice(payload);
+    }
+    record
+}
+
+pub(crate) fn decode_events_record(record: &[u8]) -> Option<Vec<(u64, &[u8])>> {
+    let count = u32::from_le_bytes(record.get(1..5)?.try_into().ok()?) as usize;
+    let mut events = Vec::with_capacity(count);
+    let mut offset = 5;
+    for _ in 0..count {
+        let seq = u64::from_le_bytes(record.get(offset..offset + 8)?.try_into().ok()?);
+        let len =
+            u32::from_le_bytes(record.get(offset + 8..offset + 12)?.try_into().ok()?) as usize;
+        events.push((seq, record.get(offset + 12..offset + 12 + len)?));
+        offset += 12 + len;
+    }
+    (offset == record.len()).then_some(events)
+}
+
+/// The failed-events log: same framing as the write-ahead log, never truncated.
+pub(crate) struct FailedLog {
+    pub(crate) writer: Option<WalWriter>,
+    pub(crate) path: PathBuf,
+    pub(crate) len: u64,
+}
+
+impl FailedLog {
+    pub(crate) fn open(path: &Path, len: u64) -> Result<FailedLog> {
+        Ok(FailedLog {
+            writer: None,
+            path: path.to_path_buf(),
+            len,
+        })
+    }
+
+    pub(crate) fn writer(&mut self) -> Result<&mut WalWriter> {
+        if self.writer.is_none() {
+            // The failed log reuses the WAL framing; it lives beside the data directory's other files.
+            let dir = self
+                .path
+                .parent()
+                .expect("failed.log lives in the data directory");
+            let writer = WalWriter::open_path(dir, &self.path, self.len)?;
+            self.writer = Some(writer);
+        }
+        Ok(self.writer.as_mut().expect("just opened"))
+    }
+}
+
+/// What one group commit did for one request, to be answered after the sync.
+pub(crate) enum Pending {
+    Append {
+        reply: mpsc::SyncSender<Result<AppendOutcome>>,
+        outcome: AppendOutcome,
+        count: usize,
+    },
+    Merge {
+        reply: mpsc::SyncSender<Result<LinkOutcome>>,
+        record: MergeRecord,
+    },
+    Unmerge {
+        reply: mpsc::SyncSender<Result<bool>>,
+        record: UnmergeRecord,
+    },
+}
+
+pub(crate) fn writer_loop(
+    shared: Arc<Shared>,
+    receiver: mpsc::Receiver<Command>,
+    mut wal: WalWriter,
+    mut failed_log: FailedLog,
+    mut seen: Option<SeenSet>,
+) {
+    let mut stopped: Option<String> = None;
+    let mut background = Background {
+        flusher: Flusher::new(),
+        compactor: Compactor::new(),
+    };
+    let stop = |stopped: &mut Option<String>, error: StoreError| {
+        tracing::error!(%error, "the store's writer failed; refusing further writes");
+        *stopped = Some(error.to_string());
+    };
+    loop {
+        // Wake up now and then while idle to install a finished background flush or merge.
+        let first = match receiver.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(command) => command,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if stopped.is_none() {
+                    if let Err(error) = background.poll(&shared) {
+                        stop(&mut stopped, error);
+                    }
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut commands = vec![first];
+        while let Ok(next) = receiver.try_recv() {
+            commands.push(next);
+            if commands.len() >= 4096 {
+                break;
+            }
+        }
+        if let Some(reason) = &stopped {
+            for command in commands {
+                reply_error(command, StoreError::WriterStopped(reason.clone()));
+            }
+            continue;
+        }
+        // Preparing changes nothing (no group commit: that would mark the journey views stale).
+        let before = commands.len();
+        commands.retain(|command| !matches!(command, Command::PrepareWrites));
+        if commands.len() < before {
+            seen.get_or_insert_with(|| shared.state.read().stored_keys());
+        }
+        if commands.is_empty() {
+            continue;
+        }
+        let logs = (&mut wal, &mut failed_log);
+        if let Err(error) = group_commit(&shared, commands, logs, &mut seen, &mut background) {
+            stop(&mut stopped, error);
+        }
+    }
+    // The store is closing: let a background flush finish and be installed (it holds unlogged imports), and stop a
+    // merge (the next open plans it again), so that no file is left half-installed.
+    if stopped.is_none() {
+        if let Err(error) = background.flusher.wait(&shared) {
+            tracing::error!(%error, "the last background flush failed; the log still holds its events");
+        }
+        if let Err(error) = background.compactor.abandon(&shared) {
+            tracing::error!(%error, "the last background merge failed; its segments stay as they were");
+        }
+    }
+}
+
+pub(crate) fn reply_error(command: Command, error: StoreError) {
+    let message = error.to_string();
+    let stopped = || StoreError::WriterStopped(message.clone());
+    match command {
+        Command::Append { reply, .. } => drop(reply.send(Err(stopped()))),
+        Command::Merge { reply, .. } => drop(reply.send(Err(stopped()))),
+        Command::Unmerge { reply, .. } => drop(reply.send(Err(stopped()))),
+        Command::Flush { reply } | Command::Compact { reply } => drop(reply.send(Err(stopped()))),
+        Command::PrepareWrites => {}
+    }
+}
+
+/// One group commit: frame every request, one sync, apply, answer; then run flushes/compactions in order.
+/// `seen` holds every stored event's dedup key, built at the first append if it is not yet; a key is added when
+/// its event is framed into the log (if the log then fails, the writer stops taking writes, and reopening rebuilds
+/// the set from what is on disk).
+pub(crate) fn group_commit(
+    shared: &Shared,
+    commands: Vec<Command>,
+    (wal, failed_log): (&mut WalWriter, &mut FailedLog),
+    seen: &mut Option<SeenSet>,
+    background: &mut Background,
+) -> Result<()> {
+    let Background { flusher, compactor } = background;
+    let mut pending = Vec::new();
+    let mut maintenance = Vec::new();
+    // The appended batches, and per new event its (seq, batch, index in the batch).
+    let mut batches: Vec<EventBatch> = Vec::new();
+    let mut new_events: Vec<(u64, usize, usize)> = Vec::new();
+    let mut failed_written = 0u64;
+    {
+        let state = shared.state.read();
+        let mut next_seq = state.next_seq;
+        for command in commands {
+            match command {
+                Command::Append {
+                    events,
+                    logged,
+                    failed,
+                    reply,
+                } => {
+                    let first = new_events.len();
+                    let mut outcome = AppendOutcome {
+                        failed: failed.len(),
+                        ..AppendOutcome::default()
+                    };
+                    let seen = seen.get_or_insert_with(|| state.stored_keys());
+                    for (index, keys) in events.keys.iter().enumerate() {
+                        if !seen.insert(keys.hash) {
+                            outcome.duplicates += 1;
+                            continue;
+                        }
+                        new_events.push((next_seq, batches.len(), index));
+                        next_seq += 1;
+                    }
+                    outcome.accepted = new_events.len() - first;
+                    if outcome.accepted > 0 && logged {
+                        wal.push(&encode_events_record(
+                            new_events[first..]
+                                .iter()
+                                .map(|(seq, _, index)| (*seq, events.payloads.get(*index))),
+                        ));
+                    }
+                    batches.push(events);
+                    if !failed.is_empty() {
+                        let writer = failed_log.writer()?;
+                        for record in &failed {
+                            writer.push(
+                                &serde_json::to_vec(record).expect("failed events serialise"),
+                            );
+                        }
+                        failed_written += failed.len() as u64;
+                    }
+                    let count = new_events.len() - first;
+                    pending.push(Pending::Append {
+                        reply,
+                        outcome,
+                        count,
+                    });
+                }
+                Command::Merge { a, b, reply } => {
+                    let record = MergeRecord {
+                        a,
+                        b,
+                        at: Timestamp::now(),
+                    };
+                    let mut bytes = vec![RECORD_MERGE];
+                    bytes.extend(serde_json::to_vec(&record).expect("serialises"));
+                    wal.push(&bytes);
+                    pending.push(Pending::Merge { reply, record });
+                }
+                Command::Unmerge { edge, reply } => {
+                    let record = UnmergeRecord {
+                        edge,
+                        at: Timestamp::now(),
+                    };
+                    let mut bytes = vec![RECORD_UNMERGE];
+                    bytes.extend(serde_json::to_vec(&record).expect("serialises"));
+                    wal.push(&bytes);
+                    pending.push(Pending::Unmerge { reply, record });
+                }
+                maintenance_command => maintenance.push(maintenance_command),
+            }
+        }
+    }
+    if !pending.is_empty() {
+        if let Err(error) = wal.sync().and_then(|_| match failed_log.writer.as_mut() {
+            Some(writer) if failed_written > 0 => writer.sync(),
+            _ => Ok(()),
+        }) {
+            let message = error.to_string();
+            for item in pending {
+                match item {
+                    Pending::Append { reply, .. } => {
+                        drop(reply.send(Err(StoreError::WriterStopped(message.clone()))))
+                    }
+                    Pending::Merge { reply, .. } => {
+                        drop(reply.send(Err(StoreError::WriterStopped(message.clone()))))
+                    }
+                    Pending::Unmerge { reply, .. } => {
+                        drop(reply.send(Err(StoreError::WriterStopped(message.clone()))))
+                    }
+                }
+            }
+            return Err(error);
+        }
+    }
+    {
+        let mut state = shared.state.write();
+        shared.version.fetch_add(1, Ordering::Release);
+        state.wal_bytes = wal.bytes_written;
+        state.failed_events += failed_written;
+        let mut events = new_events.into_iter();
+        for item in pending {
+            match item {
+                Pending::Append {
+                    reply,
+                    outcome,
+                    count,
+                } => {
+                    for (seq, batch, index) in events.by_ref().take(count) {
+                        let batch = &batches[batch];
+                        state.apply_event(&batch.keys[index], batch.payloads.get(index), seq);
+                    }
+                    shared
+                        .appended_total
+                        .fetch_add(outcome.accepted as u64, Ordering::Relaxed);
+                    let _ = reply.send(Ok(outcome));
+                }
+                Pending::Merge { reply, record } => {
+                    let outcome = state.apply_merge(&record);
+                    let _ = reply.send(Ok(outcome));
+                }
+                Pending::Unmerge { reply, record } => {
+                    let done = state.identity.unmerge(record.edge, record.at);
+                    let _ = reply.send(Ok(done));
+                }
+            }
+        }
+    }
+    for command in maintenance {
+        let result = match &command {
+            Command::Flush { .. } => flusher.flush_now(shared, wal),
+            Command::Compact { .. } => flusher
+                .flush_now(shared, wal)
+                .and_then(|_| compactor.wait(shared))
+                .and_then(|_| compact(shared, None)),
+            _ => unreachable!("only maintenance commands are deferred"),
+        };
+        let failed = result.as_ref().err().map(|error| error.to_string());
+        match command {
+            Command::Flush { reply } | Command::Compact { reply } => drop(reply.send(result)),
+            _ => unreachable!(),
+        }
+        if let Some(message) = failed {
+            return Err(StoreError::WriterStopped(message));
+        }
+    }
+    flusher.poll(shared)?;
+    compactor.poll(shared)?;
+    let (memtable_rows, n_segments) = {
+        let state = shared.state.read();
+        (state.memtable.columns.len(), state.segments.len())
+    };
+    if memtable_rows >= shared.options.flush_rows {
+        flusher.start(shared, wal)?;
+    }
+    if n_segments > shared.options.max_segments {
+        compactor.start(shared)?;
+    }
+    Ok(())
+}
