@@ -55,7 +55,7 @@ use writer::*;
 
 use identity::IdentitySnapshot;
 use parking_lot::{Mutex, RwLock};
-use segment::{SegmentFile, SegmentRow};
+use segment::{Columns, SegmentFile, SegmentRow};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;

@@ -5,34 +5,6 @@ use super::*;
 /// A decoded payload block: its first row and the payloads of its rows.
 pub(crate) type DecodedBlock = (u32, Vec<Vec<u8>>);
 
-/// Hot columns with process-global dictionary codes.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Columns {
-    pub ident: Vec<u32>,
-    pub ts: Vec<i64>,
-    pub seq: Vec<u64>,
-    pub step: Vec<u32>,
-    pub channel: Vec<u16>,
-    pub msg_hash: Vec<u64>,
-}
-
-impl Columns {
-    pub(crate) fn with_capacity(rows: usize) -> Columns {
-        Columns {
-            ident: Vec::with_capacity(rows),
-            ts: Vec::with_capacity(rows),
-            seq: Vec::with_capacity(rows),
-            step: Vec::with_capacity(rows),
-            channel: Vec::with_capacity(rows),
-            msg_hash: Vec::with_capacity(rows),
-        }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.ts.len()
-    }
-}
-
 pub(crate) struct LoadedSegment {
     pub(crate) file: SegmentFile,
     pub(crate) columns: Columns,

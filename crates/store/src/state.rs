@@ -105,26 +105,16 @@ pub(crate) fn attach_segment(
     step_map: &[u32],
     channel_map: &[u16],
 ) -> LoadedSegment {
-    let columns = Columns {
-        ident: local
-            .ident
-            .iter()
-            .map(|code| ident_map[*code as usize])
-            .collect(),
-        ts: local.ts,
-        seq: local.seq,
-        step: local
-            .step
-            .iter()
-            .map(|code| step_map[*code as usize])
-            .collect(),
-        channel: local
-            .channel
-            .iter()
-            .map(|code| channel_map[*code as usize])
-            .collect(),
-        msg_hash: local.msg_hash,
-    };
+    let mut columns = local.rows;
+    for code in &mut columns.ident {
+        *code = ident_map[*code as usize];
+    }
+    for code in &mut columns.step {
+        *code = step_map[*code as usize];
+    }
+    for code in &mut columns.channel {
+        *code = channel_map[*code as usize];
+    }
     let rows_by_ident = RowIndex::of(&columns.ident);
     LoadedSegment {
         file,

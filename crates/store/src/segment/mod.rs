@@ -166,12 +166,37 @@ pub(crate) struct SegmentColumns {
     pub identifiers: Vec<String>,
     pub steps: Vec<String>,
     pub channels: Vec<String>,
+    /// The rows, with codes into the dictionaries above.
+    pub rows: Columns,
+}
+
+/// The hot columns of rows: identifier, time, sequence, step, channel and message hash. Codes are a segment's own
+/// (with its dictionaries, in [`SegmentColumns`]) or process-global (in memory tables and loaded segments).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Columns {
     pub ident: Vec<u32>,
     pub ts: Vec<i64>,
     pub seq: Vec<u64>,
     pub step: Vec<u32>,
     pub channel: Vec<u16>,
     pub msg_hash: Vec<u64>,
+}
+
+impl Columns {
+    pub(crate) fn with_capacity(rows: usize) -> Columns {
+        Columns {
+            ident: Vec::with_capacity(rows),
+            ts: Vec::with_capacity(rows),
+            seq: Vec::with_capacity(rows),
+            step: Vec::with_capacity(rows),
+            channel: Vec::with_capacity(rows),
+            msg_hash: Vec::with_capacity(rows),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ts.len()
+    }
 }
 
 /// An open segment file: block index for payload reads.

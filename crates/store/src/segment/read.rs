@@ -173,12 +173,14 @@ impl SegmentFile {
             identifiers: footer.identifiers,
             steps: footer.steps,
             channels: footer.channels,
-            ident,
-            ts,
-            seq: seq.into_iter().map(|value| value as u64).collect(),
-            step,
-            channel,
-            msg_hash,
+            rows: Columns {
+                ident,
+                ts,
+                seq: seq.into_iter().map(|value| value as u64).collect(),
+                step,
+                channel,
+                msg_hash,
+            },
         };
         Ok((segment, columns))
     }

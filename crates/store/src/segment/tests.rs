@@ -3,9 +3,9 @@ use super::*;
 /// What a segment's own columns say of row `row` (codes local to the segment).
 fn key_of(columns: &SegmentColumns, row: usize) -> RowKey<'_> {
     RowKey {
-        msg_hash: columns.msg_hash[row],
-        ts: columns.ts[row],
-        step: &columns.steps[columns.step[row] as usize],
+        msg_hash: columns.rows.msg_hash[row],
+        ts: columns.rows.ts[row],
+        step: &columns.steps[columns.rows.step[row] as usize],
     }
 }
 
@@ -215,7 +215,10 @@ fn a_cancelled_write_leaves_no_file() {
     assert!(left.is_empty(), "left behind: {left:?}");
     cancel.store(false, Ordering::Relaxed);
     let written = write_segment_unless(&path, 1_000, row, &cancel).unwrap();
-    assert_eq!(SegmentFile::open(&path).unwrap().1.ts, written.columns.ts);
+    assert_eq!(
+        SegmentFile::open(&path).unwrap().1.rows.ts,
+        written.columns.rows.ts
+    );
 }
 
 #[test]
@@ -242,14 +245,7 @@ fn segment_round_trips_and_detects_corruption() {
         (&kept.identifiers, &kept.steps, &kept.channels),
         (&columns.identifiers, &columns.steps, &columns.channels)
     );
-    assert_eq!(
-        (&kept.ident, &kept.step, &kept.channel),
-        (&columns.ident, &columns.step, &columns.channel)
-    );
-    assert_eq!(
-        (&kept.ts, &kept.seq, &kept.msg_hash),
-        (&columns.ts, &columns.seq, &columns.msg_hash)
-    );
+    assert_eq!(kept.rows, columns.rows);
     assert_eq!(
         (
             written.bytes,
@@ -272,9 +268,12 @@ fn segment_round_trips_and_detects_corruption() {
         b"{\"n\":513}"
     );
     assert_eq!(segment.n_rows, 600);
-    assert_eq!(columns.ts[599], 1_000 + 599 * 7);
-    assert_eq!(columns.identifiers[columns.ident[450] as usize], "anon:b");
-    assert_eq!(columns.steps[columns.step[4] as usize], "cart");
+    assert_eq!(columns.rows.ts[599], 1_000 + 599 * 7);
+    assert_eq!(
+        columns.identifiers[columns.rows.ident[450] as usize],
+        "anon:b"
+    );
+    assert_eq!(columns.steps[columns.rows.step[4] as usize], "cart");
     assert_eq!(
         segment
             .read_payload(513, |row| key_of(&columns, row))

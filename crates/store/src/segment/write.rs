@@ -234,12 +234,14 @@ pub(super) fn write_segment_as<'r>(
             identifiers,
             steps,
             channels,
-            ident,
-            ts,
-            seq: seq.into_iter().map(|value| value as u64).collect(),
-            step,
-            channel,
-            msg_hash,
+            rows: Columns {
+                ident,
+                ts,
+                seq: seq.into_iter().map(|value| value as u64).collect(),
+                step,
+                channel,
+                msg_hash,
+            },
         },
     })
 }
