@@ -349,7 +349,7 @@ pages.overview = async ({ filter }) => {
     el("div", { class: "grid cols-4" },
       stat(fmt(overview.customers), "customers", "customers"),
       stat(fmt(overview.events), "events", "events"),
-      stat(pct(overview.goal_rate), `reach the goal (${fmt(overview.goal_customers)})`, "goal-rate"),
+      stat(overview.goals.length ? pct(overview.goal_rate) : "–", overview.goals.length ? `reach ${overview.goals.join(" or ")} (${fmt(overview.goal_customers)})` : "no goal step found (Order Completed, Purchase, Signed Up, …)", "goal-rate"),
       stat(fmt(channels.length), "channels", "channels")),
     el("div", { class: "grid cols-2", style: "margin-top:14px" },
       el("div", { class: "card" }, el("h2", {}, "Events per day by channel"), legend(channels), dayChart(overview.days, channels),
@@ -570,7 +570,7 @@ pages.retention = async ({ filter, params }) => {
       : `No customer did “${start}” in this selection.`),
     ...(report.warnings || []).map((warning) => el("p", { class: "notice" }, warning)),
     form,
-    el("div", { class: "card" }, report.cohorts.length ? [matrix, el("p", { class: "muted" }, `Each cell: the share of the cohort that did “${returning}” in that ${period} after its own (UTC; weeks start on Monday). Blank: the data does not reach that ${period} yet; “all cohorts” counts only the cohorts it reaches.`)] : el("p", { class: "empty" }, "No cohorts in this selection.")),
+    el("div", { class: "card" }, report.cohorts.length ? [el("div", { class: "scroll" }, matrix), el("p", { class: "muted" }, `Each cell: the share of the cohort that did “${returning}” in that ${period} after its own (UTC; weeks start on Monday). Blank: the data does not reach that ${period} yet; “all cohorts” counts only the cohorts it reaches.`)] : el("p", { class: "empty" }, "No cohorts in this selection.")),
   ];
 };
 
@@ -618,7 +618,7 @@ function renderReport(data) {
   const section = (title, lead, ...body) => el("section", { class: "card", style: "margin-top:14px" }, el("h2", {}, title), lead ? el("p", { class: "lead" }, lead) : null, ...body);
   page.replaceChildren(
     el("h1", {}, "Customer journeys — report"),
-    el("p", { class: "lead" }, `Generated ${when(data.generated_at)} from ${fmt(data.overview.events)} events of ${fmt(data.overview.customers)} customers; ${pct(data.overview.goal_rate)} reach the goal.`),
+    el("p", { class: "lead" }, `Generated ${when(data.generated_at)} from ${fmt(data.overview.events)} events of ${fmt(data.overview.customers)} customers; ${(data.overview.goals || []).length ? `${pct(data.overview.goal_rate)} reach ${data.overview.goals.join(" or ")}` : "no goal step found"}.`),
     section("Events per day by channel", null, legend(channels), dayChart(data.overview.days, channels)),
     section("Top friction", `Goal: ${data.friction.goals.join(" or ")}.`, findings(data.friction.findings, data.friction.findings.length ? data.friction.findings[0].impact : 1)),
     section(`Journey map after “${data.flows_anchor}”`, `${fmt(data.flows.customers)} customers.`, sankey(data.flows, () => {})),
