@@ -51,7 +51,8 @@ pub struct Friction {
     pub slow_k: f64,
     /// Standard times per step (`*` patterns): the time to the next step should not exceed it (µs).
     pub standard_times: Vec<(String, i64)>,
-    /// An event property holding its step's standard time in hours (as the demo's `standard_time_hours`).
+    /// An event property holding its step's standard time in hours (default `standard_time_hours`; settable per
+    /// request, `None` to read none).
     pub standard_time_property: Option<String>,
     /// Step names containing any of these (case-insensitive) are error events.
     pub error_words: Vec<String>,

@@ -32,9 +32,21 @@ pub struct FrictionRequest {
     /// A transition is slow beyond its mean + slow_k standard deviations (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow_k: Option<f64>,
-    /// Properties checked for where a finding concentrates.
+    /// Properties checked for where a finding concentrates (default context.device.type, region).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment_by: Option<Vec<String>>,
+    /// An event property holding the step's standard time in hours (default standard_time_hours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standard_time_property: Option<String>,
+    /// Feedback: a boolean property where false is negative (default helpful).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helpful_property: Option<String>,
+    /// Feedback: score properties where a value of 2 or less is negative (default csat, rating, score).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_properties: Option<Vec<String>>,
+    /// The property naming the step a feedback event rates, else the step before it (default rated_step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rated_step_property: Option<String>,
     /// Findings to show (default 15).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top: Option<usize>,
@@ -115,6 +127,18 @@ impl Query for FrictionRequest {
             }
             friction.slow_k = k;
         }
+        if let Some(property) = &self.standard_time_property {
+            friction.standard_time_property = Some(property.clone());
+        }
+        if let Some(property) = &self.helpful_property {
+            friction.helpful_property = property.clone();
+        }
+        if let Some(properties) = &self.score_properties {
+            friction.score_properties = properties.clone();
+        }
+        if let Some(property) = &self.rated_step_property {
+            friction.rated_step_property = property.clone();
+        }
         if let Some(segments) = &self.segment_by {
             friction.segment_by = segments.clone();
         }
@@ -126,5 +150,38 @@ impl Query for FrictionRequest {
 
     fn text(&self, report: &FrictionReport, _rows: usize) -> String {
         super::text::friction(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feedback_and_standard_time_properties_are_settable() {
+        let steps = vec!["Paid".to_string()];
+        let request: FrictionRequest = serde_json::from_value(serde_json::json!({
+            "goals": ["Paid"],
+            "standard_time_property": "sla_hours",
+            "helpful_property": "useful",
+            "score_properties": ["stars"],
+            "rated_step_property": "about_step"
+        }))
+        .unwrap();
+        let friction = request.spec(&DataInfo { step_names: &steps }).unwrap();
+        assert_eq!(
+            friction.standard_time_property.as_deref(),
+            Some("sla_hours")
+        );
+        assert_eq!(
+            (
+                friction.helpful_property.as_str(),
+                friction.score_properties.as_slice(),
+                friction.rated_step_property.as_str()
+            ),
+            ("useful", ["stars".to_string()].as_slice(), "about_step")
+        );
+        let defaults = FrictionRequest::default().spec(&DataInfo { step_names: &steps });
+        assert!(defaults.is_err(), "no usual goal name among the steps");
     }
 }
