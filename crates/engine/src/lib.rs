@@ -290,23 +290,8 @@ impl Engine {
         if let Ok(spec) = waymark_analytics::OverviewRequest::default().spec(&data) {
             views.push(spec.properties());
         }
-        // Friction's columns do not depend on the goal; a placeholder one stands in when the data has none of the
-        // usual names.
-        let friction = waymark_analytics::FrictionRequest {
-            goals: waymark_analytics::query::goals_or_usual(&[], &step_names),
-            ..Default::default()
-        };
-        let friction = if friction.goals.is_empty() {
-            waymark_analytics::FrictionRequest {
-                goals: vec![String::new()],
-                ..friction
-            }
-        } else {
-            friction
-        };
-        if let Ok(spec) = friction.spec(&data) {
-            views.push(spec.properties());
-        }
+        // Friction's columns at its defaults (its goals are step names, which read no column).
+        views.push(waymark_analytics::Friction::default().properties());
         views
             .iter()
             .filter(|properties| self.store.journey_view(properties).is_ok())
