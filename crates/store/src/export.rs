@@ -1,50 +1,17 @@
 //! Parquet export of the stored events, one row per event, in journey order (customer, time, arrival).
 
 use crate::error::{Result, StoreError};
+use crate::stored::StoredEvent;
 use crate::Store;
 use arrow::array::{ArrayRef, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use serde::Deserialize;
-use serde_json::value::RawValue;
-use std::borrow::Cow;
 use std::path::Path;
 use std::sync::{mpsc, Arc};
-use waymark_model::{EventType, Timestamp};
 
 const ROWS_PER_BATCH: usize = 65_536;
-
-/// The fields of a stored event the export writes, borrowed from the payload: its maps stay the JSON text they
-/// are stored as (a stored payload is `Event`'s serialisation, so that text is exactly what serialising the parsed
-/// map gives), and strings without escapes are not copied.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StoredEvent<'a> {
-    #[serde(borrow)]
-    message_id: Cow<'a, str>,
-    #[serde(rename = "type")]
-    event_type: EventType,
-    timestamp: Timestamp,
-    received_at: Timestamp,
-    #[serde(borrow, default)]
-    user_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    anonymous_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    event: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    channel: Cow<'a, str>,
-    #[serde(borrow, default)]
-    properties: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    traits: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    context: Option<&'a RawValue>,
-}
 
 struct Builders {
     customer_id: StringBuilder,
@@ -113,10 +80,7 @@ impl Builders {
     }
 
     fn push(&mut self, customer_id: &str, step: &str, event: &StoredEvent<'_>) {
-        // An empty map is not serialised (and is written as null), but a stored `{}` would mean the same.
-        fn json(map: Option<&RawValue>) -> Option<&str> {
-            map.map(RawValue::get).filter(|text| *text != "{}")
-        }
+        let json = StoredEvent::map_text;
         self.customer_id.append_value(customer_id);
         self.message_id.append_value(&event.message_id);
         self.event_type.append_value(event.event_type.as_str());
@@ -201,7 +165,7 @@ pub fn export_parquet(store: &Store, path: &Path, mut progress: impl FnMut(u64))
                 .is_ok()
         };
         let decoded = store.for_each_stored(|customer_id, step, payload| {
-            let event: StoredEvent = serde_json::from_slice(payload).map_err(|error| {
+            let event = StoredEvent::parse(payload).map_err(|error| {
                 StoreError::corrupt(store.dir(), format!("stored event does not parse: {error}"))
             })?;
             builders.push(customer_id, step, &event);

@@ -31,6 +31,7 @@ mod memtable;
 mod read;
 mod segment;
 mod state;
+mod stored;
 mod types;
 mod wal;
 mod writer;
@@ -649,6 +650,7 @@ fn resolve_key(identity: &IdentityGraph, text: &str) -> String {
 mod property_tests {
     use super::*;
     use serde_json::json;
+    use waymark_model::IngestContext;
 
     #[test]
     fn a_written_row_has_the_keys_and_payload_of_its_event() {
@@ -720,11 +722,16 @@ mod property_tests {
     #[test]
     fn the_borrowing_reader_finds_what_property_of_finds() {
         let events = [
-            json!({"type": "track", "channel": "app", "properties": {"plan": "pro", "cart": {"total": 12.5}, "a.b": 1},
-                   "context": {"device": {"type": "android_app"}}, "traits": {"region": "North"}}),
-            json!({"type": "page", "channel": "web", "properties": {"we\"ird": true, "plan": null}}),
-            json!({"type": "identify", "channel": "web", "traits": {"region": "South"}}),
-        ];
+            json!({"type": "track", "event": "Viewed", "userId": "u1",
+                   "properties": {"plan": "pro", "cart": {"total": 12.5}, "a.b": 1},
+                   "context": {"channel": "app", "device": {"type": "android_app"}}, "traits": {"region": "North"}}),
+            json!({"type": "page", "anonymousId": "a1", "properties": {"we\"ird": true, "plan": null}}),
+            json!({"type": "identify", "userId": "u2", "traits": {"region": "South"}}),
+        ]
+        .map(|event| {
+            let context = IngestContext::at(Timestamp(1_700_000_000_000_000));
+            serde_json::to_value(Event::from_segment_json(&event, &context).unwrap()).unwrap()
+        });
         let names: Vec<String> = [
             "plan",
             "cart.total",
@@ -733,6 +740,8 @@ mod property_tests {
             "traits.region",
             "channel",
             "type",
+            "timestamp",
+            "userId",
             "we\"ird",
             "missing.path",
         ]

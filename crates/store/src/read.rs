@@ -247,7 +247,7 @@ impl PropertyReader {
         payload: &[u8],
         builders: &mut [PropertyColumnBuilder],
     ) -> serde_json::Result<()> {
-        let top: StoredFields<'_> = serde_json::from_slice(payload)?;
+        let top = StoredEvent::parse(payload)?;
         // `properties` split into borrowed raw values (falling back to a full parse for escaped keys).
         let properties: Option<Result<HashMap<&str, &RawValue>, serde_json::Value>> =
             match top.properties {
@@ -291,8 +291,7 @@ impl PropertyReader {
                 found = in_properties(path)?;
             }
             if found.is_none() {
-                if let Some(raw) = top.field(&path[0]) {
-                    let value: serde_json::Value = serde_json::from_str(raw.get())?;
+                if let Some(value) = top.field(&path[0])? {
                     found = walk(&value, &path[1..]);
                 }
             }
@@ -302,6 +301,7 @@ impl PropertyReader {
     }
 }
 
+use crate::stored::StoredEvent;
 use serde_json::value::RawValue;
 
 pub(crate) fn walk(root: &serde_json::Value, parts: &[String]) -> Option<serde_json::Value> {
@@ -309,59 +309,6 @@ pub(crate) fn walk(root: &serde_json::Value, parts: &[String]) -> Option<serde_j
         .iter()
         .try_fold(root, |value, part| value.get(part))
         .cloned()
-}
-
-/// The top-level fields of a stored event, borrowed unparsed.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct StoredFields<'a> {
-    #[serde(borrow, default)]
-    pub(crate) properties: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) traits: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) context: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) channel: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) event: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) name: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "type")]
-    pub(crate) event_type: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) user_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) anonymous_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) group_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) timestamp: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) received_at: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub(crate) message_id: Option<&'a RawValue>,
-}
-
-impl<'a> StoredFields<'a> {
-    pub(crate) fn field(&self, name: &str) -> Option<&'a RawValue> {
-        match name {
-            "properties" => self.properties,
-            "traits" => self.traits,
-            "context" => self.context,
-            "channel" => self.channel,
-            "event" => self.event,
-            "name" => self.name,
-            "type" => self.event_type,
-            "userId" => self.user_id,
-            "anonymousId" => self.anonymous_id,
-            "groupId" => self.group_id,
-            "timestamp" => self.timestamp,
-            "receivedAt" => self.received_at,
-            "messageId" => self.message_id,
-            _ => None,
-        }
-    }
 }
 
 /// The value a property name refers to in a stored event: `plan` is `properties.plan`; a dotted name is a path,
