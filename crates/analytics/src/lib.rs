@@ -15,6 +15,7 @@
 //! assert_eq!((map.edges[0].count, map.edges[0].mean_secs), (1, 5.0));
 //! ```
 
+pub mod attribution;
 pub mod condition;
 mod error;
 pub mod flows;
@@ -30,6 +31,7 @@ mod stats;
 pub mod step_counts;
 mod variants;
 
+pub use attribution::{AttributionReport, PathTable, TouchpointKind};
 pub use condition::{Condition, Op};
 pub use error::AnalyticsError;
 pub use flows::{Direction, FlowLink, FlowNode, Flows, FlowsReport, NodeKind, PreparedFlows};
@@ -43,8 +45,9 @@ pub use funnel::{
 pub use overview::{Overview, OverviewReport};
 pub use process_map::{EdgeReport, ProcessMap, ProcessMapReport};
 pub use query::{
-    AnchorSpec, DataInfo, Flag, FlowsRequest, FrictionRequest, FunnelRequest, OverviewRequest,
-    ProcessMapRequest, Query, RetentionRequest, Scope, Spec, StepSpec, VariantsRequest,
+    AnchorSpec, AttributionRequest, DataInfo, Flag, FlowsRequest, FrictionRequest, FunnelRequest,
+    OverviewRequest, ProcessMapRequest, Query, RetentionRequest, Scope, Spec, StepSpec,
+    VariantsRequest,
 };
 pub use retention::{Period, PreparedRetention, Retention, RetentionReport};
 pub use rules::{apply_step_rules, rule_properties, StepRule};

@@ -181,6 +181,24 @@ enum Command {
         #[command(flatten)]
         scope: ScopeArgs,
     },
+    /// Attribution over a path table in ChannelAttribution's format (`path;total_conversions;total_conversion_value;
+    /// total_null`, touchpoints joined by `>`): first, last, linear, position-based and Markov removal effects.
+    /// For the store's own journeys use `waymark query attribution`.
+    /// Example: `waymark attribution --paths Data.csv --order 2`
+    Attribution {
+        /// The path table (`;` or `,` separated, with a header).
+        #[arg(long)]
+        paths: PathBuf,
+        /// The Markov chain's order (1 to 4): a state is the last ORDER touchpoints.
+        #[arg(long, default_value_t = 1)]
+        order: usize,
+        /// Include the chain's transition matrix (with --json).
+        #[arg(long)]
+        transition_matrix: bool,
+        /// Touchpoints shown in the table (--json always has all).
+        #[arg(long, default_value_t = 20)]
+        rows: usize,
+    },
     /// Counts of events, customers, segments and bytes.
     Stats,
     /// Configuration commands.
@@ -496,6 +514,23 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             query::query(&store, analysis, &scope, cli.json)
+        }
+        Command::Attribution {
+            paths,
+            order,
+            transition_matrix,
+            rows,
+        } => {
+            let text = std::fs::read_to_string(&paths)
+                .map_err(|error| UsageError(format!("--paths {}: {error}", paths.display())))?;
+            let ran = waymark_engine::attribute_path_table(&text, order, transition_matrix, rows)
+                .map_err(|error| UsageError(format!("{}: {error}", paths.display())))?;
+            if cli.json {
+                print_json(&ran.json);
+            } else {
+                print!("{}", ran.text.unwrap_or_default());
+            }
+            Ok(())
         }
         Command::Stats => {
             let store = open_store_for_maintenance(&cli.data, &file_config)?;

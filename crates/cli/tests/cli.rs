@@ -192,7 +192,7 @@ fn identity_commands_show_and_undo_merges() {
 }
 
 /// Every registered analysis, in the registry's order.
-const ANALYSES: [&str; 8] = [
+const ANALYSES: [&str; 9] = [
     "overview",
     "process-map",
     "variants",
@@ -200,6 +200,7 @@ const ANALYSES: [&str; 8] = [
     "flows",
     "friction",
     "retention",
+    "attribution",
     "step-counts",
 ];
 
@@ -219,6 +220,52 @@ fn query_help_lists_every_analysis_with_an_example() {
             "no example of {analysis} under Examples:\n{help}"
         );
     }
+}
+
+#[test]
+fn attribution_of_a_path_table_shares_out_every_conversion() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = shared("channelattribution/Data.csv");
+    let output = waymark(
+        dir.path(),
+        &["--json", "attribution", "--paths", &data, "--order", "2"],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (report["conversions"].as_u64(), report["order"].as_u64()),
+        (Some(19_785), Some(2))
+    );
+    let markov: f64 = report["touchpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|credit| credit["markov"]["conversions"].as_f64().unwrap())
+        .sum();
+    assert!((markov - 19_785.0).abs() < 1e-6, "{markov}");
+    let table = waymark(dir.path(), &["attribution", "--paths", &data]);
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        text.starts_with("Attribution of 19785 conversions"),
+        "{text}"
+    );
+
+    let bad = dir.path().join("paths.csv");
+    std::fs::write(&bad, "path;total_conversions;total_null\na > b;2;x\n").unwrap();
+    let output = waymark(
+        dir.path(),
+        &["attribution", "--paths", bad.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("paths.csv: line 2: total_null: `x`"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -318,3 +318,22 @@ impl Engine {
         self.store.simulate_crash()
     }
 }
+
+/// Attribution over a path table in ChannelAttribution's format (`path;total_conversions;total_conversion_value;
+/// total_null`, touchpoints joined by `>`), read from `text`: every model but time decay (a path table has no
+/// times), the Markov chain of order `order`. The report as JSON, and as a table of `rows` touchpoints.
+pub fn attribute_path_table(
+    text: &str,
+    order: usize,
+    transition_matrix: bool,
+    rows: usize,
+) -> Result<registry::Ran, Error> {
+    use waymark_analytics::attribution::{attribute, check_order, PathTable};
+    check_order(order)?;
+    let table = PathTable::parse_channelattribution(text)?;
+    let report = attribute(&table, order, None, transition_matrix);
+    Ok(registry::Ran {
+        json: serde_json::to_value(&report).expect("reports serialise"),
+        text: Some(waymark_analytics::query::attribution_text(&report, rows)),
+    })
+}

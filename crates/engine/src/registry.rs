@@ -7,8 +7,8 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Map, Value};
 use std::marker::PhantomData;
 use waymark_analytics::{
-    FlowsRequest, FrictionRequest, FunnelRequest, OverviewRequest, ProcessMapRequest, Query,
-    RetentionRequest, Scope, VariantsRequest,
+    AttributionRequest, FlowsRequest, FrictionRequest, FunnelRequest, OverviewRequest,
+    ProcessMapRequest, Query, RetentionRequest, Scope, VariantsRequest,
 };
 
 /// Every analysis, in the order help lists them. Adding one is one line here.
@@ -20,6 +20,7 @@ pub static ANALYSES: &[&dyn Analysis] = &[
     &Entry::<FlowsRequest>::NEW,
     &Entry::<FrictionRequest>::NEW,
     &Entry::<RetentionRequest>::NEW,
+    &Entry::<AttributionRequest>::NEW,
     &Entry::<waymark_analytics::step_counts::StepCountsRequest>::NEW,
 ];
 

@@ -28,7 +28,7 @@ pub use channel::{infer_channel, normalise_channel, KNOWN_CHANNELS};
 pub use error::ValidationError;
 pub use event::{
     write_json_string, Event, EventType, IngestContext, RowParts, RowRef, WrittenRow,
-    MAX_BATCH_BYTES, MAX_EVENT_BYTES,
+    IDENTITY_STEPS, MAX_BATCH_BYTES, MAX_EVENT_BYTES,
 };
 pub use identity::{is_junk_identifier, Identifier, IdentifierKind, JUNK_IDENTIFIERS};
 pub use journey::{JourneyRef, JourneySet, Names, PropertyColumn, PropertyColumnBuilder};

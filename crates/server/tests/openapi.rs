@@ -151,6 +151,10 @@ fn every_endpoint_answers_as_its_schema_says() {
             "retention",
             json!({"start": "Viewed", "return": "Bought", "period": "day"}),
         ),
+        (
+            "attribution",
+            json!({"goals": ["Bought"], "by": "step", "order": 2, "transition_matrix": true}),
+        ),
         ("step-counts", json!({"top": 3})),
     ];
     let (status, listed) = app.get_json("/v1/analyses");

@@ -5,6 +5,7 @@
 //! A request is validated in one place, [`Query::spec`], before any journey is read; the engine's registry turns
 //! each `Query` into its HTTP route, CLI subcommand, OpenAPI schema and help line.
 
+mod attribution;
 mod flows;
 mod friction;
 mod funnel;
@@ -14,6 +15,7 @@ mod retention;
 pub mod text;
 mod variants;
 
+pub use attribution::{attribution_text, AttributionRequest};
 pub use flows::FlowsRequest;
 pub use friction::FrictionRequest;
 pub use funnel::{FunnelRequest, StepSpec};

@@ -10,6 +10,10 @@ pub const MAX_EVENT_BYTES: usize = 32 * 1024;
 /// Largest accepted batch request, in bytes of JSON (Segment's limit).
 pub const MAX_BATCH_BYTES: usize = 500 * 1024;
 
+/// The steps of Segment's identity calls (`identify`, `alias`, `group`): they say who the customer is, not what
+/// they did, so analyses that look for what customers did leave them out unless asked for by name.
+pub const IDENTITY_STEPS: [&str; 3] = ["identify", "alias", "group"];
+
 /// The Segment calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
