@@ -21,6 +21,7 @@ mod error;
 pub mod flows;
 pub mod friction;
 pub mod funnel;
+pub mod moments;
 pub mod overview;
 mod process_map;
 pub mod query;
@@ -42,12 +43,13 @@ pub use funnel::{
     Attribution, Breakdown, CountBy, Exclusion, Funnel, FunnelMode, FunnelReport, FunnelStep,
     PreparedFunnel,
 };
+pub use moments::{Moment, Moments, MomentsReport};
 pub use overview::{Overview, OverviewReport};
 pub use process_map::{EdgeReport, ProcessMap, ProcessMapReport};
 pub use query::{
     AnchorSpec, AttributionRequest, DataInfo, Flag, FlowsRequest, FrictionRequest, FunnelRequest,
-    OverviewRequest, ProcessMapRequest, Query, RetentionRequest, Scope, Spec, StepSpec,
-    VariantsRequest,
+    MomentsRequest, OverviewRequest, ProcessMapRequest, Query, RetentionRequest, Scope, Spec,
+    StepSpec, VariantsRequest,
 };
 pub use retention::{Period, PreparedRetention, Retention, RetentionReport};
 pub use rules::{apply_step_rules, rule_properties, StepRule};

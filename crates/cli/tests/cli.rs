@@ -192,13 +192,14 @@ fn identity_commands_show_and_undo_merges() {
 }
 
 /// Every registered analysis, in the registry's order.
-const ANALYSES: [&str; 9] = [
+const ANALYSES: [&str; 10] = [
     "overview",
     "process-map",
     "variants",
     "funnel",
     "flows",
     "friction",
+    "moments",
     "retention",
     "attribution",
     "step-counts",

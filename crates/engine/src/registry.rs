@@ -7,8 +7,8 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Map, Value};
 use std::marker::PhantomData;
 use waymark_analytics::{
-    AttributionRequest, FlowsRequest, FrictionRequest, FunnelRequest, OverviewRequest,
-    ProcessMapRequest, Query, RetentionRequest, Scope, VariantsRequest,
+    AttributionRequest, FlowsRequest, FrictionRequest, FunnelRequest, MomentsRequest,
+    OverviewRequest, ProcessMapRequest, Query, RetentionRequest, Scope, VariantsRequest,
 };
 
 /// Every analysis, in the order help lists them. Adding one is one line here.
@@ -19,6 +19,7 @@ pub static ANALYSES: &[&dyn Analysis] = &[
     &Entry::<FunnelRequest>::NEW,
     &Entry::<FlowsRequest>::NEW,
     &Entry::<FrictionRequest>::NEW,
+    &Entry::<MomentsRequest>::NEW,
     &Entry::<RetentionRequest>::NEW,
     &Entry::<AttributionRequest>::NEW,
     &Entry::<waymark_analytics::step_counts::StepCountsRequest>::NEW,

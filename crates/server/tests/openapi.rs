@@ -148,6 +148,10 @@ fn every_endpoint_answers_as_its_schema_says() {
         ("flows", json!({"anchor": "Viewed", "depth": 2})),
         ("friction", json!({"goals": ["Bought"]})),
         (
+            "moments",
+            json!({"goals": ["Bought"], "properties": ["context.device.type"], "include_insignificant": true, "min_customers": 1}),
+        ),
+        (
             "retention",
             json!({"start": "Viewed", "return": "Bought", "period": "day"}),
         ),

@@ -245,7 +245,7 @@ pub struct AttributionReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transition_matrix: Option<Vec<TransitionRow>>,
     /// Goals or touchpoints that match nothing in the data.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
 

@@ -1,0 +1,378 @@
+//! The lift of a moment: the goal rate of customers who did it against comparable customers who did not.
+//!
+//! Comparable means exactly matched on a stratum: the `prefix` steps just before the moment (for a customer who
+//! did it, before its first occurrence; a customer who did not is a control for every context that occurs in
+//! their journey, including its end — they were there and could have done it next) and, with `segment_by`, the
+//! customer's first value of that property (a trait such as `traits.plan`, or an event property). The effect is
+//! the average effect on the treated: per stratum the treated goal rate minus the control goal rate, weighted by
+//! the treated in it, over the strata that have controls. Its interval is a stratified bootstrap — each stratum's
+//! treated and control goal counts redrawn from binomials at their observed rates, `bootstrap` times, from `seed`
+//! — so the same request always gives the same interval, on any number of threads.
+
+use super::{Candidate, PreparedMoments};
+use crate::{Analysis, AnalyticsError, Runner};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Binomial, Distribution};
+use rustc_hash::FxHashMap;
+use schemars::JsonSchema;
+use serde::Serialize;
+use waymark_model::{JourneyRef, JourneySet};
+
+/// The longest prefix matched on.
+pub const MAX_PREFIX: usize = 3;
+
+/// Stands for "before the journey's first event" in a prefix.
+const START: u32 = u32::MAX;
+/// Fills the unused places of a prefix shorter than [`MAX_PREFIX`].
+const UNUSED: u32 = u32::MAX - 1;
+/// The segment of a customer with no value.
+const NO_SEGMENT: u32 = u32::MAX;
+
+/// How comparable customers are found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiftOptions {
+    /// Steps before the moment matched exactly (0 to [`MAX_PREFIX`]; 0: only the segment).
+    pub prefix: usize,
+    /// A property (`traits.plan`, `context.device.type`) whose first value in the journey is matched too.
+    pub segment_by: Option<String>,
+    /// Bootstrap resamples (0: no interval).
+    pub bootstrap: usize,
+    pub seed: u64,
+}
+
+impl Default for LiftOptions {
+    fn default() -> LiftOptions {
+        LiftOptions {
+            prefix: 1,
+            segment_by: None,
+            bootstrap: 500,
+            seed: 42,
+        }
+    }
+}
+
+impl LiftOptions {
+    pub(super) fn check(&self) -> Result<(), AnalyticsError> {
+        if self.prefix > MAX_PREFIX {
+            return Err(AnalyticsError::field(
+                "lift_prefix",
+                format!(
+                    "lift_prefix must be between 0 and {MAX_PREFIX}; got {}",
+                    self.prefix
+                ),
+            ));
+        }
+        if self.bootstrap > 100_000 {
+            return Err(AnalyticsError::field(
+                "bootstrap",
+                format!(
+                    "bootstrap must be at most 100000 resamples; got {}",
+                    self.bootstrap
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn matched_on(&self) -> String {
+        let steps = match self.prefix {
+            0 => None,
+            1 => Some("the step just before the moment".to_string()),
+            k => Some(format!("the {k} steps just before the moment")),
+        };
+        match (steps, &self.segment_by) {
+            (Some(steps), Some(segment)) => format!("{steps} and {segment}"),
+            (Some(steps), None) => steps,
+            (None, Some(segment)) => segment.clone(),
+            (None, None) => "nothing (a plain comparison)".to_string(),
+        }
+    }
+}
+
+/// A moment's effect on the goal rate of those who did it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
+pub struct Lift {
+    /// Customers who did it.
+    pub treated: u64,
+    /// Of them, those in a stratum with comparable customers (the effect is theirs).
+    pub matched: u64,
+    /// Comparable customers (a customer counts once per stratum they fall in).
+    pub controls: u64,
+    /// Strata with both treated and comparable customers.
+    pub strata: usize,
+    /// Goal rate of the matched treated.
+    pub treated_rate: f64,
+    /// Goal rate the matched treated would have had at their comparable customers' rates.
+    pub control_rate: f64,
+    /// `treated_rate − control_rate`: the effect in goal-rate points (0.05 = five points).
+    pub difference: f64,
+    /// The bootstrap interval of `difference` (absent without resamples).
+    pub low: Option<f64>,
+    pub high: Option<f64>,
+    /// `difference / control_rate`.
+    pub relative: Option<f64>,
+    pub bootstrap: usize,
+    pub seed: u64,
+}
+
+/// Treated and control customers of one stratum, with how many of each reached the goal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Cell {
+    treated: u64,
+    treated_goals: u64,
+    controls: u64,
+    control_goals: u64,
+}
+
+type Stratum = ([u32; MAX_PREFIX], u32);
+
+#[derive(Debug, Clone, Default)]
+struct LiftState {
+    /// Per chosen moment: its strata.
+    cells: Vec<FxHashMap<Stratum, Cell>>,
+    /// Per chosen moment: the first journeys (by index) that did it.
+    examples: Vec<Vec<u32>>,
+}
+
+struct LiftPass<'p, 'a> {
+    moments: &'p PreparedMoments<'a>,
+    chosen: &'p [Candidate],
+    /// Per step: the chosen moments on it.
+    by_step: Vec<Vec<usize>>,
+}
+
+impl LiftPass<'_, '_> {
+    /// The `prefix` steps before position `at` of `from..`, START-padded.
+    fn context(&self, set: &JourneySet, journey_start: usize, at: usize) -> [u32; MAX_PREFIX] {
+        let mut context = [UNUSED; MAX_PREFIX];
+        let k = self.moments.spec.lift.prefix;
+        for (back, slot) in context.iter_mut().enumerate().take(k) {
+            *slot = match at.checked_sub(back + 1) {
+                Some(event) if event >= journey_start => set.step[event],
+                _ => START,
+            };
+        }
+        context
+    }
+
+    fn segment(&self, journey: JourneyRef<'_>) -> u32 {
+        let Some(column) = self.moments.segment else {
+            return NO_SEGMENT;
+        };
+        let codes = &journey.set.properties[column].codes;
+        (journey.start..journey.start + journey.len())
+            .map(|event| codes[event])
+            .find(|code| *code != 0)
+            .unwrap_or(NO_SEGMENT)
+    }
+
+    fn matches(&self, set: &JourneySet, event: usize, moment: usize) -> bool {
+        match self.chosen[moment].value {
+            None => true,
+            Some((index, code)) => {
+                set.properties[self.moments.columns[index as usize]].codes[event] == code
+            }
+        }
+    }
+}
+
+impl Analysis for LiftPass<'_, '_> {
+    type State = LiftState;
+    type Report = LiftState;
+
+    fn new_state(&self, _journeys: &JourneySet) -> LiftState {
+        LiftState {
+            cells: vec![FxHashMap::default(); self.chosen.len()],
+            examples: vec![Vec::new(); self.chosen.len()],
+        }
+    }
+
+    fn update(&self, state: &mut LiftState, journey: JourneyRef<'_>) {
+        let Some(window) = self.moments.window(journey) else {
+            return;
+        };
+        let set = journey.set;
+        let journey_start = journey.start;
+        let mut first: Vec<Option<usize>> = vec![None; self.chosen.len()];
+        for event in window.from..window.to {
+            for moment in &self.by_step[set.step[event] as usize] {
+                if first[*moment].is_none() && self.matches(set, event, *moment) {
+                    first[*moment] = Some(event);
+                }
+            }
+        }
+        let segment = self.segment(journey);
+        let reached = u64::from(window.reached);
+        let mut contexts: Option<Vec<[u32; MAX_PREFIX]>> = None;
+        for (moment, first) in first.iter().enumerate() {
+            let cells = &mut state.cells[moment];
+            match first {
+                Some(event) => {
+                    let cell = cells
+                        .entry((self.context(set, journey_start, *event), segment))
+                        .or_default();
+                    cell.treated += 1;
+                    cell.treated_goals += reached;
+                    let examples = &mut state.examples[moment];
+                    if examples.len() < self.moments.spec.examples {
+                        examples.push(journey.index as u32);
+                    }
+                }
+                None => {
+                    let contexts = contexts.get_or_insert_with(|| {
+                        let mut all: Vec<[u32; MAX_PREFIX]> = (window.from..=window.to)
+                            .map(|at| self.context(set, journey_start, at))
+                            .collect();
+                        all.sort_unstable();
+                        all.dedup();
+                        all
+                    });
+                    for context in contexts.iter() {
+                        let cell = cells.entry((*context, segment)).or_default();
+                        cell.controls += 1;
+                        cell.control_goals += reached;
+                    }
+                }
+            }
+        }
+    }
+
+    fn merge(&self, state: &mut LiftState, other: LiftState) {
+        for (into, from) in state.cells.iter_mut().zip(other.cells) {
+            for (stratum, cell) in from {
+                let into = into.entry(stratum).or_default();
+                into.treated += cell.treated;
+                into.treated_goals += cell.treated_goals;
+                into.controls += cell.controls;
+                into.control_goals += cell.control_goals;
+            }
+        }
+        for (into, from) in state.examples.iter_mut().zip(other.examples) {
+            // Partitions are merged in order, so the first journeys stay first.
+            into.extend(from);
+            into.truncate(self.moments.spec.examples);
+        }
+    }
+
+    fn finish(&self, state: LiftState, _journeys: &JourneySet, _runner: &Runner) -> LiftState {
+        state
+    }
+}
+
+/// The lift of each chosen moment, with its example journeys.
+pub(super) fn measure(
+    moments: &PreparedMoments<'_>,
+    chosen: &[Candidate],
+    journeys: &JourneySet,
+    runner: &Runner,
+) -> Vec<(Option<Lift>, Vec<u32>)> {
+    if chosen.is_empty() {
+        return Vec::new();
+    }
+    let mut by_step = vec![Vec::new(); journeys.step_names.len()];
+    for (index, candidate) in chosen.iter().enumerate() {
+        by_step[candidate.step as usize].push(index);
+    }
+    let pass = LiftPass {
+        moments,
+        chosen,
+        by_step,
+    };
+    let state = runner.pass(&pass, journeys);
+    let options = &moments.spec.lift;
+    let confidence = moments.spec.confidence;
+    let cells = state.cells;
+    let lifts = runner.map(cells.len(), |range| {
+        range
+            .map(|moment| estimate(&cells[moment], options, confidence, moment as u64))
+            .collect()
+    });
+    lifts.into_iter().zip(state.examples).collect()
+}
+
+/// The average effect on the treated over `cells`, and its bootstrap interval.
+fn estimate(
+    cells: &FxHashMap<Stratum, Cell>,
+    options: &LiftOptions,
+    confidence: f64,
+    moment: u64,
+) -> Option<Lift> {
+    let treated: u64 = cells.values().map(|cell| cell.treated).sum();
+    let controls: u64 = cells.values().map(|cell| cell.controls).sum();
+    let mut matched: Vec<(Stratum, Cell)> = cells
+        .iter()
+        .filter(|(_, cell)| cell.treated > 0 && cell.controls > 0)
+        .map(|(stratum, cell)| (*stratum, *cell))
+        .collect();
+    if matched.is_empty() {
+        return None;
+    }
+    // A fixed order, so that the resamples are drawn the same way whatever the hash map's order.
+    matched.sort_unstable_by_key(|(stratum, _)| *stratum);
+    let cells: Vec<Cell> = matched.into_iter().map(|(_, cell)| cell).collect();
+    let weight: u64 = cells.iter().map(|cell| cell.treated).sum();
+    let effect = |draw: &mut dyn FnMut(&Cell) -> (u64, u64)| -> (f64, f64) {
+        let (mut treated_goals, mut expected) = (0.0, 0.0);
+        for cell in &cells {
+            let (t, c) = draw(cell);
+            treated_goals += t as f64;
+            expected += cell.treated as f64 * c as f64 / cell.controls as f64;
+        }
+        (treated_goals / weight as f64, expected / weight as f64)
+    };
+    let (treated_rate, control_rate) = effect(&mut |cell| (cell.treated_goals, cell.control_goals));
+    let difference = treated_rate - control_rate;
+    let (low, high) = if options.bootstrap > 0 {
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            options
+                .seed
+                .wrapping_add(moment.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        );
+        let binomial = |n: u64, k: u64| {
+            Binomial::new(n, k as f64 / n as f64).expect("a rate is a probability")
+        };
+        let draws: Vec<(Binomial, Binomial)> = cells
+            .iter()
+            .map(|cell| {
+                (
+                    binomial(cell.treated, cell.treated_goals),
+                    binomial(cell.controls, cell.control_goals),
+                )
+            })
+            .collect();
+        let mut differences: Vec<f64> = (0..options.bootstrap)
+            .map(|_| {
+                let mut index = 0;
+                let (t, c) = effect(&mut |_| {
+                    let (treated, control) = &draws[index];
+                    index += 1;
+                    (treated.sample(&mut rng), control.sample(&mut rng))
+                });
+                t - c
+            })
+            .collect();
+        differences.sort_by(f64::total_cmp);
+        let tail = (1.0 - confidence) / 2.0;
+        (
+            crate::stats::quantile(&differences, tail),
+            crate::stats::quantile(&differences, 1.0 - tail),
+        )
+    } else {
+        (None, None)
+    };
+    Some(Lift {
+        treated,
+        matched: weight,
+        controls,
+        strata: cells.len(),
+        treated_rate,
+        control_rate,
+        difference,
+        low,
+        high,
+        relative: (control_rate > 0.0).then(|| difference / control_rate),
+        bootstrap: options.bootstrap,
+        seed: options.seed,
+    })
+}
