@@ -1,4 +1,5 @@
-//! Journey analyses at scale: process map, variants, a 5-step funnel and flows of depth 5 over generated journeys
+//! Journey analyses at scale: process map, variants, a 5-step funnel, flows of depth 5, moments of truth and
+//! attribution (goal `step 05`, every other step a candidate; channels as touchpoints, Markov order 2) over generated journeys
 //! of 10M and 100M events (set `WAYMARK_BENCH_EVENTS=1M,10M,100M` to choose), on every core, from memory — the
 //! journey view a warm store serves. Prints a Markdown table: median of 5 runs after a warm-up (`WAYMARK_BENCH_RUNS`
 //! sets how many), events/s, and the journey view's size.
@@ -7,7 +8,10 @@
 //! name starts with that. The data is `waymark_engine::synthetic`.
 
 use std::time::Instant;
-use waymark_analytics::{run, Condition, Direction, Flows, Funnel, ProcessMap, Variants};
+use waymark_analytics::attribution::{Attribution, TouchpointKind};
+use waymark_analytics::{
+    run, Condition, Direction, Flows, Funnel, Moments, Plan, ProcessMap, Runner, Variants,
+};
 
 /// One timed analysis: returns the size of its report so the work is not optimised away.
 type Analysis<'a> = Box<dyn Fn() -> usize + 'a>;
@@ -77,6 +81,24 @@ fn main() {
         };
         let flows = flows.prepare(&journeys).unwrap();
         let variants = Variants { top: Some(20) };
+        let moments = Moments {
+            goals: vec![Condition::step("step 05")],
+            ..Moments::default()
+        };
+        let moments = moments.prepare(&journeys).unwrap();
+        let attribution = Attribution {
+            kind: TouchpointKind::Channel,
+            goals: vec![Condition::step("step 05")],
+            touchpoints: Vec::new(),
+            lookback_us: Some(30 * 86_400_000_000),
+            collapse_repeats: true,
+            value_property: None,
+            order: 2,
+            half_life_us: 7 * 86_400_000_000,
+            transition_matrix: false,
+        };
+        let attribution = attribution.prepare(&journeys).unwrap();
+        let runner = Runner::new(threads);
         let analyses: Vec<(&str, Analysis)> = vec![
             (
                 "process map",
@@ -93,6 +115,14 @@ fn main() {
             (
                 "flows, depth 5",
                 Box::new(|| run(&flows, &journeys, threads).nodes.len()),
+            ),
+            (
+                "moments of truth (with lift)",
+                Box::new(|| moments.execute(&journeys, &runner).positive.len()),
+            ),
+            (
+                "attribution, channels, order 2",
+                Box::new(|| run(&attribution, &journeys, threads).touchpoints.len()),
             ),
         ];
         let only = std::env::var("WAYMARK_BENCH_ONLY").ok();

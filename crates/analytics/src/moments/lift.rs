@@ -1,9 +1,11 @@
 //! The lift of a moment: the goal rate of customers who did it against comparable customers who did not.
 //!
-//! Comparable means exactly matched on a stratum: the `prefix` steps just before the moment (for a customer who
-//! did it, before its first occurrence; a customer who did not is a control for every context that occurs in
-//! their journey, including its end — they were there and could have done it next) and, with `segment_by`, the
-//! customer's first value of that property (a trait such as `traits.plan`, or an event property). The effect is
+//! Comparable means exactly matched on a stratum: the `prefix` steps just before the moment and how far into the
+//! journey it came (events since the entry, up to 20) — for a customer who did it, at its first occurrence; a
+//! customer who did not is a control at every position of their journey, its end included (they were there and
+//! could have done it next) — and, with `segment_by`, the customer's first value of that property (a trait such as
+//! `traits.plan`, or an event property). Matching on the depth keeps a step done early (while deciding) from being
+//! compared with the same step seen late (browsing after having given up). The effect is
 //! the average effect on the treated: per stratum the treated goal rate minus the control goal rate, weighted by
 //! the treated in it, over the strata that have controls. Its interval is a stratified bootstrap — each stratum's
 //! treated and control goal counts redrawn from binomials at their observed rates, `bootstrap` times, from `seed`
@@ -77,15 +79,19 @@ impl LiftOptions {
 
     pub(super) fn matched_on(&self) -> String {
         let steps = match self.prefix {
-            0 => None,
-            1 => Some("the step just before the moment".to_string()),
-            k => Some(format!("the {k} steps just before the moment")),
+            0 => Some("how far into the journey it came".to_string()),
+            1 => Some(
+                "the step just before the moment and how far into the journey it came".to_string(),
+            ),
+            k => Some(format!(
+                "the {k} steps just before the moment and how far into the journey it came"
+            )),
         };
         match (steps, &self.segment_by) {
             (Some(steps), Some(segment)) => format!("{steps} and {segment}"),
             (Some(steps), None) => steps,
             (None, Some(segment)) => segment.clone(),
-            (None, None) => "nothing (a plain comparison)".to_string(),
+            (None, None) => unreachable!("the depth is always matched"),
         }
     }
 }
@@ -125,7 +131,11 @@ struct Cell {
     control_goals: u64,
 }
 
-type Stratum = ([u32; MAX_PREFIX], u32);
+/// The steps before, the segment, and how far into the window (events since its start, capped).
+type Stratum = ([u32; MAX_PREFIX], u32, u16);
+
+/// Depths from here on are one stratum: deep into a journey, the exact position says little.
+const MAX_DEPTH: usize = 20;
 
 #[derive(Debug, Clone, Default)]
 struct LiftState {
@@ -137,13 +147,28 @@ struct LiftState {
 
 struct LiftPass<'p, 'a> {
     moments: &'p PreparedMoments<'a>,
+    window_us: Option<i64>,
     chosen: &'p [Candidate],
     /// Per step: the chosen moments on it.
     by_step: Vec<Vec<usize>>,
 }
 
 impl LiftPass<'_, '_> {
-    /// The `prefix` steps before position `at` of `from..`, START-padded.
+    /// The stratum of position `at` of the window starting at `from`: the `prefix` steps before it (START-padded),
+    /// the segment and the depth.
+    fn stratum(
+        &self,
+        set: &JourneySet,
+        journey_start: usize,
+        from: usize,
+        at: usize,
+        segment: u32,
+    ) -> Stratum {
+        let depth = (at - from).min(MAX_DEPTH) as u16;
+        (self.context(set, journey_start, at), segment, depth)
+    }
+
+    /// The `prefix` steps before position `at`, START-padded.
     fn context(&self, set: &JourneySet, journey_start: usize, at: usize) -> [u32; MAX_PREFIX] {
         let mut context = [UNUSED; MAX_PREFIX];
         let k = self.moments.spec.lift.prefix;
@@ -189,7 +214,7 @@ impl Analysis for LiftPass<'_, '_> {
     }
 
     fn update(&self, state: &mut LiftState, journey: JourneyRef<'_>) {
-        let Some(window) = self.moments.window(journey) else {
+        let Some(window) = self.moments.window(journey, self.window_us) else {
             return;
         };
         let set = journey.set;
@@ -204,13 +229,13 @@ impl Analysis for LiftPass<'_, '_> {
         }
         let segment = self.segment(journey);
         let reached = u64::from(window.reached);
-        let mut contexts: Option<Vec<[u32; MAX_PREFIX]>> = None;
+        let mut contexts: Option<Vec<Stratum>> = None;
         for (moment, first) in first.iter().enumerate() {
             let cells = &mut state.cells[moment];
             match first {
                 Some(event) => {
                     let cell = cells
-                        .entry((self.context(set, journey_start, *event), segment))
+                        .entry(self.stratum(set, journey_start, window.from, *event, segment))
                         .or_default();
                     cell.treated += 1;
                     cell.treated_goals += reached;
@@ -221,15 +246,15 @@ impl Analysis for LiftPass<'_, '_> {
                 }
                 None => {
                     let contexts = contexts.get_or_insert_with(|| {
-                        let mut all: Vec<[u32; MAX_PREFIX]> = (window.from..=window.to)
-                            .map(|at| self.context(set, journey_start, at))
+                        let mut all: Vec<Stratum> = (window.from..=window.to)
+                            .map(|at| self.stratum(set, journey_start, window.from, at, segment))
                             .collect();
                         all.sort_unstable();
                         all.dedup();
                         all
                     });
-                    for context in contexts.iter() {
-                        let cell = cells.entry((*context, segment)).or_default();
+                    for stratum in contexts.iter() {
+                        let cell = cells.entry(*stratum).or_default();
                         cell.controls += 1;
                         cell.control_goals += reached;
                     }
@@ -263,6 +288,7 @@ impl Analysis for LiftPass<'_, '_> {
 /// The lift of each chosen moment, with its example journeys.
 pub(super) fn measure(
     moments: &PreparedMoments<'_>,
+    window_us: Option<i64>,
     chosen: &[Candidate],
     journeys: &JourneySet,
     runner: &Runner,
@@ -276,6 +302,7 @@ pub(super) fn measure(
     }
     let pass = LiftPass {
         moments,
+        window_us,
         chosen,
         by_step,
     };

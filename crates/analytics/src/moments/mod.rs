@@ -26,6 +26,9 @@ use serde::Serialize;
 use serde_json::Value;
 use waymark_model::{JourneyRef, JourneySet, IDENTITY_STEPS};
 
+/// Candidates per side whose lift is measured, per moment shown.
+const POOL: usize = 3;
+
 /// One class is more than this many times the other: PostHog's warning that the ratios are unreliable.
 const SKEW: f64 = 10.0;
 
@@ -54,6 +57,15 @@ pub struct Moments {
     pub lift: LiftOptions,
     /// Customers listed per moment.
     pub examples: usize,
+    /// Without a `window`: the window is the time within which this share of the customers who reach the goal
+    /// do so (from the entry), so that both sides are watched for as long — otherwise what non-converters do days
+    /// after giving up (browsing, support) would count against steps that converters never had time for. `None`:
+    /// no window, every later event counts.
+    pub auto_window_quantile: Option<f64>,
+    /// A step after which at least `1 − settled_share` reach the goal, or without which at most `settled_share` do,
+    /// all but settles the outcome (it is on the goal's own path, or a way of giving up): it is reported apart
+    /// from the moments, which leave the outcome open (0: nothing is set apart).
+    pub settled_share: f64,
 }
 
 impl Default for Moments {
@@ -71,6 +83,8 @@ impl Default for Moments {
             include_insignificant: false,
             lift: LiftOptions::default(),
             examples: 5,
+            auto_window_quantile: Some(0.9),
+            settled_share: 0.05,
         }
     }
 }
@@ -109,6 +123,9 @@ pub struct Moment {
     /// Benjamini–Hochberg, across every candidate tested.
     pub q_value: f64,
     pub significant: bool,
+    /// Goals gained (or, negative, lost) by the customers who did it against comparable customers: the lift times
+    /// the matched customers. Moments are ranked by it.
+    pub goals_changed: Option<f64>,
     /// The goal rate against matched comparable customers.
     pub lift: Option<Lift>,
     /// Some customers who did it (the first in customer order).
@@ -116,7 +133,8 @@ pub struct Moment {
 }
 
 /// JSON `{"goals", "customers", "reached", "not_reached", "goal_rate", "skewed", "tested", "significant",
-/// "positive": [...], "negative": [...], …}`; `positive` raise the goal rate, most first; `negative` lower it.
+/// "positive": [...], "negative": [...], "settled": [...], …}`; `positive` raise the goal rate, `negative` lower it,
+/// each by the goals gained or lost against comparable customers, most first.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct MomentsReport {
     pub goals: Vec<String>,
@@ -137,8 +155,14 @@ pub struct MomentsReport {
     pub min_support: f64,
     pub confidence: f64,
     pub fdr: f64,
+    /// The window every journey was watched for after its entry, seconds (given, or the time within which the
+    /// chosen share of converters convert); absent: no window.
+    pub window_secs: Option<f64>,
     pub positive: Vec<Moment>,
     pub negative: Vec<Moment>,
+    /// Steps that all but settle the outcome — nearly everyone who did them reached the goal, or nearly no one
+    /// without them did (the goal's own path, or ways of giving up) — by odds ratio, furthest from 1 first.
+    pub settled: Vec<Moment>,
     /// What the lift's comparable customers are matched on.
     pub lift_matched_on: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -178,6 +202,21 @@ impl Moments {
             return Err(AnalyticsError::field(
                 "fdr",
                 format!("fdr must be between 0 and 1 (e.g. 0.05); got {}", self.fdr),
+            ));
+        }
+        if self
+            .auto_window_quantile
+            .is_some_and(|quantile| !(quantile > 0.0 && quantile <= 1.0))
+        {
+            return Err(AnalyticsError::field(
+                "auto_window_quantile",
+                "auto_window_quantile must be above 0 and at most 1 (e.g. 0.9)",
+            ));
+        }
+        if !(0.0..0.5).contains(&self.settled_share) {
+            return Err(AnalyticsError::field(
+                "settled_share",
+                "settled_share must be at least 0 and below 0.5",
             ));
         }
         if !(0.0..=1.0).contains(&self.min_share) {
@@ -297,17 +336,16 @@ pub(crate) struct Window {
 }
 
 impl PreparedMoments<'_> {
-    /// The journey's window, or `None` when it has no entry event.
-    pub(crate) fn window(&self, journey: JourneyRef<'_>) -> Option<Window> {
+    /// The journey's window of `window_us` after the entry (`None`: to the end), or `None` when it has no entry
+    /// event.
+    pub(crate) fn window(&self, journey: JourneyRef<'_>, window_us: Option<i64>) -> Option<Window> {
         let set = journey.set;
         let (start, end) = (journey.start, journey.start + journey.len());
         let from = match &self.entry {
             Some(entry) => (start..end).find(|event| entry.matches(set, *event))? + 1,
             None => start,
         };
-        let deadline = self
-            .spec
-            .window_us
+        let deadline = window_us
             .map(|window| set.ts[from.saturating_sub(1).max(start)].saturating_add(window));
         for event in from..end {
             if deadline.is_some_and(|deadline| set.ts[event] > deadline) {
@@ -385,7 +423,37 @@ pub struct CorrelationState {
     counts: FxHashMap<Candidate, [u64; 2]>,
 }
 
-struct CorrelationPass<'p, 'a>(&'p PreparedMoments<'a>);
+struct CorrelationPass<'p, 'a>(&'p PreparedMoments<'a>, Option<i64>);
+
+/// The time from the entry to the goal of every customer who reaches it, in µs.
+struct TimeToGoal<'p, 'a>(&'p PreparedMoments<'a>);
+
+impl Analysis for TimeToGoal<'_, '_> {
+    type State = Vec<i64>;
+    type Report = Vec<i64>;
+
+    fn new_state(&self, _journeys: &JourneySet) -> Vec<i64> {
+        Vec::new()
+    }
+
+    fn update(&self, state: &mut Vec<i64>, journey: JourneyRef<'_>) {
+        let Some(window) = self.0.window(journey, self.0.spec.window_us) else {
+            return;
+        };
+        if window.reached {
+            let entry = window.from.saturating_sub(1).max(journey.start);
+            state.push(journey.set.ts[window.to] - journey.set.ts[entry]);
+        }
+    }
+
+    fn merge(&self, state: &mut Vec<i64>, other: Vec<i64>) {
+        state.extend(other);
+    }
+
+    fn finish(&self, state: Vec<i64>, _journeys: &JourneySet, _runner: &Runner) -> Vec<i64> {
+        state
+    }
+}
 
 impl Analysis for CorrelationPass<'_, '_> {
     type State = CorrelationState;
@@ -396,7 +464,7 @@ impl Analysis for CorrelationPass<'_, '_> {
     }
 
     fn update(&self, state: &mut CorrelationState, journey: JourneyRef<'_>) {
-        let Some(window) = self.0.window(journey) else {
+        let Some(window) = self.0.window(journey, self.1) else {
             return;
         };
         let class = usize::from(!window.reached);
@@ -450,7 +518,15 @@ impl Plan for PreparedMoments<'_> {
 
     fn execute(&self, journeys: &JourneySet, runner: &Runner) -> MomentsReport {
         let spec = self.spec;
-        let state = runner.pass(&CorrelationPass(self), journeys);
+        let window_us = match (spec.window_us, spec.auto_window_quantile) {
+            (Some(window), _) => Some(window),
+            (None, None) => None,
+            (None, Some(quantile)) => {
+                let mut times = runner.pass(&TimeToGoal(self), journeys);
+                crate::stats::quantile_unsorted(&mut times, quantile).map(|time| time.ceil() as i64)
+            }
+        };
+        let state = runner.pass(&CorrelationPass(self, window_us), journeys);
         let (reached, not_reached) = (state.reached, state.not_reached);
         let customers = reached + not_reached;
         let mut warnings = self.warnings.clone();
@@ -509,39 +585,60 @@ impl Plan for PreparedMoments<'_> {
             .filter(|test| test.q_value <= spec.fdr)
             .count();
         let shown = |test: &&Tested| spec.include_insignificant || test.q_value <= spec.fdr;
-        let mut positive: Vec<Tested> = tested
-            .iter()
-            .filter(|test| test.ratio.odds_ratio > 1.0)
-            .filter(shown)
-            .copied()
-            .collect();
-        positive.sort_by(|a, b| {
-            b.ratio
-                .odds_ratio
-                .total_cmp(&a.ratio.odds_ratio)
-                .then(a.candidate.cmp(&b.candidate))
-        });
-        positive.truncate(spec.top);
-        let mut negative: Vec<Tested> = tested
-            .iter()
-            .filter(|test| test.ratio.odds_ratio < 1.0)
-            .filter(shown)
-            .copied()
-            .collect();
-        negative.sort_by(|a, b| {
-            a.ratio
-                .odds_ratio
-                .total_cmp(&b.ratio.odds_ratio)
-                .then(a.candidate.cmp(&b.candidate))
-        });
-        negative.truncate(spec.top);
-
+        let settled_share = spec.settled_share;
+        let is_settled = |test: &Tested| {
+            let table = test.table;
+            let with = table.s as f64 / (table.s + table.f).max(1) as f64;
+            let without_customers = (table.reached - table.s) + (table.not_reached - table.f);
+            let without = (table.reached - table.s) as f64 / without_customers.max(1) as f64;
+            settled_share > 0.0
+                && [with, without]
+                    .iter()
+                    .any(|rate| *rate <= settled_share || *rate >= 1.0 - settled_share)
+        };
+        // The lift is measured for a pool of the strongest odds ratios, three times the moments shown, which are
+        // then ranked by the goals they gain or lose against comparable customers.
+        let pool = spec.top.saturating_mul(POOL);
+        let pick = |keep: &dyn Fn(&Tested) -> bool,
+                    order: &dyn Fn(&Tested) -> f64,
+                    limit: usize|
+         -> Vec<Tested> {
+            let mut picked: Vec<Tested> = tested
+                .iter()
+                .filter(|test| keep(test))
+                .filter(shown)
+                .copied()
+                .collect();
+            picked.sort_by(|a, b| {
+                order(b)
+                    .total_cmp(&order(a))
+                    .then(a.candidate.cmp(&b.candidate))
+            });
+            picked.truncate(limit);
+            picked
+        };
+        let positive = pick(
+            &|test| test.ratio.odds_ratio > 1.0 && !is_settled(test),
+            &|test| test.ratio.odds_ratio,
+            pool,
+        );
+        let negative = pick(
+            &|test| test.ratio.odds_ratio < 1.0 && !is_settled(test),
+            &|test| -test.ratio.odds_ratio,
+            pool,
+        );
+        let settled = pick(
+            &|test| is_settled(test),
+            &|test| test.ratio.odds_ratio.ln().abs(),
+            spec.top,
+        );
         let chosen: Vec<Candidate> = positive
             .iter()
             .chain(&negative)
+            .chain(&settled)
             .map(|test| test.candidate)
             .collect();
-        let lifts = lift::measure(self, &chosen, journeys, runner);
+        let lifts = lift::measure(self, window_us, &chosen, journeys, runner);
         let mut lifts = lifts.into_iter();
         let mut moment = |test: &Tested| -> Moment {
             let (label, property, value) = self.label(journeys, test.candidate);
@@ -567,6 +664,7 @@ impl Plan for PreparedMoments<'_> {
                 p_value: test.ratio.p_value,
                 q_value: test.q_value,
                 significant: test.q_value <= spec.fdr,
+                goals_changed: lift.map(|lift| lift.difference * lift.matched as f64),
                 lift,
                 example_customers: examples
                     .iter()
@@ -574,8 +672,22 @@ impl Plan for PreparedMoments<'_> {
                     .collect(),
             }
         };
-        let positive: Vec<Moment> = positive.iter().map(&mut moment).collect();
-        let negative: Vec<Moment> = negative.iter().map(&mut moment).collect();
+        let by_impact = |mut moments: Vec<Moment>, sign: f64| -> Vec<Moment> {
+            // Moments without comparable customers keep their odds-ratio order, after those with a lift.
+            moments.sort_by(|a, b| {
+                let impact = |moment: &Moment| {
+                    moment
+                        .goals_changed
+                        .map_or(f64::NEG_INFINITY, |goals| sign * goals)
+                };
+                impact(b).total_cmp(&impact(a))
+            });
+            moments.truncate(spec.top);
+            moments
+        };
+        let positive = by_impact(positive.iter().map(&mut moment).collect(), 1.0);
+        let negative = by_impact(negative.iter().map(&mut moment).collect(), -1.0);
+        let settled: Vec<Moment> = settled.iter().map(&mut moment).collect();
         MomentsReport {
             goals: spec.goals.iter().map(Condition::label).collect(),
             customers,
@@ -593,8 +705,10 @@ impl Plan for PreparedMoments<'_> {
             min_support: (spec.min_customers as f64).min(spec.min_share * customers as f64),
             confidence: spec.confidence,
             fdr: spec.fdr,
+            window_secs: window_us.map(|window| window as f64 / 1e6),
             positive,
             negative,
+            settled,
             lift_matched_on: spec.lift.matched_on(),
             warnings,
         }

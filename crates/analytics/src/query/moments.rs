@@ -11,7 +11,7 @@ use std::fmt::Write;
 use waymark_model::JourneySet;
 
 /// `moments` options. JSON: `{"goals", "entry", "window", "properties", "min_customers", "min_share", "confidence",
-/// "fdr", "top", "include_insignificant", "lift_prefix", "segment_by", "bootstrap", "seed", "filter"}`; all
+/// "fdr", "top", "include_insignificant", "auto_window_quantile", "settled_share", "no_window", "lift_prefix", "segment_by", "bootstrap", "seed", "filter"}`; all
 /// optional.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +46,17 @@ pub struct MomentsRequest {
     /// Show moments that are not significant too (marked so).
     #[serde(default)]
     pub include_insignificant: bool,
+    /// Without a window: watch every journey for the time within which this share of the customers who reach the
+    /// goal do so, so that what non-converters do long after giving up does not count.
+    #[serde(default = "MomentsRequest::default_auto_window_quantile")]
+    pub auto_window_quantile: f64,
+    /// A step after which at least 1 − this share reach the goal, or without which at most this share do, all but
+    /// settles the outcome (the goal's own path, or giving up): it is listed apart from the moments.
+    #[serde(default = "MomentsRequest::default_settled_share")]
+    pub settled_share: f64,
+    /// No window at all: every event after the entry counts, however late.
+    #[serde(default)]
+    pub no_window: bool,
     /// Lift: steps just before the moment matched exactly between those who did it and those who did not (0-3).
     #[serde(default = "MomentsRequest::default_lift_prefix")]
     pub lift_prefix: usize,
@@ -83,6 +94,14 @@ impl MomentsRequest {
         Moments::default().top
     }
 
+    fn default_auto_window_quantile() -> f64 {
+        Moments::default().auto_window_quantile.unwrap_or(0.9)
+    }
+
+    fn default_settled_share() -> f64 {
+        Moments::default().settled_share
+    }
+
     fn default_lift_prefix() -> usize {
         LiftOptions::default().prefix
     }
@@ -109,6 +128,9 @@ impl Default for MomentsRequest {
             fdr: MomentsRequest::default_fdr(),
             top: MomentsRequest::default_top(),
             include_insignificant: false,
+            auto_window_quantile: MomentsRequest::default_auto_window_quantile(),
+            settled_share: MomentsRequest::default_settled_share(),
+            no_window: false,
             lift_prefix: MomentsRequest::default_lift_prefix(),
             segment_by: None,
             bootstrap: MomentsRequest::default_bootstrap(),
@@ -150,6 +172,12 @@ impl Query for MomentsRequest {
                 USUAL_GOALS.join(", ")
             )));
         }
+        if self.no_window && self.window.is_some() {
+            return Err(AnalyticsError::field(
+                "no_window",
+                "give either window or no_window, not both",
+            ));
+        }
         let window_us = match &self.window {
             Some(window) => {
                 let window = parse_duration("window", window)?;
@@ -187,6 +215,8 @@ impl Query for MomentsRequest {
                 seed: self.seed,
             },
             examples: 5,
+            auto_window_quantile: (!self.no_window).then_some(self.auto_window_quantile),
+            settled_share: self.settled_share,
         })
     }
 
@@ -304,6 +334,12 @@ pub fn moments_text(report: &MomentsReport, rows: usize) -> String {
     );
     table(&mut out, "Raise the goal rate", &report.positive, rows);
     table(&mut out, "Lower the goal rate", &report.negative, rows);
+    table(
+        &mut out,
+        "Settle the outcome (the goal's own path, or giving up)",
+        &report.settled,
+        rows,
+    );
     let _ = writeln!(
         out,
         "\n  (goal if / if not: goal rate of customers who did it / did not; q: the p-value corrected for testing {} \

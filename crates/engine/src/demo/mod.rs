@@ -24,6 +24,31 @@ pub const DEMO_SPAN_SECS: i64 = 90 * 86_400;
 /// Standard time of the installation step, in seconds (72 h).
 pub const INSTALLATION_STANDARD_SECS: i64 = 72 * 3_600;
 
+/// The planted moments of truth (docs/demo.md): reading reviews makes an online checkout more likely to be paid,
+/// a chatbot conversation makes adding to the cart more likely, and the login failure rates drive customers away.
+pub const PAY_RATE: f64 = 0.65;
+pub const PAY_RATE_AFTER_REVIEWS: f64 = 0.85;
+pub const CART_RATE: f64 = 0.75;
+pub const CART_RATE_AFTER_CHATBOT: f64 = 0.92;
+pub const REVIEWS_RATE: f64 = 0.6;
+pub const CHATBOT_RATE: f64 = 0.25;
+pub const ANDROID_LOGIN_FAILURE_RATE: f64 = 0.55;
+pub const LOGIN_FAILURE_RATE: f64 = 0.06;
+/// After two or more failed logins a customer gives up with this chance after each further failure; of those who
+/// give up this share call the contact centre, and the reset link they get works this often.
+pub const GIVE_UP_RATE: f64 = 0.5;
+pub const CALL_AFTER_GIVING_UP_RATE: f64 = 0.6;
+pub const RESET_SUCCESS_RATE: f64 = 0.8;
+/// A store purchase instead of an online checkout, after adding to the cart.
+pub const STORE_RATE: f64 = 0.1;
+/// An online checkout started, when not buying in store.
+pub const CHECKOUT_RATE: f64 = 0.85;
+/// An abandoned checkout gets the SMS offer, and the offer's link is clicked (then the order is paid).
+pub const SMS_OFFER_RATE: f64 = 0.4;
+pub const SMS_CLICK_RATE: f64 = 0.35;
+
+pub mod planted;
+
 /// Size and seed of a generated data set.
 #[derive(Debug, Clone, Copy)]
 pub struct DemoConfig {
@@ -294,7 +319,7 @@ fn customer_journey(w: &mut CustomerWriter, devices: &[Device], region: &str) {
         }
         _ => "smart thermostat",
     };
-    // Discovery: search or an ad, a landing page, product pages, reviews, maybe the chatbot.
+    // Discovery: search or an ad, a landing page, maybe the chatbot, product pages, reviews.
     if w.chance(0.4) {
         // The click lands on the visitor's device, anonymously; it joins the customer when they log in.
         let properties = json!({ "campaign": "autumn-security", "query": query });
@@ -324,25 +349,9 @@ fn customer_journey(w: &mut CustomerWriter, devices: &[Device], region: &str) {
         ),
         json!({ "utm_source": "google" }),
     );
-    for _ in 0..w.rng.random_range(1..4) {
-        w.advance(10.0, 120.0);
-        w.page(
-            &first,
-            false,
-            &format!("Product: {product}"),
-            json!({ "product": product, "price": price }),
-        );
-    }
-    if w.chance(0.6) {
-        w.advance(20.0, 200.0);
-        w.on_device(
-            &first,
-            false,
-            "Reviews Read",
-            json!({ "product": product, "rating_shown": 4.4 }),
-        );
-    }
-    if w.chance(0.25) {
+    // A chatbot conversation on the landing page answers the visitor's question (it raises adding to the cart).
+    let chatted = w.chance(CHATBOT_RATE);
+    if chatted {
         w.advance(30.0, 300.0);
         let mut value = w.base("track");
         value["event"] = "Chatbot Conversation".into();
@@ -352,12 +361,31 @@ fn customer_journey(w: &mut CustomerWriter, devices: &[Device], region: &str) {
         (w.emit)(value);
     }
 
+    for _ in 0..w.rng.random_range(1..4) {
+        w.advance(10.0, 120.0);
+        w.page(
+            &first,
+            false,
+            &format!("Product: {product}"),
+            json!({ "product": product, "price": price }),
+        );
+    }
+    let read_reviews = w.chance(REVIEWS_RATE);
+    if read_reviews {
+        w.advance(20.0, 200.0);
+        w.on_device(
+            &first,
+            false,
+            "Reviews Read",
+            json!({ "product": product, "rating_shown": 4.4 }),
+        );
+    }
     // Login, with the planted Android failure loop.
     w.advance(60.0, 600.0);
     let failure_rate = if first.platform == "android_app" {
-        0.55
+        ANDROID_LOGIN_FAILURE_RATE
     } else {
-        0.06
+        LOGIN_FAILURE_RATE
     };
     let mut failures = 0;
     let mut logged_in = false;
@@ -373,7 +401,7 @@ fn customer_journey(w: &mut CustomerWriter, devices: &[Device], region: &str) {
             failures += 1;
             w.on_device(&first, false, "Login Failed", json!({ "error": if first.platform == "android_app" { "token_refresh_failed" } else { "wrong_password" } }));
             w.advance(5.0, 60.0);
-            if failures >= 2 && w.chance(0.5) {
+            if failures >= 2 && w.chance(GIVE_UP_RATE) {
                 break;
             }
         } else {
@@ -382,7 +410,7 @@ fn customer_journey(w: &mut CustomerWriter, devices: &[Device], region: &str) {
         }
     }
     if !logged_in {
-        if failures >= 2 && w.chance(0.6) {
+        if failures >= 2 && w.chance(CALL_AFTER_GIVING_UP_RATE) {
             // Channel jump: the customer calls for help with the login.
             w.advance(300.0, 3_600.0);
             contact_centre_call(w, "login_problem", 600.0, 1_500.0);
@@ -399,7 +427,7 @@ fn customer_journey(w: &mut CustomerWriter, devices: &[Device], region: &str) {
                 "Login Attempted",
                 json!({ "method": "reset_link" }),
             );
-            logged_in = w.chance(0.8);
+            logged_in = w.chance(RESET_SUCCESS_RATE);
         }
         if !logged_in {
             return; // Dropped off at login.
@@ -411,7 +439,11 @@ fn customer_journey(w: &mut CustomerWriter, devices: &[Device], region: &str) {
 
     // Cart and checkout, with the shipping-cost dead end and an SMS win-back.
     w.advance(30.0, 600.0);
-    if !w.chance(0.75) {
+    if !w.chance(if chatted {
+        CART_RATE_AFTER_CHATBOT
+    } else {
+        CART_RATE
+    }) {
         browsing_sessions(w, devices, true);
         return;
     }
@@ -423,7 +455,7 @@ fn customer_journey(w: &mut CustomerWriter, devices: &[Device], region: &str) {
     );
     w.advance(20.0, 400.0);
     let mut purchased = false;
-    if w.chance(0.1) {
+    if w.chance(STORE_RATE) {
         w.advance(86_400.0, 4.0 * 86_400.0);
         w.known(
             "store",
@@ -437,7 +469,7 @@ fn customer_journey(w: &mut CustomerWriter, devices: &[Device], region: &str) {
             json!({ "product": product, "revenue": price, "payment": "card" }),
         );
         purchased = true;
-    } else if w.chance(0.85) {
+    } else if w.chance(CHECKOUT_RATE) {
         w.on_device(
             &first,
             true,
@@ -451,14 +483,18 @@ fn customer_journey(w: &mut CustomerWriter, devices: &[Device], region: &str) {
             "Shipping Options Viewed",
             json!({ "shipping_cost": 14.99 }),
         );
-        if w.chance(0.65) {
+        if w.chance(if read_reviews {
+            PAY_RATE_AFTER_REVIEWS
+        } else {
+            PAY_RATE
+        }) {
             w.advance(30.0, 300.0);
             pay_and_complete(w, &first, json!({ "product": product, "revenue": price }));
             purchased = true;
-        } else if w.chance(0.4) {
+        } else if w.chance(SMS_OFFER_RATE) {
             w.advance(86_400.0, 2.0 * 86_400.0);
             w.known("sms", "SMS Offer Sent", json!({ "offer": "free-shipping" }));
-            if w.chance(0.35) {
+            if w.chance(SMS_CLICK_RATE) {
                 w.advance(300.0, 7_200.0);
                 w.known(
                     "sms",
