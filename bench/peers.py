@@ -7,7 +7,11 @@ BENCHMARKS.md) a table of times, ratios and memory. Each peer runs in its own pr
 
 Questions: Q1 a 5-step funnel with a 7-day window; Q2 the directly-follows graph with counts and mean time per edge;
 Q3 the top 20 variants; Q4 flows after a step to depth 4; Q5 customer timeline lookup (p50/p99 over 1,000 ids);
-Q6 load. Warm times are the median of 5 runs after a first (cold) run.
+Q6 load; Q7 moments of truth for the goal `step 05` (per step, the customers who did it before their first goal,
+among those who reach it and those who do not: PostHog's contingency counts, from which the odds ratios follow; for
+Waymark the whole analysis, intervals, q-values and the matched lift included); Q8 first/last/linear attribution over
+channels with the goal `step 05` (each goal event closes a path; no lookback, repeats kept). Warm times are the
+median of 5 runs after a first (cold) run.
 """
 import argparse
 import datetime
@@ -28,6 +32,7 @@ WINDOW_US = 7 * 86_400 * 1_000_000
 ANCHOR = "step 00"
 DEPTH = 4
 RUNS = 5
+GOAL = "step 05"
 PM4PY_MAX_EVENTS = 1_000_000  # above this pm4py takes over 10 minutes on this machine
 
 
@@ -99,11 +104,22 @@ def run_waymark(binary, parquet, work, ids):
             report = post("/v1/analyses/flows", {"anchor": ANCHOR, "depth": DEPTH, "top": 1000})
             return {f"{n['level']}:{n['step']}": n["count"] for n in report["nodes"] if n["level"] > 0 and n["kind"] == "step"}
 
+        def q7():
+            # PostHog's semantics: every event before the first goal, no minimum support, every step listed.
+            report = post("/v1/analyses/moments", {"goals": [GOAL], "no_window": True, "settled_share": 0.0, "min_customers": 0,
+                                                    "min_share": 0.0, "include_insignificant": True, "top": 100000, "bootstrap": 0})
+            counts = {m["step"]: (m["reached_with"], m["not_reached_with"]) for m in report["positive"] + report["negative"]}
+            return {"reached": report["reached"], "not_reached": report["not_reached"], "counts": counts}
+
+        def q8():
+            report = post("/v1/analyses/attribution", {"goals": [GOAL], "lookback": "none", "keep_repeats": True, "value_property": ""})
+            return {t["touchpoint"]: (t["first_touch"]["conversions"], t["last_touch"]["conversions"], t["linear"]["conversions"]) for t in report["touchpoints"]}
+
         def fetch(customer):
             with urllib.request.urlopen(f"{url}/v1/customers/{customer}") as response:
                 return len(json.load(response)["events"])
 
-        questions = {"Q2": timed(q2), "Q1": timed(q1), "Q3": timed(q3), "Q4": timed(q4)}
+        questions = {"Q2": timed(q2), "Q1": timed(q1), "Q3": timed(q3), "Q4": timed(q4), "Q7": timed(q7), "Q8": timed(q8)}
         q5 = lookups(fetch, ids)
         with open(f"/proc/{server.pid}/status") as status:
             rss = next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
@@ -146,10 +162,42 @@ def run_duckdb(parquet, work, ids):
             WHERE n.rn > a.a AND n.rn <= a.a + {DEPTH} GROUP BY ALL""").fetchall()
         return {f"{level}:{step}": count for level, step, count in rows}
 
+    def q7():
+        rows = con.execute(f"""
+            WITH numbered AS (SELECT customer_id, step, row_number() OVER (PARTITION BY customer_id ORDER BY timestamp) AS rn FROM events),
+                 goals AS (SELECT customer_id, min(rn) AS g FROM numbered WHERE step = '{GOAL}' GROUP BY customer_id),
+                 customers AS (SELECT DISTINCT customer_id FROM events),
+                 seen AS (SELECT DISTINCT n.customer_id, n.step, g.g IS NOT NULL AS reached FROM numbered n LEFT JOIN goals g USING (customer_id)
+                          WHERE n.step <> '{GOAL}' AND (g.g IS NULL OR n.rn < g.g))
+            SELECT step, count(*) FILTER (WHERE reached), count(*) FILTER (WHERE NOT reached),
+                   (SELECT count(*) FROM goals), (SELECT count(*) FROM customers) FROM seen GROUP BY step""").fetchall()
+        reached = rows[0][3] if rows else 0
+        total = rows[0][4] if rows else 0
+        # Waymark lists every step whose odds ratio is not exactly 1; the same cut here.
+        def ratio(s, f):
+            return ((s + 1) * (total - reached - f + 1)) / ((reached - s + 1) * (f + 1))
+        return {"reached": reached, "not_reached": total - reached,
+                "counts": {step: (s, f) for step, s, f, _, _ in rows if ratio(s, f) != 1.0}}
+
+    def q8():
+        rows = con.execute(f"""
+            WITH numbered AS (SELECT customer_id, step, channel, row_number() OVER (PARTITION BY customer_id ORDER BY timestamp) AS rn FROM events),
+                 marked AS (SELECT *, sum(CASE WHEN step = '{GOAL}' THEN 1 ELSE 0 END) OVER (PARTITION BY customer_id ORDER BY rn ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before FROM numbered),
+                 paths AS (SELECT customer_id, coalesce(before, 0) AS path, channel, rn, step FROM marked),
+                 closed AS (SELECT customer_id, path FROM paths WHERE step = '{GOAL}'),
+                 touches AS (SELECT p.customer_id, p.path, p.channel, p.rn,
+                                    row_number() OVER (PARTITION BY p.customer_id, p.path ORDER BY p.rn) AS first,
+                                    row_number() OVER (PARTITION BY p.customer_id, p.path ORDER BY p.rn DESC) AS last,
+                                    count(*) OVER (PARTITION BY p.customer_id, p.path) AS n
+                             FROM paths p JOIN closed c USING (customer_id, path) WHERE p.step <> '{GOAL}')
+            SELECT channel, sum(CASE WHEN first = 1 THEN 1 ELSE 0 END), sum(CASE WHEN last = 1 THEN 1 ELSE 0 END), sum(1.0 / n)
+            FROM touches GROUP BY channel""").fetchall()
+        return {channel: (float(a), float(b), float(c)) for channel, a, b, c in rows}
+
     def fetch(customer):
         return len(con.execute("SELECT timestamp, step, channel FROM events WHERE customer_id = ? ORDER BY timestamp", [customer]).fetchall())
 
-    questions = {"Q2": timed(q2), "Q3": timed(q3), "Q4": timed(q4)}
+    questions = {"Q2": timed(q2), "Q3": timed(q3), "Q4": timed(q4), "Q7": timed(q7), "Q8": timed(q8)}
     q5 = lookups(fetch, ids)
     return {"load_s": load, "questions": {q: {"cold": c, "warm": w, "answer": a} for q, (c, w, a) in questions.items()}, "Q5": q5, "rss_mb": peak_rss_mb()}
 
@@ -255,6 +303,19 @@ def agree(question, ours, theirs):
         return None if strictly(ours) == strictly(theirs) else "Q3: the variants above the cut differ"
     if question == "Q5":
         return None if ours == theirs else f"Q5 timelines: {ours} vs {theirs}"
+    if question == "Q7":
+        if (ours["reached"], ours["not_reached"]) != (theirs["reached"], theirs["not_reached"]):
+            return f"Q7 classes: {ours['reached']}/{ours['not_reached']} vs {theirs['reached']}/{theirs['not_reached']}"
+        theirs_counts = {step: tuple(counts) for step, counts in theirs["counts"].items()}
+        ours_counts = {step: tuple(counts) for step, counts in ours["counts"].items()}
+        return None if ours_counts == theirs_counts else f"Q7: {len(set(ours_counts.items()) ^ set(theirs_counts.items()))} steps differ"
+    if question == "Q8":
+        if set(ours) != set(theirs):
+            return f"Q8 channels: {sorted(ours)} vs {sorted(theirs)}"
+        for channel, credit in ours.items():
+            if any(abs(a - b) > 1e-6 * max(1.0, abs(b)) for a, b in zip(credit, theirs[channel])):
+                return f"Q8 {channel}: {credit} vs {theirs[channel]}"
+        return None
     return None
 
 
@@ -304,7 +365,8 @@ def run_size(args, size_text):
 
 def table(all_results):
     lines = []
-    names = {"Q1": "Q1 funnel, 5 steps, 7 d", "Q2": "Q2 DFG, counts + mean time", "Q3": "Q3 top 20 variants", "Q4": "Q4 flows, depth 4"}
+    names = {"Q1": "Q1 funnel, 5 steps, 7 d", "Q2": "Q2 DFG, counts + mean time", "Q3": "Q3 top 20 variants", "Q4": "Q4 flows, depth 4",
+             "Q7": "Q7 moments of truth (odds-ratio counts)", "Q8": "Q8 attribution, first/last/linear"}
     lines.append("| size | question | Waymark | DuckDB | chDB | pm4py | fastest peer / Waymark |")
     lines.append("|---|---|---|---|---|---|---|")
     for size_text, (events, customers, results, _) in all_results.items():
@@ -315,7 +377,7 @@ def table(all_results):
             if question not in result["questions"]:
                 return "n/a"
             return f"{result['questions'][question]['warm'] * 1e3:,.0f} ms"
-        for question in ["Q1", "Q2", "Q3", "Q4"]:
+        for question in ["Q1", "Q2", "Q3", "Q4", "Q7", "Q8"]:
             ours = results["waymark"]["questions"][question]["warm"]
             peers = [results[p]["questions"][question]["warm"] for p in ["duckdb", "chdb", "pm4py"] if "questions" in results[p] and question in results[p]["questions"]]
             ratio = f"{min(peers) / ours:,.1f}×" if peers else "–"

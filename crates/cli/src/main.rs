@@ -147,8 +147,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Write the overview, journey map, process map, funnel and friction as one self-contained HTML file (for
-    /// e-mail: no server, no network).
+    /// Write the overview, friction, moments of truth, attribution, journey map, process map and funnel as one
+    /// self-contained HTML file (for e-mail: no server, no network).
     /// Example: `waymark report --out journeys.html --funnel-steps "Added to Cart,Checkout Started,Order Completed"`
     Report {
         #[arg(long)]
@@ -440,7 +440,7 @@ fn run(cli: Cli) -> Result<()> {
             if cli.json {
                 print_json(&json!({ "out": out, "bytes": html.len() }));
             } else {
-                println!("Wrote {} ({} KB): overview, friction, journey map, process map and funnel in one file.", out.display(), html.len() / 1024);
+                println!("Wrote {} ({} KB): overview, friction, moments of truth, attribution, journey map, process map and funnel in one file.", out.display(), html.len() / 1024);
             }
             Ok(())
         }

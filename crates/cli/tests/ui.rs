@@ -391,6 +391,26 @@ fn every_page_renders_real_numbers_filters_and_drill_downs() {
         "the retention page states its cohorts"
     );
     assert!(dom.contains(&format!("data-retention=\"{cohorts}\"")));
+    // Moments of truth and attribution: the numbers of the same requests over HTTP.
+    let moments = post(&url, "/v1/analyses/moments", json!({"entry": "*Landing*"}));
+    let dom = page("moments?entry=%2ALanding%2A", "moments");
+    assert!(
+        dom.contains(&format!(
+            "Of {} customers, {} (",
+            thousands(moments["customers"].as_u64().unwrap()),
+            thousands(moments["reached"].as_u64().unwrap())
+        )),
+        "the moments page states its population"
+    );
+    let first = moments["positive"][0]["label"].as_str().unwrap();
+    assert!(dom.contains(first), "{first} is on the moments page");
+    let attribution = post(&url, "/v1/analyses/attribution", json!({}));
+    let dom = page("attribution", "attribution");
+    assert!(dom.contains(&format!(
+        "{} conversions after {} distinct channel paths",
+        thousands(attribution["conversions"].as_u64().unwrap()),
+        thousands(attribution["paths"].as_u64().unwrap())
+    )));
     let customer = dropped[0].as_str().unwrap();
     let dom = page(&format!("customer?id={customer}"), "customer");
     let mut response = ureq::get(&format!("{url}/v1/customers/{customer}"))

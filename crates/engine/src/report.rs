@@ -1,10 +1,11 @@
-//! The analyses one self-contained HTML report shows (`waymark report`): overview, friction, journey map, process
-//! map and a funnel, with defaults read from the data when not given.
+//! The analyses one self-contained HTML report shows (`waymark report`): overview, friction, moments of truth,
+//! attribution, journey map, process map and a funnel, with defaults read from the data when not given.
 
 use crate::{Engine, Error};
 use serde_json::{json, Value};
 use waymark_analytics::{
-    Direction, FlowsRequest, FrictionRequest, FunnelRequest, OverviewRequest, ProcessMapRequest,
+    AttributionRequest, Direction, FlowsRequest, FrictionRequest, FunnelRequest, MomentsRequest,
+    OverviewRequest, ProcessMapRequest,
 };
 use waymark_model::Timestamp;
 
@@ -57,10 +58,21 @@ impl Engine {
             &steps.iter().map(String::as_str).collect::<Vec<_>>(),
             &window,
         ))?;
+        let moments = self.analyse(&MomentsRequest {
+            goals: friction.goals.clone(),
+            top: 8,
+            ..MomentsRequest::default()
+        })?;
+        let attribution = self.analyse(&AttributionRequest {
+            goals: friction.goals.clone(),
+            ..AttributionRequest::default()
+        })?;
         Ok(json!({
             "generated_at": Timestamp::now(),
             "overview": overview,
             "friction": friction,
+            "moments": moments,
+            "attribution": attribution,
             "flows": flows,
             "flows_anchor": anchor,
             "process_map": map,

@@ -51,7 +51,10 @@ fn planted_moments_rank_at_the_top_with_their_true_effect() {
             ..MomentsRequest::default()
         })
         .unwrap();
-    assert!(measured.reached >= ranked.reached, "a longer window sees more orders");
+    assert!(
+        measured.reached >= ranked.reached,
+        "a longer window sees more orders"
+    );
     for planted in planted_moments() {
         let side = |report: &waymark_analytics::MomentsReport| {
             if planted.effect > 0.0 {

@@ -17,7 +17,7 @@ pub use routes::{router, AppState};
 pub fn report_html(data: &serde_json::Value) -> String {
     // `</` inside an inline script would end it early; JSON allows the escaped form.
     let json = data.to_string().replace("</", "<\\/");
-    let script = include_str!("../ui/app.js").replace("</script", "<\\/script");
+    let script = UI_SCRIPT.replace("</script", "<\\/script");
     include_str!("../ui/index.html")
         .replace(
             r#"<link rel="stylesheet" href="/ui/app.css">"#,
@@ -34,6 +34,15 @@ pub fn report_html(data: &serde_json::Value) -> String {
 use std::net::SocketAddr;
 use std::sync::Arc;
 use waymark_engine::Engine;
+
+/// The UI's script: the helpers and pages of `app.js`, the moments and attribution pages, then the start-up.
+pub(crate) const UI_SCRIPT: &str = concat!(
+    include_str!("../ui/app.js"),
+    "\n",
+    include_str!("../ui/moments.js"),
+    "\n",
+    include_str!("../ui/boot.js")
+);
 
 /// What `serve` needs beyond the engine.
 #[derive(Debug, Clone)]

@@ -416,7 +416,7 @@ async fn ui_script() -> Response {
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        include_str!("../ui/app.js"),
+        crate::UI_SCRIPT,
     )
         .into_response()
 }

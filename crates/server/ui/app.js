@@ -621,6 +621,8 @@ function renderReport(data) {
     el("p", { class: "lead" }, `Generated ${when(data.generated_at)} from ${fmt(data.overview.events)} events of ${fmt(data.overview.customers)} customers; ${(data.overview.goals || []).length ? `${pct(data.overview.goal_rate)} reach ${data.overview.goals.join(" or ")}` : "no goal step found"}.`),
     section("Events per day by channel", null, legend(channels), dayChart(data.overview.days, channels)),
     section("Top friction", `Goal: ${data.friction.goals.join(" or ")}.`, findings(data.friction.findings, data.friction.findings.length ? data.friction.findings[0].impact : 1)),
+    section("Moments of truth", `Goal-rate change against comparable customers, with its interval (${data.moments.significant} of ${data.moments.tested} steps tested make a difference beyond chance).`, ...momentsView(data.moments, null)),
+    section("Attribution by channel", `${fmt(data.attribution.conversions)} conversions credited by six models.`, ...attributionChart(data.attribution)),
     section(`Journey map after “${data.flows_anchor}”`, `${fmt(data.flows.customers)} customers.`, sankey(data.flows, () => {})),
     section("Process map", `${fmt(data.process_map.cases)} journeys; the most frequent transitions.`, processMap(data.process_map, data.process_map.edges.slice(0, 30))),
     section(`Funnel: ${data.funnel.steps.map((s) => s.name).join(" → ")}`, `${fmt(last.count)} of ${fmt(data.funnel.steps[0].count)} convert (${pct(last.conversion)}) within ${data.funnel_window}.`, funnelChart(data.funnel, null), timeHistogram(last)));
@@ -659,24 +661,3 @@ async function render() {
   document.title = `Waymark — ${document.querySelector(".top nav a.active")?.textContent || "Overview"}`;
 }
 
-document.getElementById("filters").addEventListener("submit", (e) => {
-  e.preventDefault();
-  const data = new FormData(e.target);
-  const { name, params } = route();
-  for (const key of ["from", "to", "channels", "where"]) {
-    const value = String(data.get(key) || "").trim();
-    if (value) params.set("f_" + key, value); else params.delete("f_" + key);
-  }
-  go(name, params);
-});
-document.getElementById("clear-filters").addEventListener("click", () => {
-  const { name, params } = route();
-  ["f_from", "f_to", "f_channels", "f_where"].forEach((k) => params.delete(k));
-  go(name, params);
-});
-if (window.WAYMARK_REPORT) {
-  renderReport(window.WAYMARK_REPORT);
-} else {
-  window.addEventListener("hashchange", render);
-  render();
-}
