@@ -229,6 +229,25 @@ impl Compiled {
         }
     }
 
+    /// Per step, whether the condition holds, when it depends on the step alone (a step condition, or any of
+    /// several): a lookup instead of an evaluation per event.
+    pub fn steps_only(&self) -> Option<Vec<bool>> {
+        match self {
+            Compiled::Step(table) => Some(table.clone()),
+            Compiled::Any(parts) => {
+                let mut tables = parts.iter().map(Compiled::steps_only);
+                let mut all = tables.next()??;
+                for table in tables {
+                    for (into, matched) in all.iter_mut().zip(table?) {
+                        *into |= matched;
+                    }
+                }
+                Some(all)
+            }
+            _ => None,
+        }
+    }
+
     /// The step table, when the condition depends on the step alone.
     pub fn step_table(&self) -> Option<&[bool]> {
         match self {

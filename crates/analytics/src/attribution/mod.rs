@@ -124,9 +124,11 @@ impl Attribution {
                 ));
             }
         }
+        let goal = Compiled::Any(goals);
         Ok(PreparedAttribution {
             spec: self,
-            goal: Compiled::Any(goals),
+            goal_steps: goal.steps_only(),
+            goal,
             touchpoints,
             value_column: self.value_property.as_ref().and_then(|property| {
                 journeys
@@ -167,6 +169,8 @@ impl TouchpointKind {
 pub struct PreparedAttribution<'a> {
     spec: &'a Attribution,
     goal: Compiled,
+    /// The goal as a per-step table, when it depends on the step alone.
+    goal_steps: Option<Vec<bool>>,
     /// Per touchpoint code (channel or step): whether it counts as a touchpoint (`None`: every one does).
     touchpoints: Option<Vec<bool>>,
     /// The property column (index in the journey set) holding a conversion's value.
@@ -185,6 +189,9 @@ pub struct AttributionState {
     /// Conversions with no touchpoint in the lookback window (not attributed to anything).
     unattributed_conversions: u64,
     unattributed_value: i128,
+    /// Buffers reused from conversion to conversion (not merged).
+    scratch_weights: Vec<f64>,
+    scratch_shares: Vec<i128>,
 }
 
 /// Conversions and value one model credits to one touchpoint.
@@ -310,52 +317,51 @@ impl PreparedAttribution<'_> {
         end_us: i64,
         value: i128,
     ) {
-        let weights: Vec<f64> = times
-            .iter()
-            .map(|ts| {
-                let age = (end_us - ts).max(0) as f64;
-                (-(age / self.spec.half_life_us.max(1) as f64) * std::f64::consts::LN_2).exp()
-            })
-            .collect();
-        let shares = split_exact(CREDIT_UNIT, &weights);
+        let mut weights = std::mem::take(&mut state.scratch_weights);
+        let mut shares = std::mem::take(&mut state.scratch_shares);
+        weights.clear();
+        let rate = std::f64::consts::LN_2 / self.spec.half_life_us.max(1) as f64;
+        weights.extend(
+            times
+                .iter()
+                .map(|ts| (-((end_us - ts).max(0) as f64) * rate).exp()),
+        );
+        split_exact(CREDIT_UNIT, &weights, &mut shares);
         for (touch, share) in path.iter().zip(&shares) {
             state.decay_conversions[*touch as usize] += share;
             state.decay_value[*touch as usize] += value * share;
         }
+        state.scratch_weights = weights;
+        state.scratch_shares = shares;
     }
 }
 
-/// `total` units split in proportion to `weights`, rounded so the parts add up to `total` exactly (largest
-/// remainders first, ties to the earlier part).
-fn split_exact(total: i128, weights: &[f64]) -> Vec<i128> {
+/// `total` units split in proportion to `weights` into `parts`, each rounded down and what rounding left over (fewer
+/// units than there are parts) given to the heaviest part (the first of equals), so the parts add up to `total`
+/// exactly; all weights zero: everything to the last part.
+fn split_exact(total: i128, weights: &[f64], parts: &mut Vec<i128>) {
+    parts.clear();
     let sum: f64 = weights.iter().sum();
     if weights.is_empty() || sum.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
-        let mut parts = vec![0; weights.len()];
+        parts.resize(weights.len(), 0);
         if let Some(last) = parts.last_mut() {
             *last = total;
         }
-        return parts;
+        return;
     }
-    let exact: Vec<f64> = weights
-        .iter()
-        .map(|weight| weight / sum * total as f64)
-        .collect();
-    let mut parts: Vec<i128> = exact.iter().map(|part| part.floor() as i128).collect();
-    let mut left = total - parts.iter().sum::<i128>();
-    let mut order: Vec<usize> = (0..parts.len()).collect();
-    order.sort_by(|a, b| {
-        let fraction = |index: usize| exact[index] - exact[index].floor();
-        fraction(*b).total_cmp(&fraction(*a)).then(a.cmp(b))
-    });
-    for index in order.iter().cycle() {
-        if left == 0 {
-            break;
-        }
-        let step = left.signum();
-        parts[*index] += step;
-        left -= step;
-    }
-    parts
+    let scale = total as f64 / sum;
+    parts.extend(
+        weights
+            .iter()
+            .map(|weight| ((weight * scale) as i128).clamp(0, total)),
+    );
+    let left = total - parts.iter().sum::<i128>();
+    let heaviest =
+        weights.iter().enumerate().fold(
+            0,
+            |best, (index, weight)| if *weight > weights[best] { index } else { best },
+        );
+    parts[heaviest] += left;
 }
 
 impl Analysis for PreparedAttribution<'_> {
@@ -381,7 +387,11 @@ impl Analysis for PreparedAttribution<'_> {
         for event in journey.start..journey.start + journey.len() {
             let step = set.step[event] as usize;
             let ts = set.ts[event];
-            if self.goal.matches(set, event) {
+            let is_goal = match &self.goal_steps {
+                Some(table) => table[step],
+                None => self.goal.matches(set, event),
+            };
+            if is_goal {
                 let value = paths::value_units(self.value_at(set, event));
                 self.path_of(&touches, ts, &mut path, &mut times);
                 if path.is_empty() {

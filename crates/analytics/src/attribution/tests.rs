@@ -184,12 +184,16 @@ fn unknown_goals_and_touchpoints_are_named_and_orders_bounded() {
 
 #[test]
 fn split_exact_adds_up() {
-    assert_eq!(split_exact(10, &[1.0, 1.0, 1.0]), [4, 3, 3]);
-    assert_eq!(split_exact(7, &[0.0, 0.0]), [0, 7]);
+    let split = |total: i128, weights: &[f64]| {
+        let mut parts = Vec::new();
+        split_exact(total, weights, &mut parts);
+        parts
+    };
+    assert_eq!(split(10, &[1.0, 1.0, 1.0]), [4, 3, 3]);
+    assert_eq!(split(10, &[1.0, 2.0, 1.0]), [2, 6, 2]);
+    assert_eq!(split(7, &[0.0, 0.0]), [0, 7]);
     assert_eq!(
-        split_exact(1_000_000_000, &[0.25, 0.5])
-            .iter()
-            .sum::<i128>(),
+        split(1_000_000_000, &[0.25, 0.5]).iter().sum::<i128>(),
         1_000_000_000
     );
 }

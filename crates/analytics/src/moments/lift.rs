@@ -15,7 +15,7 @@ use super::{Candidate, PreparedMoments};
 use crate::{Analysis, AnalyticsError, Runner};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Binomial, Distribution};
+use rand_distr::{Binomial, Distribution, Normal};
 use rustc_hash::FxHashMap;
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -124,7 +124,7 @@ pub struct Lift {
 
 /// Treated and control customers of one stratum, with how many of each reached the goal.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Cell {
+pub(super) struct Cell {
     treated: u64,
     treated_goals: u64,
     controls: u64,
@@ -137,12 +137,24 @@ type Stratum = ([u32; MAX_PREFIX], u32, u16);
 /// Depths from here on are one stratum: deep into a journey, the exact position says little.
 const MAX_DEPTH: usize = 20;
 
+/// Customers in a stratum, and of them those who reached the goal.
+type Count = [u64; 2];
+
+/// Controls are counted as everyone in a stratum less those who did the moment: each journey's strata are counted
+/// once for all moments, and again only for the moments it did (far fewer than the moments it did not do).
 #[derive(Debug, Clone, Default)]
 struct LiftState {
-    /// Per chosen moment: its strata.
+    /// Per chosen moment: its treated per stratum.
     cells: Vec<FxHashMap<Stratum, Cell>>,
+    /// Every journey, in every stratum it passes through.
+    all: FxHashMap<Stratum, Count>,
+    /// Per chosen moment: the journeys that did it, in every stratum they pass through.
+    both: Vec<FxHashMap<Stratum, Count>>,
     /// Per chosen moment: the first journeys (by index) that did it.
     examples: Vec<Vec<u32>>,
+    /// Buffers reused from journey to journey (not merged).
+    scratch_first: Vec<Option<usize>>,
+    scratch_strata: Vec<Stratum>,
 }
 
 struct LiftPass<'p, 'a> {
@@ -209,7 +221,11 @@ impl Analysis for LiftPass<'_, '_> {
     fn new_state(&self, _journeys: &JourneySet) -> LiftState {
         LiftState {
             cells: vec![FxHashMap::default(); self.chosen.len()],
+            all: FxHashMap::default(),
+            both: vec![FxHashMap::default(); self.chosen.len()],
             examples: vec![Vec::new(); self.chosen.len()],
+            scratch_first: Vec::new(),
+            scratch_strata: Vec::new(),
         }
     }
 
@@ -219,7 +235,9 @@ impl Analysis for LiftPass<'_, '_> {
         };
         let set = journey.set;
         let journey_start = journey.start;
-        let mut first: Vec<Option<usize>> = vec![None; self.chosen.len()];
+        let mut first = std::mem::take(&mut state.scratch_first);
+        first.clear();
+        first.resize(self.chosen.len(), None);
         for event in window.from..window.to {
             for moment in &self.by_step[set.step[event] as usize] {
                 if first[*moment].is_none() && self.matches(set, event, *moment) {
@@ -229,38 +247,41 @@ impl Analysis for LiftPass<'_, '_> {
         }
         let segment = self.segment(journey);
         let reached = u64::from(window.reached);
-        let mut contexts: Option<Vec<Stratum>> = None;
+        let mut strata = std::mem::take(&mut state.scratch_strata);
+        strata.clear();
+        strata.extend(
+            (window.from..=window.to)
+                .map(|at| self.stratum(set, journey_start, window.from, at, segment)),
+        );
+        strata.sort_unstable();
+        strata.dedup();
+        for stratum in &strata {
+            let count = state.all.entry(*stratum).or_default();
+            count[0] += 1;
+            count[1] += reached;
+        }
         for (moment, first) in first.iter().enumerate() {
-            let cells = &mut state.cells[moment];
-            match first {
-                Some(event) => {
-                    let cell = cells
-                        .entry(self.stratum(set, journey_start, window.from, *event, segment))
-                        .or_default();
-                    cell.treated += 1;
-                    cell.treated_goals += reached;
-                    let examples = &mut state.examples[moment];
-                    if examples.len() < self.moments.spec.examples {
-                        examples.push(journey.index as u32);
-                    }
-                }
-                None => {
-                    let contexts = contexts.get_or_insert_with(|| {
-                        let mut all: Vec<Stratum> = (window.from..=window.to)
-                            .map(|at| self.stratum(set, journey_start, window.from, at, segment))
-                            .collect();
-                        all.sort_unstable();
-                        all.dedup();
-                        all
-                    });
-                    for stratum in contexts.iter() {
-                        let cell = cells.entry(*stratum).or_default();
-                        cell.controls += 1;
-                        cell.control_goals += reached;
-                    }
-                }
+            let Some(event) = first else {
+                continue;
+            };
+            let cell = state.cells[moment]
+                .entry(self.stratum(set, journey_start, window.from, *event, segment))
+                .or_default();
+            cell.treated += 1;
+            cell.treated_goals += reached;
+            let both = &mut state.both[moment];
+            for stratum in &strata {
+                let count = both.entry(*stratum).or_default();
+                count[0] += 1;
+                count[1] += reached;
+            }
+            let examples = &mut state.examples[moment];
+            if examples.len() < self.moments.spec.examples {
+                examples.push(journey.index as u32);
             }
         }
+        state.scratch_first = first;
+        state.scratch_strata = strata;
     }
 
     fn merge(&self, state: &mut LiftState, other: LiftState) {
@@ -269,9 +290,18 @@ impl Analysis for LiftPass<'_, '_> {
                 let into = into.entry(stratum).or_default();
                 into.treated += cell.treated;
                 into.treated_goals += cell.treated_goals;
-                into.controls += cell.controls;
-                into.control_goals += cell.control_goals;
             }
+        }
+        let add = |into: &mut FxHashMap<Stratum, Count>, from: FxHashMap<Stratum, Count>| {
+            for (stratum, [customers, goals]) in from {
+                let into = into.entry(stratum).or_default();
+                into[0] += customers;
+                into[1] += goals;
+            }
+        };
+        add(&mut state.all, other.all);
+        for (into, from) in state.both.iter_mut().zip(other.both) {
+            add(into, from);
         }
         for (into, from) in state.examples.iter_mut().zip(other.examples) {
             // Partitions are merged in order, so the first journeys stay first.
@@ -280,19 +310,37 @@ impl Analysis for LiftPass<'_, '_> {
         }
     }
 
-    fn finish(&self, state: LiftState, _journeys: &JourneySet, _runner: &Runner) -> LiftState {
+    /// Controls per treated stratum: everyone there less those who did the moment.
+    fn finish(&self, mut state: LiftState, _journeys: &JourneySet, _runner: &Runner) -> LiftState {
+        for (cells, both) in state.cells.iter_mut().zip(&state.both) {
+            for (stratum, cell) in cells.iter_mut() {
+                let all = state.all.get(stratum).copied().unwrap_or_default();
+                let did = both.get(stratum).copied().unwrap_or_default();
+                cell.controls = all[0] - did[0];
+                cell.control_goals = all[1] - did[1];
+            }
+        }
         state
     }
 }
 
 /// The lift of each chosen moment, with its example journeys.
+/// A chosen moment's point estimate, its first journeys, and the strata the estimate is over (for its interval).
+pub(super) struct Measured {
+    pub lift: Option<Lift>,
+    pub examples: Vec<u32>,
+    pub cells: Vec<Cell>,
+}
+
+/// The lift of each chosen moment (point estimates: the interval is drawn for the moments shown, by [`interval`]),
+/// with its example journeys.
 pub(super) fn measure(
     moments: &PreparedMoments<'_>,
     window_us: Option<i64>,
     chosen: &[Candidate],
     journeys: &JourneySet,
     runner: &Runner,
-) -> Vec<(Option<Lift>, Vec<u32>)> {
+) -> Vec<Measured> {
     if chosen.is_empty() {
         return Vec::new();
     }
@@ -308,98 +356,119 @@ pub(super) fn measure(
     };
     let state = runner.pass(&pass, journeys);
     let options = &moments.spec.lift;
-    let confidence = moments.spec.confidence;
-    let cells = state.cells;
-    let lifts = runner.map(cells.len(), |range| {
-        range
-            .map(|moment| estimate(&cells[moment], options, confidence, moment as u64))
-            .collect()
-    });
-    lifts.into_iter().zip(state.examples).collect()
+    state
+        .cells
+        .into_iter()
+        .zip(state.examples)
+        .map(|(cells, examples)| {
+            let cells = matched(&cells);
+            Measured {
+                lift: estimate(&cells, options),
+                examples,
+                cells,
+            }
+        })
+        .collect()
 }
 
-/// The average effect on the treated over `cells`, and its bootstrap interval.
-fn estimate(
-    cells: &FxHashMap<Stratum, Cell>,
-    options: &LiftOptions,
-    confidence: f64,
-    moment: u64,
-) -> Option<Lift> {
-    let treated: u64 = cells.values().map(|cell| cell.treated).sum();
-    let controls: u64 = cells.values().map(|cell| cell.controls).sum();
+/// The strata with both treated and controls, in a fixed order (so resamples are drawn the same way whatever the
+/// hash map's order).
+fn matched(cells: &FxHashMap<Stratum, Cell>) -> Vec<Cell> {
     let mut matched: Vec<(Stratum, Cell)> = cells
         .iter()
         .filter(|(_, cell)| cell.treated > 0 && cell.controls > 0)
         .map(|(stratum, cell)| (*stratum, *cell))
         .collect();
-    if matched.is_empty() {
+    matched.sort_unstable_by_key(|(stratum, _)| *stratum);
+    matched.into_iter().map(|(_, cell)| cell).collect()
+}
+
+/// `(treated goal rate, control goal rate)` of the matched treated, with each stratum's goal counts from `draw`.
+fn rates(cells: &[Cell], draw: &mut dyn FnMut(&Cell) -> (u64, u64)) -> (f64, f64) {
+    let weight: u64 = cells.iter().map(|cell| cell.treated).sum();
+    let (mut treated_goals, mut expected) = (0.0, 0.0);
+    for cell in cells {
+        let (t, c) = draw(cell);
+        treated_goals += t as f64;
+        expected += cell.treated as f64 * c as f64 / cell.controls as f64;
+    }
+    (treated_goals / weight as f64, expected / weight as f64)
+}
+
+/// The average effect on the treated over the matched `cells` (no interval yet).
+fn estimate(cells: &[Cell], options: &LiftOptions) -> Option<Lift> {
+    if cells.is_empty() {
         return None;
     }
-    // A fixed order, so that the resamples are drawn the same way whatever the hash map's order.
-    matched.sort_unstable_by_key(|(stratum, _)| *stratum);
-    let cells: Vec<Cell> = matched.into_iter().map(|(_, cell)| cell).collect();
-    let weight: u64 = cells.iter().map(|cell| cell.treated).sum();
-    let effect = |draw: &mut dyn FnMut(&Cell) -> (u64, u64)| -> (f64, f64) {
-        let (mut treated_goals, mut expected) = (0.0, 0.0);
-        for cell in &cells {
-            let (t, c) = draw(cell);
-            treated_goals += t as f64;
-            expected += cell.treated as f64 * c as f64 / cell.controls as f64;
-        }
-        (treated_goals / weight as f64, expected / weight as f64)
-    };
-    let (treated_rate, control_rate) = effect(&mut |cell| (cell.treated_goals, cell.control_goals));
+    let (treated_rate, control_rate) =
+        rates(cells, &mut |cell| (cell.treated_goals, cell.control_goals));
     let difference = treated_rate - control_rate;
-    let (low, high) = if options.bootstrap > 0 {
-        let mut rng = ChaCha8Rng::seed_from_u64(
-            options
-                .seed
-                .wrapping_add(moment.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-        );
-        let binomial = |n: u64, k: u64| {
-            Binomial::new(n, k as f64 / n as f64).expect("a rate is a probability")
-        };
-        let draws: Vec<(Binomial, Binomial)> = cells
-            .iter()
-            .map(|cell| {
-                (
-                    binomial(cell.treated, cell.treated_goals),
-                    binomial(cell.controls, cell.control_goals),
-                )
-            })
-            .collect();
-        let mut differences: Vec<f64> = (0..options.bootstrap)
-            .map(|_| {
-                let mut index = 0;
-                let (t, c) = effect(&mut |_| {
-                    let (treated, control) = &draws[index];
-                    index += 1;
-                    (treated.sample(&mut rng), control.sample(&mut rng))
-                });
-                t - c
-            })
-            .collect();
-        differences.sort_by(f64::total_cmp);
-        let tail = (1.0 - confidence) / 2.0;
-        (
-            crate::stats::quantile(&differences, tail),
-            crate::stats::quantile(&differences, 1.0 - tail),
-        )
-    } else {
-        (None, None)
-    };
     Some(Lift {
-        treated,
-        matched: weight,
-        controls,
+        treated: cells.iter().map(|cell| cell.treated).sum(),
+        matched: cells.iter().map(|cell| cell.treated).sum(),
+        controls: cells.iter().map(|cell| cell.controls).sum(),
         strata: cells.len(),
         treated_rate,
         control_rate,
         difference,
-        low,
-        high,
+        low: None,
+        high: None,
         relative: (control_rate > 0.0).then(|| difference / control_rate),
         bootstrap: options.bootstrap,
         seed: options.seed,
     })
+}
+
+/// A cell with at least this many expected goals and as many expected non-goals is redrawn from the normal
+/// approximation of its binomial (the usual rule for when the two agree), the rest from the binomial itself.
+const NORMAL_FROM: f64 = 10.0;
+
+/// One resampled goal count of `n` customers at the observed rate `k / n`.
+fn redraw(n: u64, k: u64, rng: &mut ChaCha8Rng) -> u64 {
+    if k == 0 || k == n {
+        return k;
+    }
+    let p = k as f64 / n as f64;
+    if n as f64 * p >= NORMAL_FROM && n as f64 * (1.0 - p) >= NORMAL_FROM {
+        let normal = Normal::new(n as f64 * p, (n as f64 * p * (1.0 - p)).sqrt())
+            .expect("a positive spread");
+        return normal.sample(rng).round().clamp(0.0, n as f64) as u64;
+    }
+    Binomial::new(n, p)
+        .expect("a rate is a probability")
+        .sample(rng)
+}
+
+/// The stratified bootstrap interval of `lift`'s difference: `options.bootstrap` resamples from a generator seeded
+/// by `options.seed` and the moment itself, so each moment's interval is the same whatever else is reported.
+pub(super) fn interval(
+    lift: &mut Lift,
+    cells: &[Cell],
+    options: &LiftOptions,
+    confidence: f64,
+    candidate: Candidate,
+) {
+    if options.bootstrap == 0 || cells.is_empty() {
+        return;
+    }
+    let key = (u64::from(candidate.step) << 32)
+        ^ candidate.value.map_or(0, |(column, code)| {
+            (u64::from(column) << 24) ^ u64::from(code) ^ (1 << 63)
+        });
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut differences: Vec<f64> = (0..options.bootstrap)
+        .map(|_| {
+            let (t, c) = rates(cells, &mut |cell| {
+                (
+                    redraw(cell.treated, cell.treated_goals, &mut rng),
+                    redraw(cell.controls, cell.control_goals, &mut rng),
+                )
+            });
+            t - c
+        })
+        .collect();
+    differences.sort_by(f64::total_cmp);
+    let tail = (1.0 - confidence) / 2.0;
+    lift.low = crate::stats::quantile(&differences, tail);
+    lift.high = crate::stats::quantile(&differences, 1.0 - tail);
 }

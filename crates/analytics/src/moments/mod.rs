@@ -288,9 +288,11 @@ impl Moments {
                 ));
             }
         }
+        let goal = Compiled::Any(goals);
         Ok(PreparedMoments {
             spec: self,
-            goal: Compiled::Any(goals),
+            goal_steps: goal.steps_only(),
+            goal,
             entry,
             candidate,
             columns,
@@ -317,6 +319,8 @@ fn exclude_steps(compiled: &Compiled, candidate: &mut [bool]) {
 pub struct PreparedMoments<'a> {
     spec: &'a Moments,
     goal: Compiled,
+    /// The goal as a per-step table, when it depends on the step alone.
+    goal_steps: Option<Vec<bool>>,
     entry: Option<Compiled>,
     /// Per step: whether it may be a moment.
     candidate: Vec<bool>,
@@ -355,7 +359,11 @@ impl PreparedMoments<'_> {
                     reached: false,
                 });
             }
-            if self.goal.matches(set, event) {
+            let is_goal = match &self.goal_steps {
+                Some(table) => table[set.step[event] as usize],
+                None => self.goal.matches(set, event),
+            };
+            if is_goal {
                 return Some(Window {
                     from,
                     to: event,
@@ -370,13 +378,15 @@ impl PreparedMoments<'_> {
         })
     }
 
-    /// The candidates event `event` is: its step, and its step with each candidate property's value.
-    pub(crate) fn candidates_of(&self, set: &JourneySet, event: usize, into: &mut Vec<Candidate>) {
+    /// The step × value candidates event `event` is (its step being a candidate): its step with each candidate
+    /// property's value.
+    pub(crate) fn value_candidates_of(
+        &self,
+        set: &JourneySet,
+        event: usize,
+        into: &mut Vec<Candidate>,
+    ) {
         let step = set.step[event];
-        if !self.candidate[step as usize] {
-            return;
-        }
-        into.push(Candidate { step, value: None });
         for (index, column) in self.columns.iter().enumerate() {
             let code = set.properties[*column].codes[event];
             if code != 0 {
@@ -414,13 +424,18 @@ impl PreparedMoments<'_> {
     }
 }
 
-/// The correlation pass's state: customers per class, and per candidate.
+/// The correlation pass's state: customers per class, and per candidate — steps in a dense table, step × value
+/// candidates in a map.
 #[derive(Debug, Clone, Default)]
 pub struct CorrelationState {
     reached: u64,
     not_reached: u64,
-    /// Per candidate: `[reached, not reached]` customers who did it.
-    counts: FxHashMap<Candidate, [u64; 2]>,
+    /// Per step: `[reached, not reached]` customers who did it.
+    steps: Vec<[u64; 2]>,
+    /// Per step: the last journey (index + 1) counted, so a step counts once per journey without sorting.
+    stamp: Vec<u32>,
+    /// Per step × value candidate: `[reached, not reached]` customers who did it.
+    values: FxHashMap<Candidate, [u64; 2]>,
 }
 
 struct CorrelationPass<'p, 'a>(&'p PreparedMoments<'a>, Option<i64>);
@@ -459,8 +474,12 @@ impl Analysis for CorrelationPass<'_, '_> {
     type State = CorrelationState;
     type Report = CorrelationState;
 
-    fn new_state(&self, _journeys: &JourneySet) -> CorrelationState {
-        CorrelationState::default()
+    fn new_state(&self, journeys: &JourneySet) -> CorrelationState {
+        CorrelationState {
+            steps: vec![[0; 2]; journeys.step_names.len()],
+            stamp: vec![0; journeys.step_names.len()],
+            ..CorrelationState::default()
+        }
     }
 
     fn update(&self, state: &mut CorrelationState, journey: JourneyRef<'_>) {
@@ -473,22 +492,38 @@ impl Analysis for CorrelationPass<'_, '_> {
         } else {
             state.not_reached += 1;
         }
-        let mut seen = Vec::new();
+        let set = journey.set;
+        let stamp = journey.index as u32 + 1;
+        let mut values = Vec::new();
         for event in window.from..window.to {
-            self.0.candidates_of(journey.set, event, &mut seen);
+            let step = set.step[event] as usize;
+            if !self.0.candidate[step] {
+                continue;
+            }
+            if state.stamp[step] != stamp {
+                state.stamp[step] = stamp;
+                state.steps[step][class] += 1;
+            }
+            if !self.0.columns.is_empty() {
+                self.0.value_candidates_of(set, event, &mut values);
+            }
         }
-        seen.sort_unstable();
-        seen.dedup();
-        for candidate in seen {
-            state.counts.entry(candidate).or_default()[class] += 1;
+        values.sort_unstable();
+        values.dedup();
+        for candidate in values {
+            state.values.entry(candidate).or_default()[class] += 1;
         }
     }
 
     fn merge(&self, state: &mut CorrelationState, other: CorrelationState) {
         state.reached += other.reached;
         state.not_reached += other.not_reached;
-        for (candidate, [s, f]) in other.counts {
-            let into = state.counts.entry(candidate).or_default();
+        for (into, [s, f]) in state.steps.iter_mut().zip(other.steps) {
+            into[0] += s;
+            into[1] += f;
+        }
+        for (candidate, [s, f]) in other.values {
+            let into = state.values.entry(candidate).or_default();
             into[0] += s;
             into[1] += f;
         }
@@ -547,7 +582,22 @@ impl Plan for PreparedMoments<'_> {
                 "{reached} customers reached the goal and {not_reached} did not: one side outnumbers the other more than 10 to 1, so the odds ratios are unreliable; narrow the selection or pick a goal closer to 50 %."
             ));
         }
-        let mut candidates: Vec<(Candidate, [u64; 2])> = state.counts.into_iter().collect();
+        let mut candidates: Vec<(Candidate, [u64; 2])> = state
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, [s, f])| s + f > 0)
+            .map(|(step, counts)| {
+                (
+                    Candidate {
+                        step: step as u32,
+                        value: None,
+                    },
+                    *counts,
+                )
+            })
+            .chain(state.values)
+            .collect();
         candidates.sort_unstable_by_key(|(candidate, _)| *candidate);
         let mut too_small = 0;
         let mut tested: Vec<Tested> = Vec::new();
@@ -638,14 +688,18 @@ impl Plan for PreparedMoments<'_> {
             .chain(&settled)
             .map(|test| test.candidate)
             .collect();
-        let lifts = lift::measure(self, window_us, &chosen, journeys, runner);
-        let mut lifts = lifts.into_iter();
-        let mut moment = |test: &Tested| -> Moment {
+        let measured = lift::measure(self, window_us, &chosen, journeys, runner);
+        let mut measured = measured.into_iter();
+        let mut moment = |test: &Tested| -> (Moment, Vec<lift::Cell>, Candidate) {
             let (label, property, value) = self.label(journeys, test.candidate);
-            let (lift, examples) = lifts.next().expect("one lift per chosen moment");
+            let lift::Measured {
+                lift,
+                examples,
+                cells,
+            } = measured.next().expect("one lift per chosen moment");
             let table = test.table;
             let without = (table.reached - table.s) + (table.not_reached - table.f);
-            Moment {
+            let moment = Moment {
                 step: journeys.step_names[test.candidate.step as usize].clone(),
                 property,
                 value,
@@ -670,24 +724,46 @@ impl Plan for PreparedMoments<'_> {
                     .iter()
                     .map(|journey| journeys.customer_ids[*journey as usize].to_string())
                     .collect(),
-            }
+            };
+            (moment, cells, test.candidate)
         };
-        let by_impact = |mut moments: Vec<Moment>, sign: f64| -> Vec<Moment> {
+        type Shown = (Moment, Vec<lift::Cell>, Candidate);
+        let by_impact = |mut moments: Vec<Shown>, sign: f64| -> Vec<Shown> {
             // Moments without comparable customers keep their odds-ratio order, after those with a lift.
-            moments.sort_by(|a, b| {
-                let impact = |moment: &Moment| {
-                    moment
-                        .goals_changed
-                        .map_or(f64::NEG_INFINITY, |goals| sign * goals)
-                };
-                impact(b).total_cmp(&impact(a))
-            });
+            let impact = |moment: &Moment| {
+                moment
+                    .goals_changed
+                    .map_or(f64::NEG_INFINITY, |goals| sign * goals)
+            };
+            moments.sort_by(|a, b| impact(&b.0).total_cmp(&impact(&a.0)));
             moments.truncate(spec.top);
             moments
         };
-        let positive = by_impact(positive.iter().map(&mut moment).collect(), 1.0);
-        let negative = by_impact(negative.iter().map(&mut moment).collect(), -1.0);
-        let settled: Vec<Moment> = settled.iter().map(&mut moment).collect();
+        // Intervals for the moments shown only, spread over the threads.
+        let with_intervals = |shown: Vec<Shown>| -> Vec<Moment> {
+            let shown: Vec<std::sync::Mutex<Option<Shown>>> = shown
+                .into_iter()
+                .map(|item| std::sync::Mutex::new(Some(item)))
+                .collect();
+            runner.map(shown.len(), |range| {
+                range
+                    .map(|index| {
+                        let (mut moment, cells, candidate) = shown[index]
+                            .lock()
+                            .expect("not poisoned")
+                            .take()
+                            .expect("each once");
+                        if let Some(lift) = moment.lift.as_mut() {
+                            lift::interval(lift, &cells, &spec.lift, spec.confidence, candidate);
+                        }
+                        moment
+                    })
+                    .collect()
+            })
+        };
+        let positive = with_intervals(by_impact(positive.iter().map(&mut moment).collect(), 1.0));
+        let negative = with_intervals(by_impact(negative.iter().map(&mut moment).collect(), -1.0));
+        let settled = with_intervals(settled.iter().map(&mut moment).collect());
         MomentsReport {
             goals: spec.goals.iter().map(Condition::label).collect(),
             customers,
