@@ -2,24 +2,14 @@
 //! says why: the Android login loop, the unhelpful help article, the slow installation in the North, the
 //! shipping-cost drop-off.
 
+mod common;
+
 use waymark_analytics::FrictionRequest;
 use waymark_analytics::{Finding, FindingKind};
-use waymark_engine::demo::DemoConfig;
-use waymark_engine::{Engine, StoreOptions};
 
 #[test]
 fn every_planted_friction_source_is_in_the_top_findings() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path(), StoreOptions::default()).unwrap();
-    engine
-        .ingest_demo(
-            DemoConfig {
-                customers: 6_000,
-                seed: 42,
-            },
-            &mut || {},
-        )
-        .unwrap();
+    let (_dir, engine) = common::demo_engine(6_000);
     let report = engine.analyse(&FrictionRequest::default()).unwrap();
     assert_eq!(
         report.goals,

@@ -4,24 +4,14 @@
 //! lowering), significant and with the right sign; watched for five days, long enough for every planted order, the
 //! measured lift's interval holds the true effect computed from the generator's own rates.
 
+mod common;
+
 use waymark_analytics::MomentsRequest;
 use waymark_engine::demo::planted::planted_moments;
-use waymark_engine::demo::DemoConfig;
-use waymark_engine::{Engine, StoreOptions};
 
 #[test]
 fn planted_moments_rank_at_the_top_with_their_true_effect() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path(), StoreOptions::default()).unwrap();
-    engine
-        .ingest_demo(
-            DemoConfig {
-                customers: 6_000,
-                seed: 42,
-            },
-            &mut || {},
-        )
-        .unwrap();
+    let (_dir, engine) = common::demo_engine(6_000);
     let summary = |moments: &[waymark_analytics::Moment]| -> String {
         moments
             .iter()

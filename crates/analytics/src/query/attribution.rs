@@ -1,8 +1,6 @@
 //! `attribution`: how much credit each channel (or step) deserves for the conversions after it, under every model.
 
-use super::{
-    goals_or_usual, parse_duration, run_plan, DataInfo, Flag, Query, Scope, Spec, USUAL_GOALS,
-};
+use super::{parse_duration, required_goals, run_plan, DataInfo, Flag, Query, Scope, Spec};
 use crate::attribution::{check_order, Attribution, AttributionReport, TouchpointKind};
 use crate::{AnalyticsError, Condition, Runner};
 use schemars::JsonSchema;
@@ -111,13 +109,7 @@ impl Query for AttributionRequest {
     }
 
     fn spec(&self, data: &DataInfo<'_>) -> Result<Attribution, AnalyticsError> {
-        let goals = goals_or_usual(&self.goals, data.step_names);
-        if goals.is_empty() {
-            return Err(AnalyticsError::field("goals", format!(
-                "no goal given and none of the usual goal steps ({}) is in the data; name one with goals / --goal",
-                USUAL_GOALS.join(", ")
-            )));
-        }
+        let goals = required_goals(&self.goals, data.step_names)?;
         check_order(self.order)?;
         let lookback_us = match self.lookback.trim() {
             "none" | "" => None,

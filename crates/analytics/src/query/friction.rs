@@ -1,6 +1,6 @@
 //! `friction`: where customers get stuck, ranked by impact.
 
-use super::{goals_or_usual, parse_duration, DataInfo, Flag, Query, Scope, Spec, USUAL_GOALS};
+use super::{parse_duration, required_goals, DataInfo, Flag, Query, Scope, Spec};
 use crate::{AnalyticsError, Condition, Friction, FrictionReport, Plan, Runner};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -91,13 +91,7 @@ impl Query for FrictionRequest {
 
     fn spec(&self, data: &DataInfo<'_>) -> Result<Friction, AnalyticsError> {
         let mut friction = Friction::default();
-        let goals = goals_or_usual(&self.goals, data.step_names);
-        if goals.is_empty() {
-            return Err(AnalyticsError::field("goals", format!(
-                "no goal given and none of the usual goal steps ({}) is in the data; name one with goals / --goal",
-                USUAL_GOALS.join(", ")
-            )));
-        }
+        let goals = required_goals(&self.goals, data.step_names)?;
         friction.goals = goals.into_iter().map(Condition::step).collect();
         friction.standard_times = self
             .standard_times

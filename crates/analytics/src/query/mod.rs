@@ -360,6 +360,25 @@ pub fn goals_or_usual(goals: &[String], step_names: &[String]) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The goals given or the usual one the data has, or the error that says to name one (for requests that need a
+/// goal).
+pub fn required_goals(
+    goals: &[String],
+    step_names: &[String],
+) -> Result<Vec<String>, AnalyticsError> {
+    let goals = goals_or_usual(goals, step_names);
+    if goals.is_empty() {
+        return Err(AnalyticsError::field(
+            "goals",
+            format!(
+                "no goal given and none of the usual goal steps ({}) is in the data; name one with goals / --goal",
+                USUAL_GOALS.join(", ")
+            ),
+        ));
+    }
+    Ok(goals)
+}
+
 /// A spec that is one prepared [`Plan`] away from its report: the common case, so each analysis only says how to
 /// prepare itself.
 pub(crate) fn run_plan<P: Plan>(

@@ -1,8 +1,6 @@
 //! `moments`: the steps (and step × property values) that decide whether customers reach the goal.
 
-use super::{
-    goals_or_usual, parse_duration, run_plan, DataInfo, Flag, Query, Scope, Spec, USUAL_GOALS,
-};
+use super::{parse_duration, required_goals, run_plan, DataInfo, Flag, Query, Scope, Spec};
 use crate::moments::{LiftOptions, Moment, Moments, MomentsReport};
 use crate::{AnalyticsError, Condition, Runner};
 use schemars::JsonSchema;
@@ -165,13 +163,7 @@ impl Query for MomentsRequest {
     }
 
     fn spec(&self, data: &DataInfo<'_>) -> Result<Moments, AnalyticsError> {
-        let goals = goals_or_usual(&self.goals, data.step_names);
-        if goals.is_empty() {
-            return Err(AnalyticsError::field("goals", format!(
-                "no goal given and none of the usual goal steps ({}) is in the data; name one with goals / --goal",
-                USUAL_GOALS.join(", ")
-            )));
-        }
+        let goals = required_goals(&self.goals, data.step_names)?;
         if self.no_window && self.window.is_some() {
             return Err(AnalyticsError::field(
                 "no_window",
