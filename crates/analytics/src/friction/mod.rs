@@ -444,3 +444,6 @@ struct Signal {
     related: Option<u32>,
     duration: Option<i64>,
 }
+
+#[cfg(test)]
+mod tests;
