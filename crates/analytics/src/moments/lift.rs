@@ -79,19 +79,15 @@ impl LiftOptions {
 
     pub(super) fn matched_on(&self) -> String {
         let steps = match self.prefix {
-            0 => Some("how far into the journey it came".to_string()),
-            1 => Some(
-                "the step just before the moment and how far into the journey it came".to_string(),
-            ),
-            k => Some(format!(
-                "the {k} steps just before the moment and how far into the journey it came"
-            )),
+            0 => "how far into the journey it came".to_string(),
+            1 => "the step just before the moment and how far into the journey it came".to_string(),
+            k => {
+                format!("the {k} steps just before the moment and how far into the journey it came")
+            }
         };
-        match (steps, &self.segment_by) {
-            (Some(steps), Some(segment)) => format!("{steps} and {segment}"),
-            (Some(steps), None) => steps,
-            (None, Some(segment)) => segment.clone(),
-            (None, None) => unreachable!("the depth is always matched"),
+        match &self.segment_by {
+            Some(segment) => format!("{steps} and {segment}"),
+            None => steps,
         }
     }
 }
@@ -361,9 +357,10 @@ pub(super) fn measure(
         .into_iter()
         .zip(state.examples)
         .map(|(cells, examples)| {
+            let treated = cells.values().map(|cell| cell.treated).sum();
             let cells = matched(&cells);
             Measured {
-                lift: estimate(&cells, options),
+                lift: estimate(treated, &cells, options),
                 examples,
                 cells,
             }
@@ -395,8 +392,9 @@ fn rates(cells: &[Cell], draw: &mut dyn FnMut(&Cell) -> (u64, u64)) -> (f64, f64
     (treated_goals / weight as f64, expected / weight as f64)
 }
 
-/// The average effect on the treated over the matched `cells` (no interval yet).
-fn estimate(cells: &[Cell], options: &LiftOptions) -> Option<Lift> {
+/// The average effect on the treated over the matched `cells` (no interval yet); `treated` counts those without
+/// comparable customers too.
+fn estimate(treated: u64, cells: &[Cell], options: &LiftOptions) -> Option<Lift> {
     if cells.is_empty() {
         return None;
     }
@@ -404,7 +402,7 @@ fn estimate(cells: &[Cell], options: &LiftOptions) -> Option<Lift> {
         rates(cells, &mut |cell| (cell.treated_goals, cell.control_goals));
     let difference = treated_rate - control_rate;
     Some(Lift {
-        treated: cells.iter().map(|cell| cell.treated).sum(),
+        treated,
         matched: cells.iter().map(|cell| cell.treated).sum(),
         controls: cells.iter().map(|cell| cell.controls).sum(),
         strata: cells.len(),
