@@ -55,6 +55,7 @@ fn every_planted_friction_source_is_in_the_top_findings() {
 
     // 3. The slow installation against its 72 h standard, concentrated in the North.
     let slow = find(FindingKind::SlowAgainstStandard, "Installation Scheduled");
+    assert!(slow.after_goal, "installation follows the order");
     assert_eq!(
         slow.concentration.as_ref().unwrap().value,
         "North",
@@ -77,11 +78,17 @@ fn every_planted_friction_source_is_in_the_top_findings() {
             !finding.example_customers.is_empty() && finding.explanation.len() > 60,
             "{finding:?}"
         );
+        let outcome = if finding.after_goal {
+            "after they reached the goal"
+        } else {
+            "goal rate"
+        };
         assert!(
-            finding.explanation.contains("goal rate"),
+            finding.explanation.contains(outcome),
             "{}",
             finding.explanation
         );
+        assert!(!finding.harm.is_empty(), "{finding:?}");
     }
     // The example customers exist.
     let someone = &shipping.example_customers[0];

@@ -1,7 +1,8 @@
-//! Merging candidate findings and the report: each compared with its norm, scored in customers, located in a
-//! segment and explained.
+//! Merging candidate findings and the report: each compared with its norm and with comparable customers, scored
+//! by its harm, located in a segment and explained.
 
 use super::*;
+use std::collections::hash_map::Entry;
 
 impl Analysis for PreparedFriction<'_> {
     type State = FrictionState;
@@ -12,62 +13,63 @@ impl Analysis for PreparedFriction<'_> {
     }
 
     fn update(&self, state: &mut FrictionState, journey: JourneyRef<'_>) {
-        let set = journey.set;
-        let n = journey.len();
+        let view = self.view(&journey);
+        let n = view.len();
         if n == 0 {
             return;
         }
-        let goal = (journey.start..journey.start + n)
-            .any(|event| self.goals.iter().any(|g| g.matches(set, event)));
+        let goal = view.goal_at.is_some();
         state.customers += 1;
         state.goal_customers += u64::from(goal);
         let segments = self.segments.len();
+        let mut codes = std::mem::take(&mut state.scratch);
+        self.segment_codes(&view, &mut codes);
         state.all_segments.resize(segments, FxHashMap::default());
-        for (index, (_, column)) in self.segments.iter().enumerate() {
-            let counts = &mut state.all_segments[index];
-            for code in &set.properties[*column].codes[journey.start..journey.start + n] {
+        for (counts, codes) in state.all_segments.iter_mut().zip(&codes) {
+            for code in codes {
                 *counts.entry(*code).or_default() += 1;
             }
         }
-        // Step exposure, with the segment values of each step's first event.
-        let mut seen: FxHashSet<u32> = FxHashSet::default();
-        for i in 0..n {
-            let step = self.step(&journey, i);
-            if seen.insert(step) {
-                let exposed = state.step_exposed.entry(step).or_default();
-                exposed.0 += 1;
-                exposed.1 += u64::from(goal);
-                for (index, (_, column)) in self.segments.iter().enumerate() {
-                    let code = set.properties[*column].codes[journey.start + i];
-                    *state
-                        .step_segments
-                        .entry((step, index))
-                        .or_default()
-                        .entry(code)
-                        .or_default() += 1;
-                }
+        // Step exposure by phase, measured from each step's first time in the phase.
+        let mut first: FxHashMap<(u32, bool), usize> = FxHashMap::default();
+        for p in 0..n {
+            first.entry((view.step(p), view.after_goal(p))).or_insert(p);
+        }
+        for (&(step, after), &p) in &first {
+            state
+                .step_exposed
+                .entry((step, after))
+                .or_default()
+                .add(goal, view.contacts_after[p]);
+            for (index, codes) in codes.iter().enumerate() {
+                *state
+                    .step_segments
+                    .entry((step, after, index))
+                    .or_default()
+                    .entry(codes[p])
+                    .or_default() += 1;
             }
         }
         let mut own = Vec::new();
-        self.own_exposure(&journey, &mut own);
-        let mut counted: FxHashSet<Key> = FxHashSet::default();
-        for (key, event) in own {
-            if counted.insert(key) {
+        self.own_exposure(&view, &mut own);
+        let mut own_first: FxHashMap<Key, usize> = FxHashMap::default();
+        for (key, p) in own {
+            if let Entry::Vacant(entry) = own_first.entry(key) {
+                entry.insert(p);
                 let candidate = candidate(state, key, segments);
-                candidate.exposed += 1;
-                candidate.exposed_goal += u64::from(goal);
-                for (index, (_, column)) in self.segments.iter().enumerate() {
+                candidate.exposed.add(goal, view.contacts_after[p]);
+                for (index, codes) in codes.iter().enumerate() {
                     *candidate.exposed_segments[index]
-                        .entry(set.properties[*column].codes[event])
+                        .entry(codes[p])
                         .or_default() += 1;
                 }
             }
         }
         let mut signals = Vec::new();
-        self.signals(&journey, goal, &mut signals);
+        self.signals(&view, &mut signals);
         let mut counted: FxHashSet<Key> = FxHashSet::default();
         for signal in signals {
-            let first = counted.insert(signal.key);
+            let is_first = counted.insert(signal.key);
             let candidate = candidate(state, signal.key, segments);
             candidate.occurrences += 1;
             if let Some(related) = signal.related {
@@ -76,19 +78,41 @@ impl Analysis for PreparedFriction<'_> {
             if let Some(duration) = signal.duration {
                 candidate.durations.push(duration);
             }
-            if first {
-                candidate.affected += 1;
-                candidate.affected_goal += u64::from(goal);
-                for (index, (_, column)) in self.segments.iter().enumerate() {
-                    *candidate.segments[index]
-                        .entry(set.properties[*column].codes[signal.event])
-                        .or_default() += 1;
-                }
-                if candidate.examples.len() < self.settings.examples {
-                    candidate.examples.push(journey.index as u32);
-                }
+            candidate.delay_us += i128::from(signal.delay.max(0));
+            if !is_first {
+                continue;
+            }
+            // The affected are measured as their exposure is, from the same position.
+            let (kind, step, _, after) = signal.key;
+            let exposure_at = match kind {
+                FindingKind::SlowStep
+                | FindingKind::NegativeFeedback
+                | FindingKind::RepeatContact => own_first.get(&signal.key).copied(),
+                FindingKind::ErrorEvent => signal
+                    .related
+                    .and_then(|before| first.get(&(before, after)).copied()),
+                _ => first.get(&(step, after)).copied(),
+            }
+            .unwrap_or(signal.at);
+            let contacts = view.contacts_after[exposure_at];
+            candidate.affected.add(goal, contacts);
+            if kind == FindingKind::ErrorEvent {
+                candidate
+                    .by_predecessor
+                    .entry(signal.related.unwrap_or(step))
+                    .or_default()
+                    .add(goal, contacts);
+            }
+            for (index, codes) in codes.iter().enumerate() {
+                *candidate.segments[index]
+                    .entry(codes[signal.at])
+                    .or_default() += 1;
+            }
+            if candidate.examples.len() < self.settings.examples {
+                candidate.examples.push(journey.index as u32);
             }
         }
+        state.scratch = codes;
     }
 
     fn merge(&self, state: &mut FrictionState, other: FrictionState) {
@@ -103,10 +127,8 @@ impl Analysis for PreparedFriction<'_> {
                 *into.entry(code).or_default() += count;
             }
         }
-        for (step, (exposed, goal)) in other.step_exposed {
-            let into = state.step_exposed.entry(step).or_default();
-            into.0 += exposed;
-            into.1 += goal;
+        for (key, outcome) in other.step_exposed {
+            state.step_exposed.entry(key).or_default().merge(outcome);
         }
         for (key, values) in other.step_segments {
             let into = state.step_segments.entry(key).or_default();
@@ -117,10 +139,8 @@ impl Analysis for PreparedFriction<'_> {
         let segments = self.segments.len();
         for (key, part) in other.candidates {
             let into = candidate(state, key, segments);
-            into.affected += part.affected;
-            into.affected_goal += part.affected_goal;
-            into.exposed += part.exposed;
-            into.exposed_goal += part.exposed_goal;
+            into.affected.merge(part.affected);
+            into.exposed.merge(part.exposed);
             into.occurrences += part.occurrences;
             into.examples.extend(part.examples);
             into.examples.sort_unstable();
@@ -138,7 +158,11 @@ impl Analysis for PreparedFriction<'_> {
             for (code, count) in part.related {
                 *into.related.entry(code).or_default() += count;
             }
+            for (code, outcome) in part.by_predecessor {
+                into.by_predecessor.entry(code).or_default().merge(outcome);
+            }
             into.durations.extend(part.durations);
+            into.delay_us += part.delay_us;
         }
     }
 
@@ -155,97 +179,155 @@ impl Analysis for PreparedFriction<'_> {
                 view_name(&journeys.step_names[code as usize]).to_string()
             }
         };
-        let exposure = |key: &Key, candidate: &Candidate| -> (u64, u64) {
+        // Who could have shown the signal, and the affected among them measured the same way; for errors, the
+        // customers at the step the error most often interrupted.
+        let exposure = |key: &Key, candidate: &Candidate| -> (Outcome, Outcome, Option<u32>) {
+            let at_step = |step: u32| {
+                state
+                    .step_exposed
+                    .get(&(step, key.3))
+                    .copied()
+                    .unwrap_or_default()
+            };
             match key.0 {
                 FindingKind::SlowStep
                 | FindingKind::NegativeFeedback
-                | FindingKind::RepeatContact => (candidate.exposed, candidate.exposed_goal),
-                _ => state.step_exposed.get(&key.1).copied().unwrap_or((0, 0)),
+                | FindingKind::RepeatContact => (candidate.exposed, candidate.affected, None),
+                FindingKind::ErrorEvent => match candidate
+                    .by_predecessor
+                    .iter()
+                    .filter(|(step, _)| **step != key.1)
+                    .max_by(|a, b| a.1.customers.cmp(&b.1.customers).then(b.0.cmp(a.0)))
+                {
+                    Some((before, part)) => (at_step(*before), *part, Some(*before)),
+                    None => (at_step(key.1), candidate.affected, None),
+                },
+                _ => (at_step(key.1), candidate.affected, None),
             }
         };
         // The norm for each kind: the median rate across candidates with enough exposure. Page and screen views
         // are compared with views, other steps with other steps.
-        let class = |key: &Key| -> (FindingKind, bool) {
+        let class = |key: &Key| -> (FindingKind, bool, bool) {
             let view = key.1 != u32::MAX && self.is_view[key.1 as usize];
-            (key.0, view)
+            (key.0, view, key.3)
         };
-        let mut rates: FxHashMap<(FindingKind, bool), Vec<f64>> = FxHashMap::default();
+        let mut rates: FxHashMap<(FindingKind, bool, bool), Vec<f64>> = FxHashMap::default();
         for (key, candidate) in &state.candidates {
-            let (exposed, _) = exposure(key, candidate);
-            if exposed >= self.settings.min_customers {
+            let (exposed, part, _) = exposure(key, candidate);
+            if exposed.customers >= self.settings.min_customers {
                 rates
                     .entry(class(key))
                     .or_default()
-                    .push(candidate.affected as f64 / exposed as f64);
+                    .push(part.customers as f64 / exposed.customers as f64);
             }
         }
         // Steps with no signal of a kind have rate 0 too: count them so the norm is over all exposed steps.
-        let exposed_steps = |view: bool| {
+        let exposed_steps = |view: bool, after: bool| {
             state
                 .step_exposed
                 .iter()
-                .filter(|(step, (exposed, _))| {
-                    *exposed >= self.settings.min_customers && self.is_view[**step as usize] == view
+                .filter(|((step, phase), outcome)| {
+                    outcome.customers >= self.settings.min_customers
+                        && self.is_view[*step as usize] == view
+                        && *phase == after
                 })
                 .count()
         };
-        let norm = |(kind, view): (FindingKind, bool)| -> f64 {
-            match kind {
-                FindingKind::ErrorEvent | FindingKind::SlowAgainstStandard | FindingKind::Stuck => {
-                    0.0
-                }
-                kind => {
-                    let mut values = rates.get(&(kind, view)).cloned().unwrap_or_default();
-                    if matches!(
-                        kind,
-                        FindingKind::Loop | FindingKind::ChannelJump | FindingKind::DeadEnd
-                    ) {
-                        values.resize(values.len().max(exposed_steps(view)), 0.0);
-                    }
-                    values.sort_by(f64::total_cmp);
-                    crate::stats::quantile(&values, 0.5).unwrap_or(0.0)
-                }
+        let norm = |(kind, view, after): (FindingKind, bool, bool)| -> f64 {
+            if kind.any_occurrence_counts() {
+                return 0.0;
             }
+            let mut values = rates.get(&(kind, view, after)).cloned().unwrap_or_default();
+            if matches!(
+                kind,
+                FindingKind::Loop | FindingKind::ChannelJump | FindingKind::DeadEnd
+            ) {
+                values.resize(values.len().max(exposed_steps(view, after)), 0.0);
+            }
+            values.sort_by(f64::total_cmp);
+            crate::stats::quantile(&values, 0.5).unwrap_or(0.0)
         };
-        let norms: FxHashMap<(FindingKind, bool), f64> =
+        let norms: FxHashMap<(FindingKind, bool, bool), f64> =
             rates.keys().map(|class| (*class, norm(*class))).collect();
         let overall_goal_rate = ratio(state.goal_customers, state.customers);
         let mut findings: Vec<Finding> = state
             .candidates
             .iter()
-            .filter(|(_, candidate)| candidate.affected >= self.settings.min_customers)
-            .map(|(key, candidate)| {
-                let (exposed, exposed_goal) = exposure(key, candidate);
-                let exposed = exposed.max(candidate.affected);
-                let rate = ratio(candidate.affected, exposed);
+            .filter(|(_, candidate)| candidate.affected.customers >= self.settings.min_customers)
+            .filter_map(|(key, candidate)| {
+                let (exposure, part, before) = exposure(key, candidate);
+                let affected = candidate.affected;
+                let exposed = exposure.customers.max(part.customers);
+                let rate = ratio(part.customers, exposed);
                 let norm = norms.get(&class(key)).copied().unwrap_or(0.0);
-                let goal_rate = ratio(candidate.affected_goal, candidate.affected);
+                let goal_rate = ratio(affected.goal, affected.customers);
                 let others_goal_rate = ratio(
-                    state.goal_customers - candidate.affected_goal,
-                    state.customers - candidate.affected,
+                    state.goal_customers - affected.goal,
+                    state.customers - affected.customers,
                 );
-                // Comparable customers: exposed to the same thing without the signal.
-                let comparable = exposed - candidate.affected;
-                let comparable_goal_rate = if comparable >= self.settings.min_customers {
-                    ratio(
-                        exposed_goal.saturating_sub(candidate.affected_goal),
-                        comparable,
+                // Comparable customers: exposed to the same thing without the signal (else everyone else).
+                let comparable = exposure.without(part);
+                let enough = comparable.customers >= self.settings.min_customers;
+                let (comparable_goal_rate, comparable_n) = if enough {
+                    (
+                        ratio(comparable.goal, comparable.customers),
+                        comparable.customers,
                     )
                 } else {
-                    others_goal_rate
+                    (others_goal_rate, state.customers - affected.customers)
                 };
-                // Dead ends are judged by how unusual ending there is, drop-offs by the goals lost; the rest by both.
+                let n = affected.customers as f64;
+                let contacts = affected.contacts as f64 / n;
+                let comparable_contacts =
+                    enough.then(|| comparable.contacts as f64 / comparable.customers as f64);
+                let after = key.3;
+                // A difference counts as harm only beyond two standard errors: noise is not friction.
+                let lost = if after {
+                    0.0
+                } else {
+                    let gap = comparable_goal_rate - goal_rate;
+                    let se = (goal_rate * (1.0 - goal_rate) / n
+                        + comparable_goal_rate * (1.0 - comparable_goal_rate)
+                            / comparable_n.max(1) as f64)
+                        .sqrt();
+                    if gap > 2.0 * se {
+                        n * gap
+                    } else {
+                        0.0
+                    }
+                };
+                // Every repeat contact is one a resolved first contact would have saved.
+                let extra = if key.0 == FindingKind::RepeatContact {
+                    candidate.occurrences as f64
+                } else {
+                    comparable_contacts.map_or(0.0, |typical| {
+                        let gap = contacts - typical;
+                        let se = (contacts / n + typical / comparable.customers as f64).sqrt();
+                        if gap > 2.0 * se {
+                            n * gap
+                        } else {
+                            0.0
+                        }
+                    })
+                };
+                // Customers who do no worse than comparable ones — reach the goal as often, contact no more — are
+                // not shown friction, unless the signal is friction by definition.
+                if !key.0.by_definition() && lost <= 0.0 && extra <= 0.0 {
+                    return None;
+                }
+                // Dead ends are judged by how unusual ending there is (their lost goals are the drop-off's).
                 let lost_goals = if key.0 == FindingKind::DeadEnd {
                     0.0
                 } else {
-                    candidate.affected as f64 * (comparable_goal_rate - goal_rate).max(0.0)
+                    lost.max(0.0)
                 };
+                let extra_contacts = extra.max(0.0);
                 let excess = if key.0 == FindingKind::DropOff {
                     0.0
                 } else {
-                    (candidate.affected as f64 - exposed as f64 * norm).max(0.0)
+                    (affected.customers as f64 - exposed as f64 * norm).max(0.0)
                 };
-                let concentration = self.concentration(key, candidate, &state, journeys);
+                let concentration = self.concentration(key, candidate, &state);
                 let related = candidate
                     .related
                     .iter()
@@ -258,8 +340,32 @@ impl Analysis for PreparedFriction<'_> {
                     durations.sort_unstable();
                     Some(durations[durations.len() / 2] as f64 / 1e6)
                 };
-
-                let title = match key.0 {
+                let delay_days = matches!(
+                    key.0,
+                    FindingKind::SlowStep | FindingKind::SlowAgainstStandard | FindingKind::Stuck
+                )
+                .then(|| candidate.delay_us as f64 / 86_400e6);
+                let typical_secs = (key.0 == FindingKind::SlowStep)
+                    .then(|| self.slow.get(&(key.1, key.2)))
+                    .flatten()
+                    .map(|slow| slow.median_us as f64 / 1e6);
+                let measures = Measures {
+                    exposed,
+                    rate,
+                    norm,
+                    goal_rate,
+                    others_goal_rate,
+                    comparable_goal_rate,
+                    contacts,
+                    comparable_contacts,
+                    lost_goals,
+                    extra_contacts,
+                    excess,
+                    median_secs,
+                    typical_secs,
+                    delay_days,
+                };
+                let mut title = match key.0 {
                     FindingKind::DropOff => format!("Drop-off after {}", name(key.1)),
                     FindingKind::DeadEnd => format!("Dead end at {}", name(key.1)),
                     FindingKind::Loop if key.1 == key.2 => format!("Loop on {}", name(key.1)),
@@ -292,45 +398,68 @@ impl Analysis for PreparedFriction<'_> {
                         format!("Negative feedback on {}", name(key.1))
                     }
                 };
+                if after {
+                    title.push_str(" (after the goal)");
+                }
                 let explanation = self.explain(
                     key,
                     candidate,
-                    exposed,
-                    rate,
-                    norm,
+                    &measures,
                     &related,
-                    median_secs,
+                    before.map(name),
                     &concentration,
-                    goal_rate,
-                    others_goal_rate,
                     &name,
-                    comparable_goal_rate,
                 );
-                Finding {
+                Some(Finding {
                     kind: key.0,
                     title,
                     step: name(key.1),
+                    after_goal: after,
+                    harm: harm(&measures, key.0),
                     explanation,
-                    customers: candidate.affected,
+                    customers: affected.customers,
                     occurrences: candidate.occurrences,
                     exposed,
                     rate,
                     typical_rate: norm,
                     goal_rate,
                     others_goal_rate,
+                    comparable_goal_rate,
                     lost_goals,
-                    impact: excess + lost_goals,
+                    contacts_per_customer: contacts,
+                    comparable_contacts_per_customer: comparable_contacts,
+                    extra_contacts,
+                    excess_customers: excess,
+                    impact: excess + lost_goals + extra_contacts,
                     concentration,
                     median_secs,
+                    delay_days,
                     example_customers: candidate
                         .examples
                         .iter()
                         .map(|journey| journeys.customer_ids[*journey as usize].to_string())
                         .collect(),
-                }
+                })
             })
             .filter(|finding| finding.impact >= 1.0)
             .collect();
+        // A dead end where most of its customers also drop off says nothing the drop-off does not.
+        let drop_offs: FxHashMap<(String, bool), u64> = findings
+            .iter()
+            .filter(|finding| finding.kind == FindingKind::DropOff)
+            .map(|finding| {
+                (
+                    (finding.step.clone(), finding.after_goal),
+                    finding.customers,
+                )
+            })
+            .collect();
+        findings.retain(|finding| {
+            finding.kind != FindingKind::DeadEnd
+                || drop_offs
+                    .get(&(finding.step.clone(), finding.after_goal))
+                    .is_none_or(|customers| (*customers as f64) < 0.8 * finding.customers as f64)
+        });
         findings.sort_by(|a, b| {
             b.impact
                 .total_cmp(&a.impact)
@@ -342,10 +471,76 @@ impl Analysis for PreparedFriction<'_> {
             customers: state.customers,
             goal_rate: overall_goal_rate,
             goals: self.settings.goals.iter().map(Condition::label).collect(),
+            as_of: waymark_model::Timestamp(self.now).to_rfc3339(),
             candidates: total,
             findings,
         }
     }
+}
+
+/// The numbers behind one finding.
+struct Measures {
+    exposed: u64,
+    rate: f64,
+    norm: f64,
+    goal_rate: f64,
+    others_goal_rate: f64,
+    comparable_goal_rate: f64,
+    contacts: f64,
+    comparable_contacts: Option<f64>,
+    lost_goals: f64,
+    extra_contacts: f64,
+    excess: f64,
+    median_secs: Option<f64>,
+    typical_secs: Option<f64>,
+    delay_days: Option<f64>,
+}
+
+/// The harm in one line: the parts of the impact, largest first, and the delay.
+fn harm(measures: &Measures, kind: FindingKind) -> String {
+    let mut parts: Vec<(f64, String)> = Vec::new();
+    if measures.lost_goals >= 0.5 {
+        parts.push((
+            measures.lost_goals,
+            format!("{} goals lost", thousands(measures.lost_goals)),
+        ));
+    }
+    if measures.extra_contacts >= 0.5 {
+        parts.push((
+            measures.extra_contacts,
+            format!("{} extra contacts", thousands(measures.extra_contacts)),
+        ));
+    }
+    if measures.excess >= 0.5 {
+        let what = if kind.any_occurrence_counts() {
+            "customers affected"
+        } else {
+            "customers beyond the norm"
+        };
+        parts.push((
+            measures.excess,
+            format!("{} {what}", thousands(measures.excess)),
+        ));
+    }
+    parts.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut parts: Vec<String> = parts.into_iter().map(|(_, text)| text).collect();
+    if let Some(days) = measures.delay_days.filter(|days| *days >= 0.5) {
+        parts.push(format!("{} days of delay", thousands(days)));
+    }
+    parts.join(" · ")
+}
+
+/// A count rounded, with thousands separated: 16,827.
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 fn candidate(state: &mut FrictionState, key: Key, segments: usize) -> &mut Candidate {
@@ -388,10 +583,9 @@ impl PreparedFriction<'_> {
         key: &Key,
         candidate: &Candidate,
         state: &FrictionState,
-        journeys: &JourneySet,
     ) -> Option<Concentration> {
         let mut best: Option<Concentration> = None;
-        for (index, (property, column)) in self.segments.iter().enumerate() {
+        for (index, segment) in self.segments.iter().enumerate() {
             let baseline: FxHashMap<u32, u64> = match key.0 {
                 FindingKind::SlowStep
                 | FindingKind::NegativeFeedback
@@ -403,7 +597,7 @@ impl PreparedFriction<'_> {
                 | FindingKind::Stuck => state.all_segments.get(index).cloned().unwrap_or_default(),
                 _ => state
                     .step_segments
-                    .get(&(key.1, index))
+                    .get(&(key.1, key.3, index))
                     .cloned()
                     .unwrap_or_default(),
             };
@@ -433,12 +627,12 @@ impl PreparedFriction<'_> {
                 };
                 if share >= 0.3 && lift >= 1.5 && best.as_ref().is_none_or(|best| lift > best.lift)
                 {
-                    let value = match &journeys.properties[*column].values[*code as usize] {
+                    let value = match &segment.values[*code as usize] {
                         Value::String(text) => text.clone(),
                         other => other.to_string(),
                     };
                     best = Some(Concentration {
-                        property: property.clone(),
+                        property: segment.name.clone(),
                         value,
                         share,
                         baseline_share: base,
@@ -455,82 +649,86 @@ impl PreparedFriction<'_> {
         &self,
         key: &Key,
         candidate: &Candidate,
-        exposed: u64,
-        rate: f64,
-        norm: f64,
+        m: &Measures,
         related: &Option<(String, u64)>,
-        median_secs: Option<f64>,
+        before: Option<String>,
         concentration: &Option<Concentration>,
-        goal_rate: f64,
-        others_goal_rate: f64,
         name: &dyn Fn(u32) -> String,
-        comparable_goal_rate: f64,
     ) -> String {
         let step = name(key.1);
-        let affected = candidate.affected;
-        let typical = if norm > 0.0 {
-            format!(" (typical for a step: {})", percent(norm))
+        let affected = candidate.affected.customers;
+        let exposed = m.exposed;
+        let typical = if m.norm > 0.0 {
+            format!(" (typical for a step: {})", percent(m.norm))
         } else {
             String::new()
         };
         let mut text = match key.0 {
             FindingKind::DropOff => format!(
                 "{affected} customers get as far as {step} and never reach the goal, while {} of the others who reach {step} do.",
-                percent(comparable_goal_rate)
+                percent(m.comparable_goal_rate)
             ),
             FindingKind::DeadEnd => format!(
                 "{affected} customers' journeys end at {step} without reaching the goal: {} of everyone who gets there{typical}.",
-                percent(rate)
+                percent(m.rate)
             ),
             FindingKind::Loop if key.1 == key.2 => format!(
                 "{affected} customers ({} of those at {step}) repeat {step} within three steps{typical}, {} times in all.",
-                percent(rate),
+                percent(m.rate),
                 candidate.occurrences
             ),
             FindingKind::Loop => format!(
                 "{affected} customers ({} of those at {step}) go back and forth between {step} and {}{typical}, {} times in all.",
-                percent(rate),
+                percent(m.rate),
                 name(key.2),
                 candidate.occurrences
             ),
-            FindingKind::ErrorEvent => format!(
-                "{affected} customers hit the error event {step}, {} times in all.",
-                candidate.occurrences
-            ),
+            FindingKind::ErrorEvent => match &before {
+                Some(before) => format!(
+                    "{affected} customers hit the error event {step}, {} times in all; {} of those at {before} hit it.",
+                    candidate.occurrences,
+                    percent(m.rate)
+                ),
+                None => format!(
+                    "{affected} customers hit the error event {step}, {} times in all.",
+                    candidate.occurrences
+                ),
+            },
             FindingKind::ChannelJump => format!(
                 "{affected} customers ({}) go from {step} to an assisted channel{} within {}{typical}.",
-                percent(rate),
+                percent(m.rate),
                 related.as_ref().map_or(String::new(), |(contact, _)| format!(" ({contact})")),
                 duration(self.settings.jump_window_us as f64 / 1e6)
             ),
             FindingKind::RepeatContact => format!(
                 "{affected} of {exposed} customers ({}) with {} after {step} have it again within {}{}.",
-                percent(rate),
+                percent(m.rate),
                 name(key.2),
                 duration(self.settings.repeat_window_us as f64 / 1e6),
-                if norm > 0.0 { format!(" (typical: {})", percent(norm)) } else { String::new() }
+                if m.norm > 0.0 { format!(" (typical: {})", percent(m.norm)) } else { String::new() }
             ),
             FindingKind::SlowStep => format!(
-                "{affected} customers ({}) take longer than usual (mean + {}·std) from {step} to {}; median of the slow ones {}.",
-                percent(rate),
-                self.settings.slow_k,
+                "{affected} customers ({}) take far longer than usual from {step} to {}: a median {} against a typical {}{}.",
+                percent(m.rate),
                 name(key.2),
-                duration(median_secs.unwrap_or(0.0))
+                duration(m.median_secs.unwrap_or(0.0)),
+                duration(m.typical_secs.unwrap_or(0.0)),
+                typical
             ),
             FindingKind::SlowAgainstStandard => format!(
                 "{affected} customers ({} of those at {step}) wait longer than its standard time for the next step{}; median {}.",
-                percent(rate),
+                percent(m.rate),
                 related.as_ref().map_or(String::new(), |(next, _)| format!(" ({next})")),
-                duration(median_secs.unwrap_or(0.0))
+                duration(m.median_secs.unwrap_or(0.0))
             ),
             FindingKind::Stuck => format!(
                 "{affected} customers are still at {step} past its standard time, idle for a median {}.",
-                duration(median_secs.unwrap_or(0.0))
+                duration(m.median_secs.unwrap_or(0.0))
             ),
             FindingKind::NegativeFeedback => format!(
                 "{affected} of {exposed} customers who rated {step} found it unhelpful ({}){}.",
-                percent(rate),
-                if norm > 0.0 { format!("; typical for rated steps: {}", percent(norm)) } else { String::new() }
+                percent(m.rate),
+                if m.norm > 0.0 { format!("; typical for rated steps: {}", percent(m.norm)) } else { String::new() }
             ),
         };
         if let Some(concentration) = concentration {
@@ -549,17 +747,35 @@ impl PreparedFriction<'_> {
                 }
             ));
         }
-        text.push_str(&format!(
-            " Their goal rate is {} against {} for everyone else.",
-            percent(goal_rate),
-            percent(others_goal_rate)
-        ));
-        if key.0 != FindingKind::DropOff && goal_rate < comparable_goal_rate - 0.005 {
+        if key.3 {
+            text.push_str(" This happens after they reached the goal.");
+        } else {
             text.push_str(&format!(
-                " Comparable customers without it reach the goal {}: about {:.0} goals lost.",
-                percent(comparable_goal_rate),
-                candidate.affected as f64 * (comparable_goal_rate - goal_rate)
+                " Their goal rate is {} against {} for everyone else.",
+                percent(m.goal_rate),
+                percent(m.others_goal_rate)
             ));
+            if key.0 != FindingKind::DropOff && m.lost_goals >= 0.5 {
+                text.push_str(&format!(
+                    " Comparable customers without it reach the goal {}: about {:.0} goals lost.",
+                    percent(m.comparable_goal_rate),
+                    m.lost_goals
+                ));
+            }
+        }
+        if key.0 == FindingKind::RepeatContact {
+            text.push_str(&format!(
+                " {} repeat contacts in all.",
+                candidate.occurrences
+            ));
+        } else if let Some(typical) = m.comparable_contacts.filter(|_| m.extra_contacts >= 0.5) {
+            text.push_str(&format!(
+                " Afterwards they make {:.2} assisted contacts each against {:.2} for comparable customers: about {:.0} extra contacts.",
+                m.contacts, typical, m.extra_contacts
+            ));
+        }
+        if let Some(days) = m.delay_days.filter(|days| *days >= 0.5) {
+            text.push_str(&format!(" {days:.0} customer-days of delay in all."));
         }
         text
     }
@@ -584,14 +800,19 @@ pub struct Finding {
     pub title: String,
     /// The step (or rated item, or origin step) the finding is about.
     pub step: String,
-    /// What happened, how often against the norm, where it concentrates, and the goal rate — in words.
+    /// Whether it happens after the customers reached the goal (delivery, activation, support).
+    pub after_goal: bool,
+    /// The harm in one line: goals lost, extra contacts, customers beyond the norm, days of delay.
+    pub harm: String,
+    /// What happened, how often against the norm, where it concentrates, and what it cost — in words.
     pub explanation: String,
     /// Customers affected.
     pub customers: u64,
     pub occurrences: u64,
-    /// Customers who could have been affected (at the step, rating it, contacting after it, …).
+    /// Customers who could have been affected (at the step, rating it, contacting after it, at the step an error
+    /// interrupts, …).
     pub exposed: u64,
-    /// `customers / exposed`.
+    /// The affected share of the exposed.
     pub rate: f64,
     /// The median rate of this kind of signal across steps (0 where any occurrence is friction).
     pub typical_rate: f64,
@@ -599,23 +820,38 @@ pub struct Finding {
     pub goal_rate: f64,
     /// Goal rate of everyone else.
     pub others_goal_rate: f64,
-    /// Goal completions lost against comparable customers.
+    /// Goal rate of comparable customers: exposed to the same thing without the signal (everyone else when
+    /// fewer than the minimum).
+    pub comparable_goal_rate: f64,
+    /// Goal completions lost against comparable customers (0 after the goal and for dead ends).
     pub lost_goals: f64,
-    /// Customers affected beyond the norm, plus lost goal completions.
+    /// Assisted contacts per affected customer from the exposure on …
+    pub contacts_per_customer: f64,
+    /// … and per comparable customer (none when too few are comparable).
+    pub comparable_contacts_per_customer: Option<f64>,
+    /// Assisted contacts beyond the comparable customers' rate.
+    pub extra_contacts: f64,
+    /// Customers affected beyond the norm for this kind of signal.
+    pub excess_customers: f64,
+    /// `excess_customers + lost_goals + extra_contacts`: the ranking.
     pub impact: f64,
     pub concentration: Option<Concentration>,
     /// Median duration involved (slow steps, stuck journeys), seconds.
     pub median_secs: Option<f64>,
+    /// Slow and stuck steps: customer-days beyond the typical time (or the standard), summed.
+    pub delay_days: Option<f64>,
     /// Some of the customers behind it (the first in customer order).
     pub example_customers: Vec<String>,
 }
 
-/// JSON `{"customers", "goal_rate", "goals", "candidates", "findings": [...]}`; findings by impact.
+/// JSON `{"customers", "goal_rate", "goals", "as_of", "candidates", "findings": [...]}`; findings by impact.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct FrictionReport {
     pub customers: u64,
     pub goal_rate: f64,
     pub goals: Vec<String>,
+    /// The "now" stuck journeys are measured against.
+    pub as_of: String,
     /// Candidate findings before the top-k cut.
     pub candidates: usize,
     pub findings: Vec<Finding>,

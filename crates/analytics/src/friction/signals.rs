@@ -1,11 +1,135 @@
 //! What one journey says: its friction signals (drop-offs, dead ends, loops, errors, channel jumps, repeat
-//! contacts, slow and stuck steps, negative feedback) and the steps it was exposed to.
+//! contacts, slow and stuck steps, negative feedback) and what it was exposed to, read from a [`View`] of the
+//! journey without its identity calls.
 
 use super::*;
 
+/// One journey as friction sees it: only the events that are journey steps, with where the goal was reached and
+/// the assisted contacts that followed each position.
+pub(super) struct View<'j> {
+    pub(super) journey: JourneyRef<'j>,
+    /// Journey-relative positions of the journey's steps.
+    positions: Vec<usize>,
+    steps: Vec<u32>,
+    pub(super) feedback: Vec<bool>,
+    /// Assisted contacts begun after each position.
+    pub(super) contacts_after: Vec<u32>,
+    /// The position of the first goal event.
+    pub(super) goal_at: Option<usize>,
+}
+
+impl View<'_> {
+    pub(super) fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+
+    /// The canonical step at position `p`.
+    pub(super) fn step(&self, p: usize) -> u32 {
+        self.steps[p]
+    }
+
+    /// The step code as stored.
+    pub(super) fn raw(&self, p: usize) -> usize {
+        self.journey.step[self.positions[p]] as usize
+    }
+
+    pub(super) fn ts(&self, p: usize) -> i64 {
+        self.journey.ts[self.positions[p]]
+    }
+
+    pub(super) fn channel(&self, p: usize) -> usize {
+        self.journey.channel[self.positions[p]] as usize
+    }
+
+    /// The event's index in the journey set.
+    pub(super) fn event(&self, p: usize) -> usize {
+        self.journey.start + self.positions[p]
+    }
+
+    /// Whether position `p` comes after the customer reached the goal.
+    pub(super) fn after_goal(&self, p: usize) -> bool {
+        self.goal_at.is_some_and(|goal| p > goal)
+    }
+}
+
 impl PreparedFriction<'_> {
-    pub(super) fn step(&self, journey: &JourneyRef<'_>, i: usize) -> u32 {
-        self.canonical[journey.step[i] as usize]
+    /// The journey without its identity calls.
+    pub(super) fn view<'j>(&self, journey: &JourneyRef<'j>) -> View<'j> {
+        let set = journey.set;
+        let positions: Vec<usize> = (0..journey.len())
+            .filter(|i| !self.ignored[journey.step[*i] as usize])
+            .collect();
+        let steps = positions
+            .iter()
+            .map(|i| self.canonical[journey.step[*i] as usize])
+            .collect();
+        let feedback = positions
+            .iter()
+            .map(|i| self.is_feedback(set, journey.start + i))
+            .collect();
+        let goal_at = positions.iter().position(|i| {
+            self.goals
+                .iter()
+                .any(|goal| goal.matches(set, journey.start + i))
+        });
+        let mut view = View {
+            journey: *journey,
+            positions,
+            steps,
+            feedback,
+            contacts_after: Vec::new(),
+            goal_at,
+        };
+        let mut contacts = 0;
+        let mut after = vec![0; view.len()];
+        for p in (0..view.len()).rev() {
+            after[p] = contacts;
+            if self.assisted[view.channel(p)] && self.starts_contact(&view, p) {
+                contacts += 1;
+            }
+        }
+        view.contacts_after = after;
+        view
+    }
+
+    /// Per segment, the value code at each position of the view: the event's own value, else the latest one
+    /// before it, else the customer's first one.
+    pub(super) fn segment_codes(&self, view: &View<'_>, out: &mut Vec<Vec<u32>>) {
+        out.resize(self.segments.len(), Vec::new());
+        let journey = &view.journey;
+        let own = |segment: &SegmentSource, i: usize| {
+            segment
+                .columns
+                .iter()
+                .map(|(column, remap)| {
+                    remap[journey.set.properties[*column].codes[journey.start + i] as usize]
+                })
+                .find(|code| *code != 0)
+                .unwrap_or(0)
+        };
+        for (segment, codes) in self.segments.iter().zip(out.iter_mut()) {
+            codes.clear();
+            let first = (0..journey.len())
+                .map(|i| own(segment, i))
+                .find(|code| *code != 0)
+                .unwrap_or(0);
+            let mut current = first;
+            let mut next = 0;
+            for i in 0..journey.len() {
+                let code = own(segment, i);
+                if code != 0 {
+                    current = code;
+                }
+                if view.positions.get(next) == Some(&i) {
+                    codes.push(current);
+                    next += 1;
+                }
+            }
+        }
     }
 
     pub(super) fn is_feedback(&self, set: &JourneySet, event: usize) -> bool {
@@ -41,244 +165,226 @@ impl PreparedFriction<'_> {
         })
     }
 
-    pub(super) fn signals(&self, journey: &JourneyRef<'_>, goal: bool, out: &mut Vec<Signal>) {
-        let set = journey.set;
-        let n = journey.len();
-        let at = |i: usize| journey.start + i;
-        let signal = |kind, step, second, event, related, duration| Signal {
-            key: (kind, step, second),
-            event,
+    /// The step a feedback event at position `p` rates: its rated-step property, else the step before it.
+    fn rated(&self, view: &View<'_>, p: usize) -> Option<u32> {
+        let set = view.journey.set;
+        self.rated_step
+            .as_ref()
+            .and_then(|(column, steps)| {
+                steps[set.properties[*column].codes[view.event(p)] as usize]
+            })
+            .or_else(|| (p > 0).then(|| view.step(p - 1)))
+    }
+
+    pub(super) fn signals(&self, view: &View<'_>, out: &mut Vec<Signal>) {
+        let set = view.journey.set;
+        let n = view.len();
+        let goal = view.goal_at.is_some();
+        let signal = |kind, step, second, at: usize, related, duration, delay| Signal {
+            key: (kind, step, second, view.after_goal(at)),
+            at,
             related,
             duration,
+            delay,
         };
-        let feedback: Vec<bool> = (0..n).map(|i| self.is_feedback(set, at(i))).collect();
-        for i in 0..n {
-            let step = self.step(journey, i);
-            let raw = journey.step[i] as usize;
-            // Error events.
+        for p in 0..n {
+            let step = view.step(p);
+            let raw = view.raw(p);
+            // Error events, with the step they interrupted.
             if self.is_error[raw] {
-                out.push(signal(FindingKind::ErrorEvent, step, 0, at(i), None, None));
+                let before = (p > 0).then(|| view.step(p - 1));
+                out.push(signal(FindingKind::ErrorEvent, step, 0, p, before, None, 0));
             }
-            // Loops and rework: a self-service action (not a page view) again within the next three events; a
+            // Loops and rework: a self-service action (not a page view) again within the next three steps; a
             // ping-pong A → B → A is one loop between A and B.
-            if !self.is_view[raw] && !feedback[i] && self.self_service[journey.channel[i] as usize]
-            {
-                if let Some(j) = (i + 1..(i + 4).min(n)).find(|j| self.step(journey, *j) == step) {
-                    let via = if j > i + 1 {
-                        self.step(journey, i + 1)
-                    } else {
-                        step
-                    };
+            if !self.is_view[raw] && !view.feedback[p] && self.self_service[view.channel(p)] {
+                if let Some(q) = (p + 1..(p + 4).min(n)).find(|q| view.step(*q) == step) {
+                    let via = if q > p + 1 { view.step(p + 1) } else { step };
                     out.push(signal(
                         FindingKind::Loop,
                         step.min(via),
                         step.max(via),
-                        at(i),
+                        p,
                         None,
                         None,
+                        0,
                     ));
                 }
             }
-            if i + 1 < n {
-                let next = self.step(journey, i + 1);
-                let gap = journey.ts[i + 1] - journey.ts[i];
+            if p + 1 < n {
+                let next = view.step(p + 1);
+                let gap = view.ts(p + 1) - view.ts(p);
                 // Slow against the step's standard time, or against the transition's own profile.
-                if let Some(standard) = self.standard_time(set, at(i)) {
+                if let Some(standard) = self.standard_time(set, view.event(p)) {
                     if gap > standard {
                         out.push(signal(
                             FindingKind::SlowAgainstStandard,
                             step,
                             0,
-                            at(i),
+                            p,
                             Some(next),
                             Some(gap),
+                            gap - standard,
                         ));
                     }
                 }
-                if let Some(threshold) = self.slow.get(&(step, next)) {
-                    if gap > *threshold {
+                if let Some(slow) = self.slow.get(&(step, next)) {
+                    if gap > slow.threshold_us {
                         out.push(signal(
                             FindingKind::SlowStep,
                             step,
                             next,
-                            at(i),
+                            p,
                             Some(next),
                             Some(gap),
+                            gap - slow.median_us,
                         ));
                     }
                 }
             }
             // Negative feedback, about the rated step (or the previous one).
-            if feedback[i] && self.is_negative(set, at(i)) {
-                let rated = self
-                    .rated_step
-                    .as_ref()
-                    .and_then(|(column, steps)| {
-                        steps[set.properties[*column].codes[at(i)] as usize]
-                    })
-                    .or_else(|| (i > 0).then(|| self.step(journey, i - 1)));
-                if let Some(rated) = rated {
+            if view.feedback[p] && self.is_negative(set, view.event(p)) {
+                if let Some(rated) = self.rated(view, p) {
                     out.push(signal(
                         FindingKind::NegativeFeedback,
                         rated,
                         0,
-                        at(i),
+                        p,
                         None,
                         None,
+                        0,
                     ));
                 }
             }
         }
         // Assisted contacts: a jump from the last self-service step before them, and a repeat when the same
         // contact step happened on the same channel within the repeat window.
-        for i in 0..n {
-            if !self.assisted[journey.channel[i] as usize] {
+        for p in 0..n {
+            if !self.assisted[view.channel(p)] {
                 continue;
             }
-            let contact = self.step(journey, i);
-            let origin = self.origin(journey, i, &feedback);
-            if i == 0 || !self.assisted[journey.channel[i - 1] as usize] {
-                if let Some(j) = origin
-                    .filter(|j| journey.ts[i] - journey.ts[*j] <= self.settings.jump_window_us)
+            let contact = view.step(p);
+            if p == 0 || !self.assisted[view.channel(p - 1)] {
+                if let Some(q) = self
+                    .origin(view, p)
+                    .filter(|q| view.ts(p) - view.ts(*q) <= self.settings.jump_window_us)
                 {
                     out.push(signal(
                         FindingKind::ChannelJump,
-                        self.step(journey, j),
+                        view.step(q),
                         0,
-                        at(j),
+                        q,
                         Some(contact),
                         None,
+                        0,
                     ));
                 }
             }
-            let starts_contact = self.starts_contact(journey, i);
-            let earlier = (0..i).rev().filter(|_| starts_contact).find(|k| {
-                journey.step[*k] == journey.step[i] && journey.channel[*k] == journey.channel[i]
+            if !self.starts_contact(view, p) {
+                continue;
+            }
+            let earlier = (0..p).rev().find(|q| {
+                view.raw(*q) == view.raw(p)
+                    && view.channel(*q) == view.channel(p)
+                    && self.starts_contact(view, *q)
             });
-            if let Some(k) =
-                earlier.filter(|k| journey.ts[i] - journey.ts[*k] <= self.settings.repeat_window_us)
+            if let Some(q) =
+                earlier.filter(|q| view.ts(p) - view.ts(*q) <= self.settings.repeat_window_us)
             {
-                let origin = self
-                    .origin(journey, k, &feedback)
-                    .map_or(u32::MAX, |j| self.step(journey, j));
+                let origin = self.origin(view, q).map_or(u32::MAX, |o| view.step(o));
                 out.push(signal(
                     FindingKind::RepeatContact,
                     origin,
                     contact,
-                    at(k),
+                    q,
                     Some(contact),
                     None,
+                    0,
                 ));
             }
         }
         if !goal && n > 0 {
             // Drop-off: the furthest step towards the goal (highest goal rate among those who reach it) that this
             // customer reached.
-            let furthest = (0..n).filter(|i| !feedback[*i]).max_by(|a, b| {
-                let (a_step, b_step) = (self.step(journey, *a), self.step(journey, *b));
-                self.progress[a_step as usize]
-                    .total_cmp(&self.progress[b_step as usize])
+            let furthest = (0..n).filter(|p| !view.feedback[*p]).max_by(|a, b| {
+                self.progress[view.step(*a) as usize]
+                    .total_cmp(&self.progress[view.step(*b) as usize])
                     .then(a.cmp(b))
             });
             // Only a step on the goal path (most who reach it go on to the goal) is a drop-off point.
-            let on_the_way = |i: &usize| {
-                self.progress[self.step(journey, *i) as usize]
-                    >= self.settings.drop_off_min_progress
+            let on_the_way = |p: &usize| {
+                self.progress[view.step(*p) as usize] >= self.settings.drop_off_min_progress
             };
-            if let Some(i) = furthest.filter(on_the_way) {
+            if let Some(p) = furthest.filter(on_the_way) {
                 out.push(signal(
                     FindingKind::DropOff,
-                    self.step(journey, i),
+                    view.step(p),
                     0,
-                    at(i),
+                    p,
                     None,
                     None,
+                    0,
                 ));
             }
         }
         if n > 0 {
             let last = n - 1;
-            let step = self.step(journey, last);
+            let step = view.step(last);
             if !goal {
-                out.push(signal(FindingKind::DeadEnd, step, 0, at(last), None, None));
+                out.push(signal(FindingKind::DeadEnd, step, 0, last, None, None, 0));
             }
             // Stuck: the journey's last step has a standard time, and the customer has waited longer.
-            if let Some(standard) = self.standard_time(set, at(last)) {
-                let idle = self.now - journey.ts[last];
+            if let Some(standard) = self.standard_time(set, view.event(last)) {
+                let idle = self.now - view.ts(last);
                 if idle > standard {
                     out.push(signal(
                         FindingKind::Stuck,
                         step,
                         0,
-                        at(last),
+                        last,
                         None,
                         Some(idle),
+                        idle - standard,
                     ));
                 }
             }
         }
     }
 
-    /// Exposure of candidates not keyed by one step: who could have shown the signal.
-    pub(super) fn own_exposure(&self, journey: &JourneyRef<'_>, out: &mut Vec<(Key, usize)>) {
-        let set = journey.set;
-        let n = journey.len();
-        for i in 0..n {
-            let step = self.step(journey, i);
-            if i + 1 < n && self.slow.contains_key(&(step, self.step(journey, i + 1))) {
-                out.push((
-                    (FindingKind::SlowStep, step, self.step(journey, i + 1)),
-                    journey.start + i,
-                ));
+    /// Exposure of candidates not keyed by one step (who could have shown the signal), with the position.
+    pub(super) fn own_exposure(&self, view: &View<'_>, out: &mut Vec<(Key, usize)>) {
+        let n = view.len();
+        for p in 0..n {
+            let step = view.step(p);
+            let after = view.after_goal(p);
+            if p + 1 < n && self.slow.contains_key(&(step, view.step(p + 1))) {
+                out.push(((FindingKind::SlowStep, step, view.step(p + 1), after), p));
             }
-            if self.is_feedback(set, journey.start + i) {
-                let rated = self
-                    .rated_step
-                    .as_ref()
-                    .and_then(|(column, steps)| {
-                        steps[set.properties[*column].codes[journey.start + i] as usize]
-                    })
-                    .or_else(|| (i > 0).then(|| self.step(journey, i - 1)));
-                if let Some(rated) = rated {
-                    out.push(((FindingKind::NegativeFeedback, rated, 0), journey.start + i));
+            if view.feedback[p] {
+                if let Some(rated) = self.rated(view, p) {
+                    out.push(((FindingKind::NegativeFeedback, rated, 0, after), p));
                 }
             }
-        }
-        // Repeat contacts: exposed are those who had the contact after the same origin.
-        let feedback: Vec<bool> = (0..n)
-            .map(|i| self.is_feedback(set, journey.start + i))
-            .collect();
-        for i in 0..n {
-            if !self.assisted[journey.channel[i] as usize] || !self.starts_contact(journey, i) {
-                continue;
+            // Repeat contacts: exposed are those who had the contact after the same origin.
+            if self.assisted[view.channel(p)] && self.starts_contact(view, p) {
+                let origin = self.origin(view, p).map_or(u32::MAX, |o| view.step(o));
+                out.push(((FindingKind::RepeatContact, origin, view.step(p), after), p));
             }
-            let origin = self
-                .origin(journey, i, &feedback)
-                .map_or(u32::MAX, |j| self.step(journey, j));
-            out.push((
-                (FindingKind::RepeatContact, origin, self.step(journey, i)),
-                journey.start + i,
-            ));
         }
     }
 
-    /// Whether event `i` (on an assisted channel) begins a contact: the previous event is on another channel or
+    /// Whether position `p` (on an assisted channel) begins a contact: the step before is on another channel or
     /// more than `contact_gap` earlier.
-    pub(super) fn starts_contact(&self, journey: &JourneyRef<'_>, i: usize) -> bool {
-        i == 0
-            || journey.channel[i - 1] != journey.channel[i]
-            || journey.ts[i] - journey.ts[i - 1] > self.settings.contact_gap_us
+    pub(super) fn starts_contact(&self, view: &View<'_>, p: usize) -> bool {
+        p == 0
+            || view.channel(p - 1) != view.channel(p)
+            || view.ts(p) - view.ts(p - 1) > self.settings.contact_gap_us
     }
 
-    /// The last self-service event (feedback skipped) before event `i`.
-    pub(super) fn origin(
-        &self,
-        journey: &JourneyRef<'_>,
-        i: usize,
-        feedback: &[bool],
-    ) -> Option<usize> {
-        (0..i)
+    /// The last self-service step (feedback skipped) before position `p`.
+    pub(super) fn origin(&self, view: &View<'_>, p: usize) -> Option<usize> {
+        (0..p)
             .rev()
-            .find(|j| self.self_service[journey.channel[*j] as usize] && !feedback[*j])
+            .find(|q| self.self_service[view.channel(*q)] && !view.feedback[*q])
     }
 }

@@ -1,15 +1,15 @@
 //! `friction`: where customers get stuck, ranked by impact.
 
-use super::{parse_duration, required_goals, DataInfo, Flag, Query, Scope, Spec};
+use super::{parse_duration, parse_time, required_goals, DataInfo, Flag, Query, Scope, Spec};
 use crate::{AnalyticsError, Condition, Friction, FrictionReport, Plan, Runner};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use waymark_model::JourneySet;
 
-/// `friction` options. JSON: `{"goals", "standard_times", "assisted_channels", "jump_window", "repeat_window",
-/// "slow_k", "segment_by", "top", "filter"}`; everything is optional, and what is left out takes friction's
-/// defaults.
+/// `friction` options: the goal, and every convention friction reads (channels, windows, how slow is slow, the
+/// standard-time and feedback properties, the segments, the steps that are not journey steps). Everything is
+/// optional, and what is left out takes friction's defaults, which suit any Segment-shaped data.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FrictionRequest {
@@ -23,16 +23,34 @@ pub struct FrictionRequest {
     /// Channels where a person helps the customer (default call_center, store).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assisted_channels: Option<Vec<String>>,
+    /// Channels where customers help themselves, the origin of a channel jump (default web, app, chat).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_service_channels: Option<Vec<String>>,
     /// Self-service then an assisted contact within this window is a channel jump (default 1d).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jump_window: Option<String>,
     /// A second contact on the same channel within this window is a repeat contact (default 7d).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat_window: Option<String>,
-    /// A transition is slow beyond its mean + slow_k standard deviations (default 2).
+    /// Events on one assisted channel less than this apart are one contact (default 1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_gap: Option<String>,
+    /// A transition is slow beyond its median log-time plus slow_k robust deviations (default 3), or in a separate
+    /// slow group of 5–50 % of its times.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow_k: Option<f64>,
-    /// Properties checked for where a finding concentrates (default context.device.type, region).
+    /// A slow transition takes at least this many times its typical time (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_factor: Option<f64>,
+    /// Step names containing any of these words (case-insensitive) are errors (default fail, error, declined,
+    /// denied, timeout, timed out, exception, crash, invalid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_words: Option<Vec<String>>,
+    /// Steps (`*` patterns) that are not journey steps (default the identity calls identify, alias, group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_steps: Option<Vec<String>>,
+    /// Where findings concentrate: dotted names as they are, bare names from the event's properties or the
+    /// customer's traits (default context.device.type, context.os.name, region, country, plan).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment_by: Option<Vec<String>>,
     /// An event property holding the step's standard time in hours (default standard_time_hours).
@@ -47,6 +65,16 @@ pub struct FrictionRequest {
     /// The property naming the step a feedback event rates, else the step before it (default rated_step).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rated_step_property: Option<String>,
+    /// A drop-off point is a step after which at least this share of customers reach the goal (default 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_off_min_progress: Option<f64>,
+    /// Findings with fewer customers are not shown (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_customers: Option<u64>,
+    /// "Now" for stuck journeys (RFC 3339 or YYYY-MM-DD); default the 99.9th percentile of the journeys' last
+    /// event times, ignoring any after the machine's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
     /// Findings to show (default 15).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top: Option<usize>,
@@ -71,7 +99,7 @@ impl Spec for Friction {
 
 impl Query for FrictionRequest {
     const NAME: &'static str = "friction";
-    const HELP: &'static str = "Where customers get stuck, ranked by impact: dead ends, loops, errors, channel jumps, repeat contacts, slow and stuck steps, negative feedback — each explained, with its customers.";
+    const HELP: &'static str = "Where customers get stuck, before the goal and after it, ranked by harm (goals lost, extra contacts, customers beyond the norm): dead ends, loops, errors, channel jumps, repeat contacts, slow and stuck steps, negative feedback — each explained, with its customers.";
     const EXAMPLE: &'static str = "--goal \"Order Completed\" --top 10";
     const FLAGS: &'static [Flag] = &[
         Flag::alias("goal", "goals"),
@@ -112,14 +140,46 @@ impl Query for FrictionRequest {
         if let Some(window) = &self.repeat_window {
             friction.repeat_window_us = parse_duration("repeat_window", window)?;
         }
-        if let Some(k) = self.slow_k {
-            if !(k.is_finite() && k > 0.0) {
+        if let Some(channels) = &self.self_service_channels {
+            friction.self_service_channels = channels.clone();
+        }
+        if let Some(gap) = &self.contact_gap {
+            friction.contact_gap_us = parse_duration("contact_gap", gap)?;
+        }
+        for (field, value, into) in [
+            ("slow_k", self.slow_k, &mut friction.slow_k),
+            ("slow_factor", self.slow_factor, &mut friction.slow_factor),
+        ] {
+            if let Some(value) = value {
+                if !(value.is_finite() && value > 0.0) {
+                    return Err(AnalyticsError::field(
+                        field,
+                        format!("{field} must be a positive number, not {value}"),
+                    ));
+                }
+                *into = value;
+            }
+        }
+        if let Some(words) = &self.error_words {
+            friction.error_words = words.clone();
+        }
+        if let Some(steps) = &self.ignore_steps {
+            friction.ignore_steps = steps.clone();
+        }
+        if let Some(share) = self.drop_off_min_progress {
+            if !(0.0..=1.0).contains(&share) {
                 return Err(AnalyticsError::field(
-                    "slow_k",
-                    "slow_k must be a positive number of standard deviations",
+                    "drop_off_min_progress",
+                    format!("drop_off_min_progress is a share between 0 and 1, not {share}"),
                 ));
             }
-            friction.slow_k = k;
+            friction.drop_off_min_progress = share;
+        }
+        if let Some(min) = self.min_customers {
+            friction.min_customers = min.max(1);
+        }
+        if let Some(time) = &self.as_of {
+            friction.as_of_us = Some(parse_time("as_of", time)?);
         }
         if let Some(property) = &self.standard_time_property {
             friction.standard_time_property = Some(property.clone());

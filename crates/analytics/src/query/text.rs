@@ -263,10 +263,11 @@ pub fn friction(report: &FrictionReport) -> String {
     let mut out = String::new();
     outln!(
         out,
-        "Friction across {} customers (goal: {}; {:.1}% reach it). Top {} of {} findings by impact:",
+        "Friction across {} customers (goal: {}; {:.1}% reach it; as of {}). Top {} of {} findings by harm (goals lost + extra contacts + customers beyond the norm):",
         report.customers,
         report.goals.join(" or "),
         report.goal_rate * 100.0,
+        report.as_of,
         report.findings.len(),
         report.candidates
     );
@@ -274,13 +275,15 @@ pub fn friction(report: &FrictionReport) -> String {
         out.push('\n');
         outln!(
             out,
-            "{:>2}. {}   [impact {:.0}, {} customers, goal rate {:.0}% vs {:.0}%]",
+            "{:>2}. {}   [{} customers; {}]",
             rank + 1,
             finding.title,
-            finding.impact,
             finding.customers,
-            finding.goal_rate * 100.0,
-            finding.others_goal_rate * 100.0
+            if finding.harm.is_empty() {
+                "no measurable harm"
+            } else {
+                &finding.harm
+            }
         );
         for line in wrap(&finding.explanation, 100) {
             outln!(out, "    {line}");
