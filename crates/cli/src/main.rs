@@ -17,7 +17,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use waymark_engine::demo::DemoConfig;
+use waymark_engine::demo::{Business, DemoConfig};
 use waymark_engine::import::{ImportFormat, ImportOptions};
 use waymark_engine::{Engine, ReportOptions};
 
@@ -81,10 +81,14 @@ struct ServeArgs {
 enum Command {
     /// Serve the collector, API and UI.
     Serve(ServeArgs),
-    /// Generate the demo retailer, ingest it, then serve it.
+    /// Generate a demo business (the smart-home retailer, or a fibre broadband provider), ingest it, then serve
+    /// it.
     Demo {
         #[command(flatten)]
         serve: ServeArgs,
+        /// `retail` (docs/demo.md) or `telecom` (docs/telecom.md).
+        #[arg(long, default_value = "retail")]
+        business: waymark_engine::demo::Business,
         /// Number of customers (about 40 events each).
         #[arg(long, default_value_t = 50_000)]
         customers: usize,
@@ -104,8 +108,9 @@ enum Command {
         customers: usize,
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// `demo` (the retailer, Segment JSON Lines) or `zipf` (flat benchmark journeys as Parquet: heavy-tailed
-        /// lengths, 50 Zipf-distributed steps; see --events).
+        /// `demo` (the retailer, Segment JSON Lines), `telecom` (the broadband provider, Segment JSON Lines) or
+        /// `zipf` (flat benchmark journeys as Parquet: heavy-tailed lengths, 50 Zipf-distributed steps; see
+        /// --events).
         #[arg(long, default_value = "demo")]
         shape: String,
         /// Events to generate with --shape zipf (1M, 10M, 100M or a number).
@@ -153,6 +158,9 @@ enum Command {
     Report {
         #[arg(long)]
         out: PathBuf,
+        /// The goal step (repeatable; default: the first usual goal name the data has, e.g. Order Completed).
+        #[arg(long = "goal")]
+        goals: Vec<String>,
         /// Funnel steps, in order (default: the most common first step, then the goal).
         #[arg(long, value_delimiter = ',')]
         funnel_steps: Vec<String>,
@@ -356,6 +364,7 @@ fn run(cli: Cli) -> Result<()> {
             serve: args,
             customers,
             seed,
+            business,
             no_serve,
         } => {
             let mut effective = Effective::resolve(&cli.data, &file_config, &args)?;
@@ -364,7 +373,15 @@ fn run(cli: Cli) -> Result<()> {
                 effective.generated_key = false;
             }
             let store = Arc::new(open_store(&effective)?);
-            let summary = serve::ingest_demo(&store, DemoConfig { customers, seed }, cli.json)?;
+            let summary = serve::ingest_demo(
+                &store,
+                DemoConfig {
+                    customers,
+                    seed,
+                    business,
+                },
+                cli.json,
+            )?;
             if no_serve {
                 if cli.json {
                     print_json(&summary);
@@ -380,7 +397,19 @@ fn run(cli: Cli) -> Result<()> {
             shape,
             events,
         } => match shape.as_str() {
-            "demo" => files::generate(&out, DemoConfig { customers, seed }, cli.json),
+            "demo" | "retail" | "telecom" => files::generate(
+                &out,
+                DemoConfig {
+                    customers,
+                    seed,
+                    business: if shape == "telecom" {
+                        Business::Telecom
+                    } else {
+                        Business::Retail
+                    },
+                },
+                cli.json,
+            ),
             "zipf" => files::generate_zipf(
                 &out,
                 waymark_engine::synthetic::parse_count(&events)
@@ -388,7 +417,9 @@ fn run(cli: Cli) -> Result<()> {
                 seed,
                 cli.json,
             ),
-            other => Err(UsageError(format!("--shape {other:?}: use demo or zipf")).into()),
+            other => {
+                Err(UsageError(format!("--shape {other:?}: use demo, telecom or zipf")).into())
+            }
         },
         Command::Import {
             files,
@@ -423,6 +454,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Report {
             out,
+            goals,
             funnel_steps,
             window,
             anchor,
@@ -430,6 +462,7 @@ fn run(cli: Cli) -> Result<()> {
             let store = open_store_for_maintenance(&cli.data, &file_config)?;
             let data = store
                 .report(&ReportOptions {
+                    goals,
                     funnel_steps,
                     window: Some(window),
                     anchor,

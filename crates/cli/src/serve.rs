@@ -7,7 +7,7 @@ use serde_json::json;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
-use waymark_engine::demo::DemoConfig;
+use waymark_engine::demo::{Business, DemoConfig};
 use waymark_engine::Engine;
 
 pub fn serve(
@@ -78,14 +78,18 @@ pub fn ingest_demo(
         config.customers as u64,
         "{msg} {bar:40} {pos}/{len} customers ({per_sec}, {eta})",
     );
-    bar.set_message("generating and ingesting the demo retailer");
+    let (business, truth) = match config.business {
+        Business::Retail => ("retailer", "docs/demo.md"),
+        Business::Telecom => ("broadband provider", "docs/telecom.md"),
+    };
+    bar.set_message(format!("generating and ingesting the demo {business}"));
     store.ingest_demo(config, &mut || bar.inc(1))?;
     bar.finish_and_clear();
     let stats = store.stats();
     let seconds = started.elapsed().as_secs_f64();
     if !json_output {
         println!(
-            "Demo retailer ingested: {} customers, {} events in {:.1} s ({:.0} events/s). Ground truth: docs/demo.md",
+            "Demo {business} ingested: {} customers, {} events in {:.1} s ({:.0} events/s). Ground truth: {truth}",
             stats.customers,
             stats.events,
             seconds,

@@ -12,6 +12,9 @@ use waymark_model::Timestamp;
 /// What a report shows beyond its defaults.
 #[derive(Debug, Clone, Default)]
 pub struct ReportOptions {
+    /// The goal of friction, moments of truth, attribution and the funnel's last step (default: the first of the
+    /// usual goal names the data has).
+    pub goals: Vec<String>,
     /// Funnel steps, in order (default: the most common first step, then the goal).
     pub funnel_steps: Vec<String>,
     /// Funnel window (default 7d).
@@ -38,6 +41,7 @@ impl Engine {
             .map(|(step, _)| step.clone())
             .unwrap_or_default();
         let friction = self.analyse(&FrictionRequest {
+            goals: options.goals.clone(),
             top: Some(10),
             ..Default::default()
         })?;

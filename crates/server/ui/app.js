@@ -366,7 +366,7 @@ pages.overview = async ({ filter }) => {
           tableView(["device", "customers"], overview.devices.map((d) => [d.device, fmt(d.customers)]), [1])] : el("p", { class: "muted" }, "No device information in these events."))),
     el("div", { class: "card", style: "margin-top:14px" }, el("h2", {}, "Top friction"),
       friction && friction.findings.length ? findings(friction.findings.slice(0, 5), friction.findings[0].impact) :
-        el("p", { class: "empty" }, friction ? "No friction found." : "Friction needs a goal step (e.g. Order Completed) in the data.")),
+        el("p", { class: "empty" }, friction ? "No friction found." : ["Friction needs a goal: ", el("a", { href: "#/friction" }, "pick the step that is success"), "."])),
   ];
 };
 
@@ -378,16 +378,30 @@ function findings(list, maxImpact) {
       el("p", {}, f.explanation),
       el("div", { class: "chips" }, el("span", { class: "muted" }, "customers: "),
         f.example_customers.slice(0, 6).map((id) => el("span", { class: "chip" }, customerLink(id))))),
-    el("div", {}, el("div", { class: "muted" }, `impact ${fmt(Math.round(f.impact))}`),
-      el("div", { class: "impact", role: "img", "aria-label": `impact ${Math.round(f.impact)}` }, el("i", { style: `width:${(100 * f.impact) / Math.max(1, maxImpact)}%` })),
-      el("div", { class: "muted", style: "margin-top:6px" }, `${fmt(f.customers)} customers · goal ${pct(f.goal_rate)} vs ${pct(f.others_goal_rate)}`)))));
+    el("div", { class: "harm" }, el("div", { title: HARM_LEGEND }, f.harm || "no measurable harm"),
+      el("div", { class: "impact", role: "img", "aria-label": `harm ${Math.round(f.impact)}`, title: HARM_LEGEND }, el("i", { style: `width:${(100 * f.impact) / Math.max(1, maxImpact)}%` })),
+      el("div", { class: "muted", style: "margin-top:6px" }, `${fmt(f.customers)} customers${f.after_goal ? " · after the goal" : ""}`)))));
 }
 
+const HARM_LEGEND = "Harm = goals lost against comparable customers (those at the same step without it) + assisted contacts beyond theirs + customers affected beyond what is typical for this kind of signal. The bar compares findings.";
+
 pages.friction = async ({ filter, params }) => {
-  const report = await api("/v1/analyses/friction", { filter, top: Number(params.get("top") || 15) });
+  const goal = params.get("goal") || "";
+  const segments = params.get("segment_by") || "";
+  const request = { filter, top: Number(params.get("top") || 15) };
+  if (goal) request.goals = [goal];
+  if (segments) request.segment_by = segments.split(",").map((s) => s.trim()).filter(Boolean);
+  let report = null, problem = null;
+  try { report = await api("/v1/analyses/friction", request); } catch (error) { problem = error.message; }
+  const form = el("form", { class: "controls", onsubmit: (e) => { e.preventDefault(); go("friction", keepFilters(Object.fromEntries(new FormData(e.target)))); } },
+    el("label", {}, "Goal", el("input", { name: "goal", value: goal || (report ? report.goals.join("") : ""), list: "friction-steps", size: 24, placeholder: "the step that is success" })),
+    el("label", {}, "Where it concentrates (properties or traits)", el("input", { name: "segment_by", value: segments, size: 28, placeholder: "device, OS, region, country, plan" })),
+    el("button", { type: "submit" }, "Show"), stepList("friction-steps"));
+  if (!report) return [el("h1", {}, "Friction"), el("p", { class: "lead" }, "Friction is measured against a goal: type the step that counts as success above."), form, el("div", { class: "error", role: "alert" }, problem)];
   return [
     el("h1", {}, "Friction"),
-    el("p", { class: "lead" }, `Where ${fmt(report.customers)} customers get stuck, ranked by impact (goal: ${report.goals.join(" or ")}; ${pct(report.goal_rate)} reach it). ${report.candidates} candidate findings.`),
+    el("p", { class: "lead" }, `Where ${fmt(report.customers)} customers get stuck, ranked by harm (goal: ${report.goals.join(" or ")}; ${pct(report.goal_rate)} reach it). ${report.candidates} candidate findings; friction after the goal (delivery, activation, support) costs contacts and days, not goals.`),
+    form,
     el("div", { class: "card" }, report.findings.length ? findings(report.findings, report.findings[0].impact) : el("p", { class: "empty" }, "No friction found for this selection.")),
   ];
 };

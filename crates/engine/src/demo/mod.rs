@@ -48,12 +48,37 @@ pub const SMS_OFFER_RATE: f64 = 0.4;
 pub const SMS_CLICK_RATE: f64 = 0.35;
 
 pub mod planted;
+pub mod telecom;
 
-/// Size and seed of a generated data set.
+/// Which business a demo data set is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Business {
+    /// The smart-home retailer (`docs/demo.md`).
+    #[default]
+    Retail,
+    /// The fibre broadband provider (`docs/telecom.md`).
+    Telecom,
+}
+
+impl std::str::FromStr for Business {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Business, String> {
+        match text {
+            "retail" => Ok(Business::Retail),
+            "telecom" => Ok(Business::Telecom),
+            other => Err(format!(
+                "{other:?} is not a demo business: use retail or telecom"
+            )),
+        }
+    }
+}
+
+/// Business, size and seed of a generated data set.
 #[derive(Debug, Clone, Copy)]
 pub struct DemoConfig {
     pub customers: usize,
     pub seed: u64,
+    pub business: Business,
 }
 
 impl Default for DemoConfig {
@@ -61,6 +86,7 @@ impl Default for DemoConfig {
         DemoConfig {
             customers: 50_000,
             seed: 42,
+            business: Business::Retail,
         }
     }
 }
@@ -260,6 +286,9 @@ pub fn generate(config: DemoConfig, emit: &mut dyn FnMut(Value)) {
 /// Generates the events of one customer, in time order. Customers are independent of each other, so callers can
 /// report progress per customer or generate ranges in parallel.
 pub fn generate_customer(config: DemoConfig, customer_index: usize, emit: &mut dyn FnMut(Value)) {
+    if config.business == Business::Telecom {
+        return telecom::generate_customer(config, customer_index, emit);
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(
         config.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ customer_index as u64,
     );
@@ -673,6 +702,7 @@ mod tests {
         let config = DemoConfig {
             customers: 300,
             seed: 7,
+            business: Business::Retail,
         };
         let mut first = Vec::new();
         generate(config, &mut |value| first.push(value));

@@ -1,10 +1,17 @@
-//! What the engine's tests share: a store holding the demo.
+//! What the engine's tests share: a store holding a demo business.
 
-use waymark_engine::demo::DemoConfig;
+use waymark_engine::demo::{Business, DemoConfig};
 use waymark_engine::{Engine, StoreOptions};
 
-/// A fresh store holding the demo at `customers` people, seed 42 (the directory lives as long as the engine).
+/// A fresh store holding the demo retailer at `customers` people, seed 42 (the directory lives as long as the
+/// engine).
+#[allow(dead_code)]
 pub fn demo_engine(customers: usize) -> (tempfile::TempDir, Engine) {
+    business_engine(Business::Retail, customers)
+}
+
+/// A fresh store holding a demo business at `customers` people, seed 42.
+pub fn business_engine(business: Business, customers: usize) -> (tempfile::TempDir, Engine) {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(dir.path(), StoreOptions::default()).unwrap();
     engine
@@ -12,6 +19,7 @@ pub fn demo_engine(customers: usize) -> (tempfile::TempDir, Engine) {
             DemoConfig {
                 customers,
                 seed: 42,
+                business,
             },
             &mut || {},
         )
