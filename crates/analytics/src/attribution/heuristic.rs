@@ -1,7 +1,13 @@
-//! Rule-based attribution over a path table: first touch, last touch, linear and position-based, as
-//! ChannelAttribution and Google's models define them.
+//! Rule-based attribution over paths: first touch, last touch, linear and position-based, as ChannelAttribution
+//! and Google's models define them.
+//!
+//! Paths are summed as integers ([`HeuristicSums`]): whole conversions and value in millionths per touchpoint, and
+//! for the models that split a conversion by the path's length, per length — so that the credit does not depend on
+//! the order (or the number of threads) in which paths are added, and no path table need be sorted. The fractions
+//! are applied once, at the end, lengths in increasing order.
 
-use super::paths::PathTable;
+use super::paths::{PathOutcome, PathTable, VALUE_UNIT};
+use rustc_hash::FxHashMap;
 
 /// Conversions and value credited to each touchpoint (indexed by code) by one model.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -18,9 +24,12 @@ impl Credit {
         }
     }
 
-    fn add(&mut self, touchpoint: u32, share: f64, conversions: f64, value: f64) {
-        self.conversions[touchpoint as usize] += share * conversions;
-        self.value[touchpoint as usize] += share * value;
+    /// Adds `share` of every touchpoint's `units`.
+    fn add_share(&mut self, units: &[Units], share: f64) {
+        for (touchpoint, units) in units.iter().enumerate() {
+            self.conversions[touchpoint] += share * units.conversions as f64;
+            self.value[touchpoint] += share * units.value as f64 / VALUE_UNIT;
+        }
     }
 }
 
@@ -36,45 +45,152 @@ pub struct Heuristics {
     pub position: Credit,
 }
 
-/// The rule-based models over `table`'s converting paths.
-pub fn heuristics(table: &PathTable) -> Heuristics {
-    let n = table.touchpoints.len();
-    let mut models = Heuristics {
-        first: Credit::zero(n),
-        last: Credit::zero(n),
-        linear: Credit::zero(n),
-        position: Credit::zero(n),
-    };
-    for (path, outcome) in &table.paths {
-        if outcome.conversions == 0 || path.is_empty() {
-            continue;
+/// Whole conversions and value (in millionths) summed for one touchpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Units {
+    pub conversions: u64,
+    pub value: i128,
+}
+
+impl Units {
+    fn add(&mut self, outcome: &PathOutcome) {
+        self.conversions += outcome.conversions;
+        self.value += outcome.value;
+    }
+
+    fn merge(into: &mut [Units], from: &[Units]) {
+        for (into, from) in into.iter_mut().zip(from) {
+            into.conversions += from.conversions;
+            into.value += from.value;
         }
-        let conversions = outcome.conversions as f64;
-        let value = outcome.value_f64();
-        let (first, last) = (path[0], path[path.len() - 1]);
-        models.first.add(first, 1.0, conversions, value);
-        models.last.add(last, 1.0, conversions, value);
-        let each = 1.0 / path.len() as f64;
+    }
+}
+
+/// What the rule-based models need from the converting paths, as integer sums per touchpoint.
+#[derive(Debug, Clone, Default)]
+pub struct HeuristicSums {
+    n: usize,
+    /// Each converting path's first touch, and its last.
+    first: Vec<Units>,
+    last: Vec<Units>,
+    /// Paths of one touch.
+    single: Vec<Units>,
+    /// The first and the last touch of paths of three touches or more (each 40 %).
+    ends: Vec<Units>,
+    /// Per path length: every touch (linear: `1/length` each; position-based for two touches: half each).
+    touches: FxHashMap<usize, Vec<Units>>,
+    /// Per path length (≥ 3): the touches between the first and the last (position-based: `20 % / (length − 2)`).
+    middle: FxHashMap<usize, Vec<Units>>,
+}
+
+impl HeuristicSums {
+    pub fn new(n_touchpoints: usize) -> HeuristicSums {
+        let zero = vec![Units::default(); n_touchpoints];
+        HeuristicSums {
+            n: n_touchpoints,
+            first: zero.clone(),
+            last: zero.clone(),
+            single: zero.clone(),
+            ends: zero,
+            ..HeuristicSums::default()
+        }
+    }
+
+    /// Adds a path (touchpoint codes below `n_touchpoints`) and what followed it; paths that did not convert
+    /// credit nothing.
+    pub fn add(&mut self, path: &[u32], outcome: &PathOutcome) {
+        if outcome.conversions == 0 || path.is_empty() {
+            return;
+        }
+        let (first, last) = (path[0] as usize, path[path.len() - 1] as usize);
+        self.first[first].add(outcome);
+        self.last[last].add(outcome);
+        let n = self.n;
+        let touches = self
+            .touches
+            .entry(path.len())
+            .or_insert_with(|| vec![Units::default(); n]);
         for touch in path {
-            models.linear.add(*touch, each, conversions, value);
+            touches[*touch as usize].add(outcome);
         }
         match path.len() {
-            1 => models.position.add(first, 1.0, conversions, value),
-            2 => {
-                models.position.add(first, 0.5, conversions, value);
-                models.position.add(last, 0.5, conversions, value);
-            }
+            1 => self.single[first].add(outcome),
+            2 => {}
             len => {
-                models.position.add(first, 0.4, conversions, value);
-                models.position.add(last, 0.4, conversions, value);
-                let middle = 0.2 / (len - 2) as f64;
+                self.ends[first].add(outcome);
+                self.ends[last].add(outcome);
+                let middle = self
+                    .middle
+                    .entry(len)
+                    .or_insert_with(|| vec![Units::default(); n]);
                 for touch in &path[1..len - 1] {
-                    models.position.add(*touch, middle, conversions, value);
+                    middle[*touch as usize].add(outcome);
                 }
             }
         }
     }
-    models
+
+    pub fn merge(&mut self, other: HeuristicSums) {
+        Units::merge(&mut self.first, &other.first);
+        Units::merge(&mut self.last, &other.last);
+        Units::merge(&mut self.single, &other.single);
+        Units::merge(&mut self.ends, &other.ends);
+        for (into, from) in [
+            (&mut self.touches, other.touches),
+            (&mut self.middle, other.middle),
+        ] {
+            for (len, units) in from {
+                match into.get_mut(&len) {
+                    Some(sums) => Units::merge(sums, &units),
+                    None => {
+                        into.insert(len, units);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The four models' credit.
+    pub fn finish(&self) -> Heuristics {
+        let n = self.n;
+        let by_length = |sums: &FxHashMap<usize, Vec<Units>>| {
+            let mut lengths: Vec<usize> = sums.keys().copied().collect();
+            lengths.sort_unstable();
+            lengths
+        };
+        let mut first = Credit::zero(n);
+        first.add_share(&self.first, 1.0);
+        let mut last = Credit::zero(n);
+        last.add_share(&self.last, 1.0);
+        let mut linear = Credit::zero(n);
+        for len in by_length(&self.touches) {
+            linear.add_share(&self.touches[&len], 1.0 / len as f64);
+        }
+        let mut position = Credit::zero(n);
+        position.add_share(&self.single, 1.0);
+        if let Some(two) = self.touches.get(&2) {
+            position.add_share(two, 0.5);
+        }
+        position.add_share(&self.ends, 0.4);
+        for len in by_length(&self.middle) {
+            position.add_share(&self.middle[&len], 0.2 / (len - 2) as f64);
+        }
+        Heuristics {
+            first,
+            last,
+            linear,
+            position,
+        }
+    }
+}
+
+/// The rule-based models over `table`'s converting paths.
+pub fn heuristics(table: &PathTable) -> Heuristics {
+    let mut sums = HeuristicSums::new(table.touchpoints.len());
+    for (path, outcome) in &table.paths {
+        sums.add(path, outcome);
+    }
+    sums.finish()
 }
 
 #[cfg(test)]

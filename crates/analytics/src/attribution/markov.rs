@@ -5,7 +5,8 @@
 //! each chain with one touchpoint removed) are the solution of a linear system, found by Gauss–Seidel sweeps to
 //! machine precision — no simulation, so no Monte-Carlo noise and no seed.
 
-use super::paths::PathTable;
+use super::paths::{PathOutcome, PathTable, VALUE_UNIT};
+use super::MAX_ORDER;
 use rustc_hash::FxHashMap;
 
 /// Where a transition goes.
@@ -46,80 +47,176 @@ pub struct RemovalEffects {
     pub value: Vec<f64>,
 }
 
+/// A state's key: its touchpoint codes, the unused places [`NO_TOUCH`].
+type StateKey = [u32; MAX_ORDER];
+const NO_TOUCH: u32 = u32::MAX;
+
+/// The chain's transitions counted as whole journeys (and conversion value in millionths), so the counts do not
+/// depend on the order (or the number of threads) in which paths are added; states are numbered as they are
+/// first seen and renumbered in the order of their codes when the chain is fitted.
+#[derive(Debug, Clone, Default)]
+pub struct ChainCounts {
+    order: usize,
+    index: FxHashMap<StateKey, u32>,
+    keys: Vec<StateKey>,
+    /// Per state: journeys starting in it, conversions and non-conversions that followed it, conversion value.
+    start: Vec<u64>,
+    conversions: Vec<u64>,
+    nulls: Vec<u64>,
+    value: Vec<i128>,
+    /// Journeys going from one state to the next.
+    edges: FxHashMap<(u32, u32), u64>,
+    /// The states of the path being added (reused).
+    scratch: Vec<u32>,
+}
+
+impl ChainCounts {
+    /// Counts for a chain of order `order` (1 to [`MAX_ORDER`]).
+    pub fn new(order: usize) -> ChainCounts {
+        ChainCounts {
+            order: order.clamp(1, MAX_ORDER),
+            ..ChainCounts::default()
+        }
+    }
+
+    fn state(&mut self, window: &[u32]) -> u32 {
+        let mut key = [NO_TOUCH; MAX_ORDER];
+        key[..window.len()].copy_from_slice(window);
+        if let Some(code) = self.index.get(&key) {
+            return *code;
+        }
+        let code = self.keys.len() as u32;
+        self.index.insert(key, code);
+        self.keys.push(key);
+        self.start.push(0);
+        self.conversions.push(0);
+        self.nulls.push(0);
+        self.value.push(0);
+        code
+    }
+
+    /// Adds a path and what followed it: `(start)` → its first state → … → its last state → `(conversion)` and
+    /// `(null)` as many times as it converted and did not.
+    pub fn add(&mut self, path: &[u32], outcome: &PathOutcome) {
+        let journeys = outcome.conversions + outcome.nulls;
+        if path.is_empty() || journeys == 0 {
+            return;
+        }
+        let mut states = std::mem::take(&mut self.scratch);
+        states.clear();
+        if path.len() <= self.order {
+            states.push(self.state(path));
+        } else {
+            for window in path.windows(self.order) {
+                let state = self.state(window);
+                states.push(state);
+            }
+        }
+        self.start[states[0] as usize] += journeys;
+        for pair in states.windows(2) {
+            *self.edges.entry((pair[0], pair[1])).or_default() += journeys;
+        }
+        let last = *states.last().expect("a path has a state") as usize;
+        self.conversions[last] += outcome.conversions;
+        self.nulls[last] += outcome.nulls;
+        self.value[last] += outcome.value;
+        self.scratch = states;
+    }
+
+    pub fn merge(&mut self, other: ChainCounts) {
+        let codes: Vec<u32> = other
+            .keys
+            .iter()
+            .map(|key| self.state(Self::window(key)))
+            .collect();
+        for (from, to) in codes.iter().enumerate() {
+            let to = *to as usize;
+            self.start[to] += other.start[from];
+            self.conversions[to] += other.conversions[from];
+            self.nulls[to] += other.nulls[from];
+            self.value[to] += other.value[from];
+        }
+        for ((from, to), journeys) in other.edges {
+            *self
+                .edges
+                .entry((codes[from as usize], codes[to as usize]))
+                .or_default() += journeys;
+        }
+    }
+
+    fn window(key: &StateKey) -> &[u32] {
+        let len = key
+            .iter()
+            .position(|code| *code == NO_TOUCH)
+            .unwrap_or(MAX_ORDER);
+        &key[..len]
+    }
+}
+
 impl Chain {
     /// Fits the order-`order` chain of `table` (order ≥ 1).
     pub fn fit(table: &PathTable, order: usize) -> Chain {
-        let order = order.max(1);
-        let mut index: FxHashMap<Vec<u32>, u32> = FxHashMap::default();
-        let mut states: Vec<Vec<u32>> = Vec::new();
-        let state_of = |index: &mut FxHashMap<Vec<u32>, u32>,
-                        states: &mut Vec<Vec<u32>>,
-                        window: &[u32]|
-         -> u32 {
-            if let Some(code) = index.get(window) {
-                return *code;
-            }
-            states.push(window.to_vec());
-            index.insert(window.to_vec(), states.len() as u32 - 1);
-            states.len() as u32 - 1
-        };
-        let mut start_counts: FxHashMap<Target, f64> = FxHashMap::default();
-        let mut counts: Vec<FxHashMap<Target, f64>> = Vec::new();
-        let mut conversions: Vec<f64> = Vec::new();
-        let mut value: Vec<f64> = Vec::new();
+        let mut counts = ChainCounts::new(order);
         for (path, outcome) in &table.paths {
-            let journeys = (outcome.conversions + outcome.nulls) as f64;
-            if path.is_empty() || journeys == 0.0 {
-                continue;
+            counts.add(path, outcome);
+        }
+        Chain::from_counts(counts)
+    }
+
+    /// The chain of maximum likelihood (each row's counts over its total), states in the order of their codes.
+    pub fn from_counts(counts: ChainCounts) -> Chain {
+        let mut order: Vec<u32> = (0..counts.keys.len() as u32).collect();
+        order.sort_unstable_by_key(|state| counts.keys[*state as usize]);
+        let mut renumber = vec![0u32; order.len()];
+        for (new, old) in order.iter().enumerate() {
+            renumber[*old as usize] = new as u32;
+        }
+        let mut rows: Vec<Vec<(Target, u64)>> = vec![Vec::new(); order.len()];
+        for ((from, to), journeys) in &counts.edges {
+            rows[renumber[*from as usize] as usize]
+                .push((Target::State(renumber[*to as usize]), *journeys));
+        }
+        let mut start = Vec::new();
+        for (old, new) in renumber.iter().enumerate() {
+            let row = &mut rows[*new as usize];
+            if counts.conversions[old] > 0 {
+                row.push((Target::Conversion, counts.conversions[old]));
             }
-            let windows: Vec<u32> = if path.len() <= order {
-                vec![state_of(&mut index, &mut states, path)]
-            } else {
-                path.windows(order)
-                    .map(|window| state_of(&mut index, &mut states, window))
-                    .collect()
-            };
-            counts.resize_with(states.len(), FxHashMap::default);
-            conversions.resize(states.len(), 0.0);
-            value.resize(states.len(), 0.0);
-            *start_counts.entry(Target::State(windows[0])).or_default() += journeys;
-            for pair in windows.windows(2) {
-                *counts[pair[0] as usize]
-                    .entry(Target::State(pair[1]))
-                    .or_default() += journeys;
+            if counts.nulls[old] > 0 {
+                row.push((Target::Null, counts.nulls[old]));
             }
-            let last = *windows.last().expect("a path has a state") as usize;
-            if outcome.conversions > 0 {
-                *counts[last].entry(Target::Conversion).or_default() += outcome.conversions as f64;
-                conversions[last] += outcome.conversions as f64;
-                value[last] += outcome.value_f64();
-            }
-            if outcome.nulls > 0 {
-                *counts[last].entry(Target::Null).or_default() += outcome.nulls as f64;
+            if counts.start[old] > 0 {
+                start.push((Target::State(*new), counts.start[old]));
             }
         }
-        let normalise = |row: FxHashMap<Target, f64>| -> Vec<(Target, f64)> {
-            let total: f64 = row.values().sum();
-            let mut row: Vec<(Target, f64)> = row
-                .into_iter()
-                .map(|(target, count)| (target, count / total))
-                .collect();
-            row.sort_by_key(|(target, _)| match target {
+        let normalise = |mut row: Vec<(Target, u64)>| -> Vec<(Target, f64)> {
+            row.sort_unstable_by_key(|(target, _)| match target {
                 Target::State(code) => (0, *code),
                 Target::Conversion => (1, 0),
                 Target::Null => (2, 0),
             });
-            row
+            let total: u64 = row.iter().map(|(_, count)| count).sum();
+            row.into_iter()
+                .map(|(target, count)| (target, count as f64 / total as f64))
+                .collect()
         };
         Chain {
-            start: normalise(start_counts),
-            rows: counts.into_iter().map(normalise).collect(),
-            value_per_conversion: conversions
+            start: normalise(start),
+            rows: rows.into_iter().map(normalise).collect(),
+            value_per_conversion: order
                 .iter()
-                .zip(&value)
-                .map(|(count, value)| if *count > 0.0 { value / count } else { 0.0 })
+                .map(|old| {
+                    let old = *old as usize;
+                    match counts.conversions[old] {
+                        0 => 0.0,
+                        conversions => counts.value[old] as f64 / VALUE_UNIT / conversions as f64,
+                    }
+                })
                 .collect(),
-            states,
+            states: order
+                .iter()
+                .map(|old| ChainCounts::window(&counts.keys[*old as usize]).to_vec())
+                .collect(),
         }
     }
 

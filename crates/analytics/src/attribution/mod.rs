@@ -11,12 +11,13 @@ mod heuristic;
 mod markov;
 pub mod paths;
 
-pub use heuristic::{heuristics, Credit, Heuristics};
-pub use markov::{share_out, Chain, RemovalEffects, Transition};
+pub use heuristic::{heuristics, Credit, HeuristicSums, Heuristics};
+pub use markov::{share_out, Chain, ChainCounts, RemovalEffects, Transition};
 pub use paths::{PathCounts, PathOutcome, PathTable};
 
 use crate::condition::{wildcard_match, Compiled};
 use crate::{Analysis, AnalyticsError, Condition, Runner};
+use rustc_hash::FxHashSet;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use waymark_model::{JourneyRef, JourneySet, IDENTITY_STEPS};
@@ -178,10 +179,75 @@ pub struct PreparedAttribution<'a> {
     warnings: Vec<String>,
 }
 
+/// Everything the models read from paths, summed so that it does not depend on the order (or the number of
+/// threads) in which the paths are added: no path table is kept or sorted.
+#[derive(Debug, Clone, Default)]
+pub struct PathSums {
+    /// The distinct paths, by a 128-bit fingerprint of their codes (a collision among even 10^12 paths has a chance
+    /// below 10^-14).
+    distinct: FxHashSet<u128>,
+    totals: PathOutcome,
+    /// Per touchpoint: whether some path touches it.
+    seen: Vec<bool>,
+    heuristics: HeuristicSums,
+    chain: ChainCounts,
+    /// The path's bytes being fingerprinted (reused).
+    bytes: Vec<u8>,
+}
+
+impl PathSums {
+    /// Sums for paths over `n_touchpoints` codes and a chain of `order`.
+    pub fn new(n_touchpoints: usize, order: usize) -> PathSums {
+        PathSums {
+            seen: vec![false; n_touchpoints],
+            heuristics: HeuristicSums::new(n_touchpoints),
+            chain: ChainCounts::new(order),
+            ..PathSums::default()
+        }
+    }
+
+    /// The sums of a path table's paths.
+    pub fn of_table(table: &PathTable, order: usize) -> PathSums {
+        let mut sums = PathSums::new(table.touchpoints.len(), order);
+        for (path, outcome) in &table.paths {
+            sums.add(path, outcome);
+        }
+        sums
+    }
+
+    pub fn add(&mut self, path: &[u32], outcome: &PathOutcome) {
+        self.bytes.clear();
+        for code in path {
+            self.bytes.extend_from_slice(&code.to_le_bytes());
+            self.seen[*code as usize] = true;
+        }
+        self.distinct
+            .insert(xxhash_rust::xxh3::xxh3_128(&self.bytes));
+        self.totals.add(*outcome);
+        self.heuristics.add(path, outcome);
+        self.chain.add(path, outcome);
+    }
+
+    pub fn merge(&mut self, other: PathSums) {
+        if self.distinct.len() < other.distinct.len() {
+            let mine = std::mem::replace(&mut self.distinct, other.distinct);
+            self.distinct.extend(mine);
+        } else {
+            self.distinct.extend(other.distinct);
+        }
+        self.totals.add(other.totals);
+        for (into, from) in self.seen.iter_mut().zip(other.seen) {
+            *into |= from;
+        }
+        self.heuristics.merge(other.heuristics);
+        self.chain.merge(other.chain);
+    }
+}
+
 /// Paths so far plus time-decay credit per touchpoint.
 #[derive(Debug, Clone, Default)]
 pub struct AttributionState {
-    paths: PathCounts,
+    paths: PathSums,
     /// Per touchpoint: time-decay conversions, in [`CREDIT_UNIT`]s.
     decay_conversions: Vec<i128>,
     /// Per touchpoint: time-decay value, in millionths × [`CREDIT_UNIT`].
@@ -192,6 +258,9 @@ pub struct AttributionState {
     /// Buffers reused from conversion to conversion (not merged).
     scratch_weights: Vec<f64>,
     scratch_shares: Vec<i128>,
+    scratch_touches: Vec<(u32, i64)>,
+    scratch_path: Vec<u32>,
+    scratch_times: Vec<i64>,
 }
 
 /// Conversions and value one model credits to one touchpoint.
@@ -371,6 +440,7 @@ impl Analysis for PreparedAttribution<'_> {
     fn new_state(&self, journeys: &JourneySet) -> AttributionState {
         let n = self.n_touchpoints(journeys);
         AttributionState {
+            paths: PathSums::new(n, self.spec.order),
             decay_conversions: vec![0; n],
             decay_value: vec![0; n],
             ..AttributionState::default()
@@ -382,8 +452,10 @@ impl Analysis for PreparedAttribution<'_> {
             return;
         }
         let set = journey.set;
-        let mut touches: Vec<(u32, i64)> = Vec::new();
-        let (mut path, mut times) = (Vec::new(), Vec::new());
+        let mut touches = std::mem::take(&mut state.scratch_touches);
+        let mut path = std::mem::take(&mut state.scratch_path);
+        let mut times = std::mem::take(&mut state.scratch_times);
+        touches.clear();
         for event in journey.start..journey.start + journey.len() {
             let step = set.step[event] as usize;
             let ts = set.ts[event];
@@ -400,7 +472,7 @@ impl Analysis for PreparedAttribution<'_> {
                 } else {
                     state.paths.add(
                         &path,
-                        PathOutcome {
+                        &PathOutcome {
                             conversions: 1,
                             value,
                             nulls: 0,
@@ -429,7 +501,7 @@ impl Analysis for PreparedAttribution<'_> {
             if !path.is_empty() {
                 state.paths.add(
                     &path,
-                    PathOutcome {
+                    &PathOutcome {
                         conversions: 0,
                         value: 0,
                         nulls: 1,
@@ -437,6 +509,9 @@ impl Analysis for PreparedAttribution<'_> {
                 );
             }
         }
+        state.scratch_touches = touches;
+        state.scratch_path = path;
+        state.scratch_times = times;
     }
 
     fn merge(&self, state: &mut AttributionState, other: AttributionState) {
@@ -461,7 +536,7 @@ impl Analysis for PreparedAttribution<'_> {
         journeys: &JourneySet,
         _runner: &Runner,
     ) -> AttributionReport {
-        let table = state.paths.into_table(self.touchpoint_names(journeys));
+        let names = self.touchpoint_names(journeys);
         let decay = Credit {
             conversions: state
                 .decay_conversions
@@ -474,8 +549,9 @@ impl Analysis for PreparedAttribution<'_> {
                 .map(|units| *units as f64 / CREDIT_UNIT as f64 / paths::VALUE_UNIT)
                 .collect(),
         };
-        let mut report = attribute(
-            &table,
+        let mut report = attribute_sums(
+            state.paths,
+            &names,
             self.spec.order,
             Some(&decay),
             self.spec.transition_matrix,
@@ -494,10 +570,27 @@ pub fn attribute(
     decay: Option<&Credit>,
     transition_matrix: bool,
 ) -> AttributionReport {
-    let n = table.touchpoints.len();
-    let totals = table.totals();
-    let models = heuristics(table);
-    let chain = Chain::fit(table, order);
+    attribute_sums(
+        PathSums::of_table(table, order),
+        &table.touchpoints,
+        order,
+        decay,
+        transition_matrix,
+    )
+}
+
+/// Every model over summed paths whose codes name `names`.
+fn attribute_sums(
+    sums: PathSums,
+    names: &[String],
+    order: usize,
+    decay: Option<&Credit>,
+    transition_matrix: bool,
+) -> AttributionReport {
+    let n = names.len();
+    let totals = sums.totals;
+    let models = sums.heuristics.finish();
+    let chain = Chain::from_counts(sums.chain);
     let effects = chain.removal_effects(n);
     let markov_conversions = share_out(totals.conversions as f64, &effects.conversions);
     let markov_value = share_out(totals.value_f64(), &effects.value);
@@ -506,14 +599,9 @@ pub fn attribute(
         value: model.value[touchpoint],
     };
     let mut touchpoints: Vec<TouchpointCredit> = (0..n)
-        .filter(|touchpoint| {
-            table
-                .paths
-                .iter()
-                .any(|(path, _)| path.contains(&(*touchpoint as u32)))
-        })
+        .filter(|touchpoint| sums.seen[*touchpoint])
         .map(|touchpoint| TouchpointCredit {
-            touchpoint: table.touchpoints[touchpoint].clone(),
+            touchpoint: names[touchpoint].clone(),
             first_touch: credit(&models.first, touchpoint),
             last_touch: credit(&models.last, touchpoint),
             linear: credit(&models.linear, touchpoint),
@@ -539,13 +627,13 @@ pub fn attribute(
         conversions: totals.conversions,
         value: totals.value_f64(),
         null_paths: totals.nulls,
-        paths: table.paths.len() as u64,
+        paths: sums.distinct.len() as u64,
         unattributed_conversions: 0,
         conversion_probability: effects.conversion_probability,
         touchpoints,
         transition_matrix: transition_matrix.then(|| {
             chain
-                .transitions(&table.touchpoints)
+                .transitions(names)
                 .into_iter()
                 .map(|transition| TransitionRow {
                     from: transition.from,

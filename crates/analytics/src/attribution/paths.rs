@@ -25,7 +25,7 @@ pub struct PathOutcome {
 }
 
 impl PathOutcome {
-    fn add(&mut self, other: PathOutcome) {
+    pub(crate) fn add(&mut self, other: PathOutcome) {
         self.conversions += other.conversions;
         self.value += other.value;
         self.nulls += other.nulls;

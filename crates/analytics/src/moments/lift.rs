@@ -136,21 +136,25 @@ const MAX_DEPTH: usize = 20;
 /// Customers in a stratum, and of them those who reached the goal.
 type Count = [u64; 2];
 
-/// Controls are counted as everyone in a stratum less those who did the moment: each journey's strata are counted
-/// once for all moments, and again only for the moments it did (far fewer than the moments it did not do).
+/// The first pass: per chosen moment, its treated per stratum (the stratum of its first occurrence) and its first
+/// journeys.
 #[derive(Debug, Clone, Default)]
-struct LiftState {
-    /// Per chosen moment: its treated per stratum.
+struct TreatedState {
     cells: Vec<FxHashMap<Stratum, Cell>>,
-    /// Every journey, in every stratum it passes through.
-    all: FxHashMap<Stratum, Count>,
-    /// Per chosen moment: the journeys that did it, in every stratum they pass through.
-    both: Vec<FxHashMap<Stratum, Count>>,
-    /// Per chosen moment: the first journeys (by index) that did it.
     examples: Vec<Vec<u32>>,
-    /// Buffers reused from journey to journey (not merged).
+    /// Buffer reused from journey to journey (not merged).
     scratch_first: Vec<Option<usize>>,
-    scratch_strata: Vec<Stratum>,
+}
+
+/// The second pass: per (moment, treated stratum) slot, the customers passing through the stratum who never did the
+/// moment — counted directly, and only where a moment has treated, so each journey costs one lookup per stratum it
+/// passes through.
+#[derive(Debug, Clone, Default)]
+struct ControlState {
+    controls: Vec<Count>,
+    /// Per treated stratum: the last journey counted in it (journeys count once per stratum; not merged).
+    seen: Vec<u32>,
+    scratch_first: Vec<Option<usize>>,
 }
 
 struct LiftPass<'p, 'a> {
@@ -159,6 +163,17 @@ struct LiftPass<'p, 'a> {
     chosen: &'p [Candidate],
     /// Per step: the chosen moments on it.
     by_step: Vec<Vec<usize>>,
+}
+
+struct TreatedPass<'r, 'p, 'a>(&'r LiftPass<'p, 'a>);
+
+struct ControlPass<'r, 'p, 'a> {
+    lift: &'r LiftPass<'p, 'a>,
+    /// Every stratum some moment has treated in, numbered.
+    strata: FxHashMap<Stratum, u32>,
+    /// Per numbered stratum: the moments treated in it, with their slot.
+    slots: Vec<Vec<(u32, u32)>>,
+    n_slots: usize,
 }
 
 impl LiftPass<'_, '_> {
@@ -208,79 +223,61 @@ impl LiftPass<'_, '_> {
             }
         }
     }
-}
 
-impl Analysis for LiftPass<'_, '_> {
-    type State = LiftState;
-    type Report = LiftState;
-
-    fn new_state(&self, _journeys: &JourneySet) -> LiftState {
-        LiftState {
-            cells: vec![FxHashMap::default(); self.chosen.len()],
-            all: FxHashMap::default(),
-            both: vec![FxHashMap::default(); self.chosen.len()],
-            examples: vec![Vec::new(); self.chosen.len()],
-            scratch_first: Vec::new(),
-            scratch_strata: Vec::new(),
-        }
-    }
-
-    fn update(&self, state: &mut LiftState, journey: JourneyRef<'_>) {
-        let Some(window) = self.moments.window(journey, self.window_us) else {
-            return;
-        };
-        let set = journey.set;
-        let journey_start = journey.start;
-        let mut first = std::mem::take(&mut state.scratch_first);
+    /// Each chosen moment's first occurrence in the window `from..to`.
+    fn firsts(&self, set: &JourneySet, from: usize, to: usize, first: &mut Vec<Option<usize>>) {
         first.clear();
         first.resize(self.chosen.len(), None);
-        for event in window.from..window.to {
+        for event in from..to {
             for moment in &self.by_step[set.step[event] as usize] {
                 if first[*moment].is_none() && self.matches(set, event, *moment) {
                     first[*moment] = Some(event);
                 }
             }
         }
-        let segment = self.segment(journey);
-        let reached = u64::from(window.reached);
-        let mut strata = std::mem::take(&mut state.scratch_strata);
-        strata.clear();
-        strata.extend(
-            (window.from..=window.to)
-                .map(|at| self.stratum(set, journey_start, window.from, at, segment)),
-        );
-        strata.sort_unstable();
-        strata.dedup();
-        for stratum in &strata {
-            let count = state.all.entry(*stratum).or_default();
-            count[0] += 1;
-            count[1] += reached;
+    }
+}
+
+impl Analysis for TreatedPass<'_, '_, '_> {
+    type State = TreatedState;
+    type Report = TreatedState;
+
+    fn new_state(&self, _journeys: &JourneySet) -> TreatedState {
+        TreatedState {
+            cells: vec![FxHashMap::default(); self.0.chosen.len()],
+            examples: vec![Vec::new(); self.0.chosen.len()],
+            scratch_first: Vec::new(),
         }
+    }
+
+    fn update(&self, state: &mut TreatedState, journey: JourneyRef<'_>) {
+        let lift = self.0;
+        let Some(window) = lift.moments.window(journey, lift.window_us) else {
+            return;
+        };
+        let set = journey.set;
+        let mut first = std::mem::take(&mut state.scratch_first);
+        lift.firsts(set, window.from, window.to, &mut first);
+        let segment = lift.segment(journey);
+        let reached = u64::from(window.reached);
         for (moment, first) in first.iter().enumerate() {
             let Some(event) = first else {
                 continue;
             };
             let cell = state.cells[moment]
-                .entry(self.stratum(set, journey_start, window.from, *event, segment))
+                .entry(lift.stratum(set, journey.start, window.from, *event, segment))
                 .or_default();
             cell.treated += 1;
             cell.treated_goals += reached;
-            let both = &mut state.both[moment];
-            for stratum in &strata {
-                let count = both.entry(*stratum).or_default();
-                count[0] += 1;
-                count[1] += reached;
-            }
             let examples = &mut state.examples[moment];
-            if examples.len() < self.moments.spec.examples {
+            if examples.len() < lift.moments.spec.examples {
                 examples.push(journey.index as u32);
             }
         }
         state.scratch_first = first;
-        state.scratch_strata = strata;
     }
 
-    fn merge(&self, state: &mut LiftState, other: LiftState) {
+    fn merge(&self, state: &mut TreatedState, other: TreatedState) {
         for (into, from) in state.cells.iter_mut().zip(other.cells) {
             for (stratum, cell) in from {
                 let into = into.entry(stratum).or_default();
@@ -288,34 +285,115 @@ impl Analysis for LiftPass<'_, '_> {
                 into.treated_goals += cell.treated_goals;
             }
         }
-        let add = |into: &mut FxHashMap<Stratum, Count>, from: FxHashMap<Stratum, Count>| {
-            for (stratum, [customers, goals]) in from {
-                let into = into.entry(stratum).or_default();
-                into[0] += customers;
-                into[1] += goals;
-            }
-        };
-        add(&mut state.all, other.all);
-        for (into, from) in state.both.iter_mut().zip(other.both) {
-            add(into, from);
-        }
         for (into, from) in state.examples.iter_mut().zip(other.examples) {
             // Partitions are merged in order, so the first journeys stay first.
             into.extend(from);
-            into.truncate(self.moments.spec.examples);
+            into.truncate(self.0.moments.spec.examples);
         }
     }
 
-    /// Controls per treated stratum: everyone there less those who did the moment.
-    fn finish(&self, mut state: LiftState, _journeys: &JourneySet, _runner: &Runner) -> LiftState {
-        for (cells, both) in state.cells.iter_mut().zip(&state.both) {
-            for (stratum, cell) in cells.iter_mut() {
-                let all = state.all.get(stratum).copied().unwrap_or_default();
-                let did = both.get(stratum).copied().unwrap_or_default();
-                cell.controls = all[0] - did[0];
-                cell.control_goals = all[1] - did[1];
+    fn finish(
+        &self,
+        state: TreatedState,
+        _journeys: &JourneySet,
+        _runner: &Runner,
+    ) -> TreatedState {
+        state
+    }
+}
+
+impl<'r, 'p, 'a> ControlPass<'r, 'p, 'a> {
+    /// Numbers the strata in which the moments have treated, and gives each (moment, stratum) a slot.
+    fn new(lift: &'r LiftPass<'p, 'a>, cells: &[FxHashMap<Stratum, Cell>]) -> Self {
+        let mut strata: FxHashMap<Stratum, u32> = FxHashMap::default();
+        let mut slots: Vec<Vec<(u32, u32)>> = Vec::new();
+        let mut n_slots = 0;
+        for (moment, cells) in cells.iter().enumerate() {
+            for stratum in cells.keys() {
+                let next = strata.len() as u32;
+                let id = *strata.entry(*stratum).or_insert(next);
+                if id as usize == slots.len() {
+                    slots.push(Vec::new());
+                }
+                slots[id as usize].push((moment as u32, n_slots as u32));
+                n_slots += 1;
             }
         }
+        ControlPass {
+            lift,
+            strata,
+            slots,
+            n_slots,
+        }
+    }
+
+    fn slot(&self, moment: usize, stratum: &Stratum) -> Option<usize> {
+        let id = *self.strata.get(stratum)?;
+        self.slots[id as usize]
+            .iter()
+            .find(|(treated, _)| *treated as usize == moment)
+            .map(|(_, slot)| *slot as usize)
+    }
+}
+
+impl Analysis for ControlPass<'_, '_, '_> {
+    type State = ControlState;
+    type Report = ControlState;
+
+    fn new_state(&self, _journeys: &JourneySet) -> ControlState {
+        ControlState {
+            controls: vec![[0; 2]; self.n_slots],
+            seen: vec![u32::MAX; self.slots.len()],
+            scratch_first: Vec::new(),
+        }
+    }
+
+    fn update(&self, state: &mut ControlState, journey: JourneyRef<'_>) {
+        let lift = self.lift;
+        let Some(window) = lift.moments.window(journey, lift.window_us) else {
+            return;
+        };
+        let set = journey.set;
+        let mut first = std::mem::take(&mut state.scratch_first);
+        lift.firsts(set, window.from, window.to, &mut first);
+        let segment = lift.segment(journey);
+        let reached = u64::from(window.reached);
+        let stamp = journey.index as u32;
+        // A customer who did not do a moment is comparable at every position of the window, its end included.
+        for at in window.from..=window.to {
+            let stratum = lift.stratum(set, journey.start, window.from, at, segment);
+            let Some(id) = self.strata.get(&stratum) else {
+                continue;
+            };
+            let id = *id as usize;
+            if state.seen[id] == stamp {
+                continue;
+            }
+            state.seen[id] = stamp;
+            for (moment, slot) in &self.slots[id] {
+                if first[*moment as usize].is_none() {
+                    let count = &mut state.controls[*slot as usize];
+                    count[0] += 1;
+                    count[1] += reached;
+                }
+            }
+        }
+        state.scratch_first = first;
+    }
+
+    fn merge(&self, state: &mut ControlState, other: ControlState) {
+        for (into, from) in state.controls.iter_mut().zip(other.controls) {
+            into[0] += from[0];
+            into[1] += from[1];
+        }
+    }
+
+    fn finish(
+        &self,
+        state: ControlState,
+        _journeys: &JourneySet,
+        _runner: &Runner,
+    ) -> ControlState {
         state
     }
 }
@@ -350,7 +428,17 @@ pub(super) fn measure(
         chosen,
         by_step,
     };
-    let state = runner.pass(&pass, journeys);
+    let mut state = runner.pass(&TreatedPass(&pass), journeys);
+    let controls = ControlPass::new(&pass, &state.cells);
+    let counted = runner.pass(&controls, journeys);
+    for (moment, cells) in state.cells.iter_mut().enumerate() {
+        for (stratum, cell) in cells.iter_mut() {
+            let slot = controls
+                .slot(moment, stratum)
+                .expect("every treated stratum has a slot");
+            [cell.controls, cell.control_goals] = counted.controls[slot];
+        }
+    }
     let options = &moments.spec.lift;
     state
         .cells
