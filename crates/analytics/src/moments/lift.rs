@@ -224,18 +224,35 @@ impl LiftPass<'_, '_> {
         }
     }
 
-    /// Each chosen moment's first occurrence in the window `from..to`.
-    fn firsts(&self, set: &JourneySet, from: usize, to: usize, first: &mut Vec<Option<usize>>) {
+    /// What both passes read of a journey: its window, its segment, whether it reached the goal, and each chosen
+    /// moment's first occurrence in the window (into `first`); `None` without a window.
+    fn seen(&self, journey: JourneyRef<'_>, first: &mut Vec<Option<usize>>) -> Option<Seen> {
+        let window = self.moments.window(journey, self.window_us)?;
+        let set = journey.set;
         first.clear();
         first.resize(self.chosen.len(), None);
-        for event in from..to {
+        for event in window.from..window.to {
             for moment in &self.by_step[set.step[event] as usize] {
                 if first[*moment].is_none() && self.matches(set, event, *moment) {
                     first[*moment] = Some(event);
                 }
             }
         }
+        Some(Seen {
+            from: window.from,
+            to: window.to,
+            segment: self.segment(journey),
+            reached: u64::from(window.reached),
+        })
     }
+}
+
+/// A journey's window (`from..to`, positions), segment, and whether it reached the goal (0 or 1).
+struct Seen {
+    from: usize,
+    to: usize,
+    segment: u32,
+    reached: u64,
 }
 
 impl Analysis for TreatedPass<'_, '_, '_> {
@@ -252,20 +269,24 @@ impl Analysis for TreatedPass<'_, '_, '_> {
 
     fn update(&self, state: &mut TreatedState, journey: JourneyRef<'_>) {
         let lift = self.0;
-        let Some(window) = lift.moments.window(journey, lift.window_us) else {
+        let mut first = std::mem::take(&mut state.scratch_first);
+        let Some(Seen {
+            from,
+            segment,
+            reached,
+            ..
+        }) = lift.seen(journey, &mut first)
+        else {
+            state.scratch_first = first;
             return;
         };
         let set = journey.set;
-        let mut first = std::mem::take(&mut state.scratch_first);
-        lift.firsts(set, window.from, window.to, &mut first);
-        let segment = lift.segment(journey);
-        let reached = u64::from(window.reached);
         for (moment, first) in first.iter().enumerate() {
             let Some(event) = first else {
                 continue;
             };
             let cell = state.cells[moment]
-                .entry(lift.stratum(set, journey.start, window.from, *event, segment))
+                .entry(lift.stratum(set, journey.start, from, *event, segment))
                 .or_default();
             cell.treated += 1;
             cell.treated_goals += reached;
@@ -350,18 +371,22 @@ impl Analysis for ControlPass<'_, '_, '_> {
 
     fn update(&self, state: &mut ControlState, journey: JourneyRef<'_>) {
         let lift = self.lift;
-        let Some(window) = lift.moments.window(journey, lift.window_us) else {
+        let mut first = std::mem::take(&mut state.scratch_first);
+        let Some(Seen {
+            from,
+            to,
+            segment,
+            reached,
+        }) = lift.seen(journey, &mut first)
+        else {
+            state.scratch_first = first;
             return;
         };
         let set = journey.set;
-        let mut first = std::mem::take(&mut state.scratch_first);
-        lift.firsts(set, window.from, window.to, &mut first);
-        let segment = lift.segment(journey);
-        let reached = u64::from(window.reached);
         let stamp = journey.index as u32;
         // A customer who did not do a moment is comparable at every position of the window, its end included.
-        for at in window.from..=window.to {
-            let stratum = lift.stratum(set, journey.start, window.from, at, segment);
+        for at in from..=to {
+            let stratum = lift.stratum(set, journey.start, from, at, segment);
             let Some(id) = self.strata.get(&stratum) else {
                 continue;
             };
