@@ -20,6 +20,8 @@ pub use error::Error;
 pub use report::ReportOptions;
 pub use waymark_analytics::{Direction, FlowsRequest, FunnelRequest, Query, Scope};
 pub use waymark_model::Identifier;
+/// Prediction's types (evaluations, models), reached through the engine like every other product type.
+pub use waymark_predict as predict;
 pub use waymark_store::{
     AppendOutcome, EdgeReason, FailedEvent, IdentityWarning, MergeEdge, StoreOptions, StoreStats,
 };
@@ -277,6 +279,13 @@ impl Engine {
         self.store
             .journey_view(&[])
             .expect("a view without property columns reads no payloads")
+    }
+
+    /// Next-step prediction evaluated on the store's journeys with the chronological split (`waymark model
+    /// evaluate`); `order` `None` chooses the n-gram order on the training journeys alone.
+    pub fn evaluate_next_step(&self, order: Option<usize>) -> waymark_predict::NextStepEvaluation {
+        let journeys = self.journeys();
+        waymark_predict::evaluate_next_step(&waymark_predict::Sequences::of(&journeys), order)
     }
 
     /// Builds the journey views the UI's first pages read (the overview's and friction's property columns) so the
