@@ -233,6 +233,9 @@ enum ModelCommand {
         /// of the training journeys.
         #[arg(long)]
         order: Option<usize>,
+        /// Also measure gradient-boosted trees over the prefix's steps, counts and times (slower to train).
+        #[arg(long)]
+        boosted: bool,
     },
 }
 
@@ -541,7 +544,7 @@ fn run(cli: Cli) -> Result<()> {
             identity::identity(&store, command, cli.json)
         }
         Command::Model {
-            command: ModelCommand::Evaluate { order },
+            command: ModelCommand::Evaluate { order, boosted },
         } => {
             if let Some(order) = order
                 .filter(|order| !(1..=waymark_engine::predict::ngram::MAX_ORDER).contains(order))
@@ -554,7 +557,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             let engine = open_store_for_maintenance(&cli.data, &file_config)?;
             let started = Instant::now();
-            let evaluation = engine.evaluate_next_step(order);
+            let evaluation = engine.evaluate_next_step(order, boosted);
             if cli.json {
                 print_json(&serde_json::to_value(&evaluation)?);
             } else {
@@ -678,7 +681,15 @@ fn next_step_text(
             "baseline: most frequent next step after the current one".to_string(),
             evaluation.baseline,
         ),
-    ];
+    ]
+    .into_iter()
+    .chain(evaluation.boosted.map(|score| {
+        (
+            "gradient-boosted trees (steps, counts, times)".to_string(),
+            score,
+        )
+    }))
+    .collect::<Vec<_>>();
     let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
     out.push_str(&format!("{:width$}  accuracy@1  accuracy@3\n", "model"));
     for (name, score) in rows {

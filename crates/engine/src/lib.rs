@@ -283,9 +283,17 @@ impl Engine {
 
     /// Next-step prediction evaluated on the store's journeys with the chronological split (`waymark model
     /// evaluate`); `order` `None` chooses the n-gram order on the training journeys alone.
-    pub fn evaluate_next_step(&self, order: Option<usize>) -> waymark_predict::NextStepEvaluation {
+    pub fn evaluate_next_step(
+        &self,
+        order: Option<usize>,
+        boosted: bool,
+    ) -> waymark_predict::NextStepEvaluation {
         let journeys = self.journeys();
-        waymark_predict::evaluate_next_step(&waymark_predict::Sequences::of(&journeys), order)
+        waymark_predict::evaluate_next_step(
+            &waymark_predict::Sequences::of(&journeys),
+            order,
+            boosted,
+        )
     }
 
     /// Builds the journey views the UI's first pages read (the overview's and friction's property columns) so the

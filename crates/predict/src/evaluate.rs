@@ -34,6 +34,9 @@ pub struct NextStepEvaluation {
     pub model: NextStepScore,
     /// The most frequent next step after the current step.
     pub baseline: NextStepScore,
+    /// Gradient-boosted trees over the prefix's steps, counts and times, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boosted: Option<NextStepScore>,
 }
 
 /// A prefix's guesses: symbols with their probabilities, likeliest first.
@@ -45,13 +48,24 @@ fn score(
     test: &[usize],
     predict: &dyn Fn(&[u32]) -> Guesses,
 ) -> (NextStepScore, u64) {
+    score_at(sequences, test, &|journey, length| {
+        predict(&sequences.get(journey)[..length])
+    })
+}
+
+/// Scores `predict(journey, prefix length)` on every prefix of the `test` journeys.
+fn score_at(
+    sequences: &Sequences,
+    test: &[usize],
+    predict: &dyn Fn(usize, usize) -> Guesses,
+) -> (NextStepScore, u64) {
     let end = sequences.end();
     let (mut prefixes, mut first, mut top3) = (0u64, 0u64, 0u64);
     for journey in test {
         let symbols = sequences.get(*journey);
         for length in 1..=symbols.len() {
             let truth = symbols.get(length).copied().unwrap_or(end);
-            let guesses = predict(&symbols[..length]);
+            let guesses = predict(*journey, length);
             prefixes += 1;
             first += u64::from(guesses.first().is_some_and(|(symbol, _)| *symbol == truth));
             top3 += u64::from(guesses.iter().take(3).any(|(symbol, _)| *symbol == truth));
@@ -75,7 +89,11 @@ fn score(
 
 /// Evaluates next-step prediction on `sequences` with the chronological split; `order` `None` chooses it on the
 /// latest fifth of the training journeys (chronologically), so the test journeys never choose it.
-pub fn evaluate_next_step(sequences: &Sequences, order: Option<usize>) -> NextStepEvaluation {
+pub fn evaluate_next_step(
+    sequences: &Sequences,
+    order: Option<usize>,
+    boosted: bool,
+) -> NextStepEvaluation {
     let (train, test) = chronological_split(sequences, TRAIN_SHARE);
     let mut orders_tried = Vec::new();
     let order = match order {
@@ -101,7 +119,15 @@ pub fn evaluate_next_step(sequences: &Sequences, order: Option<usize>) -> NextSt
     let (baseline_score, _) = score(sequences, &test, &|prefix| {
         baseline.most_frequent_next(prefix, 3)
     });
+    let boosted = boosted.then(|| {
+        let model = crate::boosted::BoostedNextStep::train(sequences, &train);
+        score_at(sequences, &test, &|journey, length| {
+            model.predict(sequences, journey, length, 3)
+        })
+        .0
+    });
     NextStepEvaluation {
+        boosted,
         train_journeys: train.len(),
         test_journeys: test.len(),
         prefixes,
@@ -131,7 +157,7 @@ mod tests {
             })
             .collect();
         let sequences = Sequences::from_lists(names, &lists);
-        let evaluation = evaluate_next_step(&sequences, None);
+        let evaluation = evaluate_next_step(&sequences, None, false);
         assert_eq!(
             (evaluation.train_journeys, evaluation.test_journeys),
             (60, 30)

@@ -7,6 +7,7 @@
 //! process-mining literature's protocol ([`evaluate`]): a chronological split, every prefix of each test journey
 //! predicting the symbol that follows it.
 
+pub mod boosted;
 pub mod evaluate;
 pub mod ngram;
 pub mod sequences;

@@ -8,6 +8,8 @@ pub struct Sequences {
     /// `n + 1` offsets into `symbols`.
     pub offsets: Vec<usize>,
     pub symbols: Vec<u32>,
+    /// Each symbol's event time (µs since the epoch).
+    pub times: Vec<i64>,
     /// Per journey: the time of its first event (µs), `i64::MAX` for a journey with none left.
     pub first_ts: Vec<i64>,
     /// The step names; symbol `names.len()` is the end of a journey.
@@ -25,6 +27,7 @@ impl Sequences {
         let mut sequences = Sequences {
             offsets: Vec::with_capacity(journeys.n_journeys() + 1),
             symbols: Vec::with_capacity(journeys.n_events()),
+            times: Vec::with_capacity(journeys.n_events()),
             first_ts: Vec::with_capacity(journeys.n_journeys()),
             names: journeys.step_names.clone(),
         };
@@ -39,6 +42,7 @@ impl Sequences {
                 }
                 first = first.min(journeys.ts[event]);
                 sequences.symbols.push(step);
+                sequences.times.push(journeys.ts[event]);
             }
             sequences.first_ts.push(first);
             sequences.offsets.push(sequences.symbols.len());
@@ -46,7 +50,8 @@ impl Sequences {
         sequences
     }
 
-    /// Sequences from symbol lists (for tests and callers that build their own).
+    /// Sequences from symbol lists with their first times (for tests and callers that build their own); the
+    /// symbols of a list are a second apart.
     pub fn from_lists(names: Vec<String>, lists: &[(i64, Vec<u32>)]) -> Sequences {
         let mut sequences = Sequences {
             names,
@@ -55,6 +60,9 @@ impl Sequences {
         };
         for (first, list) in lists {
             sequences.symbols.extend_from_slice(list);
+            sequences
+                .times
+                .extend((0..list.len() as i64).map(|position| first + position * 1_000_000));
             sequences.offsets.push(sequences.symbols.len());
             sequences.first_ts.push(*first);
         }
@@ -72,6 +80,11 @@ impl Sequences {
     /// Journey `index`'s symbols (without the end).
     pub fn get(&self, index: usize) -> &[u32] {
         &self.symbols[self.offsets[index]..self.offsets[index + 1]]
+    }
+
+    /// Journey `index`'s event times.
+    pub fn times_of(&self, index: usize) -> &[i64] {
+        &self.times[self.offsets[index]..self.offsets[index + 1]]
     }
 
     /// The symbol for "the journey ends here".
