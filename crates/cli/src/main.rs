@@ -557,7 +557,17 @@ fn run(cli: Cli) -> Result<()> {
             }
             let engine = open_store_for_maintenance(&cli.data, &file_config)?;
             let started = Instant::now();
-            let evaluation = engine.evaluate_next_step(order, boosted);
+            let bar = progress_bar(
+                cli.json || !boosted,
+                0,
+                "{msg} {bar:40} {pos}/{len} boosters ({elapsed}, {eta})",
+            );
+            bar.set_message("training gradient-boosted trees");
+            let evaluation = engine.evaluate_next_step(order, boosted, &|fitted, boosters| {
+                bar.set_length(boosters as u64);
+                bar.set_position(fitted as u64);
+            });
+            bar.finish_and_clear();
             if cli.json {
                 print_json(&serde_json::to_value(&evaluation)?);
             } else {

@@ -63,6 +63,15 @@ pub struct BoostedNextStep {
 impl BoostedNextStep {
     /// Fits on every prefix of the `train` journeys (the end included as a next symbol).
     pub fn train(sequences: &Sequences, train: &[usize]) -> BoostedNextStep {
+        Self::train_with_progress(sequences, train, &|_, _| {})
+    }
+
+    /// [`Self::train`], calling `progress(boosters fitted, boosters)` after each booster.
+    pub fn train_with_progress(
+        sequences: &Sequences,
+        train: &[usize],
+        progress: &dyn Fn(usize, usize),
+    ) -> BoostedNextStep {
         let end = sequences.end();
         let mut rows = Vec::new();
         let mut labels = Vec::new();
@@ -90,9 +99,11 @@ impl BoostedNextStep {
         let classes: Vec<u32> = (0..sequences.n_symbols() as u32)
             .filter(|symbol| counts[*symbol as usize] >= MIN_EXAMPLES)
             .collect();
+        progress(0, classes.len());
         let boosters = classes
             .iter()
-            .map(|class| {
+            .enumerate()
+            .map(|(fitted, class)| {
                 let y: Vec<f64> = labels
                     .iter()
                     .map(|label| f64::from(u8::from(label == class)))
@@ -105,6 +116,7 @@ impl BoostedNextStep {
                 booster
                     .fit_unweighted(&matrix, &y, None)
                     .expect("finite features and two classes");
+                progress(fitted + 1, classes.len());
                 booster
             })
             .collect();

@@ -94,6 +94,16 @@ pub fn evaluate_next_step(
     order: Option<usize>,
     boosted: bool,
 ) -> NextStepEvaluation {
+    evaluate_next_step_with_progress(sequences, order, boosted, &|_, _| {})
+}
+
+/// [`evaluate_next_step`], calling `progress(boosters fitted, boosters)` while the trees train.
+pub fn evaluate_next_step_with_progress(
+    sequences: &Sequences,
+    order: Option<usize>,
+    boosted: bool,
+    progress: &dyn Fn(usize, usize),
+) -> NextStepEvaluation {
     let (train, test) = chronological_split(sequences, TRAIN_SHARE);
     let mut orders_tried = Vec::new();
     let order = match order {
@@ -120,7 +130,8 @@ pub fn evaluate_next_step(
         baseline.most_frequent_next(prefix, 3)
     });
     let boosted = boosted.then(|| {
-        let model = crate::boosted::BoostedNextStep::train(sequences, &train);
+        let model =
+            crate::boosted::BoostedNextStep::train_with_progress(sequences, &train, progress);
         score_at(sequences, &test, &|journey, length| {
             model.predict(sequences, journey, length, 3)
         })

@@ -12,6 +12,8 @@ pub mod evaluate;
 pub mod ngram;
 pub mod sequences;
 
-pub use evaluate::{evaluate_next_step, NextStepEvaluation, NextStepScore};
+pub use evaluate::{
+    evaluate_next_step, evaluate_next_step_with_progress, NextStepEvaluation, NextStepScore,
+};
 pub use ngram::NgramModel;
 pub use sequences::{chronological_split, Sequences};
