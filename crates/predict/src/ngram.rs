@@ -48,6 +48,8 @@ pub struct NgramModel {
     /// How often each symbol came next at all.
     unigram: Vec<u64>,
     unigram_total: u64,
+    /// Every symbol, most frequent first (ties: the lower symbol).
+    by_frequency: Vec<u32>,
 }
 
 impl NgramModel {
@@ -62,6 +64,7 @@ impl NgramModel {
             levels: vec![FxHashMap::default(); order],
             unigram: vec![0; n_symbols],
             unigram_total: 0,
+            by_frequency: Vec::new(),
         };
         let end = sequences.end();
         for journey in train {
@@ -78,6 +81,13 @@ impl NgramModel {
                 }
             }
         }
+        let mut by_frequency: Vec<u32> = (0..n_symbols as u32).collect();
+        by_frequency.sort_by(|a, b| {
+            model.unigram[*b as usize]
+                .cmp(&model.unigram[*a as usize])
+                .then(a.cmp(b))
+        });
+        model.by_frequency = by_frequency;
         model
     }
 
@@ -95,7 +105,7 @@ impl NgramModel {
             .flatten()
             .flat_map(|successors| successors.counts.iter().map(|(symbol, _)| *symbol))
             .collect();
-        candidates.extend(self.frequent(k));
+        candidates.extend(self.by_frequency.iter().take(k));
         candidates.sort_unstable();
         candidates.dedup();
         let mut scored: Vec<(u32, f64)> = candidates
@@ -133,18 +143,6 @@ impl NgramModel {
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         scored.truncate(k);
         scored
-    }
-
-    /// The `k` most frequent symbols overall.
-    fn frequent(&self, k: usize) -> Vec<u32> {
-        let mut symbols: Vec<u32> = (0..self.n_symbols as u32).collect();
-        symbols.sort_by(|a, b| {
-            self.unigram[*b as usize]
-                .cmp(&self.unigram[*a as usize])
-                .then(a.cmp(b))
-        });
-        symbols.truncate(k);
-        symbols
     }
 
     /// Witten–Bell: `P_j(w) = (c_j(w) + T_j · P_{j−1}(w)) / (N_j + T_j)` over the contexts seen, from add-one
