@@ -489,7 +489,7 @@ pub fn request_from_flags(
                 for text in values {
                     let (key, value) = text.rsplit_once('=').ok_or_else(|| {
                         Error::Malformed(format!(
-                            "--{name} {text:?}: write KEY=VALUE, e.g. \"Installation Scheduled=72h\""
+                            "--{name} {text:?}: write KEY=VALUE, e.g. \"Application Reviewed=48h\""
                         ))
                     })?;
                     set_path(

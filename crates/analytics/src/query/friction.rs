@@ -17,7 +17,7 @@ pub struct FrictionRequest {
     /// (Order Completed, Purchase, Signed Up, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub goals: Vec<String>,
-    /// Standard times per step, e.g. {"Installation Scheduled": "72h"}.
+    /// Standard times per step, e.g. {"Application Reviewed": "48h"}.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub standard_times: BTreeMap<String, String>,
     /// Channels where a person helps the customer (default call_center, store).
@@ -107,7 +107,7 @@ impl Query for FrictionRequest {
             name: "standard-time",
             field: "standard_times",
             presets: &[],
-            help: "A step's standard time, as STEP=DURATION (repeatable), e.g. \"Installation Scheduled=72h\".",
+            help: "A step's standard time, as STEP=DURATION (repeatable), e.g. \"Application Reviewed=48h\".",
         },
     ];
     type Report = FrictionReport;
