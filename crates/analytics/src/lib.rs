@@ -37,7 +37,7 @@ pub use condition::{Condition, Op};
 pub use error::AnalyticsError;
 pub use flows::{Direction, FlowLink, FlowNode, Flows, FlowsReport, NodeKind, PreparedFlows};
 pub use friction::{
-    Concentration, Finding, FindingKind, Friction, FrictionReport, PreparedFriction,
+    Concentration, Finding, FindingKind, Friction, FrictionReport, PreparedFriction, StuckSignal,
 };
 pub use funnel::{
     Attribution, Breakdown, CountBy, Exclusion, Funnel, FunnelMode, FunnelReport, FunnelStep,

@@ -5,6 +5,7 @@
 mod config;
 mod files;
 mod identity;
+mod model;
 mod query;
 mod serve;
 
@@ -12,6 +13,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use config::Effective;
 use indicatif::{ProgressBar, ProgressStyle};
+use model::ModelCommand;
 use query::{QueryCommand, ScopeArgs};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -171,7 +173,8 @@ enum Command {
         #[arg(long)]
         anchor: Option<String>,
     },
-    /// Predict what in-flight journeys do next: evaluate models on the store's journeys.
+    /// Predict what in-flight journeys will do: evaluate, train, list and score models of the next step, the
+    /// goal, getting stuck and the remaining time.
     Model {
         #[command(subcommand)]
         command: ModelCommand,
@@ -218,24 +221,6 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum ModelCommand {
-    /// Next-step prediction measured as the process-mining literature does: journeys ordered by their first event,
-    /// the earliest two thirds trained on, every prefix of each later journey predicting the step that follows
-    /// (the journey's end counted as one more step), beside the baseline "most frequent next step after the
-    /// current one".
-    /// Example: `waymark model evaluate --order 3`
-    Evaluate {
-        /// The n-gram model's order (1 to 8: how many steps back it looks). Default: chosen on the latest fifth
-        /// of the training journeys.
-        #[arg(long)]
-        order: Option<usize>,
-        /// Also measure gradient-boosted trees over the prefix's steps, counts and times (slower to train).
-        #[arg(long)]
-        boosted: bool,
     },
 }
 
@@ -543,40 +528,9 @@ fn run(cli: Cli) -> Result<()> {
             let store = open_store_for_maintenance(&cli.data, &file_config)?;
             identity::identity(&store, command, cli.json)
         }
-        Command::Model {
-            command: ModelCommand::Evaluate { order, boosted },
-        } => {
-            if let Some(order) = order
-                .filter(|order| !(1..=waymark_engine::predict::ngram::MAX_ORDER).contains(order))
-            {
-                return Err(UsageError(format!(
-                    "--order must be between 1 and {}; got {order}",
-                    waymark_engine::predict::ngram::MAX_ORDER
-                ))
-                .into());
-            }
+        Command::Model { command } => {
             let engine = open_store_for_maintenance(&cli.data, &file_config)?;
-            let started = Instant::now();
-            let bar = progress_bar(
-                cli.json || !boosted,
-                0,
-                "{msg} {bar:40} {pos}/{len} boosters ({elapsed}, {eta})",
-            );
-            bar.set_message("training gradient-boosted trees");
-            let evaluation = engine.evaluate_next_step(order, boosted, &|fitted, boosters| {
-                bar.set_length(boosters as u64);
-                bar.set_position(fitted as u64);
-            });
-            bar.finish_and_clear();
-            if cli.json {
-                print_json(&serde_json::to_value(&evaluation)?);
-            } else {
-                print!(
-                    "{}",
-                    next_step_text(&evaluation, started.elapsed().as_secs_f64())
-                );
-            }
-            Ok(())
+            model::run(&engine, command, cli.json)
         }
         Command::Failed { limit } => {
             let store = open_store_for_maintenance(&cli.data, &file_config)?;
@@ -665,62 +619,6 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// `waymark model evaluate`'s table.
-fn next_step_text(
-    evaluation: &waymark_engine::predict::NextStepEvaluation,
-    seconds: f64,
-) -> String {
-    let mut out = format!(
-        "Next-step prediction, chronological split: {} journeys trained on (the earliest two thirds), {} tested, \
-         {} test prefixes (the journey's end counted as a step).\n\n",
-        evaluation.train_journeys, evaluation.test_journeys, evaluation.prefixes
-    );
-    let chosen = if evaluation.orders_tried.is_empty() {
-        String::new()
-    } else {
-        " (chosen on the latest fifth of the training journeys)".to_string()
-    };
-    let rows = [
-        (
-            format!("n-gram, order {}{chosen}", evaluation.order),
-            evaluation.model,
-        ),
-        (
-            "baseline: most frequent next step after the current one".to_string(),
-            evaluation.baseline,
-        ),
-    ]
-    .into_iter()
-    .chain(evaluation.boosted.map(|score| {
-        (
-            "gradient-boosted trees (steps, counts, times)".to_string(),
-            score,
-        )
-    }))
-    .collect::<Vec<_>>();
-    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
-    out.push_str(&format!("{:width$}  accuracy@1  accuracy@3\n", "model"));
-    for (name, score) in rows {
-        out.push_str(&format!(
-            "{name:width$}  {:>10.3}  {:>10.3}\n",
-            score.accuracy_at_1, score.accuracy_at_3
-        ));
-    }
-    if !evaluation.orders_tried.is_empty() {
-        let tried: Vec<String> = evaluation
-            .orders_tried
-            .iter()
-            .map(|(order, accuracy)| format!("{order}: {accuracy:.3}"))
-            .collect();
-        out.push_str(&format!(
-            "\norders tried (validation accuracy@1): {}\n",
-            tried.join(", ")
-        ));
-    }
-    out.push_str(&format!("\n{seconds:.2} s\n"));
-    out
 }
 
 #[cfg(test)]

@@ -518,5 +518,49 @@ fn model_evaluate_beats_the_published_lstm_on_helpdesk() {
     );
     let bad = waymark(dir.path(), &["model", "evaluate", "--order", "0"]);
     assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("--order must be between 1 and 8"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("order must be between 1 and 8"));
+
+    // A remaining-time model trained, listed and scored: MAE in days beside the baselines, saved with its window.
+    let trained = waymark(
+        dir.path(),
+        &[
+            "--json",
+            "model",
+            "train",
+            "ticket-time",
+            "--target",
+            "remaining",
+        ],
+    );
+    assert!(
+        trained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&trained.stdout).unwrap();
+    assert_eq!(info["name"], "ticket-time");
+    assert_eq!(info["window"]["journeys"], 4_580);
+    let mae = info["evaluation"]["mae_days"].as_f64().unwrap();
+    assert!(
+        mae < info["evaluation"]["baseline_median_mae_days"]
+            .as_f64()
+            .unwrap(),
+        "{info}"
+    );
+    let list = String::from_utf8(waymark(dir.path(), &["model", "list"]).stdout).unwrap();
+    assert!(
+        list.contains("ticket-time") && list.contains("remaining time") && list.contains("MAE"),
+        "{list}"
+    );
+    let scored = waymark(
+        dir.path(),
+        &["--json", "model", "score", "ticket-time", "--top", "5"],
+    );
+    let scores: serde_json::Value = serde_json::from_slice(&scored.stdout).unwrap();
+    assert_eq!(scores.as_array().unwrap().len(), 5, "{scores}");
+    assert_eq!(scores[0]["kind"], "remaining_time");
+    assert!(scores[0]["days"].as_f64().unwrap() >= scores[4]["days"].as_f64().unwrap());
+    let missing = waymark(dir.path(), &["model", "score", "no-such-model"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("there is no model"));
 }

@@ -31,6 +31,9 @@ pub enum Error {
     Demo(#[from] DemoError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A saved model that cannot be read or written.
+    #[error("{0}")]
+    Model(String),
 }
 
 impl Error {
@@ -46,6 +49,7 @@ impl Error {
             Error::Import(ImportError::Store(_)) | Error::Demo(_) | Error::Store(_) => {
                 "store_unavailable"
             }
+            Error::Model(_) => "model_unavailable",
             Error::Import(_) => "invalid_import",
         }
     }
@@ -66,7 +70,7 @@ impl Error {
                     | StoreError::Locked(_)
                     | StoreError::UnsupportedFormat { .. }
             ),
-            Error::Demo(_) => false,
+            Error::Demo(_) | Error::Model(_) => false,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod demo;
 mod error;
 pub mod import;
 pub mod ingest;
+pub mod models;
 pub mod registry;
 mod report;
 pub mod synthetic;

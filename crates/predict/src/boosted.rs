@@ -1,11 +1,19 @@
 //! Next-step prediction by gradient-boosted trees (`forust-ml`): one booster per next symbol that is common enough
-//! to learn (one-vs-rest), over features of the prefix that an n-gram cannot see — how long since the previous
-//! event and since the start, the time of day and week, how often each step has happened so far — beside the last
-//! three steps. The likeliest next symbols are those whose boosters score highest.
+//! to learn (one-vs-rest), over the prefix's [features](crate::features) — what an n-gram cannot see: how long
+//! since the previous event and since the start, the time of day and week, how often each step has happened so
+//! far, the channels — beside the current step and the one before. The likeliest next symbols are those whose
+//! boosters score highest.
+//!
+//! Each booster learns from every prefix whose next symbol is its own and from a sample of the others (at most
+//! [`NEGATIVES_PER_POSITIVE`] per positive, chosen by a stable hash), its log-odds corrected by the sampling rate
+//! (the prior correction of case-control sampling), so that rare next steps cost little to learn and the
+//! boosters' scores stay comparable.
 
+use crate::features::{column_major, unit_hash, FeatureLayout};
 use crate::ngram::NgramModel;
 use crate::sequences::Sequences;
 use forust_ml::{GradientBooster, Matrix};
+use serde::{Deserialize, Serialize};
 
 /// A next symbol needs this many training examples to get a booster of its own.
 pub const MIN_EXAMPLES: usize = 20;
@@ -18,45 +26,63 @@ pub const DEPTH: usize = 5;
 pub const FALLBACK_ORDER: usize = 3;
 /// Histogram bins per feature.
 pub const BINS: u16 = 64;
+/// Prefixes of other next symbols each booster learns from, per prefix of its own.
+pub const NEGATIVES_PER_POSITIVE: f64 = 4.0;
+/// Training prefixes at most (a uniform sample of them beyond).
+pub const MAX_ROWS: usize = 600_000;
 
-/// Features of one prefix, in the order [`feature_names`] gives.
-fn features(sequences: &Sequences, journey: usize, length: usize, out: &mut Vec<f64>) {
-    let symbols = &sequences.get(journey)[..length];
-    let times = &sequences.times_of(journey)[..length];
-    let n = sequences.n_symbols();
-    let last = *symbols.last().expect("a prefix has a step");
-    let seconds = |from: i64, to: i64| ((to - from).max(0) as f64 / 1e6).ln_1p();
-    let now = times[length - 1];
-    let day_us = 86_400_000_000i64;
-    // The last and second-to-last steps one-hot (the start, before the first step, has a place of its own).
-    for k in 1..=2 {
-        let at = out.len();
-        out.resize(at + n + 1, 0.0);
-        let symbol = length.checked_sub(k).map_or(n, |at| symbols[at] as usize);
-        out[at + symbol] = 1.0;
+/// A booster, kept as forust's JSON so that a model can be saved with it.
+pub(crate) mod booster_json {
+    use forust_ml::GradientBooster;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(boosters: &[GradientBooster], s: S) -> Result<S::Ok, S::Error> {
+        let texts = boosters
+            .iter()
+            .map(|booster| booster.json_dump().map_err(serde::ser::Error::custom))
+            .collect::<Result<Vec<String>, _>>()?;
+        texts.serialize(s)
     }
-    out.extend([
-        length as f64,
-        symbols.iter().filter(|symbol| **symbol == last).count() as f64,
-        length
-            .checked_sub(2)
-            .map_or(0.0, |at| seconds(times[at], now)),
-        seconds(times[0], now),
-        (now.rem_euclid(day_us) / 3_600_000_000) as f64,
-        ((now.div_euclid(day_us) + 3).rem_euclid(7)) as f64,
-    ]);
-    let counts_at = out.len();
-    out.resize(counts_at + sequences.names.len(), 0.0);
-    for symbol in symbols {
-        out[counts_at + *symbol as usize] += 1.0;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<GradientBooster>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|text| GradientBooster::from_json(text).map_err(serde::de::Error::custom))
+            .collect()
     }
 }
 
+/// The prefixes of `train` journeys a model learns from: `(journey, length)`, at most `max_rows` of them (a
+/// uniform sample by a stable hash beyond).
+pub(crate) fn training_prefixes(
+    sequences: &Sequences,
+    train: &[usize],
+    max_rows: usize,
+    keep: &dyn Fn(usize, usize) -> bool,
+) -> Vec<(usize, usize)> {
+    let mut prefixes: Vec<(usize, usize)> = train
+        .iter()
+        .flat_map(|journey| {
+            (1..=sequences.get(*journey).len()).map(move |length| (*journey, length))
+        })
+        .filter(|(journey, length)| keep(*journey, *length))
+        .collect();
+    if prefixes.len() > max_rows {
+        let share = max_rows as f64 / prefixes.len() as f64;
+        prefixes.retain(|(journey, length)| unit_hash(*journey, *length, 1) < share);
+    }
+    prefixes
+}
+
 /// The fitted model: a booster per learnable next symbol, and an n-gram for a log too small to learn any.
+#[derive(Serialize, Deserialize)]
 pub struct BoostedNextStep {
+    layout: FeatureLayout,
     classes: Vec<u32>,
+    /// Per class: the log of the share of other prefixes its booster learnt from, added back to its log-odds.
+    offsets: Vec<f64>,
+    #[serde(with = "booster_json")]
     boosters: Vec<GradientBooster>,
-    n_features: usize,
     fallback: Option<NgramModel>,
 }
 
@@ -73,25 +99,17 @@ impl BoostedNextStep {
         progress: &dyn Fn(usize, usize),
     ) -> BoostedNextStep {
         let end = sequences.end();
-        let mut rows = Vec::new();
-        let mut labels = Vec::new();
-        for journey in train {
-            let symbols = sequences.get(*journey);
-            for length in 1..=symbols.len() {
-                features(sequences, *journey, length, &mut rows);
-                labels.push(symbols.get(length).copied().unwrap_or(end));
-            }
+        let layout = FeatureLayout::fit(sequences, train);
+        let width = layout.width();
+        let prefixes = training_prefixes(sequences, train, MAX_ROWS, &|_, _| true);
+        let labels: Vec<u32> = prefixes
+            .iter()
+            .map(|(journey, length)| sequences.get(*journey).get(*length).copied().unwrap_or(end))
+            .collect();
+        let mut rows = Vec::with_capacity(prefixes.len() * width);
+        for (journey, length) in &prefixes {
+            layout.row(sequences, *journey, *length, &mut rows);
         }
-        let n_rows = labels.len();
-        let n_features = rows.len() / n_rows.max(1);
-        // The booster reads column-major data.
-        let mut columns = vec![0.0; rows.len()];
-        for row in 0..n_rows {
-            for feature in 0..n_features {
-                columns[feature * n_rows + row] = rows[row * n_features + feature];
-            }
-        }
-        let matrix = Matrix::new(&columns, n_rows, n_features);
         let mut counts = vec![0usize; sequences.n_symbols()];
         for label in &labels {
             counts[*label as usize] += 1;
@@ -100,37 +118,56 @@ impl BoostedNextStep {
             .filter(|symbol| counts[*symbol as usize] >= MIN_EXAMPLES)
             .collect();
         progress(0, classes.len());
-        let boosters = classes
-            .iter()
-            .enumerate()
-            .map(|(fitted, class)| {
-                let y: Vec<f64> = labels
-                    .iter()
-                    .map(|label| f64::from(u8::from(label == class)))
-                    .collect();
-                let mut booster = GradientBooster::default()
-                    .set_iterations(ROUNDS)
-                    .set_learning_rate(LEARNING_RATE)
-                    .set_max_depth(DEPTH)
-                    .set_nbins(BINS);
-                booster
-                    .fit_unweighted(&matrix, &y, None)
-                    .expect("finite features and two classes");
-                progress(fitted + 1, classes.len());
-                booster
-            })
-            .collect();
+        let mut offsets = Vec::with_capacity(classes.len());
+        let mut boosters = Vec::with_capacity(classes.len());
+        for (fitted, class) in classes.iter().enumerate() {
+            let positives = counts[*class as usize];
+            let negatives = labels.len() - positives;
+            let rate =
+                (NEGATIVES_PER_POSITIVE * positives as f64 / negatives.max(1) as f64).min(1.0);
+            let chosen: Vec<usize> = (0..labels.len())
+                .filter(|row| {
+                    labels[*row] == *class || {
+                        let (journey, length) = prefixes[*row];
+                        unit_hash(journey, length, 2 + u64::from(*class)) < rate
+                    }
+                })
+                .collect();
+            let mut sample = Vec::with_capacity(chosen.len() * width);
+            for row in &chosen {
+                sample.extend_from_slice(&rows[row * width..(row + 1) * width]);
+            }
+            let columns = column_major(&sample, width);
+            let matrix = Matrix::new(&columns, chosen.len(), width);
+            let y: Vec<f64> = chosen
+                .iter()
+                .map(|row| f64::from(u8::from(labels[*row] == *class)))
+                .collect();
+            let mut booster = GradientBooster::default()
+                .set_iterations(ROUNDS)
+                .set_learning_rate(LEARNING_RATE)
+                .set_max_depth(DEPTH)
+                .set_nbins(BINS);
+            booster
+                .fit_unweighted(&matrix, &y, None)
+                .expect("finite features and two classes");
+            offsets.push(rate.ln());
+            boosters.push(booster);
+            progress(fitted + 1, classes.len());
+        }
         BoostedNextStep {
             fallback: classes
                 .is_empty()
                 .then(|| NgramModel::train(sequences, train, FALLBACK_ORDER)),
+            layout,
             classes,
+            offsets,
             boosters,
-            n_features,
         }
     }
 
-    /// The `k` likeliest next symbols after the first `length` symbols of `journey`, with their boosters' scores (log-odds).
+    /// The `k` likeliest next symbols after the first `length` symbols of `journey`, with their probabilities
+    /// (each booster's, normalised over the boosters).
     pub fn predict(
         &self,
         sequences: &Sequences,
@@ -141,15 +178,23 @@ impl BoostedNextStep {
         if let Some(fallback) = &self.fallback {
             return fallback.predict(&sequences.get(journey)[..length], k);
         }
-        let mut row = Vec::with_capacity(self.n_features);
-        features(sequences, journey, length, &mut row);
-        let matrix = Matrix::new(&row, 1, self.n_features);
+        let mut row = Vec::with_capacity(self.layout.width());
+        self.layout.row(sequences, journey, length, &mut row);
+        let matrix = Matrix::new(&row, 1, self.layout.width());
         let mut scored: Vec<(u32, f64)> = self
             .classes
             .iter()
             .zip(&self.boosters)
-            .map(|(class, booster)| (*class, booster.predict(&matrix, false)[0]))
+            .zip(&self.offsets)
+            .map(|((class, booster), offset)| {
+                let logit = booster.predict(&matrix, false)[0] + offset;
+                (*class, 1.0 / (1.0 + (-logit).exp()))
+            })
             .collect();
+        let total: f64 = scored.iter().map(|(_, p)| p).sum();
+        if total > 0.0 {
+            scored.iter_mut().for_each(|(_, p)| *p /= total);
+        }
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         scored.truncate(k);
         scored
@@ -168,7 +213,7 @@ mod tests {
         let minute = 60_000_000i64;
         let mut sequences = Sequences {
             names,
-            offsets: vec![0],
+            channel_names: vec!["web".into()],
             ..Sequences::default()
         };
         for journey in 0..400i64 {
@@ -182,10 +227,13 @@ mod tests {
             } else {
                 (vec![0, 1], vec![start, start + 120 * minute])
             };
-            sequences.symbols.extend(symbols);
-            sequences.times.extend(times);
-            sequences.offsets.push(sequences.symbols.len());
-            sequences.first_ts.push(start);
+            sequences.push(
+                start,
+                symbols
+                    .into_iter()
+                    .zip(times)
+                    .map(|(symbol, time)| (symbol, time, 0)),
+            );
         }
         let all: Vec<usize> = (0..sequences.len()).collect();
         let model = BoostedNextStep::train(&sequences, &all);

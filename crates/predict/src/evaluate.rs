@@ -6,7 +6,7 @@
 
 use crate::ngram::{NgramModel, MAX_ORDER};
 use crate::sequences::{chronological_split, Sequences};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The share of journeys (the earliest) trained on.
 pub const TRAIN_SHARE: f64 = 2.0 / 3.0;
@@ -15,14 +15,14 @@ pub const TRAIN_SHARE: f64 = 2.0 / 3.0;
 pub const ORDERS_TRIED: std::ops::RangeInclusive<usize> = 1..=MAX_ORDER;
 
 /// How often the right next symbol was the first guess, and among the first three.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct NextStepScore {
     pub accuracy_at_1: f64,
     pub accuracy_at_3: f64,
 }
 
 /// One evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NextStepEvaluation {
     pub train_journeys: usize,
     pub test_journeys: usize,
@@ -35,7 +35,7 @@ pub struct NextStepEvaluation {
     /// The most frequent next step after the current step.
     pub baseline: NextStepScore,
     /// Gradient-boosted trees over the prefix's steps, counts and times, when asked for.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boosted: Option<NextStepScore>,
 }
 

@@ -6,6 +6,7 @@
 
 use crate::sequences::Sequences;
 use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
 
 /// The longest context the model keeps.
 pub const MAX_ORDER: usize = 8;
@@ -15,7 +16,7 @@ type Context = [u32; MAX_ORDER];
 const UNUSED: u32 = u32::MAX;
 
 /// What followed one context: `(symbol, times)` by symbol, and the total.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Successors {
     counts: Vec<(u32, u64)>,
     total: u64,
@@ -37,13 +38,48 @@ impl Successors {
     }
 }
 
+/// The contexts kept as lists (a JSON map needs string keys), in a stable order.
+mod levels_as_lists {
+    use super::{Context, Successors};
+    use rustc_hash::FxHashMap;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    type Lists = Vec<Vec<(Context, Successors)>>;
+
+    pub fn serialize<S: Serializer>(
+        levels: &[FxHashMap<Context, Successors>],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let lists: Lists = levels
+            .iter()
+            .map(|level| {
+                let mut list: Vec<(Context, Successors)> =
+                    level.iter().map(|(c, n)| (*c, n.clone())).collect();
+                list.sort_unstable_by_key(|(context, _)| *context);
+                list
+            })
+            .collect();
+        lists.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<FxHashMap<Context, Successors>>, D::Error> {
+        Ok(Lists::deserialize(d)?
+            .into_iter()
+            .map(|list| list.into_iter().collect())
+            .collect())
+    }
+}
+
 /// The fitted model.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NgramModel {
     pub order: usize,
     /// Steps and the end.
     n_symbols: usize,
     /// Per context length `1..=order`: what followed each context.
+    #[serde(with = "levels_as_lists")]
     levels: Vec<FxHashMap<Context, Successors>>,
     /// How often each symbol came next at all.
     unigram: Vec<u64>,

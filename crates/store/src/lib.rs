@@ -49,7 +49,6 @@ use batch::*;
 use compaction::*;
 use flush::*;
 use memtable::*;
-#[cfg(test)]
 use read::PropertyReader;
 use state::*;
 use writer::*;
@@ -85,6 +84,8 @@ struct Shared {
 
 /// A journey view with the store version it was built at and its property columns.
 type CachedView = (u64, Vec<String>, Arc<JourneySet>);
+/// One event of a customer: (time, arrival, location, row), locations the segments then the in-memory tables.
+type CustomerRow = (i64, u64, usize, u32);
 
 /// Journey views kept for reuse (each distinct set of property columns is one).
 const CACHED_VIEWS: usize = 4;
@@ -453,74 +454,28 @@ impl Store {
     /// all its identifiers, merge history and time-ordered journey. `None` when the identifier is unknown.
     pub fn customer(&self, identifier: &str) -> Result<Option<CustomerView>> {
         let state = self.shared.state.read();
-        let key = resolve_key(&state.identity, identifier);
-        let Some(id) = state.identity.lookup(&key) else {
+        let Some((root, member_keys, rows)) = self.customer_rows(&state, identifier) else {
             return Ok(None);
         };
-        let root = state.identity.customer_of(id);
-        let members: HashSet<u32> = state.identity.members(root).iter().copied().collect();
-        let mut member_keys: Vec<&str> = members.iter().map(|id| state.identity.key(*id)).collect();
-        member_keys.sort_unstable();
-        let key_set: HashSet<&str> = member_keys.iter().copied().collect();
-
-        // (ts, seq, location, row) of every event of the customer. Locations are the segments, then the in-memory
-        // tables (location `segments.len() + table index`).
-        let in_memory = state.in_memory_tables();
-        let sources = state
-            .segments
-            .iter()
-            .map(|segment| (&segment.columns, &segment.rows_by_ident))
-            .chain(
-                in_memory
-                    .iter()
-                    .map(|table| (&table.columns, &table.rows_by_ident)),
-            );
-        let mut rows: Vec<(i64, u64, usize, u32)> = Vec::new();
-        for (location, (columns, rows_by_ident)) in sources.enumerate() {
-            for member in &members {
-                for row in rows_by_ident.rows(*member) {
-                    let row_index = row as usize;
-                    rows.push((columns.ts[row_index], columns.seq[row_index], location, row));
-                }
-            }
-        }
-        rows.sort_unstable();
-        let mut block_cache: HashMap<(usize, usize), DecodedBlock> = HashMap::new();
+        let key_set: HashSet<&str> = member_keys.iter().map(String::as_str).collect();
         let mut events = Vec::with_capacity(rows.len());
-        for (_, _, location, row) in rows {
-            let (columns, payload): (&Columns, Vec<u8>) = if location >= state.segments.len() {
-                let table = in_memory[location - state.segments.len()];
-                (&table.columns, table.payloads.get(row as usize).to_vec())
-            } else {
-                let segment = &state.segments[location];
-                let block_index = row as usize / segment::ROWS_PER_BLOCK;
-                let entry = match block_cache.entry((location, block_index)) {
-                    std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(entry) => {
-                        entry.insert(segment.read_block(block_index, &state.steps)?)
-                    }
-                };
-                (&segment.columns, entry.1[(row - entry.0) as usize].clone())
-            };
-            let event: Event = serde_json::from_slice(&payload).map_err(|error| {
+        self.customer_payloads(&state, &rows, |columns, row, payload| {
+            let event: Event = serde_json::from_slice(payload).map_err(|error| {
                 StoreError::corrupt(
                     &self.shared.dir,
                     format!("stored event does not parse: {error}"),
                 )
             })?;
-            let row_index = row as usize;
             events.push(TimelineEntry {
-                time: Timestamp(columns.ts[row_index]),
-                channel: state
-                    .channels
-                    .name(columns.channel[row_index] as u32)
-                    .to_string(),
-                step: state.steps.name(columns.step[row_index]).to_string(),
-                identifier: state.identity.key(columns.ident[row_index]).to_string(),
+                time: Timestamp(columns.ts[row]),
+                channel: state.channels.name(columns.channel[row] as u32).to_string(),
+                step: state.steps.name(columns.step[row]).to_string(),
+                identifier: state.identity.key(columns.ident[row]).to_string(),
                 device: event.device_label(),
                 event,
             });
-        }
+            Ok(())
+        })?;
         let merges = state
             .identity
             .edges()
@@ -547,6 +502,133 @@ impl Store {
             warnings,
             events,
         }))
+    }
+
+    /// One customer's journey as analyses and models read it — the same steps, channels, order and property
+    /// columns (`properties` as [`Store::journey_view`] reads them) as the customer's journey in the full view —
+    /// without building the view: what scoring one customer as its events arrive needs.
+    pub fn customer_journey(
+        &self,
+        identifier: &str,
+        properties: &[String],
+    ) -> Result<Option<JourneySet>> {
+        let state = self.shared.state.read();
+        let Some((root, _, rows)) = self.customer_rows(&state, identifier) else {
+            return Ok(None);
+        };
+        let reader = PropertyReader::new(properties);
+        let mut builders: Vec<PropertyColumnBuilder> = properties
+            .iter()
+            .map(|name| PropertyColumnBuilder::new(name.clone()))
+            .collect();
+        let mut events: Vec<(i64, u32, u16)> = Vec::with_capacity(rows.len());
+        self.customer_payloads(&state, &rows, |columns, row, payload| {
+            reader.read(payload, &mut builders).map_err(|error| {
+                StoreError::corrupt(
+                    &self.shared.dir,
+                    format!("stored event does not parse: {error}"),
+                )
+            })?;
+            events.push((columns.ts[row], columns.step[row], columns.channel[row]));
+            Ok(())
+        })?;
+        let mut set = JourneySet {
+            offsets: vec![0, events.len()],
+            step_names: (0..state.steps.len() as u32)
+                .map(|code| state.steps.name(code).to_string())
+                .collect(),
+            channel_names: (0..state.channels.len() as u32)
+                .map(|code| state.channels.name(code).to_string())
+                .collect(),
+            ..JourneySet::default()
+        };
+        set.customer_ids.push(&state.identity.display_id(root));
+        for (ts, step, channel) in events {
+            set.ts.push(ts);
+            set.step.push(step);
+            set.channel.push(channel);
+        }
+        set.properties = builders
+            .into_iter()
+            .map(PropertyColumnBuilder::finish)
+            .collect();
+        Ok(Some(set))
+    }
+
+    /// The customer an identifier belongs to: its root, its members' keys (sorted), and every event's (time,
+    /// arrival, location, row) in journey order — locations are the segments, then the in-memory tables.
+    fn customer_rows(
+        &self,
+        state: &State,
+        identifier: &str,
+    ) -> Option<(u32, Vec<String>, Vec<CustomerRow>)> {
+        let key = resolve_key(&state.identity, identifier);
+        let id = state.identity.lookup(&key)?;
+        let root = state.identity.customer_of(id);
+        let members: HashSet<u32> = state.identity.members(root).iter().copied().collect();
+        let mut member_keys: Vec<String> = members
+            .iter()
+            .map(|id| state.identity.key(*id).to_string())
+            .collect();
+        member_keys.sort_unstable();
+        let in_memory = state.in_memory_tables();
+        let sources = state
+            .segments
+            .iter()
+            .map(|segment| (&segment.columns, &segment.rows_by_ident))
+            .chain(
+                in_memory
+                    .iter()
+                    .map(|table| (&table.columns, &table.rows_by_ident)),
+            );
+        let mut rows: Vec<CustomerRow> = Vec::new();
+        for (location, (columns, rows_by_ident)) in sources.enumerate() {
+            for member in &members {
+                for row in rows_by_ident.rows(*member) {
+                    let row_index = row as usize;
+                    rows.push((columns.ts[row_index], columns.seq[row_index], location, row));
+                }
+            }
+        }
+        rows.sort_unstable();
+        Some((root, member_keys, rows))
+    }
+
+    /// Calls `each(columns, row, payload)` for the rows of [`Self::customer_rows`], in order, reading each
+    /// segment block once.
+    fn customer_payloads(
+        &self,
+        state: &State,
+        rows: &[CustomerRow],
+        mut each: impl FnMut(&Columns, usize, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let in_memory = state.in_memory_tables();
+        let mut block_cache: HashMap<(usize, usize), DecodedBlock> = HashMap::new();
+        for (_, _, location, row) in rows.iter().copied() {
+            if location >= state.segments.len() {
+                let table = in_memory[location - state.segments.len()];
+                each(
+                    &table.columns,
+                    row as usize,
+                    table.payloads.get(row as usize),
+                )?;
+            } else {
+                let segment = &state.segments[location];
+                let block_index = row as usize / segment::ROWS_PER_BLOCK;
+                let entry = match block_cache.entry((location, block_index)) {
+                    std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(entry) => {
+                        entry.insert(segment.read_block(block_index, &state.steps)?)
+                    }
+                };
+                each(
+                    &segment.columns,
+                    row as usize,
+                    &entry.1[(row - entry.0) as usize],
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// All merge edges, active and undone, with provenance.

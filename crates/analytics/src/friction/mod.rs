@@ -193,6 +193,43 @@ impl FindingKind {
     }
 }
 
+/// The signals that say a customer is stuck (what a prediction of "getting stuck" predicts): friction's
+/// definition, each observed at the event that shows it.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum StuckSignal {
+    /// A self-service action done again within three steps: observed at the repeat.
+    Loop,
+    /// An error event within three steps of another: observed at the second.
+    ErrorStreak,
+    /// The journey ends without the goal: observed at its end.
+    DeadEnd,
+    /// A step slower than its transition's typical time or its standard time, or a journey idle past its last
+    /// step's standard time: observed at the step that ends the wait (the end, for an idle journey).
+    SlowStep,
+}
+
+impl StuckSignal {
+    pub const ALL: [StuckSignal; 4] = [
+        StuckSignal::Loop,
+        StuckSignal::ErrorStreak,
+        StuckSignal::DeadEnd,
+        StuckSignal::SlowStep,
+    ];
+}
+
 /// The property columns a segment reads, and their values coded in one dictionary.
 #[derive(Debug)]
 struct SegmentSource {

@@ -351,6 +351,51 @@ impl PreparedFriction<'_> {
         }
     }
 
+    /// Where `journey` shows one of `kinds` of being stuck: the positions (in the journey, identity calls
+    /// counted) of the events that show it, ascending, `journey.len()` for its end.
+    pub fn stuck_positions(&self, journey: &JourneyRef<'_>, kinds: &[StuckSignal]) -> Vec<usize> {
+        let view = self.view(journey);
+        let mut signals = Vec::new();
+        self.signals(&view, &mut signals);
+        let at_event = |p: usize| {
+            if p < view.len() {
+                view.positions[p]
+            } else {
+                journey.len()
+            }
+        };
+        let mut positions: Vec<usize> = signals
+            .iter()
+            .filter_map(|signal| {
+                let p = signal.at;
+                let (kind, observed) = match signal.key.0 {
+                    FindingKind::Loop => {
+                        let step = view.step(p);
+                        let q = (p + 1..(p + 4).min(view.len())).find(|q| view.step(*q) == step)?;
+                        (StuckSignal::Loop, q)
+                    }
+                    FindingKind::ErrorEvent => {
+                        let streak = (p.saturating_sub(3)..p).any(|q| self.is_error[view.raw(q)]);
+                        if !streak {
+                            return None;
+                        }
+                        (StuckSignal::ErrorStreak, p)
+                    }
+                    FindingKind::DeadEnd => (StuckSignal::DeadEnd, view.len()),
+                    FindingKind::SlowStep | FindingKind::SlowAgainstStandard => {
+                        (StuckSignal::SlowStep, p + 1)
+                    }
+                    FindingKind::Stuck => (StuckSignal::SlowStep, view.len()),
+                    _ => return None,
+                };
+                kinds.contains(&kind).then(|| at_event(observed))
+            })
+            .collect();
+        positions.sort_unstable();
+        positions.dedup();
+        positions
+    }
+
     /// Exposure of candidates not keyed by one step (who could have shown the signal), with the position.
     pub(super) fn own_exposure(&self, view: &View<'_>, out: &mut Vec<(Key, usize)>) {
         let n = view.len();

@@ -424,3 +424,30 @@ fn a_breached_standard_time_is_found() {
         "{breached:#?}"
     );
 }
+
+/// Where a journey is stuck, as prediction reads it: the loop at the repeated attempt, an error streak at the
+/// second error, the dead end at the end; the journey that reaches the goal at once shows none.
+#[test]
+fn stuck_positions_are_where_each_signal_is_observed() {
+    let journeys = JourneySet::from_journeys((0..100).map(|c| match c {
+        0..30 => journey(c, &["login", "Login Failed", "login", "Login Failed"]),
+        _ => journey(c, &["login", "identify", "home", "buy"]),
+    }));
+    let runner = Runner::new(1);
+    let settings = Friction {
+        goals: vec![Condition::step("buy")],
+        ..Friction::default()
+    };
+    let prepared = settings.prepare(&journeys, &runner).unwrap();
+    let positions = |index: usize, kinds: &[StuckSignal]| {
+        prepared.stuck_positions(&journeys.journey(index), kinds)
+    };
+    // login (0) Login Failed (1) login (2) Login Failed (3): the loop shows at each repeat; the second failure is
+    // also a streak; the end is 4.
+    assert_eq!(positions(0, &[StuckSignal::Loop]), [2, 3]);
+    assert_eq!(positions(0, &[StuckSignal::ErrorStreak]), [3]);
+    assert_eq!(positions(0, &[StuckSignal::DeadEnd]), [4]);
+    assert_eq!(positions(0, &StuckSignal::ALL), [2, 3, 4]);
+    // Identity calls count as positions of the journey, and nothing here is stuck.
+    assert!(positions(50, &StuckSignal::ALL).is_empty());
+}
