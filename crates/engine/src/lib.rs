@@ -12,6 +12,7 @@ pub mod demo;
 mod error;
 pub mod import;
 pub mod ingest;
+pub mod live;
 pub mod models;
 pub mod registry;
 mod report;
@@ -44,6 +45,7 @@ pub fn gzip_writer<W: std::io::Write>(inner: W) -> impl std::io::Write {
 pub struct Engine {
     store: Store,
     runner: Runner,
+    live: live::Live,
 }
 
 /// What an ingest call did: JSON `{success, accepted, duplicates, failed, errors}`, the collector's answer.
@@ -94,6 +96,8 @@ pub struct CustomerDoc {
     pub warnings: Vec<IdentityWarning>,
     pub n_events: usize,
     pub events: Vec<TimelineEvent>,
+    /// Every saved model's score of the customer now, with what drove it (empty without models).
+    pub scores: Vec<live::ModelScore>,
 }
 
 /// What a merge did.
@@ -114,6 +118,7 @@ impl Engine {
         Ok(Engine {
             store: Store::open(dir, options)?,
             runner: Runner::all_cores(),
+            live: live::Live::default(),
         })
     }
 
@@ -136,7 +141,9 @@ impl Engine {
                 message: failed.message.clone(),
             })
             .collect();
+        let rescore = self.rescoring_keys(&parsed.events);
         let outcome = self.store.append(parsed.events, parsed.failed)?;
+        self.queue_rescoring(rescore);
         Ok(IngestOutcome {
             success: true,
             accepted: outcome.accepted,
@@ -195,7 +202,16 @@ impl Engine {
                     .unwrap_or(serde_json::Value::Null),
             })
             .collect();
+        // A model that cannot be read does not hide the customer: it is logged and left out.
+        let scores = self
+            .customer_scores(identifier)
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "scoring a customer failed");
+                None
+            })
+            .unwrap_or_default();
         Ok(Some(CustomerDoc {
+            scores,
             customer_id: view.customer_id,
             identifiers: view.identifiers,
             merges: view.merges,

@@ -81,7 +81,7 @@ pub struct ModelSpec {
 }
 
 /// How a model measured, on the chronological split, by target.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Evaluation {
     NextStep(NextStepEvaluation),
@@ -90,7 +90,7 @@ pub enum Evaluation {
 }
 
 /// The journeys a model was fitted on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TrainingWindow {
     /// The earliest and latest event times.
     pub from: Timestamp,
@@ -100,7 +100,7 @@ pub struct TrainingWindow {
 }
 
 /// A model as it is listed: everything but its parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ModelInfo {
     pub name: String,
     pub spec: ModelSpec,
@@ -114,6 +114,9 @@ pub struct ModelInfo {
     /// The horizon in µs, as parsed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub horizon_us: Option<i64>,
+    /// The features that matter most to the fitted model (their shares of the trees' total gain).
+    #[serde(default)]
+    pub features: Vec<waymark_predict::outcome::Contribution>,
 }
 
 /// A saved model file.
@@ -133,8 +136,33 @@ pub struct LoadedModel {
     model: TrainedModel,
 }
 
+impl LoadedModel {
+    pub(crate) fn model(&self) -> &TrainedModel {
+        &self.model
+    }
+}
+
+/// Whether journey `index` of `journeys` has reached one of the spec's goals.
+pub(crate) fn reached_goal(
+    spec: &ModelSpec,
+    journeys: &JourneySet,
+    index: usize,
+) -> Result<bool, Error> {
+    let goals: Vec<_> = required_goals(&spec.goals, &journeys.step_names)?
+        .into_iter()
+        .map(Condition::step)
+        .map(|goal| goal.compile(journeys))
+        .collect::<Result<_, _>>()?;
+    let journey = journeys.journey(index);
+    Ok((0..journey.len()).any(|at| {
+        goals
+            .iter()
+            .any(|goal| goal.matches(journeys, journey.start + at))
+    }))
+}
+
 /// One customer's score.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct CustomerScore {
     pub customer_id: String,
     /// Journey steps so far (identity calls left out).
@@ -177,7 +205,7 @@ struct Labelled {
 
 impl ModelSpec {
     /// The property columns read as features.
-    fn feature_columns(&self) -> Vec<String> {
+    pub(crate) fn feature_columns(&self) -> Vec<String> {
         let names = self
             .features_from
             .clone()
@@ -486,7 +514,13 @@ impl Engine {
             &|done, total| progress(Phase::Evaluating, done, total),
         )?;
         progress(Phase::Fitting, 0, 0);
+        let model = TrainedModel {
+            names: sequences.names.clone(),
+            channel_names: sequences.channel_names.clone(),
+            predictor: predictor.expect("fitted when asked"),
+        };
         let info = ModelInfo {
+            features: model.importance(10),
             name: name.to_string(),
             spec: spec.clone(),
             trained_at: Timestamp::now(),
@@ -503,11 +537,7 @@ impl Engine {
         let saved = SavedModel {
             format: FORMAT,
             info: info.clone(),
-            model: TrainedModel {
-                names: sequences.names.clone(),
-                channel_names: sequences.channel_names.clone(),
-                predictor: predictor.expect("fitted when asked"),
-            },
+            model,
         };
         let dir = self.models_dir();
         std::fs::create_dir_all(&dir)
@@ -624,27 +654,24 @@ impl Engine {
         customer: Option<&str>,
         top: usize,
     ) -> Result<Vec<CustomerScore>, Error> {
+        if let Some(identifier) = customer {
+            if self.store.customer_journey(identifier, &[])?.is_none() {
+                return Err(Error::NotFound(format!(
+                    "no customer has the identifier {identifier:?}"
+                )));
+            }
+            return Ok(self.score_one(model, identifier)?.into_iter().collect());
+        }
         let spec = &model.info.spec;
         let (journeys, _) = self.model_journeys(&ModelSpec {
             target: Target::NextStep,
             ..spec.clone()
         })?;
-        let wanted = match customer {
-            Some(identifier) => {
-                let Some(found) = self.store.customer(identifier)? else {
-                    return Err(Error::NotFound(format!(
-                        "no customer has the identifier {identifier:?}"
-                    )));
-                };
-                Some(found.customer_id)
-            }
-            None => None,
-        };
         let sequences =
             Sequences::with_vocabulary(&journeys, &model.model.names, &model.model.channel_names)
                 .with_properties(&journeys, &spec.feature_columns());
-        let goals: Option<Vec<_>> = match (spec.target, &wanted) {
-            (Target::Goal, None) => Some(
+        let goals: Option<Vec<_>> = match spec.target {
+            Target::Goal => Some(
                 required_goals(&spec.goals, &journeys.step_names)?
                     .into_iter()
                     .map(Condition::step)
@@ -655,13 +682,6 @@ impl Engine {
         };
         let mut ranked = Vec::new();
         for index in 0..journeys.n_journeys() {
-            let customer_id = &journeys.customer_ids[index];
-            if wanted
-                .as_deref()
-                .is_some_and(|wanted| wanted != customer_id)
-            {
-                continue;
-            }
             let length = sequences.get(index).len();
             if length == 0 {
                 continue;

@@ -15,14 +15,14 @@ pub const TRAIN_SHARE: f64 = 2.0 / 3.0;
 pub const ORDERS_TRIED: std::ops::RangeInclusive<usize> = 1..=MAX_ORDER;
 
 /// How often the right next symbol was the first guess, and among the first three.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NextStepScore {
     pub accuracy_at_1: f64,
     pub accuracy_at_3: f64,
 }
 
 /// One evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NextStepEvaluation {
     pub train_journeys: usize,
     pub test_journeys: usize,

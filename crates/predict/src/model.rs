@@ -32,7 +32,7 @@ pub struct TrainedModel {
 }
 
 /// A prefix's score.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Score {
     /// The likeliest next steps with their probabilities (`(end)`: the journey ends).
@@ -64,6 +64,16 @@ impl Score {
 pub const DRIVERS: usize = 5;
 
 impl TrainedModel {
+    /// The `k` features that matter most to the whole model (shares of the trees' total gain); none for an
+    /// n-gram.
+    pub fn importance(&self, k: usize) -> Vec<Contribution> {
+        match &self.predictor {
+            Predictor::Outcome(model) => model.importance(k),
+            Predictor::RemainingTime(model) => model.importance(k),
+            Predictor::NextStep { .. } => Vec::new(),
+        }
+    }
+
     /// The number [`Score::value`] would give, without explaining it.
     pub fn value(&self, sequences: &Sequences, journey: usize, length: usize) -> f64 {
         match &self.predictor {

@@ -14,7 +14,7 @@
 //! *censored* — nobody knows yet — and is neither trained on nor scored. For an outcome that happens once (the
 //! goal), prefixes after it happened are not asked about.
 
-use crate::boosted::{training_prefixes, MAX_ROWS};
+use crate::boosted::training_prefixes;
 use crate::features::{column_major, FeatureLayout};
 use crate::sequences::{chronological_split, Sequences};
 use forust_ml::gradientbooster::ContributionsMethod;
@@ -26,6 +26,9 @@ use serde::{Deserialize, Serialize};
 pub const ROUNDS: usize = 100;
 pub const LEARNING_RATE: f32 = 0.1;
 pub const DEPTH: usize = 5;
+/// Training prefixes at most (a uniform sample of them beyond): a probability needs fewer rows than a ranking
+/// over dozens of next steps, and this keeps training on a million journeys within a minute.
+pub const MAX_ROWS: usize = 250_000;
 /// Bins of the calibration table (equal widths of predicted probability).
 pub const CALIBRATION_BINS: usize = 10;
 
@@ -108,7 +111,7 @@ impl BinaryTarget {
 }
 
 /// How good a set of probabilities is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProbabilityScore {
     /// The chance that a prefix with the outcome scores above one without (0.5: no better than a coin).
     pub auc: f64,
@@ -119,7 +122,7 @@ pub struct ProbabilityScore {
 }
 
 /// One row of the calibration table.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CalibrationBin {
     /// Predicted probabilities in `[from, to)`.
     pub from: f64,
@@ -131,7 +134,7 @@ pub struct CalibrationBin {
 }
 
 /// One evaluation of an outcome's probabilities on the chronological split.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OutcomeEvaluation {
     pub train_journeys: usize,
     pub test_journeys: usize,
@@ -185,7 +188,7 @@ mod one_booster {
 }
 
 /// A feature's share in one score: its name and how far it moved the log-odds (positive: towards the outcome).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Contribution {
     pub feature: String,
     pub effect: f64,
@@ -261,6 +264,28 @@ impl OutcomeModel {
         1.0 / (1.0 + (-logit).exp())
     }
 
+    /// The probabilities of many prefixes `(journey, length)`, predicted in blocks on every core.
+    pub fn probabilities(&self, sequences: &Sequences, prefixes: &[(usize, usize)]) -> Vec<f64> {
+        if !self.fitted {
+            return vec![self.base_rate; prefixes.len()];
+        }
+        let width = self.layout.width();
+        let mut out = Vec::with_capacity(prefixes.len());
+        let mut rows = Vec::new();
+        for block in prefixes.chunks(65_536) {
+            rows.clear();
+            for (journey, length) in block {
+                self.layout.row(sequences, *journey, *length, &mut rows);
+            }
+            let columns = column_major(&rows, width);
+            let logits = self
+                .booster
+                .predict(&Matrix::new(&columns, block.len(), width), true);
+            out.extend(logits.into_iter().map(|logit| 1.0 / (1.0 + (-logit).exp())));
+        }
+        out
+    }
+
     /// The `k` features that moved this prefix's score most (Shapley values in log-odds), largest first.
     pub fn explain(
         &self,
@@ -283,31 +308,39 @@ impl OutcomeModel {
         top_contributions(&self.layout.names(), &contributions[..width], k)
     }
 
-    /// The features that matter most over the whole model (total gain), with their shares, largest first.
+    /// The features that matter most over the whole model (total gain, as shares), largest first.
     pub fn importance(&self, k: usize) -> Vec<Contribution> {
         if !self.fitted {
             return Vec::new();
         }
-        let gains = self.booster.calculate_feature_importance(
-            forust_ml::gradientbooster::ImportanceMethod::TotalGain,
-            true,
-        );
-        let names = self.layout.names();
-        let mut ranked: Vec<Contribution> = gains
-            .into_iter()
-            .map(|(feature, gain)| Contribution {
-                feature: names[feature].clone(),
-                effect: f64::from(gain),
-            })
-            .collect();
-        ranked.sort_by(|a, b| {
-            b.effect
-                .total_cmp(&a.effect)
-                .then(a.feature.cmp(&b.feature))
-        });
-        ranked.truncate(k);
-        ranked
+        importance(&self.booster, &self.layout.names(), k)
     }
+}
+
+/// A booster's `k` most important features by total gain, as shares of the whole.
+pub(crate) fn importance(
+    booster: &GradientBooster,
+    names: &[String],
+    k: usize,
+) -> Vec<Contribution> {
+    let gains = booster.calculate_feature_importance(
+        forust_ml::gradientbooster::ImportanceMethod::TotalGain,
+        true,
+    );
+    let mut ranked: Vec<Contribution> = gains
+        .into_iter()
+        .map(|(feature, gain)| Contribution {
+            feature: names[feature].clone(),
+            effect: f64::from(gain),
+        })
+        .collect();
+    ranked.sort_by(|a, b| {
+        b.effect
+            .total_cmp(&a.effect)
+            .then(a.feature.cmp(&b.feature))
+    });
+    ranked.truncate(k);
+    ranked
 }
 
 /// The `k` largest effects by size, zero effects left out.
@@ -436,13 +469,13 @@ pub fn evaluate_outcome(
             }
         }
     }
-    let (mut scored, mut base, mut by_step) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut labelled, mut base, mut by_step) = (Vec::new(), Vec::new(), Vec::new());
     let mut censored = 0;
     for journey in &test {
         for length in 1..=sequences.get(*journey).len() {
             match target.label(sequences, outcomes, as_of, *journey, length) {
                 Some(label) => {
-                    scored.push((model.probability(sequences, *journey, length), label));
+                    labelled.push((*journey, length, label));
                     base.push((model.base_rate, label));
                     let (n, hits) = per_step[sequences.get(*journey)[length - 1] as usize];
                     let rate = if n == 0 {
@@ -463,6 +496,13 @@ pub fn evaluate_outcome(
             }
         }
     }
+    let prefixes: Vec<(usize, usize)> = labelled.iter().map(|(j, l, _)| (*j, *l)).collect();
+    let scored: Vec<(f64, bool)> = model
+        .probabilities(sequences, &prefixes)
+        .into_iter()
+        .zip(&labelled)
+        .map(|(p, (_, _, label))| (p, *label))
+        .collect();
     let (table, error) = calibration(&scored);
     let evaluation = OutcomeEvaluation {
         train_journeys: train.len(),

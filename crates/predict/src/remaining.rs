@@ -27,7 +27,7 @@ pub fn remaining_days(sequences: &Sequences, journey: usize, length: usize) -> f
 }
 
 /// One evaluation on the chronological split.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RemainingTimeEvaluation {
     pub train_journeys: usize,
     pub test_journeys: usize,
@@ -118,6 +118,13 @@ impl RemainingTimeModel {
         let mut row = Vec::with_capacity(self.layout.width());
         self.layout.row(sequences, journey, length, &mut row);
         from_scale(booster.predict(&Matrix::new(&row, 1, self.layout.width()), false)[0])
+    }
+
+    /// The features that matter most over the whole model (total gain, as shares), largest first.
+    pub fn importance(&self, k: usize) -> Vec<Contribution> {
+        self.booster.first().map_or_else(Vec::new, |booster| {
+            crate::outcome::importance(booster, &self.layout.names(), k)
+        })
     }
 
     /// The `k` features that moved this prediction most (Shapley values on the log-seconds scale).

@@ -86,6 +86,9 @@ pub async fn serve(
     let address = listener.local_addr()?;
     let state = AppState::new(Arc::clone(&engine), config.write_keys);
     engine.prepare_writes();
+    if let Err(error) = engine.start_live_scoring() {
+        tracing::warn!(%error, "could not start the live scorer; scores are computed when asked for");
+    }
     if config.warm_up {
         warm_up(Arc::clone(&engine));
     }

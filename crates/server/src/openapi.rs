@@ -35,6 +35,22 @@ pub struct FailedResponse {
     pub failed: Vec<FailedEvent>,
 }
 
+/// `GET /v1/models`.
+#[derive(Serialize, JsonSchema)]
+pub struct ModelsResponse {
+    pub models: Vec<waymark_engine::models::ModelInfo>,
+    /// The live scorer: whether every customer has been scored since start, how many, re-scored since.
+    pub live: waymark_engine::live::LiveStatus,
+}
+
+/// `GET /v1/models/{name}/scores`.
+#[derive(Serialize, JsonSchema)]
+pub struct ScoresResponse {
+    pub model: waymark_engine::models::ModelInfo,
+    /// The customers with the highest scores now (for P(goal): among those who have not reached it).
+    pub scores: Vec<waymark_engine::models::CustomerScore>,
+}
+
 /// `POST /v1/identity/merge` body.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -243,6 +259,29 @@ fn build() -> Value {
     customer["parameters"] = json!([{"name": "identifier", "in": "path", "required": true, "schema": {"type": "string"}, "description": "A userId, an anonymousId, or user:… / anon:…"}]);
     add("/v1/customers/{identifier}", "get", customer);
     add(
+        "/v1/models",
+        "get",
+        operation(
+            "The saved models (`waymark model train`): target, spec, training window and evaluation, and the live scorer's state",
+            "predictions",
+            None,
+            schema_value::<ModelsResponse>(&mut generator),
+            &[],
+        ),
+    );
+    let mut scores = operation(
+        "The customers a model scores highest now (most at risk, likeliest to convert), each with the features that drove the score",
+        "predictions",
+        None,
+        schema_value::<ScoresResponse>(&mut generator),
+        &[400, 404],
+    );
+    scores["parameters"] = json!([
+        {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
+        {"name": "top", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20}}
+    ]);
+    add("/v1/models/{name}/scores", "get", scores);
+    add(
         "/v1/identity/edges",
         "get",
         operation(
@@ -374,7 +413,7 @@ fn build() -> Value {
         },
         "tags": [
             {"name": "collector", "description": "Segment-compatible tracking API"},
-            {"name": "customers"}, {"name": "identity"}, {"name": "analyses"}, {"name": "operations"}, {"name": "ui"}
+            {"name": "customers"}, {"name": "predictions"}, {"name": "identity"}, {"name": "analyses"}, {"name": "operations"}, {"name": "ui"}
         ],
         "paths": paths,
         "components": {

@@ -4,8 +4,8 @@
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics_names::*;
 use crate::openapi::{
-    AnalysesResponse, EdgesResponse, FailedResponse, Health, MergeRequest, UnmergeRequest,
-    UnmergeResponse,
+    AnalysesResponse, EdgesResponse, FailedResponse, Health, MergeRequest, ModelsResponse,
+    ScoresResponse, UnmergeRequest, UnmergeResponse,
 };
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -80,6 +80,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/batch", post(batch))
         .route("/v1/import", post(batch))
         .route("/v1/customers/{identifier}", get(customer))
+        .route("/v1/models", get(models))
+        .route("/v1/models/{name}/scores", get(model_scores))
         .route("/v1/identity/edges", get(identity_edges))
         .route("/v1/identity/merge", post(identity_merge))
         .route("/v1/identity/unmerge", post(identity_unmerge))
@@ -281,6 +283,45 @@ async fn customer(
     Ok(Json(
         serde_json::to_value(doc).expect("customers serialise"),
     ))
+}
+
+async fn models(State(state): State<AppState>) -> Result<Json<ModelsResponse>, ApiError> {
+    let engine = Arc::clone(&state.engine);
+    blocking(move || {
+        Ok(Json(ModelsResponse {
+            models: waymark_engine::live::infos(&engine.current_models()?),
+            live: engine.live_status()?,
+        }))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct ScoresQuery {
+    top: Option<usize>,
+}
+
+async fn model_scores(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<ScoresQuery>,
+) -> Result<Json<ScoresResponse>, ApiError> {
+    let top = query.top.unwrap_or(20);
+    if !(1..=1000).contains(&top) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("top must be between 1 and 1000, not {top}"),
+        ));
+    }
+    let engine = Arc::clone(&state.engine);
+    blocking(move || {
+        let model = engine.load_model(&name)?.info;
+        Ok(Json(ScoresResponse {
+            scores: engine.top_scores(&name, top)?,
+            model,
+        }))
+    })
+    .await
 }
 
 async fn identity_edges(State(state): State<AppState>) -> Json<EdgesResponse> {

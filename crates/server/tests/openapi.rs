@@ -203,6 +203,17 @@ fn every_endpoint_answers_as_its_schema_says() {
             .borrow_mut()
             .insert(("get".into(), documented.into()));
     };
+    // A saved model: its listing, its top scores, and every customer's scores.
+    let spec = serde_json::from_value(json!({"target": "goal", "goals": ["Bought"]})).unwrap();
+    app.store
+        .train_model("buyers", &spec, &|_, _, _| {})
+        .unwrap();
+    get("/v1/models", "/v1/models");
+    get("/v1/models/buyers/scores?top=5", "/v1/models/{name}/scores");
+    get("/v1/models/nothing/scores", "/v1/models/{name}/scores");
+    get("/v1/models/buyers/scores?top=0", "/v1/models/{name}/scores");
+    let (_, customer) = app.get_json("/v1/customers/d2");
+    assert_eq!(customer["scores"][0]["model"], "buyers", "{customer}");
     get("/v1/customers/ann", "/v1/customers/{identifier}");
     get("/v1/customers/nobody", "/v1/customers/{identifier}");
     get("/v1/identity/edges", "/v1/identity/edges");

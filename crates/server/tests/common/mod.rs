@@ -15,11 +15,15 @@ pub struct TestApp {
     pub agent: ureq::Agent,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
 }
 
 pub fn spawn_app() -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
+    spawn_app_in(tempfile::tempdir().unwrap())
+}
+
+/// A server over the store in `dir` (an earlier server's, for restarts).
+pub fn spawn_app_in(dir: tempfile::TempDir) -> TestApp {
     let store = Arc::new(Engine::open(dir.path(), StoreOptions::default()).unwrap());
     let (ready_sender, ready) = std::sync::mpsc::channel();
     let (shutdown, shutdown_receiver) = tokio::sync::oneshot::channel::<()>();
@@ -57,7 +61,7 @@ pub fn spawn_app() -> TestApp {
         agent,
         shutdown: Some(shutdown),
         thread: Some(thread),
-        _dir: dir,
+        dir: Some(dir),
     }
 }
 
@@ -122,13 +126,28 @@ impl TestApp {
     }
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
+impl TestApp {
+    /// Shuts the server down (the store flushed and closed) and hands back its data directory.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.shut_down();
+        let dir = self.dir.take().expect("a running app has its directory");
+        // The test's handle is the last one: dropping the app closes the store; the directory lives on.
+        drop(self);
+        dir
+    }
+
+    fn shut_down(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shut_down();
     }
 }

@@ -1,0 +1,447 @@
+//! Live scores: while a server runs, every saved model's score of every customer, kept current as events arrive.
+//!
+//! An accepted event queues its customer (after the event is durable, so the acknowledgement never waits for a
+//! model); one worker thread re-scores queued customers from their journey as the store holds it
+//! ([`waymark_store::Store::customer_journey`]: the same steps, order and properties the full view has) and keeps
+//! the latest score per customer and model. At start the worker scores every customer once from the full view.
+//! A score is a pure function of the saved model and the customer's stored events, so after a restart the same
+//! events give the same scores, whichever path computed them — what trigger rules firing on scores rely on.
+
+use crate::models::{LoadedModel, ModelInfo};
+use crate::{Engine, Error};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock};
+use std::time::{Instant, SystemTime};
+use waymark_predict::{Score, Sequences};
+
+/// Histogram of the time to re-score one customer with every model (seconds).
+pub const SCORING_LATENCY: &str = "waymark_scoring_seconds";
+
+/// One model's current score of one customer.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct ModelScore {
+    pub model: String,
+    pub target: crate::models::Target,
+    /// The probability, the days, or the likeliest next step's probability.
+    pub value: f64,
+    /// The score with what drove it.
+    pub score: Score,
+}
+
+/// The saved models, reloaded when their files change.
+#[derive(Default)]
+struct ModelCache {
+    /// (name, modified, length) of each file when loaded.
+    stamp: Vec<(String, Option<SystemTime>, u64)>,
+    models: Vec<Arc<LoadedModel>>,
+    /// Bumped at every reload.
+    generation: u64,
+}
+
+/// Queued instead of a customer key: the models changed, score everyone again.
+const ALL: &str = "\0all";
+
+/// The live state an engine keeps for a server.
+#[derive(Default)]
+pub(crate) struct Live {
+    queue: Mutex<Option<mpsc::Sender<String>>>,
+    /// Customer id → (model name, value), every model's latest score.
+    scores: RwLock<HashMap<String, Vec<(String, f64)>>>,
+    models: Mutex<ModelCache>,
+    /// The first full scoring is done.
+    ready: AtomicBool,
+    /// The model generation the live values are of.
+    scored_generation: AtomicU64,
+    /// Customers re-scored since start.
+    rescored: AtomicU64,
+}
+
+/// What the live scorer has done.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct LiveStatus {
+    /// Every customer has been scored once since start.
+    pub ready: bool,
+    pub customers: usize,
+    pub rescored: u64,
+    pub models: Vec<String>,
+}
+
+impl Engine {
+    /// The saved models, reloaded only when a model file changed.
+    pub fn current_models(&self) -> Result<Vec<Arc<LoadedModel>>, Error> {
+        Ok(self.models_and_generation()?.0)
+    }
+
+    /// The saved models and their generation (bumped whenever a model file changes); a change queues a full
+    /// re-scoring when a live scorer runs.
+    fn models_and_generation(&self) -> Result<(Vec<Arc<LoadedModel>>, u64), Error> {
+        let dir = self.dir().join("models");
+        let mut stamp: Vec<(String, Option<SystemTime>, u64)> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .filter_map(|entry| entry.ok())
+                .filter_map(|entry| {
+                    let name = entry.file_name().into_string().ok()?;
+                    let stem = name.strip_suffix(".json")?.to_string();
+                    if stem.starts_with('.') {
+                        return None;
+                    }
+                    let metadata = entry.metadata().ok()?;
+                    Some((stem, metadata.modified().ok(), metadata.len()))
+                })
+                .collect(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(error) => return Err(Error::Model(format!("reading {}: {error}", dir.display()))),
+        };
+        stamp.sort();
+        let mut cache = self
+            .live
+            .models
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cache.stamp != stamp {
+            cache.models = stamp
+                .iter()
+                .map(|(name, _, _)| self.load_model(name).map(Arc::new))
+                .collect::<Result<_, _>>()?;
+            cache.stamp = stamp;
+            cache.generation += 1;
+            self.queue_rescoring(vec![ALL.to_string()]);
+        }
+        Ok((cache.models.clone(), cache.generation))
+    }
+
+    /// Every saved model's score of the customer `identifier` belongs to, from its journey as stored now, with
+    /// what drove each; `None` when no customer has the identifier.
+    pub fn customer_scores(&self, identifier: &str) -> Result<Option<Vec<ModelScore>>, Error> {
+        let models = self.current_models()?;
+        if models.is_empty() {
+            return Ok(self.store.customer(identifier)?.map(|_| Vec::new()));
+        }
+        let mut properties: Vec<String> = Vec::new();
+        for model in &models {
+            for name in model.info.spec.feature_columns() {
+                if !properties.contains(&name) {
+                    properties.push(name);
+                }
+            }
+        }
+        let Some(journey) = self.store.customer_journey(identifier, &properties)? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            models
+                .iter()
+                .filter_map(|model| {
+                    let sequences = model.sequences(&journey);
+                    let length = sequences.get(0).len();
+                    (length > 0).then(|| {
+                        let score = model.model().score(&sequences, 0, length);
+                        ModelScore {
+                            model: model.info.name.clone(),
+                            target: model.info.spec.target,
+                            value: score.value(),
+                            score,
+                        }
+                    })
+                })
+                .collect(),
+        ))
+    }
+
+    /// Re-scores the customer `identifier` belongs to with every model and keeps the values.
+    pub fn rescore(&self, identifier: &str) -> Result<(), Error> {
+        let started = Instant::now();
+        let models = self.current_models()?;
+        if models.is_empty() {
+            return Ok(());
+        }
+        let mut properties: Vec<String> = Vec::new();
+        for model in &models {
+            for name in model.info.spec.feature_columns() {
+                if !properties.contains(&name) {
+                    properties.push(name);
+                }
+            }
+        }
+        let Some(journey) = self.store.customer_journey(identifier, &properties)? else {
+            return Ok(());
+        };
+        let values: Vec<(String, f64)> = models
+            .iter()
+            .filter_map(|model| {
+                let sequences = model.sequences(&journey);
+                let length = sequences.get(0).len();
+                (length > 0).then(|| {
+                    (
+                        model.info.name.clone(),
+                        model.model().value(&sequences, 0, length),
+                    )
+                })
+            })
+            .collect();
+        self.live
+            .scores
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(journey.customer_ids[0].to_string(), values);
+        self.live.rescored.fetch_add(1, Ordering::Relaxed);
+        metrics::histogram!(SCORING_LATENCY).record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Scores every customer with every model from the full journey view, replacing the live values.
+    pub fn rescore_all(&self) -> Result<(), Error> {
+        let (models, generation) = self.models_and_generation()?;
+        let mut scores: HashMap<String, Vec<(String, f64)>> = HashMap::new();
+        for model in &models {
+            for (customer, value) in self.score_at(model, &|journeys, index| {
+                Some(journeys.journey(index).len())
+            })? {
+                scores
+                    .entry(customer)
+                    .or_default()
+                    .push((model.info.name.clone(), value));
+            }
+        }
+        *self
+            .live
+            .scores
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = scores;
+        self.live
+            .scored_generation
+            .store(generation, Ordering::Release);
+        self.live.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Starts the live scorer: a worker thread that scores every customer once, then re-scores each customer
+    /// whose events arrive. Call once, from the process that serves.
+    pub fn start_live_scoring(self: &Arc<Engine>) -> std::io::Result<()> {
+        let (sender, receiver) = mpsc::channel::<String>();
+        *self
+            .live
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(sender);
+        // The worker holds the engine only while it works, so dropping the last handle closes the store (and,
+        // with it, the queue, which ends the worker).
+        let weak = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("live-scoring".into())
+            .spawn(move || {
+                if let Some(engine) = weak.upgrade() {
+                    let started = Instant::now();
+                    match engine.rescore_all() {
+                        Ok(()) => tracing::info!(
+                            seconds = started.elapsed().as_secs_f64(),
+                            customers = engine
+                                .live
+                                .scores
+                                .read()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .len(),
+                            "every customer scored"
+                        ),
+                        Err(error) => tracing::warn!(%error, "scoring every customer failed"),
+                    }
+                }
+                while let Ok(first) = receiver.recv() {
+                    let Some(engine) = weak.upgrade() else {
+                        break;
+                    };
+                    let mut queued = vec![first];
+                    queued.extend(receiver.try_iter());
+                    queued.sort_unstable();
+                    queued.dedup();
+                    if queued.iter().any(|key| key == ALL) {
+                        let scored = engine.live.scored_generation.load(Ordering::Acquire);
+                        let current = engine.models_and_generation().map(|(_, g)| g);
+                        if current.as_ref().is_ok_and(|current| *current == scored) {
+                            continue;
+                        }
+                        if let Err(error) = engine.rescore_all() {
+                            tracing::warn!(%error, "scoring every customer failed");
+                        }
+                        continue;
+                    }
+                    for identifier in queued {
+                        if let Err(error) = engine.rescore(&identifier) {
+                            tracing::warn!(%error, identifier, "re-scoring failed");
+                        }
+                    }
+                }
+            })?;
+        Ok(())
+    }
+
+    /// The identity keys of `events`' customers when a live scorer runs (else none), taken before the events
+    /// are handed to the store.
+    pub(crate) fn rescoring_keys(&self, events: &[waymark_model::Event]) -> Vec<String> {
+        if self
+            .live
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+        {
+            return Vec::new();
+        }
+        let mut keys: Vec<String> = events
+            .iter()
+            .filter_map(|event| match (&event.user_id, &event.anonymous_id) {
+                (Some(user), _) => Some(format!("user:{user}")),
+                (None, Some(anonymous)) => Some(format!("anon:{anonymous}")),
+                (None, None) => None,
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    /// Queues customers for re-scoring, once their events are durable (a no-op without a live scorer).
+    pub(crate) fn queue_rescoring(&self, keys: Vec<String>) {
+        if keys.is_empty() {
+            return;
+        }
+        let queue = self
+            .live
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(sender) = queue.as_ref() {
+            for key in keys {
+                let _ = sender.send(key);
+            }
+        }
+    }
+
+    /// The customers with the highest live value of model `name` (the riskiest for P(stuck), the most likely
+    /// buyers for P(goal)), each scored afresh with its drivers; for P(goal), customers who reached the goal are
+    /// left out.
+    pub fn top_scores(
+        &self,
+        name: &str,
+        top: usize,
+    ) -> Result<Vec<crate::models::CustomerScore>, Error> {
+        let (models, generation) = self.models_and_generation()?;
+        let model = models
+            .into_iter()
+            .find(|model| model.info.name == name)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "there is no model {name:?}; list them with GET /v1/models"
+                ))
+            })?;
+        let current = self.live.ready.load(Ordering::Acquire)
+            && self.live.scored_generation.load(Ordering::Acquire) == generation;
+        if !current {
+            // Not scored live yet (starting, or the model just changed): score every customer now.
+            return self.score(&model, None, top);
+        }
+        // Rank on the live values; the batch path re-checks the goal and explains those shown.
+        let mut ranked: Vec<(f64, String)> = self
+            .live
+            .scores
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(|(customer, values)| {
+                values
+                    .iter()
+                    .find(|(model, _)| model == name)
+                    .map(|(_, value)| (*value, customer.clone()))
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut shown = Vec::new();
+        for (_, customer) in ranked {
+            if shown.len() >= top {
+                break;
+            }
+            shown.extend(self.score_one(&model, &customer)?);
+        }
+        Ok(shown)
+    }
+
+    /// The live scorer's state.
+    pub fn live_status(&self) -> Result<LiveStatus, Error> {
+        let (models, generation) = self.models_and_generation()?;
+        Ok(LiveStatus {
+            ready: self.live.ready.load(Ordering::Acquire)
+                && self.live.scored_generation.load(Ordering::Acquire) == generation,
+            customers: self
+                .live
+                .scores
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len(),
+            rescored: self.live.rescored.load(Ordering::Relaxed),
+            models: models.iter().map(|model| model.info.name.clone()).collect(),
+        })
+    }
+
+    /// The live value of every model for the customer `customer_id` (a display id).
+    pub fn live_values(&self, customer_id: &str) -> Vec<(String, f64)> {
+        self.live
+            .scores
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(customer_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Engine {
+    /// One customer's score with its drivers, from its journey as stored now; `None` when no customer has the
+    /// identifier, it has no step the model knows, or (for P(goal)) it has reached the goal.
+    pub fn score_one(
+        &self,
+        model: &LoadedModel,
+        identifier: &str,
+    ) -> Result<Option<crate::models::CustomerScore>, Error> {
+        let spec = &model.info.spec;
+        let Some(journey) = self
+            .store
+            .customer_journey(identifier, &spec.feature_columns())?
+        else {
+            return Ok(None);
+        };
+        if spec.target == crate::models::Target::Goal
+            && crate::models::reached_goal(spec, &journey, 0)?
+        {
+            return Ok(None);
+        }
+        let sequences = model.sequences(&journey);
+        let length = sequences.get(0).len();
+        if length == 0 {
+            return Ok(None);
+        }
+        let last = sequences.get(0)[length - 1];
+        Ok(Some(crate::models::CustomerScore {
+            customer_id: journey.customer_ids[0].to_string(),
+            steps: length,
+            last_step: sequences.name(last).to_string(),
+            last_event: waymark_model::Timestamp(sequences.times_of(0)[length - 1]),
+            score: model.model().score(&sequences, 0, length),
+        }))
+    }
+}
+
+impl LoadedModel {
+    /// `journeys` read in this model's vocabulary, with its feature properties.
+    pub(crate) fn sequences(&self, journeys: &waymark_model::JourneySet) -> Sequences {
+        let model = self.model();
+        Sequences::with_vocabulary(journeys, &model.names, &model.channel_names)
+            .with_properties(journeys, &self.info.spec.feature_columns())
+    }
+}
+
+/// A model's info, for listings.
+pub fn infos(models: &[Arc<LoadedModel>]) -> Vec<ModelInfo> {
+    models.iter().map(|model| model.info.clone()).collect()
+}
