@@ -119,15 +119,10 @@ impl Engine {
         if models.is_empty() {
             return Ok(self.store.customer(identifier)?.map(|_| Vec::new()));
         }
-        let mut properties: Vec<String> = Vec::new();
-        for model in &models {
-            for name in model.info.spec.feature_columns() {
-                if !properties.contains(&name) {
-                    properties.push(name);
-                }
-            }
-        }
-        let Some(journey) = self.store.customer_journey(identifier, &properties)? else {
+        let Some(journey) = self
+            .store
+            .customer_journey(identifier, &feature_union(&models))?
+        else {
             return Ok(None);
         };
         Ok(Some(
@@ -157,15 +152,10 @@ impl Engine {
         if models.is_empty() {
             return Ok(());
         }
-        let mut properties: Vec<String> = Vec::new();
-        for model in &models {
-            for name in model.info.spec.feature_columns() {
-                if !properties.contains(&name) {
-                    properties.push(name);
-                }
-            }
-        }
-        let Some(journey) = self.store.customer_journey(identifier, &properties)? else {
+        let Some(journey) = self
+            .store
+            .customer_journey(identifier, &feature_union(&models))?
+        else {
             return Ok(());
         };
         let values: Vec<(String, f64)> = models
@@ -439,6 +429,19 @@ impl LoadedModel {
         Sequences::with_vocabulary(journeys, &model.names, &model.channel_names)
             .with_properties(journeys, &self.info.spec.feature_columns())
     }
+}
+
+/// The property columns any of `models` reads.
+fn feature_union(models: &[Arc<LoadedModel>]) -> Vec<String> {
+    let mut properties: Vec<String> = Vec::new();
+    for model in models {
+        for name in model.info.spec.feature_columns() {
+            if !properties.contains(&name) {
+                properties.push(name);
+            }
+        }
+    }
+    properties
 }
 
 /// A model's info, for listings.

@@ -613,6 +613,20 @@ impl Engine {
         })
     }
 
+    /// Every journey a model scores (its spec's filter, its feature columns), and the same read in its
+    /// vocabulary.
+    fn scoring_journeys(
+        &self,
+        model: &LoadedModel,
+    ) -> Result<(std::sync::Arc<JourneySet>, Sequences), Error> {
+        let (journeys, _) = self.model_journeys(&ModelSpec {
+            target: Target::NextStep,
+            ..model.info.spec.clone()
+        })?;
+        let sequences = model.sequences(&journeys);
+        Ok((journeys, sequences))
+    }
+
     /// What the model says of each journey as it stood earlier: `at(journeys, index)` gives how many of the
     /// journey's events (identity calls counted) the prefix holds, `None` to skip the journey. Returns (customer,
     /// score value) for every journey scored, in journey order — for back-testing a model on what it would have
@@ -622,14 +636,7 @@ impl Engine {
         model: &LoadedModel,
         at: &dyn Fn(&JourneySet, usize) -> Option<usize>,
     ) -> Result<Vec<(String, f64)>, Error> {
-        let spec = &model.info.spec;
-        let (journeys, _) = self.model_journeys(&ModelSpec {
-            target: Target::NextStep,
-            ..spec.clone()
-        })?;
-        let sequences =
-            Sequences::with_vocabulary(&journeys, &model.model.names, &model.model.channel_names)
-                .with_properties(&journeys, &spec.feature_columns());
+        let (journeys, sequences) = self.scoring_journeys(model)?;
         Ok((0..journeys.n_journeys())
             .filter_map(|index| {
                 let events = at(&journeys, index)?;
@@ -663,13 +670,7 @@ impl Engine {
             return Ok(self.score_one(model, identifier)?.into_iter().collect());
         }
         let spec = &model.info.spec;
-        let (journeys, _) = self.model_journeys(&ModelSpec {
-            target: Target::NextStep,
-            ..spec.clone()
-        })?;
-        let sequences =
-            Sequences::with_vocabulary(&journeys, &model.model.names, &model.model.channel_names)
-                .with_properties(&journeys, &spec.feature_columns());
+        let (journeys, sequences) = self.scoring_journeys(model)?;
         let goals: Option<Vec<_>> = match spec.target {
             Target::Goal => Some(
                 required_goals(&spec.goals, &journeys.step_names)?
