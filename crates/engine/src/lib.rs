@@ -298,24 +298,6 @@ impl Engine {
             .expect("a view without property columns reads no payloads")
     }
 
-    /// Next-step prediction evaluated on the store's journeys with the chronological split (`waymark model
-    /// evaluate`); `order` `None` chooses the n-gram order on the training journeys alone; `progress(boosters
-    /// fitted, boosters)` while the trees train.
-    pub fn evaluate_next_step(
-        &self,
-        order: Option<usize>,
-        boosted: bool,
-        progress: &dyn Fn(usize, usize),
-    ) -> waymark_predict::NextStepEvaluation {
-        let journeys = self.journeys();
-        waymark_predict::evaluate_next_step_with_progress(
-            &waymark_predict::Sequences::of(&journeys),
-            order,
-            boosted,
-            progress,
-        )
-    }
-
     /// Builds the journey views the UI's first pages read (the overview's and friction's property columns) so the
     /// first visitor does not wait. Returns how many were built.
     pub fn warm_up(&self) -> usize {

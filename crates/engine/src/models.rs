@@ -560,25 +560,7 @@ impl Engine {
 
     /// Every saved model, by name.
     pub fn models(&self) -> Result<Vec<ModelInfo>, Error> {
-        let dir = self.models_dir();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(error) => return Err(Error::Model(format!("reading {}: {error}", dir.display()))),
-        };
-        let mut names: Vec<String> = entries
-            .filter_map(|entry| entry.ok())
-            .filter_map(|entry| {
-                let name = entry.file_name().into_string().ok()?;
-                let stem = name.strip_suffix(".json")?;
-                (!stem.starts_with('.')).then(|| stem.to_string())
-            })
-            .collect();
-        names.sort();
-        names
-            .iter()
-            .map(|name| self.load_model(name).map(|model| model.info))
-            .collect()
+        Ok(crate::live::infos(&self.current_models()?))
     }
 
     /// The saved model `name`.
