@@ -142,23 +142,39 @@ impl LoadedModel {
     }
 }
 
+/// The spec's goals compiled against `journeys` (the usual goal names when none are given).
+fn compile_goals(
+    spec: &ModelSpec,
+    journeys: &JourneySet,
+) -> Result<Vec<waymark_analytics::condition::Compiled>, Error> {
+    Ok(required_goals(&spec.goals, &journeys.step_names)?
+        .into_iter()
+        .map(Condition::step)
+        .map(|goal| goal.compile(journeys))
+        .collect::<Result<_, _>>()?)
+}
+
+/// The first position of journey `index` that meets one of `goals`.
+fn first_goal(
+    goals: &[waymark_analytics::condition::Compiled],
+    journeys: &JourneySet,
+    index: usize,
+) -> Option<usize> {
+    let journey = journeys.journey(index);
+    (0..journey.len()).find(|at| {
+        goals
+            .iter()
+            .any(|goal| goal.matches(journeys, journey.start + at))
+    })
+}
+
 /// Whether journey `index` of `journeys` has reached one of the spec's goals.
 pub(crate) fn reached_goal(
     spec: &ModelSpec,
     journeys: &JourneySet,
     index: usize,
 ) -> Result<bool, Error> {
-    let goals: Vec<_> = required_goals(&spec.goals, &journeys.step_names)?
-        .into_iter()
-        .map(Condition::step)
-        .map(|goal| goal.compile(journeys))
-        .collect::<Result<_, _>>()?;
-    let journey = journeys.journey(index);
-    Ok((0..journey.len()).any(|at| {
-        goals
-            .iter()
-            .any(|goal| goal.matches(journeys, journey.start + at))
-    }))
+    Ok(first_goal(&compile_goals(spec, journeys)?, journeys, index).is_some())
 }
 
 /// One customer's score.
@@ -326,19 +342,10 @@ impl Engine {
         };
         let per_journey: Vec<Vec<u32>> = match spec.target {
             Target::Goal => {
-                let goals: Vec<_> = required_goals(&spec.goals, &journeys.step_names)?
-                    .into_iter()
-                    .map(Condition::step)
-                    .map(|goal| goal.compile(journeys))
-                    .collect::<Result<_, _>>()?;
+                let goals = compile_goals(spec, journeys)?;
                 (0..journeys.n_journeys())
                     .map(|index| {
-                        let journey = journeys.journey(index);
-                        let first = (0..journey.len()).find(|at| {
-                            goals
-                                .iter()
-                                .any(|goal| goal.matches(journeys, journey.start + at))
-                        });
+                        let first = first_goal(&goals, journeys, index);
                         to_sequence_positions(
                             sequences,
                             index,
@@ -654,13 +661,7 @@ impl Engine {
         let spec = &model.info.spec;
         let (journeys, sequences) = self.scoring_journeys(model)?;
         let goals: Option<Vec<_>> = match spec.target {
-            Target::Goal => Some(
-                required_goals(&spec.goals, &journeys.step_names)?
-                    .into_iter()
-                    .map(Condition::step)
-                    .map(|goal| goal.compile(&journeys))
-                    .collect::<Result<_, _>>()?,
-            ),
+            Target::Goal => Some(compile_goals(spec, &journeys)?),
             _ => None,
         };
         let mut ranked = Vec::new();
@@ -669,16 +670,11 @@ impl Engine {
             if length == 0 {
                 continue;
             }
-            if let Some(goals) = &goals {
-                let journey = journeys.journey(index);
-                let reached = (0..journey.len()).any(|at| {
-                    goals
-                        .iter()
-                        .any(|goal| goal.matches(&journeys, journey.start + at))
-                });
-                if reached {
-                    continue;
-                }
+            if goals
+                .as_ref()
+                .is_some_and(|goals| first_goal(goals, &journeys, index).is_some())
+            {
+                continue;
             }
             ranked.push((model.model.value(&sequences, index, length), index, length));
         }
