@@ -2,7 +2,7 @@
 //! directory and scored for customers.
 
 use crate::{print_json, progress_bar};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use std::time::Instant;
 use waymark_engine::models::{CustomerScore, Evaluation, ModelInfo, ModelSpec, Phase, Target};
@@ -20,6 +20,11 @@ pub enum ModelCommand {
     Evaluate {
         #[command(flatten)]
         spec: SpecArgs,
+        /// Test on the journeys of the customers listed in FILE (one id per line) and train on every other
+        /// journey, instead of the chronological split: to measure on a published benchmark's folds (next step
+        /// only).
+        #[arg(long, value_name = "FILE")]
+        test_journeys: Option<std::path::PathBuf>,
     },
     /// Train a model, evaluate it, fit it on every journey and save it in the data directory as NAME.
     /// Example: `waymark model train at-risk --target stuck`
@@ -98,14 +103,35 @@ impl SpecArgs {
 
 pub fn run(engine: &Engine, command: ModelCommand, json: bool) -> Result<()> {
     match command {
-        ModelCommand::Evaluate { spec } => {
+        ModelCommand::Evaluate {
+            spec,
+            test_journeys,
+        } => {
             let spec = spec.spec();
             let started = Instant::now();
             let bar = training_bar(json, &spec);
-            let evaluation = engine.evaluate_model(&spec, &|done, total| {
+            let progress = |done: usize, total: usize| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
-            })?;
+            };
+            let evaluation = match test_journeys {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    let ids: Vec<String> = text
+                        .lines()
+                        .map(str::trim)
+                        .filter(|line| !line.is_empty())
+                        .map(String::from)
+                        .collect();
+                    Evaluation::NextStep(
+                        engine
+                            .evaluate_next_step_on(&spec, &ids, &progress)
+                            .with_context(|| format!("{}", path.display()))?,
+                    )
+                }
+                None => engine.evaluate_model(&spec, &progress)?,
+            };
             bar.finish_and_clear();
             if json {
                 print_json(&serde_json::to_value(&evaluation)?);
@@ -324,17 +350,20 @@ fn next_step_text(evaluation: &NextStepEvaluation) -> String {
     .into_iter()
     .chain(evaluation.boosted.map(|score| {
         (
-            "gradient-boosted trees (steps, counts, times)".to_string(),
+            "gradient-boosted trees (steps, counts, times, n-gram)".to_string(),
             score,
         )
     }))
     .collect::<Vec<_>>();
     let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
-    out.push_str(&format!("{:width$}  accuracy@1  accuracy@3\n", "model"));
+    out.push_str(&format!(
+        "{:width$}  accuracy@1  accuracy@3  @1 from step 2\n",
+        "model"
+    ));
     for (name, score) in rows {
         out.push_str(&format!(
-            "{name:width$}  {:>10.3}  {:>10.3}\n",
-            score.accuracy_at_1, score.accuracy_at_3
+            "{name:width$}  {:>10.3}  {:>10.3}  {:>14.3}\n",
+            score.accuracy_at_1, score.accuracy_at_3, score.accuracy_at_1_from_second
         ));
     }
     if !evaluation.orders_tried.is_empty() {

@@ -516,6 +516,57 @@ fn model_evaluate_beats_the_published_lstm_on_helpdesk() {
         text.contains("n-gram, order 2") && text.contains("baseline"),
         "{text}"
     );
+    // A split given by the caller (a published benchmark's folds): the listed tickets are tested, the rest
+    // trained on; an id that is no journey's names the file and the id.
+    let folds = dir.path().join("fold.txt");
+    let ids: String = (1..=4_580)
+        .filter(|case| case % 5 == 0)
+        .map(|case| format!("Case {case}\n"))
+        .collect();
+    std::fs::write(&folds, &ids).unwrap();
+    let fold = waymark(
+        dir.path(),
+        &[
+            "--json",
+            "model",
+            "evaluate",
+            "--test-journeys",
+            folds.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        fold.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fold.stderr)
+    );
+    let fold: serde_json::Value = serde_json::from_slice(&fold.stdout).unwrap();
+    let tested = ids.lines().count() as u64;
+    assert_eq!(fold["test_journeys"].as_u64(), Some(tested), "{fold}");
+    assert_eq!(
+        fold["train_journeys"].as_u64(),
+        Some(4_580 - tested),
+        "{fold}"
+    );
+    assert!(
+        fold["model"]["accuracy_at_1"].as_f64().unwrap() > 0.5,
+        "{fold}"
+    );
+    std::fs::write(&folds, "Case 1\nCase 99999\n").unwrap();
+    let unknown = waymark(
+        dir.path(),
+        &[
+            "model",
+            "evaluate",
+            "--test-journeys",
+            folds.to_str().unwrap(),
+        ],
+    );
+    let message = String::from_utf8_lossy(&unknown.stderr);
+    assert_eq!(unknown.status.code(), Some(2), "{message}");
+    assert!(
+        message.contains("fold.txt") && message.contains("Case 99999"),
+        "{message}"
+    );
     let bad = waymark(dir.path(), &["model", "evaluate", "--order", "0"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("order must be between 1 and 8"));

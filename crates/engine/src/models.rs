@@ -9,6 +9,7 @@
 
 use crate::{Engine, Error};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use waymark_analytics::query::{parse_duration, required_goals};
 pub use waymark_analytics::StuckSignal;
@@ -128,7 +129,7 @@ struct SavedModel {
     model: TrainedModel,
 }
 
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// A model loaded for scoring.
 pub struct LoadedModel {
@@ -197,6 +198,28 @@ pub enum Phase {
 }
 
 /// Model names are file names: letters, digits, `-` and `_`.
+/// A bad value of the spec's (or the request's) `field`.
+fn field_error(field: &str, message: &str) -> Error {
+    Error::Analysis(waymark_analytics::AnalyticsError::field(
+        field,
+        message.to_string(),
+    ))
+}
+
+/// The n-gram order, when given, is one the model keeps.
+fn check_order(order: Option<usize>) -> Result<(), Error> {
+    match order.filter(|order| !(1..=waymark_predict::ngram::MAX_ORDER).contains(order)) {
+        Some(order) => Err(field_error(
+            "order",
+            &format!(
+                "order must be between 1 and {}; got {order}",
+                waymark_predict::ngram::MAX_ORDER
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn check_name(name: &str) -> Result<(), Error> {
     let fine = !name.is_empty()
         && name.len() <= 64
@@ -206,10 +229,10 @@ fn check_name(name: &str) -> Result<(), Error> {
     if fine {
         Ok(())
     } else {
-        Err(Error::Analysis(waymark_analytics::AnalyticsError::field(
+        Err(field_error(
             "name",
-            format!("a model name is 1 to 64 letters, digits, '-' or '_', not {name:?}"),
-        )))
+            &format!("a model name is 1 to 64 letters, digits, '-' or '_', not {name:?}"),
+        ))
     }
 }
 
@@ -272,10 +295,10 @@ impl ModelSpec {
         let text = self.horizon.as_deref().unwrap_or(default);
         let horizon = parse_duration("horizon", text)?;
         if horizon <= 0 {
-            return Err(Error::Analysis(waymark_analytics::AnalyticsError::field(
+            return Err(field_error(
                 "horizon",
-                format!("horizon must be longer than zero, not {text:?}"),
-            )));
+                &format!("horizon must be longer than zero, not {text:?}"),
+            ));
         }
         Ok(Some(horizon))
     }
@@ -404,6 +427,52 @@ impl Engine {
             .0)
     }
 
+    /// Evaluates a next-step `spec` on a split given by the caller (a published benchmark's folds): the journeys
+    /// of the customers `test` (display ids) are scored, every other journey is trained on.
+    pub fn evaluate_next_step_on(
+        &self,
+        spec: &ModelSpec,
+        test: &[String],
+        progress: &dyn Fn(usize, usize),
+    ) -> Result<NextStepEvaluation, Error> {
+        if spec.target != Target::NextStep {
+            return Err(field_error(
+                "test_journeys",
+                "a given split is measured for the next step only; drop it or use --target next",
+            ));
+        }
+        check_order(spec.order)?;
+        let (journeys, _) = self.model_journeys(spec)?;
+        let sequences =
+            Sequences::of(&journeys).with_properties(&journeys, &spec.feature_columns());
+        let index: HashMap<&str, usize> = journeys
+            .customer_ids
+            .iter()
+            .enumerate()
+            .map(|(at, id)| (id, at))
+            .collect();
+        let mut tested = vec![false; journeys.n_journeys()];
+        for id in test {
+            let at = index.get(id.as_str()).ok_or_else(|| {
+                field_error(
+                    "test_journeys",
+                    &format!("no journey belongs to the customer {id:?}"),
+                )
+            })?;
+            tested[*at] = true;
+        }
+        let (test, train): (Vec<usize>, Vec<usize>) =
+            (0..journeys.n_journeys()).partition(|at| tested[*at]);
+        Ok(waymark_predict::evaluate_next_step_on(
+            &sequences,
+            train,
+            &test,
+            spec.order,
+            spec.boosted,
+            progress,
+        ))
+    }
+
     /// Evaluation, and (with `fit`) the model fitted on every journey.
     fn evaluate_and_fit(
         &self,
@@ -414,18 +483,7 @@ impl Engine {
         fit: bool,
         progress: &dyn Fn(usize, usize),
     ) -> Result<(Evaluation, Option<Predictor>), Error> {
-        if let Some(order) = spec
-            .order
-            .filter(|order| !(1..=waymark_predict::ngram::MAX_ORDER).contains(order))
-        {
-            return Err(Error::Analysis(waymark_analytics::AnalyticsError::field(
-                "order",
-                format!(
-                    "order must be between 1 and {}; got {order}",
-                    waymark_predict::ngram::MAX_ORDER
-                ),
-            )));
-        }
+        check_order(spec.order)?;
         let all: Vec<usize> = (0..sequences.len())
             .filter(|index| !sequences.get(*index).is_empty())
             .collect();
@@ -449,7 +507,10 @@ impl Engine {
                         ),
                         boosted: boosted_wins.then(|| {
                             waymark_predict::boosted::BoostedNextStep::train_with_progress(
-                                sequences, &all, progress,
+                                sequences,
+                                &all,
+                                evaluation.order,
+                                progress,
                             )
                         }),
                     }
@@ -506,10 +567,10 @@ impl Engine {
         let sequences =
             Sequences::of(&journeys).with_properties(&journeys, &spec.feature_columns());
         if sequences.symbols.is_empty() {
-            return Err(Error::Analysis(waymark_analytics::AnalyticsError::field(
+            return Err(field_error(
                 "filter",
                 "no journey steps to train on: the store (or the filter) holds no events",
-            )));
+            ));
         }
         progress(Phase::Evaluating, 0, 0);
         let (evaluation, predictor) = self.evaluate_and_fit(

@@ -8,6 +8,13 @@
 //! [`NEGATIVES_PER_POSITIVE`] per positive, chosen by a stable hash), its log-odds corrected by the sampling rate
 //! (the prior correction of case-control sampling), so that rare next steps cost little to learn and the
 //! boosters' scores stay comparable.
+//!
+//! The boosters also read an order-k n-gram (stacking): each booster's row carries the n-gram's probability of its
+//! own symbol, the n-gram's top probability and how well the n-gram knew the context (the longest context seen and
+//! how often). On the training prefixes these come from n-grams fitted on the other folds of the training
+//! journeys ([`STACK_FOLDS`]), so the trees learn how far to trust the n-gram on journeys it has not seen; when
+//! scoring, from the n-gram of every training journey. The trees then see the long step context the n-gram keeps
+//! and the times and counts it cannot.
 
 use crate::features::{column_major, unit_hash, FeatureLayout};
 use crate::ngram::NgramModel;
@@ -22,14 +29,17 @@ pub const MIN_EXAMPLES: usize = 20;
 pub const ROUNDS: usize = 50;
 pub const LEARNING_RATE: f32 = 0.2;
 pub const DEPTH: usize = 5;
-/// The order of the n-gram used when no next symbol has [`MIN_EXAMPLES`].
-pub const FALLBACK_ORDER: usize = 3;
 /// Histogram bins per feature.
 pub const BINS: u16 = 64;
 /// Prefixes of other next symbols each booster learns from, per prefix of its own.
 pub const NEGATIVES_PER_POSITIVE: f64 = 4.0;
 /// Training prefixes at most (a uniform sample of them beyond).
 pub const MAX_ROWS: usize = 600_000;
+/// Folds of the training journeys for the n-gram columns (each fold's from an n-gram fitted on the others).
+pub const STACK_FOLDS: usize = 5;
+/// Columns the n-gram adds after the layout's: P(this booster's symbol), the top probability, the longest context
+/// seen, ln(1 + times that context was seen).
+const STACKED: usize = 4;
 
 /// A booster, kept as forust's JSON so that a model can be saved with it.
 pub(crate) mod booster_json {
@@ -74,7 +84,7 @@ pub(crate) fn training_prefixes(
     prefixes
 }
 
-/// The fitted model: a booster per learnable next symbol, and an n-gram for a log too small to learn any.
+/// The fitted model: a booster per learnable next symbol over the prefix's features and the n-gram's view of it.
 #[derive(Serialize, Deserialize)]
 pub struct BoostedNextStep {
     layout: FeatureLayout,
@@ -83,22 +93,38 @@ pub struct BoostedNextStep {
     offsets: Vec<f64>,
     #[serde(with = "booster_json")]
     boosters: Vec<GradientBooster>,
-    fallback: Option<NgramModel>,
+    /// The n-gram of every training journey: the boosters read it, and a log too small to learn any next step is
+    /// predicted by it alone.
+    ngram: NgramModel,
+}
+
+/// The n-gram columns shared by every booster of a prefix: the top probability and how well the context was known.
+fn shared_columns(ngram: &NgramModel, prefix: &[u32]) -> [f64; STACKED - 1] {
+    let seen = ngram.seen(prefix);
+    let top = ngram
+        .predict_seen(&seen, 1)
+        .first()
+        .map_or(0.0, |(_, p)| *p);
+    let (order, count) = NgramModel::support_seen(&seen);
+    [top, order as f64, (1.0 + count as f64).ln()]
 }
 
 impl BoostedNextStep {
-    /// Fits on every prefix of the `train` journeys (the end included as a next symbol).
-    pub fn train(sequences: &Sequences, train: &[usize]) -> BoostedNextStep {
-        Self::train_with_progress(sequences, train, &|_, _| {})
+    /// Fits on every prefix of the `train` journeys (the end included as a next symbol), with an n-gram of
+    /// `order` beside the trees.
+    pub fn train(sequences: &Sequences, train: &[usize], order: usize) -> BoostedNextStep {
+        Self::train_with_progress(sequences, train, order, &|_, _| {})
     }
 
     /// [`Self::train`], calling `progress(boosters fitted, boosters)` after each booster.
     pub fn train_with_progress(
         sequences: &Sequences,
         train: &[usize],
+        order: usize,
         progress: &dyn Fn(usize, usize),
     ) -> BoostedNextStep {
         let end = sequences.end();
+        let ngram = NgramModel::train(sequences, train, order);
         let layout = FeatureLayout::fit(sequences, train);
         let width = layout.width();
         let prefixes = training_prefixes(sequences, train, MAX_ROWS, &|_, _| true);
@@ -106,10 +132,6 @@ impl BoostedNextStep {
             .iter()
             .map(|(journey, length)| sequences.get(*journey).get(*length).copied().unwrap_or(end))
             .collect();
-        let mut rows = Vec::with_capacity(prefixes.len() * width);
-        for (journey, length) in &prefixes {
-            layout.row(sequences, *journey, *length, &mut rows);
-        }
         let mut counts = vec![0usize; sequences.n_symbols()];
         for label in &labels {
             counts[*label as usize] += 1;
@@ -117,6 +139,50 @@ impl BoostedNextStep {
         let classes: Vec<u32> = (0..sequences.n_symbols() as u32)
             .filter(|symbol| counts[*symbol as usize] >= MIN_EXAMPLES)
             .collect();
+        if classes.is_empty() {
+            return BoostedNextStep {
+                layout,
+                classes,
+                offsets: Vec::new(),
+                boosters: Vec::new(),
+                ngram,
+            };
+        }
+        // Out of fold: each training journey's n-gram columns from an n-gram that never saw it.
+        let folds = if train.len() >= 2 * STACK_FOLDS {
+            STACK_FOLDS
+        } else {
+            1
+        };
+        let mut fold_of = vec![0u8; sequences.len()];
+        for (at, journey) in train.iter().enumerate() {
+            fold_of[*journey] = (at % folds) as u8;
+        }
+        let fold_models: Vec<NgramModel> = if folds == 1 {
+            vec![ngram.clone()]
+        } else {
+            (0..folds)
+                .map(|fold| {
+                    let others: Vec<usize> = train
+                        .iter()
+                        .copied()
+                        .filter(|journey| fold_of[*journey] as usize != fold)
+                        .collect();
+                    NgramModel::train(sequences, &others, order)
+                })
+                .collect()
+        };
+        let fold_model = |journey: usize| &fold_models[fold_of[journey] as usize];
+        let row_width = width + STACKED;
+        let mut rows = Vec::with_capacity(prefixes.len() * row_width);
+        for (journey, length) in &prefixes {
+            layout.row(sequences, *journey, *length, &mut rows);
+            rows.push(0.0);
+            rows.extend(shared_columns(
+                fold_model(*journey),
+                &sequences.get(*journey)[..*length],
+            ));
+        }
         progress(0, classes.len());
         let mut offsets = Vec::with_capacity(classes.len());
         let mut boosters = Vec::with_capacity(classes.len());
@@ -133,12 +199,16 @@ impl BoostedNextStep {
                     }
                 })
                 .collect();
-            let mut sample = Vec::with_capacity(chosen.len() * width);
+            let mut sample = Vec::with_capacity(chosen.len() * row_width);
             for row in &chosen {
-                sample.extend_from_slice(&rows[row * width..(row + 1) * width]);
+                let (journey, length) = prefixes[*row];
+                let start = sample.len();
+                sample.extend_from_slice(&rows[row * row_width..(row + 1) * row_width]);
+                sample[start + width] =
+                    fold_model(journey).probability_of(&sequences.get(journey)[..length], *class);
             }
-            let columns = column_major(&sample, width);
-            let matrix = Matrix::new(&columns, chosen.len(), width);
+            let columns = column_major(&sample, row_width);
+            let matrix = Matrix::new(&columns, chosen.len(), row_width);
             let y: Vec<f64> = chosen
                 .iter()
                 .map(|row| f64::from(u8::from(labels[*row] == *class)))
@@ -156,18 +226,17 @@ impl BoostedNextStep {
             progress(fitted + 1, classes.len());
         }
         BoostedNextStep {
-            fallback: classes
-                .is_empty()
-                .then(|| NgramModel::train(sequences, train, FALLBACK_ORDER)),
             layout,
             classes,
             offsets,
             boosters,
+            ngram,
         }
     }
 
     /// The `k` likeliest next symbols after the first `length` symbols of `journey`, with their probabilities
-    /// (each booster's, normalised over the boosters).
+    /// (each booster's, normalised to the n-gram's probability of the boosters' symbols together; rarer symbols
+    /// the n-gram's own).
     pub fn predict(
         &self,
         sequences: &Sequences,
@@ -175,26 +244,46 @@ impl BoostedNextStep {
         length: usize,
         k: usize,
     ) -> Vec<(u32, f64)> {
-        if let Some(fallback) = &self.fallback {
-            return fallback.predict(&sequences.get(journey)[..length], k);
+        let prefix = &sequences.get(journey)[..length];
+        if self.boosters.is_empty() {
+            return self.ngram.predict(prefix, k);
         }
-        let mut row = Vec::with_capacity(self.layout.width());
+        let width = self.layout.width();
+        let mut row = Vec::with_capacity(width + STACKED);
         self.layout.row(sequences, journey, length, &mut row);
-        let matrix = Matrix::new(&row, 1, self.layout.width());
+        row.push(0.0);
+        row.extend(shared_columns(&self.ngram, prefix));
+        let seen = self.ngram.seen(prefix);
         let mut scored: Vec<(u32, f64)> = self
             .classes
             .iter()
             .zip(&self.boosters)
             .zip(&self.offsets)
             .map(|((class, booster), offset)| {
+                row[width] = self.ngram.probability(&seen, *class);
+                let matrix = Matrix::new(&row, 1, width + STACKED);
                 let logit = booster.predict(&matrix, false)[0] + offset;
                 (*class, 1.0 / (1.0 + (-logit).exp()))
             })
             .collect();
+        // The boosters share what the n-gram gives their symbols; symbols too rare for a booster keep the
+        // n-gram's probability, so they still rank.
         let total: f64 = scored.iter().map(|(_, p)| p).sum();
-        if total > 0.0 {
-            scored.iter_mut().for_each(|(_, p)| *p /= total);
+        let mut learnt = vec![false; self.ngram.n_symbols()];
+        let mut mass = 0.0;
+        for (class, _) in &scored {
+            learnt[*class as usize] = true;
+            mass += self.ngram.probability(&seen, *class);
         }
+        if total > 0.0 {
+            scored.iter_mut().for_each(|(_, p)| *p *= mass / total);
+        }
+        scored.extend(
+            self.ngram
+                .predict_seen(&seen, k + self.classes.len())
+                .into_iter()
+                .filter(|(symbol, _)| !learnt[*symbol as usize]),
+        );
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         scored.truncate(k);
         scored
@@ -236,7 +325,7 @@ mod tests {
             );
         }
         let all: Vec<usize> = (0..sequences.len()).collect();
-        let model = BoostedNextStep::train(&sequences, &all);
+        let model = BoostedNextStep::train(&sequences, &all, 2);
         // A quick first retry is followed by another; a slow one by the end.
         assert_eq!(model.predict(&sequences, 0, 2, 1)[0].0, 1);
         assert_eq!(model.predict(&sequences, 1, 2, 1)[0].0, sequences.end());
@@ -255,7 +344,7 @@ mod tests {
             &[(0, vec![0, 1]), (1, vec![0, 1]), (2, vec![0, 1, 1])],
         );
         let all: Vec<usize> = (0..sequences.len()).collect();
-        let model = BoostedNextStep::train(&sequences, &all);
+        let model = BoostedNextStep::train(&sequences, &all, 3);
         assert_eq!(model.predict(&sequences, 0, 1, 1)[0].0, 1);
     }
 }

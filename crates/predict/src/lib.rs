@@ -19,7 +19,8 @@ pub mod remaining;
 pub mod sequences;
 
 pub use evaluate::{
-    evaluate_next_step, evaluate_next_step_with_progress, NextStepEvaluation, NextStepScore,
+    evaluate_next_step, evaluate_next_step_on, evaluate_next_step_with_progress,
+    NextStepEvaluation, NextStepScore,
 };
 pub use model::{Predictor, Score, TrainedModel};
 pub use ngram::NgramModel;

@@ -17,7 +17,7 @@ const UNUSED: u32 = u32::MAX;
 
 /// What followed one context: `(symbol, times)` by symbol, and the total.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct Successors {
+pub(crate) struct Successors {
     counts: Vec<(u32, u64)>,
     total: u64,
 }
@@ -127,15 +127,44 @@ impl NgramModel {
         model
     }
 
-    /// The `k` likeliest symbols to follow `prefix` (a journey's first symbols), likeliest first, with their
-    /// probabilities (ties: the lower symbol first).
-    pub fn predict(&self, prefix: &[u32], k: usize) -> Vec<(u32, f64)> {
+    /// Steps and the end.
+    pub fn n_symbols(&self) -> usize {
+        self.n_symbols
+    }
+
+    /// What followed each context of `prefix` seen in training, shortest first.
+    pub(crate) fn seen(&self, prefix: &[u32]) -> Vec<Option<&Successors>> {
         let start = self.n_symbols as u32;
-        let seen: Vec<Option<&Successors>> = (1..=self.order)
+        (1..=self.order)
             .map(|length| {
                 self.levels[length - 1].get(&context(prefix, prefix.len(), length, start))
             })
-            .collect();
+            .collect()
+    }
+
+    /// The probability that `symbol` follows `prefix`.
+    pub fn probability_of(&self, prefix: &[u32], symbol: u32) -> f64 {
+        self.probability(&self.seen(prefix), symbol)
+    }
+
+    /// How well training knew a prefix's context, from its [seen](Self::seen) contexts: the longest context length
+    /// seen, and how often it was seen.
+    pub(crate) fn support_seen(seen: &[Option<&Successors>]) -> (usize, u64) {
+        seen.iter()
+            .enumerate()
+            .rev()
+            .find_map(|(at, successors)| successors.map(|s| (at + 1, s.total)))
+            .unwrap_or((0, 0))
+    }
+
+    /// The `k` likeliest symbols to follow `prefix` (a journey's first symbols), likeliest first, with their
+    /// probabilities (ties: the lower symbol first).
+    pub fn predict(&self, prefix: &[u32], k: usize) -> Vec<(u32, f64)> {
+        self.predict_seen(&self.seen(prefix), k)
+    }
+
+    /// [`Self::predict`] from a prefix's [seen](Self::seen) contexts.
+    pub(crate) fn predict_seen(&self, seen: &[Option<&Successors>], k: usize) -> Vec<(u32, f64)> {
         let mut candidates: Vec<u32> = seen
             .iter()
             .flatten()
@@ -146,7 +175,7 @@ impl NgramModel {
         candidates.dedup();
         let mut scored: Vec<(u32, f64)> = candidates
             .into_iter()
-            .map(|symbol| (symbol, self.probability(&seen, symbol)))
+            .map(|symbol| (symbol, self.probability(seen, symbol)))
             .collect();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         scored.truncate(k);
@@ -183,7 +212,7 @@ impl NgramModel {
 
     /// Witten–Bell: `P_j(w) = (c_j(w) + T_j · P_{j−1}(w)) / (N_j + T_j)` over the contexts seen, from add-one
     /// unigram frequencies up.
-    fn probability(&self, seen: &[Option<&Successors>], symbol: u32) -> f64 {
+    pub(crate) fn probability(&self, seen: &[Option<&Successors>], symbol: u32) -> f64 {
         let mut probability = (self.unigram[symbol as usize] + 1) as f64
             / (self.unigram_total + self.n_symbols as u64) as f64;
         for successors in seen.iter().flatten() {
