@@ -84,7 +84,8 @@ enum Command {
     /// Serve the collector, API and UI.
     Serve(ServeArgs),
     /// Generate a demo business (the smart-home retailer, or a fibre broadband provider), ingest it, then serve
-    /// it.
+    /// it; a store without models gets the starter models (P(goal) within 7d, P(stuck) within 1d), trained beside
+    /// the server (before exiting with --no-serve).
     Demo {
         #[command(flatten)]
         serve: ServeArgs,
@@ -391,11 +392,35 @@ fn run(cli: Cli) -> Result<()> {
                 cli.json,
             )?;
             if no_serve {
+                let models = model::train_starter_models(&store, cli.json)?;
                 if cli.json {
+                    let mut summary = summary;
+                    summary["models"] = serde_json::to_value(
+                        models.iter().map(|info| &info.name).collect::<Vec<_>>(),
+                    )?;
                     print_json(&summary);
                 }
                 return Ok(());
             }
+            // Serving starts at once; the starter models train beside it and are scored when saved.
+            let trainer = Arc::clone(&store);
+            let quiet = cli.json;
+            std::thread::spawn(move || {
+                if let Err(error) = model::train_starter_models(&trainer, true).map(|models| {
+                    if !quiet && !models.is_empty() {
+                        println!(
+                            "  Models:     {} trained; see the Predictions page",
+                            models
+                                .iter()
+                                .map(|info| info.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                    }
+                }) {
+                    eprintln!("warning: the starter models were not trained: {error}");
+                }
+            });
             serve::serve(store, &effective, cli.json, Some(summary), !args.no_warm_up)
         }
         Command::Generate {

@@ -194,6 +194,46 @@ pub fn run(engine: &Engine, command: ModelCommand, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// The models a new store starts with, when it has none: the chance of reaching the goal and of getting stuck,
+/// each at its documented defaults (the data's usual goal step, 7 days; friction's signals, 1 day).
+pub const STARTER_MODELS: &[(&str, Target)] =
+    &[("reach-goal", Target::Goal), ("get-stuck", Target::Stuck)];
+
+/// Trains the starter models if the store has no model yet, one line per model (with a progress bar unless
+/// `quiet`); returns what was saved. A model that cannot be trained (no goal step in the data, say) is reported
+/// and skipped.
+pub fn train_starter_models(engine: &Engine, quiet: bool) -> Result<Vec<ModelInfo>> {
+    if !engine.models()?.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut saved = Vec::new();
+    for (name, target) in STARTER_MODELS {
+        let spec: ModelSpec = serde_json::from_value(serde_json::json!({ "target": target }))?;
+        let bar = progress_bar(quiet, 0, "{msg} {bar:40} {pos}/{len} rounds ({elapsed})");
+        bar.set_message(format!("training {name} ({})", target.name()));
+        let trained = engine.train_model(name, &spec, &|_, done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        });
+        bar.finish_and_clear();
+        match trained {
+            Ok(info) => {
+                if !quiet {
+                    println!(
+                        "Model {name} ({}) trained in {:.1} s: {}",
+                        target.name(),
+                        info.training_seconds,
+                        headline(&info.evaluation)
+                    );
+                }
+                saved.push(info);
+            }
+            Err(error) => eprintln!("warning: model {name} was not trained: {error}"),
+        }
+    }
+    Ok(saved)
+}
+
 fn training_bar(json: bool, spec: &ModelSpec) -> indicatif::ProgressBar {
     let bar = progress_bar(
         json || !(spec.target == Target::NextStep && spec.boosted),

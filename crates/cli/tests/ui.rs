@@ -426,6 +426,44 @@ fn every_page_renders_real_numbers_filters_and_drill_downs() {
         view["customer_id"].as_str().unwrap()
     )));
 
+    // The demo's starter models: their scores on the customer page, their evaluation on the Predictions page
+    // (the API's AUC beside the baselines, a calibration plot), the in-flight customers the API ranks.
+    let scores = view["scores"].as_array().unwrap();
+    assert_eq!(scores.len(), 2, "{view}");
+    assert!(dom.contains("Predictions") && dom.contains("get-stuck") && dom.contains("reach-goal"));
+    let mut response = ureq::get(&format!("{url}/v1/models")).call().unwrap();
+    let models: Value =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    let stuck = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|model| model["name"] == "get-stuck")
+        .unwrap();
+    let dom = page("predictions?model=get-stuck", "predictions");
+    let evaluation = &stuck["evaluation"];
+    for auc in [
+        &evaluation["model"]["auc"],
+        &evaluation["baseline_current_step"]["auc"],
+    ] {
+        assert!(
+            dom.contains(&format!("{:.3}", auc.as_f64().unwrap())),
+            "{auc}"
+        );
+    }
+    assert!(
+        dom.contains("P(stuck within 1 day)") && dom.contains("Calibration: predicted probability")
+    );
+    let mut response = ureq::get(&format!("{url}/v1/models/get-stuck/scores?top=15"))
+        .call()
+        .unwrap();
+    let ranked: Value =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    for score in ranked["scores"].as_array().unwrap() {
+        let id = score["customer_id"].as_str().unwrap();
+        assert!(dom.contains(&format!("data-customer=\"{id}\"")), "{id}");
+    }
+
     // Errors are shown, not swallowed.
     let dom = page("customer?id=nobody-at-all", "customer-missing");
     assert!(dom.contains("role=\"alert\""));

@@ -276,7 +276,16 @@ impl Engine {
                 properties.push(name.clone());
             }
         }
-        let journeys = scope.apply(self.store.journey_view(&properties)?)?;
+        let (scores, properties): (Vec<String>, Vec<String>) = properties
+            .into_iter()
+            .partition(|name| live::is_score_column(name));
+        let view = self.store.journey_view(&properties)?;
+        let view = if scores.is_empty() {
+            view
+        } else {
+            Arc::new(self.with_score_columns(&view, &scores)?)
+        };
+        let journeys = scope.apply(view)?;
         Ok(spec.run(&journeys, &self.runner)?)
     }
 

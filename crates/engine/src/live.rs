@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock};
 use std::time::{Instant, SystemTime};
+use waymark_model::JourneySet;
 use waymark_predict::{Score, Sequences};
 
 /// Histogram of the time to re-score one customer with every model (seconds).
@@ -40,6 +41,18 @@ struct ModelCache {
     generation: u64,
 }
 
+/// Analyses read a saved model's current scores as a customer property: `score:NAME` (the score to three
+/// decimals: the probability, the days, or the likeliest next step's probability) and `score-band:NAME` (its
+/// tenth, "0.7–0.8", for breakdowns). Every event of a customer carries the customer's score now. (A colon is in
+/// no property path, so no event property is shadowed.)
+pub const SCORE_COLUMN: &str = "score:";
+pub const SCORE_BAND_COLUMN: &str = "score-band:";
+
+/// Whether a property name is a score column.
+pub fn is_score_column(name: &str) -> bool {
+    name.starts_with(SCORE_COLUMN) || name.starts_with(SCORE_BAND_COLUMN)
+}
+
 /// Queued instead of a customer key: the models changed, score everyone again.
 const ALL: &str = "\0all";
 
@@ -56,6 +69,24 @@ pub(crate) struct Live {
     scored_generation: AtomicU64,
     /// Customers re-scored since start.
     rescored: AtomicU64,
+    /// Models this process is training now.
+    pub(crate) training: Mutex<Vec<Training>>,
+    /// The latest event time scored (µs): where "now" is for the data, to tell in-flight journeys from those
+    /// whose horizon has passed.
+    latest: std::sync::atomic::AtomicI64,
+}
+
+/// A model being trained by this process, for a progress display.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Training {
+    pub name: String,
+    pub target: crate::models::Target,
+    pub started_at: crate::Timestamp,
+    /// `evaluating` (on the chronological split) or `fitting` (on every journey).
+    pub phase: String,
+    /// Boosting rounds done of the phase's total (0 of 0 while the journeys are read).
+    pub done: usize,
+    pub total: usize,
 }
 
 /// What the live scorer has done.
@@ -66,9 +97,30 @@ pub struct LiveStatus {
     pub customers: usize,
     pub rescored: u64,
     pub models: Vec<String>,
+    /// Models this process is training now (they are scored as soon as they are saved).
+    pub training: Vec<Training>,
+}
+
+/// The earliest last-event time of a journey still in flight for `model`, when the data ends at `latest`: a
+/// journey idle for longer than the model's horizon has its answer already (it did not reach the goal, or did
+/// not get stuck, in time), so a score of it is history, not a prediction. Models without a horizon: every
+/// journey.
+pub(crate) fn in_flight_since(model: &LoadedModel, latest: i64) -> i64 {
+    match model.info.horizon_us {
+        Some(horizon) if latest > i64::MIN => latest.saturating_sub(horizon),
+        _ => i64::MIN,
+    }
 }
 
 impl Engine {
+    /// The models this process is training.
+    pub(crate) fn training(&self) -> std::sync::MutexGuard<'_, Vec<Training>> {
+        self.live
+            .training
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The saved models, reloaded only when a model file changed.
     pub fn current_models(&self) -> Result<Vec<Arc<LoadedModel>>, Error> {
         Ok(self.models_and_generation()?.0)
@@ -171,6 +223,9 @@ impl Engine {
                 })
             })
             .collect();
+        if let Some(last) = journey.ts.iter().max() {
+            self.live.latest.fetch_max(*last, Ordering::AcqRel);
+        }
         self.live
             .scores
             .write()
@@ -185,8 +240,12 @@ impl Engine {
     pub fn rescore_all(&self) -> Result<(), Error> {
         let (models, generation) = self.models_and_generation()?;
         let mut scores: HashMap<String, Vec<(String, f64)>> = HashMap::new();
+        let latest = std::cell::Cell::new(i64::MIN);
         for model in &models {
             for (customer, value) in self.score_at(model, &|journeys, index| {
+                if let Some(last) = journeys.journey(index).ts.last() {
+                    latest.set(latest.get().max(*last));
+                }
                 Some(journeys.journey(index).len())
             })? {
                 scores
@@ -200,6 +259,7 @@ impl Engine {
             .scores
             .write()
             .unwrap_or_else(PoisonError::into_inner) = scores;
+        self.live.latest.fetch_max(latest.get(), Ordering::AcqRel);
         self.live
             .scored_generation
             .store(generation, Ordering::Release);
@@ -347,14 +407,99 @@ impl Engine {
             })
             .collect();
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let since = in_flight_since(&model, self.live.latest.load(Ordering::Acquire));
         let mut shown = Vec::new();
         for (_, customer) in ranked {
             if shown.len() >= top {
                 break;
             }
-            shown.extend(self.score_one(&model, &customer)?);
+            shown.extend(
+                self.score_one(&model, &customer)?
+                    .filter(|score| score.last_event.0 >= since),
+            );
         }
         Ok(shown)
+    }
+
+    /// `journeys` with the score columns `columns` (`score:NAME`, `score-band:NAME`) added: the live values when
+    /// the live scorer is current, otherwise every customer scored now.
+    pub(crate) fn with_score_columns(
+        &self,
+        journeys: &JourneySet,
+        columns: &[String],
+    ) -> Result<JourneySet, Error> {
+        let (models, generation) = self.models_and_generation()?;
+        let live = self.live.ready.load(Ordering::Acquire)
+            && self.live.scored_generation.load(Ordering::Acquire) == generation;
+        let mut out = journeys.clone();
+        for column in columns {
+            let (name, band) = match column.strip_prefix(SCORE_BAND_COLUMN) {
+                Some(name) => (name, true),
+                None => (&column[SCORE_COLUMN.len()..], false),
+            };
+            let model = models
+                .iter()
+                .find(|model| model.info.name == name)
+                .ok_or_else(|| {
+                    Error::Analysis(waymark_analytics::AnalyticsError::field(
+                        "filter",
+                        format!(
+                            "{column:?} names no saved model; the score columns are {}",
+                            if models.is_empty() {
+                                "none yet (train a model with `waymark model train`)".to_string()
+                            } else {
+                                models
+                                    .iter()
+                                    .map(|model| {
+                                        format!("score:{0}, score-band:{0}", model.info.name)
+                                    })
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            }
+                        ),
+                    ))
+                })?;
+            let values: HashMap<String, f64> = if live {
+                self.live
+                    .scores
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .iter()
+                    .filter_map(|(customer, values)| {
+                        values
+                            .iter()
+                            .find(|(model, _)| model == name)
+                            .map(|(_, value)| (customer.clone(), *value))
+                    })
+                    .collect()
+            } else {
+                self.score_at(model, &|journeys, index| {
+                    Some(journeys.journey(index).len())
+                })?
+                .into_iter()
+                .collect()
+            };
+            let mut builder = waymark_model::PropertyColumnBuilder::new(column.clone());
+            for index in 0..journeys.n_journeys() {
+                let value = values.get(&journeys.customer_ids[index]).map(|value| {
+                    if band {
+                        let tenth = ((value * 10.0).floor() as i64).clamp(0, 9);
+                        serde_json::Value::from(format!(
+                            "{:.1}–{:.1}",
+                            tenth as f64 / 10.0,
+                            (tenth + 1) as f64 / 10.0
+                        ))
+                    } else {
+                        serde_json::Value::from((value * 1000.0).round() / 1000.0)
+                    }
+                });
+                for _ in 0..journeys.journey(index).len() {
+                    builder.push(value.as_ref());
+                }
+            }
+            out.properties.push(builder.finish());
+        }
+        Ok(out)
     }
 
     /// The live scorer's state.
@@ -371,6 +516,7 @@ impl Engine {
                 .len(),
             rescored: self.live.rescored.load(Ordering::Relaxed),
             models: models.iter().map(|model| model.info.name.clone()).collect(),
+            training: self.training().clone(),
         })
     }
 

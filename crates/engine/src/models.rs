@@ -120,6 +120,54 @@ pub struct ModelInfo {
     pub features: Vec<waymark_predict::outcome::Contribution>,
 }
 
+/// This process's record of a model in training, shown by the live status and removed when training ends,
+/// however it ends.
+struct TrainingEntry<'e> {
+    engine: &'e Engine,
+    name: String,
+}
+
+impl<'e> TrainingEntry<'e> {
+    fn start(engine: &'e Engine, name: &str, target: Target) -> TrainingEntry<'e> {
+        engine.training().push(crate::live::Training {
+            name: name.to_string(),
+            target,
+            started_at: Timestamp::now(),
+            phase: "evaluating".into(),
+            done: 0,
+            total: 0,
+        });
+        TrainingEntry {
+            engine,
+            name: name.to_string(),
+        }
+    }
+
+    fn update(&self, phase: Phase, done: usize, total: usize) {
+        if let Some(entry) = self
+            .engine
+            .training()
+            .iter_mut()
+            .find(|entry| entry.name == self.name)
+        {
+            entry.phase = match phase {
+                Phase::Evaluating => "evaluating",
+                Phase::Fitting => "fitting",
+            }
+            .into();
+            (entry.done, entry.total) = (done, total);
+        }
+    }
+}
+
+impl Drop for TrainingEntry<'_> {
+    fn drop(&mut self) {
+        self.engine
+            .training()
+            .retain(|entry| entry.name != self.name);
+    }
+}
+
 /// A saved model file.
 #[derive(Serialize, Deserialize)]
 struct SavedModel {
@@ -563,6 +611,11 @@ impl Engine {
         check_name(name)?;
         let started = std::time::Instant::now();
         let horizon_us = spec.horizon_us()?;
+        let _training = TrainingEntry::start(self, name, spec.target);
+        let progress = |phase: Phase, done: usize, total: usize| {
+            _training.update(phase, done, total);
+            progress(phase, done, total);
+        };
         let (journeys, friction) = self.model_journeys(spec)?;
         let sequences =
             Sequences::of(&journeys).with_properties(&journeys, &spec.feature_columns());
@@ -704,7 +757,8 @@ impl Engine {
     }
 
     /// Scores customers with a saved model: `customer` alone (any of its identifiers), or every customer still
-    /// in flight (for the goal: not yet reached it), ranked by the score, highest first, the first `top`.
+    /// in flight (for the goal: not yet reached it; for a model with a horizon: active within the horizon before
+    /// the data's last event), ranked by the score, highest first, the first `top`.
     pub fn score(
         &self,
         model: &LoadedModel,
@@ -725,10 +779,11 @@ impl Engine {
             Target::Goal => Some(compile_goals(spec, &journeys)?),
             _ => None,
         };
+        let since = crate::live::in_flight_since(model, sequences.last_time());
         let mut ranked = Vec::new();
         for index in 0..journeys.n_journeys() {
             let length = sequences.get(index).len();
-            if length == 0 {
+            if length == 0 || sequences.times_of(index)[length - 1] < since {
                 continue;
             }
             if goals

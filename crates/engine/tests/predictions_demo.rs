@@ -106,9 +106,10 @@ fn p_stuck_flags_the_login_loop_at_the_first_failure() {
 #[test]
 fn a_saved_model_reopened_scores_the_same() {
     let (dir, engine) = common::demo_engine(2_000);
-    engine
-        .train_model("at-risk", &spec(Target::Stuck), &|_, _, _| {})
-        .unwrap();
+    // A horizon as long as the data, so every customer is in flight and ranked.
+    let mut long = spec(Target::Stuck);
+    long.horizon = Some("400d".into());
+    engine.train_model("at-risk", &long, &|_, _, _| {}).unwrap();
     let before = engine
         .score(&engine.load_model("at-risk").unwrap(), None, 50)
         .unwrap();
@@ -126,4 +127,88 @@ fn a_saved_model_reopened_scores_the_same() {
         .score(&reopened.load_model("at-risk").unwrap(), None, 50)
         .unwrap();
     assert_eq!(before, after);
+
+    // With the usual one-day horizon only journeys active in the day before the data's end are ranked: the
+    // others already have their answer.
+    engine_in_flight_only(&reopened);
+}
+
+fn engine_in_flight_only(engine: &Engine) {
+    engine
+        .train_model("next-day", &spec(Target::Stuck), &|_, _, _| {})
+        .unwrap();
+    let model = engine.load_model("next-day").unwrap();
+    let ranked = engine.score(&model, None, 1_000).unwrap();
+    let latest = engine
+        .score_at(&model, &|journeys, index| {
+            Some(journeys.journey(index).len())
+        })
+        .unwrap()
+        .len();
+    assert!(ranked.len() < latest, "{} of {latest}", ranked.len());
+    let newest = ranked.iter().map(|score| score.last_event.0).max().unwrap();
+    assert!(ranked
+        .iter()
+        .all(|score| score.last_event.0 >= newest - 86_400_000_000));
+}
+
+/// A model's scores are a customer property in every analysis: `score:NAME` filters ("customers with P(stuck) >
+/// 0.5"), `score-band:NAME` breaks a report down by tenths; the two sides of a threshold partition the scored
+/// customers, and a column naming no model is refused with the names there are.
+#[test]
+fn scores_filter_and_break_down_every_analysis() {
+    let (_dir, engine) = common::demo_engine(2_000);
+    engine
+        .train_model("at-risk", &spec(Target::Stuck), &|_, _, _| {})
+        .unwrap();
+    let customers = |filter: serde_json::Value| {
+        engine
+            .analyse_json("overview", serde_json::json!({ "filter": filter }), None)
+            .unwrap()
+            .json["customers"]
+            .as_u64()
+            .unwrap()
+    };
+    let all = customers(serde_json::json!({}));
+    let condition = |op: &str| serde_json::json!({"where": [{"property": "score:at-risk", "op": op, "value": 0.5}]});
+    let (above, below) = (customers(condition(">")), customers(condition("<=")));
+    assert!(above > 0 && below > 0, "{above} above, {below} below");
+    let scored = engine
+        .score_at(
+            &engine.load_model("at-risk").unwrap(),
+            &|journeys, index| Some(journeys.journey(index).len()),
+        )
+        .unwrap();
+    assert_eq!(above + below, scored.len() as u64);
+    assert!(above + below <= all);
+    let expected_above = scored
+        .iter()
+        .filter(|(_, value)| (value * 1000.0).round() / 1000.0 > 0.5)
+        .count();
+    assert_eq!(above, expected_above as u64);
+
+    let funnel = engine
+        .analyse_json(
+            "funnel",
+            serde_json::json!({"steps": ["Added to Cart", "Order Completed"], "window": "7d",
+                "breakdown": {"property": "score-band:at-risk", "top": 10}}),
+            None,
+        )
+        .unwrap()
+        .json;
+    let text = funnel.to_string();
+    assert!(
+        text.contains("0.0–0.1") || text.contains("0.1–0.2"),
+        "{text}"
+    );
+
+    let unknown = engine
+        .analyse_json(
+            "overview",
+            serde_json::json!({"filter": {"where": [{"property": "score:nobody", "op": ">", "value": 0.5}]}}),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("score:at-risk"), "{unknown}");
 }

@@ -47,7 +47,11 @@ fn events_rescore_their_customer_and_scores_survive_a_restart() {
             &mut || {},
         )
         .unwrap();
-    let spec = serde_json::from_value(json!({"target": "stuck"})).unwrap();
+    // Stuck as an error streak within 30 days: the customers active in the data's last 30 days are in flight.
+    let spec = serde_json::from_value(
+        json!({"target": "stuck", "horizon": "30d", "stuck_signals": ["error_streak"]}),
+    )
+    .unwrap();
     app.store
         .train_model("at-risk", &spec, &|_, _, _| {})
         .unwrap();
@@ -58,7 +62,11 @@ fn events_rescore_their_customer_and_scores_survive_a_restart() {
     let (_, models) = app.get_json("/v1/models");
     assert_eq!(models["models"][0]["name"], "at-risk", "{models}");
     let before = all_scores(&app, "at-risk");
-    assert!(before.len() > 100, "{} customers scored", before.len());
+    assert!(
+        before.len() > 50,
+        "{} customers in flight scored",
+        before.len()
+    );
 
     // A customer who is not in trouble yet starts failing to log in: their score moves, off the ack path.
     let (customer, value) = before.last().unwrap().clone();

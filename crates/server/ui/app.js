@@ -173,13 +173,13 @@ function legend(names) {
 }
 
 /// Horizontal bars: [{label, value, title}].
-function hbars(items, label, format = fmt) {
-  const width = 520, row = 26, left = 170;
+function hbars(items, label, format = fmt, left = 170) {
+  const width = 350 + left, row = 26, fits = Math.floor(left / 6.6);
   const svg = svgChart(width, items.length * row + 6, label);
   const max = Math.max(1, ...items.map((item) => item.value));
   items.forEach((item, i) => {
     const y = i * row + 4;
-    svg.append(el("text", { x: left - 8, y: y + 15, "text-anchor": "end", "font-size": 12 }, item.label.length > 24 ? item.label.slice(0, 23) + "…" : item.label));
+    svg.append(el("text", { x: left - 8, y: y + 15, "text-anchor": "end", "font-size": 12 }, item.label.length > fits ? item.label.slice(0, fits - 1) + "…" : item.label));
     svg.append(el("rect", { x: left, y, width: ((width - left - 70) * item.value) / max, height: row - 8, rx: 3, fill: item.color || "#2f6fed" }, el("title", {}, item.title || `${item.label}: ${format(item.value)}`)));
     svg.append(el("text", { x: left + ((width - left - 70) * item.value) / max + 6, y: y + 15, "font-size": 12, fill: "#5d6678" }, format(item.value)));
   });
@@ -593,7 +593,7 @@ pages.customer = async ({ params }) => {
   const form = el("form", { class: "controls", onsubmit: (e) => { e.preventDefault(); go("customer", keepFilters({ id: new FormData(e.target).get("id") })); } },
     el("label", {}, "Any identifier (user id, anonymous id, e-mail)", el("input", { name: "id", value: id, size: 40, autofocus: true })),
     el("button", { type: "submit" }, "Find"));
-  const parts = [el("h1", {}, "Customer"), el("p", { class: "lead" }, "One customer's journey across channels and devices, with feedback and identity links."), form];
+  const parts = [el("h1", {}, "Customer"), el("p", { class: "lead" }, "One customer's journey across channels and devices, with feedback, identity links and what the models predict."), form];
   if (!id) return parts;
   let customer;
   try {
@@ -614,13 +614,14 @@ pages.customer = async ({ params }) => {
           el("span", {}, el("b", {}, e.step), feedback, e.device ? el("span", { class: "muted" }, " · " + e.device) : null,
             p.rated_step ? el("span", { class: "muted" }, " · rates " + p.rated_step) : null));
       }))),
-    el("div", { class: "card" }, el("h2", {}, "Identity"),
+    el("div", {}, el("div", { class: "card" }, el("h2", {}, "Identity"),
       el("p", {}, el("b", {}, customer.customer_id), el("span", { class: "muted" }, ` · ${devices.size} device${devices.size === 1 ? "" : "s"}`)),
       table(["identifier"], customer.identifiers.map((i) => [typeof i === "string" ? i : `${i.kind}:${i.value}`])),
       el("h2", { style: "margin-top:12px" }, "Merges"),
       customer.merges.length ? table(["edge", "linked", "by", "when"], customer.merges.map((m) => [m.id, `${m.a} ↔ ${m.b}`, `${String(m.reason).replace(/_/g, " ")}${m.message_id ? " (event " + m.message_id.slice(0, 12) + ")" : ""}${m.unmerged_at ? " — undone" : ""}`, when(m.at)]), [0])
         : el("p", { class: "muted" }, "No merges: one identifier."),
-      customer.warnings.length ? el("p", { class: "error" }, customer.warnings.map((w) => w.message || JSON.stringify(w)).join("; ")) : null)));
+      customer.warnings.length ? el("p", { class: "error" }, customer.warnings.map((w) => w.message || JSON.stringify(w)).join("; ")) : null),
+    customerScores(customer.scores))));
   return parts;
 };
 
