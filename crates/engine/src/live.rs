@@ -394,17 +394,9 @@ impl Engine {
         }
         // Rank on the live values; the batch path re-checks the goal and explains those shown.
         let mut ranked: Vec<(f64, String)> = self
-            .live
-            .scores
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .filter_map(|(customer, values)| {
-                values
-                    .iter()
-                    .find(|(model, _)| model == name)
-                    .map(|(_, value)| (*value, customer.clone()))
-            })
+            .live_values_of(name)
+            .into_iter()
+            .map(|(customer, value)| (value, customer))
             .collect();
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let since = in_flight_since(&model, self.live.latest.load(Ordering::Acquire));
@@ -460,18 +452,7 @@ impl Engine {
                     ))
                 })?;
             let values: HashMap<String, f64> = if live {
-                self.live
-                    .scores
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .iter()
-                    .filter_map(|(customer, values)| {
-                        values
-                            .iter()
-                            .find(|(model, _)| model == name)
-                            .map(|(_, value)| (customer.clone(), *value))
-                    })
-                    .collect()
+                self.live_values_of(name).into_iter().collect()
             } else {
                 self.score_at(model, &|journeys, index| {
                     Some(journeys.journey(index).len())
@@ -500,6 +481,22 @@ impl Engine {
             out.properties.push(builder.finish());
         }
         Ok(out)
+    }
+
+    /// Every customer's live value of the model `name`.
+    fn live_values_of(&self, name: &str) -> Vec<(String, f64)> {
+        self.live
+            .scores
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(|(customer, values)| {
+                values
+                    .iter()
+                    .find(|(model, _)| model == name)
+                    .map(|(_, value)| (customer.clone(), *value))
+            })
+            .collect()
     }
 
     /// The live scorer's state.
