@@ -137,9 +137,11 @@ pages.predictions = async ({ params }) => {
   const { models, live } = await api("/v1/models");
   const parts = [el("h1", {}, "Predictions"),
     el("p", { class: "lead" }, "What in-flight journeys will do: each model measured on journeys it never saw, beside simple baselines, and the customers it flags now — re-scored as their events arrive.")];
+  const training = (live.training || []).map((t) => `${t.name} (${t.phase}${t.total ? ` ${Math.round((100 * t.done) / t.total)} %` : ""})`);
+  if (training.length) parts.push(el("p", { class: "notice" }, `Training now: ${training.join(", ")} — reload in a moment to see ${training.length === 1 ? "it" : "them"}.`));
   if (!models.length) {
     parts.push(el("div", { class: "card empty" },
-      el("p", {}, "No model is trained yet."),
+      el("p", {}, training.length ? "No model is saved yet." : "No model is trained yet."),
       el("p", {}, "Train one on the journeys in this store, for example ", el("code", {}, "waymark model train at-risk --target stuck"),
         " or ", el("code", {}, "waymark model train will-buy --target goal --goal \"Order Completed\""),
         "; this page and each customer's page show its scores within seconds, without a restart.")));
