@@ -1,0 +1,18 @@
+//! Waymark's journey management rules, pure: CEL conditions over the event, the customer and facts of the
+//! customer's journey; segments whose membership follows every event and the passing of time; triggers on an
+//! event, on an absence, on a segment entry or on a score crossing, with re-entry modes, frequency caps per
+//! calendar day in the customer's time zone, quiet hours, end dates and a holdout. Events, scores and a clock go
+//! in; decisions (segment entries and exits, fired, capped and held-out trigger instances) come out. No IO: the
+//! engine persists the state and performs the actions.
+
+pub mod expr;
+
+pub use expr::{Condition, ExprError, Fact, Vocabulary};
+pub mod defs;
+pub mod runtime;
+
+pub use defs::{DefinitionError, DefinitionErrors, Known, RuleSet, RulesFile};
+pub use runtime::{Cause, Decision, Instance, Mode, Rules, RulesState, Status};
+
+#[cfg(test)]
+mod tests;
