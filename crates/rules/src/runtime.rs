@@ -80,6 +80,11 @@ impl CustomerState {
     pub fn segments(&self) -> &BTreeSet<String> {
         &self.segments
     }
+
+    /// The identifier keys (`user:…`, `anon:…`) seen on the customer's events.
+    pub fn identifiers(&self) -> &BTreeSet<String> {
+        &self.identifiers
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -120,6 +125,25 @@ impl RulesState {
     /// Timers waiting.
     pub fn timers(&self) -> usize {
         self.timers.len()
+    }
+
+    /// Takes the triggers' part of `old` (each customer's trigger states, absence waits and the global day
+    /// counts) into this state, rebuilt from history after the definitions changed: re-entry modes and caps
+    /// keep counting what was decided before; a trigger whose version changed starts afresh when next
+    /// considered.
+    pub fn carry_triggers_from(&mut self, old: RulesState) {
+        for (id, customer) in old.customers {
+            if customer.triggers.is_empty() {
+                continue;
+            }
+            self.customers.entry(id).or_default().triggers = customer.triggers;
+        }
+        for timer in old.timers {
+            if matches!(timer.2, TimerKind::Absence { .. }) {
+                self.timers.insert(timer);
+            }
+        }
+        self.global_days = old.global_days;
     }
 }
 
@@ -325,6 +349,22 @@ impl Rules {
         }
         self.schedule_recheck(state, customer, at);
         sort_by_priority(&mut decisions);
+        decisions
+    }
+
+    /// An event on the data's own clock (event time, for dry runs against history and replays): first the
+    /// timers due by the latest time seen (`clock`, advanced to the event's time), then the event.
+    pub fn on_event_in_event_time(
+        &self,
+        state: &mut RulesState,
+        customer: &str,
+        event: &Event,
+        clock: &mut i64,
+        mode: Mode,
+    ) -> Vec<Decision> {
+        *clock = (*clock).max(event.timestamp.0);
+        let mut decisions = self.tick(state, *clock, mode);
+        decisions.extend(self.on_event(state, customer, event, mode));
         decisions
     }
 

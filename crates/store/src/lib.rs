@@ -42,7 +42,8 @@ pub use identity::{EdgeReason, IdentityGraph, IdentityWarning, Interner, LinkOut
 pub use read::property_of;
 pub use segment::derived_message_id;
 pub use types::{
-    AppendOutcome, CustomerView, FailedEvent, StoreOptions, StoreStats, TimelineEntry,
+    AppendOutcome, CustomerView, FailedEvent, SequencedEvent, StoreOptions, StoreStats,
+    TimelineEntry,
 };
 
 use batch::*;
@@ -629,6 +630,84 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Up to `limit` stored events that arrived after sequence number `after` (all of them for `None`), in
+    /// arrival order, each with its sequence number and its customer's current display id: what a consumer that
+    /// follows the store (the rules) reads after a restart or a wake-up. Segments ending before `after` are
+    /// skipped without reading; the others' blocks are decoded once each.
+    pub fn events_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<SequencedEvent>> {
+        let state = self.shared.state.read();
+        let newer = |seq: u64| after.is_none_or(|after| seq > after);
+        // (seq, location, row) of the wanted rows; locations are the segments, then the in-memory tables.
+        let in_memory = state.in_memory_tables();
+        let mut rows: Vec<(u64, usize, u32)> = Vec::new();
+        for (location, segment) in state.segments.iter().enumerate() {
+            if !newer(segment.max_seq) || segment.columns.seq.is_empty() {
+                continue;
+            }
+            for (row, seq) in segment.columns.seq.iter().enumerate() {
+                if newer(*seq) {
+                    rows.push((*seq, location, row as u32));
+                }
+            }
+        }
+        for (index, table) in in_memory.iter().enumerate() {
+            for (row, seq) in table.columns.seq.iter().enumerate() {
+                if newer(*seq) {
+                    rows.push((*seq, state.segments.len() + index, row as u32));
+                }
+            }
+        }
+        rows.sort_unstable();
+        rows.truncate(limit);
+        let mut display_cache: HashMap<u32, String> = HashMap::new();
+        let mut block_cache: HashMap<(usize, usize), DecodedBlock> = HashMap::new();
+        let mut out = Vec::with_capacity(rows.len());
+        for (seq, location, row) in rows {
+            let (ident, payload): (u32, &[u8]) = if location >= state.segments.len() {
+                let table = in_memory[location - state.segments.len()];
+                (
+                    table.columns.ident[row as usize],
+                    table.payloads.get(row as usize),
+                )
+            } else {
+                let segment = &state.segments[location];
+                let block_index = row as usize / segment::ROWS_PER_BLOCK;
+                let entry = match block_cache.entry((location, block_index)) {
+                    std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(entry) => {
+                        entry.insert(segment.read_block(block_index, &state.steps)?)
+                    }
+                };
+                (
+                    segment.columns.ident[row as usize],
+                    &entry.1[(row - entry.0) as usize],
+                )
+            };
+            let event: Event = serde_json::from_slice(payload).map_err(|error| {
+                StoreError::corrupt(
+                    &self.shared.dir,
+                    format!("stored event does not parse: {error}"),
+                )
+            })?;
+            let root = state.identity.customer_of(ident);
+            let customer = display_cache
+                .entry(root)
+                .or_insert_with(|| state.identity.display_id(root))
+                .clone();
+            out.push(SequencedEvent {
+                seq,
+                customer,
+                event,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The sequence number of the latest stored event, if any.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.shared.state.read().next_seq.checked_sub(1)
     }
 
     /// All merge edges, active and undone, with provenance.

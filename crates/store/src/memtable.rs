@@ -9,6 +9,9 @@ pub(crate) struct LoadedSegment {
     pub(crate) file: SegmentFile,
     pub(crate) columns: Columns,
     pub(crate) rows_by_ident: RowIndex,
+    /// The greatest arrival sequence number in the segment (0 when empty): a reader of the events after a
+    /// sequence number skips the segments that end before it.
+    pub(crate) max_seq: u64,
 }
 
 #[derive(Default)]

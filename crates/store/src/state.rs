@@ -116,10 +116,12 @@ pub(crate) fn attach_segment(
         *code = channel_map[*code as usize];
     }
     let rows_by_ident = RowIndex::of(&columns.ident);
+    let max_seq = columns.seq.iter().copied().max().unwrap_or(0);
     LoadedSegment {
         file,
         columns,
         rows_by_ident,
+        max_seq,
     }
 }
 

@@ -64,6 +64,14 @@ pub struct StoreStats {
     pub channels: u64,
 }
 
+/// A stored event with its arrival sequence number and its customer's display id (see `Store::events_after`).
+#[derive(Debug, Clone)]
+pub struct SequencedEvent {
+    pub seq: u64,
+    pub customer: String,
+    pub event: Event,
+}
+
 /// One event of a customer's timeline.
 #[derive(Debug, Clone, Serialize)]
 pub struct TimelineEntry {

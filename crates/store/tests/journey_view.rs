@@ -196,3 +196,31 @@ fn the_dedup_set_built_at_first_write_or_prepared_holds_every_stored_event() {
         assert_eq!(store.stats().events, total);
     }
 }
+
+#[test]
+fn events_after_a_sequence_number_come_in_arrival_order_from_segments_and_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    store
+        .append(
+            vec![
+                event("a", Some("ann"), None, "view", 50),
+                event("b", None, Some("dev-1"), "cart", 5),
+            ],
+            vec![],
+        )
+        .unwrap();
+    store.flush().unwrap();
+    store
+        .append(vec![event("c", Some("bob"), None, "buy", 1)], vec![])
+        .unwrap();
+    let all = store.events_after(None, usize::MAX).unwrap();
+    let ids: Vec<&str> = all.iter().map(|e| e.event.message_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c"], "arrival order, not time order");
+    assert_eq!(all[1].customer, "dev-1");
+    assert_eq!(store.last_seq(), Some(all[2].seq));
+    let after = store.events_after(Some(all[0].seq), 1).unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].event.message_id, "b");
+    assert!(store.events_after(store.last_seq(), 10).unwrap().is_empty());
+}
