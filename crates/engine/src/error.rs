@@ -34,6 +34,9 @@ pub enum Error {
     /// A saved model that cannot be read or written.
     #[error("{0}")]
     Model(String),
+    /// Rule definitions with problems (each names its field and, in a condition, its position).
+    #[error("{0}")]
+    Rules(waymark_rules::DefinitionErrors),
 }
 
 impl Error {
@@ -50,6 +53,7 @@ impl Error {
                 "store_unavailable"
             }
             Error::Model(_) => "model_unavailable",
+            Error::Rules(_) => "invalid_rules",
             Error::Import(_) => "invalid_import",
         }
     }
@@ -61,7 +65,8 @@ impl Error {
             | Error::Malformed(_)
             | Error::UnknownAnalysis(_)
             | Error::NotFound(_)
-            | Error::Validation(_) => true,
+            | Error::Validation(_)
+            | Error::Rules(_) => true,
             Error::Import(ImportError::Store(_)) => false,
             Error::Import(_) => true,
             Error::Store(error) => matches!(

@@ -16,6 +16,7 @@ pub mod live;
 pub mod models;
 pub mod registry;
 mod report;
+pub mod rules;
 pub mod synthetic;
 
 pub use error::Error;
@@ -46,6 +47,7 @@ pub struct Engine {
     store: Store,
     runner: Runner,
     live: live::Live,
+    rules: rules::RulesLive,
 }
 
 /// What an ingest call did: JSON `{success, accepted, duplicates, failed, errors}`, the collector's answer.
@@ -119,6 +121,7 @@ impl Engine {
             store: Store::open(dir, options)?,
             runner: Runner::all_cores(),
             live: live::Live::default(),
+            rules: rules::RulesLive::default(),
         })
     }
 
@@ -144,6 +147,9 @@ impl Engine {
         let rescore = self.rescoring_keys(&parsed.events);
         let outcome = self.store.append(parsed.events, parsed.failed)?;
         self.queue_rescoring(rescore);
+        if outcome.accepted > 0 {
+            self.rules_events_stored();
+        }
         Ok(IngestOutcome {
             success: true,
             accepted: outcome.accepted,

@@ -226,6 +226,8 @@ impl Engine {
         if let Some(last) = journey.ts.iter().max() {
             self.live.latest.fetch_max(*last, Ordering::AcqRel);
         }
+        let last = journey.ts.iter().max().copied().unwrap_or(0);
+        self.rules_scores_changed(&journey.customer_ids[0], &values, last);
         self.live
             .scores
             .write()

@@ -763,6 +763,12 @@ fn compile_trigger(
                         format!("'{url}' is not an http:// or https:// URL"),
                     ));
                 }
+                if secret.is_none() && secret_env.is_none() {
+                    errors.push(plain(
+                        format!("{key}.secret"),
+                        "a webhook is signed: give `secret` (`whsec_` + base64) or `secret_env` (the variable holding it)".into(),
+                    ));
+                }
                 if secret.is_some() && secret_env.is_some() {
                     errors.push(plain(
                         format!("{key}.secret"),

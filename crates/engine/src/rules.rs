@@ -1,0 +1,1607 @@
+//! Journey management at work: the definitions file, dry runs against history, and — while a server runs — the
+//! rules worker that follows the store and the deliveries it makes.
+//!
+//! Files in the data directory:
+//! ```text
+//! rules.toml                 the definitions (segments, triggers, stages, settings), edited by hand or the API
+//! rules/versions.json        each trigger's version and the digest of the definition it is
+//! rules/history/NAME.vN.toml every version of every trigger as it was saved
+//! rules/state.json.zst       a snapshot of the rules' state and the store sequence number it covers
+//! rules/journal.log          JSON lines: trigger instances (fsynced before any action runs) and delivery attempts
+//! rules/segments.log         JSON lines: segment entries and exits
+//! ```
+//!
+//! Exactly once, from the receiver's side: the worker reads events in arrival order from the store
+//! ([`waymark_store::Store::events_after`]); the instances they set off are written to the journal and fsynced
+//! before any action runs; each delivery carries the instance's idempotency key (`webhook-id`), and an event
+//! action's `messageId` is derived from it, so the store keeps it once. After a crash the worker starts from its
+//! snapshot, reads the journal (instances already decided are not decided again; deliveries not yet confirmed
+//! are retried) and processes the events after the snapshot again; timers due meanwhile fire at once.
+
+use crate::{Engine, Error};
+use backon::BackoffBuilder;
+use base64::Engine as _;
+use hmac::Mac;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+pub use waymark_rules::defs::{ActionSpec, TriggerSpec};
+pub use waymark_rules::{
+    Cause, Decision, DefinitionError, DefinitionErrors, Instance, Known, Mode, Rules, RulesFile,
+    RulesState, Status,
+};
+
+/// The definitions file in the data directory.
+pub const RULES_FILE: &str = "rules.toml";
+
+/// Prometheus names.
+pub const RULES_EVENT_SECONDS: &str = "waymark_rules_event_seconds";
+pub const RULES_EVALUATIONS: &str = "waymark_rules_events_total";
+pub const RULES_INSTANCES: &str = "waymark_rules_instances_total";
+pub const RULES_ERRORS: &str = "waymark_rules_evaluation_errors_total";
+pub const DELIVERIES: &str = "waymark_deliveries_total";
+pub const DELIVERY_SECONDS: &str = "waymark_delivery_seconds";
+
+/// Which clock timers follow.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum RulesClock {
+    /// The wall clock: an absence fires when its time has come, events or not (production).
+    #[default]
+    Wall,
+    /// The data's own clock, the latest event time seen: for replaying history through ingest, where the wall
+    /// clock is long past every wait.
+    EventTime,
+}
+
+/// How the rules worker runs.
+#[derive(Debug, Clone)]
+pub struct RulesOptions {
+    pub clock: RulesClock,
+    /// Delivery threads (a slow receiver holds one, not all).
+    pub delivery_threads: usize,
+    /// Attempts before an action goes to the dead letters.
+    pub max_attempts: u32,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    pub request_timeout: Duration,
+    pub snapshot_every: Duration,
+}
+
+impl Default for RulesOptions {
+    fn default() -> Self {
+        RulesOptions {
+            clock: RulesClock::Wall,
+            delivery_threads: 4,
+            max_attempts: 8,
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(10),
+            snapshot_every: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the rules worker has done.
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+pub struct RulesStatus {
+    pub running: bool,
+    pub clock: RulesClock,
+    /// The store sequence number processed through.
+    pub through_seq: Option<u64>,
+    pub customers: usize,
+    pub timers: usize,
+    pub segments: usize,
+    pub triggers: usize,
+    pub events: u64,
+    pub instances: u64,
+    pub evaluation_errors: u64,
+    /// Actions waiting for delivery (including retries), and those given up.
+    pub pending_deliveries: usize,
+    pub dead_letters: usize,
+    /// Why the definitions on disk are not in force, if they are not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub definitions_error: Option<String>,
+}
+
+/// The live part an engine keeps for a server.
+#[derive(Default)]
+pub(crate) struct RulesLive {
+    wake: Mutex<Option<mpsc::Sender<Wake>>>,
+    status: Mutex<RulesStatus>,
+    journal: Mutex<Option<std::fs::File>>,
+    deliveries: Arc<DeliveryQueue>,
+    events: AtomicU64,
+    stopping: AtomicBool,
+    /// Serialises changes to the definitions file.
+    saving: Mutex<()>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+enum Wake {
+    Events,
+    Score {
+        customer: String,
+        values: Vec<(String, f64)>,
+        at: i64,
+    },
+    Reload,
+}
+
+/// One journal line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+enum Record {
+    /// Instances decided by the events through `through_seq` and the timers due by then.
+    Instances {
+        through_seq: Option<u64>,
+        instances: Vec<Instance>,
+    },
+    /// One delivery attempt of action `action` of instance `key`.
+    Attempt {
+        key: String,
+        action: usize,
+        attempt: u32,
+        /// Wall time, µs.
+        at: i64,
+        outcome: Outcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A dead letter sent again by an operator.
+    Replayed { key: String, action: usize, at: i64 },
+}
+
+/// How a delivery attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Delivered,
+    /// Will be retried.
+    Failed,
+    /// Given up: in the dead letters.
+    Dead,
+}
+
+/// One action of one instance, as the delivery log shows it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Delivery {
+    pub action: usize,
+    /// `webhook`, `event` or `traits`.
+    pub kind: String,
+    pub attempts: u32,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// One trigger instance with its deliveries.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct LoggedInstance {
+    pub instance: Instance,
+    pub deliveries: Vec<Delivery>,
+}
+
+/// The snapshot file's content.
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    through_seq: Option<u64>,
+    digest: u64,
+    clock: i64,
+    aliases: HashMap<String, String>,
+    state: RulesState,
+}
+
+/// What a dry run found, per trigger.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct DryRunTrigger {
+    pub trigger: String,
+    pub fired: usize,
+    pub capped: usize,
+    pub held_out: usize,
+    pub quiet: usize,
+    /// Distinct customers with an instance.
+    pub customers: usize,
+    /// Up to 20 of them.
+    pub sample: Vec<String>,
+}
+
+/// A dry run of definitions against the stored history.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct DryRun {
+    /// The window instances are counted in (µs); history before `since` builds facts and segments only.
+    pub since: Option<i64>,
+    pub until: i64,
+    pub events: usize,
+    pub triggers: Vec<DryRunTrigger>,
+    /// Members of each segment at `until`.
+    pub segments: BTreeMap<String, usize>,
+    pub evaluation_errors: usize,
+}
+
+/// A saved definition set.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct SavedRules {
+    /// Each trigger's version now.
+    pub versions: BTreeMap<String, u32>,
+    /// Triggers whose version this save bumped.
+    pub changed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Versions {
+    triggers: BTreeMap<String, (u64, u32)>,
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+fn digest_of(spec: &TriggerSpec) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(serde_json::to_string(spec).unwrap_or_default().as_bytes())
+}
+
+impl Engine {
+    fn rules_dir(&self) -> PathBuf {
+        self.dir().join("rules")
+    }
+
+    /// The definitions in force (an empty set when there is no `rules.toml`).
+    pub fn rules_file(&self) -> Result<RulesFile, Error> {
+        let path = self.dir().join(RULES_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => RulesFile::from_toml(&text).map_err(Error::Rules),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(RulesFile::default()),
+            Err(error) => Err(Error::Model(format!("{}: {error}", path.display()))),
+        }
+    }
+
+    /// What definitions are checked against: the stored steps and the saved models.
+    pub fn rules_known(&self) -> Result<Known, Error> {
+        let steps: BTreeSet<String> = self.store.step_names().into_iter().collect();
+        let models: BTreeSet<String> = self
+            .current_models()?
+            .iter()
+            .map(|model| model.info.name.clone())
+            .collect();
+        Ok(Known {
+            // An empty store checks no step: nothing is known yet.
+            steps: (!steps.is_empty()).then_some(steps),
+            models: Some(models),
+        })
+    }
+
+    fn versions(&self) -> Versions {
+        std::fs::read(self.rules_dir().join("versions.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Validates and compiles `file` with each trigger's current version (or the one a save would give it).
+    pub fn compile_rules(&self, file: &RulesFile) -> Result<Rules, Error> {
+        let versions = self.versions();
+        let known = self.rules_known()?;
+        let set = file
+            .compile(&known, &|spec| match versions.triggers.get(&spec.name) {
+                Some((digest, version)) if *digest == digest_of(spec) => *version,
+                Some((_, version)) => version + 1,
+                None => 1,
+            })
+            .map_err(Error::Rules)?;
+        Ok(Rules::new(set))
+    }
+
+    /// Validates `file` and, if it holds, makes it the definitions in force: versions bumped for changed
+    /// triggers, every version kept under `rules/history/`, `rules.toml` replaced atomically, and the running
+    /// worker reloads. A set with any problem changes nothing.
+    pub fn save_rules(&self, file: &RulesFile) -> Result<SavedRules, Error> {
+        let _guard = self
+            .rules
+            .saving
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let rules = self.compile_rules(file)?;
+        let mut versions = self.versions();
+        let mut changed = Vec::new();
+        let dir = self.rules_dir();
+        let io = |error: std::io::Error| Error::Model(format!("{}: {error}", dir.display()));
+        std::fs::create_dir_all(dir.join("history")).map_err(io)?;
+        for trigger in &rules.set.triggers {
+            let digest = digest_of(&trigger.spec);
+            if versions.triggers.get(&trigger.name) != Some(&(digest, trigger.version)) {
+                changed.push(trigger.name.clone());
+                let one = RulesFile {
+                    triggers: vec![trigger.spec.clone()],
+                    ..RulesFile::default()
+                };
+                write_atomically(
+                    &dir.join("history")
+                        .join(format!("{}.v{}.toml", trigger.name, trigger.version)),
+                    one.to_toml().as_bytes(),
+                )
+                .map_err(io)?;
+            }
+            versions
+                .triggers
+                .insert(trigger.name.clone(), (digest, trigger.version));
+        }
+        write_atomically(
+            &dir.join("versions.json"),
+            &serde_json::to_vec_pretty(&versions).unwrap_or_default(),
+        )
+        .map_err(io)?;
+        write_atomically(&self.dir().join(RULES_FILE), file.to_toml().as_bytes()).map_err(io)?;
+        self.wake_rules(Wake::Reload);
+        Ok(SavedRules {
+            versions: rules
+                .set
+                .triggers
+                .iter()
+                .map(|t| (t.name.clone(), t.version))
+                .collect(),
+            changed,
+        })
+    }
+
+    /// Runs `file` over the stored history on the data's own clock: events before `since` build facts and
+    /// segments only; from `since` on, triggers are decided as the live worker would decide them when the same
+    /// events arrive in the same order with `--rules-clock event-time`. Nothing is delivered.
+    pub fn dry_run(
+        &self,
+        file: &RulesFile,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> Result<DryRun, Error> {
+        let rules = self.compile_rules(file)?;
+        let events = self.store.events_after(None, usize::MAX)?;
+        let mut state = RulesState::default();
+        let mut aliases = HashMap::new();
+        let mut clock = i64::MIN;
+        let mut decisions = Vec::new();
+        let until = until.unwrap_or_else(|| {
+            events
+                .iter()
+                .map(|e| e.event.timestamp.0)
+                .max()
+                .unwrap_or(0)
+        });
+        let mut counted = 0;
+        for stored in &events {
+            let at = stored.event.timestamp.0;
+            if at > until {
+                continue;
+            }
+            counted += 1;
+            let mode = if since.is_some_and(|since| at < since) {
+                Mode::Backfill
+            } else {
+                Mode::Live
+            };
+            follow_identity(
+                &rules,
+                &mut state,
+                &mut aliases,
+                &stored.customer,
+                &stored.event,
+            );
+            decisions.extend(rules.on_event_in_event_time(
+                &mut state,
+                &stored.customer,
+                &stored.event,
+                &mut clock,
+                mode,
+            ));
+        }
+        decisions.extend(rules.tick(&mut state, until, Mode::Live));
+        let mut per: BTreeMap<String, (DryRunTrigger, BTreeSet<String>)> = rules
+            .set
+            .triggers
+            .iter()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    (
+                        DryRunTrigger {
+                            trigger: t.name.clone(),
+                            fired: 0,
+                            capped: 0,
+                            held_out: 0,
+                            quiet: 0,
+                            customers: 0,
+                            sample: Vec::new(),
+                        },
+                        BTreeSet::new(),
+                    ),
+                )
+            })
+            .collect();
+        let mut errors = 0;
+        for decision in &decisions {
+            match decision {
+                Decision::Trigger(instance) => {
+                    if let Some((entry, customers)) = per.get_mut(&instance.trigger) {
+                        match instance.status {
+                            Status::Fired => entry.fired += 1,
+                            Status::Capped => entry.capped += 1,
+                            Status::HeldOut => entry.held_out += 1,
+                            Status::Quiet => entry.quiet += 1,
+                        }
+                        if customers.insert(instance.customer.clone()) && entry.sample.len() < 20 {
+                            entry.sample.push(instance.customer.clone());
+                        }
+                    }
+                }
+                Decision::Error { .. } => errors += 1,
+                _ => {}
+            }
+        }
+        let segments = rules
+            .set
+            .segments
+            .iter()
+            .map(|s| (s.name.clone(), state.members(&s.name).count()))
+            .collect();
+        Ok(DryRun {
+            since,
+            until,
+            events: counted,
+            triggers: per
+                .into_values()
+                .map(|(mut entry, customers)| {
+                    entry.customers = customers.len();
+                    entry
+                })
+                .collect(),
+            segments,
+            evaluation_errors: errors,
+        })
+    }
+
+    /// What the rules worker has done (not running when no server runs it).
+    pub fn rules_status(&self) -> RulesStatus {
+        let mut status = self
+            .rules
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        status.events = self.rules.events.load(Ordering::Relaxed);
+        let queue = self
+            .rules
+            .deliveries
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        status.pending_deliveries = queue.pending.len();
+        status.dead_letters = queue.dead.len();
+        status
+    }
+
+    /// The latest `limit` trigger instances (newest first), of `trigger` if given, with their deliveries.
+    pub fn trigger_log(
+        &self,
+        trigger: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<LoggedInstance>, Error> {
+        let (instances, attempts) = read_journal(&self.rules_dir().join("journal.log"));
+        let mut out: Vec<LoggedInstance> = instances
+            .into_iter()
+            .filter(|(_, instance)| trigger.is_none_or(|t| instance.trigger == t))
+            .map(|(_, instance)| {
+                let actions = self.actions_of(&instance);
+                let deliveries = if instance.status == Status::Fired {
+                    actions
+                        .iter()
+                        .enumerate()
+                        .map(|(index, action)| {
+                            let tried = attempts.get(&(instance.key.clone(), index));
+                            let state = match tried.map(|t| t.2) {
+                                Some(Outcome::Delivered) => "delivered",
+                                Some(Outcome::Dead) => "dead",
+                                _ => "pending",
+                            };
+                            Delivery {
+                                action: index,
+                                kind: action_kind(action).into(),
+                                attempts: tried.map_or(0, |t| t.0),
+                                state: state.into(),
+                                last_error: tried.and_then(|t| t.1.clone()),
+                            }
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                LoggedInstance {
+                    instance,
+                    deliveries,
+                }
+            })
+            .collect();
+        out.reverse();
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Sends a dead letter (instance `key`, every dead action of it) again. False when none is dead.
+    pub fn replay_dead_letter(&self, key: &str) -> Result<bool, Error> {
+        let queue = &self.rules.deliveries;
+        let mut replayed = false;
+        let mut inner = queue.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let dead: Vec<(String, usize)> = inner
+            .dead
+            .keys()
+            .filter(|(k, _)| k == key)
+            .cloned()
+            .collect();
+        for id in dead {
+            if let Some(job) = inner.dead.remove(&id) {
+                self.journal(&Record::Replayed {
+                    key: id.0.clone(),
+                    action: id.1,
+                    at: now_us(),
+                })?;
+                inner
+                    .heap
+                    .push(std::cmp::Reverse((now_us(), id.0.clone(), id.1)));
+                inner.pending.insert(id, Job { attempt: 0, ..job });
+                replayed = true;
+            }
+        }
+        drop(inner);
+        queue.ready.notify_all();
+        Ok(replayed)
+    }
+
+    fn actions_of(&self, instance: &Instance) -> Vec<ActionSpec> {
+        let history = self
+            .rules_dir()
+            .join("history")
+            .join(format!("{}.v{}.toml", instance.trigger, instance.version));
+        std::fs::read_to_string(history)
+            .ok()
+            .and_then(|text| RulesFile::from_toml(&text).ok())
+            .and_then(|file| file.triggers.into_iter().next())
+            .map(|spec| spec.actions)
+            .unwrap_or_default()
+    }
+
+    fn wake_rules(&self, wake: Wake) {
+        if let Some(sender) = self
+            .rules
+            .wake
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            let _ = sender.send(wake);
+        }
+    }
+
+    /// Tells a running rules worker that events were stored.
+    pub(crate) fn rules_events_stored(&self) {
+        self.wake_rules(Wake::Events);
+    }
+
+    /// Tells a running rules worker a customer's new scores.
+    pub(crate) fn rules_scores_changed(&self, customer: &str, values: &[(String, f64)], at: i64) {
+        if self
+            .rules
+            .wake
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+        {
+            self.wake_rules(Wake::Score {
+                customer: customer.to_string(),
+                values: values.to_vec(),
+                at,
+            });
+        }
+    }
+
+    fn journal(&self, record: &Record) -> Result<(), Error> {
+        let mut line = serde_json::to_vec(record).unwrap_or_default();
+        line.push(b'\n');
+        let mut guard = self
+            .rules
+            .journal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let path = self.rules_dir().join("journal.log");
+        let io = |error: std::io::Error| Error::Model(format!("{}: {error}", path.display()));
+        if guard.is_none() {
+            std::fs::create_dir_all(self.rules_dir()).map_err(io)?;
+            *guard = Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(io)?,
+            );
+        }
+        let file = guard.as_mut().expect("opened above");
+        file.write_all(&line).map_err(io)?;
+        file.sync_data().map_err(io)?;
+        Ok(())
+    }
+
+    /// Starts the rules worker and the delivery threads: call once, from the process that serves.
+    pub fn start_rules(self: &Arc<Engine>, options: RulesOptions) -> std::io::Result<()> {
+        let (sender, receiver) = mpsc::channel::<Wake>();
+        *self
+            .rules
+            .wake
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(sender);
+        let weak = Arc::downgrade(self);
+        let worker_options = options.clone();
+        // Events stored after this call are live, whenever the worker gets to them.
+        let history_end = self.store.last_seq();
+        let worker = std::thread::Builder::new()
+            .name("rules".into())
+            .spawn(move || {
+                let mut worker = match weak.upgrade() {
+                    Some(engine) => match Worker::start(&engine, worker_options, history_end) {
+                        Ok(worker) => worker,
+                        Err(error) => {
+                            tracing::error!(%error, "the rules worker could not start");
+                            return;
+                        }
+                    },
+                    None => return,
+                };
+                loop {
+                    let timeout = worker.wait(&weak);
+                    let wake = receiver.recv_timeout(timeout);
+                    let Some(engine) = weak.upgrade() else {
+                        break;
+                    };
+                    if engine.rules.stopping.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let mut reload = false;
+                    let mut scores = Vec::new();
+                    let mut handle = |wake: Wake| match wake {
+                        Wake::Reload => reload = true,
+                        Wake::Score {
+                            customer,
+                            values,
+                            at,
+                        } => scores.push((customer, values, at)),
+                        Wake::Events => {}
+                    };
+                    if let Ok(wake) = wake {
+                        handle(wake);
+                    }
+                    for wake in receiver.try_iter() {
+                        handle(wake);
+                    }
+                    if reload {
+                        if let Err(error) = worker.reload(&engine) {
+                            tracing::warn!(%error, "rules not reloaded");
+                        }
+                    }
+                    if let Err(error) = worker.step(&engine, scores) {
+                        tracing::warn!(%error, "rules step failed; retrying");
+                    }
+                    if worker.last_snapshot.elapsed() >= worker.options.snapshot_every {
+                        if let Err(error) = worker.snapshot(&engine) {
+                            tracing::warn!(%error, "rules snapshot failed");
+                        }
+                    }
+                }
+                if let Some(engine) = weak.upgrade() {
+                    let _ = worker.snapshot(&engine);
+                }
+            })?;
+        let mut threads = vec![worker];
+        for index in 0..options.delivery_threads.max(1) {
+            let weak = Arc::downgrade(self);
+            let queue = Arc::clone(&self.rules.deliveries);
+            let options = options.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("deliveries-{index}"))
+                    .spawn(move || delivery_loop(weak, queue, options))?,
+            );
+        }
+        self.rules
+            .threads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(threads);
+        Ok(())
+    }
+
+    /// Stops the rules worker and the deliveries (a snapshot is written).
+    pub fn stop_rules(&self) {
+        self.rules.stopping.store(true, Ordering::Release);
+        self.wake_rules(Wake::Events);
+        self.rules.deliveries.ready.notify_all();
+        let threads: Vec<_> = std::mem::take(
+            &mut *self
+                .rules
+                .threads
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for thread in threads {
+            let _ = thread.join();
+        }
+        self.rules
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .running = false;
+    }
+}
+
+fn action_kind(action: &ActionSpec) -> &'static str {
+    match action {
+        ActionSpec::Webhook { .. } => "webhook",
+        ActionSpec::Event { .. } => "event",
+        ActionSpec::Traits { .. } => "traits",
+    }
+}
+
+/// Folds the state of an identifier's earlier customer into its customer now (an anonymous visitor who logged
+/// in, two profiles merged).
+fn follow_identity(
+    rules: &Rules,
+    state: &mut RulesState,
+    aliases: &mut HashMap<String, String>,
+    customer: &str,
+    event: &waymark_model::Event,
+) {
+    let keys = event
+        .user_id
+        .iter()
+        .map(|u| format!("user:{u}"))
+        .chain(event.anonymous_id.iter().map(|a| format!("anon:{a}")));
+    for key in keys {
+        match aliases.get(&key) {
+            Some(previous) if previous != customer => {
+                let previous = previous.clone();
+                rules.merge_customers(state, &previous, customer);
+                aliases.insert(key, customer.to_string());
+            }
+            Some(_) => {}
+            None => {
+                aliases.insert(key, customer.to_string());
+            }
+        }
+    }
+}
+
+/// Reads the journal: instances in order (with their line), and per (key, action) the attempts made, the last
+/// error and the last outcome. A torn last line (a crash mid-write) is skipped.
+#[allow(clippy::type_complexity)]
+fn read_journal(
+    path: &Path,
+) -> (
+    Vec<(usize, Instance)>,
+    HashMap<(String, usize), (u32, Option<String>, Outcome)>,
+) {
+    let mut instances = Vec::new();
+    let mut attempts: HashMap<(String, usize), (u32, Option<String>, Outcome)> = HashMap::new();
+    let Ok(file) = std::fs::File::open(path) else {
+        return (instances, attempts);
+    };
+    for (number, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let Ok(line) = line else { break };
+        let Ok(record) = serde_json::from_str::<Record>(&line) else {
+            continue;
+        };
+        match record {
+            Record::Instances { instances: new, .. } => {
+                instances.extend(new.into_iter().map(|i| (number, i)))
+            }
+            Record::Attempt {
+                key,
+                action,
+                attempt,
+                outcome,
+                error,
+                ..
+            } => {
+                let entry = attempts.entry((key, action)).or_insert((0, None, outcome));
+                entry.0 = entry.0.max(attempt);
+                entry.2 = outcome;
+                if error.is_some() {
+                    entry.1 = error;
+                }
+            }
+            Record::Replayed { key, action, .. } => {
+                if let Some(entry) = attempts.get_mut(&(key, action)) {
+                    entry.2 = Outcome::Failed;
+                }
+            }
+        }
+    }
+    (instances, attempts)
+}
+
+/// A customer's new scores: (customer, [(model, value)], latest event time).
+type ScoreChange = (String, Vec<(String, f64)>, i64);
+
+/// The rules worker's own state.
+struct Worker {
+    rules: Rules,
+    state: RulesState,
+    aliases: HashMap<String, String>,
+    through_seq: Option<u64>,
+    /// Event time: the latest event time seen.
+    clock: i64,
+    known_keys: HashSet<String>,
+    options: RulesOptions,
+    digest: u64,
+    last_snapshot: Instant,
+    instances: u64,
+    errors: u64,
+}
+
+fn rules_digest(file: &RulesFile, rules: &Rules) -> u64 {
+    let versions: Vec<(String, u32)> = rules
+        .set
+        .triggers
+        .iter()
+        .map(|t| (t.name.clone(), t.version))
+        .collect();
+    xxhash_rust::xxh3::xxh3_64(format!("{}\u{1f}{versions:?}", file.to_toml()).as_bytes())
+}
+
+impl Worker {
+    fn start(
+        engine: &Arc<Engine>,
+        options: RulesOptions,
+        history_end: Option<u64>,
+    ) -> Result<Worker, Error> {
+        let (file, rules, definitions_error) = match engine
+            .rules_file()
+            .and_then(|file| engine.compile_rules(&file).map(|rules| (file, rules)))
+        {
+            Ok((file, rules)) => (file, rules, None),
+            Err(error) => {
+                tracing::warn!(%error, "the rules in {RULES_FILE} are not in force");
+                let file = RulesFile::default();
+                let rules = engine.compile_rules(&file)?;
+                (file, rules, Some(error.to_string()))
+            }
+        };
+        let digest = rules_digest(&file, &rules);
+        let dir = engine.rules_dir();
+        let snapshot: Option<Snapshot> = std::fs::read(dir.join("state.json.zst"))
+            .ok()
+            .and_then(|bytes| zstd::decode_all(&bytes[..]).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let (instances, attempts) = read_journal(&dir.join("journal.log"));
+        let known_keys: HashSet<String> = instances.iter().map(|(_, i)| i.key.clone()).collect();
+        let mut worker = Worker {
+            rules,
+            state: RulesState::default(),
+            aliases: HashMap::new(),
+            through_seq: None,
+            clock: i64::MIN,
+            known_keys,
+            options,
+            digest,
+            last_snapshot: Instant::now(),
+            instances: instances.len() as u64,
+            errors: 0,
+        };
+        match snapshot {
+            Some(snapshot) if snapshot.digest == digest => {
+                worker.state = snapshot.state;
+                worker.aliases = snapshot.aliases;
+                worker.through_seq = snapshot.through_seq;
+                worker.clock = snapshot.clock;
+            }
+            other => {
+                let old = other.map(|snapshot| snapshot.state);
+                worker.backfill(engine, old, history_end)?;
+            }
+        }
+        // Deliveries decided but not confirmed are due again.
+        {
+            let mut queue = engine
+                .rules
+                .deliveries
+                .inner
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (_, instance) in instances {
+                if instance.status != Status::Fired {
+                    continue;
+                }
+                for (index, action) in engine.actions_of(&instance).into_iter().enumerate() {
+                    let id = (instance.key.clone(), index);
+                    let tried = attempts.get(&id);
+                    let job = Job {
+                        instance: Arc::new(instance.clone()),
+                        action,
+                        attempt: tried.map_or(0, |t| t.0),
+                        identifiers: worker.identifiers_of(&instance.customer),
+                    };
+                    match tried.map(|t| t.2) {
+                        Some(Outcome::Delivered) => {}
+                        Some(Outcome::Dead) => {
+                            queue.dead.insert(id, job);
+                        }
+                        _ => {
+                            queue.heap.push(std::cmp::Reverse((
+                                instance.deliver_at,
+                                id.0.clone(),
+                                id.1,
+                            )));
+                            queue.pending.insert(id, job);
+                        }
+                    }
+                }
+            }
+        }
+        engine.rules.deliveries.ready.notify_all();
+        let mut status = engine
+            .rules
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        status.running = true;
+        status.clock = worker.options.clock;
+        status.definitions_error = definitions_error;
+        drop(status);
+        worker.publish(engine);
+        Ok(worker)
+    }
+
+    /// Rebuilds facts and segments from the whole history without deciding any trigger (history does not set
+    /// triggers off), keeping `old`'s trigger states; then snapshots.
+    fn backfill(
+        &mut self,
+        engine: &Engine,
+        old: Option<RulesState>,
+        end: Option<u64>,
+    ) -> Result<(), Error> {
+        let started = Instant::now();
+        let mut state = RulesState::default();
+        let mut aliases = HashMap::new();
+        let mut through = None;
+        let mut clock = i64::MIN;
+        let mut segments_log = Vec::new();
+        loop {
+            let batch = engine.store.events_after(through, 50_000)?;
+            if batch.is_empty() || end.is_none() {
+                break;
+            }
+            for stored in batch.iter().filter(|stored| Some(stored.seq) <= end) {
+                follow_identity(
+                    &self.rules,
+                    &mut state,
+                    &mut aliases,
+                    &stored.customer,
+                    &stored.event,
+                );
+                clock = clock.max(stored.event.timestamp.0);
+                for decision in
+                    self.rules
+                        .on_event(&mut state, &stored.customer, &stored.event, Mode::Backfill)
+                {
+                    if matches!(
+                        decision,
+                        Decision::SegmentEntered { .. } | Decision::SegmentExited { .. }
+                    ) {
+                        segments_log.push(decision);
+                    }
+                }
+                through = Some(stored.seq);
+            }
+            if batch.iter().any(|stored| Some(stored.seq) >= end) {
+                break;
+            }
+        }
+        if let Some(old) = old {
+            state.carry_triggers_from(old);
+        }
+        self.state = state;
+        self.aliases = aliases;
+        self.through_seq = through;
+        self.clock = clock;
+        let path = engine.rules_dir().join("segments.log");
+        let _ = std::fs::create_dir_all(engine.rules_dir());
+        let mut text = Vec::new();
+        for decision in segments_log {
+            if let Ok(line) = serde_json::to_string(&decision) {
+                text.extend_from_slice(line.as_bytes());
+                text.push(b'\n');
+            }
+        }
+        let _ = write_atomically(&path, &text);
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            customers = self.state.customers(),
+            "rules state built from history"
+        );
+        self.snapshot(engine)
+    }
+
+    fn reload(&mut self, engine: &Arc<Engine>) -> Result<(), Error> {
+        let file = engine.rules_file()?;
+        let rules = engine.compile_rules(&file)?;
+        self.digest = rules_digest(&file, &rules);
+        self.rules = rules;
+        let old = std::mem::take(&mut self.state);
+        self.backfill(engine, Some(old), self.through_seq)?;
+        let mut status = engine
+            .rules
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        status.definitions_error = None;
+        drop(status);
+        self.publish(engine);
+        Ok(())
+    }
+
+    fn snapshot(&mut self, engine: &Engine) -> Result<(), Error> {
+        let snapshot = Snapshot {
+            through_seq: self.through_seq,
+            digest: self.digest,
+            clock: self.clock,
+            aliases: std::mem::take(&mut self.aliases),
+            state: std::mem::take(&mut self.state),
+        };
+        let json = serde_json::to_vec(&snapshot).unwrap_or_default();
+        self.aliases = snapshot.aliases;
+        self.state = snapshot.state;
+        let dir = engine.rules_dir();
+        let io = |error: std::io::Error| Error::Model(format!("{}: {error}", dir.display()));
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let compressed = zstd::encode_all(&json[..], 3).map_err(io)?;
+        write_atomically(&dir.join("state.json.zst"), &compressed).map_err(io)?;
+        self.last_snapshot = Instant::now();
+        Ok(())
+    }
+
+    /// How long to wait for a wake-up: until the next timer on the wall clock, at most a second.
+    fn wait(&self, _engine: &std::sync::Weak<Engine>) -> Duration {
+        let second = Duration::from_secs(1);
+        match (self.options.clock, self.rules.next_due(&self.state)) {
+            (RulesClock::Wall, Some(due)) => {
+                let wait = due - now_us();
+                if wait <= 0 {
+                    Duration::ZERO
+                } else {
+                    Duration::from_micros(wait as u64).min(second)
+                }
+            }
+            _ => second,
+        }
+    }
+
+    fn identifiers_of(&self, customer: &str) -> Vec<String> {
+        self.state
+            .customer(customer)
+            .map(|c| c.identifiers().iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Processes the events stored since the last step, the scores that changed, and the timers due; writes
+    /// the new instances to the journal, then hands their actions to the deliveries.
+    fn step(&mut self, engine: &Arc<Engine>, scores: Vec<ScoreChange>) -> Result<(), Error> {
+        let mut decisions = Vec::new();
+        let mut through = self.through_seq;
+        loop {
+            let batch = engine.store.events_after(through, 10_000)?;
+            if batch.is_empty() {
+                break;
+            }
+            for stored in &batch {
+                let started = Instant::now();
+                follow_identity(
+                    &self.rules,
+                    &mut self.state,
+                    &mut self.aliases,
+                    &stored.customer,
+                    &stored.event,
+                );
+                match self.options.clock {
+                    RulesClock::EventTime => decisions.extend(self.rules.on_event_in_event_time(
+                        &mut self.state,
+                        &stored.customer,
+                        &stored.event,
+                        &mut self.clock,
+                        Mode::Live,
+                    )),
+                    RulesClock::Wall => {
+                        self.clock = self.clock.max(stored.event.timestamp.0);
+                        decisions.extend(self.rules.on_event(
+                            &mut self.state,
+                            &stored.customer,
+                            &stored.event,
+                            Mode::Live,
+                        ))
+                    }
+                }
+                metrics::histogram!(RULES_EVENT_SECONDS).record(started.elapsed().as_secs_f64());
+                through = Some(stored.seq);
+            }
+            engine
+                .rules
+                .events
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            metrics::counter!(RULES_EVALUATIONS).increment(batch.len() as u64);
+            if batch.len() < 10_000 {
+                break;
+            }
+        }
+        let now = match self.options.clock {
+            RulesClock::Wall => now_us(),
+            RulesClock::EventTime => self.clock,
+        };
+        for (customer, values, _) in scores {
+            for (model, value) in values {
+                decisions.extend(self.rules.on_score(
+                    &mut self.state,
+                    &customer,
+                    &model,
+                    value,
+                    now,
+                    Mode::Live,
+                ));
+            }
+        }
+        decisions.extend(self.rules.tick(&mut self.state, now, Mode::Live));
+        let mut instances = Vec::new();
+        let mut segment_lines = Vec::new();
+        for decision in decisions {
+            match decision {
+                Decision::Trigger(instance) => {
+                    if self.known_keys.insert(instance.key.clone()) {
+                        metrics::counter!(RULES_INSTANCES, "trigger" => instance.trigger.clone(), "status" => format!("{:?}", instance.status).to_lowercase()).increment(1);
+                        instances.push(instance);
+                    }
+                }
+                Decision::Error {
+                    rule,
+                    customer,
+                    message,
+                } => {
+                    self.errors += 1;
+                    metrics::counter!(RULES_ERRORS).increment(1);
+                    tracing::debug!(rule, customer, message, "condition not evaluated");
+                }
+                other => segment_lines.push(other),
+            }
+        }
+        if !segment_lines.is_empty() {
+            let path = engine.rules_dir().join("segments.log");
+            if let Ok(mut file) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                for decision in &segment_lines {
+                    if let Ok(line) = serde_json::to_string(decision) {
+                        let _ = writeln!(file, "{line}");
+                    }
+                }
+            }
+        }
+        if !instances.is_empty() {
+            // Durable before any action runs.
+            engine.journal(&Record::Instances {
+                through_seq: through,
+                instances: instances.clone(),
+            })?;
+            self.instances += instances.len() as u64;
+            let mut queue = engine
+                .rules
+                .deliveries
+                .inner
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for instance in instances {
+                if instance.status != Status::Fired {
+                    continue;
+                }
+                let Some(trigger) = self
+                    .rules
+                    .set
+                    .triggers
+                    .iter()
+                    .find(|t| t.name == instance.trigger)
+                else {
+                    continue;
+                };
+                let instance = Arc::new(instance);
+                for (index, action) in trigger.actions.iter().enumerate() {
+                    let id = (instance.key.clone(), index);
+                    queue.heap.push(std::cmp::Reverse((
+                        instance.deliver_at,
+                        id.0.clone(),
+                        index,
+                    )));
+                    queue.pending.insert(
+                        id,
+                        Job {
+                            instance: Arc::clone(&instance),
+                            action: action.clone(),
+                            attempt: 0,
+                            identifiers: self.identifiers_of(&instance.customer),
+                        },
+                    );
+                }
+            }
+            drop(queue);
+            engine.rules.deliveries.ready.notify_all();
+        }
+        self.through_seq = through;
+        self.publish(engine);
+        Ok(())
+    }
+
+    fn publish(&self, engine: &Engine) {
+        let mut status = engine
+            .rules
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        status.through_seq = self.through_seq;
+        status.customers = self.state.customers();
+        status.timers = self.state.timers();
+        status.segments = self.rules.set.segments.len();
+        status.triggers = self.rules.set.triggers.len();
+        status.instances = self.instances;
+        status.evaluation_errors = self.errors;
+    }
+}
+
+/// An action waiting for delivery.
+#[derive(Clone)]
+struct Job {
+    instance: Arc<Instance>,
+    action: ActionSpec,
+    attempt: u32,
+    /// The customer's identifier keys, for event and trait actions.
+    identifiers: Vec<String>,
+}
+
+#[derive(Default)]
+struct QueueInner {
+    /// (due µs, key, action), soonest first.
+    heap: BinaryHeap<std::cmp::Reverse<(i64, String, usize)>>,
+    pending: HashMap<(String, usize), Job>,
+    /// Being delivered now.
+    taken: HashSet<(String, usize)>,
+    dead: HashMap<(String, usize), Job>,
+}
+
+#[derive(Default)]
+pub(crate) struct DeliveryQueue {
+    inner: Mutex<QueueInner>,
+    ready: Condvar,
+}
+
+fn delivery_loop(
+    engine: std::sync::Weak<Engine>,
+    queue: Arc<DeliveryQueue>,
+    options: RulesOptions,
+) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(options.request_timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    loop {
+        let job = {
+            let mut inner = queue.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            loop {
+                if engine
+                    .upgrade()
+                    .is_none_or(|e| e.rules.stopping.load(Ordering::Acquire))
+                {
+                    return;
+                }
+                let now = now_us();
+                match inner.heap.peek() {
+                    Some(std::cmp::Reverse((due, _, _))) if *due <= now => {
+                        let std::cmp::Reverse((_, key, action)) = inner.heap.pop().expect("peeked");
+                        let id = (key, action);
+                        if inner.taken.contains(&id) {
+                            continue;
+                        }
+                        if let Some(job) = inner.pending.get(&id).cloned() {
+                            inner.taken.insert(id.clone());
+                            break (id, job);
+                        }
+                    }
+                    Some(std::cmp::Reverse((due, _, _))) => {
+                        let wait =
+                            Duration::from_micros((*due - now) as u64).min(Duration::from_secs(1));
+                        inner = queue
+                            .ready
+                            .wait_timeout(inner, wait)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0;
+                    }
+                    None => {
+                        inner = queue
+                            .ready
+                            .wait_timeout(inner, Duration::from_secs(1))
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0;
+                    }
+                }
+            }
+        };
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        let (id, job) = job;
+        let attempt = job.attempt + 1;
+        let started = Instant::now();
+        let result = deliver(&engine, &agent, &id, &job);
+        metrics::histogram!(DELIVERY_SECONDS).record(started.elapsed().as_secs_f64());
+        let (outcome, status, error) = match &result {
+            Ok(()) => (Outcome::Delivered, None, None),
+            Err((status, error)) if attempt >= options.max_attempts => {
+                (Outcome::Dead, *status, Some(error.clone()))
+            }
+            Err((status, error)) => (Outcome::Failed, *status, Some(error.clone())),
+        };
+        metrics::counter!(DELIVERIES, "outcome" => format!("{outcome:?}").to_lowercase())
+            .increment(1);
+        let _ = engine.journal(&Record::Attempt {
+            key: id.0.clone(),
+            action: id.1,
+            attempt,
+            at: now_us(),
+            outcome,
+            status,
+            error,
+        });
+        let mut inner = queue.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.taken.remove(&id);
+        match outcome {
+            Outcome::Delivered => {
+                inner.pending.remove(&id);
+            }
+            Outcome::Dead => {
+                if let Some(job) = inner.pending.remove(&id) {
+                    inner.dead.insert(id, Job { attempt, ..job });
+                }
+            }
+            Outcome::Failed => {
+                let delay = backoff_delay(&options, attempt);
+                if let Some(job) = inner.pending.get_mut(&id) {
+                    job.attempt = attempt;
+                }
+                inner.heap.push(std::cmp::Reverse((
+                    now_us() + delay.as_micros() as i64,
+                    id.0.clone(),
+                    id.1,
+                )));
+            }
+        }
+    }
+}
+
+/// The wait before attempt `attempt + 1`: exponential with jitter (backon's), capped.
+fn backoff_delay(options: &RulesOptions, attempt: u32) -> Duration {
+    backon::ExponentialBuilder::new()
+        .with_min_delay(options.min_backoff)
+        .with_max_delay(options.max_backoff)
+        .with_jitter()
+        .with_max_times(attempt as usize)
+        .build()
+        .nth(attempt.saturating_sub(1) as usize)
+        .unwrap_or(options.max_backoff)
+}
+
+/// The payload a webhook receives for an instance.
+pub fn webhook_body(instance: &Instance) -> serde_json::Value {
+    let iso = |micros: i64| {
+        chrono::DateTime::from_timestamp_micros(micros)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    };
+    serde_json::json!({
+        "type": "trigger.fired",
+        "timestamp": iso(instance.deliver_at),
+        "data": {
+            "trigger": instance.trigger,
+            "version": instance.version,
+            "customer": instance.customer,
+            "key": instance.key,
+            "at": iso(instance.at),
+            "cause": instance.cause,
+        }
+    })
+}
+
+/// The Standard Webhooks signature of `body`: `v1,` + base64 HMAC-SHA256 of `id.timestamp.body` with the
+/// secret's bytes (the base64 after `whsec_`).
+pub fn sign_webhook(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<String, String> {
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|error| format!("the webhook secret is not base64 after `whsec_`: {error}"))?;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key)
+        .map_err(|error| format!("the webhook secret cannot key an HMAC: {error}"))?;
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    Ok(format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    ))
+}
+
+/// One delivery attempt: `Err((HTTP status, message))`.
+fn deliver(
+    engine: &Engine,
+    agent: &ureq::Agent,
+    id: &(String, usize),
+    job: &Job,
+) -> Result<(), (Option<u16>, String)> {
+    let instance = &job.instance;
+    let delivery_id = format!("{}.{}", id.0, id.1);
+    match &job.action {
+        ActionSpec::Webhook {
+            url,
+            secret,
+            secret_env,
+        } => {
+            let secret = match (secret, secret_env) {
+                (Some(secret), _) => secret.clone(),
+                (None, Some(name)) => std::env::var(name).map_err(|_| {
+                    (
+                        None,
+                        format!(
+                            "the environment variable {name} holding the webhook secret is not set"
+                        ),
+                    )
+                })?,
+                (None, None) => return Err((None, "the webhook has no secret".into())),
+            };
+            let body = serde_json::to_vec(&webhook_body(instance)).unwrap_or_default();
+            let timestamp = now_us() / 1_000_000;
+            let signature =
+                sign_webhook(&secret, &delivery_id, timestamp, &body).map_err(|e| (None, e))?;
+            let response = agent
+                .post(url)
+                .header("content-type", "application/json")
+                .header("webhook-id", &delivery_id)
+                .header("webhook-timestamp", &timestamp.to_string())
+                .header("webhook-signature", &signature)
+                .send(&body[..])
+                .map_err(|error| (None, error.to_string()))?;
+            let status = response.status().as_u16();
+            if (200..300).contains(&status) {
+                Ok(())
+            } else {
+                Err((Some(status), format!("the receiver answered {status}")))
+            }
+        }
+        ActionSpec::Event {
+            name,
+            channel,
+            properties,
+        } => {
+            let mut properties = properties.clone();
+            properties.insert("trigger".into(), instance.trigger.clone().into());
+            properties.insert("trigger_version".into(), instance.version.into());
+            properties.insert("trigger_instance".into(), instance.key.clone().into());
+            let event = action_event(
+                job,
+                "track",
+                Some(name),
+                channel,
+                properties,
+                Default::default(),
+            );
+            engine.ingest_action(event, &delivery_id)
+        }
+        ActionSpec::Traits { traits } => {
+            let event = action_event(
+                job,
+                "identify",
+                None,
+                "other",
+                Default::default(),
+                traits.clone(),
+            );
+            engine.ingest_action(event, &delivery_id)
+        }
+    }
+}
+
+fn action_event(
+    job: &Job,
+    kind: &str,
+    name: Option<&String>,
+    channel: &str,
+    properties: serde_json::Map<String, serde_json::Value>,
+    traits: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    let identifier = job
+        .identifiers
+        .iter()
+        .find(|k| k.starts_with("user:"))
+        .or_else(|| job.identifiers.first())
+        .cloned()
+        .unwrap_or_else(|| format!("user:{}", job.instance.customer));
+    let time = chrono::DateTime::from_timestamp_micros(job.instance.deliver_at)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let mut event = serde_json::json!({
+        "type": kind,
+        "timestamp": time,
+        "context": {"channel": channel},
+    });
+    if let Some(user) = identifier.strip_prefix("user:") {
+        event["userId"] = user.into();
+    } else if let Some(anonymous) = identifier.strip_prefix("anon:") {
+        event["anonymousId"] = anonymous.into();
+    }
+    if let Some(name) = name {
+        event["event"] = name.clone().into();
+    }
+    if !properties.is_empty() {
+        event["properties"] = properties.into();
+    }
+    if !traits.is_empty() {
+        event["traits"] = traits.into();
+    }
+    event
+}
+
+impl Engine {
+    /// Stores an action's event with a `messageId` derived from the delivery id, so a retry is kept once.
+    fn ingest_action(
+        &self,
+        mut event: serde_json::Value,
+        delivery_id: &str,
+    ) -> Result<(), (Option<u16>, String)> {
+        event["messageId"] = format!("wm-{delivery_id}").into();
+        let context = waymark_model::IngestContext::at(waymark_model::Timestamp(now_us()));
+        let event = waymark_model::Event::from_segment_value(event, &context)
+            .map_err(|error| (None, error.to_string()))?;
+        self.store
+            .append(vec![event], Vec::new())
+            .map_err(|error| (None, error.to_string()))?;
+        self.rules_events_stored();
+        Ok(())
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temporary, path)?;
+    if let Some(parent) = path.parent() {
+        if let Ok(dir) = std::fs::File::open(parent) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,315 @@
+//! The rules worker against a webhook receiver on loopback: event and absence triggers fire with the right
+//! payload and a signature a Standard Webhooks library verifies; an event action lands in the journey once; a
+//! failing receiver is retried; after a restart nothing is decided twice and undelivered actions are sent.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use waymark_engine::rules::{RulesClock, RulesFile, RulesOptions};
+use waymark_engine::{ingest, Engine, StoreOptions};
+use waymark_model::Timestamp;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A webhook request as received.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// A loopback HTTP receiver answering `status()` for each request.
+fn receiver(
+    status: Arc<dyn Fn(usize) -> u16 + Send + Sync>,
+) -> (String, Arc<Mutex<Vec<Received>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&received);
+    std::thread::spawn(move || {
+        for (index, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = BTreeMap::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                let trimmed = line.trim_end();
+                if trimmed.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = trimmed.split_once(':') {
+                    headers.insert(name.trim().to_lowercase(), value.trim().to_string());
+                }
+            }
+            let length: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let code = status(index);
+            log.lock().unwrap().push(Received { headers, body });
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, received)
+}
+
+fn post(engine: &Engine, events: serde_json::Value) {
+    let body = serde_json::to_vec(&serde_json::json!({ "batch": events })).unwrap();
+    let parsed = ingest::parse_batch(&body, Timestamp(1_772_409_600_000_000)).unwrap();
+    let outcome = engine.ingest(parsed).unwrap();
+    assert_eq!(outcome.failed, 0, "{:?}", outcome.errors);
+}
+
+fn track(id: &str, user: &str, step: &str, minute: i64) -> serde_json::Value {
+    let time = chrono::DateTime::from_timestamp_micros(1_772_409_600_000_000 + minute * 60_000_000)
+        .unwrap()
+        .to_rfc3339();
+    serde_json::json!({"type": "track", "messageId": id, "userId": user, "event": step, "timestamp": time,
+                       "properties": {"plan": "pro"}})
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn options() -> RulesOptions {
+    RulesOptions {
+        clock: RulesClock::EventTime,
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(100),
+        max_attempts: 4,
+        snapshot_every: Duration::from_millis(100),
+        ..RulesOptions::default()
+    }
+}
+
+fn verify(received: &Received) -> serde_json::Value {
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in &received.headers {
+        headers.insert(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    standardwebhooks::Webhook::new(SECRET)
+        .unwrap()
+        .verify(&received.body, &headers)
+        .expect("the signature verifies");
+    serde_json::from_slice(&received.body).unwrap()
+}
+
+#[test]
+fn triggers_deliver_signed_webhooks_once_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first delivery attempt of every request fails: retries must follow.
+    let (url, received) = receiver(Arc::new(|index| if index == 0 { 500 } else { 200 }));
+    let engine = Arc::new(Engine::open(dir.path(), StoreOptions::default()).unwrap());
+    // Steps exist before the rules name them.
+    post(
+        &engine,
+        serde_json::json!([
+            track("h1", "old", "Payment Failed", -600),
+            track("h2", "old", "Payment Completed", -590)
+        ]),
+    );
+    let rules = RulesFile::from_toml(&format!(
+        r#"
+[[triggers]]
+name = "payment-failed"
+on = "event"
+step = "Payment Failed"
+condition = 'event.properties.plan == "pro"'
+reentry = "every_time"
+[[triggers.actions]]
+type = "webhook"
+url = "{url}"
+secret = "{SECRET}"
+[[triggers.actions]]
+type = "event"
+name = "Rescue Offered"
+channel = "sms"
+
+[[triggers]]
+name = "no-payment"
+on = "absence"
+after = "Payment Failed"
+missing = "Payment Completed"
+within = "2h"
+expect_steps = []
+[[triggers.actions]]
+type = "webhook"
+url = "{url}"
+secret = "{SECRET}"
+"#
+    ))
+    .unwrap();
+    let saved = engine.save_rules(&rules).unwrap();
+    assert_eq!(saved.versions["payment-failed"], 1);
+    engine.start_rules(options()).unwrap();
+    // History before the rules started sets nothing off.
+    post(
+        &engine,
+        serde_json::json!([
+            track("e1", "ann", "Payment Failed", 0),
+            track("e2", "bob", "Payment Failed", 1)
+        ]),
+    );
+    post(
+        &engine,
+        serde_json::json!([track("e3", "bob", "Payment Completed", 30)]),
+    );
+    wait_for("two event-trigger webhooks", || {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.body.windows(14).any(|w| w == b"payment-failed"))
+            .count()
+            >= 3
+    });
+    // Event time: ann's wait ends when an event later than 2 h arrives.
+    post(
+        &engine,
+        serde_json::json!([track("e4", "cat", "Searched", 200)]),
+    );
+    wait_for("the absence webhook", || {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.body.windows(10).any(|w| w == b"no-payment"))
+    });
+    let bodies: Vec<serde_json::Value> = received.lock().unwrap().iter().map(verify).collect();
+    let mut by_key: BTreeMap<String, Vec<&serde_json::Value>> = BTreeMap::new();
+    for body in &bodies {
+        by_key
+            .entry(body["data"]["key"].as_str().unwrap().to_string())
+            .or_default()
+            .push(body);
+    }
+    let absence: Vec<&serde_json::Value> = bodies
+        .iter()
+        .filter(|b| b["data"]["trigger"] == "no-payment")
+        .collect();
+    assert_eq!(absence.len(), 1, "only ann's payment stayed missing");
+    assert_eq!(absence[0]["data"]["customer"], "ann");
+    assert_eq!(absence[0]["data"]["cause"]["kind"], "absence");
+    let fired: Vec<&serde_json::Value> = bodies
+        .iter()
+        .filter(|b| b["data"]["trigger"] == "payment-failed")
+        .collect();
+    let customers: std::collections::BTreeSet<&str> = fired
+        .iter()
+        .map(|b| b["data"]["customer"].as_str().unwrap())
+        .collect();
+    assert_eq!(customers, ["ann", "bob"].into_iter().collect());
+    // The 500 made one delivery twice: same webhook-id both times.
+    let ids: Vec<String> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(ids.len(), distinct.len() + 1, "{ids:?}");
+    // The event action is in the journey, once per instance.
+    wait_for("the intervention events", || {
+        engine
+            .customer("ann")
+            .unwrap()
+            .unwrap()
+            .events
+            .iter()
+            .any(|e| e.step == "Rescue Offered")
+    });
+    let log = engine.trigger_log(None, 100).unwrap();
+    assert_eq!(log.len(), 3);
+    assert!(
+        log.iter()
+            .all(|entry| entry.deliveries.iter().all(|d| d.state == "delivered")),
+        "{log:?}"
+    );
+
+    // Restart: stop, reopen, start again; nothing is decided or delivered twice.
+    engine.stop_rules();
+    drop(engine);
+    let engine = Arc::new(Engine::open(dir.path(), StoreOptions::default()).unwrap());
+    engine.start_rules(options()).unwrap();
+    wait_for("the worker to start", || engine.rules_status().running);
+    post(
+        &engine,
+        serde_json::json!([track("e5", "dan", "Payment Failed", 300)]),
+    );
+    wait_for("dan's webhook", || {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.body.windows(3).any(|w| w == b"dan"))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let ids: Vec<String> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(
+        ids.len(),
+        distinct.len() + 1,
+        "no delivery repeated after the restart: {ids:?}"
+    );
+    assert_eq!(engine.trigger_log(None, 100).unwrap().len(), 4);
+    let ann = engine.customer("ann").unwrap().unwrap();
+    assert_eq!(
+        ann.events
+            .iter()
+            .filter(|e| e.step == "Rescue Offered")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn bad_definitions_are_refused_whole_and_the_file_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), StoreOptions::default()).unwrap();
+    post(
+        &engine,
+        serde_json::json!([track("h1", "old", "Payment Failed", 0)]),
+    );
+    let good = RulesFile::from_toml(
+        "[[segments]]\nname = \"failing\"\ncondition = 'count(\"Payment Failed\") >= 1'\n",
+    )
+    .unwrap();
+    engine.save_rules(&good).unwrap();
+    let bad = RulesFile::from_toml(
+        "[[segments]]\nname = \"failing\"\ncondition = 'count(\"Payment Faild\") >= 1'\n\n[[triggers]]\nname = \"t\"\non = \"event\"\ncap_per_customer_per_day = -1\n",
+    )
+    .unwrap();
+    let error = engine.save_rules(&bad).unwrap_err().to_string();
+    assert!(error.contains("segments[failing].condition at 1:7: unknown step 'Payment Faild' (did you mean 'Payment Failed'?)"), "{error}");
+    assert!(
+        error.contains("triggers[t].cap_per_customer_per_day: -1 is not a cap"),
+        "{error}"
+    );
+    assert_eq!(engine.rules_file().unwrap(), good);
+    // The dry run counts what the history would have set off.
+    let dry = engine.dry_run(&good, None, None).unwrap();
+    assert_eq!(dry.segments["failing"], 1);
+}
