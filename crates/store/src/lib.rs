@@ -661,47 +661,33 @@ impl Store {
         }
         rows.sort_unstable();
         rows.truncate(limit);
+        // In arrival order; the payload reader wants (time, seq, location, row) and keeps the given order.
+        let rows: Vec<CustomerRow> = rows
+            .into_iter()
+            .map(|(seq, location, row)| (0, seq, location, row))
+            .collect();
         let mut display_cache: HashMap<u32, String> = HashMap::new();
-        let mut block_cache: HashMap<(usize, usize), DecodedBlock> = HashMap::new();
         let mut out = Vec::with_capacity(rows.len());
-        for (seq, location, row) in rows {
-            let (ident, payload): (u32, &[u8]) = if location >= state.segments.len() {
-                let table = in_memory[location - state.segments.len()];
-                (
-                    table.columns.ident[row as usize],
-                    table.payloads.get(row as usize),
-                )
-            } else {
-                let segment = &state.segments[location];
-                let block_index = row as usize / segment::ROWS_PER_BLOCK;
-                let entry = match block_cache.entry((location, block_index)) {
-                    std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(entry) => {
-                        entry.insert(segment.read_block(block_index, &state.steps)?)
-                    }
-                };
-                (
-                    segment.columns.ident[row as usize],
-                    &entry.1[(row - entry.0) as usize],
-                )
-            };
+        let mut seqs = rows.iter().map(|row| row.1);
+        self.customer_payloads(&state, &rows, |columns, row, payload| {
             let event: Event = serde_json::from_slice(payload).map_err(|error| {
                 StoreError::corrupt(
                     &self.shared.dir,
                     format!("stored event does not parse: {error}"),
                 )
             })?;
-            let root = state.identity.customer_of(ident);
+            let root = state.identity.customer_of(columns.ident[row]);
             let customer = display_cache
                 .entry(root)
                 .or_insert_with(|| state.identity.display_id(root))
                 .clone();
             out.push(SequencedEvent {
-                seq,
+                seq: seqs.next().unwrap_or_default(),
                 customer,
                 event,
             });
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
