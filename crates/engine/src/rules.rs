@@ -28,7 +28,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 pub use waymark_rules::defs::{ActionSpec, TriggerSpec};
 pub use waymark_rules::{
     Cause, Decision, DefinitionError, DefinitionErrors, Instance, Known, Mode, Rules, RulesFile,
@@ -243,10 +243,7 @@ struct Versions {
 }
 
 fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+    waymark_model::Timestamp::now().0
 }
 
 fn digest_of(spec: &TriggerSpec) -> u64 {
@@ -497,11 +494,15 @@ impl Engine {
         limit: usize,
     ) -> Result<Vec<LoggedInstance>, Error> {
         let (instances, attempts) = read_journal(&self.rules_dir().join("journal.log"));
+        // Each version's actions, read from its history file once.
+        let mut actions_by_version: HashMap<(String, u32), Vec<ActionSpec>> = HashMap::new();
         let mut out: Vec<LoggedInstance> = instances
             .into_iter()
             .filter(|(_, instance)| trigger.is_none_or(|t| instance.trigger == t))
             .map(|(_, instance)| {
-                let actions = self.actions_of(&instance);
+                let actions = actions_by_version
+                    .entry((instance.trigger.clone(), instance.version))
+                    .or_insert_with(|| self.actions_of(&instance));
                 let deliveries = if instance.status == Status::Fired {
                     actions
                         .iter()
@@ -665,7 +666,7 @@ impl Engine {
                     None => return,
                 };
                 loop {
-                    let timeout = worker.wait(&weak);
+                    let timeout = worker.wait();
                     let wake = receiver.recv_timeout(timeout);
                     let Some(engine) = weak.upgrade() else {
                         break;
@@ -770,8 +771,13 @@ fn follow_identity(
     let keys = event
         .user_id
         .iter()
-        .map(|u| format!("user:{u}"))
-        .chain(event.anonymous_id.iter().map(|a| format!("anon:{a}")));
+        .map(|u| waymark_model::Identifier::user(u.as_str()).key())
+        .chain(
+            event
+                .anonymous_id
+                .iter()
+                .map(|a| waymark_model::Identifier::anonymous(a.as_str()).key()),
+        );
     for key in keys {
         match aliases.get(&key) {
             Some(previous) if previous != customer => {
@@ -923,11 +929,16 @@ impl Worker {
                 .inner
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            let mut actions_by_version: HashMap<(String, u32), Vec<ActionSpec>> = HashMap::new();
             for (_, instance) in instances {
                 if instance.status != Status::Fired {
                     continue;
                 }
-                for (index, action) in engine.actions_of(&instance).into_iter().enumerate() {
+                let actions = actions_by_version
+                    .entry((instance.trigger.clone(), instance.version))
+                    .or_insert_with(|| engine.actions_of(&instance))
+                    .clone();
+                for (index, action) in actions.into_iter().enumerate() {
                     let id = (instance.key.clone(), index);
                     let tried = attempts.get(&id);
                     let job = Job {
@@ -1076,7 +1087,7 @@ impl Worker {
     }
 
     /// How long to wait for a wake-up: until the next timer on the wall clock, at most a second.
-    fn wait(&self, _engine: &std::sync::Weak<Engine>) -> Duration {
+    fn wait(&self) -> Duration {
         let second = Duration::from_secs(1);
         match (self.options.clock, self.rules.next_due(&self.state)) {
             (RulesClock::Wall, Some(due)) => {

@@ -5,7 +5,7 @@
 //! Time: an event is evaluated at its own time; a timer at its due time. [`Rules::tick`] runs every timer due
 //! at or before the clock it is given. Windows (`count(step, "1h")`) end at the evaluation time.
 
-use crate::defs::{On, QuietPolicy, Reentry, RuleSet, Trigger, When};
+use crate::defs::{QuietPolicy, Reentry, RuleSet, Trigger, When};
 use crate::expr::{
     duration_value, json_map, json_value, map_value, Bindings, Condition, Fact, FactValues, Latest,
 };
@@ -14,7 +14,7 @@ use chrono::{Datelike, TimeZone, Timelike};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use waymark_model::{Event, EventType};
+use waymark_model::{Event, EventType, Identifier};
 
 const DAY_US: i64 = 86_400_000_000;
 
@@ -574,10 +574,14 @@ impl Rules {
     fn observe(&self, customer: &mut CustomerState, event: &Event, step: &str) {
         let at = event.timestamp.0;
         if let Some(user) = &event.user_id {
-            customer.identifiers.insert(format!("user:{user}"));
+            customer
+                .identifiers
+                .insert(Identifier::user(user.as_str()).key());
         }
         if let Some(anonymous) = &event.anonymous_id {
-            customer.identifiers.insert(format!("anon:{anonymous}"));
+            customer
+                .identifiers
+                .insert(Identifier::anonymous(anonymous.as_str()).key());
         }
         if matches!(event.event_type, EventType::Identify) {
             for (key, value) in &event.traits {
@@ -613,8 +617,7 @@ impl Rules {
     }
 
     /// The facts' values for `customer` at `at`.
-    fn fact_values(&self, state: &RulesState, customer: &CustomerState, at: i64) -> FactValues {
-        let _ = state;
+    fn fact_values(&self, customer: &CustomerState, at: i64) -> FactValues {
         let mut values = FactValues::with_capacity(self.facts.len());
         for fact in &self.facts {
             let steps = fact.step().and_then(|step| customer.steps.get(step));
@@ -698,7 +701,7 @@ impl Rules {
             customer_value,
             &latest,
             at,
-            self.fact_values(state, customer, at),
+            self.fact_values(customer, at),
         )
     }
 
@@ -987,7 +990,7 @@ impl Rules {
         }
         let zone = self.zone_of(state, customer);
         let settings_zone = self.set.timezone;
-        let local_day = local_day(zone, at);
+        let local_day = local_day_in(zone, at);
         let global_day = local_day_in(settings_zone, at);
         let trigger_state = self.trigger_state(state, customer, trigger);
         let allowed = match trigger.reentry {
@@ -1200,10 +1203,6 @@ pub fn in_holdout(trigger: &str, customer: &str, share: f64) -> bool {
     (hash as f64 / u64::MAX as f64) < share
 }
 
-fn local_day(zone: chrono_tz::Tz, at: i64) -> i64 {
-    local_day_in(zone, at)
-}
-
 fn local_day_in(zone: chrono_tz::Tz, at: i64) -> i64 {
     let utc = chrono::DateTime::from_timestamp_micros(at).unwrap_or_default();
     let local = utc.with_timezone(&zone).date_naive();
@@ -1233,14 +1232,4 @@ fn quiet_until(zone: chrono_tz::Tz, at: i64, (start, end): (u32, u32)) -> Option
             .earliest()
     })?;
     Some(resolved.timestamp_micros())
-}
-
-/// The triggers' kinds, for reports.
-pub fn kind_of(trigger: &Trigger) -> On {
-    match trigger.when {
-        When::Event { .. } => On::Event,
-        When::Absence { .. } => On::Absence,
-        When::SegmentEntry { .. } => On::SegmentEntry,
-        When::Score { .. } => On::Score,
-    }
 }
