@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use waymark_engine::rules::RulesClock;
 use waymark_engine::StoreOptions;
 
 /// The TOML configuration file (`waymark.toml`). Every field is optional.
@@ -49,6 +50,7 @@ pub struct Effective {
     pub generated_key: bool,
     pub flush_rows: usize,
     pub max_segments: usize,
+    pub rules_clock: RulesClock,
 }
 
 #[derive(Serialize)]
@@ -95,7 +97,12 @@ impl Effective {
         if flush_rows == 0 || max_segments == 0 {
             return Err(UsageError("flush_rows and max_segments must be at least 1".into()).into());
         }
+        let rules_clock = match args.rules_clock.as_str() {
+            "event-time" => RulesClock::EventTime,
+            _ => RulesClock::Wall,
+        };
         Ok(Effective {
+            rules_clock,
             data: data.to_path_buf(),
             listen,
             write_keys,

@@ -7,6 +7,7 @@ mod files;
 mod identity;
 mod model;
 mod query;
+mod rules;
 mod serve;
 
 use anyhow::{Context, Result};
@@ -75,6 +76,10 @@ struct ServeArgs {
     /// Do not build the UI's journey views in the background at start (benchmarks use this so nothing else runs).
     #[arg(long)]
     no_warm_up: bool,
+    /// The clock trigger timers follow: `wall` (production), or `event-time` (the latest event's time, for
+    /// replaying history through the collector).
+    #[arg(long, env = "WAYMARK_RULES_CLOCK", default_value = "wall", value_parser = ["wall", "event-time"])]
+    rules_clock: String,
 }
 
 // Parsed once per run; the query filters make one variant larger than the rest, which costs nothing here.
@@ -179,6 +184,12 @@ enum Command {
     Model {
         #[command(subcommand)]
         command: ModelCommand,
+    },
+    /// Journey management definitions (segments and triggers): check, apply, show, dry-run, and the trigger
+    /// delivery log. Example: `waymark rules check rules.toml && waymark rules dry-run rules.toml --since 7d`
+    Rules {
+        #[command(subcommand)]
+        command: rules::RulesCommand,
     },
     /// Inspect and correct the identity graph.
     Identity {
@@ -336,6 +347,7 @@ fn open_store_for_maintenance(data: &Path, file_config: &config::FileConfig) -> 
             listen: None,
             write_keys: vec![],
             no_warm_up: true,
+            rules_clock: "wall".into(),
         },
     )?;
     open_store(&effective)
@@ -552,6 +564,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Identity { command } => {
             let store = open_store_for_maintenance(&cli.data, &file_config)?;
             identity::identity(&store, command, cli.json)
+        }
+        Command::Rules { command } => {
+            let store = open_store_for_maintenance(&cli.data, &file_config)?;
+            rules::rules(&store, command, cli.json)
         }
         Command::Model { command } => {
             let engine = open_store_for_maintenance(&cli.data, &file_config)?;

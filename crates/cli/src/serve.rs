@@ -8,6 +8,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 use waymark_engine::demo::{Business, DemoConfig};
+use waymark_engine::rules::RulesOptions;
 use waymark_engine::Engine;
 
 pub fn serve(
@@ -27,6 +28,10 @@ pub fn serve(
         listen,
         write_keys: write_keys.clone(),
         warm_up,
+        rules: Some(RulesOptions {
+            clock: effective.rules_clock,
+            ..RulesOptions::default()
+        }),
     };
     runtime
         .block_on(waymark_server::serve(

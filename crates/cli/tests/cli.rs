@@ -615,3 +615,126 @@ fn model_evaluate_beats_the_published_lstm_on_helpdesk() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("there is no model"));
 }
+
+#[test]
+fn rules_are_checked_with_file_positions_applied_and_dry_run() {
+    let dir = receipt_store();
+    let rules = dir.path().join("draft.toml");
+    std::fs::write(
+        &rules,
+        r#"[[segments]]
+name = "rechecked"
+condition = 'count("T02 Check confirmation of receipt") >= 2'
+
+[[triggers]]
+name = "each-check"
+on = "event"
+step = "T02 Check confirmation of receipt"
+reentry = "every_time"
+actions = [{ type = "event", name = "Check Noted" }]
+
+[[triggers]]
+name = "first-check"
+on = "event"
+reentry = "once"
+condition = 'event.name == "T02 Check confirmation of receipt" && count("T02 Check confirmaton of receipt") > 5'
+actions = [{ type = "event", name = "Check Noted" }]
+"#,
+    )
+    .unwrap();
+    let draft = rules.to_str().unwrap();
+    let out = waymark(dir.path(), &["rules", "check", draft]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let column =
+        r#"condition = 'event.name == "T02 Check confirmation of receipt" && count("#.len() + 1;
+    assert!(
+        stderr.contains(&format!(
+            "{draft}:16:{column}: triggers[first-check].condition: unknown step 'T02 Check confirmaton of receipt' (did you mean 'T02 Check confirmation of receipt'?)"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing applied"), "{stderr}");
+    // Nothing was applied by the failed check; apply refuses the same file.
+    assert_eq!(
+        waymark(dir.path(), &["rules", "apply", draft])
+            .status
+            .code(),
+        Some(2)
+    );
+    let shown = waymark(dir.path(), &["--json", "rules", "show"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["versions"], serde_json::json!({}), "{shown}");
+
+    let fixed = std::fs::read_to_string(&rules)
+        .unwrap()
+        .replace("confirmaton", "confirmation")
+        .replace("> 5", ">= 1");
+    std::fs::write(&rules, fixed).unwrap();
+    let out = waymark(dir.path(), &["rules", "check", draft]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The dry run counts history: every check for the every-time trigger, each case once for the other.
+    let out = waymark(dir.path(), &["--json", "rules", "dry-run", draft]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fired = |name: &str| {
+        run["triggers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["trigger"] == name)
+            .map(|t| {
+                (
+                    t["fired"].as_u64().unwrap(),
+                    t["customers"].as_u64().unwrap(),
+                )
+            })
+    };
+    assert_eq!(fired("each-check"), Some((1368, 1316)), "{run}");
+    assert_eq!(fired("first-check"), Some((1316, 1316)), "{run}");
+    assert_eq!(run["events"], 8577, "{run}");
+    // A bad window names the flag.
+    let out = waymark(dir.path(), &["rules", "dry-run", draft, "--since", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--since: 'soon'"));
+
+    let out = waymark(dir.path(), &["--json", "rules", "apply", draft]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(saved["versions"]["each-check"], 1, "{saved}");
+    // Applying a changed trigger bumps its version only.
+    let changed =
+        std::fs::read_to_string(&rules)
+            .unwrap()
+            .replacen("Check Noted", "Check Counted", 1);
+    std::fs::write(&rules, changed).unwrap();
+    let out = waymark(dir.path(), &["--json", "rules", "apply", draft]);
+    let saved: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            saved["versions"]["each-check"].as_u64(),
+            saved["versions"]["first-check"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{saved}"
+    );
+    let out = waymark(dir.path(), &["rules", "show"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Check Counted"));
+    let out = waymark(dir.path(), &["rules", "log"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "no trigger instances"
+    );
+}

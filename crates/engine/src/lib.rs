@@ -285,11 +285,19 @@ impl Engine {
         let (scores, properties): (Vec<String>, Vec<String>) = properties
             .into_iter()
             .partition(|name| live::is_score_column(name));
+        let (segments, properties): (Vec<String>, Vec<String>) = properties
+            .into_iter()
+            .partition(|name| rules::is_segment_column(name));
         let view = self.store.journey_view(&properties)?;
         let view = if scores.is_empty() {
             view
         } else {
             Arc::new(self.with_score_columns(&view, &scores)?)
+        };
+        let view = if segments.is_empty() {
+            view
+        } else {
+            Arc::new(self.with_segment_columns(&view, &segments)?)
         };
         let journeys = scope.apply(view)?;
         Ok(spec.run(&journeys, &self.runner)?)

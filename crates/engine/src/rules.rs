@@ -27,13 +27,23 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError};
+use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 pub use waymark_rules::defs::{ActionSpec, TriggerSpec};
 pub use waymark_rules::{
-    Cause, Decision, DefinitionError, DefinitionErrors, Instance, Known, Mode, Rules, RulesFile,
-    RulesState, Status,
+    position_in_toml, Cause, Decision, DefinitionError, DefinitionErrors, Instance, Known, Mode,
+    Rules, RulesFile, RulesState, Status,
 };
+
+/// Analyses read segment membership as a customer property: `segment:NAME` is `true` on every event of a
+/// customer in the segment now, `false` on everyone else's, so it filters (`segment:NAME=true`) and breaks down
+/// like any property. (A colon is in no property path, so no event property is shadowed.)
+pub const SEGMENT_COLUMN: &str = "segment:";
+
+/// Whether a property name is a segment column.
+pub fn is_segment_column(name: &str) -> bool {
+    name.starts_with(SEGMENT_COLUMN)
+}
 
 /// The definitions file in the data directory.
 pub const RULES_FILE: &str = "rules.toml";
@@ -121,6 +131,8 @@ pub(crate) struct RulesLive {
     stopping: AtomicBool,
     /// Serialises changes to the definitions file.
     saving: Mutex<()>,
+    /// Each segment's members, as the running worker keeps them.
+    members: RwLock<HashMap<String, HashSet<String>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
@@ -228,6 +240,87 @@ pub struct DryRun {
     pub evaluation_errors: usize,
 }
 
+/// Segment memberships now, and how they came about.
+struct SegmentsNow {
+    file: RulesFile,
+    members: BTreeMap<String, HashSet<String>>,
+    /// Entries and exits, oldest first.
+    changes: Vec<Decision>,
+    live: bool,
+}
+
+/// Every segment: its members now and its history.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct SegmentsReport {
+    /// Whether memberships are the running worker's (true) or replayed from history for this answer (false).
+    pub live: bool,
+    /// The time zone of the calendar days.
+    pub timezone: String,
+    pub segments: Vec<SegmentReport>,
+}
+
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct SegmentReport {
+    pub name: String,
+    /// Empty when the definition gives none.
+    pub description: String,
+    pub condition: String,
+    /// The property analyses filter and break down by (`segment:NAME`, true or false).
+    pub column: String,
+    /// Members now.
+    pub members: usize,
+    /// Entries and exits over the history.
+    pub entered: u64,
+    pub exited: u64,
+    /// Some members, sorted.
+    pub sample: Vec<String>,
+    /// Each calendar day with a change: entries, exits, and the size at the day's end.
+    pub days: Vec<SegmentDay>,
+}
+
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct SegmentDay {
+    /// `2026-03-01`.
+    pub day: String,
+    pub entered: u64,
+    pub exited: u64,
+    pub size: u64,
+}
+
+/// A history replayed through a definition set.
+struct Replayed {
+    decisions: Vec<Decision>,
+    state: RulesState,
+    since: Option<i64>,
+    until: i64,
+    events: usize,
+}
+
+/// Where a dry run starts counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// An instant, µs.
+    At(i64),
+    /// A span before the run's end (`7d`: the last week of the data).
+    Last(i64),
+}
+
+impl Since {
+    /// `7d`, `36h` (a span before the end) or an RFC 3339 instant.
+    pub fn parse(text: &str) -> Result<Since, String> {
+        if let Some(at) = waymark_model::Timestamp::parse(text.trim()) {
+            return Ok(Since::At(at.0));
+        }
+        waymark_rules::expr::parse_window(text)
+            .map(Since::Last)
+            .map_err(|_| {
+                format!(
+                    "'{text}' is neither a span (7d, 36h) nor an instant (2026-03-01T00:00:00Z)"
+                )
+            })
+    }
+}
+
 /// A saved definition set.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SavedRules {
@@ -301,6 +394,38 @@ impl Engine {
         Ok(Rules::new(set))
     }
 
+    /// Each trigger's version in force.
+    pub fn rules_versions(&self) -> BTreeMap<String, u32> {
+        self.versions()
+            .triggers
+            .into_iter()
+            .map(|(name, (_, version))| (name, version))
+            .collect()
+    }
+
+    /// Validates `file` without saving it: the versions a save would give, and which triggers it would change.
+    pub fn check_rules(&self, file: &RulesFile) -> Result<SavedRules, Error> {
+        let rules = self.compile_rules(file)?;
+        let versions = self.versions();
+        Ok(SavedRules {
+            changed: rules
+                .set
+                .triggers
+                .iter()
+                .filter(|t| {
+                    versions.triggers.get(&t.name) != Some(&(digest_of(&t.spec), t.version))
+                })
+                .map(|t| t.name.clone())
+                .collect(),
+            versions: rules
+                .set
+                .triggers
+                .iter()
+                .map(|t| (t.name.clone(), t.version))
+                .collect(),
+        })
+    }
+
     /// Validates `file` and, if it holds, makes it the definitions in force: versions bumped for changed
     /// triggers, every version kept under `rules/history/`, `rules.toml` replaced atomically, and the running
     /// worker reloads. A set with any problem changes nothing.
@@ -359,50 +484,17 @@ impl Engine {
     pub fn dry_run(
         &self,
         file: &RulesFile,
-        since: Option<i64>,
+        since: Option<Since>,
         until: Option<i64>,
     ) -> Result<DryRun, Error> {
         let rules = self.compile_rules(file)?;
-        let events = self.store.events_after(None, usize::MAX)?;
-        let mut state = RulesState::default();
-        let mut aliases = HashMap::new();
-        let mut clock = i64::MIN;
-        let mut decisions = Vec::new();
-        let until = until.unwrap_or_else(|| {
-            events
-                .iter()
-                .map(|e| e.event.timestamp.0)
-                .max()
-                .unwrap_or(0)
-        });
-        let mut counted = 0;
-        for stored in &events {
-            let at = stored.event.timestamp.0;
-            if at > until {
-                continue;
-            }
-            counted += 1;
-            let mode = if since.is_some_and(|since| at < since) {
-                Mode::Backfill
-            } else {
-                Mode::Live
-            };
-            follow_identity(
-                &rules,
-                &mut state,
-                &mut aliases,
-                &stored.customer,
-                &stored.event,
-            );
-            decisions.extend(rules.on_event_in_event_time(
-                &mut state,
-                &stored.customer,
-                &stored.event,
-                &mut clock,
-                mode,
-            ));
-        }
-        decisions.extend(rules.tick(&mut state, until, Mode::Live));
+        let Replayed {
+            decisions,
+            state,
+            since,
+            until,
+            events: counted,
+        } = self.replay(&rules, since, until)?;
         let mut per: BTreeMap<String, (DryRunTrigger, BTreeSet<String>)> = rules
             .set
             .triggers
@@ -467,6 +559,268 @@ impl Engine {
         })
     }
 
+    /// Replays the stored history through `rules` on the data's own clock, up to `until` (default: the latest
+    /// event): events before `since` build facts and segments only (`Mode::Backfill`), later ones decide
+    /// triggers too; the timers due by `until` are run at the end.
+    fn replay(
+        &self,
+        rules: &Rules,
+        since: Option<Since>,
+        until: Option<i64>,
+    ) -> Result<Replayed, Error> {
+        let events = self.store.events_after(None, usize::MAX)?;
+        let mut state = RulesState::default();
+        let mut aliases = HashMap::new();
+        let mut clock = i64::MIN;
+        let mut decisions = Vec::new();
+        let until = until.unwrap_or_else(|| {
+            events
+                .iter()
+                .map(|e| e.event.timestamp.0)
+                .max()
+                .unwrap_or(0)
+        });
+        let since = since.map(|since| match since {
+            Since::At(at) => at,
+            Since::Last(span) => until.saturating_sub(span),
+        });
+        let mut counted = 0;
+        for stored in &events {
+            let at = stored.event.timestamp.0;
+            if at > until {
+                continue;
+            }
+            counted += 1;
+            let mode = if since.is_some_and(|since| at < since) {
+                Mode::Backfill
+            } else {
+                Mode::Live
+            };
+            follow_identity(
+                rules,
+                &mut state,
+                &mut aliases,
+                &stored.customer,
+                &stored.event,
+            );
+            decisions.extend(rules.on_event_in_event_time(
+                &mut state,
+                &stored.customer,
+                &stored.event,
+                &mut clock,
+                mode,
+            ));
+        }
+        let mode = if since.is_some_and(|since| until < since) {
+            Mode::Backfill
+        } else {
+            Mode::Live
+        };
+        decisions.extend(rules.tick(&mut state, until, mode));
+        Ok(Replayed {
+            decisions,
+            state,
+            since,
+            until,
+            events: counted,
+        })
+    }
+
+    /// Each segment of the definitions in force with its members now: the running worker's when a server runs
+    /// one, else the definitions replayed over the stored history (segments only; nothing is decided).
+    pub fn segment_members(&self) -> Result<BTreeMap<String, HashSet<String>>, Error> {
+        Ok(self.segments_now(false)?.members)
+    }
+
+    /// The members now and, with `history`, every entry and exit (from `rules/segments.log` when the worker
+    /// runs, else from the replay).
+    fn segments_now(&self, history: bool) -> Result<SegmentsNow, Error> {
+        let file = self.rules_file()?;
+        let names: Vec<String> = file.segments.iter().map(|s| s.name.clone()).collect();
+        if self.rules_status().running {
+            let members = {
+                let live = self
+                    .rules
+                    .members
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner);
+                names
+                    .iter()
+                    .map(|name| (name.clone(), live.get(name).cloned().unwrap_or_default()))
+                    .collect()
+            };
+            let changes = if history {
+                read_segment_log(&self.rules_dir().join("segments.log"))
+            } else {
+                Vec::new()
+            };
+            return Ok(SegmentsNow {
+                file,
+                members,
+                changes,
+                live: true,
+            });
+        }
+        if names.is_empty() {
+            return Ok(SegmentsNow {
+                file,
+                members: BTreeMap::new(),
+                changes: Vec::new(),
+                live: false,
+            });
+        }
+        let rules = self.compile_rules(&RulesFile {
+            triggers: Vec::new(),
+            ..file.clone()
+        })?;
+        let replayed = self.replay(&rules, Some(Since::At(i64::MAX)), None)?;
+        let members = names
+            .iter()
+            .map(|name| {
+                let members = replayed.state.members(name).map(str::to_string).collect();
+                (name.clone(), members)
+            })
+            .collect();
+        Ok(SegmentsNow {
+            file,
+            members,
+            changes: replayed.decisions,
+            live: false,
+        })
+    }
+
+    /// Every segment with its members now, and its size, entries and exits per calendar day (in the
+    /// definitions' time zone) over the history.
+    pub fn segments_report(&self, sample: usize) -> Result<SegmentsReport, Error> {
+        let now = self.segments_now(true)?;
+        let timezone: chrono_tz::Tz = now.file.settings.timezone.parse().unwrap_or(chrono_tz::UTC);
+        let day_of = |at: i64| {
+            chrono::DateTime::from_timestamp_micros(at)
+                .map(|t| t.with_timezone(&timezone).date_naive().to_string())
+                .unwrap_or_default()
+        };
+        // (segment, day) → (entered, exited), in day order.
+        let mut per_day: HashMap<&str, BTreeMap<String, (u64, u64)>> = HashMap::new();
+        for change in &now.changes {
+            let (segment, at, entered) = match change {
+                Decision::SegmentEntered { segment, at, .. } => (segment, *at, true),
+                Decision::SegmentExited { segment, at, .. } => (segment, *at, false),
+                _ => continue,
+            };
+            let day = per_day
+                .entry(segment.as_str())
+                .or_default()
+                .entry(day_of(at))
+                .or_default();
+            if entered {
+                day.0 += 1;
+            } else {
+                day.1 += 1;
+            }
+        }
+        let segments = now
+            .file
+            .segments
+            .iter()
+            .map(|spec| {
+                let members = now.members.get(&spec.name).cloned().unwrap_or_default();
+                let mut size: i64 = 0;
+                let days: Vec<SegmentDay> = per_day
+                    .get(spec.name.as_str())
+                    .map(|days| {
+                        days.iter()
+                            .map(|(day, (entered, exited))| {
+                                size += *entered as i64 - *exited as i64;
+                                SegmentDay {
+                                    day: day.clone(),
+                                    entered: *entered,
+                                    exited: *exited,
+                                    size: size.max(0) as u64,
+                                }
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut listed: Vec<String> = members.iter().cloned().collect();
+                listed.sort();
+                listed.truncate(sample);
+                SegmentReport {
+                    name: spec.name.clone(),
+                    description: spec.description.clone(),
+                    condition: spec.condition.clone(),
+                    members: members.len(),
+                    entered: days.iter().map(|d| d.entered).sum(),
+                    exited: days.iter().map(|d| d.exited).sum(),
+                    sample: listed,
+                    days,
+                    column: format!("{SEGMENT_COLUMN}{}", spec.name),
+                }
+            })
+            .collect();
+        Ok(SegmentsReport {
+            live: now.live,
+            timezone: timezone.name().to_string(),
+            segments,
+        })
+    }
+
+    /// The members of segment `name` now, sorted, from `offset` (at most `limit`); `None` if no segment has
+    /// that name.
+    pub fn segment_members_of(
+        &self,
+        name: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Option<(usize, Vec<String>)>, Error> {
+        let members = self.segment_members()?;
+        Ok(members.get(name).map(|members| {
+            let mut listed: Vec<String> = members.iter().cloned().collect();
+            listed.sort();
+            let total = listed.len();
+            (total, listed.into_iter().skip(offset).take(limit).collect())
+        }))
+    }
+
+    /// `journeys` with the segment columns `columns` (`segment:NAME`) added.
+    pub(crate) fn with_segment_columns(
+        &self,
+        journeys: &waymark_model::JourneySet,
+        columns: &[String],
+    ) -> Result<waymark_model::JourneySet, Error> {
+        let members = self.segment_members()?;
+        let mut out = journeys.clone();
+        for column in columns {
+            let name = &column[SEGMENT_COLUMN.len()..];
+            let Some(members) = members.get(name) else {
+                return Err(Error::Analysis(waymark_analytics::AnalyticsError::field(
+                    "filter",
+                    format!(
+                        "{column:?} names no segment; the segment columns are {}",
+                        if members.is_empty() {
+                            "none yet (define segments in rules.toml or PUT /v1/rules)".to_string()
+                        } else {
+                            members
+                                .keys()
+                                .map(|name| format!("{SEGMENT_COLUMN}{name}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        }
+                    ),
+                )));
+            };
+            let mut builder = waymark_model::PropertyColumnBuilder::new(column.clone());
+            for index in 0..journeys.n_journeys() {
+                let value =
+                    serde_json::Value::Bool(members.contains(&journeys.customer_ids[index]));
+                for _ in 0..journeys.journey(index).len() {
+                    builder.push(Some(&value));
+                }
+            }
+            out.properties.push(builder.finish());
+        }
+        Ok(out)
+    }
+
     /// What the rules worker has done (not running when no server runs it).
     pub fn rules_status(&self) -> RulesStatus {
         let mut status = self
@@ -487,10 +841,12 @@ impl Engine {
         status
     }
 
-    /// The latest `limit` trigger instances (newest first), of `trigger` if given, with their deliveries.
+    /// The latest `limit` trigger instances (newest first), of `trigger` if given, with their deliveries; with
+    /// `state` (`pending`, `delivered` or `dead`), only instances with a delivery in that state.
     pub fn trigger_log(
         &self,
         trigger: Option<&str>,
+        state: Option<&str>,
         limit: usize,
     ) -> Result<Vec<LoggedInstance>, Error> {
         let (instances, attempts) = read_journal(&self.rules_dir().join("journal.log"));
@@ -532,6 +888,9 @@ impl Engine {
                 }
             })
             .collect();
+        if let Some(state) = state {
+            out.retain(|logged| logged.deliveries.iter().any(|d| d.state == state));
+        }
         out.reverse();
         out.truncate(limit);
         Ok(out)
@@ -796,14 +1155,22 @@ fn follow_identity(
 /// Reads the journal: instances in order (with their line), and per (key, action) the attempts made, the last
 /// error and the last outcome. A torn last line (a crash mid-write) is skipped.
 #[allow(clippy::type_complexity)]
-fn read_journal(
-    path: &Path,
-) -> (
-    Vec<(usize, Instance)>,
-    HashMap<(String, usize), (u32, Option<String>, Outcome)>,
-) {
+/// The entries and exits in `rules/segments.log`, oldest first (a torn last line is skipped).
+fn read_segment_log(path: &Path) -> Vec<Decision> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// Per (instance key, action): attempts made, the last error, and how the last attempt ended.
+type Attempts = HashMap<(String, usize), (u32, Option<String>, Outcome)>;
+
+fn read_journal(path: &Path) -> (Vec<(usize, Instance)>, Attempts) {
     let mut instances = Vec::new();
-    let mut attempts: HashMap<(String, usize), (u32, Option<String>, Outcome)> = HashMap::new();
+    let mut attempts: Attempts = HashMap::new();
     let Ok(file) = std::fs::File::open(path) else {
         return (instances, attempts);
     };
@@ -1030,6 +1397,24 @@ impl Worker {
         self.aliases = aliases;
         self.through_seq = through;
         self.clock = clock;
+        *engine
+            .rules
+            .members
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = self
+            .rules
+            .set
+            .segments
+            .iter()
+            .map(|segment| {
+                let members = self
+                    .state
+                    .members(&segment.name)
+                    .map(str::to_string)
+                    .collect();
+                (segment.name.clone(), members)
+            })
+            .collect();
         let path = engine.rules_dir().join("segments.log");
         let _ = std::fs::create_dir_all(engine.rules_dir());
         let mut text = Vec::new();
@@ -1198,6 +1583,32 @@ impl Worker {
             }
         }
         if !segment_lines.is_empty() {
+            let mut members = engine
+                .rules
+                .members
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for decision in &segment_lines {
+                match decision {
+                    Decision::SegmentEntered {
+                        segment, customer, ..
+                    } => {
+                        members
+                            .entry(segment.clone())
+                            .or_default()
+                            .insert(customer.clone());
+                    }
+                    Decision::SegmentExited {
+                        segment, customer, ..
+                    } => {
+                        if let Some(set) = members.get_mut(segment) {
+                            set.remove(customer);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            drop(members);
             let path = engine.rules_dir().join("segments.log");
             if let Ok(mut file) = std::fs::OpenOptions::new()
                 .create(true)

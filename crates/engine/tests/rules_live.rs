@@ -236,7 +236,7 @@ secret = "{SECRET}"
             .iter()
             .any(|e| e.step == "Rescue Offered")
     });
-    let log = engine.trigger_log(None, 100).unwrap();
+    let log = engine.trigger_log(None, None, 100).unwrap();
     assert_eq!(log.len(), 3);
     assert!(
         log.iter()
@@ -274,7 +274,7 @@ secret = "{SECRET}"
         distinct.len() + 1,
         "no delivery repeated after the restart: {ids:?}"
     );
-    assert_eq!(engine.trigger_log(None, 100).unwrap().len(), 4);
+    assert_eq!(engine.trigger_log(None, None, 100).unwrap().len(), 4);
     let ann = engine.customer("ann").unwrap().unwrap();
     assert_eq!(
         ann.events

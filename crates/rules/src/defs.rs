@@ -346,6 +346,18 @@ impl RulesFile {
         })
     }
 
+    /// Parses JSON (the API's form); a syntax or type error names its line and column.
+    pub fn from_json(text: &[u8]) -> Result<RulesFile, DefinitionErrors> {
+        serde_json::from_slice(text).map_err(|error| {
+            DefinitionErrors(vec![DefinitionError {
+                field: "body".into(),
+                line: Some(error.line()),
+                column: Some(error.column()),
+                message: error.to_string(),
+            }])
+        })
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
     }
@@ -848,6 +860,116 @@ fn parse_quiet_hours(text: &str) -> Result<(u32, u32), String> {
         return Err(format!("'{text}' is an empty range"));
     }
     Ok((start, end))
+}
+
+/// Where in the TOML `text` `error` is: the line and column of its field's value (for a condition, of the
+/// expression's own position inside the string), else of the nearest enclosing entry that exists. `None` when
+/// the text does not parse or the field names nothing in it.
+pub fn position_in_toml(text: &str, error: &DefinitionError) -> Option<(usize, usize)> {
+    if error.field == "rules.toml" {
+        return error.line.zip(error.column);
+    }
+    let document = toml_edit::Document::parse(text).ok()?;
+    let mut item: &toml_edit::Item = document.as_item();
+    let mut span = None;
+    let mut complete = true;
+    for part in field_path(&error.field) {
+        let next = match part {
+            PathPart::Key(key) => item.get(key),
+            PathPart::Index(index) => item.get(index),
+            PathPart::Named(name) => item.as_array_of_tables().and_then(|tables| {
+                tables
+                    .iter()
+                    .position(|t| t.get("name").and_then(|n| n.as_str()) == Some(name))
+                    .and_then(|index| item.get(index))
+            }),
+        };
+        let Some(found) = next else {
+            complete = false;
+            break;
+        };
+        // A table's own span is its header line; a value's, the value.
+        span = found
+            .span()
+            .or_else(|| found.as_table().and_then(|t| t.span()))
+            .or(span);
+        item = found;
+    }
+    let span = span?;
+    let (line, column) = line_column(text, span.start);
+    match (complete, item.as_str(), error.line.zip(error.column)) {
+        (true, Some(_), Some(at)) => Some(position_in_string(&text[span], (line, column), at)),
+        _ => Some((line, column)),
+    }
+}
+
+enum PathPart<'a> {
+    Key(&'a str),
+    Index(usize),
+    Named(&'a str),
+}
+
+/// `triggers[rescue].actions[0].url` → triggers, Named(rescue), actions, Index(0), url.
+fn field_path(field: &str) -> Vec<PathPart<'_>> {
+    let mut parts = Vec::new();
+    for piece in field.split('.') {
+        let (key, mut rest) = piece.split_once('[').unwrap_or((piece, ""));
+        if !key.is_empty() {
+            parts.push(PathPart::Key(key));
+        }
+        while let Some((inside, after)) = rest.split_once(']') {
+            parts.push(match inside.parse::<usize>() {
+                Ok(index) => PathPart::Index(index),
+                Err(_) => PathPart::Named(inside),
+            });
+            rest = after.strip_prefix('[').unwrap_or(after);
+        }
+    }
+    parts
+}
+
+/// The file position of the expression's `at` (line, column) inside a TOML string written as `raw`, which starts
+/// at `start` in the file: the opening quotes skipped, each escape sequence counted as the one character it is.
+fn position_in_string(raw: &str, start: (usize, usize), at: (usize, usize)) -> (usize, usize) {
+    let (quotes, escapes) = if raw.starts_with("\"\"\"") {
+        (3, true)
+    } else if raw.starts_with("'''") {
+        (3, false)
+    } else {
+        (1, raw.starts_with('"'))
+    };
+    let mut chars = raw.chars().skip(quotes).peekable();
+    let (mut file_line, mut file_column) = (start.0, start.1 + quotes);
+    // A multi-line string drops a newline right after its opening quotes.
+    if quotes == 3 && chars.peek() == Some(&'\n') {
+        chars.next();
+        file_line += 1;
+        file_column = 1;
+    }
+    let mut expr = (1, 1);
+    while expr != at {
+        let Some(c) = chars.next() else { break };
+        if c == '\n' {
+            expr = (expr.0 + 1, 1);
+            (file_line, file_column) = (file_line + 1, 1);
+            continue;
+        }
+        let mut width = 1;
+        if escapes && c == '\\' {
+            let digits = match chars.next() {
+                Some('u') => 4,
+                Some('U') => 8,
+                _ => 0,
+            };
+            width += 1 + digits;
+            for _ in 0..digits {
+                chars.next();
+            }
+        }
+        expr.1 += 1;
+        file_column += width;
+    }
+    (file_line, file_column)
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {

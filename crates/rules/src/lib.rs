@@ -11,7 +11,7 @@ pub use expr::{Condition, ExprError, Fact, Vocabulary};
 pub mod defs;
 pub mod runtime;
 
-pub use defs::{DefinitionError, DefinitionErrors, Known, RuleSet, RulesFile};
+pub use defs::{position_in_toml, DefinitionError, DefinitionErrors, Known, RuleSet, RulesFile};
 pub use runtime::{Cause, Decision, Instance, Mode, Rules, RulesState, Status};
 
 #[cfg(test)]

@@ -824,3 +824,66 @@ condition = 'current_stage == "Checkout" && previous_step == "Checkout Started" 
         1
     );
 }
+
+#[test]
+fn errors_are_located_in_the_file_they_came_from() {
+    let known = Known {
+        steps: Some(steps()),
+        models: Some(BTreeSet::new()),
+    };
+    let text = r#"[[segments]]
+name = "ok"
+condition = 'count("Login Failed") >= 1'
+
+[[triggers]]
+name = "first"
+on = "event"
+step = "Login Failed"
+
+[[triggers]]
+name = "rescue"
+on = "event"
+condition = "event.properties.plan == \"pro\" && count(\"Paymnt Failed\") > 0"
+cap_per_customer_per_day = 0
+
+[[triggers]]
+name = "multi"
+on = "event"
+condition = '''
+true &&
+  count("Nope") > 1'''
+"#;
+    let file = RulesFile::from_toml(text).unwrap();
+    let errors = file.compile(&known, &|_| 1).unwrap_err().0;
+    let at = |field: &str| {
+        let error = errors
+            .iter()
+            .find(|e| e.field == field)
+            .unwrap_or_else(|| panic!("no error for {field}: {errors:?}"));
+        crate::defs::position_in_toml(text, error)
+    };
+    // The expression's column is after two `\"` escapes, each two characters in the file.
+    let line13 = text.lines().nth(12).unwrap();
+    let expected = line13.find("\\\"Paymnt").unwrap() + 1;
+    assert_eq!(
+        at("triggers[rescue].condition"),
+        Some((13, expected)),
+        "{errors:?}"
+    );
+    assert_eq!(
+        at("triggers[rescue].cap_per_customer_per_day"),
+        Some((14, 28))
+    );
+    let line21 = text.lines().nth(20).unwrap();
+    assert_eq!(
+        at("triggers[multi].condition"),
+        Some((21, line21.find("\"Nope\"").unwrap() + 1)),
+        "{errors:?}"
+    );
+    // A syntax error is already a file position.
+    let broken = RulesFile::from_toml("[[triggers]\n").unwrap_err().0;
+    assert_eq!(
+        crate::defs::position_in_toml("", &broken[0]).map(|p| p.0),
+        Some(1)
+    );
+}

@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use waymark_engine::rules::{DefinitionError, DefinitionErrors};
 use waymark_engine::Error as EngineError;
 use waymark_model::ValidationError;
 
@@ -63,6 +64,8 @@ error_codes! {
     EventTooLarge => "event_too_large", PAYLOAD_TOO_LARGE, "invalid_request";
     BatchTooLarge => "batch_too_large", PAYLOAD_TOO_LARGE, "invalid_request";
     InvalidImport => "invalid_import", BAD_REQUEST, "invalid_request";
+    InvalidRules => "invalid_rules", UNPROCESSABLE_ENTITY, "invalid_request";
+    UnsupportedMediaType => "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, "invalid_request";
     MissingWriteKey => "missing_write_key", UNAUTHORIZED, "auth";
     InvalidWriteKey => "invalid_write_key", UNAUTHORIZED, "auth";
     InvalidAuthorization => "invalid_authorization", UNAUTHORIZED, "auth";
@@ -75,6 +78,8 @@ error_codes! {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// Every problem of a refused definition set, each naming its field (and line and column).
+    pub errors: Vec<DefinitionError>,
 }
 
 #[derive(Serialize)]
@@ -83,6 +88,8 @@ struct Body<'a> {
     message: &'a str,
     #[serde(rename = "type")]
     kind: &'a str,
+    #[serde(skip_serializing_if = "<[DefinitionError]>::is_empty")]
+    errors: &'a [DefinitionError],
 }
 
 impl ApiError {
@@ -90,6 +97,20 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// A refused definition set: 422 with every problem.
+    pub fn invalid_rules(errors: DefinitionErrors) -> ApiError {
+        let message = format!(
+            "the definitions have {} problem{}; nothing was changed: {errors}",
+            errors.0.len(),
+            if errors.0.len() == 1 { "" } else { "s" }
+        );
+        ApiError {
+            errors: errors.0,
+            ..ApiError::new(ErrorCode::InvalidRules, message)
         }
     }
 
@@ -117,6 +138,9 @@ impl From<ValidationError> for ApiError {
 
 impl From<EngineError> for ApiError {
     fn from(error: EngineError) -> ApiError {
+        if let EngineError::Rules(errors) = error {
+            return ApiError::invalid_rules(errors);
+        }
         let code = ErrorCode::of(error.code()).unwrap_or(if error.is_user_fault() {
             ErrorCode::InvalidQuery
         } else {
@@ -142,6 +166,7 @@ impl IntoResponse for ApiError {
             code: self.code.code(),
             message: &self.message,
             kind: self.code.kind(),
+            errors: &self.errors,
         };
         (self.status(), axum::Json(body)).into_response()
     }
@@ -160,6 +185,7 @@ mod tests {
             "not_found",
             "store_unavailable",
             "invalid_import",
+            "invalid_rules",
         ] {
             assert!(ErrorCode::of(code).is_some(), "{code}");
         }

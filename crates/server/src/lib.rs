@@ -55,6 +55,8 @@ pub struct ServerConfig {
     pub write_keys: Vec<String>,
     /// Build the UI's journey views in the background at start.
     pub warm_up: bool,
+    /// Run the rules worker (segments, triggers, deliveries) with these options; `None` leaves the rules idle.
+    pub rules: Option<waymark_engine::rules::RulesOptions>,
 }
 
 /// Builds, in the background, the journey views the UI's first pages read, so the first visitor does not wait
@@ -91,6 +93,11 @@ pub async fn serve(
     if let Err(error) = engine.start_live_scoring() {
         tracing::warn!(%error, "could not start the live scorer; scores are computed when asked for");
     }
+    if let Some(options) = config.rules {
+        if let Err(error) = engine.start_rules(options) {
+            tracing::warn!(%error, "could not start the rules worker; no trigger will fire");
+        }
+    }
     if config.warm_up {
         warm_up(Arc::clone(&engine));
     }
@@ -98,12 +105,15 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await?;
-    tracing::info!("server stopped; flushing the store");
+    tracing::info!("server stopped; stopping the rules worker and flushing the store");
     let flush_engine = Arc::clone(&engine);
-    tokio::task::spawn_blocking(move || flush_engine.flush())
-        .await
-        .map_err(std::io::Error::other)?
-        .map_err(std::io::Error::other)?;
+    tokio::task::spawn_blocking(move || {
+        flush_engine.stop_rules();
+        flush_engine.flush()
+    })
+    .await
+    .map_err(std::io::Error::other)?
+    .map_err(std::io::Error::other)?;
     Ok(())
 }
 

@@ -21,6 +21,10 @@ pub struct ErrorBody {
     /// `invalid_request`, `auth` or `internal`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// For `invalid_rules`: every problem, each naming its field and, in a condition or a file, the line and
+    /// column.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<waymark_engine::rules::DefinitionError>,
 }
 
 /// `GET /v1/identity/edges`.
@@ -73,6 +77,59 @@ pub struct UnmergeRequest {
 pub struct UnmergeResponse {
     pub unmerged: bool,
     pub edge: u32,
+}
+
+/// `GET /v1/rules`.
+#[derive(Serialize, JsonSchema)]
+pub struct RulesResponse {
+    /// The definitions in force (segments, triggers, stages, settings), as `PUT /v1/rules` takes them.
+    pub definitions: waymark_engine::rules::RulesFile,
+    /// The same, as the data directory's `rules.toml`.
+    pub toml: String,
+    /// Each trigger's version in force.
+    pub versions: std::collections::BTreeMap<String, u32>,
+    /// The rules worker: running, how far it has read, instances, pending and dead deliveries.
+    pub status: waymark_engine::rules::RulesStatus,
+}
+
+/// `POST /v1/rules/dry-run` body.
+#[derive(Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DryRunRequest {
+    /// The definitions to try; absent: those in force.
+    #[serde(default)]
+    pub definitions: Option<waymark_engine::rules::RulesFile>,
+    /// Where counting starts: a span before `until` (`7d`) or an RFC 3339 instant; absent: all history.
+    #[serde(default)]
+    pub since: Option<String>,
+    /// Where the run ends (RFC 3339); absent: the latest event.
+    #[serde(default)]
+    pub until: Option<String>,
+}
+
+/// `GET /v1/rules/log`.
+#[derive(Serialize, JsonSchema)]
+pub struct TriggerLogResponse {
+    /// Newest first.
+    pub instances: Vec<waymark_engine::rules::LoggedInstance>,
+}
+
+/// `POST /v1/rules/dead-letters/{key}/replay` answer.
+#[derive(Serialize, JsonSchema)]
+pub struct ReplayResponse {
+    pub replayed: bool,
+    pub key: String,
+}
+
+/// `GET /v1/segments/{name}/members`.
+#[derive(Serialize, JsonSchema)]
+pub struct SegmentMembersResponse {
+    pub segment: String,
+    /// Members now.
+    pub total: usize,
+    pub offset: usize,
+    /// Customer ids, sorted.
+    pub customers: Vec<String>,
 }
 
 /// `GET /healthz`.
@@ -316,6 +373,93 @@ fn build() -> Value {
             &[400, 404],
         ),
     );
+    let definitions = schema_value::<waymark_engine::rules::RulesFile>(&mut generator);
+    add(
+        "/v1/rules",
+        "get",
+        operation(
+            "The segment and trigger definitions in force, as JSON and as rules.toml, with each trigger's version and the rules worker's state",
+            "rules",
+            None,
+            schema_value::<RulesResponse>(&mut generator),
+            &[422],
+        ),
+    );
+    let saved = schema_value::<waymark_engine::rules::SavedRules>(&mut generator);
+    for (method, path, summary) in [
+        ("put", "/v1/rules", "Replace the whole definition set (JSON, or TOML as application/toml); a set with any problem is refused whole (422, every problem with its field, line and column) and nothing changes; changed triggers get a new version"),
+        ("post", "/v1/rules/validate", "Check a definition set as PUT would, without saving: the versions it would give and the triggers it would change, or 422 with every problem"),
+    ] {
+        let mut op = operation(summary, "rules", Some(definitions.clone()), saved.clone(), &[400, 413, 415, 422]);
+        op["requestBody"]["content"]["application/toml"] = json!({"schema": {"type": "string"}});
+        add(path, method, op);
+    }
+    add(
+        "/v1/rules/dry-run",
+        "post",
+        operation(
+            "Run definitions (given, or those in force) over the stored history on the data's clock: per trigger how often it would have fired, been capped, held out or kept quiet, on which customers; segment sizes at the end. Nothing is delivered",
+            "rules",
+            Some(schema_value::<DryRunRequest>(&mut generator)),
+            schema_value::<waymark_engine::rules::DryRun>(&mut generator),
+            &[400, 422],
+        ),
+    );
+    add(
+        "/v1/rules/status",
+        "get",
+        operation(
+            "The rules worker: running, the clock it follows, how far it has read, customers, timers, instances, pending deliveries and dead letters",
+            "rules",
+            None,
+            schema_value::<waymark_engine::rules::RulesStatus>(&mut generator),
+            &[],
+        ),
+    );
+    let mut log = operation(
+        "Trigger instances, newest first, each with its actions' delivery state, attempts and last error",
+        "rules",
+        None,
+        schema_value::<TriggerLogResponse>(&mut generator),
+        &[400],
+    );
+    log["parameters"] = json!([
+        {"name": "trigger", "in": "query", "required": false, "schema": {"type": "string"}},
+        {"name": "state", "in": "query", "required": false, "schema": {"type": "string", "enum": ["dead", "pending", "delivered"]}},
+        {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100}}
+    ]);
+    add("/v1/rules/log", "get", log);
+    let mut replay = operation(
+        "Send a dead letter's actions again (attempts start over)",
+        "rules",
+        None,
+        schema_value::<ReplayResponse>(&mut generator),
+        &[404],
+    );
+    replay["parameters"] = json!([{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The trigger instance's idempotency key"}]);
+    add("/v1/rules/dead-letters/{key}/replay", "post", replay);
+    let mut segments = operation(
+        "Every segment of the definitions in force: members now (live while the worker runs), entries and exits, and its size at the end of each day with a change; filter and break down any analysis by its `segment:NAME` property",
+        "rules",
+        None,
+        schema_value::<waymark_engine::rules::SegmentsReport>(&mut generator),
+        &[400],
+    );
+    segments["parameters"] = json!([{"name": "sample", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 20}, "description": "Members listed per segment"}]);
+    add("/v1/segments", "get", segments);
+    let mut members = operation(
+        "A segment's members now, sorted, a page at a time",
+        "rules",
+        None,
+        schema_value::<SegmentMembersResponse>(&mut generator),
+        &[400, 404],
+    );
+    members["parameters"] = json!([
+        {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
+        {"name": "offset", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "default": 0}},
+        {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100}}
+    ]);
+    add("/v1/segments/{name}/members", "get", members);
     let mut failed = operation(
         "Refused events with their reasons, oldest first",
         "operations",
@@ -413,7 +557,7 @@ fn build() -> Value {
         },
         "tags": [
             {"name": "collector", "description": "Segment-compatible tracking API"},
-            {"name": "customers"}, {"name": "predictions"}, {"name": "identity"}, {"name": "analyses"}, {"name": "operations"}, {"name": "ui"}
+            {"name": "customers"}, {"name": "predictions"}, {"name": "rules", "description": "Segments, triggers, their dry runs and deliveries"}, {"name": "identity"}, {"name": "analyses"}, {"name": "operations"}, {"name": "ui"}
         ],
         "paths": paths,
         "components": {

@@ -4,8 +4,9 @@
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics_names::*;
 use crate::openapi::{
-    AnalysesResponse, EdgesResponse, FailedResponse, Health, MergeRequest, ModelsResponse,
-    ScoresResponse, UnmergeRequest, UnmergeResponse,
+    AnalysesResponse, DryRunRequest, EdgesResponse, FailedResponse, Health, MergeRequest,
+    ModelsResponse, ReplayResponse, RulesResponse, ScoresResponse, SegmentMembersResponse,
+    TriggerLogResponse, UnmergeRequest, UnmergeResponse,
 };
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -22,6 +23,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use waymark_engine::ingest::{parse_batch, parse_single, ParsedRequest};
+use waymark_engine::rules::{RulesFile, Since};
 use waymark_engine::Engine;
 use waymark_model::{EventType, Timestamp, ValidationError, MAX_BATCH_BYTES};
 
@@ -85,6 +87,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/identity/edges", get(identity_edges))
         .route("/v1/identity/merge", post(identity_merge))
         .route("/v1/identity/unmerge", post(identity_unmerge))
+        .route("/v1/rules", get(rules_get).put(rules_put))
+        .route("/v1/rules/validate", post(rules_validate))
+        .route("/v1/rules/dry-run", post(rules_dry_run))
+        .route("/v1/rules/status", get(rules_status))
+        .route("/v1/rules/log", get(rules_log))
+        .route("/v1/rules/dead-letters/{key}/replay", post(rules_replay))
+        .route("/v1/segments", get(segments_list))
+        .route("/v1/segments/{name}/members", get(segment_members))
         .route("/v1/failed", get(failed_events))
         .route("/v1/stats", get(stats))
         .route("/v1/analyses", get(list_analyses))
@@ -405,6 +415,241 @@ async fn failed_events(
     let limit = query.limit.unwrap_or(100).min(10_000);
     let failed = blocking(move || Ok(engine.failed_events(limit)?)).await?;
     Ok(Json(FailedResponse { failed }))
+}
+
+/// A definition set from a request body: JSON (`application/json`, the default) or TOML (`application/toml`),
+/// a syntax or type error answered 422 with its line and column.
+fn rules_body(headers: &HeaderMap, body: &[u8]) -> Result<RulesFile, ApiError> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("application/json");
+    let media = media
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match media.as_str() {
+        "application/json" | "" => RulesFile::from_json(body).map_err(ApiError::invalid_rules),
+        "application/toml" | "text/toml" | "text/x-toml" => {
+            let text = std::str::from_utf8(body).map_err(|_| {
+                ApiError::new(ErrorCode::UnreadableBody, "the TOML body is not UTF-8")
+            })?;
+            RulesFile::from_toml(text).map_err(ApiError::invalid_rules)
+        }
+        other => Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("definitions are sent as application/json or application/toml, not {other}"),
+        )),
+    }
+}
+
+async fn rules_get(State(state): State<AppState>) -> Result<Json<RulesResponse>, ApiError> {
+    let engine = Arc::clone(&state.engine);
+    blocking(move || {
+        let definitions = engine.rules_file()?;
+        Ok(Json(RulesResponse {
+            toml: definitions.to_toml(),
+            definitions,
+            versions: engine.rules_versions(),
+            status: engine.rules_status(),
+        }))
+    })
+    .await
+}
+
+/// `PUT /v1/rules`: the whole set replaced, or nothing changed (422 with every problem).
+async fn rules_put(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<waymark_engine::rules::SavedRules>, ApiError> {
+    let file = rules_body(&headers, &body_bytes(body)?)?;
+    let engine = Arc::clone(&state.engine);
+    blocking(move || Ok(Json(engine.save_rules(&file)?))).await
+}
+
+/// `POST /v1/rules/validate`: what `PUT` would say, without saving.
+async fn rules_validate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<waymark_engine::rules::SavedRules>, ApiError> {
+    let file = rules_body(&headers, &body_bytes(body)?)?;
+    let engine = Arc::clone(&state.engine);
+    blocking(move || Ok(Json(engine.check_rules(&file)?))).await
+}
+
+async fn rules_dry_run(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<waymark_engine::rules::DryRun>, ApiError> {
+    let request: DryRunRequest = if body.is_null() {
+        DryRunRequest::default()
+    } else {
+        typed(
+            body,
+            r#"{"since": "7d", "definitions": {"triggers": [...]}}"#,
+        )?
+    };
+    let since = request
+        .since
+        .as_deref()
+        .map(Since::parse)
+        .transpose()
+        .map_err(|message| ApiError::new(ErrorCode::InvalidQuery, format!("since: {message}")))?;
+    let until = request
+        .until
+        .as_deref()
+        .map(|text| {
+            Timestamp::parse(text).map(|at| at.0).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    format!("until: '{text}' is not an RFC 3339 instant (2026-03-08T00:00:00Z)"),
+                )
+            })
+        })
+        .transpose()?;
+    let engine = Arc::clone(&state.engine);
+    blocking(move || {
+        let file = match request.definitions {
+            Some(file) => file,
+            None => engine.rules_file()?,
+        };
+        Ok(Json(engine.dry_run(&file, since, until)?))
+    })
+    .await
+}
+
+async fn rules_status(State(state): State<AppState>) -> Json<waymark_engine::rules::RulesStatus> {
+    Json(state.engine.rules_status())
+}
+
+#[derive(Deserialize)]
+struct SegmentsQuery {
+    sample: Option<usize>,
+}
+
+/// `GET /v1/segments`: every segment with its members now and its size per day.
+async fn segments_list(
+    State(state): State<AppState>,
+    Query(query): Query<SegmentsQuery>,
+) -> Result<Json<waymark_engine::rules::SegmentsReport>, ApiError> {
+    let sample = query.sample.unwrap_or(20);
+    if sample > 1000 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("sample must be at most 1000, not {sample}"),
+        ));
+    }
+    let engine = Arc::clone(&state.engine);
+    blocking(move || Ok(Json(engine.segments_report(sample)?))).await
+}
+
+#[derive(Deserialize)]
+struct MembersQuery {
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/segments/{name}/members`: the members now, sorted, a page at a time.
+async fn segment_members(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<MembersQuery>,
+) -> Result<Json<SegmentMembersResponse>, ApiError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("limit must be between 1 and 10000, not {limit}"),
+        ));
+    }
+    let offset = query.offset.unwrap_or(0);
+    let engine = Arc::clone(&state.engine);
+    blocking(move || {
+        let Some((total, customers)) = engine.segment_members_of(&name, offset, limit)? else {
+            let known: Vec<String> = engine
+                .rules_file()?
+                .segments
+                .into_iter()
+                .map(|s| s.name)
+                .collect();
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "no segment is named {name:?}; the segments are: {}",
+                    if known.is_empty() {
+                        "none yet".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        };
+        Ok(Json(SegmentMembersResponse {
+            segment: name,
+            total,
+            offset,
+            customers,
+        }))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    trigger: Option<String>,
+    limit: Option<usize>,
+    /// `dead`: only instances with an action in the dead letters; `pending`: with one not yet delivered.
+    state: Option<String>,
+}
+
+async fn rules_log(
+    State(state): State<AppState>,
+    Query(query): Query<LogQuery>,
+) -> Result<Json<TriggerLogResponse>, ApiError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("limit must be between 1 and 10000, not {limit}"),
+        ));
+    }
+    if let Some(other) = query
+        .state
+        .as_deref()
+        .filter(|s| !matches!(*s, "dead" | "pending" | "delivered"))
+    {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("state must be dead, pending or delivered, not {other:?}"),
+        ));
+    }
+    let engine = Arc::clone(&state.engine);
+    blocking(move || {
+        let instances =
+            engine.trigger_log(query.trigger.as_deref(), query.state.as_deref(), limit)?;
+        Ok(Json(TriggerLogResponse { instances }))
+    })
+    .await
+}
+
+/// `POST /v1/rules/dead-letters/{key}/replay`: every dead action of the instance `key` goes out again.
+async fn rules_replay(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Json<ReplayResponse>, ApiError> {
+    let engine = Arc::clone(&state.engine);
+    let lookup = key.clone();
+    let replayed = blocking(move || Ok(engine.replay_dead_letter(&lookup)?)).await?;
+    if !replayed {
+        return Err(ApiError::not_found(format!(
+            "no dead letter has the key {key:?}; see GET /v1/rules/log?state=dead"
+        )));
+    }
+    Ok(Json(ReplayResponse { replayed, key }))
 }
 
 /// Every analysis of the registry: name, help and the CLI example (what the UI and `--help` list).

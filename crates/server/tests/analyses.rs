@@ -254,6 +254,12 @@ fn every_documented_route_exists() {
                     .header("Content-Type", "application/json")
                     .send("{}")
                     .unwrap(),
+                "put" => app
+                    .agent
+                    .put(&app.url(&concrete))
+                    .header("Content-Type", "application/json")
+                    .send("{}")
+                    .unwrap(),
                 other => panic!("undocumented method {other}"),
             };
             let body = response.body_mut().read_to_string().unwrap();

@@ -219,6 +219,70 @@ fn every_endpoint_answers_as_its_schema_says() {
     get("/v1/identity/edges", "/v1/identity/edges");
     get("/v1/failed?limit=10", "/v1/failed");
     get("/v1/stats", "/v1/stats");
+    // Rules: a bad set is a 422 with its errors, a good one is saved; dry run, status, log and replay answer.
+    let put_rules = |content_type: &str, body: &str| {
+        let (status, answer) = app.put("/v1/rules", content_type, body);
+        doc.check("put", "/v1/rules", status, &answer);
+        checked
+            .borrow_mut()
+            .insert(("put".into(), "/v1/rules".into()));
+        answer
+    };
+    let bad = put_rules(
+        "application/toml",
+        "[[triggers]]\nname = \"x\"\non = \"event\"\nstep = \"Nope\"\n",
+    );
+    assert_eq!(bad["code"], "invalid_rules", "{bad}");
+    put_rules("text/csv", "a,b");
+    let rules = json!({
+        "segments": [{"name": "buyers", "condition": "count(\"Bought\") >= 1"}],
+        "triggers": [{"name": "thanks", "on": "event", "step": "Bought",
+                      "actions": [{"type": "event", "name": "Thanked"}]}]
+    });
+    let saved = put_rules("application/json", &rules.to_string());
+    assert_eq!(saved["versions"]["thanks"], 1, "{saved}");
+    post("/v1/rules/validate", "/v1/rules/validate", rules.clone());
+    post(
+        "/v1/rules/validate",
+        "/v1/rules/validate",
+        json!({"triggers": [{"name": 3}]}),
+    );
+    post(
+        "/v1/rules/dry-run",
+        "/v1/rules/dry-run",
+        json!({"since": "30d"}),
+    );
+    post(
+        "/v1/rules/dry-run",
+        "/v1/rules/dry-run",
+        json!({"since": "soon"}),
+    );
+    post(
+        "/v1/rules/dry-run",
+        "/v1/rules/dry-run",
+        json!({"definitions": rules}),
+    );
+    post(
+        "/v1/rules/dead-letters/nope/replay",
+        "/v1/rules/dead-letters/{key}/replay",
+        json!({}),
+    );
+    get("/v1/segments", "/v1/segments");
+    get("/v1/segments?sample=5000", "/v1/segments");
+    get(
+        "/v1/segments/buyers/members?limit=2",
+        "/v1/segments/{name}/members",
+    );
+    get("/v1/segments/nobody/members", "/v1/segments/{name}/members");
+    get(
+        "/v1/segments/buyers/members?limit=0",
+        "/v1/segments/{name}/members",
+    );
+    get("/v1/rules", "/v1/rules");
+    get("/v1/rules/status", "/v1/rules/status");
+    get("/v1/rules/log?trigger=thanks&limit=5", "/v1/rules/log");
+    get("/v1/rules/log?state=lost", "/v1/rules/log");
+    get("/v1/rules/log?limit=0", "/v1/rules/log");
     get("/healthz", "/healthz");
     get("/v1/openapi.json", "/v1/openapi.json");
 

@@ -38,6 +38,12 @@ pub fn spawn_app_in(dir: tempfile::TempDir) -> TestApp {
             listen: "127.0.0.1:0".parse().unwrap(),
             write_keys: vec![WRITE_KEY.into()],
             warm_up: true,
+            rules: Some(waymark_engine::rules::RulesOptions {
+                min_backoff: std::time::Duration::from_millis(20),
+                max_backoff: std::time::Duration::from_millis(200),
+                max_attempts: 3,
+                ..Default::default()
+            }),
         };
         runtime
             .block_on(waymark_server::serve(
@@ -101,6 +107,22 @@ impl TestApp {
             request = request.header("Content-Encoding", encoding);
         }
         let mut response = request.send(body.as_ref()).unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")),
+        )
+    }
+
+    /// PUTs `body` as `content_type`; returns (status, JSON body).
+    pub fn put(&self, path: &str, content_type: &str, body: &str) -> (u16, serde_json::Value) {
+        let mut response = self
+            .agent
+            .put(&self.url(path))
+            .header("Content-Type", content_type)
+            .send(body.as_bytes())
+            .unwrap();
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string().unwrap();
         (

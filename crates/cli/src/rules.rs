@@ -1,0 +1,286 @@
+//! `waymark rules …`: check, apply, show and dry-run the journey management definitions (segments and triggers),
+//! and read the trigger delivery log. A definition problem is printed as `FILE:LINE:COLUMN: FIELD: message`, the
+//! way compilers print theirs, and exits with 2.
+
+use crate::{print_json, UsageError};
+use anyhow::Result;
+use clap::Subcommand;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use waymark_engine::rules::{position_in_toml, DefinitionErrors, RulesFile, Since, RULES_FILE};
+use waymark_engine::{Engine, Error};
+use waymark_model::Timestamp;
+
+#[derive(Subcommand)]
+pub enum RulesCommand {
+    /// Validate a definitions file against the store (default: the one in force) without applying it.
+    Check {
+        /// A TOML definitions file.
+        file: Option<PathBuf>,
+    },
+    /// Validate FILE and make it the definitions in force (changed triggers get a new version). A running
+    /// server holds the data directory: send the file with `PUT /v1/rules` there instead.
+    Apply { file: PathBuf },
+    /// Print the definitions in force with each trigger's version.
+    Show,
+    /// Run definitions over the stored history without delivering anything: how often each trigger would
+    /// have fired (and been capped, held out or held for quiet hours), and each segment's size at the end.
+    /// Example: `waymark rules dry-run --since 7d`
+    DryRun {
+        /// A TOML definitions file (default: the one in force).
+        file: Option<PathBuf>,
+        /// Count instances from here: a span before the end (7d, 36h) or an RFC 3339 instant; history
+        /// before it only builds facts and segments. Default: all history.
+        #[arg(long)]
+        since: Option<String>,
+        /// The end of the run, an RFC 3339 instant (default: the latest event).
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// The latest trigger instances, newest first, with the state of each action's delivery.
+    Log {
+        /// Only this trigger's instances.
+        #[arg(long)]
+        trigger: Option<String>,
+        /// Only instances with a delivery in this state.
+        #[arg(long, value_parser = ["pending", "delivered", "dead"])]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+pub fn rules(store: &Engine, command: RulesCommand, json_output: bool) -> Result<()> {
+    match command {
+        RulesCommand::Check { file } => {
+            let (path, file) = load(store, file.as_deref())?;
+            let checked = store
+                .check_rules(&file.file)
+                .map_err(|error| located(&path, &file.text, error))?;
+            if json_output {
+                print_json(
+                    &json!({"valid": true, "file": path, "versions": checked.versions,
+                                   "changed": checked.changed}),
+                );
+            } else {
+                println!(
+                    "{}: {} valid; nothing applied",
+                    path.display(),
+                    counted(file.file.segments.len(), "segment", "segments")
+                        + " and "
+                        + &counted(file.file.triggers.len(), "trigger", "triggers")
+                );
+                if !checked.changed.is_empty() {
+                    println!(
+                        "  applying it would change: {}",
+                        checked
+                            .changed
+                            .iter()
+                            .map(|name| format!("{name} (→ v{})", checked.versions[name]))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+            }
+        }
+        RulesCommand::Apply { file } => {
+            let (path, file) = load(store, Some(&file))?;
+            let saved = store
+                .save_rules(&file.file)
+                .map_err(|error| located(&path, &file.text, error))?;
+            if json_output {
+                print_json(&serde_json::to_value(&saved)?);
+            } else {
+                println!(
+                    "applied {}: {}, {} changed{}",
+                    path.display(),
+                    counted(saved.versions.len(), "trigger", "triggers"),
+                    saved.changed.len(),
+                    if saved.changed.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", saved.changed.join(", "))
+                    }
+                );
+            }
+        }
+        RulesCommand::Show => {
+            let file = store.rules_file()?;
+            let versions = store.rules_versions();
+            if json_output {
+                print_json(&json!({"definitions": file, "versions": versions}));
+            } else if file.segments.is_empty() && file.triggers.is_empty() {
+                println!(
+                    "no definitions in force; write a rules file and `waymark rules apply FILE`"
+                );
+            } else {
+                for trigger in &file.triggers {
+                    println!(
+                        "# trigger {}: version {}",
+                        trigger.name,
+                        versions.get(&trigger.name).copied().unwrap_or(1)
+                    );
+                }
+                print!("{}", file.to_toml());
+            }
+        }
+        RulesCommand::DryRun { file, since, until } => {
+            let since = since
+                .as_deref()
+                .map(Since::parse)
+                .transpose()
+                .map_err(|message| UsageError(format!("--since: {message}")))?;
+            let until = until
+                .as_deref()
+                .map(|text| {
+                    Timestamp::parse(text).map(|at| at.0).ok_or_else(|| {
+                        UsageError(format!(
+                            "--until: '{text}' is not an RFC 3339 instant (2026-03-08T00:00:00Z)"
+                        ))
+                    })
+                })
+                .transpose()?;
+            let (path, file) = load(store, file.as_deref())?;
+            let run = store
+                .dry_run(&file.file, since, until)
+                .map_err(|error| located(&path, &file.text, error))?;
+            if json_output {
+                print_json(&serde_json::to_value(&run)?);
+                return Ok(());
+            }
+            let day = |at: i64| Timestamp(at).to_rfc3339();
+            println!(
+                "dry run of {} over {} events, {} to {}",
+                path.display(),
+                run.events,
+                run.since.map_or("the first event".into(), day),
+                day(run.until)
+            );
+            if run.triggers.is_empty() {
+                println!("  no triggers");
+            } else {
+                println!(
+                    "  {:<28} {:>8} {:>8} {:>9} {:>8} {:>10}",
+                    "trigger", "fired", "capped", "held out", "quiet", "customers"
+                );
+                for t in &run.triggers {
+                    println!(
+                        "  {:<28} {:>8} {:>8} {:>9} {:>8} {:>10}",
+                        t.trigger, t.fired, t.capped, t.held_out, t.quiet, t.customers
+                    );
+                }
+            }
+            for (segment, members) in &run.segments {
+                println!("  segment {segment}: {members} members at the end");
+            }
+            if run.evaluation_errors > 0 {
+                println!(
+                    "  {} conditions could not be evaluated (counted as false)",
+                    run.evaluation_errors
+                );
+            }
+        }
+        RulesCommand::Log {
+            trigger,
+            state,
+            limit,
+        } => {
+            let log = store.trigger_log(trigger.as_deref(), state.as_deref(), limit)?;
+            if json_output {
+                print_json(&json!({ "instances": log }));
+            } else if log.is_empty() {
+                println!("no trigger instances");
+            } else {
+                for logged in &log {
+                    let instance = &logged.instance;
+                    let deliveries: Vec<String> = logged
+                        .deliveries
+                        .iter()
+                        .map(|d| {
+                            format!(
+                                "{} {} ({} attempts{})",
+                                d.kind,
+                                d.state,
+                                d.attempts,
+                                d.last_error
+                                    .as_deref()
+                                    .map(|e| format!(", {e}"))
+                                    .unwrap_or_default()
+                            )
+                        })
+                        .collect();
+                    println!(
+                        "{}  {} v{}  {}  {}{}  {}",
+                        Timestamp(instance.at).to_rfc3339(),
+                        instance.trigger,
+                        instance.version,
+                        instance.customer,
+                        serde_json::to_value(instance.status)?
+                            .as_str()
+                            .unwrap_or_default(),
+                        instance
+                            .capped_by
+                            .as_deref()
+                            .map(|c| format!(" by {c}"))
+                            .unwrap_or_default(),
+                        deliveries.join("; ")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+struct Loaded {
+    text: String,
+    file: RulesFile,
+}
+
+/// Reads and parses `file`, or the definitions in force.
+fn load(store: &Engine, file: Option<&Path>) -> Result<(PathBuf, Loaded)> {
+    let path = file.map_or_else(|| store.dir().join(RULES_FILE), Path::to_path_buf);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && file.is_none() => {
+            String::new()
+        }
+        Err(error) => {
+            return Err(UsageError(format!("{}: {error}", path.display())).into());
+        }
+    };
+    let file = RulesFile::from_toml(&text)
+        .map_err(|errors| located(&path, &text, Error::Rules(errors)))?;
+    Ok((path, Loaded { text, file }))
+}
+
+/// A definitions error as `FILE:LINE:COLUMN: FIELD: message` lines (one per problem); other errors unchanged.
+fn located(path: &Path, text: &str, error: Error) -> anyhow::Error {
+    let Error::Rules(DefinitionErrors(errors)) = error else {
+        return anyhow::Error::new(error).context(path.display().to_string());
+    };
+    let lines: Vec<String> = errors
+        .iter()
+        .map(|error| {
+            let at = position_in_toml(text, error)
+                .map(|(line, column)| format!("{}:{line}:{column}", path.display()))
+                .unwrap_or_else(|| path.display().to_string());
+            if error.field == "rules.toml" {
+                format!("{at}: {}", error.message)
+            } else {
+                format!("{at}: {}: {}", error.field, error.message)
+            }
+        })
+        .collect();
+    UsageError(format!(
+        "{} problem{} in the definitions, nothing applied:\n{}",
+        lines.len(),
+        if lines.len() == 1 { "" } else { "s" },
+        lines.join("\n")
+    ))
+    .into()
+}
