@@ -34,6 +34,7 @@ pub use waymark_rules::{
     position_in_toml, Cause, Decision, DefinitionError, DefinitionErrors, Instance, Known, Mode,
     Rules, RulesFile, RulesState, Status,
 };
+use waymark_store::ArrivalIdentity;
 
 /// Analyses read segment membership as a customer property: `segment:NAME` is `true` on every event of a
 /// customer in the segment now, `false` on everyone else's, so it filters (`segment:NAME=true`) and breaks down
@@ -210,6 +211,9 @@ struct Snapshot {
     digest: u64,
     clock: i64,
     aliases: HashMap<String, String>,
+    /// The identity graph as the worker has followed it (events filed as they arrived).
+    #[serde(default)]
+    identity: ArrivalIdentity,
     state: RulesState,
 }
 
@@ -518,8 +522,11 @@ impl Engine {
             })
             .collect();
         let mut errors = 0;
+        // An instance decided again under the same key is the same instance: the worker keeps it once.
+        let mut keys = HashSet::new();
         for decision in &decisions {
             match decision {
+                Decision::Trigger(instance) if !keys.insert(instance.key.as_str()) => {}
                 Decision::Trigger(instance) => {
                     if let Some((entry, customers)) = per.get_mut(&instance.trigger) {
                         match instance.status {
@@ -584,10 +591,13 @@ impl Engine {
             Since::At(at) => at,
             Since::Last(span) => until.saturating_sub(span),
         });
+        let mut identity = ArrivalIdentity::default();
         let mut counted = 0;
         for stored in &events {
             let at = stored.event.timestamp.0;
             if at > until {
+                // Filed all the same: its identity links hold for the events that arrive after it.
+                identity.customer_of(&stored.event);
                 continue;
             }
             counted += 1;
@@ -596,16 +606,18 @@ impl Engine {
             } else {
                 Mode::Live
             };
-            follow_identity(
+            let customer = follow_identity(
                 rules,
                 &mut state,
                 &mut aliases,
-                &stored.customer,
+                &mut identity,
                 &stored.event,
+                mode,
+                &mut decisions,
             );
             decisions.extend(rules.on_event_in_event_time(
                 &mut state,
-                &stored.customer,
+                &customer,
                 &stored.event,
                 &mut clock,
                 mode,
@@ -1120,13 +1132,20 @@ fn action_kind(action: &ActionSpec) -> &'static str {
 
 /// Folds the state of an identifier's earlier customer into its customer now (an anonymous visitor who logged
 /// in, two profiles merged).
+/// Files `event` under its customer as the store did when it arrived (`identity`), and when that customer now
+/// holds an identifier another customer held before, merges the two customers' rules state (the segment
+/// changes that brings go to `decisions`). Returns the customer.
 fn follow_identity(
     rules: &Rules,
     state: &mut RulesState,
     aliases: &mut HashMap<String, String>,
-    customer: &str,
+    identity: &mut ArrivalIdentity,
     event: &waymark_model::Event,
-) {
+    mode: Mode,
+    decisions: &mut Vec<Decision>,
+) -> String {
+    let customer = identity.customer_of(event);
+    let customer = customer.as_str();
     let keys = event
         .user_id
         .iter()
@@ -1141,7 +1160,13 @@ fn follow_identity(
         match aliases.get(&key) {
             Some(previous) if previous != customer => {
                 let previous = previous.clone();
-                rules.merge_customers(state, &previous, customer);
+                decisions.extend(rules.merge_customers(
+                    state,
+                    &previous,
+                    customer,
+                    event.timestamp.0,
+                    mode,
+                ));
                 aliases.insert(key, customer.to_string());
             }
             Some(_) => {}
@@ -1150,11 +1175,9 @@ fn follow_identity(
             }
         }
     }
+    customer.to_string()
 }
 
-/// Reads the journal: instances in order (with their line), and per (key, action) the attempts made, the last
-/// error and the last outcome. A torn last line (a crash mid-write) is skipped.
-#[allow(clippy::type_complexity)]
 /// The entries and exits in `rules/segments.log`, oldest first (a torn last line is skipped).
 fn read_segment_log(path: &Path) -> Vec<Decision> {
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -1168,6 +1191,8 @@ fn read_segment_log(path: &Path) -> Vec<Decision> {
 /// Per (instance key, action): attempts made, the last error, and how the last attempt ended.
 type Attempts = HashMap<(String, usize), (u32, Option<String>, Outcome)>;
 
+/// Reads the journal: instances in order (with their line), and per (key, action) the attempts made, the last
+/// error and the last outcome. A torn last line (a crash mid-write) is skipped.
 fn read_journal(path: &Path) -> (Vec<(usize, Instance)>, Attempts) {
     let mut instances = Vec::new();
     let mut attempts: Attempts = HashMap::new();
@@ -1216,6 +1241,7 @@ struct Worker {
     rules: Rules,
     state: RulesState,
     aliases: HashMap<String, String>,
+    identity: ArrivalIdentity,
     through_seq: Option<u64>,
     /// Event time: the latest event time seen.
     clock: i64,
@@ -1267,6 +1293,7 @@ impl Worker {
             rules,
             state: RulesState::default(),
             aliases: HashMap::new(),
+            identity: ArrivalIdentity::default(),
             through_seq: None,
             clock: i64::MIN,
             known_keys,
@@ -1280,6 +1307,7 @@ impl Worker {
             Some(snapshot) if snapshot.digest == digest => {
                 worker.state = snapshot.state;
                 worker.aliases = snapshot.aliases;
+                worker.identity = snapshot.identity;
                 worker.through_seq = snapshot.through_seq;
                 worker.clock = snapshot.clock;
             }
@@ -1356,6 +1384,7 @@ impl Worker {
         let started = Instant::now();
         let mut state = RulesState::default();
         let mut aliases = HashMap::new();
+        let mut identity = ArrivalIdentity::default();
         let mut through = None;
         let mut clock = i64::MIN;
         let mut segments_log = Vec::new();
@@ -1365,17 +1394,19 @@ impl Worker {
                 break;
             }
             for stored in batch.iter().filter(|stored| Some(stored.seq) <= end) {
-                follow_identity(
+                let customer = follow_identity(
                     &self.rules,
                     &mut state,
                     &mut aliases,
-                    &stored.customer,
+                    &mut identity,
                     &stored.event,
+                    Mode::Backfill,
+                    &mut segments_log,
                 );
                 clock = clock.max(stored.event.timestamp.0);
                 for decision in
                     self.rules
-                        .on_event(&mut state, &stored.customer, &stored.event, Mode::Backfill)
+                        .on_event(&mut state, &customer, &stored.event, Mode::Backfill)
                 {
                     if matches!(
                         decision,
@@ -1390,11 +1421,18 @@ impl Worker {
                 break;
             }
         }
+        segments_log.retain(|decision| {
+            matches!(
+                decision,
+                Decision::SegmentEntered { .. } | Decision::SegmentExited { .. }
+            )
+        });
         if let Some(old) = old {
             state.carry_triggers_from(old);
         }
         self.state = state;
         self.aliases = aliases;
+        self.identity = identity;
         self.through_seq = through;
         self.clock = clock;
         *engine
@@ -1457,10 +1495,12 @@ impl Worker {
             digest: self.digest,
             clock: self.clock,
             aliases: std::mem::take(&mut self.aliases),
+            identity: std::mem::take(&mut self.identity),
             state: std::mem::take(&mut self.state),
         };
         let json = serde_json::to_vec(&snapshot).unwrap_or_default();
         self.aliases = snapshot.aliases;
+        self.identity = snapshot.identity;
         self.state = snapshot.state;
         let dir = engine.rules_dir();
         let io = |error: std::io::Error| Error::Model(format!("{}: {error}", dir.display()));
@@ -1506,17 +1546,19 @@ impl Worker {
             }
             for stored in &batch {
                 let started = Instant::now();
-                follow_identity(
+                let customer = follow_identity(
                     &self.rules,
                     &mut self.state,
                     &mut self.aliases,
-                    &stored.customer,
+                    &mut self.identity,
                     &stored.event,
+                    Mode::Live,
+                    &mut decisions,
                 );
                 match self.options.clock {
                     RulesClock::EventTime => decisions.extend(self.rules.on_event_in_event_time(
                         &mut self.state,
-                        &stored.customer,
+                        &customer,
                         &stored.event,
                         &mut self.clock,
                         Mode::Live,
@@ -1525,7 +1567,7 @@ impl Worker {
                         self.clock = self.clock.max(stored.event.timestamp.0);
                         decisions.extend(self.rules.on_event(
                             &mut self.state,
-                            &stored.customer,
+                            &customer,
                             &stored.event,
                             Mode::Live,
                         ))

@@ -507,13 +507,31 @@ impl Rules {
     }
 
     /// Folds `from`'s state into `into` (two identifiers found to be one customer).
-    pub fn merge_customers(&self, state: &mut RulesState, from: &str, into: &str) {
+    pub fn merge_customers(
+        &self,
+        state: &mut RulesState,
+        from: &str,
+        into: &str,
+        at: i64,
+        mode: Mode,
+    ) -> Vec<Decision> {
+        let mut decisions = Vec::new();
         if from == into {
-            return;
+            return decisions;
         }
         let Some(source) = state.customers.remove(from) else {
-            return;
+            return decisions;
         };
+        // `from` is gone: it leaves its segments, and the merged customer's memberships are decided afresh below.
+        let mut left: Vec<&String> = source.segments.iter().collect();
+        left.sort();
+        for segment in left {
+            decisions.push(Decision::SegmentExited {
+                segment: segment.clone(),
+                customer: from.to_string(),
+                at,
+            });
+        }
         let target = state.customers.entry(into.to_string()).or_default();
         for (key, value) in source.traits {
             target.traits.entry(key).or_insert(value);
@@ -568,6 +586,8 @@ impl Rules {
                 .find(|(_, customer, kind)| customer == into && *kind == TimerKind::Recheck)
                 .map(|(due, _, _)| *due);
         }
+        self.update_segments(state, into, at, None, &mut |_| true, mode, &mut decisions);
+        decisions
     }
 
     /// Records the event in the customer's facts.

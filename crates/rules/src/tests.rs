@@ -767,7 +767,8 @@ condition = 'count("Searched") >= 2'
         &track("anon-1", "Checkout Started", T0 + MIN, json!({})),
         Mode::Live,
     );
-    rules.merge_customers(&mut state, "anon-1", "ann");
+    let merged = rules.merge_customers(&mut state, "anon-1", "ann", T0 + MIN, Mode::Live);
+    assert!(merged.is_empty(), "one search is no member yet: {merged:?}");
     let after = rules.on_event(
         &mut state,
         "ann",
@@ -779,6 +780,41 @@ condition = 'count("Searched") >= 2'
             .iter()
             .any(|d| matches!(d, Decision::SegmentEntered { customer, .. } if customer == "ann")),
         "{after:?}"
+    );
+    // A member merged into a customer: the old one leaves, the merged one is a member at once.
+    rules.on_event(
+        &mut state,
+        "anon-2",
+        &track("anon-2", "Searched", T0, json!({})),
+        Mode::Live,
+    );
+    rules.on_event(
+        &mut state,
+        "anon-2",
+        &track("anon-2", "Searched", T0 + MIN, json!({})),
+        Mode::Live,
+    );
+    rules.on_event(
+        &mut state,
+        "bob",
+        &track("bob", "Login Failed", T0 + MIN, json!({})),
+        Mode::Live,
+    );
+    let merged = rules.merge_customers(&mut state, "anon-2", "bob", T0 + 3 * MIN, Mode::Live);
+    assert_eq!(
+        merged,
+        vec![
+            Decision::SegmentExited {
+                segment: "searchers".into(),
+                customer: "anon-2".into(),
+                at: T0 + 3 * MIN
+            },
+            Decision::SegmentEntered {
+                segment: "searchers".into(),
+                customer: "bob".into(),
+                at: T0 + 3 * MIN
+            },
+        ]
     );
     let due = rules.tick(&mut state, T0 + 2 * HOUR, Mode::Live);
     assert_eq!(instances(&due)[0].customer, "ann");

@@ -116,6 +116,45 @@ impl Interner {
     }
 }
 
+/// The store's identity rules applied to events one at a time, in arrival order: the customer (display id) each
+/// event is filed under at the moment it arrives, whatever merges come later — what a follower reading each event
+/// as it comes sees, and so what a replay of the history must see to decide as that follower did. Operators'
+/// merges and unmerges are not events and are not followed.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(from = "IdentitySnapshot", into = "IdentitySnapshot")]
+pub struct ArrivalIdentity {
+    graph: IdentityGraph,
+}
+
+impl ArrivalIdentity {
+    /// Files `event`: its identity links applied as the store applies them, then its customer's display id.
+    pub fn customer_of(&mut self, event: &waymark_model::Event) -> String {
+        let links: Vec<(String, String)> = event
+            .identity_links()
+            .into_iter()
+            .map(|(a, b)| (a.key(), b.key()))
+            .collect();
+        let primary = self.graph.intern(&event.primary_identifier().key());
+        self.graph
+            .link_event(event.event_type, &links, &event.message_id, event.timestamp);
+        self.graph.display_id(self.graph.customer_of(primary))
+    }
+}
+
+impl From<IdentitySnapshot> for ArrivalIdentity {
+    fn from(snapshot: IdentitySnapshot) -> Self {
+        ArrivalIdentity {
+            graph: IdentityGraph::restore(snapshot),
+        }
+    }
+}
+
+impl From<ArrivalIdentity> for IdentitySnapshot {
+    fn from(identity: ArrivalIdentity) -> Self {
+        identity.graph.snapshot()
+    }
+}
+
 /// The identity graph over interned identifier keys (`user:…`, `anon:…`).
 #[derive(Debug, Default, Clone)]
 pub struct IdentityGraph {
@@ -245,6 +284,28 @@ impl IdentityGraph {
         });
         self.edge_by_pair.insert(ordered(a, b), id);
         id
+    }
+
+    /// Applies an event's identity links (keys), as ingest does: an `alias` forces its link, anything else is
+    /// subject to the guards. Returns the outcomes in order.
+    pub fn link_event(
+        &mut self,
+        event_type: waymark_model::EventType,
+        links: &[(String, String)],
+        message_id: &str,
+        at: Timestamp,
+    ) -> Vec<LinkOutcome> {
+        let (reason, forced) = match event_type {
+            waymark_model::EventType::Alias => (EdgeReason::Alias, true),
+            _ => (EdgeReason::Identify, false),
+        };
+        links
+            .iter()
+            .map(|(a, b)| {
+                let (a, b) = (self.intern(a), self.intern(b));
+                self.link(a, b, reason, message_id, at, forced)
+            })
+            .collect()
     }
 
     /// Links two identifiers, subject to the guards unless `forced`.
@@ -418,6 +479,35 @@ mod tests {
 
     fn at() -> Timestamp {
         Timestamp(1)
+    }
+
+    #[test]
+    fn arrival_identity_files_each_event_as_it_came_and_survives_a_snapshot() {
+        let event = |value: serde_json::Value| {
+            waymark_model::Event::from_segment_value(value, &waymark_model::IngestContext::at(at()))
+                .unwrap()
+        };
+        let mut identity = ArrivalIdentity::default();
+        let browse = event(
+            serde_json::json!({"type": "track", "anonymousId": "phone", "event": "Viewed", "messageId": "a"}),
+        );
+        assert_eq!(identity.customer_of(&browse), "phone");
+        let login = event(
+            serde_json::json!({"type": "identify", "anonymousId": "phone", "userId": "ann", "messageId": "b"}),
+        );
+        assert_eq!(identity.customer_of(&login), "ann");
+        // Restored from its serialised form, it goes on as before.
+        let mut identity: ArrivalIdentity =
+            serde_json::from_str(&serde_json::to_string(&identity).unwrap()).unwrap();
+        assert_eq!(
+            identity.customer_of(&browse),
+            "ann",
+            "the phone is ann's now"
+        );
+        let other = event(
+            serde_json::json!({"type": "track", "anonymousId": "tablet", "event": "Viewed", "messageId": "c"}),
+        );
+        assert_eq!(identity.customer_of(&other), "tablet");
     }
 
     #[test]

@@ -38,7 +38,9 @@ mod writer;
 
 pub use batch::EventBatch;
 pub use error::{Result, StoreError};
-pub use identity::{EdgeReason, IdentityGraph, IdentityWarning, Interner, LinkOutcome, MergeEdge};
+pub use identity::{
+    ArrivalIdentity, EdgeReason, IdentityGraph, IdentityWarning, Interner, LinkOutcome, MergeEdge,
+};
 pub use read::property_of;
 pub use segment::derived_message_id;
 pub use types::{

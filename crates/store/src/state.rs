@@ -139,16 +139,13 @@ impl State {
     /// customer), then the row.
     pub(crate) fn apply_event(&mut self, event: &EventKeys, payload: &[u8], seq: u64) {
         let ident = self.identity.intern(&event.primary);
-        for (a, b) in &event.links {
-            let (a, b) = (self.identity.intern(a), self.identity.intern(b));
-            let (reason, forced) = match event.event_type {
-                waymark_model::EventType::Alias => (EdgeReason::Alias, true),
-                _ => (EdgeReason::Identify, false),
-            };
+        for outcome in self.identity.link_event(
+            event.event_type,
+            &event.links,
+            &event.message_id,
+            event.timestamp,
+        ) {
             // A refusal is an expected data-quality event, kept in the graph and served by the API: log it once.
-            let outcome =
-                self.identity
-                    .link(a, b, reason, &event.message_id, event.timestamp, forced);
             if let LinkOutcome::Refused {
                 warning,
                 repeated: false,
