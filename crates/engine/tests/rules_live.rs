@@ -1,4 +1,4 @@
-//! The rules worker against a webhook receiver on loopback: event and absence triggers fire with the right
+//! The rules worker against a webhook receiver on loopback: event, absence and score triggers fire with the right
 //! payload and a signature a Standard Webhooks library verifies; an event action lands in the journey once; a
 //! failing receiver is retried; after a restart nothing is decided twice and undelivered actions are sent.
 
@@ -312,4 +312,90 @@ fn bad_definitions_are_refused_whole_and_the_file_is_unchanged() {
     // The dry run counts what the history would have set off.
     let dry = engine.dry_run(&good, None, None).unwrap();
     assert_eq!(dry.segments["failing"], 1);
+}
+
+/// A score trigger end to end: a saved model's new score for a customer (as the live scorer computes it after each
+/// event) reaches the worker, crosses the threshold, and a signed webhook says which model and value; the score
+/// staying above sets nothing off again.
+#[test]
+fn a_score_crossing_its_threshold_sends_a_signed_webhook_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, received) = receiver(Arc::new(|_| 200));
+    let engine = Arc::new(Engine::open(dir.path(), StoreOptions::default()).unwrap());
+    // Enough history to train on: half the customers buy after browsing, half stop.
+    let mut history = Vec::new();
+    for customer in 0..60 {
+        let user = format!("h{customer}");
+        history.push(track(
+            &format!("{user}-1"),
+            &user,
+            "Searched",
+            customer * 10,
+        ));
+        history.push(track(
+            &format!("{user}-2"),
+            &user,
+            "Checkout Started",
+            customer * 10 + 1,
+        ));
+        if customer % 2 == 0 {
+            history.push(track(
+                &format!("{user}-3"),
+                &user,
+                "Order Completed",
+                customer * 10 + 2,
+            ));
+        }
+    }
+    post(&engine, serde_json::Value::Array(history));
+    let spec = serde_json::from_value(
+        serde_json::json!({"target": "goal", "goals": ["Order Completed"], "horizon": "7d"}),
+    )
+    .unwrap();
+    engine.train_model("buyer", &spec, &|_, _, _| {}).unwrap();
+    let rules = RulesFile::from_toml(&format!(
+        r#"
+[[triggers]]
+name = "likely-buyer"
+on = "score"
+model = "buyer"
+above = 0.0
+[[triggers.actions]]
+type = "webhook"
+url = "{url}"
+secret = "{SECRET}"
+"#
+    ))
+    .unwrap();
+    engine.save_rules(&rules).unwrap();
+    engine.start_rules(options()).unwrap();
+    post(
+        &engine,
+        serde_json::json!([track("z1", "zed", "Checkout Started", 900)]),
+    );
+    engine.rescore("zed").unwrap();
+    wait_for("the score webhook", || !received.lock().unwrap().is_empty());
+    engine.rescore("zed").unwrap();
+    post(
+        &engine,
+        serde_json::json!([track("z2", "zed", "Searched", 901)]),
+    );
+    engine.rescore("zed").unwrap();
+    wait_for("the worker to read zed's events", || {
+        engine.rules_status().events >= 2
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    engine.stop_rules();
+    let bodies: Vec<serde_json::Value> = received.lock().unwrap().iter().map(verify).collect();
+    assert_eq!(bodies.len(), 1, "one crossing, one webhook: {bodies:?}");
+    let data = &bodies[0]["data"];
+    assert_eq!(
+        (data["trigger"].as_str(), data["customer"].as_str()),
+        (Some("likely-buyer"), Some("zed"))
+    );
+    assert_eq!(data["cause"]["model"], "buyer", "{data}");
+    let value = data["cause"]["value"].as_f64().unwrap();
+    let live = engine.live_values("zed");
+    assert!((0.0..=1.0).contains(&value), "{data}");
+    assert_eq!(live[0].0, "buyer", "{live:?}");
 }
