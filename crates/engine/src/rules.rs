@@ -339,6 +339,16 @@ struct Versions {
     triggers: BTreeMap<String, (u64, u32)>,
 }
 
+/// Each trigger's version in a compiled set.
+fn trigger_versions(rules: &Rules) -> BTreeMap<String, u32> {
+    rules
+        .set
+        .triggers
+        .iter()
+        .map(|t| (t.name.clone(), t.version))
+        .collect()
+}
+
 fn now_us() -> i64 {
     waymark_model::Timestamp::now().0
 }
@@ -421,12 +431,7 @@ impl Engine {
                 })
                 .map(|t| t.name.clone())
                 .collect(),
-            versions: rules
-                .set
-                .triggers
-                .iter()
-                .map(|t| (t.name.clone(), t.version))
-                .collect(),
+            versions: trigger_versions(&rules),
         })
     }
 
@@ -472,12 +477,7 @@ impl Engine {
         write_atomically(&self.dir().join(RULES_FILE), file.to_toml().as_bytes()).map_err(io)?;
         self.wake_rules(Wake::Reload);
         Ok(SavedRules {
-            versions: rules
-                .set
-                .triggers
-                .iter()
-                .map(|t| (t.name.clone(), t.version))
-                .collect(),
+            versions: trigger_versions(&rules),
             changed,
         })
     }

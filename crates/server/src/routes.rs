@@ -306,6 +306,28 @@ async fn models(State(state): State<AppState>) -> Result<Json<ModelsResponse>, A
     .await
 }
 
+/// A numeric query parameter: `default` when absent, else within `range` or a 400 naming it.
+fn bounded(
+    name: &str,
+    value: Option<usize>,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, ApiError> {
+    let value = value.unwrap_or(default);
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!(
+                "{name} must be between {} and {}, not {value}",
+                range.start(),
+                range.end()
+            ),
+        ))
+    }
+}
+
 #[derive(Deserialize)]
 struct ScoresQuery {
     top: Option<usize>,
@@ -316,13 +338,7 @@ async fn model_scores(
     Path(name): Path<String>,
     Query(query): Query<ScoresQuery>,
 ) -> Result<Json<ScoresResponse>, ApiError> {
-    let top = query.top.unwrap_or(20);
-    if !(1..=1000).contains(&top) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            format!("top must be between 1 and 1000, not {top}"),
-        ));
-    }
+    let top = bounded("top", query.top, 20, 1..=1000)?;
     let engine = Arc::clone(&state.engine);
     blocking(move || {
         let model = engine.load_model(&name)?.info;
@@ -536,13 +552,7 @@ async fn segments_list(
     State(state): State<AppState>,
     Query(query): Query<SegmentsQuery>,
 ) -> Result<Json<waymark_engine::rules::SegmentsReport>, ApiError> {
-    let sample = query.sample.unwrap_or(20);
-    if sample > 1000 {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            format!("sample must be at most 1000, not {sample}"),
-        ));
-    }
+    let sample = bounded("sample", query.sample, 20, 0..=1000)?;
     let engine = Arc::clone(&state.engine);
     blocking(move || Ok(Json(engine.segments_report(sample)?))).await
 }
@@ -559,13 +569,7 @@ async fn segment_members(
     Path(name): Path<String>,
     Query(query): Query<MembersQuery>,
 ) -> Result<Json<SegmentMembersResponse>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            format!("limit must be between 1 and 10000, not {limit}"),
-        ));
-    }
+    let limit = bounded("limit", query.limit, 100, 1..=10_000)?;
     let offset = query.offset.unwrap_or(0);
     let engine = Arc::clone(&state.engine);
     blocking(move || {
@@ -610,13 +614,7 @@ async fn rules_log(
     State(state): State<AppState>,
     Query(query): Query<LogQuery>,
 ) -> Result<Json<TriggerLogResponse>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            format!("limit must be between 1 and 10000, not {limit}"),
-        ));
-    }
+    let limit = bounded("limit", query.limit, 100, 1..=10_000)?;
     if let Some(other) = query
         .state
         .as_deref()
