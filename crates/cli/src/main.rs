@@ -106,6 +106,11 @@ enum Command {
         /// Ingest only; do not serve.
         #[arg(long)]
         no_serve: bool,
+        /// Plant more truth for analyses to find (retail only; docs/demo.md): `intervention` (a checkout-reminder
+        /// trigger with a holdout, decided live as the demo arrives: `waymark rules lift`), `incident` (Android
+        /// login failures jump for one day), or both, comma-separated.
+        #[arg(long, default_value = "")]
+        plant: waymark_engine::demo::Plant,
     },
     /// Write the demo data set to a JSON Lines file (`.gz` to compress), for import elsewhere.
     Generate {
@@ -387,7 +392,15 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             business,
             no_serve,
+            plant,
         } => {
+            if business != Business::Retail && plant != Default::default() {
+                return Err(UsageError(
+                    "--plant plants into the retailer only: drop it or use --business retail"
+                        .into(),
+                )
+                .into());
+            }
             let mut effective = Effective::resolve(&cli.data, &file_config, &args)?;
             if effective.generated_key {
                 effective.write_keys = vec!["demo_write_key".into()];
@@ -400,6 +413,7 @@ fn run(cli: Cli) -> Result<()> {
                     customers,
                     seed,
                     business,
+                    plant,
                 },
                 cli.json,
             )?;
@@ -452,6 +466,7 @@ fn run(cli: Cli) -> Result<()> {
                     } else {
                         Business::Retail
                     },
+                    ..Default::default()
                 },
                 cli.json,
             ),

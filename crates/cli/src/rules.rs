@@ -48,6 +48,27 @@ pub enum RulesCommand {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// The KPI board: each monitor read along the stored history, whether it is in alert, and when it fired.
+    Monitors {
+        /// A TOML definitions file (default: the one in force).
+        file: Option<PathBuf>,
+    },
+    /// Each trigger version's treated customers against its holdout: goal rate and time to goal, the difference
+    /// with its confidence interval and p-value. Example: `waymark rules lift --goal "Order Completed" --window 7d`
+    Lift {
+        /// Goal steps (names or `*` patterns); repeat for several. Default: the usual goal name the data has.
+        #[arg(long = "goal")]
+        goals: Vec<String>,
+        /// How long after exposure a goal counts (default 7d).
+        #[arg(long)]
+        window: Option<String>,
+        /// Only this trigger's versions.
+        #[arg(long)]
+        trigger: Option<String>,
+        /// The intervals' confidence (default 0.95).
+        #[arg(long)]
+        confidence: Option<f64>,
+    },
 }
 
 pub fn rules(store: &Engine, command: RulesCommand, json_output: bool) -> Result<()> {
@@ -225,6 +246,79 @@ pub fn rules(store: &Engine, command: RulesCommand, json_output: bool) -> Result
                             .unwrap_or_default(),
                         deliveries.join("; ")
                     );
+                }
+            }
+        }
+        RulesCommand::Monitors { file } => {
+            let (path, loaded) = load(store, file.as_deref())?;
+            let board = store
+                .monitors_report(Some(&loaded.file))
+                .map_err(|error| located(&path, &loaded.text, error))?;
+            if json_output {
+                print_json(&serde_json::to_value(&board)?);
+            } else if board.monitors.is_empty() {
+                println!(
+                    "no monitors: define them under [[monitors]] in rules.toml (docs/rules.md)"
+                );
+            } else {
+                for monitor in &board.monitors {
+                    println!("{}", monitor.headline);
+                    println!("  {}; fires {}", monitor.metric, monitor.test);
+                    for at in &monitor.fired {
+                        println!("  fired {}", Timestamp(*at).to_rfc3339());
+                    }
+                }
+            }
+        }
+        RulesCommand::Lift {
+            goals,
+            window,
+            trigger,
+            confidence,
+        } => {
+            let report = store.rules_lift(&waymark_engine::lift::LiftRequest {
+                goals,
+                window,
+                trigger,
+                confidence,
+            })?;
+            if json_output {
+                print_json(&serde_json::to_value(&report)?);
+            } else if report.triggers.is_empty() {
+                println!("no trigger instances yet: lift is measured once triggers have fired or held customers out");
+            } else {
+                println!(
+                    "Goal: {} within {} of exposure; {:.0}% intervals",
+                    report.goals.join(" or "),
+                    report.window,
+                    report.confidence * 100.0
+                );
+                for lift in &report.triggers {
+                    let arm = |a: &waymark_engine::lift::Arm| {
+                        format!(
+                            "{:>6} customers, {:>5.1}% reach the goal{}",
+                            a.customers,
+                            a.goal_rate * 100.0,
+                            a.median_hours_to_goal
+                                .map(|h| format!(", median {h:.1} h to it"))
+                                .unwrap_or_default()
+                        )
+                    };
+                    println!("\n{}", lift.headline);
+                    println!("  treated   {}", arm(&lift.stats.treated));
+                    println!("  held out  {}", arm(&lift.stats.held_out));
+                    if let Some(d) = lift.stats.hours_to_goal_difference {
+                        println!(
+                            "  time to goal: {:+.1} h treated against held out ({:+.1} to {:+.1} h, p = {:.3})",
+                            d.value, d.low, d.high, d.p_value
+                        );
+                    }
+                    if lift.stats.in_flight > 0 || lift.capped > 0 {
+                        println!(
+                            "  not counted: {} still in their window, {} only ever capped",
+                            lift.stats.in_flight, lift.capped
+                        );
+                    }
                 }
             }
         }

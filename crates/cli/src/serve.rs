@@ -64,7 +64,7 @@ pub fn serve(
 }
 
 pub fn ingest_demo(
-    store: &Engine,
+    store: &Arc<Engine>,
     config: DemoConfig,
     json_output: bool,
 ) -> Result<serde_json::Value> {

@@ -12,8 +12,10 @@ pub mod demo;
 mod error;
 pub mod import;
 pub mod ingest;
+pub mod lift;
 pub mod live;
 pub mod models;
+pub mod monitors;
 pub mod registry;
 mod report;
 pub mod rules;
@@ -169,13 +171,35 @@ impl Engine {
         Ok(import::import_file(&self.store, path, options, progress)?)
     }
 
-    /// Generates and ingests the demo retailer; `on_customer` after each customer.
+    /// Generates and ingests a demo business; `on_customer` after each customer. With the planted intervention
+    /// the demo's trigger is saved first and the rules worker decides it live on the data's clock while the
+    /// events arrive in time order, its reminders written into the journeys (returns once all are).
     pub fn ingest_demo(
-        &self,
+        self: &Arc<Self>,
         config: demo::DemoConfig,
         on_customer: &mut dyn FnMut(),
     ) -> Result<(), Error> {
-        Ok(demo::ingest(&self.store, config, on_customer)?)
+        if let Some(text) = demo::planted_rules(config.plant) {
+            self.save_rules(&rules::RulesFile::from_toml(&text).map_err(Error::Rules)?)?;
+        }
+        if !config.plant.intervention {
+            return Ok(demo::ingest(&self.store, config, on_customer, &mut || {})?);
+        }
+        self.start_rules(rules::RulesOptions {
+            clock: rules::RulesClock::EventTime,
+            min_backoff: std::time::Duration::from_millis(50),
+            max_backoff: std::time::Duration::from_secs(1),
+            ..rules::RulesOptions::default()
+        })
+        .map_err(|error| Error::Model(format!("the rules worker did not start: {error}")))?;
+        let ingested = demo::ingest(&self.store, config, on_customer, &mut || {
+            self.rules_catch_up_hint()
+        });
+        let settled = ingested
+            .map_err(Error::from)
+            .and_then(|()| self.rules_settle());
+        self.stop_rules();
+        settled
     }
 
     /// Every event to a Parquet file, in journey order; `progress(rows)` as it goes. Returns the rows written.

@@ -52,6 +52,8 @@ pub const RULES_FILE: &str = "rules.toml";
 /// Prometheus names.
 pub const RULES_EVENT_SECONDS: &str = "waymark_rules_event_seconds";
 pub const RULES_EVALUATIONS: &str = "waymark_rules_events_total";
+/// The trigger name of a monitor's instances: `monitor:` + the monitor's name.
+pub const MONITOR_PREFIX: &str = "monitor:";
 pub const RULES_INSTANCES: &str = "waymark_rules_instances_total";
 pub const RULES_ERRORS: &str = "waymark_rules_evaluation_errors_total";
 pub const DELIVERIES: &str = "waymark_deliveries_total";
@@ -215,6 +217,9 @@ struct Snapshot {
     #[serde(default)]
     identity: ArrivalIdentity,
     state: RulesState,
+    /// The clock through which monitors were checked.
+    #[serde(default)]
+    monitors_through: Option<i64>,
 }
 
 /// What a dry run found, per trigger.
@@ -358,7 +363,7 @@ fn digest_of(spec: &TriggerSpec) -> u64 {
 }
 
 impl Engine {
-    fn rules_dir(&self) -> PathBuf {
+    pub(crate) fn rules_dir(&self) -> PathBuf {
         self.dir().join("rules")
     }
 
@@ -939,6 +944,14 @@ impl Engine {
     }
 
     fn actions_of(&self, instance: &Instance) -> Vec<ActionSpec> {
+        if let Some(monitor) = instance.trigger.strip_prefix(MONITOR_PREFIX) {
+            return self
+                .rules_file()
+                .ok()
+                .and_then(|file| file.monitors.into_iter().find(|m| m.name == monitor))
+                .map(|spec| spec.actions)
+                .unwrap_or_default();
+        }
         let history = self
             .rules_dir()
             .join("history")
@@ -1013,6 +1026,8 @@ impl Engine {
 
     /// Starts the rules worker and the delivery threads: call once, from the process that serves.
     pub fn start_rules(self: &Arc<Engine>, options: RulesOptions) -> std::io::Result<()> {
+        // A worker stopped before (a bulk load with live rules) may be started again.
+        self.rules.stopping.store(false, Ordering::Release);
         let (sender, receiver) = mpsc::channel::<Wake>();
         *self
             .rules
@@ -1077,6 +1092,11 @@ impl Engine {
                     }
                 }
                 if let Some(engine) = weak.upgrade() {
+                    // Monitors are read once more, to the clock as it stands: a stop is a check.
+                    if let Some(due) = Instant::now().checked_sub(MONITOR_CHECK) {
+                        worker.monitors_checked = due;
+                    }
+                    let _ = worker.step(&engine, Vec::new());
                     let _ = worker.snapshot(&engine);
                 }
             })?;
@@ -1096,6 +1116,40 @@ impl Engine {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(threads);
+        Ok(())
+    }
+
+    /// Tells the rules worker that events were stored behind the collector's back (a bulk load).
+    pub(crate) fn rules_catch_up_hint(&self) {
+        self.wake_rules(Wake::Events);
+    }
+
+    /// Waits until the rules worker has read every stored event (including those its own actions wrote) and
+    /// every action is delivered: how a bulk load with live rules ends.
+    pub(crate) fn rules_settle(&self) -> Result<(), Error> {
+        let mut quiet_checks = 0;
+        while quiet_checks < 3 {
+            self.wake_rules(Wake::Events);
+            std::thread::sleep(Duration::from_millis(20));
+            let status = self.rules_status();
+            if !status.running {
+                return Err(Error::Model(
+                    "the rules worker stopped before it had read every event; see the log".into(),
+                ));
+            }
+            if status.dead_letters > 0 {
+                return Err(Error::Model(format!(
+                    "{} actions could not be delivered; see `waymark rules log --state dead`",
+                    status.dead_letters
+                )));
+            }
+            let caught_up = status.through_seq == self.store.last_seq();
+            quiet_checks = if caught_up && status.pending_deliveries == 0 {
+                quiet_checks + 1
+            } else {
+                0
+            };
+        }
         Ok(())
     }
 
@@ -1119,6 +1173,25 @@ impl Engine {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .running = false;
+    }
+}
+
+/// The actions of the trigger or monitor (`monitor:NAME`) an instance belongs to, as the definitions in force
+/// give them.
+fn live_actions<'a>(rules: &'a Rules, trigger: &str) -> Option<&'a [ActionSpec]> {
+    match trigger.strip_prefix(MONITOR_PREFIX) {
+        Some(monitor) => rules
+            .set
+            .monitors
+            .iter()
+            .find(|m| m.name == monitor)
+            .map(|m| m.actions.as_slice()),
+        None => rules
+            .set
+            .triggers
+            .iter()
+            .find(|t| t.name == trigger)
+            .map(|t| t.actions.as_slice()),
     }
 }
 
@@ -1193,7 +1266,7 @@ type Attempts = HashMap<(String, usize), (u32, Option<String>, Outcome)>;
 
 /// Reads the journal: instances in order (with their line), and per (key, action) the attempts made, the last
 /// error and the last outcome. A torn last line (a crash mid-write) is skipped.
-fn read_journal(path: &Path) -> (Vec<(usize, Instance)>, Attempts) {
+pub(crate) fn read_journal(path: &Path) -> (Vec<(usize, Instance)>, Attempts) {
     let mut instances = Vec::new();
     let mut attempts: Attempts = HashMap::new();
     let Ok(file) = std::fs::File::open(path) else {
@@ -1251,7 +1324,13 @@ struct Worker {
     last_snapshot: Instant,
     instances: u64,
     errors: u64,
+    /// The clock through which monitors were checked (`None`: from now on, history does not fire).
+    monitors_through: Option<i64>,
+    monitors_checked: Instant,
 }
+
+/// How often (wall time) the worker reads its monitors.
+const MONITOR_CHECK: Duration = Duration::from_secs(5);
 
 fn rules_digest(file: &RulesFile, rules: &Rules) -> u64 {
     let versions: Vec<(String, u32)> = rules
@@ -1302,6 +1381,8 @@ impl Worker {
             last_snapshot: Instant::now(),
             instances: instances.len() as u64,
             errors: 0,
+            monitors_through: None,
+            monitors_checked: Instant::now(),
         };
         match snapshot {
             Some(snapshot) if snapshot.digest == digest => {
@@ -1310,11 +1391,19 @@ impl Worker {
                 worker.identity = snapshot.identity;
                 worker.through_seq = snapshot.through_seq;
                 worker.clock = snapshot.clock;
+                worker.monitors_through = snapshot.monitors_through;
             }
             other => {
                 let old = other.map(|snapshot| snapshot.state);
                 worker.backfill(engine, old, history_end)?;
             }
+        }
+        if worker.monitors_through.is_none() {
+            // Alerts in the history do not fire: monitors are checked from the clock as it stands.
+            worker.monitors_through = Some(match worker.options.clock {
+                RulesClock::Wall => now_us(),
+                RulesClock::EventTime => worker.clock,
+            });
         }
         // Deliveries decided but not confirmed are due again.
         {
@@ -1497,6 +1586,7 @@ impl Worker {
             aliases: std::mem::take(&mut self.aliases),
             identity: std::mem::take(&mut self.identity),
             state: std::mem::take(&mut self.state),
+            monitors_through: self.monitors_through,
         };
         let json = serde_json::to_vec(&snapshot).unwrap_or_default();
         self.aliases = snapshot.aliases;
@@ -1512,6 +1602,45 @@ impl Worker {
     }
 
     /// How long to wait for a wake-up: until the next timer on the wall clock, at most a second.
+    /// Reads every monitor from where the last check ended to `now`: each alert that began since is an
+    /// instance (`monitor:NAME`, keyed by the reading's time, so a restart does not send it twice).
+    fn check_monitors(&mut self, engine: &Engine, now: i64) -> Vec<Decision> {
+        self.monitors_checked = Instant::now();
+        let from = self.monitors_through.unwrap_or(now);
+        let mut decisions = Vec::new();
+        for monitor in &self.rules.set.monitors {
+            let readings = match engine.monitor_readings(monitor, from, now) {
+                Ok(readings) => readings,
+                Err(error) => {
+                    self.errors += 1;
+                    tracing::warn!(monitor = monitor.name, %error, "monitor not read");
+                    continue;
+                }
+            };
+            for judged in readings.iter().filter(|j| j.fired && j.reading.at > from) {
+                let at = judged.reading.at;
+                decisions.push(Decision::Trigger(Instance {
+                    trigger: format!("{MONITOR_PREFIX}{}", monitor.name),
+                    version: 1,
+                    customer: String::new(),
+                    at,
+                    deliver_at: at,
+                    key: format!("monitor.{}.{at}", monitor.name),
+                    status: Status::Fired,
+                    capped_by: None,
+                    priority: 0,
+                    cause: Cause::Monitor {
+                        monitor: monitor.name.clone(),
+                        value: judged.reading.value.unwrap_or_default(),
+                        expected: judged.expected,
+                    },
+                }));
+            }
+        }
+        self.monitors_through = Some(now);
+        decisions
+    }
+
     fn wait(&self) -> Duration {
         let second = Duration::from_secs(1);
         match (self.options.clock, self.rules.next_due(&self.state)) {
@@ -1602,6 +1731,9 @@ impl Worker {
             }
         }
         decisions.extend(self.rules.tick(&mut self.state, now, Mode::Live));
+        if !self.rules.set.monitors.is_empty() && self.monitors_checked.elapsed() >= MONITOR_CHECK {
+            decisions.extend(self.check_monitors(engine, now));
+        }
         let mut instances = Vec::new();
         let mut segment_lines = Vec::new();
         for decision in decisions {
@@ -1681,17 +1813,11 @@ impl Worker {
                 if instance.status != Status::Fired {
                     continue;
                 }
-                let Some(trigger) = self
-                    .rules
-                    .set
-                    .triggers
-                    .iter()
-                    .find(|t| t.name == instance.trigger)
-                else {
+                let Some(actions) = live_actions(&self.rules, &instance.trigger) else {
                     continue;
                 };
                 let instance = Arc::new(instance);
-                for (index, action) in trigger.actions.iter().enumerate() {
+                for (index, action) in actions.iter().enumerate() {
                     let id = (instance.key.clone(), index);
                     queue.heap.push(std::cmp::Reverse((
                         instance.deliver_at,
@@ -1882,8 +2008,13 @@ pub fn webhook_body(instance: &Instance) -> serde_json::Value {
             .unwrap_or_default()
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
     };
+    let kind = if instance.trigger.starts_with(MONITOR_PREFIX) {
+        "monitor.fired"
+    } else {
+        "trigger.fired"
+    };
     serde_json::json!({
-        "type": "trigger.fired",
+        "type": kind,
         "timestamp": iso(instance.deliver_at),
         "data": {
             "trigger": instance.trigger,

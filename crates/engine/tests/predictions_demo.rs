@@ -41,12 +41,13 @@ fn p_stuck_flags_the_login_loop_at_the_first_failure() {
         .unwrap();
     // The same model file, read by a store of other customers (another seed).
     let test_dir = tempfile::tempdir().unwrap();
-    let test = Engine::open(test_dir.path(), StoreOptions::default()).unwrap();
+    let test = std::sync::Arc::new(Engine::open(test_dir.path(), StoreOptions::default()).unwrap());
     test.ingest_demo(
         waymark_engine::demo::DemoConfig {
             customers: 6_000,
             seed: 7,
             business: waymark_engine::demo::Business::Retail,
+            ..Default::default()
         },
         &mut || {},
     )

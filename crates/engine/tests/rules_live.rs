@@ -399,3 +399,67 @@ secret = "{SECRET}"
     assert!((0.0..=1.0).contains(&value), "{data}");
     assert_eq!(live[0].0, "buyer", "{live:?}");
 }
+
+#[test]
+fn a_monitor_breaking_its_threshold_sends_one_signed_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, received) = receiver(Arc::new(|_| 200));
+    let engine = Arc::new(Engine::open(dir.path(), StoreOptions::default()).unwrap());
+    let rules = RulesFile::from_toml(&format!(
+        r#"
+[[monitors]]
+name = "error-burst"
+metric = "count"
+events = {{ step = "Error Shown" }}
+window = "1h"
+every = "1h"
+above = 5
+min_events = 0
+expect_steps = ["Error Shown"]
+[[monitors.actions]]
+type = "webhook"
+url = "{url}"
+secret = "{SECRET}"
+"#
+    ))
+    .unwrap();
+    engine.save_rules(&rules).unwrap();
+    engine.start_rules(options()).unwrap();
+    // One error an hour, then ten in the fourth hour, then a quiet hour read to its end.
+    let mut events = Vec::new();
+    for hour in 0..3 {
+        events.push(track(
+            &format!("e{hour}"),
+            "ann",
+            "Error Shown",
+            hour * 60 + 5,
+        ));
+    }
+    for n in 0..10 {
+        events.push(track(&format!("burst{n}"), "bob", "Error Shown", 180 + n));
+    }
+    events.push(track("later", "ann", "Viewed", 5 * 60 + 1));
+    post(&engine, serde_json::Value::Array(events));
+    wait_for("the monitor's webhook", || {
+        !received.lock().unwrap().is_empty()
+    });
+    engine.stop_rules();
+    let bodies: Vec<serde_json::Value> = received.lock().unwrap().iter().map(verify).collect();
+    assert_eq!(bodies.len(), 1, "one alert, one webhook: {bodies:?}");
+    assert_eq!(bodies[0]["type"], "monitor.fired");
+    let data = &bodies[0]["data"];
+    assert_eq!(data["trigger"], "monitor:error-burst", "{data}");
+    assert_eq!(data["cause"]["value"], 10.0, "{data}");
+    // The alert began with the window ending at the fourth hour's end.
+    let fourth_hour_end =
+        chrono::DateTime::from_timestamp_micros(1_772_409_600_000_000 + 4 * 3_600_000_000)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    assert_eq!(data["at"], fourth_hour_end.as_str(), "{data}");
+    // The board shows the same moment.
+    let board = engine.monitors_report(None).unwrap();
+    assert_eq!(
+        board.monitors[0].fired,
+        vec![1_772_409_600_000_000 + 4 * 3_600_000_000]
+    );
+}

@@ -51,6 +51,7 @@ fn batches(business: Business) -> Vec<Vec<u8>> {
             customers: 400,
             seed: 7,
             business,
+            ..Default::default()
         },
         &mut |event| events.push(event),
     );

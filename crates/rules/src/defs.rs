@@ -21,6 +21,9 @@ pub struct RulesFile {
     pub segments: Vec<SegmentSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggers: Vec<TriggerSpec>,
+    /// KPI monitors: a metric over a sliding window with a threshold or an anomaly test.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub monitors: Vec<crate::monitors::MonitorSpec>,
 }
 
 /// Conventions every business sets for itself.
@@ -316,6 +319,7 @@ pub struct RuleSet {
     pub stages: Vec<Stage>,
     pub segments: Vec<Segment>,
     pub triggers: Vec<Trigger>,
+    pub monitors: Vec<crate::monitors::Monitor>,
     pub file: RulesFile,
 }
 
@@ -464,6 +468,23 @@ impl RulesFile {
                 Err(mut more) => problems.append(&mut more),
             }
         }
+        let mut monitors = Vec::new();
+        let mut monitor_names = BTreeSet::new();
+        for (index, spec) in self.monitors.iter().enumerate() {
+            let field = label("monitors", index, &spec.name);
+            if let Some(message) = name_problem(&spec.name) {
+                problems.push(plain(format!("{field}.name"), message));
+            } else if !monitor_names.insert(spec.name.clone()) {
+                problems.push(plain(
+                    format!("{field}.name"),
+                    format!("monitor '{}' is defined twice", spec.name),
+                ));
+            }
+            match crate::monitors::compile_monitor(spec, &field, known.steps.as_ref()) {
+                Ok(monitor) => monitors.push(monitor),
+                Err(mut more) => problems.append(&mut more),
+            }
+        }
         errors.append(&mut problems);
         if !errors.is_empty() {
             return Err(DefinitionErrors(errors));
@@ -474,6 +495,7 @@ impl RulesFile {
             stages,
             segments,
             triggers,
+            monitors,
             file: self.clone(),
         })
     }

@@ -9,6 +9,7 @@ pub mod expr;
 
 pub use expr::{Condition, ExprError, Fact, Vocabulary};
 pub mod defs;
+pub mod monitors;
 pub mod runtime;
 
 pub use defs::{position_in_toml, DefinitionError, DefinitionErrors, Known, RuleSet, RulesFile};

@@ -167,6 +167,13 @@ pub enum Cause {
         model: String,
         value: f64,
     },
+    /// A KPI monitor's reading broke its test (the instance's trigger is `monitor:NAME`, its customer empty).
+    Monitor {
+        monitor: String,
+        value: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected: Option<f64>,
+    },
 }
 
 /// What became of a trigger instance.

@@ -406,6 +406,28 @@ fn build() -> Value {
         ),
     );
     add(
+        "/v1/rules/lift",
+        "post",
+        operation(
+            "Each trigger version's treated customers against its holdout, from the instances the rules worker decided: goal rate and time to goal per arm, the difference with its confidence interval and p-value, and a headline (empty body: the usual goal within 7d, 95% intervals)",
+            "rules",
+            Some(schema_value::<waymark_engine::lift::LiftRequest>(&mut generator)),
+            schema_value::<waymark_engine::lift::LiftReport>(&mut generator),
+            &[400, 404],
+        ),
+    );
+    add(
+        "/v1/monitors",
+        "get",
+        operation(
+            "The KPI board: every monitor of the definitions in force read along the stored history (each reading judged against its threshold or its own history at the same hour of the week), whether it is in alert, and the moments it fired",
+            "rules",
+            None,
+            schema_value::<waymark_engine::monitors::MonitorsReport>(&mut generator),
+            &[422],
+        ),
+    );
+    add(
         "/v1/rules/status",
         "get",
         operation(

@@ -92,6 +92,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rules/dry-run", post(rules_dry_run))
         .route("/v1/rules/status", get(rules_status))
         .route("/v1/rules/log", get(rules_log))
+        .route("/v1/rules/lift", post(rules_lift))
+        .route("/v1/monitors", get(monitors_board))
         .route("/v1/rules/dead-letters/{key}/replay", post(rules_replay))
         .route("/v1/segments", get(segments_list))
         .route("/v1/segments/{name}/members", get(segment_members))
@@ -536,6 +538,31 @@ async fn rules_dry_run(
         Ok(Json(engine.dry_run(&file, since, until)?))
     })
     .await
+}
+
+/// `POST /v1/rules/lift`: each trigger version's treated customers against its holdout (empty body: defaults).
+async fn rules_lift(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<waymark_engine::lift::LiftReport>, ApiError> {
+    let request: waymark_engine::lift::LiftRequest = if body.is_null() {
+        Default::default()
+    } else {
+        typed(
+            body,
+            r#"{"goals": ["Order Completed"], "window": "7d", "trigger": "checkout-reminder"}"#,
+        )?
+    };
+    let engine = Arc::clone(&state.engine);
+    blocking(move || Ok(Json(engine.rules_lift(&request)?))).await
+}
+
+/// `GET /v1/monitors`: the KPI board, every monitor read along the stored history with the moments it fired.
+async fn monitors_board(
+    State(state): State<AppState>,
+) -> Result<Json<waymark_engine::monitors::MonitorsReport>, ApiError> {
+    let engine = Arc::clone(&state.engine);
+    blocking(move || Ok(Json(engine.monitors_report(None)?))).await
 }
 
 async fn rules_status(State(state): State<AppState>) -> Json<waymark_engine::rules::RulesStatus> {

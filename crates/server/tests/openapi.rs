@@ -263,6 +263,21 @@ fn every_endpoint_answers_as_its_schema_says() {
         json!({"definitions": rules}),
     );
     post(
+        "/v1/rules/lift",
+        "/v1/rules/lift",
+        json!({"goals": ["Bought"]}),
+    );
+    post(
+        "/v1/rules/lift",
+        "/v1/rules/lift",
+        json!({"window": "soon", "goals": ["Bought"]}),
+    );
+    post(
+        "/v1/rules/lift",
+        "/v1/rules/lift",
+        json!({"trigger": "nope", "goals": ["Bought"]}),
+    );
+    post(
         "/v1/rules/dead-letters/nope/replay",
         "/v1/rules/dead-letters/{key}/replay",
         json!({}),
@@ -280,6 +295,7 @@ fn every_endpoint_answers_as_its_schema_says() {
     );
     get("/v1/rules", "/v1/rules");
     get("/v1/rules/status", "/v1/rules/status");
+    get("/v1/monitors", "/v1/monitors");
     get("/v1/rules/log?trigger=thanks&limit=5", "/v1/rules/log");
     get("/v1/rules/log?state=lost", "/v1/rules/log");
     get("/v1/rules/log?limit=0", "/v1/rules/log");

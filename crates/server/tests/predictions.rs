@@ -43,6 +43,7 @@ fn events_rescore_their_customer_and_scores_survive_a_restart() {
                 customers: 800,
                 seed: 3,
                 business: waymark_engine::demo::Business::Retail,
+                ..Default::default()
             },
             &mut || {},
         )

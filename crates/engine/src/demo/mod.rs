@@ -73,12 +73,13 @@ impl std::str::FromStr for Business {
     }
 }
 
-/// Business, size and seed of a generated data set.
+/// Business, size and seed of a generated data set, and what is planted in it beyond its standing friction.
 #[derive(Debug, Clone, Copy)]
 pub struct DemoConfig {
     pub customers: usize,
     pub seed: u64,
     pub business: Business,
+    pub plant: Plant,
 }
 
 impl Default for DemoConfig {
@@ -87,9 +88,108 @@ impl Default for DemoConfig {
             customers: 50_000,
             seed: 42,
             business: Business::Retail,
+            plant: Plant::default(),
         }
     }
 }
+
+/// What a demo plants on request (docs/demo.md, "Planted on request"); the retailer only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Plant {
+    /// The checkout-reminder trigger ([`INTERVENTION_RULES`]) runs while the demo is ingested, holding out
+    /// [`REMINDER_HOLDOUT`] of the customers; its SMS truly brings [`REMINDER_RETURN_RATE`] of the treated
+    /// abandoners back to pay.
+    pub intervention: bool,
+    /// Android login failures jump to [`INCIDENT_FAILURE_RATE`] for one day, [`INCIDENT_DAY`].
+    pub incident: bool,
+}
+
+impl std::str::FromStr for Plant {
+    type Err = String;
+    /// A comma-separated list: `intervention`, `incident`.
+    fn from_str(text: &str) -> Result<Plant, String> {
+        let mut plant = Plant::default();
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "intervention" => plant.intervention = true,
+                "incident" => plant.incident = true,
+                other => {
+                    return Err(format!(
+                        "{other:?} is not something the demo plants: use intervention, incident or both"
+                    ))
+                }
+            }
+        }
+        Ok(plant)
+    }
+}
+
+/// The planted intervention's trigger: an abandoned checkout (no payment within an hour of seeing the shipping
+/// options) gets a reminder SMS, written into the journey; a fifth of the customers are held out.
+pub const INTERVENTION_RULES: &str = r#"# The demo's planted intervention (docs/demo.md): `waymark rules lift` measures it against the holdout.
+[[triggers]]
+name = "checkout-reminder"
+on = "absence"
+after = "Shipping Options Viewed"
+missing = "Payment Submitted"
+within = "1h"
+holdout = 0.2
+expect_steps = ["Shipping Options Viewed", "Payment Submitted"]
+
+[[triggers.actions]]
+type = "event"
+name = "Checkout Reminder Sent"
+channel = "sms"
+"#;
+/// The planted incident's monitors: the Android app's failed logins per attempt over a sliding day, against a
+/// threshold and against the same hour of the previous four weeks.
+pub const INCIDENT_RULES: &str = r#"[[monitors]]
+name = "android-login-failures"
+description = "Failed logins per login attempt on the Android app, over the last day"
+metric = "rate"
+events = { step = "Login Failed" }
+of = { step = "Login Attempted" }
+where = { property = "context.device.type", op = "=", value = "android_app" }
+window = "1d"
+every = "1h"
+above = 0.75
+expect_steps = ["Login Failed", "Login Attempted"]
+
+[[monitors]]
+name = "android-login-anomaly"
+description = "The same rate against its own history at this hour of the week"
+metric = "rate"
+events = { step = "Login Failed" }
+of = { step = "Login Attempted" }
+where = { property = "context.device.type", op = "=", value = "android_app" }
+window = "1d"
+every = "1h"
+anomaly = { sd = 4, weeks = 4, direction = "above" }
+expect_steps = ["Login Failed", "Login Attempted"]
+"#;
+
+/// The definitions a plant brings (none without one).
+pub fn planted_rules(plant: Plant) -> Option<String> {
+    let mut text = String::new();
+    if plant.intervention {
+        text.push_str(INTERVENTION_RULES);
+    }
+    if plant.incident {
+        text.push_str(INCIDENT_RULES);
+    }
+    (!text.is_empty()).then_some(text)
+}
+
+/// The trigger's name, its holdout share and its wait, as [`INTERVENTION_RULES`] defines them.
+pub const REMINDER_TRIGGER: &str = "checkout-reminder";
+pub const REMINDER_HOLDOUT: f64 = 0.2;
+pub const REMINDER_WAIT_SECS: f64 = 3_600.0;
+/// Of the treated abandoners, this share comes back after the reminder and pays.
+pub const REMINDER_RETURN_RATE: f64 = 0.3;
+/// The incident's day (2026-09-15, UTC) and the Android login failure rate on it.
+pub const INCIDENT_DAY: &str = "2026-09-15";
+pub const INCIDENT_DAY_START_SECS: i64 = DEMO_START_SECS + 45 * 86_400;
+pub const INCIDENT_FAILURE_RATE: f64 = 0.9;
 
 #[derive(Clone)]
 struct Device {
@@ -121,6 +221,7 @@ struct CustomerWriter<'a> {
     rng: ChaCha8Rng,
     customer_index: usize,
     seed: u64,
+    plant: Plant,
     user_id: String,
     time_secs: f64,
     n_events: usize,
@@ -234,11 +335,40 @@ fn device_context(device: &Device) -> Value {
 /// Generates the demo data set as Segment-spec JSON events, customer by customer, each customer's events in time
 /// order. Deterministic for a given config.
 /// Generates the demo into `store` in batches, calling `on_customer` after each generated customer, then flushes.
+///
+/// With the planted intervention the whole demo is generated first and stored in time order, as a live business
+/// would collect it (the rules worker's clock is the data's), `on_batch` after each stored batch.
 pub fn ingest(
     store: &waymark_store::Store,
     config: DemoConfig,
     on_customer: &mut dyn FnMut(),
+    on_batch: &mut dyn FnMut(),
 ) -> Result<(), DemoError> {
+    if config.plant.intervention {
+        let mut events = Vec::new();
+        for customer_index in 0..config.customers {
+            let mut failure = None;
+            generate_customer(config, customer_index, &mut |value| {
+                let context = waymark_model::IngestContext::at(Timestamp::now());
+                match waymark_model::Event::from_segment_value(value, &context) {
+                    Ok(event) => events.push(event),
+                    Err(error) => failure = Some(DemoError::Invalid(error.to_string())),
+                }
+            });
+            if let Some(error) = failure {
+                return Err(error);
+            }
+            on_customer();
+        }
+        events.sort_by_key(|event| event.timestamp.0);
+        let mut events = events.into_iter().peekable();
+        while events.peek().is_some() {
+            store.append(events.by_ref().take(20_000).collect(), vec![])?;
+            on_batch();
+        }
+        store.flush()?;
+        return Ok(());
+    }
     let mut batch: Vec<waymark_model::Event> = Vec::with_capacity(20_000);
     let mut failure: Option<DemoError> = None;
     for customer_index in 0..config.customers {
@@ -331,6 +461,7 @@ pub fn generate_customer(config: DemoConfig, customer_index: usize, emit: &mut d
         rng,
         customer_index,
         seed: config.seed,
+        plant: config.plant,
         user_id: format!("cust-{customer_index:06}"),
         time_secs: start,
         n_events: 0,
@@ -411,10 +542,13 @@ fn customer_journey(w: &mut CustomerWriter, devices: &[Device], region: &str) {
     }
     // Login, with the planted Android failure loop.
     w.advance(60.0, 600.0);
-    let failure_rate = if first.platform == "android_app" {
-        ANDROID_LOGIN_FAILURE_RATE
-    } else {
-        LOGIN_FAILURE_RATE
+    let incident = w.plant.incident
+        && (INCIDENT_DAY_START_SECS as f64..(INCIDENT_DAY_START_SECS + 86_400) as f64)
+            .contains(&w.time_secs);
+    let failure_rate = match first.platform {
+        "android_app" if incident => INCIDENT_FAILURE_RATE,
+        "android_app" => ANDROID_LOGIN_FAILURE_RATE,
+        _ => LOGIN_FAILURE_RATE,
     };
     let mut failures = 0;
     let mut logged_in = false;
@@ -518,6 +652,17 @@ fn customer_journey(w: &mut CustomerWriter, devices: &[Device], region: &str) {
             PAY_RATE
         }) {
             w.advance(30.0, 300.0);
+            pay_and_complete(w, &first, json!({ "product": product, "revenue": price }));
+            purchased = true;
+        } else if w.plant.intervention
+            && !waymark_rules::runtime::in_holdout(REMINDER_TRIGGER, &w.user_id, REMINDER_HOLDOUT)
+            && w.chance(REMINDER_RETURN_RATE)
+        {
+            // The reminder the rules worker sends an hour later brings this customer back.
+            w.advance(
+                REMINDER_WAIT_SECS + 600.0,
+                REMINDER_WAIT_SECS + 6.0 * 3_600.0,
+            );
             pay_and_complete(w, &first, json!({ "product": product, "revenue": price }));
             purchased = true;
         } else if w.chance(SMS_OFFER_RATE) {
@@ -703,6 +848,7 @@ mod tests {
             customers: 300,
             seed: 7,
             business: Business::Retail,
+            ..Default::default()
         };
         let mut first = Vec::new();
         generate(config, &mut |value| first.push(value));

@@ -6,9 +6,18 @@
 use super::{
     ANDROID_LOGIN_FAILURE_RATE, CALL_AFTER_GIVING_UP_RATE, CART_RATE, CART_RATE_AFTER_CHATBOT,
     CHATBOT_RATE, CHECKOUT_RATE, GIVE_UP_RATE, LOGIN_FAILURE_RATE, PAY_RATE,
-    PAY_RATE_AFTER_REVIEWS, PLATFORMS, RESET_SUCCESS_RATE, REVIEWS_RATE, SMS_CLICK_RATE,
-    SMS_OFFER_RATE, STORE_RATE,
+    PAY_RATE_AFTER_REVIEWS, PLATFORMS, REMINDER_RETURN_RATE, RESET_SUCCESS_RATE, REVIEWS_RATE,
+    SMS_CLICK_RATE, SMS_OFFER_RATE, STORE_RATE,
 };
+
+/// The planted intervention's true lift: how many more of the customers the checkout reminder was due for
+/// complete an order within a week when treated than when held out (0.25 = 25 points). A held-out abandoner
+/// pays only after the later free-shipping SMS; a treated one also comes back after the reminder.
+pub fn planted_intervention_effect() -> f64 {
+    let later_offer = SMS_OFFER_RATE * SMS_CLICK_RATE;
+    let treated = REMINDER_RETURN_RATE + (1.0 - REMINDER_RETURN_RATE) * later_offer;
+    treated - later_offer
+}
 
 /// A planted moment: the step, and its true effect on the chance to complete an order (0.05 = five points).
 #[derive(Debug, Clone, PartialEq)]

@@ -67,6 +67,7 @@ pub fn generate_customer(
         rng,
         customer_index,
         seed: config.seed,
+        plant: super::Plant::default(),
         user_id: format!("acct-{customer_index:06}"),
         time_secs: start,
         n_events: 0,

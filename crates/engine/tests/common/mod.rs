@@ -13,16 +13,18 @@ pub fn demo_engine(customers: usize) -> (tempfile::TempDir, Engine) {
 /// A fresh store holding a demo business at `customers` people, seed 42.
 pub fn business_engine(business: Business, customers: usize) -> (tempfile::TempDir, Engine) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path(), StoreOptions::default()).unwrap();
+    let engine = std::sync::Arc::new(Engine::open(dir.path(), StoreOptions::default()).unwrap());
     engine
         .ingest_demo(
             DemoConfig {
                 customers,
                 seed: 42,
                 business,
+                ..Default::default()
             },
             &mut || {},
         )
         .unwrap();
+    let engine = std::sync::Arc::into_inner(engine).expect("no worker holds the engine");
     (dir, engine)
 }
