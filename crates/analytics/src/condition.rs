@@ -83,6 +83,42 @@ impl Condition {
         }
     }
 
+    /// The condition in words, for people: `Login Failed`, `context.os.name = Android`, `a and (b or c)`.
+    pub fn words(&self) -> String {
+        let nested = |c: &Condition| match c {
+            Condition::All { .. } | Condition::Any { .. } => format!("({})", c.words()),
+            other => other.words(),
+        };
+        match self {
+            Condition::Step { step } => step.clone(),
+            Condition::Channel { channel } => format!("channel {channel}"),
+            Condition::Property {
+                property,
+                op,
+                value,
+            } => {
+                let value = match value {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                match op {
+                    Op::IsNull => format!("{property} is missing"),
+                    Op::IsNotNull => format!("{property} is set"),
+                    other => {
+                        let op = serde_json::to_value(other)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default();
+                        format!("{property} {op} {value}")
+                    }
+                }
+            }
+            Condition::All { all } => all.iter().map(nested).collect::<Vec<_>>().join(" and "),
+            Condition::Any { any } => any.iter().map(nested).collect::<Vec<_>>().join(" or "),
+            Condition::Not { not } => format!("not {}", nested(not)),
+        }
+    }
+
     /// The property columns this condition reads.
     pub fn properties(&self, into: &mut Vec<String>) {
         match self {

@@ -281,14 +281,17 @@ impl SeriesSpec {
 }
 
 /// Judges `readings` (made every `every` µs) with `test`; readings resting on fewer than `min_events` events
-/// are not judged and keep the alert state as it was.
+/// are not judged and keep the alert state as it was. An alert ends only after `clear_after` judged readings in
+/// a row pass the test, so a metric wavering about its threshold fires once, not at every crossing.
 pub fn judge(
     readings: &[Reading],
     every: i64,
     test: Test,
     min_events: u64,
     noise: Noise,
+    clear_after: usize,
 ) -> Vec<Judged> {
+    let mut passes = 0usize;
     let enough = |r: &Reading| r.value.is_some() && r.events >= min_events;
     let week = (WEEK / every.max(1)) as usize;
     let mut alert = false;
@@ -350,8 +353,16 @@ pub fn judge(
             if let Some(broken) = verdict {
                 judged.judged = true;
                 judged.fired = broken && !alert;
-                alert = broken;
-                judged.alert = broken;
+                if broken {
+                    passes = 0;
+                    alert = true;
+                } else {
+                    passes += 1;
+                    if passes >= clear_after.max(1) {
+                        alert = false;
+                    }
+                }
+                judged.alert = alert;
             }
         }
         out.push(judged);
@@ -406,7 +417,7 @@ mod tests {
         // Hours 30 and 31 all fail: the window ending at 32 h is all failures.
         assert_eq!(readings[31].value, Some(1.0));
         assert_eq!(readings[30].value, Some((4.0 + 1.0) / 8.0));
-        let judged = judge(&readings, HOUR, Test::Above(0.5), 5, Noise::Share);
+        let judged = judge(&readings, HOUR, Test::Above(0.5), 5, Noise::Share, 1);
         let fired: Vec<i64> = judged
             .iter()
             .filter(|j| j.fired)
@@ -422,6 +433,17 @@ mod tests {
             judged[34].alert && !judged[35].alert,
             "the alert ends with the failures' last hour"
         );
+        // Cleared only after two passing readings in a row: a reading back above the line is the same alert.
+        let mut wavering = readings.clone();
+        wavering[36].value = Some(0.6);
+        let judged = judge(&wavering, HOUR, Test::Above(0.5), 5, Noise::Share, 2);
+        let fired: Vec<i64> = judged
+            .iter()
+            .filter(|j| j.fired)
+            .map(|j| j.reading.at / HOUR)
+            .collect();
+        assert_eq!(fired, vec![31]);
+        assert!(judged[35].alert && judged[37].alert && !judged[38].alert);
     }
 
     #[test]
@@ -479,7 +501,7 @@ mod tests {
             weeks: 3,
             direction: Direction::Both,
         };
-        let judged = judge(&readings, HOUR, test, 20, Noise::Share);
+        let judged = judge(&readings, HOUR, test, 20, Noise::Share, 1);
         assert!(
             judged[..3 * week as usize].iter().all(|j| !j.judged),
             "three weeks of history first"

@@ -309,8 +309,15 @@ pub fn rules(store: &Engine, command: RulesCommand, json_output: bool) -> Result
                     println!("  held out  {}", arm(&lift.stats.held_out));
                     if let Some(d) = lift.stats.hours_to_goal_difference {
                         println!(
-                            "  time to goal: {:+.1} h treated against held out ({:+.1} to {:+.1} h, p = {:.3})",
-                            d.value, d.low, d.high, d.p_value
+                            "  time to goal: {:+.1} h treated against held out ({:+.1} to {:+.1} h, p {})",
+                            d.value,
+                            d.low,
+                            d.high,
+                            if d.p_value < 0.001 {
+                                "< 0.001".to_string()
+                            } else {
+                                format!("= {:.3}", d.p_value)
+                            }
                         );
                     }
                     if lift.stats.in_flight > 0 || lift.capped > 0 {

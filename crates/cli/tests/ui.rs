@@ -590,3 +590,94 @@ fn every_page_renders_real_numbers_filters_and_drill_downs() {
     }
     assert!(dom.contains(friction["findings"][0]["title"].as_str().unwrap()));
 }
+
+/// `text` as the DOM dump prints it.
+fn escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[test]
+fn management_pages_show_segments_triggers_lift_and_monitors() {
+    let data = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_waymark"))
+        .arg("--data")
+        .arg(data.path())
+        .args(["--json", "demo", "--no-serve", "--customers", "3000"])
+        .args(["--plant", "intervention,incident"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (mut server, url) = common::start_server(data.path(), "k");
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    // A segment added to the planted definitions through the API, as the Triggers page's Save does.
+    let mut response = ureq::get(&format!("{url}/v1/rules")).call().unwrap();
+    let rules: Value =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    let toml = format!(
+        "{}\n[[segments]]\nname = \"abandoners\"\ndescription = \"saw the shipping cost, never paid\"\ncondition = 'did(\"Shipping Options Viewed\") && !did(\"Payment Submitted\")'\n",
+        rules["toml"].as_str().unwrap()
+    );
+    ureq::put(&format!("{url}/v1/rules"))
+        .content_type("application/toml")
+        .send(toml)
+        .unwrap();
+
+    // The worker rebuilds its memberships from the history after a save: wait until they hold still.
+    let read = |path: &str| -> Value {
+        let mut response = ureq::get(&format!("{url}{path}")).call().unwrap();
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+    };
+    let mut segments = read("/v1/segments");
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let again = read("/v1/segments");
+        if read("/v1/rules/status")["segments"] == 1 && again == segments {
+            break;
+        }
+        segments = again;
+    }
+    let members = segments["segments"][0]["members"].as_u64().unwrap();
+    assert!(members > 50, "{segments}");
+    let dom = render(&format!("{url}/#/segments"), &shots.join("segments.png"));
+    assert!(
+        dom.contains(&format!("{} members now", thousands(members))),
+        "segment size"
+    );
+    assert!(dom.contains("segment:abandoners=true") && dom.contains("<svg"));
+
+    let lift = post(&url, "/v1/rules/lift", json!({}));
+    let headline = lift["triggers"][0]["headline"].as_str().unwrap();
+    assert!(
+        headline.starts_with("checkout-reminder v1 raises"),
+        "{headline}"
+    );
+    let dom = render(&format!("{url}/#/triggers"), &shots.join("triggers.png"));
+    assert!(dom.contains(&escaped(headline)), "the lift headline");
+    assert!(dom.contains("Delivery log") && dom.contains("checkout-reminder v1"));
+    assert!(
+        dom.contains("name = \"checkout-reminder\""),
+        "the editor holds the definitions"
+    );
+
+    let mut board = ureq::get(&format!("{url}/v1/monitors")).call().unwrap();
+    let board: Value = serde_json::from_str(&board.body_mut().read_to_string().unwrap()).unwrap();
+    let dom = render(&format!("{url}/#/monitors"), &shots.join("monitors.png"));
+    for monitor in board["monitors"].as_array().unwrap() {
+        assert!(
+            dom.contains(&escaped(monitor["headline"].as_str().unwrap())),
+            "{monitor}"
+        );
+    }
+    assert!(
+        dom.contains("Fired: 2026-09-15"),
+        "the incident day is marked"
+    );
+    let _ = server.kill();
+}

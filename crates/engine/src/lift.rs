@@ -236,7 +236,7 @@ fn headline(
     };
     let points = |v: f64| format!("{:.1}", v.abs() * 100.0);
     let interval = format!(
-        "{:.0}% CI {:+.1} to {:+.1} points, p = {}",
+        "{:.0}% CI {:+.1} to {:+.1} points, p {}",
         confidence * 100.0,
         d.low * 100.0,
         d.high * 100.0,
@@ -272,6 +272,6 @@ fn p_text(p: f64) -> String {
     if p < 0.001 {
         "< 0.001".to_string()
     } else {
-        format!("{p:.3}")
+        format!("= {p:.3}")
     }
 }

@@ -116,6 +116,8 @@ impl Engine {
             monitor.test,
             monitor.min_events,
             monitor.series.noise(),
+            // Re-armed after a whole window of passing readings.
+            (monitor.series.window / monitor.series.every) as usize,
         );
         // Readings before `start` only served as history.
         let first = start.div_euclid(monitor.series.every) * monitor.series.every;
@@ -127,7 +129,7 @@ impl Engine {
 }
 
 fn metric_words(monitor: &Monitor) -> String {
-    let label = |c: &waymark_analytics::Condition| c.label();
+    let label = |c: &waymark_analytics::Condition| c.words();
     let base = match &monitor.series.metric {
         Metric::Rate { events, of } => format!("{} per {}", label(events), label(of)),
         Metric::Count { events } => format!("{} events", label(events)),
@@ -143,7 +145,7 @@ fn metric_words(monitor: &Monitor) -> String {
         .series
         .filter
         .as_ref()
-        .map(|f| format!(" where {}", f.label()))
+        .map(|f| format!(" where {}", f.words()))
         .unwrap_or_default();
     format!("{base}{filtered}, over {}", monitor.spec.window)
 }

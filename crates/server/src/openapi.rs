@@ -99,6 +99,9 @@ pub struct DryRunRequest {
     /// The definitions to try; absent: those in force.
     #[serde(default)]
     pub definitions: Option<waymark_engine::rules::RulesFile>,
+    /// The definitions to try as rules.toml text (instead of `definitions`); a problem names its line and column.
+    #[serde(default)]
+    pub toml: Option<String>,
     /// Where counting starts: a span before `until` (`7d`) or an RFC 3339 instant; absent: all history.
     #[serde(default)]
     pub since: Option<String>,

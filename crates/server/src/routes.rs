@@ -16,7 +16,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -43,6 +43,15 @@ fn prometheus() -> PrometheusHandle {
                 .set_buckets(&[
                     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                 ])
+                .expect("static buckets are valid")
+                // The rules worker spends microseconds per event: the default buckets would put all of it in the first.
+                .set_buckets_for_metric(
+                    Matcher::Full(waymark_engine::rules::RULES_EVENT_SECONDS.to_string()),
+                    &[
+                        2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 0.001, 0.0025, 0.01,
+                        0.1,
+                    ],
+                )
                 .expect("static buckets are valid")
                 .build_recorder();
             let handle = recorder.handle();
@@ -531,9 +540,16 @@ async fn rules_dry_run(
         .transpose()?;
     let engine = Arc::clone(&state.engine);
     blocking(move || {
-        let file = match request.definitions {
-            Some(file) => file,
-            None => engine.rules_file()?,
+        let file = match (request.definitions, request.toml) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    "give the definitions once: `definitions` (JSON) or `toml`, not both",
+                ))
+            }
+            (Some(file), None) => file,
+            (None, Some(text)) => RulesFile::from_toml(&text).map_err(ApiError::invalid_rules)?,
+            (None, None) => engine.rules_file()?,
         };
         Ok(Json(engine.dry_run(&file, since, until)?))
     })
