@@ -13,6 +13,7 @@ import base64
 import http.client
 import http.server
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -132,13 +133,16 @@ def throughput(binary, work, seconds, rules):
         if rules:
             # The worker may still be reading the backlog: wait until it has read every stored event.
             stored = json.loads(get(url, "/v1/stats"))["events"]
+            behind_from = time.time()
             deadline = time.time() + 600
             while json.loads(get(url, "/v1/rules/status"))["events"] < stored and time.time() < deadline:
                 time.sleep(0.5)
+            caught_up = time.time() - behind_from
             status = json.loads(get(url, "/v1/rules/status"))
             count, buckets = histogram(get(url, "/metrics"), "waymark_rules_event_seconds")
             result.update(rules_events=status["events"], stored=stored, triggers=status["triggers"],
                           segments=status["segments"], instances=status["instances"],
+                          worker_rate=count / (seconds + caught_up) if count else float("nan"), caught_up=caught_up,
                           p50_us=quantile_bound(buckets, 0.5) * 1e6, p99_us=quantile_bound(buckets, 0.99) * 1e6,
                           p999_us=quantile_bound(buckets, 0.999) * 1e6)
         return result
@@ -165,60 +169,82 @@ class Receiver(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def latency(binary, work, seconds, rate):
+def receive(port_out, stop, arrivals_out):
+    """The webhook receiver, in a process of its own: the senders' work never delays its clock readings
+    (time.monotonic is one system-wide clock, so readings compare across processes)."""
     receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    port_out.put(receiver.server_address[1])
+    stop.wait()
+    receiver.shutdown()
+    arrivals_out.put(dict(Receiver.arrivals))
+
+
+def send(url, sender, senders, per_batch, interval, seconds, acked_out):
+    """One paced sender, in a process of its own; reports when each `Checkout Failed` event was acknowledged."""
+    host, port = url.split("//")[1].split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    acked = {}
+    start, n = time.monotonic(), 0
+    while time.monotonic() - start < seconds:
+        events, failed = [], []
+        for i in range(per_batch):
+            customer = (n * per_batch + i) * senders + sender
+            message = f"p{sender}-{n}-{i}"
+            step = "Checkout Failed" if i == 42 else STEPS[i % 10]
+            if i == 42:
+                failed.append(message)
+            events.append({"type": "track", "messageId": message, "userId": f"cust-{customer % 50000:06d}",
+                           "event": step, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                           "properties": {"product": "Smart Lock", "price": 229.0, "path": "/products/x",
+                                          "step_index": i}, "context": {"channel": "web"}})
+        connection.request("POST", "/v1/batch", json.dumps({"batch": events}),
+                           {"Content-Type": "application/json", "Authorization": AUTH})
+        response = connection.getresponse()
+        response.read()
+        now = time.monotonic()
+        if response.status == 200:
+            for message in failed:
+                acked[message] = now
+        n += 1
+        pause = start + n * interval - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+    acked_out.put(acked)
+
+
+def latency(binary, work, seconds, rate):
+    context = multiprocessing.get_context("fork")
+    port_queue, arrivals_queue, stop = context.Queue(), context.Queue(), context.Event()
+    receiver = context.Process(target=receive, args=(port_queue, stop, arrivals_queue))
+    receiver.start()
+    port = port_queue.get()
     data = os.path.join(work, "latency")
     os.makedirs(data)
     with open(os.path.join(data, "rules.toml"), "w") as f:
-        f.write(definitions(f"http://127.0.0.1:{receiver.server_address[1]}/hook"))
+        f.write(definitions(f"http://127.0.0.1:{port}/hook"))
     server, url = start_server(binary, data)
-    host, port = url.split("//")[1].split(":")
-    acked, lock = {}, threading.Lock()
-    senders, per_batch = 4, 100
+    senders, per_batch = 2, 100
     interval = senders * per_batch / rate
-
-    def send(sender):
-        connection = http.client.HTTPConnection(host, int(port), timeout=30)
-        start, n = time.monotonic(), 0
-        while time.monotonic() - start < seconds:
-            events, failed = [], []
-            for i in range(per_batch):
-                customer = (n * per_batch + i) * senders + sender
-                message = f"p{sender}-{n}-{i}"
-                step = "Checkout Failed" if i == 42 else STEPS[i % 10]
-                if i == 42:
-                    failed.append(message)
-                events.append({"type": "track", "messageId": message, "userId": f"cust-{customer % 50000:06d}",
-                               "event": step, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                               "properties": {"product": "Smart Lock", "price": 229.0, "path": "/products/x",
-                                              "step_index": i}, "context": {"channel": "web"}})
-            connection.request("POST", "/v1/batch", json.dumps({"batch": events}),
-                               {"Content-Type": "application/json", "Authorization": AUTH})
-            response = connection.getresponse()
-            response.read()
-            now = time.monotonic()
-            if response.status == 200:
-                with lock:
-                    for message in failed:
-                        acked[message] = now
-            n += 1
-            pause = start + n * interval - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-
-    threads = [threading.Thread(target=send, args=(s,)) for s in range(senders)]
+    acked_queue = context.Queue()
+    processes = [context.Process(target=send, args=(url, s, senders, per_batch, interval, seconds, acked_queue))
+                 for s in range(senders)]
     began = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for process in processes:
+        process.start()
+    acked = {}
+    for _ in processes:
+        acked.update(acked_queue.get())
+    for process in processes:
+        process.join()
     elapsed = time.monotonic() - began
     time.sleep(3)
     server.terminate()
     server.wait()
-    receiver.shutdown()
-    delays = sorted((Receiver.arrivals[m] - t) * 1e3 for m, t in acked.items() if m in Receiver.arrivals)
+    stop.set()
+    arrivals = arrivals_queue.get()
+    receiver.join()
+    delays = sorted((arrivals[m] - t) * 1e3 for m, t in acked.items() if m in arrivals)
     pick = lambda q: delays[min(len(delays) - 1, int(q * len(delays)))] if delays else float("nan")
     sent = len(acked) * per_batch
     return {"events_per_sec": sent / elapsed, "webhooks_expected": len(acked), "webhooks_received": len(delays),
@@ -238,7 +264,8 @@ def main():
     print(f"ingest without rules: {plain['events_per_sec']:,.0f} events/s")
     print(f"ingest with {ruled['triggers']} triggers and {ruled['segments']} segments: "
           f"{ruled['events_per_sec']:,.0f} events/s; the worker read {ruled['rules_events']:,} of {ruled['stored']:,} "
-          f"events, {ruled['instances']:,} instances; evaluation per event p50 <= {ruled['p50_us']:.0f} us, "
+          f"events, {ruled['instances']:,} instances, {ruled['caught_up']:.0f} s after ingest stopped "
+          f"(~{ruled['worker_rate']:,.0f} events/s); evaluation per event p50 <= {ruled['p50_us']:.0f} us, "
           f"p99 <= {ruled['p99_us']:.0f} us, p99.9 <= {ruled['p999_us']:.0f} us (histogram bucket bounds)")
     print(f"paced ingest {paced['events_per_sec']:,.0f} events/s: {paced['webhooks_received']} of "
           f"{paced['webhooks_expected']} webhooks arrived; acknowledgement to arrival p50 {paced['p50_ms']:.1f} ms, "

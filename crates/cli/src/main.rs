@@ -5,6 +5,7 @@
 mod config;
 mod files;
 mod identity;
+mod keys;
 mod model;
 mod query;
 mod rules;
@@ -195,6 +196,12 @@ enum Command {
     Rules {
         #[command(subcommand)]
         command: rules::RulesCommand,
+    },
+    /// Keys and their roles: create, list and revoke the keys the server accepts (write: collect; read:
+    /// analyses, customers, the UI; admin: everything). Example: `waymark keys create --role read --name "CX team"`
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
     },
     /// Inspect and correct the identity graph.
     Identity {
@@ -580,6 +587,7 @@ fn run(cli: Cli) -> Result<()> {
             let store = open_store_for_maintenance(&cli.data, &file_config)?;
             identity::identity(&store, command, cli.json)
         }
+        Command::Keys { command } => keys::keys(&cli.data, command, cli.json),
         Command::Rules { command } => {
             let store = open_store_for_maintenance(&cli.data, &file_config)?;
             rules::rules(&store, command, cli.json)

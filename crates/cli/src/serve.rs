@@ -21,6 +21,8 @@ pub fn serve(
     let listen = effective.listen;
     let write_keys = effective.write_keys.clone();
     let generated = effective.generated_key;
+    let reads_protected =
+        waymark_engine::keys::Keys::open(store.dir(), Vec::new())?.reads_protected();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -40,7 +42,7 @@ pub fn serve(
             |address| {
                 let url = format!("http://{address}/");
                 if json_output {
-                    let mut line = json!({ "url": url, "write_keys": write_keys });
+                    let mut line = json!({ "url": url, "write_keys": write_keys, "reads_protected": reads_protected });
                     if let Some(summary) = &demo_summary {
                         line["demo"] = summary.clone();
                     }
@@ -49,8 +51,16 @@ pub fn serve(
                     println!("Waymark is serving at {url}");
                     println!("  Write key:  {}{}", write_keys.join(", "), if generated { "  (generated; set --write-key or write_keys in waymark.toml to keep one)" } else { "" });
                     println!("  Track:      curl -u {}: -H 'Content-Type: application/json' -d '{{\"userId\":\"u1\",\"event\":\"Signed Up\"}}' {url}v1/track", write_keys[0]);
-                    if demo_summary.is_some() {
-                        println!("  Customer:   curl {url}v1/customers/cust-000001");
+                    if reads_protected {
+                        println!("  Reading:    needs a read or admin key (`Authorization: Bearer KEY`; the UI asks for it)");
+                        if demo_summary.is_some() {
+                            println!("  Customer:   curl -H 'Authorization: Bearer KEY' {url}v1/customers/cust-000001");
+                        }
+                    } else {
+                        println!("  Reading:    open to anyone on this machine (no read or admin key exists; `waymark keys create --role admin --name NAME` closes it)");
+                        if demo_summary.is_some() {
+                            println!("  Customer:   curl {url}v1/customers/cust-000001");
+                        }
                     }
                     println!("  Press Ctrl-C to stop.");
                 }

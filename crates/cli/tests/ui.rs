@@ -179,6 +179,38 @@ impl Browser {
         self.call("POST", &format!("/element/{element}/click"), json!({}));
     }
 
+    /// Types `text` into the element `css`, as a person would.
+    fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css);
+        self.call(
+            "POST",
+            &format!("/element/{element}/value"),
+            json!({"text": text}),
+        );
+    }
+
+    /// Saves a PNG of the window.
+    fn screenshot(&self, path: &Path) {
+        use base64::Engine as _;
+        let png = self.call("GET", "/screenshot", json!({}));
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// Waits until `condition` (a JavaScript expression) holds, whatever the page's state.
+    fn wait_until(&self, condition: &str) {
+        let started = std::time::Instant::now();
+        while started.elapsed().as_secs() < 20 {
+            if self.script(&format!("return !!({condition})")) == json!(true) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {condition}");
+    }
+
     fn script(&self, script: &str) -> Value {
         self.call(
             "POST",
@@ -680,4 +712,152 @@ fn management_pages_show_segments_triggers_lift_and_monitors() {
         "the incident day is marked"
     );
     let _ = server.kill();
+}
+
+#[test]
+fn the_ui_asks_for_a_key_then_works_with_a_read_key_and_shows_no_admin_action() {
+    let data = tempfile::tempdir().unwrap();
+    let waymark = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_waymark"));
+        command.arg("--data").arg(data.path()).arg("--json");
+        command
+    };
+    let output = waymark()
+        .args([
+            "demo",
+            "--no-serve",
+            "--customers",
+            "400",
+            "--plant",
+            "intervention",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let create = |role: &str| -> String {
+        let output = waymark()
+            .args([
+                "keys",
+                "create",
+                "--role",
+                role,
+                "--name",
+                &format!("UI {role}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let created: Value = serde_json::from_slice(&output.stdout).unwrap();
+        created["key"].as_str().unwrap().to_string()
+    };
+    let read_key = create("read");
+    let write_key = create("write");
+    let (mut server, url) = common::start_server(data.path(), "k");
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    assert_eq!(
+        agent
+            .get(&format!("{url}/v1/stats"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+
+    let browser = Browser::start();
+    browser.call("POST", "/url", json!({"url": format!("{url}/#/overview")}));
+    browser.wait_until("document.getElementById('page').dataset.state === 'login'");
+    browser.screenshot(&shots.join("login.png"));
+    assert_eq!(
+        browser.script("return document.getElementById('filters').hidden"),
+        json!(true)
+    );
+
+    // A write key only sends events: the login page says so and stays.
+    browser.type_into("#login-key", &write_key);
+    browser.click("#login button[type=submit]");
+    browser.wait_until("document.querySelector('#login .error') && document.querySelector('#login .error').textContent.includes('write key')");
+
+    browser.type_into("#login-key", &read_key);
+    browser.click("#login button[type=submit]");
+    browser.wait_ready();
+    let overview = browser.script("return document.getElementById('page').textContent");
+    assert!(
+        overview.as_str().unwrap().contains("customers"),
+        "{overview}"
+    );
+    assert!(browser
+        .script("return document.getElementById('session').textContent")
+        .as_str()
+        .unwrap()
+        .contains("UI read"));
+    // The key is kept for the tab's session, never in the address.
+    assert_eq!(
+        browser.script("return sessionStorage.getItem('waymark.key')"),
+        json!(read_key)
+    );
+    assert!(!browser
+        .script("return location.href")
+        .as_str()
+        .unwrap()
+        .contains(&read_key));
+
+    // The triggers page: validate and dry-run, but no Save and no replay for a read key.
+    browser.call("POST", "/url", json!({"url": format!("{url}/#/triggers")}));
+    browser.wait_ready();
+    browser.screenshot(&shots.join("triggers-read-key.png"));
+    let buttons = browser
+        .script("return [...document.querySelectorAll('#page button')].map((b) => b.textContent)");
+    let buttons: Vec<&str> = buttons
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    assert!(
+        buttons.contains(&"Validate") && buttons.contains(&"Dry run"),
+        "{buttons:?}"
+    );
+    assert!(
+        !buttons.contains(&"Save") && !buttons.contains(&"Send again"),
+        "{buttons:?}"
+    );
+    assert!(browser
+        .script("return document.getElementById('page').textContent")
+        .as_str()
+        .unwrap()
+        .contains("Saving needs an admin key"));
+
+    // Revoked while the tab is open: the next page asks for a key again.
+    let id = read_key.split('_').nth(2).unwrap();
+    assert!(waymark()
+        .args(["keys", "revoke", id])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    browser.call("POST", "/url", json!({"url": format!("{url}/#/funnel")}));
+    browser.wait_until("document.getElementById('page').dataset.state === 'login'");
+    assert!(browser
+        .script("return document.querySelector('#login .error').textContent")
+        .as_str()
+        .unwrap()
+        .contains("revoked"));
+    drop(browser);
+    server.kill().unwrap();
+    let _ = server.wait();
 }

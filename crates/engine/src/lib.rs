@@ -12,6 +12,7 @@ pub mod demo;
 mod error;
 pub mod import;
 pub mod ingest;
+pub mod keys;
 pub mod lift;
 pub mod live;
 pub mod models;

@@ -69,6 +69,10 @@ error_codes! {
     MissingWriteKey => "missing_write_key", UNAUTHORIZED, "auth";
     InvalidWriteKey => "invalid_write_key", UNAUTHORIZED, "auth";
     InvalidAuthorization => "invalid_authorization", UNAUTHORIZED, "auth";
+    MissingKey => "missing_key", UNAUTHORIZED, "auth";
+    InvalidKey => "invalid_key", UNAUTHORIZED, "auth";
+    RevokedKey => "revoked_key", UNAUTHORIZED, "auth";
+    Forbidden => "forbidden", FORBIDDEN, "auth";
     StoreUnavailable => "store_unavailable", SERVICE_UNAVAILABLE, "internal";
     Internal => "internal", INTERNAL_SERVER_ERROR, "internal";
 }
@@ -168,7 +172,15 @@ impl IntoResponse for ApiError {
             kind: self.code.kind(),
             errors: &self.errors,
         };
-        (self.status(), axum::Json(body)).into_response()
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if self.status() == StatusCode::UNAUTHORIZED {
+            // RFC 9110: a 401 names the scheme it wants.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"waymark\""),
+            );
+        }
+        response
     }
 }
 

@@ -4,11 +4,13 @@
 //! Entry points: [`router`] builds the axum `Router` over an open engine (used by tests on `127.0.0.1:0`), and
 //! [`serve`] binds, serves until shutdown is requested, then flushes the store.
 
+mod auth;
 mod error;
 mod metrics_names;
 pub mod openapi;
 mod routes;
 
+pub use auth::{route_pattern, Caller, ROUTES};
 pub use error::{ApiError, ErrorCode};
 pub use routes::{router, AppState};
 
@@ -90,7 +92,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
-    let state = AppState::new(Arc::clone(&engine), config.write_keys);
+    let state =
+        AppState::new(Arc::clone(&engine), config.write_keys).map_err(std::io::Error::other)?;
+    if !address.ip().is_loopback() && !state.keys().reads_protected() {
+        return Err(std::io::Error::other(format!(
+            "refusing to listen on {address}: no read or admin key exists, so anyone who reaches the port could read every customer; create one with `waymark keys create --role admin --name NAME`, or listen on 127.0.0.1"
+        )));
+    }
     engine.prepare_writes();
     if let Err(error) = engine.start_live_scoring() {
         tracing::warn!(%error, "could not start the live scorer; scores are computed when asked for");

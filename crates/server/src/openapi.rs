@@ -3,10 +3,12 @@
 //! a new analysis is documented the moment it is registered.
 
 use crate::error::ErrorCode;
+use crate::routes::CreateKeyRequest;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
+use waymark_engine::keys::{Access, CreatedKey, KeyInfo, Role};
 use waymark_engine::{
     CustomerDoc, FailedEvent, IngestOutcome, MergeEdge, MergeOutcome, StoreStats,
 };
@@ -291,22 +293,20 @@ fn build() -> Value {
         ),
     ];
     for (name, summary) in collector {
-        let mut op = operation(
+        let op = operation(
             summary,
             "collector",
             Some(event.clone()),
             ingest.clone(),
             &[400, 401, 413, 503],
         );
-        op["security"] = json!([{"writeKey": []}]);
         add(&format!("/v1/{name}"), "post", op);
     }
     for (path, summary) in [
         ("/v1/batch", "Several events in one request; invalid events go to the failed-events log, the rest are accepted"),
         ("/v1/import", "Alias of /v1/batch (Segment's import endpoint)"),
     ] {
-        let mut op = operation(summary, "collector", Some(batch.clone()), ingest.clone(), &[400, 401, 413, 503]);
-        op["security"] = json!([{"writeKey": []}]);
+        let op = operation(summary, "collector", Some(batch.clone()), ingest.clone(), &[400, 401, 413, 503]);
         add(path, "post", op);
     }
     let mut customer = operation(
@@ -567,10 +567,66 @@ fn build() -> Value {
     );
     add("/", "get", text_operation("The web UI", "ui", "text/html"));
     add(
+        "/ui/app.js",
+        "get",
+        text_operation("The web UI's script", "ui", "text/javascript"),
+    );
+    add(
+        "/ui/app.css",
+        "get",
+        text_operation("The web UI's style sheet", "ui", "text/css"),
+    );
+    add(
         "/status",
         "get",
         text_operation("The store's status page", "ui", "text/html"),
     );
+    add(
+        "/v1/session",
+        "get",
+        operation(
+            "Who the presented key belongs to (its role), or that the server is open; the UI asks once after login",
+            "keys",
+            None,
+            schema_value::<SessionResponse>(&mut generator),
+            &[],
+        ),
+    );
+    add(
+        "/v1/keys",
+        "get",
+        operation(
+            "Every key: id, name, role, a hint of its text, when it was created and revoked (never the secret or its hash)",
+            "keys",
+            None,
+            schema_value::<Vec<KeyInfo>>(&mut generator),
+            &[503],
+        ),
+    );
+    let mut create = operation(
+        "Create a key; the answer holds its text, shown only this once",
+        "keys",
+        Some(schema_value::<CreateKeyRequest>(&mut generator)),
+        schema_value::<CreatedKey>(&mut generator),
+        &[400, 503],
+    );
+    let created = create["responses"]["200"].take();
+    create["responses"]
+        .as_object_mut()
+        .expect("responses are an object")
+        .remove("200");
+    create["responses"]["201"] = created;
+    add("/v1/keys", "post", create);
+    let mut revoke = operation(
+        "Revoke a key: from now on it is refused with `revoked_key` (other processes notice within a second)",
+        "keys",
+        None,
+        schema_value::<KeyInfo>(&mut generator),
+        &[404, 503],
+    );
+    revoke["parameters"] = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The key's id (`waymark keys list`)"}]);
+    add("/v1/keys/{id}", "delete", revoke);
+    secure(&mut paths);
     let _ = schema_value::<ErrorBody>(&mut generator);
     let schemas = generator.take_definitions(true);
     json!({
@@ -582,18 +638,65 @@ fn build() -> Value {
         },
         "tags": [
             {"name": "collector", "description": "Segment-compatible tracking API"},
-            {"name": "customers"}, {"name": "predictions"}, {"name": "rules", "description": "Segments, triggers, their dry runs and deliveries"}, {"name": "identity"}, {"name": "analyses"}, {"name": "operations"}, {"name": "ui"}
+            {"name": "customers"}, {"name": "predictions"}, {"name": "rules", "description": "Segments, triggers, their dry runs and deliveries"}, {"name": "identity"}, {"name": "analyses"}, {"name": "keys", "description": "Keys and their roles: write (collect), read, admin"}, {"name": "operations"}, {"name": "ui"}
         ],
         "paths": paths,
         "components": {
-            "securitySchemes": {"writeKey": {"type": "http", "scheme": "basic", "description": "The write key as the basic-auth user name, empty password (as Segment's SDKs send it)"}},
+            "securitySchemes": {
+                "writeKey": {"type": "http", "scheme": "basic", "description": "A key as the basic-auth user name, empty password (as Segment's SDKs send a write key)"},
+                "bearerKey": {"type": "http", "scheme": "bearer", "description": "A key as `Authorization: Bearer KEY`: write keys collect, read keys read, admin keys do everything (`waymark keys create`)"}
+            },
             "schemas": schemas,
         }
     })
+}
+
+/// Sets each operation's `security` and `x-waymark-access` from the one route table, and documents its 401 and
+/// 403 answers: what the authorization layer enforces is what the document says.
+fn secure(paths: &mut Map<String, Value>) {
+    let auth_error = |text: &str| json!({"description": text, "content": json_content(json!({"$ref": "#/components/schemas/ErrorBody"}))});
+    for (path, item) in paths.iter_mut() {
+        for (method, op) in item.as_object_mut().expect("path items are objects") {
+            let method = axum::http::Method::from_bytes(method.to_uppercase().as_bytes())
+                .expect("operations use HTTP methods");
+            let access = crate::auth::access(&method, crate::auth::route_pattern(path));
+            let (security, name) = match access {
+                Access::Public => (json!([]), "public"),
+                Access::Collect => (json!([{"writeKey": []}, {"bearerKey": []}]), "collect"),
+                Access::Authenticated => (json!([{"bearerKey": []}, {"writeKey": []}]), "any_key"),
+                Access::Read => (json!([{"bearerKey": []}, {"writeKey": []}]), "read"),
+                Access::Admin => (json!([{"bearerKey": []}, {"writeKey": []}]), "admin"),
+            };
+            op["security"] = security;
+            op["x-waymark-access"] = json!(name);
+            if access != Access::Public {
+                op["responses"]["401"] = auth_error("Error: missing_key, invalid_key, revoked_key, invalid_authorization, missing_write_key, invalid_write_key: no key, or not one of this server's active keys");
+            }
+            if matches!(access, Access::Read | Access::Admin | Access::Collect) {
+                op["responses"]["403"] =
+                    auth_error("Error: forbidden: the key is valid but its role may not do this");
+            }
+        }
+    }
 }
 
 /// The document, built once.
 pub fn document() -> &'static Value {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
     DOCUMENT.get_or_init(build)
+}
+
+/// `GET /v1/session`: who is calling.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SessionResponse {
+    /// `write`, `read` or `admin` (`admin` when the server is open).
+    pub role: Role,
+    /// The key's id; absent when the server is open.
+    pub key_id: Option<String>,
+    /// The key's name.
+    pub name: String,
+    /// True when no read or admin key exists: whoever reaches the server (on loopback) may do everything.
+    pub open: bool,
+    /// Whether reading needs a key.
+    pub reads_protected: bool,
 }

@@ -13,16 +13,15 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use waymark_engine::ingest::{parse_batch, parse_single, ParsedRequest};
+use waymark_engine::keys::{CreatedKey, KeyInfo, Keys, KeysError, Role};
 use waymark_engine::rules::{RulesFile, Since};
 use waymark_engine::Engine;
 use waymark_model::{EventType, Timestamp, ValidationError, MAX_BATCH_BYTES};
@@ -31,7 +30,7 @@ use waymark_model::{EventType, Timestamp, ValidationError, MAX_BATCH_BYTES};
 #[derive(Clone)]
 pub struct AppState {
     engine: Arc<Engine>,
-    write_keys: Arc<HashSet<String>>,
+    keys: Arc<Keys>,
     prometheus: PrometheusHandle,
 }
 
@@ -63,13 +62,20 @@ fn prometheus() -> PrometheusHandle {
 }
 
 impl AppState {
-    /// State over an open engine. `write_keys` empty means the collector accepts any key (not recommended).
-    pub fn new(engine: Arc<Engine>, write_keys: Vec<String>) -> AppState {
-        AppState {
+    /// State over an open engine, with the keys of its data directory plus `write_keys` configured in plain
+    /// text. With no write key at all the collector accepts any; with no read or admin key reading is open
+    /// (`serve` then listens on loopback only).
+    pub fn new(engine: Arc<Engine>, write_keys: Vec<String>) -> Result<AppState, KeysError> {
+        let keys = Keys::open(engine.dir(), write_keys)?;
+        Ok(AppState {
             engine,
-            write_keys: Arc::new(write_keys.into_iter().collect()),
+            keys: Arc::new(keys),
             prometheus: prometheus(),
-        }
+        })
+    }
+
+    pub(crate) fn keys(&self) -> &Arc<Keys> {
+        &self.keys
     }
 }
 
@@ -111,6 +117,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/analyses", get(list_analyses))
         .route("/v1/analyses/{name}", post(analysis))
         .route("/v1/openapi.json", get(openapi))
+        .route("/v1/session", get(session))
+        .route("/v1/keys", get(keys_list).post(keys_create))
+        .route("/v1/keys/{id}", delete(keys_revoke))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authorize,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES * 4))
@@ -155,52 +168,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// The write key from HTTP basic auth (the user name; the password is ignored, as Segment does).
-fn header_write_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let invalid = || {
-        ApiError::new(
-            ErrorCode::InvalidAuthorization,
-            "the Authorization header must be `Basic base64(WRITE_KEY:)`",
-        )
-    };
-    let text = value.to_str().map_err(|_| invalid())?;
-    let encoded = text
-        .strip_prefix("Basic ")
-        .or_else(|| text.strip_prefix("basic "))
-        .ok_or_else(invalid)?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| invalid())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| invalid())?;
-    Ok(Some(
-        decoded
-            .split_once(':')
-            .map_or(decoded.as_str(), |(user, _)| user)
-            .to_string(),
-    ))
-}
-
-fn check_write_key(state: &AppState, key: Option<&str>) -> Result<(), ApiError> {
-    if state.write_keys.is_empty() {
-        return Ok(());
-    }
-    match key {
-        None => Err(ApiError::new(
-            ErrorCode::MissingWriteKey,
-            "send your write key as the HTTP basic-auth user name (empty password) or as `writeKey` in the body",
-        )),
-        Some(key) if state.write_keys.contains(key) => Ok(()),
-        Some(_) => Err(ApiError::new(
-            ErrorCode::InvalidWriteKey,
-            "the write key is not one this server accepts; check the key in your SDK settings (`waymark serve --write-key`)",
-        )),
-    }
-}
-
-fn reject_request(error: ApiError) -> ApiError {
+pub(crate) fn reject_request(error: ApiError) -> ApiError {
     metrics::counter!(REQUESTS_REJECTED, "code" => error.code.code()).increment(1);
     error
 }
@@ -220,22 +188,24 @@ async fn ingest(
     parse: impl FnOnce(&[u8], Timestamp) -> Result<ParsedRequest, ValidationError>,
 ) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
-    let header_key = header_write_key(&headers).map_err(reject_request)?;
-    if header_key.is_some() {
-        check_write_key(&state, header_key.as_deref()).map_err(reject_request)?;
-    }
+    // A key in the header was checked by the authorization layer; one in the body is checked here.
+    let header_key = crate::auth::presented_key(&headers).map_err(reject_request)?;
     let body = body_bytes(body).map_err(reject_request)?;
     let parsed = match parse(&body, Timestamp::now()) {
         Ok(parsed) => parsed,
-        Err(error) if header_key.is_none() && !state.write_keys.is_empty() => {
+        Err(error) if header_key.is_none() && state.keys.collect_protected() => {
             // Without a header key we cannot authenticate an unreadable body: say what is missing first.
-            let key_error = check_write_key(&state, None).err();
+            let key_error = crate::auth::check_body_write_key(&state.keys, None)
+                .await
+                .err();
             return Err(reject_request(key_error.unwrap_or_else(|| error.into())));
         }
         Err(error) => return Err(reject_request(error.into())),
     };
     if header_key.is_none() {
-        check_write_key(&state, parsed.write_key.as_deref()).map_err(reject_request)?;
+        crate::auth::check_body_write_key(&state.keys, parsed.write_key.as_deref())
+            .await
+            .map_err(reject_request)?;
     }
     for failed in &parsed.failed {
         metrics::counter!(EVENTS_REJECTED, "reason" => failed.code.clone()).increment(1);
@@ -783,5 +753,76 @@ mod tests {
         assert_eq!(super::with_thousands(999), "999");
         assert_eq!(super::with_thousands(1_000), "1,000");
         assert_eq!(super::with_thousands(0), "0");
+    }
+}
+
+/// Who the presented key belongs to: the UI asks once after login, to hide what the role may not do.
+async fn session(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
+) -> Json<crate::openapi::SessionResponse> {
+    Json(crate::openapi::SessionResponse {
+        role: caller.role,
+        key_id: caller.key_id.clone(),
+        name: caller.name,
+        open: caller.key_id.is_none(),
+        reads_protected: state.keys.reads_protected(),
+    })
+}
+
+async fn keys_list(State(state): State<AppState>) -> Result<Json<Vec<KeyInfo>>, ApiError> {
+    let keys = Arc::clone(&state.keys);
+    blocking(move || Ok(keys.list())).await.map(Json)
+}
+
+/// `{"role": "read", "name": "CX team"}`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// `write` (collect only; public), `read` (analyses, customers, UI) or `admin` (everything).
+    pub role: Role,
+    /// Who or what the key is for ("Web SDK", "CX team"); 1 to 100 characters.
+    pub name: String,
+}
+
+async fn keys_create(
+    State(state): State<AppState>,
+    body: Result<Json<CreateKeyRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    let Json(request) = body.map_err(|rejection| {
+        ApiError::new(
+            ErrorCode::InvalidJson,
+            format!(
+                "{}; send {{\"role\": \"write\" | \"read\" | \"admin\", \"name\": \"…\"}}",
+                rejection.body_text()
+            ),
+        )
+    })?;
+    let keys = Arc::clone(&state.keys);
+    let created =
+        blocking(move || keys.create(request.role, &request.name).map_err(key_error)).await?;
+    tracing::info!(id = %created.info.id, role = created.info.role.as_str(), "key created");
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn keys_revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<KeyInfo>, ApiError> {
+    let keys = Arc::clone(&state.keys);
+    let revoked = blocking(move || keys.revoke(&id).map_err(key_error)).await?;
+    tracing::info!(id = %revoked.id, "key revoked");
+    Ok(Json(revoked))
+}
+
+fn key_error(error: KeysError) -> ApiError {
+    match error {
+        KeysError::NotFound(_) => ApiError::not_found(error.to_string()),
+        KeysError::InvalidName => {
+            ApiError::new(ErrorCode::InvalidQuery, format!("`name`: {error}"))
+        }
+        KeysError::Io { .. } | KeysError::Corrupt { .. } => {
+            ApiError::new(ErrorCode::StoreUnavailable, error.to_string())
+        }
     }
 }

@@ -260,6 +260,7 @@ fn every_documented_route_exists() {
                     .header("Content-Type", "application/json")
                     .send("{}")
                     .unwrap(),
+                "delete" => app.agent.delete(&app.url(&concrete)).call().unwrap(),
                 other => panic!("undocumented method {other}"),
             };
             let body = response.body_mut().read_to_string().unwrap();

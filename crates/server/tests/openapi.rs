@@ -301,6 +301,33 @@ fn every_endpoint_answers_as_its_schema_says() {
     get("/v1/rules/log?limit=0", "/v1/rules/log");
     get("/healthz", "/healthz");
     get("/v1/openapi.json", "/v1/openapi.json");
+    get("/v1/session", "/v1/session");
+    get("/v1/keys", "/v1/keys");
+    // A write key: creating a read or admin key would close the server to the calls above.
+    let created = post(
+        "/v1/keys",
+        "/v1/keys",
+        json!({"role": "write", "name": "schema check"}),
+    );
+    post(
+        "/v1/keys",
+        "/v1/keys",
+        json!({"role": "owner", "name": "schema check"}),
+    );
+    let delete = |path: &str| {
+        let mut response = app.agent.delete(&app.url(path)).call().unwrap();
+        let status = response.status().as_u16();
+        let body: Value =
+            serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        doc.check("delete", "/v1/keys/{id}", status, &body);
+        checked
+            .borrow_mut()
+            .insert(("delete".into(), "/v1/keys/{id}".into()));
+        body
+    };
+    let revoked = delete(&format!("/v1/keys/{}", created["id"].as_str().unwrap()));
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    delete("/v1/keys/nope");
 
     // Every documented JSON endpoint was called; the rest (metrics, pages) are text.
     for (path, methods) in doc.document["paths"].as_object().unwrap() {

@@ -88,8 +88,35 @@ function keepFilters(params) {
   return out;
 }
 
+// The key the person signed in with: kept for this browser tab's session (sessionStorage), never in the URL.
+const KEY_STORAGE = "waymark.key";
+// Who is signed in ({role, name, open}), from /v1/session; null until asked.
+let session = null;
+// Set when a request was refused for its key, even if the page caught that error to show the rest.
+let signInProblem = null;
+
+class SignInNeeded extends Error {}
+
+/// fetch() with the signed-in key; a 401 forgets the key and shows the login page.
+async function authFetch(path, init = {}) {
+  const key = sessionStorage.getItem(KEY_STORAGE);
+  const headers = { ...(init.headers || {}) };
+  if (key) headers.Authorization = "Bearer " + key;
+  const response = await fetch(path, { ...init, headers });
+  if (response.status === 401 && !window.WAYMARK_REPORT) {
+    const body = await response.json().catch(() => ({}));
+    sessionStorage.removeItem(KEY_STORAGE);
+    session = null;
+    signInProblem = key ? body.message || "That key is no longer accepted." : "";
+    throw new SignInNeeded(signInProblem);
+  }
+  return response;
+}
+
+const isAdmin = () => !!session && session.role === "admin";
+
 async function api(path, body) {
-  const response = await fetch(path, {
+  const response = await authFetch(path, {
     method: body === undefined ? "GET" : "POST",
     headers: body === undefined ? {} : { "Content-Type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -647,6 +674,44 @@ function renderReport(data) {
 // ---------------------------------------------------------------------------------------------------------------
 // Wiring
 
+/// The login page: one field for a read or admin key, kept for this tab's session.
+function showLogin(problem) {
+  showSession();
+  const input = el("input", { type: "password", name: "key", id: "login-key", autocomplete: "current-password", required: "", placeholder: "wm_read_…", size: "44" });
+  const form = el("form", { class: "card login", id: "login" },
+    el("h1", {}, "Sign in to Waymark"),
+    el("p", { class: "muted" }, "This server holds customer data: reading it needs a read or admin key. An admin creates one with ", el("code", {}, "waymark keys create --role read --name NAME"), "."),
+    problem ? el("p", { class: "error", role: "alert" }, problem) : null,
+    el("label", { for: "login-key" }, "Key"), input,
+    el("button", { type: "submit" }, "Sign in"));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    sessionStorage.setItem(KEY_STORAGE, input.value.trim());
+    session = null;
+    render();
+  });
+  page.replaceChildren(form);
+  document.getElementById("filters").hidden = true;
+  document.querySelector(".top nav").hidden = true;
+  input.focus();
+}
+
+/// The signed-in key's name and a way out, in the header; the footer's direct links need no key only when open.
+function showSession() {
+  const filters = document.getElementById("filters");
+  filters.hidden = !session;
+  document.querySelector(".top nav").hidden = !session;
+  let box = document.getElementById("session");
+  if (!box) {
+    box = el("span", { id: "session", class: "session" });
+    document.querySelector(".top").append(box);
+  }
+  const signOut = el("button", { type: "button", class: "ghost small" }, "Sign out");
+  signOut.addEventListener("click", () => { sessionStorage.removeItem(KEY_STORAGE); session = null; render(); });
+  box.replaceChildren(...(session && !session.open ? [el("span", {}, `${session.name} · ${session.role}`), signOut] : []));
+  document.querySelectorAll(".foot .needs-key").forEach((a) => { a.hidden = !session || !session.open; });
+}
+
 async function render() {
   const { name, params } = route();
   const view = pages[name] ? name : "overview";
@@ -665,13 +730,29 @@ async function render() {
   const hash = location.hash;
   page.replaceChildren(el("p", { class: "loading" }, "Loading…"));
   try {
+    if (!session) {
+      session = await api("/v1/session");
+      if (session.role === "write") {
+        sessionStorage.removeItem(KEY_STORAGE);
+        session = null;
+        throw new SignInNeeded("That is a write key: it only sends events. The UI needs a read or admin key.");
+      }
+      showSession();
+    }
+    signInProblem = null;
     const parts = await pages[view]({ params, filter: filterFromParams(params) });
+    if (signInProblem !== null) throw new SignInNeeded(signInProblem);
     page.replaceChildren(...parts);
     page.dataset.hash = hash;
     page.dataset.state = "ready";
   } catch (error) {
-    showError(error);
-    page.dataset.state = "error";
+    if (error instanceof SignInNeeded) {
+      showLogin(error.message);
+      page.dataset.state = "login";
+    } else {
+      showError(error);
+      page.dataset.state = "error";
+    }
   }
   document.title = `Waymark — ${document.querySelector(".top nav a.active")?.textContent || "Overview"}`;
 }

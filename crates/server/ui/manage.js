@@ -85,7 +85,7 @@ pages.segments = async () => {
 
 /// PUT or POST the editor's TOML; returns [ok, body].
 async function sendRules(method, path, text) {
-  const response = await fetch(path, { method, headers: { "Content-Type": "application/toml" }, body: text });
+  const response = await authFetch(path, { method, headers: { "Content-Type": "application/toml" }, body: text });
   const body = await response.json().catch(() => ({}));
   return [response.ok, body];
 }
@@ -135,9 +135,9 @@ function logView(instances) {
     const i = logged.instance;
     const dead = logged.deliveries.some((d) => d.state === "dead");
     const deliveries = logged.deliveries.map((d) => `${d.kind} ${d.state} (${d.attempts} attempt${d.attempts === 1 ? "" : "s"})${d.last_error ? ": " + d.last_error : ""}`).join("; ");
-    const replay = dead ? el("button", { class: "ghost", onclick: async (e) => {
+    const replay = dead && isAdmin() ? el("button", { class: "ghost", onclick: async (e) => {
       e.target.disabled = true;
-      const response = await fetch(`/v1/rules/dead-letters/${encodeURIComponent(i.key)}/replay`, { method: "POST" });
+      const response = await authFetch(`/v1/rules/dead-letters/${encodeURIComponent(i.key)}/replay`, { method: "POST" });
       e.target.textContent = response.ok ? "sent again" : "failed";
     } }, "Send again") : "";
     return [when(i.at), `${i.trigger} v${i.version}`, i.customer ? customerLink(i.customer) : "—", i.status + (i.capped_by ? ` (${i.capped_by})` : ""), deliveries || "—", replay];
@@ -167,12 +167,12 @@ pages.triggers = async () => {
   const since = el("select", { "aria-label": "Dry run over" }, ["7d", "30d", "90d"].map((s) => el("option", { value: s }, `last ${s}`)));
   const tryIt = async () => {
     dry.replaceChildren(el("p", { class: "loading" }, "Replaying the history…"));
-    const response = await fetch("/v1/rules/dry-run", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ toml: editor.value, since: since.value }) });
+    const response = await authFetch("/v1/rules/dry-run", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ toml: editor.value, since: since.value }) });
     const body = await response.json();
     if (!response.ok) { dry.replaceChildren(problemsView(body)); return; }
     dry.replaceChildren(el("p", { class: "headline" }, `Over the ${since.value} to ${when(body.until).slice(0, 16)} (${fmt(body.events)} events):`),
       body.triggers.length ? table(["trigger", "would fire", "capped", "held out", "quiet hours", "customers", "some of them"], body.triggers.map((t) =>
-        [t.trigger, fmt(t.fired), fmt(t.capped), fmt(t.held_out), fmt(t.quiet), fmt(t.customers), t.sample.slice(0, 3).map((id, i) => [i ? ", " : "", customerLink(id)])]), [1, 2, 3, 4, 5]) : el("p", { class: "muted" }, "No trigger defined."),
+        [t.trigger, fmt(t.fired), fmt(t.capped), fmt(t.held_out), fmt(t.quiet), fmt(t.customers), t.sample.slice(0, 3).flatMap((id, i) => [i ? ", " : "", customerLink(id)])]), [1, 2, 3, 4, 5]) : el("p", { class: "muted" }, "No trigger defined."),
       Object.keys(body.segments).length ? el("p", { class: "muted" }, "Segment sizes at the end: " + Object.entries(body.segments).map(([n, s]) => `${n} ${fmt(s)}`).join(", ")) : null,
       body.evaluation_errors ? el("p", { class: "notice" }, `${fmt(body.evaluation_errors)} conditions could not be evaluated for a customer (a missing property, a step never done): false for them.`) : null);
   };
@@ -181,8 +181,9 @@ pages.triggers = async () => {
     verdict.replaceChildren(ok ? el("p", { class: "headline" }, `Saved. ${body.changed.length ? "New versions: " + body.changed.map((n) => `${n} v${body.versions[n]}`).join(", ") + "." : "No trigger changed."}`) : problemsView(body));
   };
   parts.push(el("div", { class: "card" }, el("h2", {}, "Definitions ", el("span", { class: "muted" }, "· rules.toml (docs/rules.md)")), editor,
-    el("div", { class: "editor-actions" }, el("button", { onclick: save }, "Save"), el("button", { class: "ghost", onclick: validate }, "Validate"),
-      el("button", { class: "ghost", onclick: tryIt }, "Dry run"), since), verdict, dry));
+    el("div", { class: "editor-actions" }, isAdmin() ? el("button", { onclick: save }, "Save") : null, el("button", { class: isAdmin() ? "ghost" : null, onclick: validate }, "Validate"),
+      el("button", { class: "ghost", onclick: tryIt }, "Dry run"), since,
+      isAdmin() ? null : el("span", { class: "muted" }, "Saving needs an admin key; a read key may validate and dry-run.")), verdict, dry));
   parts.push(el("div", { class: "card", style: "margin-top:14px" }, el("h2", {}, "Lift against the holdout"),
     lift.error ? el("p", { class: "muted" }, lift.error) : el("p", { class: "muted" }, `Goal: ${lift.goals.join(" or ")} within ${lift.window} of each customer's first instance; ${pct(lift.confidence)} intervals.`),
     ...(lift.error ? [] : liftView(lift))));

@@ -107,14 +107,23 @@ pub(crate) fn message_hash(message_id: &str) -> u64 {
         .unwrap_or_else(|| xxhash_rust::xxh3::xxh3_64(message_id.as_bytes()))
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Replaces `path` with `bytes` so that a crash leaves either the old file or the new one, never a mix: writes a
+/// sibling `.tmp`, syncs it, renames it over `path`, and syncs the directory.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp).map_err(StoreError::io(&tmp))?;
-    file.write_all(bytes).map_err(StoreError::io(&tmp))?;
-    file.sync_all().map_err(StoreError::io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(StoreError::io(path))?;
-    wal::sync_dir(path.parent().expect("file in a directory"))
+    let mut file = File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_file_atomically(path, bytes).map_err(StoreError::io(path))
 }
 
 impl Store {
