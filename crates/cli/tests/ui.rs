@@ -249,13 +249,14 @@ fn thousands(value: u64) -> String {
     out
 }
 
-#[test]
-fn every_page_renders_real_numbers_filters_and_drill_downs() {
+/// A data directory holding the demo retailer with `customers` customers and `extra` flags (`--plant …`).
+fn demo_store(customers: &str, extra: &[&str]) -> tempfile::TempDir {
     let data = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_waymark"))
         .arg("--data")
         .arg(data.path())
-        .args(["--json", "demo", "--no-serve", "--customers", "2500"])
+        .args(["--json", "demo", "--no-serve", "--customers", customers])
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -263,9 +264,21 @@ fn every_page_renders_real_numbers_filters_and_drill_downs() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let (mut server, url) = common::start_server(data.path(), "k");
+    data
+}
+
+/// Where the tests' screenshots go.
+fn screenshots() -> PathBuf {
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
+    shots
+}
+
+#[test]
+fn every_page_renders_real_numbers_filters_and_drill_downs() {
+    let data = demo_store("2500", &[]);
+    let (mut server, url) = common::start_server(data.path(), "k");
+    let shots = screenshots();
     let page = |route: &str, name: &str| {
         render(
             &format!("{url}/#/{route}"),
@@ -632,22 +645,9 @@ fn escaped(text: &str) -> String {
 
 #[test]
 fn management_pages_show_segments_triggers_lift_and_monitors() {
-    let data = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_waymark"))
-        .arg("--data")
-        .arg(data.path())
-        .args(["--json", "demo", "--no-serve", "--customers", "3000"])
-        .args(["--plant", "intervention,incident"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let data = demo_store("3000", &["--plant", "intervention,incident"]);
     let (mut server, url) = common::start_server(data.path(), "k");
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
+    let shots = screenshots();
     // A segment added to the planted definitions through the API, as the Triggers page's Save does.
     let mut response = ureq::get(&format!("{url}/v1/rules")).call().unwrap();
     let rules: Value =
@@ -716,28 +716,12 @@ fn management_pages_show_segments_triggers_lift_and_monitors() {
 
 #[test]
 fn the_ui_asks_for_a_key_then_works_with_a_read_key_and_shows_no_admin_action() {
-    let data = tempfile::tempdir().unwrap();
+    let data = demo_store("400", &["--plant", "intervention"]);
     let waymark = || {
         let mut command = Command::new(env!("CARGO_BIN_EXE_waymark"));
         command.arg("--data").arg(data.path()).arg("--json");
         command
     };
-    let output = waymark()
-        .args([
-            "demo",
-            "--no-serve",
-            "--customers",
-            "400",
-            "--plant",
-            "intervention",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     let create = |role: &str| -> String {
         let output = waymark()
             .args([
@@ -761,8 +745,7 @@ fn the_ui_asks_for_a_key_then_works_with_a_read_key_and_shows_no_admin_action() 
     let read_key = create("read");
     let write_key = create("write");
     let (mut server, url) = common::start_server(data.path(), "k");
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
+    let shots = screenshots();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
