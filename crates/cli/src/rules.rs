@@ -313,11 +313,7 @@ pub fn rules(store: &Engine, command: RulesCommand, json_output: bool) -> Result
                             d.value,
                             d.low,
                             d.high,
-                            if d.p_value < 0.001 {
-                                "< 0.001".to_string()
-                            } else {
-                                format!("= {:.3}", d.p_value)
-                            }
+                            waymark_engine::lift::p_text(d.p_value)
                         );
                     }
                     if lift.stats.in_flight > 0 || lift.capped > 0 {

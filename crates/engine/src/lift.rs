@@ -268,7 +268,8 @@ fn headline(
     }
 }
 
-fn p_text(p: f64) -> String {
+/// A p-value as people read it: `< 0.001`, or `= 0.042`.
+pub fn p_text(p: f64) -> String {
     if p < 0.001 {
         "< 0.001".to_string()
     } else {
