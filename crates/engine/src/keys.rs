@@ -411,7 +411,10 @@ impl Keys {
     /// Who presented `text`, when that is known without an Argon2 hash: a configured write key, an id no key
     /// has, or a key that verified before. `None` means [`Keys::verify`] must hash.
     pub fn verify_remembered(&self, text: &str) -> Option<Verdict> {
-        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        self.remembered(text, &Sha256::digest(text.as_bytes()).into())
+    }
+
+    fn remembered(&self, text: &str, digest: &[u8; 32]) -> Option<Verdict> {
         let Some((_, id)) = parse_key(text) else {
             // Write keys configured in plain text: compare digests, so the time taken says nothing of the key.
             let known =
@@ -419,7 +422,7 @@ impl Keys {
                     .iter()
                     .fold(subtle::Choice::from(0u8), |seen, key| {
                         let candidate: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-                        seen | candidate.ct_eq(&digest)
+                        seen | candidate.ct_eq(digest)
                     });
             return Some(if bool::from(known) {
                 Verdict::Valid {
@@ -437,7 +440,7 @@ impl Keys {
             return Some(Verdict::Unknown);
         };
         let seen = self.verified.lock().get(id).copied()?;
-        bool::from(seen.ct_eq(&digest)).then(|| Self::verdict(key))
+        bool::from(seen.ct_eq(digest)).then(|| Self::verdict(key))
     }
 
     fn verdict(key: &StoredKey) -> Verdict {
@@ -455,7 +458,8 @@ impl Keys {
     /// Who presented `text`. Compares in constant time; costs one Argon2 hash the first time a key is seen (and
     /// for every wrong secret under a real key's id), one at a time.
     pub fn verify(&self, text: &str) -> Verdict {
-        if let Some(verdict) = self.verify_remembered(text) {
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        if let Some(verdict) = self.remembered(text, &digest) {
             return verdict;
         }
         let Some((_, id)) = parse_key(text) else {
@@ -484,7 +488,6 @@ impl Keys {
         if !genuine {
             return Verdict::Unknown;
         }
-        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
         self.verified.lock().insert(id.to_string(), digest);
         let loaded = self.loaded.read();
         loaded
