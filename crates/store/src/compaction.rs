@@ -83,6 +83,16 @@ pub(crate) fn write_compaction(
     job: CompactJob,
     cancel: &AtomicBool,
 ) -> Result<CompactOutput> {
+    write_compaction_without(dir, job, &HashSet::new(), cancel)
+}
+
+/// [`write_compaction`] leaving out the rows of identifiers `exclude` (a deleted customer's).
+pub(crate) fn write_compaction_without(
+    dir: &Path,
+    job: CompactJob,
+    exclude: &HashSet<u32>,
+    cancel: &AtomicBool,
+) -> Result<CompactOutput> {
     let started = std::time::Instant::now();
     // Gather the chosen rows with their payloads as stored: a payload's stored form depends only on its row's hash,
     // time and step name, which a merge keeps, so it is written again as it is, not decoded and encoded. The blocks
@@ -116,7 +126,10 @@ pub(crate) fn write_compaction(
             .msg_hash
             .extend_from_slice(&segment.columns.msg_hash);
     }
-    let order = clustering_order(&job.identity, &columns.ident, &columns.ts, &columns.seq);
+    let mut order = clustering_order(&job.identity, &columns.ident, &columns.ts, &columns.seq);
+    if !exclude.is_empty() {
+        order.retain(|row| !exclude.contains(&columns.ident[*row as usize]));
+    }
     if cancel.load(Ordering::Relaxed) {
         return Err(StoreError::Closing);
     }

@@ -88,7 +88,9 @@ pub(crate) struct FlushOutput {
 pub(crate) fn freeze(shared: &Shared, wal: &mut WalWriter) -> Result<Option<FlushJob>> {
     let mut state = shared.state.write();
     debug_assert!(state.frozen.is_none(), "one flush at a time");
+    // (A log file holding only merges or unmerges is checkpointed too: deleting a customer relies on it.)
     if state.memtable.columns.len() == 0
+        && wal.bytes_written == 0
         && state.manifest.wal_start == wal.index
         && state.manifest.identity_snapshot.is_some()
     {
@@ -144,11 +146,25 @@ pub(crate) fn write_flush(dir: &Path, job: FlushJob) -> Result<FlushOutput> {
     } else {
         None
     };
-    // The checkpoint as zstd-compressed JSON with a frame checksum (its identifiers and provenance compress
-    // several times over; stores written before read their plain `.json` checkpoints still).
     let snapshot_name = format!("{:020}.json.zst", job.new_wal_index);
-    let snapshot_path = dir.join("identity").join(&snapshot_name);
-    let json = serde_json::to_vec(&job.identity.snapshot()).expect("serialises");
+    write_identity_snapshot(dir, &snapshot_name, &job.identity)?;
+    Ok(FlushOutput {
+        segment,
+        snapshot_name,
+        new_wal_index: job.new_wal_index,
+        next_seq: job.next_seq,
+    })
+}
+
+/// Writes an identity checkpoint `identity/NAME` as zstd-compressed JSON with a frame checksum (its identifiers
+/// and provenance compress several times over; stores written before read their plain `.json` checkpoints still).
+pub(crate) fn write_identity_snapshot(
+    dir: &Path,
+    name: &str,
+    identity: &IdentityGraph,
+) -> Result<()> {
+    let snapshot_path = dir.join("identity").join(name);
+    let json = serde_json::to_vec(&identity.snapshot()).expect("serialises");
     use std::io::Write as _;
     let mut encoder =
         zstd::stream::Encoder::new(Vec::new(), 3).map_err(StoreError::io(&snapshot_path))?;
@@ -159,13 +175,7 @@ pub(crate) fn write_flush(dir: &Path, job: FlushJob) -> Result<FlushOutput> {
         .write_all(&json)
         .map_err(StoreError::io(&snapshot_path))?;
     let compressed = encoder.finish().map_err(StoreError::io(&snapshot_path))?;
-    write_atomically(&snapshot_path, &compressed)?;
-    Ok(FlushOutput {
-        segment,
-        snapshot_name,
-        new_wal_index: job.new_wal_index,
-        next_seq: job.next_seq,
-    })
+    write_atomically(&snapshot_path, &compressed)
 }
 
 /// Attaches a segment this process just wrote, with dictionaries that already hold every name in it (snapshots

@@ -114,6 +114,23 @@ impl Interner {
     pub fn values(&self) -> &[String] {
         &self.values
     }
+
+    /// Gives code `code` the value `value` instead of its own (which is no longer known): how a deleted
+    /// identifier's code keeps its place while its text goes.
+    pub(crate) fn rename(&mut self, code: u32, value: String) {
+        let old = std::mem::replace(&mut self.values[code as usize], value.clone());
+        self.index.remove(&old);
+        self.index.insert(value, code);
+    }
+}
+
+/// What a deleted identifier's key becomes (`forgotten:<code>`): it keeps its code, so every other code stays
+/// valid, and holds nothing about the person.
+pub const FORGOTTEN_PREFIX: &str = "forgotten:";
+
+/// Whether a key is a deleted identifier's stand-in.
+pub fn is_forgotten_key(key: &str) -> bool {
+    key.starts_with(FORGOTTEN_PREFIX)
 }
 
 /// The store's identity rules applied to events one at a time, in arrival order: the customer (display id) each
@@ -411,10 +428,63 @@ impl IdentityGraph {
         true
     }
 
+    /// Deletes identifiers `ids` (codes) from the graph: each keeps its code under a `forgotten:` stand-in that
+    /// belongs to no customer, the edges touching them keep their ids but lose their ends' keys and their cause
+    /// and are no longer active, and the warnings and separations that name them are dropped. The customers of
+    /// every other identifier are recomputed and stay what they were (a deleted customer is a whole component).
+    pub(crate) fn forget(&mut self, ids: &[u32], at: Timestamp) {
+        let keys: HashMap<String, String> = ids
+            .iter()
+            .map(|id| (self.key(*id).to_string(), format!("{FORGOTTEN_PREFIX}{id}")))
+            .collect();
+        let gone = |key: &str| keys.contains_key(key);
+        for edge in &mut self.edges {
+            if gone(&edge.a) || gone(&edge.b) {
+                for end in [&mut edge.a, &mut edge.b] {
+                    if let Some(stand_in) = keys.get(end.as_str()) {
+                        *end = stand_in.clone();
+                    }
+                }
+                edge.message_id.clear();
+                if edge.unmerged_at.is_none() {
+                    edge.unmerged_at = Some(at);
+                }
+            }
+        }
+        let id_set: HashSet<u32> = ids.iter().copied().collect();
+        self.edge_by_pair
+            .retain(|(a, b), _| !id_set.contains(a) && !id_set.contains(b));
+        self.separated
+            .retain(|(a, b)| !id_set.contains(a) && !id_set.contains(b));
+        self.warnings
+            .retain(|warning| !gone(&warning.a) && !gone(&warning.b));
+        self.warning_by_pair.clear();
+        for (index, warning) in self.warnings.iter().enumerate() {
+            let (Some(a), Some(b)) = (self.names.get(&warning.a), self.names.get(&warning.b))
+            else {
+                continue;
+            };
+            self.warning_by_pair.insert(ordered(a, b), index);
+        }
+        for id in ids {
+            self.names.rename(*id, format!("{FORGOTTEN_PREFIX}{id}"));
+        }
+        self.rebuild_components();
+    }
+
     fn rebuild_components(&mut self) {
         let n = self.names.len();
         self.customer_of = (0..n as u32).collect();
-        self.members = (0..n as u32).map(|id| vec![id]).collect();
+        // A deleted identifier's stand-in belongs to no customer.
+        self.members = (0..n as u32)
+            .map(|id| {
+                if is_forgotten_key(self.names.name(id)) {
+                    Vec::new()
+                } else {
+                    vec![id]
+                }
+            })
+            .collect();
         self.n_users = (0..n)
             .map(|id| u32::from(self.names.values()[id].starts_with("user:")))
             .collect();

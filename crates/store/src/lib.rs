@@ -26,6 +26,7 @@ mod compaction;
 mod error;
 mod export;
 mod flush;
+mod forget;
 mod identity;
 mod memtable;
 mod read;
@@ -39,7 +40,8 @@ mod writer;
 pub use batch::EventBatch;
 pub use error::{Result, StoreError};
 pub use identity::{
-    ArrivalIdentity, EdgeReason, IdentityGraph, IdentityWarning, Interner, LinkOutcome, MergeEdge,
+    is_forgotten_key, ArrivalIdentity, EdgeReason, IdentityGraph, IdentityWarning, Interner,
+    LinkOutcome, MergeEdge,
 };
 pub use read::property_of;
 pub use segment::derived_message_id;
@@ -51,6 +53,7 @@ pub use types::{
 use batch::*;
 use compaction::*;
 use flush::*;
+use forget::*;
 use memtable::*;
 use read::PropertyReader;
 use state::*;
@@ -213,6 +216,7 @@ impl Store {
             manifest: manifest.clone(),
             wal_bytes: 0,
             failed_events: 0,
+            forgotten: Forgotten::load(&dir)?,
         };
         remove_unlisted_files(&dir, &manifest)?;
         for entry in &manifest.segments {
@@ -287,12 +291,47 @@ impl Store {
             .name("waymark-store-writer".into())
             .spawn(move || writer_loop(thread_shared, receiver, wal_writer, failed_writer, seen))
             .map_err(StoreError::io("writer thread"))?;
-        Ok(Store {
+        let store = Store {
             shared,
             sender: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
             _lock: lock,
-        })
+        };
+        // A deletion a crash interrupted (the record is written first) is finished before anything is read.
+        let unfinished = {
+            let state = store.shared.state.read();
+            !state.forgotten.is_empty()
+                && state
+                    .identity
+                    .names
+                    .values()
+                    .iter()
+                    .any(|key| state.forgotten.holds(key))
+        };
+        if unfinished {
+            tracing::warn!("finishing a customer deletion that was interrupted");
+            store.send(|reply| Command::Forget {
+                target: ForgetTarget::Recorded,
+                reply,
+            })?;
+        }
+        Ok(store)
+    }
+
+    /// Deletes the customer `identifier` belongs to, every byte of it: its events (from the log, the in-memory
+    /// table and every segment, which are written again without them), its identifiers and merges (the identity
+    /// checkpoint is written again), and the refused events that name it. A deletion record of salted digests of
+    /// its identifiers, written first, keeps anything appended, replayed or imported later with those identifiers
+    /// out, and finishes the deletion at the next open if a crash interrupts it. `None` when no customer has the
+    /// identifier.
+    pub fn forget(&self, identifier: &str) -> Result<Option<ForgetOutcome>> {
+        let target = ForgetTarget::Customer(identifier.to_string());
+        self.send(|reply| Command::Forget { target, reply })
+    }
+
+    /// Whether identifier key `key` (`user:…` or `anon:…`) belongs to a deleted customer.
+    pub fn is_forgotten(&self, key: &str) -> bool {
+        self.shared.state.read().forgotten.holds(key)
     }
 
     fn send<T>(&self, make: impl FnOnce(mpsc::SyncSender<Result<T>>) -> Command) -> Result<T> {
@@ -709,7 +748,16 @@ impl Store {
 
     /// All merge edges, active and undone, with provenance.
     pub fn merge_edges(&self) -> Vec<MergeEdge> {
-        self.shared.state.read().identity.edges().to_vec()
+        // A deleted customer's edges keep their ids (so every other id stays valid) but are nobody's history.
+        self.shared
+            .state
+            .read()
+            .identity
+            .edges()
+            .iter()
+            .filter(|edge| !is_forgotten_key(&edge.a))
+            .cloned()
+            .collect()
     }
 
     /// The failed events recorded so far, oldest first.
@@ -776,6 +824,7 @@ impl Store {
 }
 
 pub use export::export_parquet;
+pub use forget::ForgetOutcome;
 
 impl Drop for Store {
     fn drop(&mut self) {

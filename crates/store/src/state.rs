@@ -39,6 +39,8 @@ pub(crate) struct State {
     pub(crate) manifest: Manifest,
     pub(crate) wal_bytes: u64,
     pub(crate) failed_events: u64,
+    /// The deletion record: customers deleted, whose events are not stored again.
+    pub(crate) forgotten: Forgotten,
 }
 
 pub(crate) fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -214,15 +216,22 @@ impl State {
                 {
                     let event: Event = serde_json::from_slice(payload)
                         .map_err(|error| corrupt(format!("logged event: {error}")))?;
+                    let keys = EventKeys::of(&event);
+                    // A deleted customer's event logged before the deletion was applied stays out.
+                    if self.forgotten.holds_event(&keys) {
+                        continue;
+                    }
                     if seen.insert(message_hash(&event.message_id)) {
-                        self.apply_event(&EventKeys::of(&event), payload, seq);
+                        self.apply_event(&keys, payload, seq);
                     }
                 }
             }
             Some(&RECORD_MERGE) => {
                 let merge: MergeRecord = serde_json::from_slice(&record[1..])
                     .map_err(|error| corrupt(error.to_string()))?;
-                self.apply_merge(&merge);
+                if !self.forgotten.holds(&merge.a) && !self.forgotten.holds(&merge.b) {
+                    self.apply_merge(&merge);
+                }
             }
             Some(&RECORD_UNMERGE) => {
                 let unmerge: UnmergeRecord = serde_json::from_slice(&record[1..])

@@ -45,6 +45,8 @@ pub struct AppendOutcome {
     pub duplicates: usize,
     /// Failed events recorded.
     pub failed: usize,
+    /// Events of deleted customers (filed under or linking an identifier in the deletion record): not stored.
+    pub suppressed: usize,
 }
 
 /// Counts describing a store.

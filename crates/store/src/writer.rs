@@ -26,6 +26,10 @@ pub(crate) enum Command {
     Compact {
         reply: mpsc::SyncSender<Result<()>>,
     },
+    Forget {
+        target: ForgetTarget,
+        reply: mpsc::SyncSender<Result<Option<ForgetOutcome>>>,
+    },
     /// Build the dedup set now, so that the first append does not wait for it (no reply).
     PrepareWrites,
 }
@@ -206,6 +210,7 @@ pub(crate) fn reply_error(command: Command, error: StoreError) {
         Command::Merge { reply, .. } => drop(reply.send(Err(stopped()))),
         Command::Unmerge { reply, .. } => drop(reply.send(Err(stopped()))),
         Command::Flush { reply } | Command::Compact { reply } => drop(reply.send(Err(stopped()))),
+        Command::Forget { reply, .. } => drop(reply.send(Err(stopped()))),
         Command::PrepareWrites => {}
     }
 }
@@ -246,6 +251,10 @@ pub(crate) fn group_commit(
                     };
                     let seen = seen.get_or_insert_with(|| state.stored_keys());
                     for (index, keys) in events.keys.iter().enumerate() {
+                        if state.forgotten.holds_event(keys) {
+                            outcome.suppressed += 1;
+                            continue;
+                        }
                         if !seen.insert(keys.hash) {
                             outcome.duplicates += 1;
                             continue;
@@ -262,6 +271,11 @@ pub(crate) fn group_commit(
                         ));
                     }
                     batches.push(events);
+                    // A deleted customer's refused events are not kept either.
+                    let failed: Vec<FailedEvent> = failed
+                        .into_iter()
+                        .filter(|record| !state.forgotten.holds_failed(record))
+                        .collect();
                     if !failed.is_empty() {
                         let writer = failed_log.writer()?;
                         for record in &failed {
@@ -279,6 +293,13 @@ pub(crate) fn group_commit(
                     });
                 }
                 Command::Merge { a, b, reply } => {
+                    if state.forgotten.holds(&a) || state.forgotten.holds(&b) {
+                        let _ = reply.send(Err(StoreError::NotFound(
+                            "that identifier belongs to a deleted customer; it cannot be merged"
+                                .into(),
+                        )));
+                        continue;
+                    }
                     let record = MergeRecord {
                         a,
                         b,
@@ -359,6 +380,22 @@ pub(crate) fn group_commit(
         }
     }
     for command in maintenance {
+        if let Command::Forget { target, reply } = command {
+            let result = forget(
+                shared,
+                target,
+                wal,
+                failed_log,
+                (&mut *flusher, &mut *compactor),
+                seen,
+            );
+            let failed = result.as_ref().err().map(|error| error.to_string());
+            drop(reply.send(result));
+            if let Some(message) = failed {
+                return Err(StoreError::WriterStopped(message));
+            }
+            continue;
+        }
         let result = match &command {
             Command::Flush { .. } => flusher.flush_now(shared, wal),
             Command::Compact { .. } => flusher

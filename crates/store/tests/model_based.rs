@@ -16,6 +16,8 @@ enum Operation {
     Compact,
     Reopen,
     Crash,
+    /// Delete the customer of user (or anonymous visitor) number n.
+    Forget(u8),
 }
 
 fn operation() -> impl Strategy<Value = Operation> {
@@ -32,6 +34,7 @@ fn operation() -> impl Strategy<Value = Operation> {
         1 => Just(Operation::Compact),
         1 => Just(Operation::Reopen),
         1 => Just(Operation::Crash),
+        1 => (0u8..12).prop_map(Operation::Forget),
     ]
 }
 
@@ -98,6 +101,8 @@ proptest! {
         let mut volatile: BTreeSet<String> = BTreeSet::new();
         // The identifier each stored message is filed under.
         let mut identifiers: BTreeMap<String, String> = BTreeMap::new();
+        // Identifier keys of deleted customers: their events are not stored again.
+        let mut forgotten: BTreeSet<String> = BTreeSet::new();
         for operation in operations {
             let (events, logged) = match operation {
                 Operation::Append(events) => (events, true),
@@ -119,6 +124,33 @@ proptest! {
                     volatile.clear();
                     (Vec::new(), true)
                 }
+                Operation::Forget(number) => {
+                    let store = store.as_ref().unwrap();
+                    let identifier = if number >= 3 { format!("u{number}") } else { format!("a{number}") };
+                    let before = store.customer(&identifier).unwrap();
+                    let outcome = store.forget(&identifier).unwrap();
+                    prop_assert_eq!(before.is_some(), outcome.is_some());
+                    if let (Some(view), Some(outcome)) = (before, outcome) {
+                        let keys: BTreeSet<String> = view.identifiers.iter().map(|id| id.key()).collect();
+                        let gone: Vec<String> = identifiers
+                            .iter()
+                            .filter(|(_, key)| keys.contains(*key))
+                            .map(|(message, _)| message.clone())
+                            .collect();
+                        prop_assert_eq!(outcome.events as usize, gone.len());
+                        for message in gone {
+                            model.remove(&message);
+                            identifiers.remove(&message);
+                        }
+                        for key in &keys {
+                            prop_assert!(store.customer(key).unwrap().is_none(), "{} still known", key);
+                        }
+                        forgotten.extend(keys);
+                        // Deleting flushes: nothing unlogged is at risk any more.
+                        volatile.clear();
+                    }
+                    (Vec::new(), true)
+                }
                 Operation::Crash => {
                     store.take().unwrap().simulate_crash();
                     store = Some(Store::open(dir.path(), options()).unwrap());
@@ -136,8 +168,15 @@ proptest! {
                 let events: Vec<Event> = events.into_iter().map(|(m, u, a, s)| make_event(m, u, a, s)).collect();
                 let mut expected_new = 0;
                 let mut expected_duplicates = 0;
+                let mut expected_suppressed = 0;
                 for event in &events {
-                    if model.contains_key(&event.message_id) {
+                    let keys = [
+                        event.user_id.as_ref().map(|user| format!("user:{user}")),
+                        event.anonymous_id.as_ref().map(|anonymous| format!("anon:{anonymous}")),
+                    ];
+                    if keys.iter().flatten().any(|key| forgotten.contains(key)) {
+                        expected_suppressed += 1;
+                    } else if model.contains_key(&event.message_id) {
                         expected_duplicates += 1;
                     } else {
                         expected_new += 1;
@@ -160,6 +199,7 @@ proptest! {
                 };
                 prop_assert_eq!(outcome.accepted, expected_new);
                 prop_assert_eq!(outcome.duplicates, expected_duplicates);
+                prop_assert_eq!(outcome.suppressed, expected_suppressed);
             }
             let current = store.as_ref().unwrap();
             prop_assert_eq!(&stored(current), &model);
