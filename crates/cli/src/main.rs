@@ -3,6 +3,7 @@
 //! 1 anything else).
 
 mod config;
+mod customer;
 mod files;
 mod identity;
 mod keys;
@@ -202,6 +203,12 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: keys::KeysCommand,
+    },
+    /// A customer's data: export everything held about it, or delete it everywhere (GDPR access and erasure).
+    /// Example: `waymark customer export ann@example.com --out ann.json`
+    Customer {
+        #[command(subcommand)]
+        command: customer::CustomerCommand,
     },
     /// Inspect and correct the identity graph.
     Identity {
@@ -588,6 +595,10 @@ fn run(cli: Cli) -> Result<()> {
             identity::identity(&store, command, cli.json)
         }
         Command::Keys { command } => keys::keys(&cli.data, command, cli.json),
+        Command::Customer { command } => {
+            let engine = open_store_for_maintenance(&cli.data, &file_config)?;
+            customer::customer(&engine, command, cli.json)
+        }
         Command::Rules { command } => {
             let store = open_store_for_maintenance(&cli.data, &file_config)?;
             rules::rules(&store, command, cli.json)

@@ -19,6 +19,7 @@ pub mod models;
 pub mod monitors;
 pub mod registry;
 mod report;
+pub mod rights;
 pub mod rules;
 pub mod synthetic;
 
@@ -250,6 +251,17 @@ impl Engine {
             n_events: events.len(),
             events,
         }))
+    }
+
+    /// The arrival sequence number of the latest stored event, if any (what the rules worker has read through
+    /// is compared with it).
+    pub fn last_seq(&self) -> Option<u64> {
+        self.store.last_seq()
+    }
+
+    /// Merges every segment into one, re-clustered by the current customers (what `waymark compact` runs).
+    pub fn compact(&self) -> Result<(), Error> {
+        Ok(self.store.compact()?)
     }
 
     /// Forces `a` and `b` into one customer (an operator's merge; guards bypassed, recorded as `manual`).

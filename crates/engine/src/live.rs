@@ -113,6 +113,18 @@ pub(crate) fn in_flight_since(model: &LoadedModel, latest: i64) -> i64 {
 }
 
 impl Engine {
+    /// Drops a deleted customer's live scores (filed under any of `ids`).
+    pub(crate) fn forget_scores(&self, ids: &std::collections::HashSet<String>) -> usize {
+        let mut scores = self
+            .live
+            .scores
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let before = scores.len();
+        scores.retain(|customer, _| !ids.contains(customer));
+        before - scores.len()
+    }
+
     /// The models this process is training.
     pub(crate) fn training(&self) -> std::sync::MutexGuard<'_, Vec<Training>> {
         self.live

@@ -147,6 +147,30 @@ enum Wake {
         at: i64,
     },
     Reload,
+    /// A customer was deleted: drop everything held about it (see [`Engine::forget_in_rules`]).
+    Forget {
+        customer: Forgetting,
+        done: mpsc::Sender<Result<ForgottenRules, Error>>,
+    },
+}
+
+/// A deleted customer as the rules know it: the ids it was filed under (each identifier's value, since the rules
+/// file events under the customer's display id as they arrive) and its identifier keys.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Forgetting {
+    pub(crate) customers: HashSet<String>,
+    pub(crate) keys: Vec<String>,
+}
+
+/// What deleting a customer removed from the rules.
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+pub struct ForgottenRules {
+    /// Trigger instances removed from the journal, with their delivery attempts.
+    pub trigger_instances: usize,
+    /// Segment entries and exits removed from the segment history.
+    pub segment_changes: usize,
+    /// Deliveries not yet made (or dead letters) that will not be made.
+    pub deliveries_cancelled: usize,
 }
 
 /// One journal line.
@@ -1062,6 +1086,7 @@ impl Engine {
                     }
                     let mut reload = false;
                     let mut scores = Vec::new();
+                    let mut forgets = Vec::new();
                     let mut handle = |wake: Wake| match wake {
                         Wake::Reload => reload = true,
                         Wake::Score {
@@ -1070,12 +1095,16 @@ impl Engine {
                             at,
                         } => scores.push((customer, values, at)),
                         Wake::Events => {}
+                        Wake::Forget { customer, done } => forgets.push((customer, done)),
                     };
                     if let Ok(wake) = wake {
                         handle(wake);
                     }
                     for wake in receiver.try_iter() {
                         handle(wake);
+                    }
+                    for (customer, done) in forgets {
+                        let _ = done.send(worker.forget(&engine, &customer));
                     }
                     if reload {
                         if let Err(error) = worker.reload(&engine) {
@@ -1173,6 +1202,213 @@ impl Engine {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .running = false;
+    }
+}
+
+/// Drops a deleted customer from a rules state, its aliases and the identity it followed.
+fn forget_in_state(
+    state: &mut RulesState,
+    aliases: &mut HashMap<String, String>,
+    identity: &mut ArrivalIdentity,
+    customer: &Forgetting,
+) {
+    state.forget(&customer.customers);
+    aliases.retain(|key, id| !customer.keys.contains(key) && !customer.customers.contains(id));
+    identity.forget(&customer.keys);
+}
+
+/// What the rules hold about one customer (for an export of its data).
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+pub struct CustomerRules {
+    /// The segments it is in now.
+    pub segments: Vec<String>,
+    /// Its segment entries and exits, oldest first.
+    pub segment_changes: Vec<Decision>,
+    /// Its trigger instances, newest first, with their deliveries.
+    pub trigger_instances: Vec<LoggedInstance>,
+}
+
+impl Engine {
+    /// What the rules hold about the customer filed under any of `ids`.
+    pub(crate) fn customer_rules(&self, ids: &HashSet<String>) -> Result<CustomerRules, Error> {
+        let now = self.segments_now(true)?;
+        let segments = now
+            .members
+            .iter()
+            .filter(|(_, members)| members.iter().any(|member| ids.contains(member)))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let segment_changes = now
+            .changes
+            .into_iter()
+            .filter(|decision| match decision {
+                Decision::SegmentEntered { customer, .. }
+                | Decision::SegmentExited { customer, .. } => ids.contains(customer),
+                _ => false,
+            })
+            .collect();
+        let trigger_instances = self
+            .trigger_log(None, None, usize::MAX)?
+            .into_iter()
+            .filter(|logged| ids.contains(&logged.instance.customer))
+            .collect();
+        Ok(CustomerRules {
+            segments,
+            segment_changes,
+            trigger_instances,
+        })
+    }
+
+    /// Drops a deleted customer from the rules: its facts, memberships, trigger states and timers; its trigger
+    /// instances and their delivery attempts in the journal; its segment entries and exits; the deliveries still
+    /// due for it. The running worker does it on its own thread; without one, the files are rewritten here.
+    pub(crate) fn forget_in_rules(&self, customer: Forgetting) -> Result<ForgottenRules, Error> {
+        let running = self
+            .rules
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .running;
+        let sender = self
+            .rules
+            .wake
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let (true, Some(sender)) = (running, sender) {
+            let (done, answer) = mpsc::channel();
+            if sender.send(Wake::Forget { customer, done }).is_ok() {
+                return answer.recv_timeout(Duration::from_secs(600)).map_err(|_| {
+                    Error::Model(
+                        "the rules worker did not confirm the deletion; it is applied at its next start"
+                            .into(),
+                    )
+                })?;
+            }
+            return Err(Error::Model("the rules worker has stopped".into()));
+        }
+        // No worker: the snapshot it would start from is scrubbed too.
+        let path = self.rules_dir().join("state.json.zst");
+        if let Some(mut snapshot) = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| zstd::decode_all(&bytes[..]).ok())
+            .and_then(|bytes| serde_json::from_slice::<Snapshot>(&bytes).ok())
+        {
+            forget_in_state(
+                &mut snapshot.state,
+                &mut snapshot.aliases,
+                &mut snapshot.identity,
+                &customer,
+            );
+            let io = |error: std::io::Error| Error::Model(format!("{}: {error}", path.display()));
+            let json = serde_json::to_vec(&snapshot).unwrap_or_default();
+            let compressed = zstd::encode_all(&json[..], 3).map_err(io)?;
+            write_atomically(&path, &compressed).map_err(io)?;
+        }
+        Ok(self.forget_in_rules_files(&customer)?.0)
+    }
+
+    /// Rewrites the journal and the segment history without a deleted customer, and cancels its deliveries.
+    /// Returns what went and the removed instances' keys.
+    fn forget_in_rules_files(
+        &self,
+        customer: &Forgetting,
+    ) -> Result<(ForgottenRules, HashSet<String>), Error> {
+        let dir = self.rules_dir();
+        let mut forgotten = ForgottenRules::default();
+        let mut keys: HashSet<String> = HashSet::new();
+        {
+            // Held throughout, so no delivery attempt is written to the old file meanwhile.
+            let mut journal = self
+                .rules
+                .journal
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let path = dir.join("journal.log");
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                let mut records: Vec<Record> = text
+                    .lines()
+                    .filter_map(|line| serde_json::from_str(line).ok())
+                    .collect();
+                for record in &mut records {
+                    if let Record::Instances { instances, .. } = record {
+                        instances.retain(|instance| {
+                            let gone = customer.customers.contains(&instance.customer);
+                            if gone {
+                                keys.insert(instance.key.clone());
+                            }
+                            !gone
+                        });
+                    }
+                }
+                forgotten.trigger_instances = keys.len();
+                records.retain(|record| match record {
+                    Record::Instances { .. } => true,
+                    Record::Attempt { key, .. } | Record::Replayed { key, .. } => {
+                        !keys.contains(key)
+                    }
+                });
+                let mut out = Vec::with_capacity(text.len());
+                for record in &records {
+                    out.extend(serde_json::to_vec(record).unwrap_or_default());
+                    out.push(b'\n');
+                }
+                let io =
+                    |error: std::io::Error| Error::Model(format!("{}: {error}", path.display()));
+                write_atomically(&path, &out).map_err(io)?;
+                // Appends go to the new file from now on.
+                *journal = None;
+            }
+        }
+        let path = dir.join("segments.log");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let mut out = Vec::with_capacity(text.len());
+            for line in text.lines() {
+                let Ok(decision) = serde_json::from_str::<Decision>(line) else {
+                    continue;
+                };
+                let id = match &decision {
+                    Decision::SegmentEntered { customer, .. }
+                    | Decision::SegmentExited { customer, .. }
+                    | Decision::Error { customer, .. } => customer,
+                    Decision::Trigger(instance) => &instance.customer,
+                };
+                if customer.customers.contains(id) {
+                    forgotten.segment_changes += 1;
+                    continue;
+                }
+                out.extend_from_slice(line.as_bytes());
+                out.push(b'\n');
+            }
+            let io = |error: std::io::Error| Error::Model(format!("{}: {error}", path.display()));
+            write_atomically(&path, &out).map_err(io)?;
+        }
+        {
+            let mut members = self
+                .rules
+                .members
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for set in members.values_mut() {
+                set.retain(|id| !customer.customers.contains(id));
+            }
+        }
+        let mut queue = self
+            .rules
+            .deliveries
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mine = |job: &Job| customer.customers.contains(&job.instance.customer);
+        let before = queue.pending.len() + queue.dead.len();
+        queue.pending.retain(|_, job| !mine(job));
+        queue.dead.retain(|_, job| !mine(job));
+        forgotten.deliveries_cancelled = before - queue.pending.len() - queue.dead.len();
+        let QueueInner { heap, pending, .. } = &mut *queue;
+        heap.retain(|std::cmp::Reverse((_, key, action))| {
+            pending.contains_key(&(key.clone(), *action))
+        });
+        Ok((forgotten, keys))
     }
 }
 
@@ -1841,6 +2077,25 @@ impl Worker {
         self.through_seq = through;
         self.publish(engine);
         Ok(())
+    }
+
+    /// Drops a deleted customer from the worker's state and from the rules' files, then snapshots at once (so
+    /// no file keeps it until the next periodic snapshot).
+    fn forget(&mut self, engine: &Engine, customer: &Forgetting) -> Result<ForgottenRules, Error> {
+        forget_in_state(
+            &mut self.state,
+            &mut self.aliases,
+            &mut self.identity,
+            customer,
+        );
+        let (forgotten, keys) = engine.forget_in_rules_files(customer)?;
+        self.known_keys.retain(|key| !keys.contains(key));
+        self.instances = self
+            .instances
+            .saturating_sub(forgotten.trigger_instances as u64);
+        self.snapshot(engine)?;
+        self.publish(engine);
+        Ok(forgotten)
     }
 
     fn publish(&self, engine: &Engine) {

@@ -122,6 +122,16 @@ impl RulesState {
             .map(|(id, _)| id.as_str())
     }
 
+    /// Removes customers `ids` (their facts, segment memberships, trigger states and timers): a deleted
+    /// customer. Returns how many were held.
+    pub fn forget(&mut self, ids: &std::collections::HashSet<String>) -> usize {
+        let before = self.customers.len();
+        self.customers.retain(|id, _| !ids.contains(id));
+        self.timers
+            .retain(|(_, customer, _)| !ids.contains(customer));
+        before - self.customers.len()
+    }
+
     /// Timers waiting.
     pub fn timers(&self) -> usize {
         self.timers.len()

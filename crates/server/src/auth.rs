@@ -36,6 +36,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/status", Access::Read),
     ("GET", "/metrics", Access::Read),
     ("GET", "/v1/customers/{identifier}", Access::Read),
+    ("DELETE", "/v1/customers/{identifier}", Access::Admin),
+    ("GET", "/v1/customers/{identifier}/export", Access::Read),
     ("GET", "/v1/models", Access::Read),
     ("GET", "/v1/models/{name}/scores", Access::Read),
     ("GET", "/v1/identity/edges", Access::Read),

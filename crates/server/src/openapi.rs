@@ -317,7 +317,26 @@ fn build() -> Value {
         &[404],
     );
     customer["parameters"] = json!([{"name": "identifier", "in": "path", "required": true, "schema": {"type": "string"}, "description": "A userId, an anonymousId, or user:… / anon:…"}]);
+    let identifier_parameter = customer["parameters"].clone();
     add("/v1/customers/{identifier}", "get", customer);
+    let mut delete = operation(
+        "Delete the customer everywhere: events, identifiers and merges, refused events, rules state, segment history, trigger instances and deliveries due, live scores (and models that kept a value only it had are trained again); later events with its identifiers are not stored",
+        "customers",
+        None,
+        schema_value::<waymark_engine::rights::CustomerDeletion>(&mut generator),
+        &[404],
+    );
+    delete["parameters"] = identifier_parameter.clone();
+    add("/v1/customers/{identifier}", "delete", delete);
+    let mut export = operation(
+        "Everything held about the customer: identifiers, merges, every event with its properties and traits, feedback, scores, segments and their history, trigger instances with their deliveries, refused events naming it",
+        "customers",
+        None,
+        schema_value::<waymark_engine::rights::CustomerExport>(&mut generator),
+        &[404],
+    );
+    export["parameters"] = identifier_parameter;
+    add("/v1/customers/{identifier}/export", "get", export);
     add(
         "/v1/models",
         "get",

@@ -96,7 +96,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alias", post(alias))
         .route("/v1/batch", post(batch))
         .route("/v1/import", post(batch))
-        .route("/v1/customers/{identifier}", get(customer))
+        .route(
+            "/v1/customers/{identifier}",
+            get(customer).delete(customer_delete),
+        )
+        .route("/v1/customers/{identifier}/export", get(customer_export))
         .route("/v1/models", get(models))
         .route("/v1/models/{name}/scores", get(model_scores))
         .route("/v1/identity/edges", get(identity_edges))
@@ -273,6 +277,40 @@ async fn customer(
     })?;
     Ok(Json(
         serde_json::to_value(doc).expect("customers serialise"),
+    ))
+}
+
+fn no_customer(identifier: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "no customer has the identifier {identifier:?}; use a userId or anonymousId (optionally prefixed user: or anon:)"
+    ))
+}
+
+/// `GET /v1/customers/{id}/export`: everything held about the customer (the right of access and portability).
+async fn customer_export(
+    State(state): State<AppState>,
+    Path(identifier): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let engine = Arc::clone(&state.engine);
+    let lookup = identifier.clone();
+    let export = blocking(move || Ok(engine.export_customer(&lookup)?)).await?;
+    let export = export.ok_or_else(|| no_customer(&identifier))?;
+    Ok(Json(
+        serde_json::to_value(export).expect("exports serialise"),
+    ))
+}
+
+/// `DELETE /v1/customers/{id}`: the customer deleted everywhere (the right to erasure).
+async fn customer_delete(
+    State(state): State<AppState>,
+    Path(identifier): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let engine = Arc::clone(&state.engine);
+    let lookup = identifier.clone();
+    let deletion = blocking(move || Ok(engine.delete_customer(&lookup)?)).await?;
+    let deletion = deletion.ok_or_else(|| no_customer(&identifier))?;
+    Ok(Json(
+        serde_json::to_value(deletion).expect("deletions serialise"),
     ))
 }
 

@@ -314,20 +314,38 @@ fn every_endpoint_answers_as_its_schema_says() {
         "/v1/keys",
         json!({"role": "owner", "name": "schema check"}),
     );
-    let delete = |path: &str| {
+    let delete = |path: &str, documented: &str| {
         let mut response = app.agent.delete(&app.url(path)).call().unwrap();
         let status = response.status().as_u16();
         let body: Value =
             serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
-        doc.check("delete", "/v1/keys/{id}", status, &body);
+        doc.check("delete", documented, status, &body);
         checked
             .borrow_mut()
-            .insert(("delete".into(), "/v1/keys/{id}".into()));
+            .insert(("delete".into(), documented.into()));
         body
     };
-    let revoked = delete(&format!("/v1/keys/{}", created["id"].as_str().unwrap()));
+    let revoked = delete(
+        &format!("/v1/keys/{}", created["id"].as_str().unwrap()),
+        "/v1/keys/{id}",
+    );
     assert!(revoked["revoked_at"].is_string(), "{revoked}");
-    delete("/v1/keys/nope");
+    delete("/v1/keys/nope", "/v1/keys/{id}");
+    // A customer's data exported, then deleted (last: the calls above read it).
+    get(
+        "/v1/customers/ann/export",
+        "/v1/customers/{identifier}/export",
+    );
+    get(
+        "/v1/customers/nobody/export",
+        "/v1/customers/{identifier}/export",
+    );
+    let deleted = delete("/v1/customers/ann", "/v1/customers/{identifier}");
+    assert!(
+        deleted["store"]["events"].as_u64().unwrap() > 0,
+        "{deleted}"
+    );
+    delete("/v1/customers/ann", "/v1/customers/{identifier}");
 
     // Every documented JSON endpoint was called; the rest (metrics, pages) are text.
     for (path, methods) in doc.document["paths"].as_object().unwrap() {

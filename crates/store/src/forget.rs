@@ -159,6 +159,16 @@ impl Forgotten {
     }
 }
 
+/// Whether a refused event names an identifier key `known` accepts: any value of its text or message read as a
+/// `userId` or an `anonymousId`.
+pub(crate) fn names_any(failed: &FailedEvent, known: &dyn Fn(&str) -> bool) -> bool {
+    [&failed.raw, &failed.message].iter().any(|text| {
+        mentioned_values(text)
+            .iter()
+            .any(|value| known(&format!("user:{value}")) || known(&format!("anon:{value}")))
+    })
+}
+
 /// The values a refused event's text could name a person by: every string and number of it read as JSON, else
 /// every field of it read as a delimited line (commas, semicolons, tabs), and the quoted parts of a message.
 fn mentioned_values(text: &str) -> Vec<String> {

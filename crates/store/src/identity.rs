@@ -158,6 +158,19 @@ impl ArrivalIdentity {
     }
 }
 
+impl ArrivalIdentity {
+    /// Deletes identifier keys `keys` (a deleted customer's) from the graph, as the store does.
+    pub fn forget(&mut self, keys: &[String]) {
+        let ids: Vec<u32> = keys
+            .iter()
+            .filter_map(|key| self.graph.lookup(key))
+            .collect();
+        if !ids.is_empty() {
+            self.graph.forget(&ids, Timestamp::now());
+        }
+    }
+}
+
 impl From<IdentitySnapshot> for ArrivalIdentity {
     fn from(snapshot: IdentitySnapshot) -> Self {
         ArrivalIdentity {

@@ -777,6 +777,17 @@ impl Store {
             .collect()
     }
 
+    /// The refused events that name any of identifier keys `keys` (a value of theirs read as a `userId` or an
+    /// `anonymousId`, as a deletion matches them), oldest first.
+    pub fn failed_events_naming(&self, keys: &[String]) -> Result<Vec<FailedEvent>> {
+        let wanted: HashSet<&str> = keys.iter().map(String::as_str).collect();
+        Ok(self
+            .failed_events(usize::MAX)?
+            .into_iter()
+            .filter(|failed| forget::names_any(failed, &|key| wanted.contains(key)))
+            .collect())
+    }
+
     /// Total events appended through this handle (for metrics).
     pub fn appended_total(&self) -> u64 {
         self.shared.appended_total.load(Ordering::Relaxed)

@@ -144,6 +144,8 @@ pub struct ImportReport {
     pub rows: u64,
     pub accepted: u64,
     pub duplicates: u64,
+    /// Rows of deleted customers (their identifiers are in the deletion record): not stored.
+    pub suppressed: u64,
     pub invalid: u64,
     /// The first few problems, as `file:line: field: problem`.
     pub problems: Vec<String>,
@@ -636,14 +638,15 @@ pub fn import_file(
         // Appending a batch (serialisation, group commit) overlaps with parsing the next one. The events skip the
         // write-ahead log: the file can be read again, and the flush below makes them durable before the import
         // reports them (a crash before that loses only this import's events; importing again adds them).
-        let appender = scope.spawn(move || -> Result<(u64, u64), StoreError> {
-            let (mut accepted, mut duplicates) = (0u64, 0u64);
+        let appender = scope.spawn(move || -> Result<(u64, u64, u64), StoreError> {
+            let (mut accepted, mut duplicates, mut suppressed) = (0u64, 0u64, 0u64);
             for (events, failed) in receiver {
                 let outcome = store.append_batch_unlogged(events, failed)?;
                 accepted += outcome.accepted as u64;
                 duplicates += outcome.duplicates as u64;
+                suppressed += outcome.suppressed as u64;
             }
-            Ok((accepted, duplicates))
+            Ok((accepted, duplicates, suppressed))
         });
         let mut sink = Sink {
             batches,
@@ -689,12 +692,13 @@ pub fn import_file(
         } = sink;
         drop(batches); // Lets the appender finish the batches sent so far, including those before a bad row.
         let appended = appender.join().expect("the appender thread does not panic");
-        let (accepted, duplicates) = appended?;
+        let (accepted, duplicates, suppressed) = appended?;
         // Durable before anything is reported, including the rows before a bad one.
         store.flush()?;
         parsed?;
         report.accepted = accepted;
         report.duplicates = duplicates;
+        report.suppressed = suppressed;
         progress(total_bytes, total_bytes);
         Ok(report)
     })
