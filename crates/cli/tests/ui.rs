@@ -824,6 +824,25 @@ fn the_ui_asks_for_a_key_then_works_with_a_read_key_and_shows_no_admin_action() 
         .unwrap()
         .contains("Saving needs an admin key"));
 
+    // A customer: its data may be exported, not deleted, with a read key.
+    browser.call(
+        "POST",
+        "/url",
+        json!({"url": format!("{url}/#/customer?id=cust-000000")}),
+    );
+    browser.wait_ready();
+    browser.screenshot(&shots.join("customer-read-key.png"));
+    let buttons = browser
+        .script("return [...document.querySelectorAll('#page button')].map((b) => b.textContent)");
+    let buttons: Vec<&str> = buttons
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    assert!(buttons.contains(&"Export all data (JSON)"), "{buttons:?}");
+    assert!(!buttons.contains(&"Delete this customer"), "{buttons:?}");
+
     // Revoked while the tab is open: the next page asks for a key again.
     let id = read_key.split('_').nth(2).unwrap();
     assert!(waymark()

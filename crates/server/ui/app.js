@@ -648,9 +648,34 @@ pages.customer = async ({ params }) => {
       customer.merges.length ? table(["edge", "linked", "by", "when"], customer.merges.map((m) => [m.id, `${m.a} ↔ ${m.b}`, `${String(m.reason).replace(/_/g, " ")}${m.message_id ? " (event " + m.message_id.slice(0, 12) + ")" : ""}${m.unmerged_at ? " — undone" : ""}`, when(m.at)]), [0])
         : el("p", { class: "muted" }, "No merges: one identifier."),
       customer.warnings.length ? el("p", { class: "error" }, customer.warnings.map((w) => w.message || JSON.stringify(w)).join("; ")) : null),
-    customerScores(customer.scores))));
+    customerScores(customer.scores), customerData(customer))));
   return parts;
 };
+
+/// The customer's rights: everything held about it as one JSON file, and (admin keys) deletion everywhere.
+function customerData(customer) {
+  const status = el("p", { class: "muted", role: "status" });
+  const download = el("button", { class: "ghost", "data-action": "export", onclick: async () => {
+    const response = await authFetch(`/v1/customers/${encodeURIComponent(customer.customer_id)}/export`);
+    if (!response.ok) { status.textContent = `Export failed: ${(await response.json()).message}`; return; }
+    const link = el("a", { href: URL.createObjectURL(await response.blob()), download: `customer-${customer.customer_id}.json` });
+    link.click();
+    URL.revokeObjectURL(link.href);
+    status.textContent = "Downloaded everything held about this customer.";
+  } }, "Export all data (JSON)");
+  const remove = isAdmin() ? el("button", { class: "danger", "data-action": "delete", onclick: async (e) => {
+    if (!confirm(`Delete ${customer.customer_id} everywhere? Its ${customer.events.length} events, identifiers, merges, segment history and trigger deliveries are removed for good, and events with its identifiers are not stored again.`)) return;
+    e.target.disabled = true;
+    const response = await authFetch(`/v1/customers/${encodeURIComponent(customer.customer_id)}`, { method: "DELETE" });
+    const body = await response.json();
+    if (!response.ok) { status.textContent = `Not deleted: ${body.message}`; e.target.disabled = false; return; }
+    page.replaceChildren(el("h1", {}, "Customer deleted"),
+      el("p", { class: "lead", role: "status" }, `${body.store.customer_id} is deleted: ${fmt(body.store.events)} events, ${body.store.identifiers.length} identifiers, ${fmt(body.rules.trigger_instances)} trigger instances and ${fmt(body.rules.segment_changes)} segment changes removed. Events with its identifiers will not be stored again.`));
+  } }, "Delete this customer") : null;
+  return el("div", { class: "card", style: "margin-top:12px" }, el("h2", {}, "Data rights"),
+    el("p", { class: "muted" }, isAdmin() ? "Export everything Waymark holds about this person, or delete it everywhere (it does not come back on re-import)." : "Export everything Waymark holds about this person. Deleting needs an admin key."),
+    el("div", { class: "editor-actions" }, download, remove), status);
+}
 
 /// The one-file report (`waymark report`): the data is embedded, the pages are stacked, nothing is fetched.
 function renderReport(data) {
