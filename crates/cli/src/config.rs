@@ -20,6 +20,18 @@ pub struct FileConfig {
     pub flush_rows: Option<usize>,
     /// Segments allowed before compaction merges them (default 8).
     pub max_segments: Option<usize>,
+    /// PEM certificate chain: with `tls_private_key`, the server speaks HTTPS.
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key of `tls_certificate`.
+    pub tls_private_key: Option<PathBuf>,
+    /// Connections served at once (default 1024).
+    pub max_connections: Option<usize>,
+    /// Requests a second per read key (default 100; 0 is unlimited).
+    pub rate_limit_read: Option<u32>,
+    /// Requests a second per admin key (default 50; 0 is unlimited).
+    pub rate_limit_admin: Option<u32>,
+    /// Requests a second per write key (default unlimited).
+    pub rate_limit_write: Option<u32>,
 }
 
 /// Reads `path`, or `waymark.toml` in the data directory when no path is given and it exists.
@@ -51,6 +63,9 @@ pub struct Effective {
     pub flush_rows: usize,
     pub max_segments: usize,
     pub rules_clock: RulesClock,
+    pub http: waymark_server::HttpLimits,
+    pub tls: Option<waymark_server::TlsFiles>,
+    pub rate_limits: waymark_server::RateLimits,
 }
 
 #[derive(Serialize)]
@@ -101,7 +116,64 @@ impl Effective {
             "event-time" => RulesClock::EventTime,
             _ => RulesClock::Wall,
         };
+        let tls = match (
+            args.tls_cert.clone().or_else(|| file.tls_certificate.clone()),
+            args.tls_key.clone().or_else(|| file.tls_private_key.clone()),
+        ) {
+            (Some(certificate), Some(private_key)) => Some(waymark_server::TlsFiles {
+                certificate,
+                private_key,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(UsageError(
+                    "TLS needs both a certificate and its key: set tls_certificate and tls_private_key (or --tls-cert and --tls-key)".into(),
+                )
+                .into())
+            }
+        };
+        let defaults = waymark_server::HttpLimits::default();
+        let max_connections = args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(defaults.max_connections);
+        if max_connections == 0 {
+            return Err(UsageError("max_connections must be at least 1".into()).into());
+        }
+        let http = waymark_server::HttpLimits {
+            max_connections,
+            header_timeout: args.header_timeout,
+            body_timeout: args.body_timeout,
+            ..defaults
+        };
+        let default_rates = waymark_server::RateLimits::default();
+        let rate = |flag: Option<u32>, file: Option<u32>, default: Option<std::num::NonZeroU32>| {
+            match flag.or(file) {
+                Some(rate) => std::num::NonZeroU32::new(rate),
+                None => default,
+            }
+        };
+        let rate_limits = waymark_server::RateLimits {
+            read: rate(
+                args.rate_limit_read,
+                file.rate_limit_read,
+                default_rates.read,
+            ),
+            admin: rate(
+                args.rate_limit_admin,
+                file.rate_limit_admin,
+                default_rates.admin,
+            ),
+            write: rate(
+                args.rate_limit_write,
+                file.rate_limit_write,
+                default_rates.write,
+            ),
+        };
         Ok(Effective {
+            http,
+            tls,
+            rate_limits,
             rules_clock,
             data: data.to_path_buf(),
             listen,

@@ -82,6 +82,31 @@ struct ServeArgs {
     /// replaying history through the collector).
     #[arg(long, env = "WAYMARK_RULES_CLOCK", default_value = "wall", value_parser = ["wall", "event-time"])]
     rules_clock: String,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "WAYMARK_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "WAYMARK_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Connections served at once; one more is answered 503 and closed. Default 1024.
+    #[arg(long, env = "WAYMARK_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Time a client has to send a request's head, and to start the next one on a kept-alive connection.
+    #[arg(long, env = "WAYMARK_HEADER_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
+    header_timeout: std::time::Duration,
+    /// Time a client has to send a request's body (408 after it).
+    #[arg(long, env = "WAYMARK_BODY_TIMEOUT", value_parser = humantime::parse_duration, default_value = "60s")]
+    body_timeout: std::time::Duration,
+    /// Requests a second per read key (bursts of twice that); 0 is unlimited. Default 100.
+    #[arg(long, env = "WAYMARK_RATE_LIMIT_READ")]
+    rate_limit_read: Option<u32>,
+    /// Requests a second per admin key; 0 is unlimited. Default 50.
+    #[arg(long, env = "WAYMARK_RATE_LIMIT_ADMIN")]
+    rate_limit_admin: Option<u32>,
+    /// Requests a second per write key; 0 (the default) is unlimited, since one write key carries every
+    /// customer's events.
+    #[arg(long, env = "WAYMARK_RATE_LIMIT_WRITE")]
+    rate_limit_write: Option<u32>,
 }
 
 // Parsed once per run; the query filters make one variant larger than the rest, which costs nothing here.
@@ -367,6 +392,14 @@ fn open_store_for_maintenance(data: &Path, file_config: &config::FileConfig) -> 
             write_keys: vec![],
             no_warm_up: true,
             rules_clock: "wall".into(),
+            tls_cert: None,
+            tls_key: None,
+            max_connections: None,
+            header_timeout: waymark_server::HttpLimits::default().header_timeout,
+            body_timeout: waymark_server::HttpLimits::default().body_timeout,
+            rate_limit_read: None,
+            rate_limit_admin: None,
+            rate_limit_write: None,
         },
     )?;
     open_store(&effective)

@@ -34,13 +34,21 @@ pub fn serve(
             clock: effective.rules_clock,
             ..RulesOptions::default()
         }),
+        http: effective.http.clone(),
+        tls: effective.tls.clone(),
+        rate_limits: effective.rate_limits,
+    };
+    let scheme = if effective.tls.is_some() {
+        "https"
+    } else {
+        "http"
     };
     runtime
         .block_on(waymark_server::serve(
             Arc::clone(&store),
             server_config,
             |address| {
-                let url = format!("http://{address}/");
+                let url = format!("{scheme}://{address}/");
                 if json_output {
                     let mut line = json!({ "url": url, "write_keys": write_keys, "reads_protected": reads_protected });
                     if let Some(summary) = &demo_summary {

@@ -253,24 +253,33 @@ pub(crate) async fn authorize(
         }
     };
     if let Some(caller) = caller {
+        if let Err(error) = state.limiter().check(&caller) {
+            return rate_limited(error).into_response();
+        }
         request.extensions_mut().insert(caller);
     }
     next.run(request).await
+}
+
+/// Counts a request refused by its key's rate limit.
+pub(crate) fn rate_limited(error: ApiError) -> ApiError {
+    metrics::counter!(crate::metrics_names::REQUESTS_RATE_LIMITED).increment(1);
+    crate::routes::reject_request(error)
 }
 
 /// The collector's own check of a `writeKey` sent in the body (no `Authorization` header).
 pub(crate) async fn check_body_write_key(
     keys: &Arc<Keys>,
     key: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<Option<Caller>, ApiError> {
     if !keys.collect_protected() {
-        return Ok(());
+        return Ok(None);
     }
     match key {
         None => Err(ApiError::new(
             ErrorCode::MissingWriteKey,
             "send your write key as the HTTP basic-auth user name (empty password) or as `writeKey` in the body",
         )),
-        Some(key) => check_key(keys, key.to_string(), Access::Collect).await.map(|_| ()),
+        Some(key) => check_key(keys, key.to_string(), Access::Collect).await.map(Some),
     }
 }

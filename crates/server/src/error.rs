@@ -31,7 +31,7 @@ macro_rules! error_codes {
                 }
             }
 
-            /// `invalid_request`, `auth` or `internal`.
+            /// `invalid_request`, `auth`, `rate_limit` or `internal`.
             pub fn kind(self) -> &'static str {
                 match self {
                     $(ErrorCode::$variant => $kind,)*
@@ -73,6 +73,8 @@ error_codes! {
     InvalidKey => "invalid_key", UNAUTHORIZED, "auth";
     RevokedKey => "revoked_key", UNAUTHORIZED, "auth";
     Forbidden => "forbidden", FORBIDDEN, "auth";
+    RequestTimeout => "request_timeout", REQUEST_TIMEOUT, "invalid_request";
+    RateLimited => "rate_limited", TOO_MANY_REQUESTS, "rate_limit";
     StoreUnavailable => "store_unavailable", SERVICE_UNAVAILABLE, "internal";
     Internal => "internal", INTERNAL_SERVER_ERROR, "internal";
 }
@@ -84,6 +86,8 @@ pub struct ApiError {
     pub message: String,
     /// Every problem of a refused definition set, each naming its field (and line and column).
     pub errors: Vec<DefinitionError>,
+    /// Seconds after which a retry may succeed (`Retry-After` on a 429 or 503).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -102,6 +106,7 @@ impl ApiError {
             code,
             message: message.into(),
             errors: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -173,6 +178,9 @@ impl IntoResponse for ApiError {
             errors: &self.errors,
         };
         let mut response = (self.status(), axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            crate::limits::retry_after(&mut response, seconds);
+        }
         if self.status() == StatusCode::UNAUTHORIZED {
             // RFC 9110: a 401 names the scheme it wants.
             response.headers_mut().insert(

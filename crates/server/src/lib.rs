@@ -2,17 +2,22 @@
 //! Prometheus metrics, on one port.
 //!
 //! Entry points: [`router`] builds the axum `Router` over an open engine (used by tests on `127.0.0.1:0`), and
-//! [`serve`] binds, serves until shutdown is requested, then flushes the store.
+//! [`serve`] binds, serves (with the connection limits, timeouts and TLS of [`transport`]) until shutdown is
+//! requested, then flushes the store.
 
 mod auth;
 mod error;
+mod limits;
 mod metrics_names;
 pub mod openapi;
 mod routes;
+mod transport;
 
 pub use auth::{route_pattern, Caller, ROUTES};
 pub use error::{ApiError, ErrorCode};
+pub use limits::RateLimits;
 pub use routes::{router, AppState};
+pub use transport::{tls_acceptor, HttpLimits, TlsFiles};
 
 /// One self-contained HTML file: the UI's page, style sheet and script inlined, with `data` (the report's analyses)
 /// embedded so it renders offline, from an e-mail attachment, without a server.
@@ -61,6 +66,27 @@ pub struct ServerConfig {
     pub warm_up: bool,
     /// Run the rules worker (segments, triggers, deliveries) with these options; `None` leaves the rules idle.
     pub rules: Option<waymark_engine::rules::RulesOptions>,
+    /// Connection, header, body and write limits and timeouts.
+    pub http: HttpLimits,
+    /// Serve HTTPS with this certificate; plain HTTP without.
+    pub tls: Option<TlsFiles>,
+    /// Per-key request rates.
+    pub rate_limits: RateLimits,
+}
+
+impl ServerConfig {
+    /// Loopback on a free port, no write key, no rules worker, default limits: what tests start from.
+    pub fn local() -> ServerConfig {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            write_keys: Vec::new(),
+            warm_up: false,
+            rules: None,
+            http: HttpLimits::default(),
+            tls: None,
+            rate_limits: RateLimits::default(),
+        }
+    }
 }
 
 /// Builds, in the background, the journey views the UI's first pages read, so the first visitor does not wait
@@ -90,10 +116,14 @@ pub async fn serve(
     on_ready: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // A bad certificate is found before anything listens.
+    let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
-    let state =
-        AppState::new(Arc::clone(&engine), config.write_keys).map_err(std::io::Error::other)?;
+    let state = AppState::new(Arc::clone(&engine), config.write_keys)
+        .map_err(std::io::Error::other)?
+        .with_rate_limits(config.rate_limits)
+        .with_body_timeout(config.http.body_timeout);
     if !address.ip().is_loopback() && !state.keys().reads_protected() {
         return Err(std::io::Error::other(format!(
             "refusing to listen on {address}: no read or admin key exists, so anyone who reaches the port could read every customer; create one with `waymark keys create --role admin --name NAME`, or listen on 127.0.0.1"
@@ -112,9 +142,7 @@ pub async fn serve(
         warm_up(Arc::clone(&engine));
     }
     on_ready(address);
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    transport::run(listener, router(state), config.http, tls, shutdown).await?;
     tracing::info!("server stopped; stopping the rules worker and flushing the store");
     let flush_engine = Arc::clone(&engine);
     tokio::task::spawn_blocking(move || {

@@ -17,3 +17,9 @@ pub const STORE_SEGMENTS: &str = "waymark_store_segments";
 pub const STORE_SEGMENT_BYTES: &str = "waymark_store_segment_bytes";
 pub const STORE_WAL_BYTES: &str = "waymark_store_wal_bytes";
 pub const STORE_FAILED_EVENTS: &str = "waymark_store_failed_events";
+/// Connections being served (gauge).
+pub const HTTP_CONNECTIONS_OPEN: &str = "waymark_http_connections_open";
+/// Connections answered `503` and closed because the connection limit was reached (counter).
+pub const HTTP_CONNECTIONS_REFUSED: &str = "waymark_http_connections_refused_total";
+/// Requests refused by a key's rate limit, labelled by `role` (counter).
+pub const REQUESTS_RATE_LIMITED: &str = "waymark_requests_rate_limited_total";

@@ -695,6 +695,14 @@ fn secure(paths: &mut Map<String, Value>) {
                 op["responses"]["403"] =
                     auth_error("Error: forbidden: the key is valid but its role may not do this");
             }
+            if access != Access::Public {
+                let mut limited = auth_error("Error: rate_limited: the key made more requests a second than its role's limit (`serve --rate-limit-read|admin|write`); retry after the Retry-After header's seconds");
+                limited["headers"] = json!({"Retry-After": {"description": "Seconds to wait before the next request is accepted.", "schema": {"type": "integer", "minimum": 1}}});
+                op["responses"]["429"] = limited;
+            }
+            if op.get("requestBody").is_some() {
+                op["responses"]["408"] = auth_error("Error: request_timeout: the request body did not arrive within the server's body timeout (`serve --body-timeout`)");
+            }
         }
     }
 }

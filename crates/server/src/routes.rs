@@ -32,6 +32,9 @@ pub struct AppState {
     engine: Arc<Engine>,
     keys: Arc<Keys>,
     prometheus: PrometheusHandle,
+    limiter: Arc<crate::limits::KeyLimiter>,
+    /// How long a request body may take to arrive.
+    body_timeout: std::time::Duration,
 }
 
 fn prometheus() -> PrometheusHandle {
@@ -71,7 +74,27 @@ impl AppState {
             engine,
             keys: Arc::new(keys),
             prometheus: prometheus(),
+            limiter: Arc::new(crate::limits::KeyLimiter::new(
+                crate::limits::RateLimits::default(),
+            )),
+            body_timeout: crate::transport::HttpLimits::default().body_timeout,
         })
+    }
+
+    /// The same state with these per-key rate limits.
+    pub fn with_rate_limits(mut self, limits: crate::limits::RateLimits) -> AppState {
+        self.limiter = Arc::new(crate::limits::KeyLimiter::new(limits));
+        self
+    }
+
+    /// The same state with this deadline for request bodies.
+    pub fn with_body_timeout(mut self, timeout: std::time::Duration) -> AppState {
+        self.body_timeout = timeout;
+        self
+    }
+
+    pub(crate) fn limiter(&self) -> &crate::limits::KeyLimiter {
+        &self.limiter
     }
 
     pub(crate) fn keys(&self) -> &Arc<Keys> {
@@ -81,6 +104,7 @@ impl AppState {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
+    let body_deadline = (state.body_timeout, MAX_BATCH_BYTES * 4);
     Router::new()
         .route("/", get(ui_index))
         .route("/ui/app.js", get(ui_script))
@@ -131,6 +155,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES * 4))
+        // Inside the decompression: the deadline and the size limit are on what the handler would read.
+        .layer(axum::middleware::from_fn_with_state(
+            body_deadline,
+            crate::limits::body_deadline,
+        ))
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
         .with_state(state)
 }
@@ -207,9 +236,15 @@ async fn ingest(
         Err(error) => return Err(reject_request(error.into())),
     };
     if header_key.is_none() {
-        crate::auth::check_body_write_key(&state.keys, parsed.write_key.as_deref())
+        let caller = crate::auth::check_body_write_key(&state.keys, parsed.write_key.as_deref())
             .await
             .map_err(reject_request)?;
+        if let Some(caller) = caller {
+            state
+                .limiter
+                .check(&caller)
+                .map_err(crate::auth::rate_limited)?;
+        }
     }
     for failed in &parsed.failed {
         metrics::counter!(EVENTS_REJECTED, "reason" => failed.code.clone()).increment(1);

@@ -44,6 +44,9 @@ pub fn spawn_app_in(dir: tempfile::TempDir) -> TestApp {
                 max_attempts: 3,
                 ..Default::default()
             }),
+            // The key-matrix tests send dozens of requests per key at once; the limits have their own test.
+            rate_limits: waymark_server::RateLimits::unlimited(),
+            ..waymark_server::ServerConfig::local()
         };
         runtime
             .block_on(waymark_server::serve(
