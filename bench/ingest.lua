@@ -1,6 +1,8 @@
 -- wrk script: POST /v1/batch with 100 distinct Segment track events per request (about 420 bytes each).
 -- Message ids are unique per wrk thread and request, so the server stores every event it acknowledges.
 local next_thread = 1
+-- Runs against one server in a row (bench/slowloris) set WAYMARK_BENCH_RUN so their message ids differ.
+local run = os.getenv("WAYMARK_BENCH_RUN") or "w"
 local body_headers = {
   ["Content-Type"] = "application/json",
   ["Authorization"] = "Basic YmVuY2gta2V5Og==", -- write key "bench-key"
@@ -21,12 +23,12 @@ function request()
   for i = 1, 100 do
     local customer = (counter * 100 + i) % 50000
     events[i] = string.format(
-      '{"type":"track","messageId":"w%d-%d-%d","userId":"cust-%06d","anonymousId":"dev-%06d",' ..
+      '{"type":"track","messageId":"%s%d-%d-%d","userId":"cust-%06d","anonymousId":"dev-%06d",' ..
       '"event":"%s","timestamp":"2026-05-01T10:%02d:%02dZ","properties":{"product":"Smart Lock",' ..
       '"price":229.0,"path":"/products/smart-lock","step_index":%d},"context":{"channel":"web",' ..
       '"library":{"name":"analytics.js","version":"5.0.0"},"userAgent":"Mozilla/5.0 (Macintosh)",' ..
       '"page":{"referrer":"https://www.google.com/"}}}',
-      thread_id, counter, i, customer, customer, steps[(i % #steps) + 1], (counter % 60), (i % 60), i)
+      run, thread_id, counter, i, customer, customer, steps[(i % #steps) + 1], (counter % 60), (i % 60), i)
   end
   return wrk.format("POST", "/v1/batch", body_headers, '{"batch":[' .. table.concat(events, ",") .. ']}')
 end

@@ -49,6 +49,16 @@ impl Error {
             Error::UnknownAnalysis(_) => "unknown_analysis",
             Error::NotFound(_) | Error::Store(StoreError::NotFound(_)) => "not_found",
             Error::Validation(error) => error.code(),
+            Error::Import(ImportError::Store(error)) | Error::Store(error)
+                if error.disk_fault() == Some(waymark_store::DiskFault::Full) =>
+            {
+                "store_full"
+            }
+            Error::Import(ImportError::Store(error)) | Error::Store(error)
+                if error.disk_fault() == Some(waymark_store::DiskFault::ReadOnly) =>
+            {
+                "store_read_only"
+            }
             Error::Import(ImportError::Store(_)) | Error::Demo(_) | Error::Store(_) => {
                 "store_unavailable"
             }

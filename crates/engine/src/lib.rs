@@ -137,6 +137,11 @@ impl Engine {
         self.store.stats()
     }
 
+    /// While the disk refuses writes (full, or read-only): which, and the last refusal's message.
+    pub fn disk_fault(&self) -> Option<(waymark_store::DiskFault, String)> {
+        self.store.disk_fault()
+    }
+
     /// Appends a parsed request's events (and records its refused ones), durably: returns once they are fsynced.
     pub fn ingest(&self, parsed: ingest::ParsedRequest) -> Result<IngestOutcome, Error> {
         let errors = parsed

@@ -76,6 +76,8 @@ error_codes! {
     RequestTimeout => "request_timeout", REQUEST_TIMEOUT, "invalid_request";
     RateLimited => "rate_limited", TOO_MANY_REQUESTS, "rate_limit";
     StoreUnavailable => "store_unavailable", SERVICE_UNAVAILABLE, "internal";
+    StoreFull => "store_full", SERVICE_UNAVAILABLE, "internal";
+    StoreReadOnly => "store_read_only", SERVICE_UNAVAILABLE, "internal";
     Internal => "internal", INTERNAL_SERVER_ERROR, "internal";
 }
 
@@ -155,6 +157,13 @@ impl From<EngineError> for ApiError {
         } else {
             ErrorCode::Internal
         });
+        if matches!(code, ErrorCode::StoreFull | ErrorCode::StoreReadOnly) {
+            // The store says what happened and that nothing was kept; clients retry after a pause.
+            return ApiError {
+                retry_after: Some(5),
+                ..ApiError::new(code, error.to_string())
+            };
+        }
         if code == ErrorCode::StoreUnavailable {
             tracing::error!(error = %error, "store failure while serving a request");
             return ApiError::new(
@@ -204,6 +213,8 @@ mod tests {
             "unknown_analysis",
             "not_found",
             "store_unavailable",
+            "store_full",
+            "store_read_only",
             "invalid_import",
             "invalid_rules",
         ] {

@@ -23,3 +23,5 @@ pub const HTTP_CONNECTIONS_OPEN: &str = "waymark_http_connections_open";
 pub const HTTP_CONNECTIONS_REFUSED: &str = "waymark_http_connections_refused_total";
 /// Requests refused by a key's rate limit, labelled by `role` (counter).
 pub const REQUESTS_RATE_LIMITED: &str = "waymark_requests_rate_limited_total";
+/// 1 while the disk refuses writes (full or read-only), else 0 (gauge).
+pub const STORE_DISK_FAULT: &str = "waymark_store_disk_fault";

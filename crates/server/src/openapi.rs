@@ -140,9 +140,13 @@ pub struct SegmentMembersResponse {
 /// `GET /healthz`.
 #[derive(Serialize, JsonSchema)]
 pub struct Health {
+    /// `ok`, or `degraded` while the disk refuses writes (reads are still served).
     pub status: String,
     pub events: u64,
     pub customers: u64,
+    /// Why writes are refused, while they are: the disk is full or read-only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// One analysis of `GET /v1/analyses`.

@@ -179,10 +179,12 @@ async fn method_not_allowed() -> ApiError {
 
 async fn healthz(State(state): State<AppState>) -> Json<Health> {
     let stats = state.engine.stats();
+    let problem = state.engine.disk_fault().map(|(_, message)| message);
     Json(Health {
-        status: "ok".into(),
+        status: if problem.is_some() { "degraded" } else { "ok" }.into(),
         events: stats.events,
         customers: stats.customers,
+        problem,
     })
 }
 
@@ -194,6 +196,11 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
     metrics::gauge!(STORE_SEGMENT_BYTES).set(stats.segment_bytes as f64);
     metrics::gauge!(STORE_WAL_BYTES).set(stats.wal_bytes as f64);
     metrics::gauge!(STORE_FAILED_EVENTS).set(stats.failed_events as f64);
+    metrics::gauge!(STORE_DISK_FAULT).set(if state.engine.disk_fault().is_some() {
+        1.0
+    } else {
+        0.0
+    });
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.prometheus.render(),

@@ -193,11 +193,19 @@ pub(crate) fn install_compaction(shared: &Shared, output: CompactOutput) -> Resu
     manifest
         .segments
         .retain(|_| *kept.next().expect("one flag per segment"));
+    let merged_id = output.entry.id;
     manifest.segments.push(output.entry);
-    save_manifest(dir, &manifest)?;
+    if let Err(error) = save_manifest(dir, &manifest) {
+        // The old manifest stands (it is replaced atomically): the merged file is nobody's.
+        let _ = std::fs::remove_file(segment_path(dir, merged_id));
+        return Err(error);
+    }
+    // Installed from here on: a merged file that cannot be removed now is only unreferenced space.
     for old_id in &output.merged {
         let path = segment_path(dir, *old_id);
-        std::fs::remove_file(&path).map_err(StoreError::io(&path))?;
+        if let Err(error) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), %error, "could not remove a merged segment file");
+        }
     }
     // The merged rows' sequence numbers were already below `next_seq`: nothing to advance.
     let mut kept = keep.iter();
@@ -227,19 +235,29 @@ pub(crate) struct Compactor {
     pub(crate) job: BackgroundJob<CompactOutput>,
     /// Set to make the merge in flight give up (at close).
     pub(crate) cancel: Arc<AtomicBool>,
+    /// After the disk refused a merge: no new one before this.
+    resting_until: Option<std::time::Instant>,
 }
+
+/// How long merging rests after the disk refused one (a merge needs room for a copy of what it merges).
+const MERGE_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Compactor {
     pub(crate) fn new() -> Compactor {
         Compactor {
             job: BackgroundJob::new("waymark-store-compact"),
             cancel: Arc::new(AtomicBool::new(false)),
+            resting_until: None,
         }
     }
 
     /// Starts merging the smallest segments in the background, unless a merge is running.
     pub(crate) fn start(&mut self, shared: &Shared) -> Result<()> {
-        if self.job.in_flight {
+        if self.job.in_flight
+            || self
+                .resting_until
+                .is_some_and(|until| std::time::Instant::now() < until)
+        {
             return Ok(());
         }
         if let Some(job) = plan_compaction(shared, Some(shared.options.compact_max_rows)) {
@@ -264,10 +282,24 @@ impl Compactor {
         }
     }
 
-    /// Installs a finished background merge, if there is one.
+    /// Installs a finished background merge, if there is one. A merge the disk refused is dropped (its segments
+    /// stay as they were; its temporary file is already removed) and merging rests for [`MERGE_RETRY`].
     pub(crate) fn poll(&mut self, shared: &Shared) -> Result<()> {
-        self.job
+        match self
+            .job
             .install(false, |output| install_compaction(shared, output))
+        {
+            Err(error) if error.disk_fault().is_some() => {
+                shared.note_disk_fault(&error);
+                self.resting_until = Some(std::time::Instant::now() + MERGE_RETRY);
+                Ok(())
+            }
+            Ok(()) => {
+                self.resting_until = None;
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Waits for the background merge in flight, if any, and installs it.

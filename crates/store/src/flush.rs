@@ -120,7 +120,7 @@ pub(crate) fn freeze(shared: &Shared, wal: &mut WalWriter) -> Result<Option<Flus
 
 /// Writes the frozen table as a segment and the identity checkpoint. Takes no lock, so it runs on the background
 /// flusher while the writer keeps committing.
-pub(crate) fn write_flush(dir: &Path, job: FlushJob) -> Result<FlushOutput> {
+pub(crate) fn write_flush(dir: &Path, job: &FlushJob) -> Result<FlushOutput> {
     let segment = if job.table.columns.len() > 0 {
         let columns = &job.table.columns;
         let order = clustering_order(&job.identity, &columns.ident, &columns.ts, &columns.seq);
@@ -220,9 +220,20 @@ pub(crate) fn install_flush(shared: &Shared, output: FlushOutput) -> Result<()> 
     manifest.wal_start = output.new_wal_index;
     manifest.next_seq = output.next_seq;
     save_manifest(dir, &manifest)?;
-    for (index, path) in wal::list_wal_files(&dir.join("wal"))? {
-        if index < output.new_wal_index {
-            std::fs::remove_file(&path).map_err(StoreError::io(&path))?;
+    // From here on the flush is installed: a log file that cannot be removed now (a read-only disk) is removed
+    // by the next open, which skips files below `wal_start`.
+    match wal::list_wal_files(&dir.join("wal")) {
+        Ok(files) => {
+            for (index, path) in files {
+                if index < output.new_wal_index {
+                    if let Err(error) = std::fs::remove_file(&path) {
+                        tracing::warn!(path = %path.display(), %error, "could not remove a checkpointed log file; the next open removes it");
+                    }
+                }
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not list the log files; the next open removes the checkpointed ones")
         }
     }
     if let Some(old) = old_snapshot {
@@ -324,47 +335,112 @@ impl<T: Send + 'static> BackgroundJob<T> {
     }
 }
 
-/// Drives background flushes from the writer thread: at most one in flight.
+/// A background flush's job (kept, to be tried again) and what writing it gave.
+pub(crate) struct FlushAttempt {
+    job: FlushJob,
+    output: Result<FlushOutput>,
+}
+
+/// How long a flush the disk refused waits before it is tried again.
+const FLUSH_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Drives background flushes from the writer thread: at most one in flight. A flush the disk refuses (full,
+/// read-only) is not lost: its events stay in the frozen table and in the log files, and it is tried again
+/// every [`FLUSH_RETRY`] until the disk takes it.
 pub(crate) struct Flusher {
-    pub(crate) job: BackgroundJob<FlushOutput>,
+    pub(crate) job: BackgroundJob<FlushAttempt>,
+    retry: Option<(FlushJob, std::time::Instant)>,
 }
 
 impl Flusher {
     pub(crate) fn new() -> Flusher {
         Flusher {
             job: BackgroundJob::new("waymark-store-flush"),
+            retry: None,
         }
     }
 
-    /// Freezes the in-memory table and writes it on a background thread, unless a flush is already running.
+    fn spawn(&mut self, shared: &Shared, job: FlushJob) -> Result<()> {
+        let dir = shared.dir.clone();
+        self.job.spawn(move || {
+            let output = write_flush(&dir, &job);
+            Ok(FlushAttempt { job, output })
+        })
+    }
+
+    /// Starts a background flush, unless one is running; a refused one is tried again once its wait is over.
     pub(crate) fn start(&mut self, shared: &Shared, wal: &mut WalWriter) -> Result<()> {
         if self.job.in_flight {
             return Ok(());
         }
-        if let Some(job) = freeze(shared, wal)? {
-            let dir = shared.dir.clone();
-            self.job.spawn(move || write_flush(&dir, job))?;
+        if let Some((_, due)) = &self.retry {
+            if std::time::Instant::now() < *due {
+                return Ok(());
+            }
+            let (job, _) = self.retry.take().expect("checked above");
+            return self.spawn(shared, job);
         }
-        Ok(())
+        match freeze(shared, wal) {
+            Ok(Some(job)) => self.spawn(shared, job),
+            Ok(None) => Ok(()),
+            // Not even a new log file could be made: nothing changed; try again later.
+            Err(error) if error.disk_fault().is_some() => {
+                shared.note_disk_fault(&error);
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
     }
 
-    /// Installs a finished background flush, if there is one.
+    /// Installs a written flush, or keeps a refused one for a retry (after removing what it left on disk).
+    fn settle(&mut self, shared: &Shared, attempt: FlushAttempt) -> Result<()> {
+        let FlushAttempt { job, output } = attempt;
+        match output.and_then(|output| install_flush(shared, output)) {
+            Ok(()) => Ok(()),
+            Err(error) if error.disk_fault().is_some() => {
+                // The manifest was not replaced (it is written atomically), so neither file is referenced.
+                let _ = std::fs::remove_file(segment_path(&shared.dir, job.segment_id));
+                let snapshot = format!("{:020}.json.zst", job.new_wal_index);
+                let _ = std::fs::remove_file(shared.dir.join("identity").join(snapshot));
+                shared.note_disk_fault(&error);
+                self.retry = Some((job, std::time::Instant::now() + FLUSH_RETRY));
+                Err(error)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn take(&mut self, shared: &Shared, wait: bool) -> Result<()> {
+        match self.job.take(wait)? {
+            Some(attempt) => self.settle(shared, attempt?),
+            None => Ok(()),
+        }
+    }
+
+    /// Installs a finished background flush, if there is one. A refused one is not an error here: the writer
+    /// goes on taking appends, and the flush is tried again.
     pub(crate) fn poll(&mut self, shared: &Shared) -> Result<()> {
-        self.job
-            .install(false, |output| install_flush(shared, output))
+        match self.take(shared, false) {
+            Err(error) if error.disk_fault().is_some() => Ok(()),
+            other => other,
+        }
     }
 
     /// Waits for the background flush in flight, if any, and installs it.
     pub(crate) fn wait(&mut self, shared: &Shared) -> Result<()> {
-        self.job
-            .install(true, |output| install_flush(shared, output))
+        self.take(shared, true)
     }
 
-    /// A complete flush on the calling thread, after any background one.
+    /// A complete flush on the calling thread, after any background one (and any refused one, tried again now).
     pub(crate) fn flush_now(&mut self, shared: &Shared, wal: &mut WalWriter) -> Result<()> {
         self.wait(shared)?;
+        if let Some((job, _)) = self.retry.take() {
+            let output = write_flush(&shared.dir, &job);
+            self.settle(shared, FlushAttempt { job, output })?;
+        }
         if let Some(job) = freeze(shared, wal)? {
-            install_flush(shared, write_flush(&shared.dir, job)?)?;
+            let output = write_flush(&shared.dir, &job);
+            self.settle(shared, FlushAttempt { job, output })?;
         }
         Ok(())
     }

@@ -38,7 +38,7 @@ mod wal;
 mod writer;
 
 pub use batch::EventBatch;
-pub use error::{Result, StoreError};
+pub use error::{DiskFault, Result, StoreError};
 pub use identity::{
     is_forgotten_key, ArrivalIdentity, EdgeReason, IdentityGraph, IdentityWarning, Interner,
     LinkOutcome, MergeEdge,
@@ -86,6 +86,30 @@ struct Shared {
     version: AtomicU64,
     /// Recently built journey views: (version, property names, view), newest last.
     views: Mutex<Vec<CachedView>>,
+    /// The disk fault the last write met (full, read-only), until a write succeeds again.
+    disk_fault: Mutex<Option<(error::DiskFault, String)>>,
+}
+
+impl Shared {
+    /// Remembers (and logs, once per fault) that the disk refused a write.
+    pub(crate) fn note_disk_fault(&self, error: &StoreError) {
+        let Some(fault) = error.disk_fault() else {
+            return;
+        };
+        let mut held = self.disk_fault.lock();
+        if held.is_none() {
+            tracing::error!(%error, "the disk refused a write; refusing writes until it takes them again (reads go on)");
+        }
+        *held = Some((fault, error.for_another().to_string()));
+    }
+
+    /// A write succeeded: the disk takes writes again.
+    pub(crate) fn clear_disk_fault(&self) {
+        let mut held = self.disk_fault.lock();
+        if held.take().is_some() {
+            tracing::info!("the disk takes writes again; ingest resumed");
+        }
+    }
 }
 
 /// A journey view with the store version it was built at and its property columns.
@@ -115,9 +139,15 @@ pub(crate) fn message_hash(message_id: &str) -> u64 {
 pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
+    let written = File::create(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if let Err(error) = written {
+        // On a full disk the half-written copy would keep the space the retry needs.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(error);
+    }
     std::fs::rename(&tmp, path)?;
     if let Some(parent) = path.parent() {
         File::open(parent)?.sync_all()?;
@@ -284,6 +314,7 @@ impl Store {
             appended_total: AtomicU64::new(0),
             version: AtomicU64::new(0),
             views: Mutex::new(Vec::new()),
+            disk_fault: Mutex::new(None),
         });
         let (sender, receiver) = mpsc::channel();
         let thread_shared = Arc::clone(&shared);
@@ -330,6 +361,12 @@ impl Store {
     }
 
     /// Whether identifier key `key` (`user:…` or `anon:…`) belongs to a deleted customer.
+    /// The disk fault the last write met (full or read-only) and its message, while writes are refused; `None`
+    /// once a write succeeds again.
+    pub fn disk_fault(&self) -> Option<(DiskFault, String)> {
+        self.shared.disk_fault.lock().clone()
+    }
+
     pub fn is_forgotten(&self, key: &str) -> bool {
         self.shared.state.read().forgotten.holds(key)
     }

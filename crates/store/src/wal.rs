@@ -42,6 +42,8 @@ pub(crate) struct WalWriter {
     pub(crate) index: u64,
     buffer: Vec<u8>,
     pub(crate) bytes_written: u64,
+    /// A failed write may have left part of a frame past `bytes_written`: cut it before the next write.
+    dirty_tail: bool,
 }
 
 impl WalWriter {
@@ -73,6 +75,7 @@ impl WalWriter {
             index: 0,
             buffer: Vec::with_capacity(1 << 20),
             bytes_written: valid_len,
+            dirty_tail: false,
         })
     }
 
@@ -86,17 +89,55 @@ impl WalWriter {
     }
 
     /// Writes the pending buffer and makes it durable with one `fdatasync`; nothing to do when nothing is
-    /// pending (a failed sync stops the store's writer, so everything written before is durable).
+    /// pending. When the write or the sync fails, the pending frames are dropped (their requests are refused) and
+    /// the file is cut back to what the last successful sync made durable, so a later write starts on a frame
+    /// boundary and recovery never meets a half frame between whole ones.
     pub(crate) fn sync(&mut self) -> Result<()> {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        self.file
-            .write_all(&self.buffer)
-            .map_err(StoreError::io(&self.path))?;
-        self.bytes_written += self.buffer.len() as u64;
+        let result = self.cut_dirty_tail().and_then(|()| {
+            self.file
+                .write_all(&self.buffer)
+                .and_then(|()| self.file.sync_data())
+                .map_err(StoreError::io(&self.path))
+        });
+        match result {
+            Ok(()) => {
+                self.bytes_written += self.buffer.len() as u64;
+                self.buffer.clear();
+                Ok(())
+            }
+            Err(error) => {
+                self.buffer.clear();
+                self.dirty_tail = true;
+                // Best effort now (a full disk still allows shrinking a file); again before the next write.
+                let _ = self.cut_dirty_tail();
+                Err(error)
+            }
+        }
+    }
+
+    /// Drops the frames pushed since the last sync (their request was refused before they were written).
+    pub(crate) fn discard(&mut self) {
         self.buffer.clear();
-        self.file.sync_data().map_err(StoreError::io(&self.path))
+    }
+
+    fn cut_dirty_tail(&mut self) -> Result<()> {
+        if !self.dirty_tail {
+            return Ok(());
+        }
+        self.file
+            .set_len(self.bytes_written)
+            .and_then(|()| {
+                self.file
+                    .seek(SeekFrom::Start(self.bytes_written))
+                    .map(|_| ())
+            })
+            .and_then(|()| self.file.sync_all())
+            .map_err(StoreError::io(&self.path))?;
+        self.dirty_tail = false;
+        Ok(())
     }
 }
 

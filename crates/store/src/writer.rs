@@ -203,14 +203,13 @@ pub(crate) fn writer_loop(
 }
 
 pub(crate) fn reply_error(command: Command, error: StoreError) {
-    let message = error.to_string();
-    let stopped = || StoreError::WriterStopped(message.clone());
+    let error = || error.for_another();
     match command {
-        Command::Append { reply, .. } => drop(reply.send(Err(stopped()))),
-        Command::Merge { reply, .. } => drop(reply.send(Err(stopped()))),
-        Command::Unmerge { reply, .. } => drop(reply.send(Err(stopped()))),
-        Command::Flush { reply } | Command::Compact { reply } => drop(reply.send(Err(stopped()))),
-        Command::Forget { reply, .. } => drop(reply.send(Err(stopped()))),
+        Command::Append { reply, .. } => drop(reply.send(Err(error()))),
+        Command::Merge { reply, .. } => drop(reply.send(Err(error()))),
+        Command::Unmerge { reply, .. } => drop(reply.send(Err(error()))),
+        Command::Flush { reply } | Command::Compact { reply } => drop(reply.send(Err(error()))),
+        Command::Forget { reply, .. } => drop(reply.send(Err(error()))),
         Command::PrepareWrites => {}
     }
 }
@@ -233,6 +232,9 @@ pub(crate) fn group_commit(
     let mut batches: Vec<EventBatch> = Vec::new();
     let mut new_events: Vec<(u64, usize, usize)> = Vec::new();
     let mut failed_written = 0u64;
+    // Dedup keys added by this commit: taken out again if its write fails, so that the retry is stored.
+    let mut inserted: Vec<u64> = Vec::new();
+    let mut failed_records: Vec<FailedEvent> = Vec::new();
     {
         let state = shared.state.read();
         let mut next_seq = state.next_seq;
@@ -259,6 +261,7 @@ pub(crate) fn group_commit(
                             outcome.duplicates += 1;
                             continue;
                         }
+                        inserted.push(keys.hash);
                         new_events.push((next_seq, batches.len(), index));
                         next_seq += 1;
                     }
@@ -272,19 +275,11 @@ pub(crate) fn group_commit(
                     }
                     batches.push(events);
                     // A deleted customer's refused events are not kept either.
-                    let failed: Vec<FailedEvent> = failed
-                        .into_iter()
-                        .filter(|record| !state.forgotten.holds_failed(record))
-                        .collect();
-                    if !failed.is_empty() {
-                        let writer = failed_log.writer()?;
-                        for record in &failed {
-                            writer.push(
-                                &serde_json::to_vec(record).expect("failed events serialise"),
-                            );
-                        }
-                        failed_written += failed.len() as u64;
-                    }
+                    failed_records.extend(
+                        failed
+                            .into_iter()
+                            .filter(|record| !state.forgotten.holds_failed(record)),
+                    );
                     let count = new_events.len() - first;
                     pending.push(Pending::Append {
                         reply,
@@ -325,26 +320,45 @@ pub(crate) fn group_commit(
         }
     }
     if !pending.is_empty() {
-        if let Err(error) = wal.sync().and_then(|_| match failed_log.writer.as_mut() {
-            Some(writer) if failed_written > 0 => writer.sync(),
-            _ => Ok(()),
-        }) {
-            let message = error.to_string();
+        // The refused events' records first, then the log: a request is answered only when both are durable.
+        let synced = (|| {
+            if !failed_records.is_empty() {
+                let writer = failed_log.writer()?;
+                for record in &failed_records {
+                    writer.push(&serde_json::to_vec(record).expect("failed events serialise"));
+                }
+                writer.sync()?;
+                failed_written = failed_records.len() as u64;
+            }
+            wal.sync()
+        })();
+        if let Err(error) = synced {
+            // Nothing of this commit is applied or acknowledged: its frames are dropped (the log is cut back to
+            // its last durable frame) and its keys leave the dedup set, so each refused request can be retried.
+            wal.discard();
+            if let Some(seen) = seen.as_mut() {
+                for hash in &inserted {
+                    seen.remove(hash);
+                }
+            }
             for item in pending {
                 match item {
-                    Pending::Append { reply, .. } => {
-                        drop(reply.send(Err(StoreError::WriterStopped(message.clone()))))
-                    }
-                    Pending::Merge { reply, .. } => {
-                        drop(reply.send(Err(StoreError::WriterStopped(message.clone()))))
-                    }
-                    Pending::Unmerge { reply, .. } => {
-                        drop(reply.send(Err(StoreError::WriterStopped(message.clone()))))
-                    }
+                    Pending::Append { reply, .. } => drop(reply.send(Err(error.for_another()))),
+                    Pending::Merge { reply, .. } => drop(reply.send(Err(error.for_another()))),
+                    Pending::Unmerge { reply, .. } => drop(reply.send(Err(error.for_another()))),
                 }
+            }
+            for command in maintenance {
+                reply_error(command, error.for_another());
+            }
+            if error.disk_fault().is_some() {
+                // A full or read-only disk: refuse this commit, keep the writer; the next one tries again.
+                shared.note_disk_fault(&error);
+                return Ok(());
             }
             return Err(error);
         }
+        shared.clear_disk_fault();
     }
     {
         let mut state = shared.state.write();
@@ -404,7 +418,15 @@ pub(crate) fn group_commit(
                 .and_then(|_| compact(shared, None)),
             _ => unreachable!("only maintenance commands are deferred"),
         };
-        let failed = result.as_ref().err().map(|error| error.to_string());
+        // A disk that refuses the flush or merge refuses the request, not the writer: the log keeps everything.
+        let failed = match &result {
+            Err(error) if error.disk_fault().is_some() => {
+                shared.note_disk_fault(error);
+                None
+            }
+            Err(error) => Some(error.to_string()),
+            Ok(()) => None,
+        };
         match command {
             Command::Flush { reply } | Command::Compact { reply } => drop(reply.send(result)),
             _ => unreachable!(),

@@ -69,6 +69,21 @@ pub(super) fn write_segment_as<'r>(
     format: u32,
     cancel: Option<&AtomicBool>,
 ) -> Result<Written> {
+    let written = write_segment_file(path, n_rows, row, format, cancel);
+    if written.is_err() {
+        // A full disk must not stay full of a segment that was never installed.
+        let _ = std::fs::remove_file(path.with_extension("seg.tmp"));
+    }
+    written
+}
+
+fn write_segment_file<'r>(
+    path: &Path,
+    n_rows: usize,
+    row: impl Fn(usize) -> SegmentRow<'r>,
+    format: u32,
+    cancel: Option<&AtomicBool>,
+) -> Result<Written> {
     let tmp_path = path.with_extension("seg.tmp");
     let file = File::create(&tmp_path).map_err(StoreError::io(&tmp_path))?;
     let compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(StoreError::io(&tmp_path))?;
