@@ -10,6 +10,7 @@
 
 pub mod demo;
 mod error;
+pub mod fuzzing;
 pub mod import;
 pub mod ingest;
 pub mod keys;

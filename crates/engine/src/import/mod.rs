@@ -629,10 +629,6 @@ pub fn import_file(
         })?
         .len();
     let bytes_read = Arc::new(AtomicU64::new(0));
-    let file_label = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |name| name.to_string_lossy().to_string(),
-    );
     let (batches, receiver) = std::sync::mpsc::sync_channel::<Batch>(1);
     std::thread::scope(|scope| {
         // Appending a batch (serialisation, group commit) overlaps with parsing the next one. The events skip the
@@ -648,49 +644,16 @@ pub fn import_file(
             }
             Ok((accepted, duplicates, suppressed))
         });
-        let mut sink = Sink {
-            batches,
+        let (parsed, mut report) = read_file(
+            path,
+            format,
             options,
-            file_label: file_label.clone(),
-            id_input: Vec::with_capacity(512),
-            row_bytes: Vec::with_capacity(512),
-            payload: Vec::with_capacity(1024),
-            ingest: IngestContext {
-                received_at: Timestamp::now(),
-                batch_sent_at: None,
-                default_channel: options.default_channel.clone(),
-                allow_placeholder_ids: true,
-            },
-            batch: EventBatch::with_capacity(options.batch_size),
-            failed: Vec::new(),
-            report: ImportReport {
-                file: path.to_path_buf(),
-                format: Some(format),
-                ..ImportReport::default()
-            },
-            bytes_read: Arc::clone(&bytes_read),
-            total_bytes,
-            progress,
-        };
-        let parsed = match format {
-            ImportFormat::Csv => {
-                open_input(path, bytes_read).and_then(|input| import_csv(&mut sink, input))
-            }
-            ImportFormat::Jsonl => {
-                open_input(path, bytes_read).and_then(|input| import_jsonl(&mut sink, input))
-            }
-            ImportFormat::Xes => {
-                open_input(path, bytes_read).and_then(|input| import_xes(&mut sink, input))
-            }
-            ImportFormat::Parquet => import_parquet(&mut sink, path),
-        }
-        .and_then(|()| sink.flush_batch());
-        let Sink {
-            mut report,
             batches,
-            ..
-        } = sink;
-        drop(batches); // Lets the appender finish the batches sent so far, including those before a bad row.
+            (Arc::clone(&bytes_read), total_bytes),
+            progress,
+        );
+        // `read_file` dropped its sender: the appender finishes the batches sent so far, including those before
+        // a bad row.
         let appended = appender.join().expect("the appender thread does not panic");
         let (accepted, duplicates, suppressed) = appended?;
         // Durable before anything is reported, including the rows before a bad one.
@@ -701,6 +664,96 @@ pub fn import_file(
         report.suppressed = suppressed;
         progress(total_bytes, total_bytes);
         Ok(report)
+    })
+}
+
+/// Parses `path` as `format` into batches sent to `batches` (dropped on return), as an import reads it: the
+/// result of parsing, and the report of rows read and refused so far.
+fn read_file(
+    path: &Path,
+    format: ImportFormat,
+    options: &ImportOptions,
+    batches: std::sync::mpsc::SyncSender<Batch>,
+    counter: (Arc<AtomicU64>, u64),
+    progress: &dyn Fn(u64, u64),
+) -> (Result<(), ImportError>, ImportReport) {
+    let file_label = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |name| name.to_string_lossy().to_string(),
+    );
+    let (bytes_read, total_bytes) = counter;
+    let mut sink = Sink {
+        batches,
+        options,
+        file_label: file_label.clone(),
+        id_input: Vec::with_capacity(512),
+        row_bytes: Vec::with_capacity(512),
+        payload: Vec::with_capacity(1024),
+        ingest: IngestContext {
+            received_at: Timestamp::now(),
+            batch_sent_at: None,
+            default_channel: options.default_channel.clone(),
+            allow_placeholder_ids: true,
+        },
+        batch: EventBatch::with_capacity(options.batch_size),
+        failed: Vec::new(),
+        report: ImportReport {
+            file: path.to_path_buf(),
+            format: Some(format),
+            ..ImportReport::default()
+        },
+        bytes_read: Arc::clone(&bytes_read),
+        total_bytes,
+        progress,
+    };
+    let parsed = match format {
+        ImportFormat::Csv => {
+            open_input(path, bytes_read).and_then(|input| import_csv(&mut sink, input))
+        }
+        ImportFormat::Jsonl => {
+            open_input(path, bytes_read).and_then(|input| import_jsonl(&mut sink, input))
+        }
+        ImportFormat::Xes => {
+            open_input(path, bytes_read).and_then(|input| import_xes(&mut sink, input))
+        }
+        ImportFormat::Parquet => import_parquet(&mut sink, path),
+    }
+    .and_then(|()| sink.flush_batch());
+    (parsed, sink.report)
+}
+
+/// What importing `path` would do, without a store: every row parsed and validated as `import` would, the events
+/// counted as `accepted` (nothing is stored, so none is a duplicate) and the refused rows as `invalid` with their
+/// problems. The fuzz targets of the readers run through it.
+pub fn check_file(path: &Path, options: &ImportOptions) -> Result<ImportReport, ImportError> {
+    let format = options
+        .format
+        .or_else(|| ImportFormat::detect(path))
+        .ok_or_else(|| ImportError::UnknownFormat(path.to_path_buf()))?;
+    let total_bytes = std::fs::metadata(path)
+        .map_err(|source| ImportError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
+    let (batches, receiver) = std::sync::mpsc::sync_channel::<Batch>(1);
+    std::thread::scope(|scope| {
+        let counter = scope.spawn(move || {
+            receiver
+                .into_iter()
+                .map(|(events, _)| events.len() as u64)
+                .sum::<u64>()
+        });
+        let (parsed, mut report) = read_file(
+            path,
+            format,
+            options,
+            batches,
+            (Arc::new(AtomicU64::new(0)), total_bytes),
+            &|_, _| {},
+        );
+        report.accepted = counter.join().expect("the counter does not panic");
+        parsed.map(|()| report)
     })
 }
 
