@@ -2,6 +2,9 @@
 //! nothing acknowledged is lost, the store is not harmed, and ingest resumes by itself when the disk takes writes
 //! again — no restart. The data directory is a small tmpfs (the test needs root, as CI has).
 
+mod common;
+
+use common::Running;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -76,16 +79,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 struct Server {
     url: String,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    running: Running,
     engine: Arc<Engine>,
-}
-
-impl Server {
-    fn stop(mut self) {
-        let _ = self.shutdown.take().unwrap().send(());
-        let _ = self.thread.take().unwrap().join();
-    }
 }
 
 fn start(dir: &Path) -> Server {
@@ -94,29 +89,10 @@ fn start(dir: &Path) -> Server {
         ..StoreOptions::default()
     };
     let engine = Arc::new(Engine::open(dir, options).unwrap());
-    let (ready_sender, ready) = std::sync::mpsc::channel();
-    let (shutdown, shutdown_receiver) = tokio::sync::oneshot::channel::<()>();
-    let server_engine = Arc::clone(&engine);
-    let thread = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let _ = runtime.block_on(waymark_server::serve(
-            server_engine,
-            ServerConfig::local(),
-            move |address| ready_sender.send(address).unwrap(),
-            async {
-                let _ = shutdown_receiver.await;
-            },
-        ));
-    });
-    let address = ready.recv().unwrap();
+    let running = Running::start(Arc::clone(&engine), ServerConfig::local());
     Server {
-        url: format!("http://{address}"),
-        shutdown: Some(shutdown),
-        thread: Some(thread),
+        url: format!("http://{}", running.address),
+        running,
         engine,
     }
 }
@@ -255,7 +231,13 @@ fn a_full_disk_refuses_writes_with_503_and_ingest_resumes_without_a_restart() {
         stats.segments >= 2,
         "the refused flush was written once space came back: {stats:?}"
     );
-    server.stop();
+    let Server {
+        mut running,
+        engine,
+        ..
+    } = server;
+    running.stop();
+    drop(engine);
     let leftovers: Vec<String> = walk(&data)
         .into_iter()
         .filter(|path| path.extension().is_some_and(|ext| ext == "tmp"))

@@ -1,6 +1,9 @@
 //! The listener's limits, as a client meets them: HTTPS with a configured certificate, the connection limit,
 //! slow heads and bodies cut off, oversized heads refused, and per-key rate limits with `Retry-After`.
 
+mod common;
+
+use common::Running;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -11,20 +14,8 @@ use waymark_server::{HttpLimits, RateLimits, ServerConfig};
 
 struct Server {
     address: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _running: Running,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 /// A server over an empty store; `prepare` may create keys in the data directory before it starts.
@@ -32,29 +23,10 @@ fn start(config: ServerConfig, prepare: impl FnOnce(&std::path::Path)) -> Server
     let dir = tempfile::tempdir().unwrap();
     prepare(dir.path());
     let engine = Arc::new(Engine::open(dir.path(), StoreOptions::default()).unwrap());
-    let (ready_sender, ready) = std::sync::mpsc::channel();
-    let (shutdown, shutdown_receiver) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime
-            .block_on(waymark_server::serve(
-                engine,
-                config,
-                move |address| ready_sender.send(address).unwrap(),
-                async {
-                    let _ = shutdown_receiver.await;
-                },
-            ))
-            .unwrap();
-    });
+    let running = Running::start(engine, config);
     Server {
-        address: ready.recv().unwrap(),
-        shutdown: Some(shutdown),
-        thread: Some(thread),
+        address: running.address,
+        _running: running,
         _dir: dir,
     }
 }

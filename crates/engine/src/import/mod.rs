@@ -611,13 +611,11 @@ fn open_input(path: &Path, count: Arc<AtomicU64>) -> Result<Box<dyn BufRead>, Im
     })
 }
 
-/// Imports one file into the store. `progress(bytes_read, total_bytes)` is called after every batch.
-pub fn import_file(
-    store: &Store,
+/// The file's format (as given, else from its name) and its size in bytes.
+fn format_and_size(
     path: &Path,
     options: &ImportOptions,
-    progress: &dyn Fn(u64, u64),
-) -> Result<ImportReport, ImportError> {
+) -> Result<(ImportFormat, u64), ImportError> {
     let format = options
         .format
         .or_else(|| ImportFormat::detect(path))
@@ -628,6 +626,17 @@ pub fn import_file(
             source,
         })?
         .len();
+    Ok((format, total_bytes))
+}
+
+/// Imports one file into the store. `progress(bytes_read, total_bytes)` is called after every batch.
+pub fn import_file(
+    store: &Store,
+    path: &Path,
+    options: &ImportOptions,
+    progress: &dyn Fn(u64, u64),
+) -> Result<ImportReport, ImportError> {
+    let (format, total_bytes) = format_and_size(path, options)?;
     let bytes_read = Arc::new(AtomicU64::new(0));
     let (batches, receiver) = std::sync::mpsc::sync_channel::<Batch>(1);
     std::thread::scope(|scope| {
@@ -726,16 +735,7 @@ fn read_file(
 /// counted as `accepted` (nothing is stored, so none is a duplicate) and the refused rows as `invalid` with their
 /// problems. The fuzz targets of the readers run through it.
 pub fn check_file(path: &Path, options: &ImportOptions) -> Result<ImportReport, ImportError> {
-    let format = options
-        .format
-        .or_else(|| ImportFormat::detect(path))
-        .ok_or_else(|| ImportError::UnknownFormat(path.to_path_buf()))?;
-    let total_bytes = std::fs::metadata(path)
-        .map_err(|source| ImportError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .len();
+    let (format, total_bytes) = format_and_size(path, options)?;
     let (batches, receiver) = std::sync::mpsc::sync_channel::<Batch>(1);
     std::thread::scope(|scope| {
         let counter = scope.spawn(move || {

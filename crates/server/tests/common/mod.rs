@@ -13,9 +13,61 @@ pub struct TestApp {
     pub address: SocketAddr,
     pub store: Arc<Engine>,
     pub agent: ureq::Agent,
+    server: Running,
+    dir: Option<tempfile::TempDir>,
+}
+
+/// `serve` on a thread of its own (a two-worker runtime) until stopped or dropped.
+pub struct Running {
+    pub address: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    dir: Option<tempfile::TempDir>,
+}
+
+impl Running {
+    /// Starts `serve` over `engine` with `config` and waits until it listens.
+    pub fn start(engine: Arc<Engine>, config: waymark_server::ServerConfig) -> Running {
+        let (ready_sender, ready) = std::sync::mpsc::channel();
+        let (shutdown, shutdown_receiver) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime
+                .block_on(waymark_server::serve(
+                    engine,
+                    config,
+                    move |address| ready_sender.send(address).unwrap(),
+                    async {
+                        let _ = shutdown_receiver.await;
+                    },
+                ))
+                .unwrap();
+        });
+        Running {
+            address: ready.recv().unwrap(),
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// Asks the server to stop and waits until it has (the store flushed).
+    pub fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 pub fn spawn_app() -> TestApp {
@@ -25,41 +77,22 @@ pub fn spawn_app() -> TestApp {
 /// A server over the store in `dir` (an earlier server's, for restarts).
 pub fn spawn_app_in(dir: tempfile::TempDir) -> TestApp {
     let store = Arc::new(Engine::open(dir.path(), StoreOptions::default()).unwrap());
-    let (ready_sender, ready) = std::sync::mpsc::channel();
-    let (shutdown, shutdown_receiver) = tokio::sync::oneshot::channel::<()>();
-    let server_store = Arc::clone(&store);
-    let thread = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let config = waymark_server::ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            write_keys: vec![WRITE_KEY.into()],
-            warm_up: true,
-            rules: Some(waymark_engine::rules::RulesOptions {
-                min_backoff: std::time::Duration::from_millis(20),
-                max_backoff: std::time::Duration::from_millis(200),
-                max_attempts: 3,
-                ..Default::default()
-            }),
-            // The key-matrix tests send dozens of requests per key at once; the limits have their own test.
-            rate_limits: waymark_server::RateLimits::unlimited(),
-            ..waymark_server::ServerConfig::local()
-        };
-        runtime
-            .block_on(waymark_server::serve(
-                server_store,
-                config,
-                move |address| ready_sender.send(address).unwrap(),
-                async {
-                    let _ = shutdown_receiver.await;
-                },
-            ))
-            .unwrap();
-    });
-    let address = ready.recv().unwrap();
+    let config = waymark_server::ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        write_keys: vec![WRITE_KEY.into()],
+        warm_up: true,
+        rules: Some(waymark_engine::rules::RulesOptions {
+            min_backoff: std::time::Duration::from_millis(20),
+            max_backoff: std::time::Duration::from_millis(200),
+            max_attempts: 3,
+            ..Default::default()
+        }),
+        // The key-matrix tests send dozens of requests per key at once; the limits have their own test.
+        rate_limits: waymark_server::RateLimits::unlimited(),
+        ..waymark_server::ServerConfig::local()
+    };
+    let server = Running::start(Arc::clone(&store), config);
+    let address = server.address;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -68,8 +101,7 @@ pub fn spawn_app_in(dir: tempfile::TempDir) -> TestApp {
         address,
         store,
         agent,
-        shutdown: Some(shutdown),
-        thread: Some(thread),
+        server,
         dir: Some(dir),
     }
 }
@@ -162,12 +194,7 @@ impl TestApp {
     }
 
     fn shut_down(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.server.stop();
     }
 }
 
