@@ -1182,7 +1182,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Stops the rules worker and the deliveries (a snapshot is written).
+    /// Stops the rules worker and the deliveries (a snapshot is written). The worker finishes the batch it is
+    /// on but does not read on to the end of the store: the next start goes on from the snapshot's position, so a
+    /// server far behind (a burst of ingest) still stops in seconds.
     pub fn stop_rules(&self) {
         self.rules.stopping.store(true, Ordering::Release);
         self.wake_rules(Wake::Events);
@@ -1713,7 +1715,10 @@ impl Worker {
         let mut through = None;
         let mut clock = i64::MIN;
         let mut segments_log = Vec::new();
-        loop {
+        if !self.rules.follows_events() {
+            through = end;
+        }
+        while self.rules.follows_events() {
             let batch = engine.store.events_after(through, 50_000)?;
             if batch.is_empty() || end.is_none() {
                 break;
@@ -1904,7 +1909,17 @@ impl Worker {
     fn step(&mut self, engine: &Arc<Engine>, scores: Vec<ScoreChange>) -> Result<(), Error> {
         let mut decisions = Vec::new();
         let mut through = self.through_seq;
-        loop {
+        if !self.rules.follows_events() {
+            // Nothing to follow: the position moves to the end without reading (a definition saved later is
+            // built from the whole history by `reload`).
+            through = through.max(engine.store.last_seq());
+        }
+        while self.rules.follows_events() {
+            // A stop does not wait for the worker to catch up: the snapshot keeps its position, and the next
+            // start goes on from there (the events after it are still live then).
+            if engine.rules.stopping.load(Ordering::Acquire) && through != self.through_seq {
+                break;
+            }
             let batch = engine.store.events_after(through, 10_000)?;
             if batch.is_empty() {
                 break;

@@ -463,3 +463,51 @@ secret = "{SECRET}"
         vec![1_772_409_600_000_000 + 4 * 3_600_000_000]
     );
 }
+
+#[test]
+fn with_no_definitions_the_worker_keeps_its_place_without_reading_and_a_later_segment_sees_history()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path(), StoreOptions::default()).unwrap());
+    engine.start_rules(options()).unwrap();
+    post(
+        &engine,
+        serde_json::json!([
+            track("n1", "ann", "Order Completed", 0),
+            track("n2", "bob", "Product Viewed", 1),
+        ]),
+    );
+    wait_for("the worker at the end of the store", || {
+        engine.rules_status().through_seq == engine.last_seq()
+    });
+    // Nothing reads events, so none was read (a server without rules spends no core on them).
+    assert_eq!(engine.rules_status().events, 0);
+    let rules = RulesFile::from_toml(
+        r#"
+[[segments]]
+name = "buyers"
+condition = 'did("Order Completed")'
+"#,
+    )
+    .unwrap();
+    engine.save_rules(&rules).unwrap();
+    wait_for("the segment built from history", || {
+        engine
+            .segment_members()
+            .unwrap()
+            .get("buyers")
+            .is_some_and(|members| members.len() == 1 && members.contains("ann"))
+    });
+    post(
+        &engine,
+        serde_json::json!([track("n3", "bob", "Order Completed", 2)]),
+    );
+    wait_for("a live entry", || {
+        engine
+            .segment_members()
+            .unwrap()
+            .get("buyers")
+            .is_some_and(|members| members.len() == 2)
+    });
+    engine.stop_rules();
+}

@@ -321,6 +321,16 @@ impl Rules {
     }
 
     /// The earliest timer due, if any.
+    /// Whether any definition follows events: with no segment, trigger, stage or monitor (monitors read the
+    /// events' clock when the rules run in event time) there is nothing to keep, so a worker need not read the
+    /// events at all (loading definitions rebuilds from history anyway).
+    pub fn follows_events(&self) -> bool {
+        !(self.set.segments.is_empty()
+            && self.set.triggers.is_empty()
+            && self.set.stages.is_empty()
+            && self.set.monitors.is_empty())
+    }
+
     pub fn next_due(&self, state: &RulesState) -> Option<i64> {
         state.timers.first().map(|(due, _, _)| *due)
     }

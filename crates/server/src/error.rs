@@ -49,6 +49,7 @@ macro_rules! error_codes {
 error_codes! {
     InvalidJson => "invalid_json", BAD_REQUEST, "invalid_request";
     InvalidQuery => "invalid_query", BAD_REQUEST, "invalid_request";
+    InvalidPath => "invalid_path", BAD_REQUEST, "invalid_request";
     UnknownAnalysis => "unknown_analysis", NOT_FOUND, "invalid_request";
     NotFound => "not_found", NOT_FOUND, "invalid_request";
     MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED, "invalid_request";

@@ -10,6 +10,7 @@ mod error;
 mod limits;
 mod metrics_names;
 pub mod openapi;
+mod query;
 mod routes;
 mod transport;
 

@@ -704,6 +704,15 @@ fn secure(paths: &mut Map<String, Value>) {
                 limited["headers"] = json!({"Retry-After": {"description": "Seconds to wait before the next request is accepted.", "schema": {"type": "integer", "minimum": 1}}});
                 op["responses"]["429"] = limited;
             }
+            let reads_query = op["parameters"]
+                .as_array()
+                .is_some_and(|parameters| parameters.iter().any(|p| p["in"] == "query"));
+            let reads_path = op["parameters"]
+                .as_array()
+                .is_some_and(|parameters| parameters.iter().any(|p| p["in"] == "path"));
+            if (reads_query || reads_path) && op["responses"].get("400").is_none() {
+                op["responses"]["400"] = auth_error("Error: invalid_query, invalid_path: a query parameter could not be read (the message names it and its value), or a path segment is not UTF-8");
+            }
             if op.get("requestBody").is_some() {
                 op["responses"]["408"] = auth_error("Error: request_timeout: the request body did not arrive within the server's body timeout (`serve --body-timeout`)");
             }

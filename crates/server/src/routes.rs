@@ -8,9 +8,10 @@ use crate::openapi::{
     ModelsResponse, ReplayResponse, RulesResponse, ScoresResponse, SegmentMembersResponse,
     TriggerLogResponse, UnmergeRequest, UnmergeResponse,
 };
+use crate::query::{ApiPath, ApiQuery};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -307,7 +308,7 @@ async fn blocking<T: Send + 'static>(
 
 async fn customer(
     State(state): State<AppState>,
-    Path(identifier): Path<String>,
+    ApiPath(identifier): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let engine = Arc::clone(&state.engine);
     let lookup = identifier.clone();
@@ -331,7 +332,7 @@ fn no_customer(identifier: &str) -> ApiError {
 /// `GET /v1/customers/{id}/export`: everything held about the customer (the right of access and portability).
 async fn customer_export(
     State(state): State<AppState>,
-    Path(identifier): Path<String>,
+    ApiPath(identifier): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let engine = Arc::clone(&state.engine);
     let lookup = identifier.clone();
@@ -345,7 +346,7 @@ async fn customer_export(
 /// `DELETE /v1/customers/{id}`: the customer deleted everywhere (the right to erasure).
 async fn customer_delete(
     State(state): State<AppState>,
-    Path(identifier): Path<String>,
+    ApiPath(identifier): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let engine = Arc::clone(&state.engine);
     let lookup = identifier.clone();
@@ -396,8 +397,8 @@ struct ScoresQuery {
 
 async fn model_scores(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    Query(query): Query<ScoresQuery>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ScoresQuery>,
 ) -> Result<Json<ScoresResponse>, ApiError> {
     let top = bounded("top", query.top, 20, 1..=1000)?;
     let engine = Arc::clone(&state.engine);
@@ -486,7 +487,7 @@ struct FailedQuery {
 
 async fn failed_events(
     State(state): State<AppState>,
-    Query(query): Query<FailedQuery>,
+    ApiQuery(query): ApiQuery<FailedQuery>,
 ) -> Result<Json<FailedResponse>, ApiError> {
     let engine = Arc::clone(&state.engine);
     let limit = query.limit.unwrap_or(100).min(10_000);
@@ -643,7 +644,7 @@ struct SegmentsQuery {
 /// `GET /v1/segments`: every segment with its members now and its size per day.
 async fn segments_list(
     State(state): State<AppState>,
-    Query(query): Query<SegmentsQuery>,
+    ApiQuery(query): ApiQuery<SegmentsQuery>,
 ) -> Result<Json<waymark_engine::rules::SegmentsReport>, ApiError> {
     let sample = bounded("sample", query.sample, 20, 0..=1000)?;
     let engine = Arc::clone(&state.engine);
@@ -659,8 +660,8 @@ struct MembersQuery {
 /// `GET /v1/segments/{name}/members`: the members now, sorted, a page at a time.
 async fn segment_members(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    Query(query): Query<MembersQuery>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<MembersQuery>,
 ) -> Result<Json<SegmentMembersResponse>, ApiError> {
     let limit = bounded("limit", query.limit, 100, 1..=10_000)?;
     let offset = query.offset.unwrap_or(0);
@@ -705,7 +706,7 @@ struct LogQuery {
 
 async fn rules_log(
     State(state): State<AppState>,
-    Query(query): Query<LogQuery>,
+    ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Json<TriggerLogResponse>, ApiError> {
     let limit = bounded("limit", query.limit, 100, 1..=10_000)?;
     if let Some(other) = query
@@ -730,7 +731,7 @@ async fn rules_log(
 /// `POST /v1/rules/dead-letters/{key}/replay`: every dead action of the instance `key` goes out again.
 async fn rules_replay(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<Json<ReplayResponse>, ApiError> {
     let engine = Arc::clone(&state.engine);
     let lookup = key.clone();
@@ -752,7 +753,7 @@ async fn list_analyses() -> Json<AnalysesResponse> {
 /// blocking thread; an invalid request is a 400 that says what to change.
 async fn analysis(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     let engine = Arc::clone(&state.engine);
@@ -887,7 +888,7 @@ async fn keys_create(
 
 async fn keys_revoke(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<KeyInfo>, ApiError> {
     let keys = Arc::clone(&state.keys);
     let revoked = blocking(move || keys.revoke(&id).map_err(key_error)).await?;

@@ -95,6 +95,27 @@ fn bad_requests_get_json_errors_that_say_what_to_fix() {
         "missing_write_key",
     );
     assert_error(app.get_json("/v1/nothing-here"), 404, "not_found");
+    // A query parameter that is not what its schema says is named, with its value, in a JSON error.
+    for path in [
+        "/v1/failed?limit=null",
+        "/v1/segments?sample=-1",
+        "/v1/segments/any/members?offset=x",
+        "/v1/rules/log?limit=1.5",
+        "/v1/models/any/scores?top=many",
+    ] {
+        let response = app.get_json(path);
+        assert_error(response.clone(), 400, "invalid_query");
+        let parameter = path.split('?').nth(1).unwrap().split('=').next().unwrap();
+        assert!(
+            response.1["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("{parameter}=")),
+            "{path}: {}",
+            response.1
+        );
+    }
+    assert_error(app.get_json("/v1/customers/%FF%FE"), 400, "invalid_path");
     assert_eq!(
         app.store.stats().events,
         0,
