@@ -16,6 +16,7 @@
 //! ```
 
 pub mod attribution;
+pub mod blueprint;
 pub mod condition;
 mod error;
 pub mod flows;

@@ -192,7 +192,7 @@ fn identity_commands_show_and_undo_merges() {
 }
 
 /// Every registered analysis, in the registry's order.
-const ANALYSES: [&str; 10] = [
+const ANALYSES: [&str; 11] = [
     "overview",
     "process-map",
     "variants",
@@ -203,6 +203,7 @@ const ANALYSES: [&str; 10] = [
     "retention",
     "attribution",
     "step-counts",
+    "conformance",
 ];
 
 #[test]

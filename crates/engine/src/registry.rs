@@ -23,6 +23,7 @@ pub static ANALYSES: &[&dyn Analysis] = &[
     &Entry::<RetentionRequest>::NEW,
     &Entry::<AttributionRequest>::NEW,
     &Entry::<waymark_analytics::step_counts::StepCountsRequest>::NEW,
+    &Entry::<waymark_analytics::blueprint::ConformanceRequest>::NEW,
 ];
 
 /// The analysis named `name`, or an error listing the names there are.

@@ -46,7 +46,7 @@ fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
             .map(|(_, value)| value.into_owned());
         let message = match value {
             Some(value) => format!(
-                "query parameter {name}={value:?} is not valid: {}; see the parameter's schema in /openapi.json",
+                "query parameter {name}={value:?} is not valid: {}; see the parameter's schema in /v1/openapi.json",
                 error.inner()
             ),
             None => format!("query string: {}", error.inner()),

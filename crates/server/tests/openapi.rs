@@ -160,6 +160,13 @@ fn every_endpoint_answers_as_its_schema_says() {
             json!({"goals": ["Bought"], "by": "step", "order": 2, "transition_matrix": true}),
         ),
         ("step-counts", json!({"top": 3})),
+        (
+            "conformance",
+            json!({"blueprint": {"name": "buying", "goal": "Bought", "stages": [
+                {"name": "Browse", "steps": ["Viewed"]},
+                {"name": "Buy", "steps": [{"one_of": ["Bought"]}], "channels": ["web"], "standard_time": "1d"}
+            ]}}),
+        ),
     ];
     let (status, listed) = app.get_json("/v1/analyses");
     doc.check("get", "/v1/analyses", status, &listed);
