@@ -106,7 +106,7 @@ pub struct DeviationFinding {
     /// The stage (empty for an unexpected step before any designed step).
     pub stage: String,
     pub step: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub channel: String,
     pub journeys: u64,
     /// `journeys` over the journeys that entered the stage.
@@ -141,7 +141,7 @@ pub struct ConformanceReport {
     /// Distinct deviations found (before `top`).
     pub n_deviations: usize,
     /// Designed step names no event has (a misspelling, or a step not tracked yet).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unknown_steps: Vec<String>,
     /// The blueprint's Petri net, as replayed (for overlays and for checking the fitness with other tools).
     pub petri_net: super::net::PetriNet,
@@ -381,7 +381,7 @@ fn headline(
         &format!("{journeys} journeys")
     };
     match goals_lost {
-        Some(lost) if lost >= 0.5 => {
+        Some(lost) if lost.round() >= 1.0 => {
             let goals = if lost.round() == 1.0 { "goal" } else { "goals" };
             format!("{lost:.0} {goals} lost: {customers} {what}")
         }

@@ -36,6 +36,16 @@ pub struct Blueprint {
     pub goal: Option<String>,
     /// The stages, in the order the customer is meant to pass them.
     pub stages: Vec<StageDesign>,
+    /// Steps that are not the customer's (by default the identity calls `identify`, `alias`, `group`): neither
+    /// designed nor unexpected, they are passed over. A step the stages name is never ignored.
+    #[serde(default = "Blueprint::default_ignore_steps")]
+    pub ignore_steps: Vec<String>,
+}
+
+impl Blueprint {
+    fn default_ignore_steps() -> Vec<String> {
+        waymark_model::IDENTITY_STEPS.map(String::from).to_vec()
+    }
 }
 
 /// One stage of a blueprint.
@@ -149,6 +159,8 @@ pub struct CompiledBlueprint {
     stage_standard: Vec<Option<i64>>,
     stage_channels: Vec<Vec<bool>>,
     goal: Option<Vec<bool>>,
+    /// Per step code: passed over (`ignore_steps`, unless designed).
+    ignored: Vec<bool>,
     /// Designed step names (not patterns) that no event has.
     pub unknown_steps: Vec<String>,
 }
@@ -300,7 +312,20 @@ impl Blueprint {
                 .map(|name| matches(goal, name))
                 .collect()
         });
+        let ignored = journeys
+            .step_names
+            .iter()
+            .zip(&position_of)
+            .map(|(name, position)| {
+                position.is_none()
+                    && self
+                        .ignore_steps
+                        .iter()
+                        .any(|pattern| matches(pattern, name))
+            })
+            .collect();
         Ok(CompiledBlueprint {
+            ignored,
             blueprint: self.clone(),
             net,
             position_of,
@@ -470,6 +495,9 @@ impl CompiledBlueprint {
         let mut previous_designed_at: Option<i64> = None;
         let mut reached_goal = false;
         for ((&code, &at), &channel) in journey.step.iter().zip(journey.ts).zip(journey.channel) {
+            if self.ignored[code as usize] {
+                continue;
+            }
             reached_goal |= self.is_goal(code);
             let transitions = &self.transitions_of[code as usize];
             if !transitions.is_empty() {
