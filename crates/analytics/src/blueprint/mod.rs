@@ -451,6 +451,21 @@ pub struct Deviation {
     pub standard_us: Option<i64>,
 }
 
+impl Deviation {
+    /// A deviation with no channel or time attached.
+    fn at(kind: DeviationKind, stage: String, step: String, at_us: i64) -> Deviation {
+        Deviation {
+            kind,
+            stage,
+            step,
+            at_us,
+            channel: None,
+            took_us: None,
+            standard_us: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviationKind {
@@ -504,15 +519,12 @@ impl CompiledBlueprint {
                 self.net.step(&mut replay, transitions);
             }
             let Some(position) = self.position_of[code as usize] else {
-                deviations.push(Deviation {
-                    kind: DeviationKind::Unexpected,
-                    stage: current_stage.map(stage_name).unwrap_or_default(),
-                    step: names[code as usize].clone(),
-                    at_us: at,
-                    channel: None,
-                    took_us: None,
-                    standard_us: None,
-                });
+                deviations.push(Deviation::at(
+                    DeviationKind::Unexpected,
+                    current_stage.map(stage_name).unwrap_or_default(),
+                    names[code as usize].clone(),
+                    at,
+                ));
                 continue;
             };
             let step = &self.steps[position.step];
@@ -528,15 +540,12 @@ impl CompiledBlueprint {
                 });
             }
             if first_at[position.step].is_some() {
-                deviations.push(Deviation {
-                    kind: DeviationKind::Repeated,
-                    stage: stage_name(position.stage),
-                    step: step.label.clone(),
-                    at_us: at,
-                    channel: None,
-                    took_us: None,
-                    standard_us: None,
-                });
+                deviations.push(Deviation::at(
+                    DeviationKind::Repeated,
+                    stage_name(position.stage),
+                    step.label.clone(),
+                    at,
+                ));
             } else {
                 let in_order = furthest.is_none_or(|f| {
                     let sequence =
@@ -545,15 +554,12 @@ impl CompiledBlueprint {
                         || (position.stage == f.stage && (!sequence || position.step > f.step))
                 });
                 if !in_order {
-                    deviations.push(Deviation {
-                        kind: DeviationKind::OutOfOrder,
-                        stage: stage_name(position.stage),
-                        step: step.label.clone(),
-                        at_us: at,
-                        channel: None,
-                        took_us: None,
-                        standard_us: None,
-                    });
+                    deviations.push(Deviation::at(
+                        DeviationKind::OutOfOrder,
+                        stage_name(position.stage),
+                        step.label.clone(),
+                        at,
+                    ));
                 }
                 // Required steps before this one (earlier stages, or earlier in a sequence stage) never seen are
                 // skipped now that the customer went past them.
@@ -564,15 +570,12 @@ impl CompiledBlueprint {
                         let same_any_stage = s.stage == position.stage
                             && self.blueprint.stages[s.stage].order == StageOrder::Any;
                         if s.required && first_at[skipped].is_none() && !same_any_stage {
-                            deviations.push(Deviation {
-                                kind: DeviationKind::Skipped,
-                                stage: stage_name(s.stage),
-                                step: s.label.clone(),
-                                at_us: at,
-                                channel: None,
-                                took_us: None,
-                                standard_us: None,
-                            });
+                            deviations.push(Deviation::at(
+                                DeviationKind::Skipped,
+                                stage_name(s.stage),
+                                s.label.clone(),
+                                at,
+                            ));
                         }
                     }
                     // An `any` stage's required steps are skipped once a later stage is entered.
@@ -587,15 +590,12 @@ impl CompiledBlueprint {
                                     && first_at[index].is_none()
                                     && index < from
                                 {
-                                    deviations.push(Deviation {
-                                        kind: DeviationKind::Skipped,
-                                        stage: stage_name(stage),
-                                        step: s.label.clone(),
-                                        at_us: at,
-                                        channel: None,
-                                        took_us: None,
-                                        standard_us: None,
-                                    });
+                                    deviations.push(Deviation::at(
+                                        DeviationKind::Skipped,
+                                        stage_name(stage),
+                                        s.label.clone(),
+                                        at,
+                                    ));
                                 }
                             }
                         }
