@@ -172,13 +172,12 @@ impl Analysis for CompiledBlueprint {
             state.fitting += 1;
             state.fitting_goal += goal;
         }
-        let times = self.stage_times(journey);
-        let furthest = times.iter().map(|(stage, _)| *stage).max();
-        for (stage, time) in times {
-            let s = &mut state.stages[stage];
+        let furthest = result.stages.iter().map(|visit| visit.index).max();
+        for visit in &result.stages {
+            let s = &mut state.stages[visit.index];
             s.entered += 1;
             s.entered_goal += goal;
-            s.times.push(time);
+            s.times.push(visit.duration_us);
         }
         if let Some(stage) = furthest {
             state.stages[stage].ended_here += 1;
@@ -374,6 +373,7 @@ fn headline(
         DeviationKind::OverStandardTime => {
             format!("took longer than the standard time to reach {step} ({stage})")
         }
+        DeviationKind::DeadEnd => format!("went no further than {step} ({stage})"),
     };
     let customers = if journeys == 1 {
         "1 journey"

@@ -428,8 +428,23 @@ pub struct JourneyConformance {
     /// The furthest stage reached (by name), if any designed step happened.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub furthest_stage: Option<String>,
-    /// Every deviation, in journey order (skipped steps at the time the customer went past them).
+    /// Every deviation, in journey order (skipped steps at the time the customer went past them; a dead end
+    /// last).
     pub deviations: Vec<Deviation>,
+    /// The stages entered, in the order entered, with the time spent in each.
+    pub stages: Vec<StageVisit>,
+}
+
+/// A stage the journey entered: when, and how long it stayed (from the stage's first event to the first event
+/// of a later stage, or to its own last event for the stage the journey ended in).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct StageVisit {
+    pub stage: String,
+    /// The stage's index in the blueprint.
+    #[serde(skip)]
+    pub index: usize,
+    pub entered_us: i64,
+    pub duration_us: i64,
 }
 
 /// One departure from the design.
@@ -481,6 +496,9 @@ pub enum DeviationKind {
     OffChannel,
     /// Time in the stage, or to the step, over its standard time.
     OverStandardTime,
+    /// The journey went no further than this designed step and never reached the goal (without a goal: never
+    /// reached the last stage).
+    DeadEnd,
 }
 
 impl CompiledBlueprint {
@@ -504,6 +522,8 @@ impl CompiledBlueprint {
         let mut first_at: Vec<Option<i64>> = vec![None; n_steps];
         let mut stage_first: Vec<Option<i64>> = vec![None; self.stages()];
         let mut stage_last: Vec<i64> = vec![i64::MIN; self.stages()];
+        // Stages in the order they were entered.
+        let mut entered: Vec<usize> = Vec::new();
         // The latest designed position reached, and the stage the customer is in.
         let mut furthest: Option<Position> = None;
         let mut current_stage: Option<usize> = None;
@@ -622,6 +642,7 @@ impl CompiledBlueprint {
             // Time in a stage runs from its first event to the first event of a later stage.
             if stage_first[position.stage].is_none() {
                 stage_first[position.stage] = Some(at);
+                entered.push(position.stage);
                 if let Some(left) = current_stage.filter(|s| *s < position.stage) {
                     self.stage_time(left, stage_first[left], Some(at), &mut deviations);
                 }
@@ -635,6 +656,38 @@ impl CompiledBlueprint {
             let end = stage_last[last];
             self.stage_time(last, stage_first[last], Some(end), &mut deviations);
         }
+        if let (Some(f), Some(last)) = (furthest, current_stage) {
+            let complete = match &self.goal {
+                Some(_) => reached_goal,
+                None => last + 1 == self.stages(),
+            };
+            if !complete {
+                deviations.push(Deviation::at(
+                    DeviationKind::DeadEnd,
+                    stage_name(f.stage),
+                    self.steps[f.step].label.clone(),
+                    previous_designed_at.unwrap_or_default(),
+                ));
+            }
+        }
+        let stages = entered
+            .iter()
+            .enumerate()
+            .map(|(order, &stage)| {
+                let first = stage_first[stage].expect("entered stages have a first event");
+                let next = entered[order + 1..]
+                    .iter()
+                    .filter(|later| **later > stage)
+                    .filter_map(|later| stage_first[*later])
+                    .min();
+                StageVisit {
+                    stage: stage_name(stage),
+                    index: stage,
+                    entered_us: first,
+                    duration_us: next.unwrap_or(stage_last[stage]) - first,
+                }
+            })
+            .collect();
         let tokens = self.net.finish(replay);
         JourneyConformance {
             tokens,
@@ -643,6 +696,7 @@ impl CompiledBlueprint {
             reached_goal,
             furthest_stage: current_stage.map(stage_name),
             deviations,
+            stages,
         }
     }
 
@@ -669,34 +723,6 @@ impl CompiledBlueprint {
                 standard_us: Some(standard),
             });
         }
-    }
-
-    /// Time in each stage reached: (stage, µs) from its first event to the first event of a later stage, or to
-    /// its last event for the stage the journey ended in.
-    pub fn stage_times(&self, journey: JourneyRef<'_>) -> Vec<(usize, i64)> {
-        let mut first: Vec<Option<i64>> = vec![None; self.stages()];
-        let mut last: Vec<i64> = vec![i64::MIN; self.stages()];
-        let mut order: Vec<usize> = Vec::new();
-        for (&code, &at) in journey.step.iter().zip(journey.ts) {
-            if let Some(position) = self.position_of[code as usize] {
-                if first[position.stage].is_none() {
-                    first[position.stage] = Some(at);
-                    order.push(position.stage);
-                }
-                last[position.stage] = last[position.stage].max(at);
-            }
-        }
-        let mut times = Vec::with_capacity(order.len());
-        for (index, &stage) in order.iter().enumerate() {
-            let entered = first[stage].expect("entered stages have a first event");
-            let next = order[index + 1..]
-                .iter()
-                .filter(|later| **later > stage)
-                .filter_map(|later| first[*later])
-                .min();
-            times.push((stage, next.unwrap_or(last[stage]) - entered));
-        }
-        times
     }
 }
 

@@ -111,13 +111,34 @@ fn each_deviation_is_found_in_its_stage() {
         "Checkout".into(),
         String::new()
     )));
+    assert!(detour.contains(&(
+        DeviationKind::DeadEnd,
+        "Checkout".into(),
+        "pay card | pay invoice".into()
+    )));
+    // Back to browsing: a repeat, and a dead end after the cart (the goal never came), listed last.
     assert_eq!(
         kinds(3),
-        [(
-            DeviationKind::Repeated,
-            "Explore".to_string(),
-            "view".to_string()
-        )]
+        [
+            (
+                DeviationKind::Repeated,
+                "Explore".to_string(),
+                "view".to_string()
+            ),
+            (
+                DeviationKind::DeadEnd,
+                "Checkout".to_string(),
+                "cart".to_string()
+            )
+        ]
+    );
+    let visits = compiled.conform(set.journey(2)).stages;
+    assert_eq!(
+        visits
+            .iter()
+            .map(|v| (v.stage.as_str(), v.duration_us))
+            .collect::<Vec<_>>(),
+        [("Explore", MIN), ("Checkout", 69 * MIN)]
     );
 }
 
