@@ -8,6 +8,7 @@
 //! - [`registry`]: every analysis, declared once; routes, subcommands and schemas come from it.
 //! - [`synthetic`]: seeded benchmark journeys.
 
+pub mod blueprints;
 pub mod demo;
 mod error;
 pub mod fuzzing;
@@ -187,6 +188,9 @@ impl Engine {
         config: demo::DemoConfig,
         on_customer: &mut dyn FnMut(),
     ) -> Result<(), Error> {
+        for text in demo::blueprints(config.business) {
+            self.save_blueprint(&blueprints::parse_blueprint(text, "the demo's blueprint")?)?;
+        }
         if let Some(text) = demo::planted_rules(config.plant) {
             self.save_rules(&rules::RulesFile::from_toml(&text).map_err(Error::Rules)?)?;
         }

@@ -141,7 +141,7 @@ impl<Q: Query> Analysis for Entry<Q> {
     }
 
     fn run(&self, engine: &Engine, request: Value, rows: Option<usize>) -> Result<Ran, Error> {
-        let request: Q = parse_request(request)?;
+        let request: Q = parse_request(engine.resolve_saved(request)?)?;
         let report = engine.analyse(&request)?;
         Ok(Ran {
             json: serde_json::to_value(&report).expect("reports serialise"),

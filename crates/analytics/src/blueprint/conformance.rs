@@ -14,13 +14,27 @@ use waymark_model::{JourneyRef, JourneySet};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConformanceRequest {
-    /// The designed journey to compare with.
-    pub blueprint: Blueprint,
+    /// The designed journey to compare with: a saved blueprint's name, or the blueprint itself.
+    pub blueprint: BlueprintRef,
     /// Deviations listed, most journeys first (default 20).
     #[serde(default = "ConformanceRequest::default_top")]
     pub top: usize,
     #[serde(default)]
     pub filter: Scope,
+}
+
+/// A saved blueprint by name (the engine looks it up in the data directory), or one given in full.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum BlueprintRef {
+    Saved(String),
+    Given(Blueprint),
+}
+
+impl Default for BlueprintRef {
+    fn default() -> Self {
+        BlueprintRef::Given(Blueprint::default())
+    }
 }
 
 impl ConformanceRequest {
@@ -405,7 +419,7 @@ impl Spec for Conformance {
 
 impl Query for ConformanceRequest {
     const NAME: &'static str = "conformance";
-    const HELP: &'static str = "Journeys against a blueprint (the designed journey): token-replay fitness, time and drop-off per stage, and the deviations (skipped, unexpected, out-of-order, repeated, off-channel, over standard time) by goals lost.";
+    const HELP: &'static str = "Journeys against a blueprint (the designed journey; --blueprint NAME for a saved one, a FILE, or JSON): token-replay fitness, time and drop-off per stage, and the deviations (skipped, unexpected, out-of-order, repeated, off-channel, over standard time) by goals lost.";
     const EXAMPLE: &'static str = r#"--blueprint '{"name": "purchase", "goal": "Order Completed", "stages": [{"name": "Explore", "steps": ["Product Viewed"]}, {"name": "Buy", "steps": ["Added to Cart", "Checkout Started", "Order Completed"], "standard_time": "1h"}]}'"#;
     type Report = ConformanceReport;
     type Spec = Conformance;
@@ -421,10 +435,19 @@ impl Query for ConformanceRequest {
                 "top must be at least 1 deviation",
             ));
         }
+        let blueprint = match &self.blueprint {
+            BlueprintRef::Given(blueprint) => blueprint,
+            BlueprintRef::Saved(name) => {
+                return Err(AnalyticsError::field(
+                    "blueprint",
+                    format!("blueprint: there is no saved blueprint {name:?} to look up here; give the blueprint itself"),
+                ))
+            }
+        };
         // The structure is checked here; the steps against the data when it runs.
-        self.blueprint.compile(&JourneySet::default())?;
+        blueprint.compile(&JourneySet::default())?;
         Ok(Conformance {
-            blueprint: self.blueprint.clone(),
+            blueprint: blueprint.clone(),
             top: self.top,
         })
     }

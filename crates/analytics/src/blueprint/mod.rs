@@ -728,8 +728,8 @@ impl CompiledBlueprint {
 
 mod conformance;
 pub use conformance::{
-    Conformance, ConformanceReport, ConformanceRequest, DeviationFinding, FitnessReport,
-    StageReport,
+    BlueprintRef, Conformance, ConformanceReport, ConformanceRequest, DeviationFinding,
+    FitnessReport, StageReport,
 };
 
 #[cfg(test)]

@@ -168,6 +168,17 @@ anomaly = { sd = 4, weeks = 4, direction = "above" }
 expect_steps = ["Login Failed", "Login Attempted"]
 "#;
 
+/// The retailer's designed purchase journey, saved as `blueprints/purchase.toml` by the demo.
+pub const PURCHASE_BLUEPRINT: &str = include_str!("purchase.toml");
+
+/// The blueprints a demo business comes with (TOML).
+pub fn blueprints(business: Business) -> &'static [&'static str] {
+    match business {
+        Business::Retail => &[PURCHASE_BLUEPRINT],
+        Business::Telecom => &[],
+    }
+}
+
 /// The definitions a plant brings (none without one).
 pub fn planted_rules(plant: Plant) -> Option<String> {
     let mut text = String::new();
