@@ -2,6 +2,7 @@
 //! `WAYMARK_*` environment → flags), run one command, map failures to exit codes (0 ok, 2 bad usage or input,
 //! 1 anything else).
 
+mod blueprint;
 mod config;
 mod customer;
 mod files;
@@ -222,6 +223,13 @@ enum Command {
     Rules {
         #[command(subcommand)]
         command: rules::RulesCommand,
+    },
+    /// Designed journeys (blueprints) saved in the data directory: list, show, save a TOML or JSON file,
+    /// delete, and trace one customer's journey against one. `waymark query conformance --blueprint NAME`
+    /// compares every journey with it. Example: `waymark blueprint save purchase.toml`
+    Blueprint {
+        #[command(subcommand)]
+        command: blueprint::BlueprintCommand,
     },
     /// Keys and their roles: create, list and revoke the keys the server accepts (write: collect; read:
     /// analyses, customers, the UI; admin: everything). Example: `waymark keys create --role read --name "CX team"`
@@ -631,6 +639,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Customer { command } => {
             let engine = open_store_for_maintenance(&cli.data, &file_config)?;
             customer::customer(&engine, command, cli.json)
+        }
+        Command::Blueprint { command } => {
+            let engine = open_store_for_maintenance(&cli.data, &file_config)?;
+            blueprint::blueprint(&engine, command, cli.json)
         }
         Command::Rules { command } => {
             let store = open_store_for_maintenance(&cli.data, &file_config)?;

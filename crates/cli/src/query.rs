@@ -209,8 +209,23 @@ pub fn query(
 ) -> Result<()> {
     let entry = registry::analysis(&command.name).map_err(usage)?;
     let filter = scope.scope()?;
-    let request = registry::request_from_flags(&entry.flags(), &command.given, Some(&filter))
-        .map_err(usage)?;
+    let mut given = command.given.clone();
+    // `--blueprint FILE`: a blueprint file (TOML or JSON) given in full, read here (the server never reads files
+    // a request names).
+    for (name, values) in &mut given {
+        if name == "blueprint" {
+            for value in values.iter_mut() {
+                let path = std::path::Path::new(value.as_str());
+                let is_file = path.extension().is_some_and(|e| e == "toml" || e == "json");
+                if is_file || path.is_file() {
+                    let blueprint = crate::blueprint::read_file(path)?;
+                    *value = serde_json::to_string(&blueprint)?;
+                }
+            }
+        }
+    }
+    let request =
+        registry::request_from_flags(&entry.flags(), &given, Some(&filter)).map_err(usage)?;
     let ran = entry
         .run(engine, request, (!json_output).then_some(scope.rows))
         .map_err(usage)?;

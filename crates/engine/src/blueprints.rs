@@ -7,7 +7,10 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use waymark_analytics::blueprint::{Blueprint, CompiledBlueprint};
+pub use waymark_analytics::blueprint::Blueprint;
+use waymark_analytics::blueprint::CompiledBlueprint;
+/// `90s`, `14m`, `3.5h`, `2.1d`, as the reports write durations.
+pub use waymark_analytics::query::text::duration as readable_duration;
 use waymark_analytics::AnalyticsError;
 use waymark_model::JourneySet;
 
@@ -18,9 +21,9 @@ pub const BLUEPRINTS_DIR: &str = "blueprints";
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct BlueprintSummary {
     pub name: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goal: Option<String>,
     /// Stage names, in order.
     pub stages: Vec<String>,
@@ -47,7 +50,7 @@ pub struct SavedBlueprint {
     /// Whether a blueprint of that name was replaced.
     pub replaced: bool,
     /// Designed step names no stored event has yet (a misspelling, or a step not tracked yet).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unknown_steps: Vec<String>,
 }
 
@@ -222,4 +225,48 @@ fn io_error(path: &Path, error: std::io::Error) -> Error {
         path: path.to_path_buf(),
         source: error,
     })
+}
+
+/// One customer's journey against a saved blueprint: where it left the design.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct CustomerConformance {
+    pub customer_id: String,
+    pub blueprint: String,
+    /// The journey's events (all channels and devices, in time order).
+    pub events: usize,
+    #[serde(flatten)]
+    pub conformance: waymark_analytics::blueprint::JourneyConformance,
+    /// The first deviation: where the journey first left the design.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_design_at: Option<waymark_analytics::blueprint::Deviation>,
+}
+
+impl Engine {
+    /// The customer `identifier` belongs to, replayed on the saved blueprint `name` (`None`: no such customer).
+    pub fn customer_conformance(
+        &self,
+        identifier: &str,
+        name: &str,
+    ) -> Result<Option<CustomerConformance>, Error> {
+        let blueprint = self.blueprint(name)?;
+        let Some(customer) = self.customer(identifier)? else {
+            return Ok(None);
+        };
+        let events: Vec<(i64, &str, &str)> = customer
+            .events
+            .iter()
+            .map(|event| (event.time.0, event.step.as_str(), event.channel.as_str()))
+            .collect();
+        let n_events = events.len();
+        let set = JourneySet::from_journeys([(customer.customer_id.clone(), events)]);
+        let compiled = check(&blueprint, &set)?;
+        let conformance = compiled.conform(set.journey(0));
+        Ok(Some(CustomerConformance {
+            customer_id: customer.customer_id.clone(),
+            blueprint: blueprint.name,
+            events: n_events,
+            left_design_at: conformance.deviations.first().cloned(),
+            conformance,
+        }))
+    }
 }

@@ -6,6 +6,7 @@
 //! requested, then flushes the store.
 
 mod auth;
+pub mod blueprints;
 mod error;
 mod limits;
 mod metrics_names;

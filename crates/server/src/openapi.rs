@@ -339,8 +339,61 @@ fn build() -> Value {
         schema_value::<waymark_engine::rights::CustomerExport>(&mut generator),
         &[404],
     );
-    export["parameters"] = identifier_parameter;
+    export["parameters"] = identifier_parameter.clone();
     add("/v1/customers/{identifier}/export", "get", export);
+    let mut traced = operation(
+        "The customer's journey replayed on a saved blueprint: fitness, the stages it entered and how long it stayed, every deviation in journey order, and where it first left the design",
+        "blueprints",
+        None,
+        schema_value::<waymark_engine::blueprints::CustomerConformance>(&mut generator),
+        &[404],
+    );
+    let mut traced_parameters = identifier_parameter.clone();
+    traced_parameters.as_array_mut().expect("a list").push(json!({"name": "blueprint", "in": "query", "required": true, "schema": {"type": "string"}, "description": "A saved blueprint's name (GET /v1/blueprints)"}));
+    traced["parameters"] = traced_parameters;
+    add("/v1/customers/{identifier}/conformance", "get", traced);
+    add(
+        "/v1/blueprints",
+        "get",
+        operation(
+            "The saved blueprints (designed journeys): name, description, goal, stages",
+            "blueprints",
+            None,
+            schema_value::<crate::blueprints::BlueprintsResponse>(&mut generator),
+            &[],
+        ),
+    );
+    let name_parameter = json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The blueprint's name: lower-case letters, digits, - and _"}]);
+    let mut shown = operation(
+        "A saved blueprint, as JSON and as its TOML file",
+        "blueprints",
+        None,
+        schema_value::<crate::blueprints::BlueprintResponse>(&mut generator),
+        &[404],
+    );
+    shown["parameters"] = name_parameter.clone();
+    add("/v1/blueprints/{name}", "get", shown);
+    let blueprint_schema = schema_value::<waymark_engine::blueprints::Blueprint>(&mut generator);
+    let saved_schema = schema_value::<waymark_engine::blueprints::SavedBlueprint>(&mut generator);
+    let mut put = operation(
+        "Save a blueprint under this name (JSON, or TOML as application/toml), replacing one of the same name (200) or creating it (201); a blueprint with a problem is refused (422, naming the field or line) and nothing changes. Designed steps no event has yet are listed",
+        "blueprints",
+        Some(blueprint_schema),
+        saved_schema.clone(),
+        &[400, 413, 415, 422],
+    );
+    put["requestBody"]["required"] = json!(true);
+    put["requestBody"]["content"]["application/toml"] = json!({"schema": {"type": "string"}});
+    put["responses"]["201"] = put["responses"]["200"].clone();
+    put["parameters"] = name_parameter.clone();
+    add("/v1/blueprints/{name}", "put", put);
+    let mut removed = json!({"summary": "Delete a saved blueprint", "tags": ["blueprints"], "responses": {"204": {"description": "Deleted"}}});
+    removed["responses"]
+        .as_object_mut()
+        .expect("an object")
+        .extend(errors(&[404]));
+    removed["parameters"] = name_parameter;
+    add("/v1/blueprints/{name}", "delete", removed);
     add(
         "/v1/models",
         "get",

@@ -30,7 +30,7 @@ use waymark_model::{EventType, Timestamp, ValidationError, MAX_BATCH_BYTES};
 /// Shared state of all handlers.
 #[derive(Clone)]
 pub struct AppState {
-    engine: Arc<Engine>,
+    pub(crate) engine: Arc<Engine>,
     keys: Arc<Keys>,
     prometheus: PrometheusHandle,
     limiter: Arc<crate::limits::KeyLimiter>,
@@ -126,6 +126,17 @@ pub fn router(state: AppState) -> Router {
             get(customer).delete(customer_delete),
         )
         .route("/v1/customers/{identifier}/export", get(customer_export))
+        .route(
+            "/v1/customers/{identifier}/conformance",
+            get(crate::blueprints::customer_conformance),
+        )
+        .route("/v1/blueprints", get(crate::blueprints::list))
+        .route(
+            "/v1/blueprints/{name}",
+            get(crate::blueprints::get)
+                .put(crate::blueprints::put)
+                .delete(crate::blueprints::delete),
+        )
         .route("/v1/models", get(models))
         .route("/v1/models/{name}/scores", get(model_scores))
         .route("/v1/identity/edges", get(identity_edges))
@@ -214,7 +225,7 @@ pub(crate) fn reject_request(error: ApiError) -> ApiError {
     error
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { ErrorCode::BatchTooLarge } else { ErrorCode::UnreadableBody };
         ApiError::new(code, format!("could not read the request body: {rejection}; batches are limited to {MAX_BATCH_BYTES} bytes"))
@@ -298,7 +309,7 @@ async fn batch(
     ingest(state, headers, body, "batch", parse_batch).await
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
@@ -323,7 +334,7 @@ async fn customer(
     ))
 }
 
-fn no_customer(identifier: &str) -> ApiError {
+pub(crate) fn no_customer(identifier: &str) -> ApiError {
     ApiError::not_found(format!(
         "no customer has the identifier {identifier:?}; use a userId or anonymousId (optionally prefixed user: or anon:)"
     ))

@@ -272,3 +272,112 @@ fn every_documented_route_exists() {
         }
     }
 }
+
+#[test]
+fn blueprints_are_saved_traced_and_named_in_analyses_over_http() {
+    let app = spawn_app();
+    let events: Vec<Value> = [
+        ("ann", vec!["view", "cart", "buy"]),
+        ("bob", vec!["view", "help", "cart"]),
+    ]
+    .iter()
+    .flat_map(|(user, steps)| {
+        steps.iter().enumerate().map(move |(index, step)| {
+            json!({"type": "track", "userId": user, "event": step, "timestamp": format!("2026-01-01T10:0{index}:00Z")})
+        })
+    })
+    .collect();
+    assert_eq!(
+        app.post("/v1/batch", json!({ "batch": events }).to_string())
+            .0,
+        200
+    );
+    assert_eq!(app.get_json("/v1/blueprints").1, json!({"blueprints": []}));
+
+    let toml =
+        "goal = \"buy\"\n[[stages]]\nname = \"Shop\"\nsteps = [\"view\", \"cart\", \"buy\"]\n";
+    let (status, saved) = app.put("/v1/blueprints/shop", "application/toml", toml);
+    assert_eq!(status, 201, "{saved}");
+    assert_eq!(saved["blueprint"]["stages"], json!(["Shop"]));
+    let (status, again) = app.put(
+        "/v1/blueprints/shop",
+        "application/json",
+        &json!({"goal": "buy", "stages": [{"name": "Shop", "steps": ["view", "cart", "buy", "thanks"]}]}).to_string(),
+    );
+    assert_eq!((status, &again["replaced"]), (200, &json!(true)), "{again}");
+    assert_eq!(again["unknown_steps"], json!(["thanks"]));
+    let (status, shown) = app.get_json("/v1/blueprints/shop");
+    assert_eq!(status, 200);
+    assert!(
+        shown["toml"].as_str().unwrap().contains("name = \"Shop\""),
+        "{shown}"
+    );
+
+    // Refused whole, naming the field; the saved one is unchanged.
+    let (status, refused) = app.put(
+        "/v1/blueprints/shop",
+        "application/json",
+        &json!({"stages": [{"name": "Shop", "steps": ["view"], "standard_time": "soon"}]})
+            .to_string(),
+    );
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (422, Some("invalid_blueprint")),
+        "{refused}"
+    );
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("stages[0].standard_time"),
+        "{refused}"
+    );
+    let (status, refused) = app.put(
+        "/v1/blueprints/shop",
+        "application/json",
+        &json!({"name": "other", "stages": []}).to_string(),
+    );
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(
+        app.get_json("/v1/blueprints").1["blueprints"][0]["steps"],
+        4
+    );
+
+    // The analysis takes the saved blueprint by name.
+    let (status, report) = app.post(
+        "/v1/analyses/conformance",
+        json!({"blueprint": "shop"}).to_string(),
+    );
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (
+            report["journeys"].as_u64(),
+            report["fitness"]["fitting_journeys"].as_u64()
+        ),
+        (Some(2), Some(0))
+    );
+    let (status, missing) = app.post(
+        "/v1/analyses/conformance",
+        json!({"blueprint": "nope"}).to_string(),
+    );
+    assert_eq!((status, missing["code"].as_str()), (404, Some("not_found")));
+    assert!(missing["message"]
+        .as_str()
+        .unwrap()
+        .contains("the saved ones are shop"));
+
+    // Where one customer left the design.
+    let (status, traced) = app.get_json("/v1/customers/bob/conformance?blueprint=shop");
+    assert_eq!(status, 200, "{traced}");
+    assert_eq!(traced["left_design_at"]["kind"], "unexpected");
+    assert_eq!(traced["left_design_at"]["step"], "help");
+    assert_eq!(traced["reached_goal"], false);
+    assert_eq!(
+        app.get_json("/v1/customers/nobody/conformance?blueprint=shop")
+            .0,
+        404
+    );
+
+    assert_eq!(app.delete("/v1/blueprints/shop"), 204);
+    assert_eq!(app.delete("/v1/blueprints/shop"), 404);
+}

@@ -338,6 +338,63 @@ fn every_endpoint_answers_as_its_schema_says() {
     );
     assert!(revoked["revoked_at"].is_string(), "{revoked}");
     delete("/v1/keys/nope", "/v1/keys/{id}");
+    // Blueprints: saved (created, then replaced), refused, listed, shown, traced for a customer.
+    let put = |path: &str, documented: &str, media: &str, body: &str| -> Value {
+        let (status, answer) = app.put(path, media, body);
+        doc.check("put", documented, status, &answer);
+        checked
+            .borrow_mut()
+            .insert(("put".into(), documented.into()));
+        answer
+    };
+    let design = "goal = \"Bought\"\n[[stages]]\nname = \"Buy\"\nsteps = [\"Viewed\", \"Bought\", \"Thanked\"]\n";
+    put(
+        "/v1/blueprints/buying",
+        "/v1/blueprints/{name}",
+        "application/toml",
+        design,
+    );
+    let replaced = put(
+        "/v1/blueprints/buying",
+        "/v1/blueprints/{name}",
+        "application/toml",
+        design,
+    );
+    assert_eq!(replaced["unknown_steps"], json!(["Thanked"]), "{replaced}");
+    put(
+        "/v1/blueprints/buying",
+        "/v1/blueprints/{name}",
+        "application/json",
+        r#"{"stages": []}"#,
+    );
+    put(
+        "/v1/blueprints/Bad%20Name",
+        "/v1/blueprints/{name}",
+        "application/json",
+        r#"{"stages": []}"#,
+    );
+    get("/v1/blueprints", "/v1/blueprints");
+    get("/v1/blueprints/buying", "/v1/blueprints/{name}");
+    get("/v1/blueprints/nope", "/v1/blueprints/{name}");
+    get(
+        "/v1/customers/ann/conformance?blueprint=buying",
+        "/v1/customers/{identifier}/conformance",
+    );
+    get(
+        "/v1/customers/ann/conformance?blueprint=nope",
+        "/v1/customers/{identifier}/conformance",
+    );
+    get(
+        "/v1/customers/ann/conformance",
+        "/v1/customers/{identifier}/conformance",
+    );
+    let status = app
+        .agent
+        .delete(&app.url("/v1/blueprints/buying"))
+        .call()
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 204);
     // A customer's data exported, then deleted (last: the calls above read it).
     get(
         "/v1/customers/ann/export",

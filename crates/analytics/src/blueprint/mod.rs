@@ -26,7 +26,9 @@ use waymark_model::{JourneyRef, JourneySet};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Blueprint {
-    /// Lower-case letters, digits, `-` and `_` (used in URLs and file names).
+    /// Lower-case letters, digits, `-` and `_` (used in URLs and file names). A saved blueprint's name is its
+    /// file's (`blueprints/NAME.toml`) and the path's (`PUT /v1/blueprints/NAME`), so it may be left out there.
+    #[serde(default)]
     pub name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
@@ -426,7 +428,7 @@ pub struct JourneyConformance {
     pub fits: bool,
     pub reached_goal: bool,
     /// The furthest stage reached (by name), if any designed step happened.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub furthest_stage: Option<String>,
     /// Every deviation, in journey order (skipped steps at the time the customer went past them; a dead end
     /// last).
@@ -458,11 +460,11 @@ pub struct Deviation {
     /// When it showed (µs since the epoch).
     pub at_us: i64,
     /// For a channel deviation, the channel; for a breached standard time, the time taken and the standard (µs).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub took_us: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standard_us: Option<i64>,
 }
 

@@ -166,6 +166,17 @@ impl TestApp {
         )
     }
 
+    /// DELETEs `path`; returns the status.
+    #[allow(dead_code)]
+    pub fn delete(&self, path: &str) -> u16 {
+        self.agent
+            .delete(&self.url(path))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     pub fn get(&self, path: &str) -> (u16, String) {
         let mut response = self.agent.get(&self.url(path)).call().unwrap();
         (
