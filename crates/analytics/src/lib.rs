@@ -19,6 +19,7 @@ pub mod attribution;
 pub mod blueprint;
 pub mod condition;
 mod error;
+pub mod feedback;
 pub mod flows;
 pub mod friction;
 pub mod funnel;

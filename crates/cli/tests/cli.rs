@@ -192,7 +192,7 @@ fn identity_commands_show_and_undo_merges() {
 }
 
 /// Every registered analysis, in the registry's order.
-const ANALYSES: [&str; 11] = [
+const ANALYSES: [&str; 12] = [
     "overview",
     "process-map",
     "variants",
@@ -204,6 +204,7 @@ const ANALYSES: [&str; 11] = [
     "attribution",
     "step-counts",
     "conformance",
+    "feedback",
 ];
 
 #[test]

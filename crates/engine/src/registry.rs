@@ -24,6 +24,7 @@ pub static ANALYSES: &[&dyn Analysis] = &[
     &Entry::<AttributionRequest>::NEW,
     &Entry::<waymark_analytics::step_counts::StepCountsRequest>::NEW,
     &Entry::<waymark_analytics::blueprint::ConformanceRequest>::NEW,
+    &Entry::<waymark_analytics::feedback::FeedbackRequest>::NEW,
 ];
 
 /// The analysis named `name`, or an error listing the names there are.

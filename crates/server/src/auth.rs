@@ -32,6 +32,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/group", Access::Collect),
     ("POST", "/v1/alias", Access::Collect),
     ("POST", "/v1/batch", Access::Collect),
+    ("POST", "/v1/feedback", Access::Collect),
     ("POST", "/v1/import", Access::Collect),
     ("GET", "/status", Access::Read),
     ("GET", "/metrics", Access::Read),

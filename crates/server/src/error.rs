@@ -67,6 +67,7 @@ error_codes! {
     InvalidImport => "invalid_import", BAD_REQUEST, "invalid_request";
     InvalidRules => "invalid_rules", UNPROCESSABLE_ENTITY, "invalid_request";
     InvalidBlueprint => "invalid_blueprint", UNPROCESSABLE_ENTITY, "invalid_request";
+    InvalidFeedback => "invalid_feedback", BAD_REQUEST, "invalid_request";
     UnsupportedMediaType => "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, "invalid_request";
     MissingWriteKey => "missing_write_key", UNAUTHORIZED, "auth";
     InvalidWriteKey => "invalid_write_key", UNAUTHORIZED, "auth";

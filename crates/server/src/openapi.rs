@@ -313,6 +313,19 @@ fn build() -> Value {
         let op = operation(summary, "collector", Some(batch.clone()), ingest.clone(), &[400, 401, 413, 503]);
         add(path, "post", op);
     }
+    let mut feedback_event = event.clone();
+    feedback_event["description"] = json!("A Segment track call carrying an answer; `event` defaults to \"Feedback Submitted\". properties: helpful (boolean), rating (0–10), comment (text, ≤ 4000 characters), rated_message_id (the rated event's messageId: its step is recorded as rated_step) or rated_step (the rated step's name); without either the answer rates the customer's previous step");
+    add(
+        "/v1/feedback",
+        "post",
+        operation(
+            "Record feedback on a step (\"was this helpful?\", a rating, a comment), linked to the rated event",
+            "collector",
+            Some(feedback_event),
+            ingest.clone(),
+            &[400, 401, 413, 503],
+        ),
+    );
     let mut customer = operation(
         "A customer by any identifier: identifiers, merge history, refused merges and the time-ordered journey",
         "customers",

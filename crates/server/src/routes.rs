@@ -120,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/group", post(group))
         .route("/v1/alias", post(alias))
         .route("/v1/batch", post(batch))
+        .route("/v1/feedback", post(crate::blueprints::feedback))
         .route("/v1/import", post(batch))
         .route(
             "/v1/customers/{identifier}",
@@ -232,7 +233,7 @@ pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, A
     })
 }
 
-async fn ingest(
+pub(crate) async fn ingest(
     state: AppState,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,

@@ -381,3 +381,93 @@ fn blueprints_are_saved_traced_and_named_in_analyses_over_http() {
     assert_eq!(app.delete("/v1/blueprints/shop"), 204);
     assert_eq!(app.delete("/v1/blueprints/shop"), 404);
 }
+
+#[test]
+fn feedback_is_linked_to_the_rated_event_and_counted_on_its_step() {
+    let app = spawn_app();
+    let events = json!({"batch": [
+        {"type": "track", "userId": "ann", "event": "Article Read", "messageId": "m-1", "timestamp": "2026-01-01T10:00:00Z", "context": {"channel": "web"}},
+        {"type": "track", "userId": "ann", "event": "Checkout Started", "messageId": "m-2", "timestamp": "2026-01-01T10:05:00Z"},
+        {"type": "track", "userId": "bob", "event": "Article Read", "messageId": "m-3", "timestamp": "2026-01-01T11:00:00Z"}
+    ]});
+    assert_eq!(app.post("/v1/batch", events.to_string()).0, 200);
+    // Ann rates the article after starting the checkout: the messageId links the answer to it.
+    let (status, answer) = app.post(
+        "/v1/feedback",
+        json!({"userId": "ann", "timestamp": "2026-01-01T10:06:00Z", "properties": {"helpful": false, "rating": 2, "comment": "Too vague", "rated_message_id": "m-1"}}).to_string(),
+    );
+    assert_eq!(
+        (status, answer["accepted"].as_u64()),
+        (200, Some(1)),
+        "{answer}"
+    );
+    let (status, _) = app.post(
+        "/v1/feedback",
+        json!({"userId": "bob", "timestamp": "2026-01-01T11:01:00Z", "properties": {"helpful": true, "rating": 5}}).to_string(),
+    );
+    assert_eq!(status, 200);
+    let (_, customer) = app.get_json("/v1/customers/ann");
+    let stored = customer["events"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            stored["step"].as_str(),
+            stored["properties"]["rated_step"].as_str()
+        ),
+        (Some("Feedback Submitted"), Some("Article Read"))
+    );
+
+    let (status, report) = app.post(
+        "/v1/analyses/feedback",
+        json!({"search": "vague"}).to_string(),
+    );
+    assert_eq!(status, 200, "{report}");
+    let article = &report["steps"][0];
+    assert_eq!(article["step"], "Article Read");
+    assert_eq!(
+        (
+            article["responses"].as_u64(),
+            article["helpful_rate"].as_f64(),
+            article["csat"].as_f64()
+        ),
+        (Some(2), Some(0.5), Some(50.0))
+    );
+    assert_eq!(article["latest_comments"][0]["text"], "Too vague");
+
+    // Each problem names its field; nothing is stored.
+    for (body, field) in [
+        (
+            json!({"userId": "ann", "properties": {"helpful": "maybe"}}),
+            "properties.helpful",
+        ),
+        (
+            json!({"userId": "ann", "properties": {"rating": 11}}),
+            "properties.rating",
+        ),
+        (
+            json!({"userId": "ann", "properties": {}}),
+            "properties: give the answer",
+        ),
+        (
+            json!({"userId": "ann", "properties": {"helpful": true, "rated_message_id": "m-3"}}),
+            "properties.rated_message_id",
+        ),
+    ] {
+        let (status, error) = app.post("/v1/feedback", body.to_string());
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (400, Some("invalid_feedback")),
+            "{error}"
+        );
+        assert!(
+            error["message"].as_str().unwrap().starts_with(field),
+            "{error}"
+        );
+    }
+    let (_, customer) = app.get_json("/v1/customers/ann");
+    assert_eq!(customer["events"].as_array().unwrap().len(), 3);
+}

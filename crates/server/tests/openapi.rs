@@ -75,6 +75,16 @@ fn every_endpoint_answers_as_its_schema_says() {
         json!({"batch": [{"type": "identify", "userId": "bob", "traits": {"plan": "pro"}}]}),
     );
     post(
+        "/v1/feedback",
+        "/v1/feedback",
+        json!({"userId": "ann", "properties": {"helpful": true, "rated_step": "Viewed"}}),
+    );
+    post(
+        "/v1/feedback",
+        "/v1/feedback",
+        json!({"userId": "ann", "properties": {"helpful": "yes"}}),
+    );
+    post(
         "/v1/track",
         "/v1/track",
         json!({"userId": "cy", "event": "Viewed", "timestamp": "2026-01-03T09:00:00Z"}),
@@ -166,6 +176,10 @@ fn every_endpoint_answers_as_its_schema_says() {
                 {"name": "Browse", "steps": ["Viewed"]},
                 {"name": "Buy", "steps": [{"one_of": ["Bought"]}], "channels": ["web"], "standard_time": "1d"}
             ]}}),
+        ),
+        (
+            "feedback",
+            json!({"search": "slow", "blueprint": {"name": "buying", "stages": [{"name": "Browse", "steps": ["Viewed"]}]}}),
         ),
     ];
     let (status, listed) = app.get_json("/v1/analyses");

@@ -509,6 +509,15 @@ impl CompiledBlueprint {
         self.blueprint.stages.len()
     }
 
+    /// The stage whose design step code `code` is, if any.
+    pub fn stage_of(&self, code: u32) -> Option<usize> {
+        self.position_of
+            .get(code as usize)
+            .copied()
+            .flatten()
+            .map(|p| p.stage)
+    }
+
     /// Whether the journey's step `code` completes the goal.
     fn is_goal(&self, code: u32) -> bool {
         self.goal.as_ref().is_some_and(|goal| goal[code as usize])
