@@ -243,6 +243,9 @@ pub struct ProcessMapReport {
     pub start: BTreeMap<String, u64>,
     pub end: BTreeMap<String, u64>,
     pub edges: Vec<EdgeReport>,
+    /// With `feedback`: satisfaction on each rated step (the `feedback` analysis's measures, default fields).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub feedback: BTreeMap<String, crate::feedback::FeedbackMetrics>,
 }
 
 fn add_counts(into: &mut [u64], from: &[u64]) {
@@ -560,6 +563,7 @@ impl GapPass {
             start: named(&state.start, names),
             end: named(&state.end, names),
             edges,
+            feedback: BTreeMap::new(),
         }
     }
 }
