@@ -53,12 +53,11 @@ fn the_purchase_blueprint_shows_each_planted_deviation_in_its_stage() {
     finding(&report, "repeated", "Sign in", "Login Attempted");
 
     // The store detour: a visit the design does not have, the order on the store's channel, the online
-    // checkout skipped, and days in "Buy".
+    // checkout skipped.
     finding(&report, "unexpected", "Buy", "Store Visit");
     let off = finding(&report, "off_channel", "Buy", "Order Completed");
     assert_eq!(off["channel"], "store");
     finding(&report, "skipped", "Buy", "Payment Submitted");
-    finding(&report, "over_standard_time", "Buy", "");
 
     // The shipping-cost dead end: the biggest dead end in "Buy", costing goals.
     let dead_ends: Vec<&Value> = report["deviations"]

@@ -44,7 +44,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use waymark_engine::Engine;
 
-/// The UI's script: the helpers and pages of `app.js`, the moments and attribution pages, the predictions page, the management pages (segments, triggers, monitors), then the start-up.
+/// The UI's script: the helpers and pages of `app.js`, the moments and attribution pages, the predictions page, the management pages (segments, triggers, monitors), the blueprint and feedback pages, then the start-up.
 pub(crate) const UI_SCRIPT: &str = concat!(
     include_str!("../ui/app.js"),
     "\n",
@@ -53,6 +53,8 @@ pub(crate) const UI_SCRIPT: &str = concat!(
     include_str!("../ui/predictions.js"),
     "\n",
     include_str!("../ui/manage.js"),
+    "\n",
+    include_str!("../ui/design.js"),
     "\n",
     include_str!("../ui/boot.js")
 );

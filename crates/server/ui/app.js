@@ -348,10 +348,14 @@ function processMap(map, edges) {
   }
   for (const [n, p] of Object.entries(pos)) {
     const count = map.steps[n] || 0;
-    svg.append(el("rect", { x: p.x, y: p.y, width: boxW, height: boxH, rx: 7, fill: "#fff", stroke: "#1d4ed8", "stroke-width": 1.3 },
-      el("title", {}, `${n}: ${fmt(count)} events`)));
+    // Satisfaction on the step, when it is rated: the node says how many found it unhelpful.
+    const rated = (map.feedback || {})[n];
+    const unhelpful = rated && rated.helpful_rate !== undefined && rated.helpful_rate < 0.5;
+    const satisfaction = rated ? [rated.helpful_rate !== undefined ? `${pct(rated.helpful_rate)} helpful` : null, rated.csat !== undefined ? `CSAT ${rated.csat.toFixed(0)}%` : null].filter(Boolean).join(" · ") : "";
+    svg.append(el("rect", { x: p.x, y: p.y, width: boxW, height: boxH, rx: 7, fill: unhelpful ? "#fff4ed" : "#fff", stroke: unhelpful ? "#c2410c" : "#1d4ed8", "stroke-width": 1.3 },
+      el("title", {}, `${n}: ${fmt(count)} events` + (rated ? `; ${fmt(rated.responses)} answers rate it: ${satisfaction}` : ""))));
     svg.append(el("text", { x: p.x + boxW / 2, y: p.y + 17, "text-anchor": "middle", "font-size": 12, "font-weight": 600 }, n.length > 25 ? n.slice(0, 24) + "…" : n));
-    svg.append(el("text", { x: p.x + boxW / 2, y: p.y + 32, "text-anchor": "middle", "font-size": 11, fill: "#5d6678" }, fmt(count)));
+    svg.append(el("text", { x: p.x + boxW / 2, y: p.y + 32, "text-anchor": "middle", "font-size": 11, fill: unhelpful ? "#c2410c" : "#5d6678" }, fmt(count) + (satisfaction ? " · " + satisfaction : "")));
   }
   return svg;
 }
@@ -460,7 +464,7 @@ pages.process = async ({ filter, params }) => {
   // Page and screen views are browsing, not process: hidden by default (one click shows them).
   const views = params.get("views") === "show" ? "show" : "hide";
   const scoped = views === "hide" ? { ...filter, step_rules: [{ match: "page:*", exclude: true }, { match: "screen:*", exclude: true }] } : filter;
-  const map = await api("/v1/analyses/process-map", { filter: scoped });
+  const map = await api("/v1/analyses/process-map", { filter: scoped, feedback: true });
   const coverage = Number(params.get("coverage") || 80);
   const total = map.edges.reduce((a, e) => a + e.count, 0);
   const kept = [];
@@ -479,8 +483,24 @@ pages.process = async ({ filter, params }) => {
       el("div", { class: "legend" }, el("span", {}, "edge width = frequency"), el("span", { style: "color:hsl(140,70%,42%)" }, "■ fast"), el("span", { style: "color:hsl(70,70%,42%)" }, "■ medium"), el("span", { style: "color:hsl(0,70%,42%)" }, "■ slow (median time)"))),
     el("div", { class: "card", style: "overflow-x:auto" }, shown.length ? processMap(map, shown) : el("p", { class: "empty" }, "No transitions in this selection."),
       tableView(["from", "to", "count", "median", "mean", "p90"], map.edges.slice(0, 200).map((e) => [e.from, e.to, fmt(e.count), dur(e.median_secs), dur(e.mean_secs), dur(e.p90_secs)]), [2, 3, 4, 5])),
+    await satisfactionCard(filter, views),
   ];
 };
+
+/// Satisfaction on every rated step ("was this helpful?", CSAT), least helpful first — page views included even
+/// when the map hides them.
+async function satisfactionCard(filter, views) {
+  const report = await api("/v1/analyses/feedback", { filter, comments: 0, top: 40 }).catch(() => null);
+  const rated = (report ? report.steps : []).map((s) => [s.step, s]).sort((a, b) => (a[1].helpful_rate ?? 2) - (b[1].helpful_rate ?? 2) || b[1].responses - a[1].responses);
+  if (!rated.length) return null;
+  const hidden = views === "hide" ? rated.filter(([step]) => /^(page|screen):/.test(step)).length : 0;
+  return el("div", { class: "card", style: "margin-top:14px" }, el("h2", {}, "Satisfaction at each rated step, least helpful first"),
+    hidden ? el("p", { class: "muted" }, `${hidden} of these are page or screen views, hidden from the map above (untick “Hide page and screen views” to place them).`) : null,
+    table(["rated step", "answers", "helpful", "CSAT", "NPS"], rated.map(([step, m]) => [step, fmt(m.responses),
+      m.helpful_rate === undefined ? "–" : el("span", { class: m.helpful_rate < 0.5 ? "badge bad" : null }, pct(m.helpful_rate)),
+      m.csat === undefined ? "–" : m.csat.toFixed(0) + "%", m.nps === undefined ? "–" : m.nps.toFixed(0)]), [1, 2, 3, 4]),
+    el("p", { class: "muted" }, el("a", { href: "#/feedback" }, "Comments and the measures' definitions on the Feedback page ›")));
+}
 
 pages.funnel = async ({ filter, params }) => {
   const names = await steps();
@@ -630,11 +650,12 @@ pages.customer = async ({ params }) => {
     return parts;
   }
   const devices = new Set(customer.events.map((e) => e.device).filter(Boolean));
+  const design = await conformanceCard(customer.customer_id, params.get("blueprint"));
   parts.push(el("div", { class: "grid cols-2" },
     el("div", { class: "card" }, el("h2", {}, `Timeline — ${fmt(customer.events.length)} events`),
       legend([...new Set(customer.events.map((e) => e.channel))]),
       el("ol", { class: "timeline", "data-customer-id": customer.customer_id }, customer.events.map((e) => {
-        const p = (e.event && e.event.properties) || {};
+        const p = e.properties || {};
         const feedback = p.helpful === false ? el("span", { class: "badge bad" }, "not helpful") : p.helpful === true ? el("span", { class: "badge good" }, "helpful") : null;
         return el("li", {}, el("span", { class: "muted" }, when(e.time)),
           el("span", {}, el("span", { class: "dot", style: `background:${channelColor(e.channel)}` }), e.channel),
@@ -648,7 +669,7 @@ pages.customer = async ({ params }) => {
       customer.merges.length ? table(["edge", "linked", "by", "when"], customer.merges.map((m) => [m.id, `${m.a} ↔ ${m.b}`, `${String(m.reason).replace(/_/g, " ")}${m.message_id ? " (event " + m.message_id.slice(0, 12) + ")" : ""}${m.unmerged_at ? " — undone" : ""}`, when(m.at)]), [0])
         : el("p", { class: "muted" }, "No merges: one identifier."),
       customer.warnings.length ? el("p", { class: "error" }, customer.warnings.map((w) => w.message || JSON.stringify(w)).join("; ")) : null),
-    customerScores(customer.scores), customerData(customer))));
+    design, customerScores(customer.scores), customerData(customer))));
   return parts;
 };
 

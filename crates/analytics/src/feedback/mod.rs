@@ -227,7 +227,8 @@ pub struct FeedbackReport {
     /// Per blueprint stage (with a blueprint); answers on steps outside the design are not in any stage.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<StageFeedback>,
-    /// Feedback with no earlier step to rate (the journey's first event) and no `rated_step`.
+    /// Feedback with no step to rate here: nothing before it and no `rated_step`, or a `rated_step` this
+    /// selection does not have (filtered out, or renamed by a step rule).
     pub unattributed: u64,
     /// The feedback fields no event has (a misspelt name, or feedback not collected yet).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -342,11 +343,14 @@ impl Analysis for BoundFeedback<'_> {
                 continue;
             }
             // The rated instance: the named step's latest earlier event, else the previous non-feedback event.
-            let named = self
+            let naming = self
                 .columns
                 .rated_step
-                .and_then(|c| set.properties[c].value(i).as_str())
-                .and_then(|name| self.step_code.get(name).copied());
+                .and_then(|c| set.properties[c].value(i).as_str());
+            let named = naming.and_then(|name| self.step_code.get(name).copied());
+            // It names a step this selection does not have (filtered out, or renamed by a step rule): it rates
+            // that step, not whatever came before.
+            let named_elsewhere = naming.is_some() && named.is_none();
             let rated = (0..position).rev().find(|&earlier| {
                 let e = journey.start + earlier;
                 match named {
@@ -355,6 +359,7 @@ impl Analysis for BoundFeedback<'_> {
                 }
             });
             let rated = match (rated, named) {
+                _ if named_elsewhere => None,
                 (Some(earlier), _) => Some((journey.step[earlier], journey.channel[earlier])),
                 (None, Some(code)) => Some((code, journey.channel[position])),
                 (None, None) => None,

@@ -159,3 +159,26 @@ fn comments_are_searched_per_step_and_stages_come_from_a_blueprint() {
         .to_string();
     assert!(error.contains("satisfied_from"), "{error}");
 }
+
+#[test]
+fn an_answer_naming_a_step_outside_the_selection_rates_nothing_here() {
+    // The rated page was filtered out: the answer must not land on the step before it.
+    let mut set = JourneySet::from_journeys([(
+        "a".to_string(),
+        vec![(0, "Device Not Working", "web"), (MIN, "fb", "web")],
+    )]);
+    for (name, value) in [
+        ("helpful", json!(false)),
+        ("rated_step", json!("page:Help")),
+    ] {
+        let mut column = PropertyColumnBuilder::new(name);
+        column.push(None);
+        column.push(Some(&value));
+        set.properties.push(column.finish());
+    }
+    let report = analysis(FeedbackRequest::default())
+        .run(&set, &Runner::new(1))
+        .unwrap();
+    assert!(report.steps.is_empty(), "{:?}", report.steps);
+    assert_eq!((report.unattributed, report.overall.not_helpful), (1, 1));
+}

@@ -1,0 +1,155 @@
+// Designed journeys and what customers say: the Blueprint page (the design against the journeys taken) and the
+// Feedback page (satisfaction on each rated step, with the comments). Loaded after app.js (its helpers: el, api,
+// fmt, pct, dur, when, go, keepFilters, table, tableView, hbars, svgChart, customerLink).
+"use strict";
+
+const DEVIATION_KINDS = {
+  skipped: "skipped", unexpected: "not in the design", out_of_order: "out of order", repeated: "repeated",
+  off_channel: "off channel", over_standard_time: "over standard time", dead_end: "dead end",
+};
+
+async function savedBlueprints() {
+  return (await api("/v1/blueprints")).blueprints;
+}
+
+/// The design as a strip of stages, each with who entered it, who stopped there, and its time against standard.
+function stageStrip(report) {
+  const stages = report.stages;
+  const gap = 26, boxWidth = 190, height = 150, width = stages.length * (boxWidth + gap);
+  const svg = svgChart(width, height, "The designed stages with the journeys that entered each and stopped there");
+  const first = Math.max(1, stages[0]?.entered || 1);
+  stages.forEach((stage, i) => {
+    const x = i * (boxWidth + gap);
+    const slow = stage.standard_time_secs && stage.over_standard > 0;
+    const share = stage.entered / first;
+    svg.append(el("g", {},
+      el("title", {}, `${stage.name}: ${fmt(stage.entered)} journeys entered, ${fmt(stage.ended_here)} went no further` +
+        (stage.standard_time_secs ? `; ${fmt(stage.over_standard)} took longer than the standard ${dur(stage.standard_time_secs)}` : "")),
+      el("rect", { x, y: 8, width: boxWidth, height: height - 16, rx: 8, fill: "#fff", stroke: slow ? "#c2410c" : "#94a3b8", "stroke-width": slow ? 2 : 1 }),
+      el("rect", { x, y: height - 8 - 10, width: boxWidth * share, height: 10, rx: 0, fill: "#2f6fed", opacity: 0.8 }),
+      el("text", { x: x + 10, y: 30, "font-size": 14, "font-weight": 600 }, stage.name.length > 22 ? stage.name.slice(0, 21) + "…" : stage.name),
+      el("text", { x: x + 10, y: 52, "font-size": 12 }, `${fmt(stage.entered)} entered (${pct(share)})`),
+      i + 1 === stages.length
+        ? el("text", { x: x + 10, y: 70, "font-size": 12, fill: "#15803d" }, `${fmt(stage.ended_here)} completed the design`)
+        : el("text", { x: x + 10, y: 70, "font-size": 12, fill: stage.ended_here ? "#991b1b" : "#5d6678" }, `${fmt(stage.ended_here)} went no further`),
+      el("text", { x: x + 10, y: 88, "font-size": 12, fill: "#5d6678" }, `median ${dur(stage.median_secs)} · p90 ${dur(stage.p90_secs)}`),
+      stage.standard_time_secs
+        ? el("text", { x: x + 10, y: 106, "font-size": 12, fill: slow ? "#c2410c" : "#15803d" }, `standard ${dur(stage.standard_time_secs)}: ${fmt(stage.over_standard)} over`)
+        : null));
+    if (i + 1 < stages.length) {
+      const y = height / 2;
+      svg.append(el("path", { d: `M${x + boxWidth + 4},${y} L${x + boxWidth + gap - 6},${y} M${x + boxWidth + gap - 12},${y - 5} L${x + boxWidth + gap - 6},${y} L${x + boxWidth + gap - 12},${y + 5}`, stroke: "#64748b", fill: "none", "stroke-width": 1.5 }));
+    }
+  });
+  return el("div", { style: "overflow-x:auto" }, svg);
+}
+
+/// Goals lost as a person reads it: a count, or "none" when these journeys did as well or better.
+function goalsLost(lost) {
+  if (lost === undefined || lost === null) return "–";
+  if (Math.round(lost) >= 1) return fmt(Math.round(lost));
+  return el("span", { class: "muted", title: `These journeys reached the goal more often than the rest (${fmt(Math.round(-lost))} more goals)` }, "none");
+}
+
+pages.blueprint = async ({ filter, params }) => {
+  const saved = await savedBlueprints();
+  const parts = [el("h1", {}, "Blueprint")];
+  if (!saved.length) {
+    parts.push(el("p", { class: "lead" }, "A blueprint is the journey the business designed: stages, the steps each expects, their channels and standard times, and the goal."),
+      el("p", { class: "empty" }, "No blueprint is saved yet. Save one with `waymark blueprint save purchase.toml` or PUT /v1/blueprints/NAME (docs in the README)."));
+    return parts;
+  }
+  const name = saved.some((b) => b.name === params.get("name")) ? params.get("name") : saved[0].name;
+  const report = await api("/v1/analyses/conformance", { blueprint: name, top: 50, filter });
+  const f = report.fitness;
+  const left = report.journeys - f.fitting_journeys;
+  const chooser = el("form", { class: "controls", onsubmit: (e) => e.preventDefault() },
+    el("label", {}, "Blueprint", el("select", { name: "name", onchange: (e) => go("blueprint", keepFilters({ name: e.target.value })) },
+      saved.map((b) => el("option", { value: b.name, selected: b.name === name }, `${b.name} — ${b.stages.join(" → ")}`)))));
+  const lost = report.deviations.filter((d) => (d.goals_lost || 0) >= 1);
+  parts.push(
+    el("p", { class: "lead" }, `${pct(left / Math.max(1, report.journeys))} of ${fmt(report.journeys)} journeys left the design` +
+      (report.goal_rate_deviating !== undefined ? `; they reached ${report.goal} ${pct(report.goal_rate_deviating)} of the time, against ${pct(report.goal_rate_fitting)} for journeys that fit.` : ".")),
+    chooser,
+    el("div", { class: "grid cols-4" },
+      el("div", { class: "card stat" }, el("b", {}, pct(f.fitting_share)), el("span", {}, "journeys fit the design")),
+      el("div", { class: "card stat", title: "Token-replay fitness as pm4py computes it: 1 when every journey replays on the design's Petri net with no token missing or left over" }, el("b", {}, f.log_fitness.toFixed(3)), el("span", {}, "fitness (token replay)")),
+      el("div", { class: "card stat" }, el("b", {}, fmt(report.n_deviations)), el("span", {}, "kinds of deviation")),
+      el("div", { class: "card stat", title: "Goals the deviating journeys would have reached at the rate of the journeys in the same stage without the deviation" },
+        el("b", {}, fmt(Math.round(lost.reduce((a, d) => a + d.goals_lost, 0)))), el("span", {}, "goals lost to the top deviations"))),
+    el("div", { class: "card", style: "margin-top:14px" }, el("h2", {}, "The design, as customers went through it"), stageStrip(report),
+      tableView(["stage", "entered", "went no further", "goal rate", "median", "p90", "standard", "over standard"],
+        report.stages.map((s) => [s.name, fmt(s.entered), fmt(s.ended_here), pct(s.goal_rate), dur(s.median_secs), dur(s.p90_secs), s.standard_time_secs ? dur(s.standard_time_secs) : "–", fmt(s.over_standard)]), [1, 2, 3, 4, 5, 6, 7])),
+    el("div", { class: "card", style: "margin-top:14px" }, el("h2", {}, "Where journeys left the design, by goals lost"),
+      el("p", { class: "muted" }, "Goals lost: how many more of these journeys would have reached the goal at the rate of the journeys in the same stage without the deviation."),
+      table(["finding", "kind", "stage", "journeys", "goals lost"], report.deviations.map((d) => [d.headline, DEVIATION_KINDS[d.kind] || d.kind, d.stage || "–", fmt(d.journeys), goalsLost(d.goals_lost)]), [3, 4])),
+  );
+  if (report.unknown_steps?.length) parts.push(el("p", { class: "notice" }, `No event has the designed steps ${report.unknown_steps.join(", ")}: a misspelling, or a step not tracked yet.`));
+  const traceForm = el("form", { class: "controls", onsubmit: (e) => { e.preventDefault(); go("customer", { id: new FormData(e.target).get("id"), blueprint: name }); } },
+    el("label", {}, "Trace one customer against this design", el("input", { name: "id", placeholder: "a user id or anonymous id", size: 30 })),
+    el("button", { type: "submit" }, "Trace"));
+  parts.push(el("div", { class: "card", style: "margin-top:14px" }, traceForm));
+  return parts;
+};
+
+/// One customer's journey against a blueprint, for the customer page.
+async function conformanceCard(id, wanted) {
+  const saved = await savedBlueprints().catch(() => []);
+  if (!saved.length) return null;
+  const name = saved.some((b) => b.name === wanted) ? wanted : saved[0].name;
+  const traced = await api(`/v1/customers/${encodeURIComponent(id)}/conformance?blueprint=${encodeURIComponent(name)}`).catch(() => null);
+  if (!traced) return null;
+  const first = traced.left_design_at;
+  return el("div", { class: "card", style: "margin-top:14px" }, el("h2", {}, `Against the ${name} blueprint`),
+    el("p", {}, traced.fits ? "This journey fits the design." :
+      `Left the design ${first ? `at ${when(first.at_us)}: ${DEVIATION_KINDS[first.kind] || first.kind} — ${first.step || "time"}${first.stage ? " (" + first.stage + ")" : ""}` : ""}. ` +
+      `${traced.reached_goal ? "Reached" : "Did not reach"} the goal.`),
+    traced.stages.length ? table(["stage", "entered", "time in stage"], traced.stages.map((s) => [s.stage, when(s.entered_us), dur(s.duration_us / 1e6)]), [2]) : null,
+    traced.deviations.length ? el("details", { class: "table" }, el("summary", {}, `All ${traced.deviations.length} deviations`),
+      table(["when", "kind", "stage", "step"], traced.deviations.map((d) => [when(d.at_us), DEVIATION_KINDS[d.kind] || d.kind, d.stage || "–", d.step + (d.channel ? " on " + d.channel : "") + (d.took_us ? ` (${dur(d.took_us / 1e6)} against ${dur(d.standard_us / 1e6)})` : "")]))) : null);
+}
+
+const score = (x) => (x === null || x === undefined ? "–" : x.toFixed(0));
+
+pages.feedback = async ({ filter, params }) => {
+  const search = params.get("search") || "";
+  const report = await api("/v1/analyses/feedback", { search: search || undefined, comments: 5, filter });
+  const o = report.overall;
+  const form = el("form", { class: "controls", onsubmit: (e) => { e.preventDefault(); go("feedback", keepFilters({ search: new FormData(e.target).get("search") })); } },
+    el("label", {}, "Search comments", el("input", { name: "search", value: search, size: 30, placeholder: "e.g. password" })),
+    el("button", { type: "submit" }, "Search"));
+  const rated = report.steps.filter((s) => s.helpful_rate !== undefined).sort((a, b) => a.helpful_rate - b.helpful_rate);
+  const worst = rated[0];
+  const parts = [
+    el("h1", {}, "Feedback"),
+    el("p", { class: "lead" }, o.responses
+      ? (worst ? `“${worst.step}” is rated not helpful in ${pct(1 - worst.helpful_rate)} of its ${fmt(worst.helpful + worst.not_helpful)} answers. ` : "") +
+        `${fmt(o.responses)} answers on ${fmt(report.n_steps)} steps.`
+      : "No feedback in this selection."),
+    (report.missing_properties || []).length
+      ? el("p", { class: "notice" }, `No event has the feedback field${report.missing_properties.length > 1 ? "s" : ""} ${report.missing_properties.map((n) => `“${n}”`).join(", ")}: what ${report.missing_properties.length > 1 ? "they measure stays" : "it measures stays"} empty here.`)
+      : null,
+    form,
+    el("div", { class: "grid cols-4" },
+      el("div", { class: "card stat" }, el("b", {}, pct(o.helpful_rate)), el("span", {}, `helpful (${fmt(o.helpful + o.not_helpful)} answers)`)),
+      el("div", { class: "card stat", title: report.definitions }, el("b", {}, o.csat === undefined ? "–" : score(o.csat) + "%"), el("span", {}, `CSAT (${fmt(o.ratings)} ratings)`)),
+      el("div", { class: "card stat", title: report.definitions }, el("b", {}, score(o.nps)), el("span", {}, `NPS (${fmt(o.nps_answers)} answers)`)),
+      el("div", { class: "card stat" }, el("b", {}, fmt(o.comments)), el("span", {}, "comments"))),
+  ];
+  if (rated.length) {
+    parts.push(el("div", { class: "card", style: "margin-top:14px" }, el("h2", {}, "Not helpful, by rated step (worst first)"),
+      hbars(rated.slice(0, 15).map((s) => ({ label: s.step, value: 1 - s.helpful_rate, color: s.helpful_rate < 0.5 ? "#c2410c" : "#94a3b8",
+        title: `${s.step}: ${fmt(s.not_helpful)} of ${fmt(s.helpful + s.not_helpful)} said not helpful` })), "Share of answers saying not helpful, per step", pct, 240)));
+  }
+  parts.push(el("div", { class: "card", style: "margin-top:14px" }, el("h2", {}, "Every rated step"),
+    el("p", { class: "muted" }, report.definitions),
+    table(["rated step", "answers", "helpful", "CSAT", "mean rating", "NPS", search ? `comments with “${search}”` : "comments"],
+      report.steps.map((s) => [s.step, fmt(s.responses), pct(s.helpful_rate), s.csat === undefined ? "–" : score(s.csat) + "%", s.mean_rating === undefined ? "–" : s.mean_rating.toFixed(1), score(s.nps), fmt(s.matching_comments)]), [1, 2, 3, 4, 5, 6])));
+  const withComments = report.steps.filter((s) => s.latest_comments.length);
+  if (withComments.length) {
+    parts.push(el("div", { class: "card", style: "margin-top:14px" }, el("h2", {}, search ? `Comments with “${search}”` : "Latest comments"),
+      withComments.map((s) => el("div", { class: "comments" }, el("h3", {}, s.step),
+        el("ul", {}, s.latest_comments.map((c) => el("li", {}, `“${c.text}” `, el("span", { class: "muted" }, "— "), customerLink(c.customer), el("span", { class: "muted" }, ` · ${when(c.at)}`))))))));
+  }
+  return parts;
+};
