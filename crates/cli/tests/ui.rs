@@ -354,10 +354,49 @@ fn every_page_renders_real_numbers_filters_and_drill_downs() {
     )));
     assert!(dom.contains("Process map: steps and the transitions between them"));
     let dom = page("process", "process-map");
+    let drawn = dom
+        .split("Process map: steps and the transitions between them")
+        .nth(1)
+        .and_then(|rest| rest.split("</svg>").next())
+        .unwrap();
     assert!(
-        dom.contains("Hide page and screen views") && !dom.contains(">page:"),
+        dom.contains("Hide page and screen views") && !drawn.contains(">page:"),
         "views are hidden by default"
     );
+    // Satisfaction on the rated steps, the hidden help pages included, least helpful first.
+    let feedback = post(&url, "/v1/analyses/feedback", json!({}));
+    assert!(dom.contains("Satisfaction at each rated step, least helpful first"));
+    let least = dom.split("least helpful first").nth(1).unwrap();
+    assert!(
+        least.find("Help: Reset Smart Lock").unwrap() < least.find("Help: Pair Camera").unwrap(),
+        "the unhelpful article comes first"
+    );
+
+    // Feedback: the headline names the least helpful step; the counts are the API's.
+    let dom = page("feedback", "feedback");
+    assert!(
+        dom.contains("Help: Reset Smart Lock” is rated not helpful in"),
+        "feedback headline"
+    );
+    assert!(dom.contains(&thousands(
+        feedback["overall"]["responses"].as_u64().unwrap()
+    )));
+
+    // Blueprint: the demo's purchase design, its stages and the dead end at the shipping options.
+    let conformance = post(
+        &url,
+        "/v1/analyses/conformance",
+        json!({"blueprint": "purchase", "top": 50}),
+    );
+    let dom = page("blueprint", "blueprint");
+    assert!(dom.contains(&format!(
+        "of {} journeys left the design",
+        thousands(conformance["journeys"].as_u64().unwrap())
+    )));
+    for stage in ["Discover", "Sign in", "Buy", "Deliver", "Install"] {
+        assert!(dom.contains(&format!(">{stage}<")), "stage {stage}");
+    }
+    assert!(dom.contains("went no further than Shipping Options Viewed (Buy)"));
 
     // Funnel, and a drop-off drill-down that lists the customers the API names, each linking to their timeline.
     let steps = ["Added to Cart", "Checkout Started", "Order Completed"];

@@ -167,6 +167,17 @@ pub(crate) async fn feedback(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let bytes = body_bytes(body)?;
+    // Who is calling comes before what is wrong with the body (as on every collector endpoint).
+    if crate::auth::presented_key(&headers)?.is_none() {
+        let body_key = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| {
+                v.get("writeKey")
+                    .and_then(|k| k.as_str())
+                    .map(str::to_string)
+            });
+        crate::auth::check_body_write_key(state.keys(), body_key.as_deref()).await?;
+    }
     let invalid = |field: &str, message: String| {
         ApiError::new(ErrorCode::InvalidFeedback, format!("{field}: {message}"))
     };

@@ -177,8 +177,9 @@ impl PetriNet {
         false
     }
 
-    /// Ends the replay: invisible firings toward the final marking (one token in the sink, nothing else), the
-    /// sink's token consumed, the rest counted as remaining.
+    /// Ends the replay: invisible firings toward the final marking (one token in the sink, nothing else; failing
+    /// that, as pm4py does, a marking with the sink's token whatever else is left), the sink's token consumed,
+    /// the rest counted as remaining.
     pub fn finish(&self, mut replay: Replay) -> Tokens {
         let sink = self.sink;
         let is_final = |m: &[u32]| {
@@ -186,7 +187,10 @@ impl PetriNet {
                 .enumerate()
                 .all(|(place, count)| *count == u32::from(place == sink))
         };
-        if let Some(path) = self.invisible_path(&replay.marking, is_final) {
+        let path = self
+            .invisible_path(&replay.marking, is_final)
+            .or_else(|| self.invisible_path(&replay.marking, |m: &[u32]| m[sink] > 0));
+        if let Some(path) = path {
             for hidden in path {
                 self.fire(&mut replay.marking, hidden, &mut replay.tokens);
             }
