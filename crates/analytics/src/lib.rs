@@ -27,6 +27,7 @@ pub mod lift;
 pub mod moments;
 pub mod monitor;
 pub mod overview;
+pub mod personas;
 mod process_map;
 pub mod query;
 pub mod retention;

@@ -192,7 +192,7 @@ fn identity_commands_show_and_undo_merges() {
 }
 
 /// Every registered analysis, in the registry's order.
-const ANALYSES: [&str; 12] = [
+const ANALYSES: [&str; 13] = [
     "overview",
     "process-map",
     "variants",
@@ -205,6 +205,7 @@ const ANALYSES: [&str; 12] = [
     "step-counts",
     "conformance",
     "feedback",
+    "personas",
 ];
 
 #[test]

@@ -25,6 +25,7 @@ pub static ANALYSES: &[&dyn Analysis] = &[
     &Entry::<waymark_analytics::step_counts::StepCountsRequest>::NEW,
     &Entry::<waymark_analytics::blueprint::ConformanceRequest>::NEW,
     &Entry::<waymark_analytics::feedback::FeedbackRequest>::NEW,
+    &Entry::<waymark_analytics::personas::PersonasRequest>::NEW,
 ];
 
 /// The analysis named `name`, or an error listing the names there are.

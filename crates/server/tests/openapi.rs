@@ -177,6 +177,7 @@ fn every_endpoint_answers_as_its_schema_says() {
                 {"name": "Buy", "steps": [{"one_of": ["Bought"]}], "channels": ["web"], "standard_time": "1d"}
             ]}}),
         ),
+        ("personas", json!({"k": 2, "examples": 2})),
         (
             "feedback",
             json!({"search": "slow", "blueprint": {"name": "buying", "stages": [{"name": "Browse", "steps": ["Viewed"]}]}}),

@@ -153,3 +153,28 @@ pages.feedback = async ({ filter, params }) => {
   }
   return parts;
 };
+
+pages.personas = async ({ filter, params }) => {
+  const k = params.get("k") || "";
+  const report = await api("/v1/analyses/personas", { k: k ? Number(k) : undefined, examples: 5, filter });
+  const form = el("form", { class: "controls", onsubmit: (e) => { e.preventDefault(); go("personas", keepFilters({ k: new FormData(e.target).get("k") })); } },
+    el("label", {}, "Personas", el("select", { name: "k" }, ["", 2, 3, 4, 5, 6, 7, 8].map((n) => el("option", { value: n, selected: String(n) === k }, n === "" ? "best separated (3–8)" : String(n))))),
+    el("button", { type: "submit" }, "Show"));
+  const worst = [...report.personas].filter((p) => p.goal_rate !== undefined).sort((a, b) => a.goal_rate - b.goal_rate)[0];
+  return [
+    el("h1", {}, "Personas"),
+    el("p", { class: "lead" }, `${report.k} personas among ${fmt(report.customers)} customers, from the shape of their journeys (steps, channels, length).` +
+      (worst ? ` The largest group that misses the goal most: “${worst.name}”, ${fmt(worst.customers)} customers, ${pct(worst.goal_rate)} reach it.` : "")),
+    form,
+    el("p", { class: "muted", title: "Mean silhouette: how much closer customers are to their own persona than to the next one (−1 to 1; above 0.25 the personas are distinct)" },
+      `Separation (silhouette): ${report.silhouette.toFixed(2)}`),
+    el("div", { class: "grid cols-even" }, report.personas.map((p) => el("div", { class: "card persona" },
+      el("h2", {}, `${p.id}. ${p.name}`),
+      el("p", {}, el("b", {}, fmt(p.customers)), ` customers (${pct(p.share)})`, p.goal_rate !== undefined ? ` · goal ${pct(p.goal_rate)}` : "",
+        ` · median ${fmt(p.median_events)} events over ${dur(p.median_days * 86400)}`),
+      el("p", { class: "muted" }, "Channels: " + p.channels.slice(0, 4).map(([c, s]) => `${c} ${pct(s)}`).join(", ")),
+      el("p", {}, el("span", { class: "muted" }, `Most common path (${fmt(p.typical_path_customers)} of ${fmt(p.customers)}): `), p.typical_path.join(" → ")),
+      p.distinctive_steps.length ? table(["sets it apart", "in persona", "overall"], p.distinctive_steps.map((d) => [d.step, pct(d.share), pct(d.share_overall)]), [1, 2]) : null,
+      el("p", { class: "muted" }, "For example: ", p.examples.flatMap((id, i) => [i ? ", " : "", customerLink(id)]))))),
+  ];
+};
