@@ -5,10 +5,9 @@ mod common;
 use common::spawn_app;
 use serde_json::{json, Value};
 
-#[test]
-fn process_map_and_variants_over_http() {
-    let app = spawn_app();
-    let events: Vec<Value> = [("ann", ["view", "cart", "buy"]), ("bob", ["view", "cart", "call"]), ("cy", ["view", "cart", "buy"])]
+/// Sends each customer's steps, a minute apart from 10:00 on 2026-01-01, as one batch.
+fn send_journeys(app: &common::TestApp, journeys: &[(&str, &[&str])]) {
+    let events: Vec<Value> = journeys
         .iter()
         .flat_map(|(user, steps)| {
             steps.iter().enumerate().map(move |(index, step)| {
@@ -20,6 +19,19 @@ fn process_map_and_variants_over_http() {
         app.post("/v1/batch", json!({ "batch": events }).to_string())
             .0,
         200
+    );
+}
+
+#[test]
+fn process_map_and_variants_over_http() {
+    let app = spawn_app();
+    send_journeys(
+        &app,
+        &[
+            ("ann", &["view", "cart", "buy"]),
+            ("bob", &["view", "cart", "call"]),
+            ("cy", &["view", "cart", "buy"]),
+        ],
     );
 
     let (status, map) = app.post("/v1/analyses/process-map", "");
@@ -276,21 +288,12 @@ fn every_documented_route_exists() {
 #[test]
 fn blueprints_are_saved_traced_and_named_in_analyses_over_http() {
     let app = spawn_app();
-    let events: Vec<Value> = [
-        ("ann", vec!["view", "cart", "buy"]),
-        ("bob", vec!["view", "help", "cart"]),
-    ]
-    .iter()
-    .flat_map(|(user, steps)| {
-        steps.iter().enumerate().map(move |(index, step)| {
-            json!({"type": "track", "userId": user, "event": step, "timestamp": format!("2026-01-01T10:0{index}:00Z")})
-        })
-    })
-    .collect();
-    assert_eq!(
-        app.post("/v1/batch", json!({ "batch": events }).to_string())
-            .0,
-        200
+    send_journeys(
+        &app,
+        &[
+            ("ann", &["view", "cart", "buy"]),
+            ("bob", &["view", "help", "cart"]),
+        ],
     );
     assert_eq!(app.get_json("/v1/blueprints").1, json!({"blueprints": []}));
 

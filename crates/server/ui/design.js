@@ -41,7 +41,22 @@ function stageStrip(report) {
       svg.append(el("path", { d: `M${x + boxWidth + 4},${y} L${x + boxWidth + gap - 6},${y} M${x + boxWidth + gap - 12},${y - 5} L${x + boxWidth + gap - 6},${y} L${x + boxWidth + gap - 12},${y + 5}`, stroke: "#64748b", fill: "none", "stroke-width": 1.5 }));
     }
   });
-  return el("div", { style: "overflow-x:auto" }, svg);
+  // The flows customers took between the stages, over the design: forward skips arc above, returns below.
+  const index = Object.fromEntries(stages.map((st, i) => [st.name, i]));
+  const moves = (report.stage_flows || []).filter((f) => f.kind === "skip" || f.kind === "back");
+  const most = Math.max(1, ...moves.map((f) => f.journeys));
+  const arcs = svgChart(width, 150, "Journeys that skipped a stage (above) or went back to an earlier one (below)");
+  moves.forEach((f) => {
+    const a = index[f.from] * (boxWidth + gap) + boxWidth / 2, b = index[f.to] * (boxWidth + gap) + boxWidth / 2;
+    const up = f.kind === "skip", y = 75, lift = 22 + 10 * Math.abs(index[f.to] - index[f.from]);
+    const peak = up ? y - lift : y + lift;
+    arcs.append(el("path", { d: `M${a},${y} Q${(a + b) / 2},${peak} ${b},${y}`, fill: "none", stroke: up ? "#b45309" : "#7c3aed", "stroke-width": 1 + 5 * Math.sqrt(f.journeys / most), opacity: 0.7 },
+      el("title", {}, `${fmt(f.journeys)} journeys went from ${f.from} ${up ? "straight to" : "back to"} ${f.to}`)));
+    arcs.append(el("text", { x: (a + b) / 2, y: up ? (y + peak) / 2 - 4 : (y + peak) / 2 + 12, "text-anchor": "middle", "font-size": 11, fill: up ? "#b45309" : "#7c3aed" }, fmt(f.journeys)));
+  });
+  for (const [i, st] of stages.entries()) arcs.append(el("circle", { cx: i * (boxWidth + gap) + boxWidth / 2, cy: 75, r: 3, fill: "#64748b" }, el("title", {}, st.name)));
+  return el("div", { style: "overflow-x:auto" }, svg,
+    moves.length ? el("div", {}, el("p", { class: "muted", style: "margin:6px 0 0" }, el("span", { style: "color:#b45309" }, "▬ skipped ahead"), " · ", el("span", { style: "color:#7c3aed" }, "▬ went back"), " — between the stages above"), arcs) : null);
 }
 
 /// Goals lost as a person reads it: a count, or "none" when these journeys did as well or better.
@@ -78,6 +93,7 @@ pages.blueprint = async ({ filter, params }) => {
       el("div", { class: "card stat", title: "Goals the deviating journeys would have reached at the rate of the journeys in the same stage without the deviation" },
         el("b", {}, fmt(Math.round(lost.reduce((a, d) => a + d.goals_lost, 0)))), el("span", {}, "goals lost to the top deviations"))),
     el("div", { class: "card", style: "margin-top:14px" }, el("h2", {}, "The design, as customers went through it"), stageStrip(report),
+      tableView(["from", "to", "journeys", "how"], (report.stage_flows || []).map((f) => [f.from, f.to || "(ended)", fmt(f.journeys), f.kind]), [2]),
       tableView(["stage", "entered", "went no further", "goal rate", "median", "p90", "standard", "over standard"],
         report.stages.map((s) => [s.name, fmt(s.entered), fmt(s.ended_here), pct(s.goal_rate), dur(s.median_secs), dur(s.p90_secs), s.standard_time_secs ? dur(s.standard_time_secs) : "–", fmt(s.over_standard)]), [1, 2, 3, 4, 5, 6, 7])),
     el("div", { class: "card", style: "margin-top:14px" }, el("h2", {}, "Where journeys left the design, by goals lost"),

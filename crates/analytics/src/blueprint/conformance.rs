@@ -63,6 +63,8 @@ pub struct ConformanceState {
     fitting_goal: u64,
     stages: Vec<StageState>,
     findings: BTreeMap<FindingKey, (u64, u64)>,
+    /// (from stage, to stage) → journeys; `usize::MAX` as `to` is the journey's end.
+    flows: BTreeMap<(usize, usize), u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -112,6 +114,18 @@ pub struct StageReport {
     pub over_standard: u64,
 }
 
+/// Journeys going from one stage straight to another (or ending there).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct StageFlow {
+    pub from: String,
+    /// Empty: the journey ended in `from`.
+    pub to: String,
+    pub journeys: u64,
+    /// `next` (the designed next stage), `skip` (a later one, passing stages over), `back` (an earlier one) or
+    /// `end`.
+    pub kind: String,
+}
+
 /// A deviation and what it costs: the journeys showing it and their goal rate against the journeys that reached
 /// the same stage without it.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
@@ -157,6 +171,9 @@ pub struct ConformanceReport {
     /// Designed step names no event has (a misspelling, or a step not tracked yet).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unknown_steps: Vec<String>,
+    /// How journeys actually moved between the designed stages (the stages in the order each journey entered
+    /// them): forward as designed, skipping a stage, back to an earlier one, or ending.
+    pub stage_flows: Vec<StageFlow>,
     /// The blueprint's Petri net, as replayed (for overlays and for checking the fitness with other tools).
     pub petri_net: super::net::PetriNet,
 }
@@ -187,6 +204,15 @@ impl Analysis for CompiledBlueprint {
             state.fitting_goal += goal;
         }
         let furthest = result.stages.iter().map(|visit| visit.index).max();
+        for pair in result.stages.windows(2) {
+            *state
+                .flows
+                .entry((pair[0].index, pair[1].index))
+                .or_default() += 1;
+        }
+        if let Some(last) = result.stages.last() {
+            *state.flows.entry((last.index, usize::MAX)).or_default() += 1;
+        }
         for visit in &result.stages {
             let s = &mut state.stages[visit.index];
             s.entered += 1;
@@ -231,6 +257,9 @@ impl Analysis for CompiledBlueprint {
             into.entered_goal += from.entered_goal;
             into.ended_here += from.ended_here;
             into.times.extend(from.times);
+        }
+        for (key, journeys) in other.flows {
+            *state.flows.entry(key).or_default() += journeys;
         }
         for (key, (journeys, goal)) in other.findings {
             let entry = state.findings.entry(key).or_default();
@@ -355,6 +384,27 @@ impl CompiledBlueprint {
             deviations,
             n_deviations,
             unknown_steps: self.unknown_steps.clone(),
+            stage_flows: state
+                .flows
+                .iter()
+                .map(|(&(from, to), &journeys)| StageFlow {
+                    from: self.blueprint.stages[from].name.clone(),
+                    to: self
+                        .blueprint
+                        .stages
+                        .get(to)
+                        .map(|s| s.name.clone())
+                        .unwrap_or_default(),
+                    journeys,
+                    kind: match to {
+                        usize::MAX => "end",
+                        to if to == from + 1 => "next",
+                        to if to > from => "skip",
+                        _ => "back",
+                    }
+                    .into(),
+                })
+                .collect(),
             petri_net: self.net.clone(),
         }
     }

@@ -32,7 +32,7 @@ pub struct Blueprint {
     pub name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
-    /// The step that completes the journey (a `*` pattern allowed); the goal rate of deviating journeys is
+    /// The step that completes the journey (a `*` pattern allowed, as in every step pattern); the goal rate of deviating journeys is
     /// compared with that of the rest. Optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goal: Option<String>,
@@ -87,7 +87,7 @@ pub enum StepDesign {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DetailedStep {
-    /// The step (exact name, or a prefix ending in `*`).
+    /// The step (an exact name, or a pattern where `*` matches any run of characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
     /// Alternatives: any one of these steps does (instead of `step`).
@@ -131,12 +131,8 @@ impl StepDesign {
     }
 }
 
-fn matches(pattern: &str, step: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => step.starts_with(prefix),
-        None => step == pattern,
-    }
-}
+/// Step patterns are the analyses' own: `*` matches any run of characters (`page:*Help*`).
+use crate::condition::wildcard_match as matches;
 
 /// A designed step's place in the blueprint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,7 +286,7 @@ impl Blueprint {
         let mut unknown_steps: Vec<String> = alternatives
             .iter()
             .flatten()
-            .filter(|a| !a.ends_with('*') && !journeys.step_names.iter().any(|n| n == *a))
+            .filter(|a| !a.contains('*') && !journeys.step_names.iter().any(|n| n == *a))
             .cloned()
             .collect();
         unknown_steps.dedup();
@@ -740,7 +736,7 @@ impl CompiledBlueprint {
 mod conformance;
 pub use conformance::{
     BlueprintRef, Conformance, ConformanceReport, ConformanceRequest, DeviationFinding,
-    FitnessReport, StageReport,
+    FitnessReport, StageFlow, StageReport,
 };
 
 #[cfg(test)]

@@ -175,6 +175,19 @@ fn the_report_is_the_same_for_any_split_and_counts_goals_lost() {
         sum.add(compiled.conform(set.journey(index)).tokens);
     }
     assert_eq!(one.fitness.tokens, sum);
+    // Every journey went Explore → Checkout and ended there.
+    let flows: Vec<(&str, &str, u64, &str)> = one
+        .stage_flows
+        .iter()
+        .map(|f| (f.from.as_str(), f.to.as_str(), f.journeys, f.kind.as_str()))
+        .collect();
+    assert_eq!(
+        flows,
+        [
+            ("Explore", "Checkout", 4, "next"),
+            ("Checkout", "", 4, "end")
+        ]
+    );
 }
 
 #[test]
@@ -243,4 +256,30 @@ fn a_bad_blueprint_names_its_field() {
 
 fn toml_like(json: &str) -> Blueprint {
     serde_json::from_str(json).unwrap()
+}
+
+#[test]
+fn step_patterns_match_anywhere_as_in_every_analysis() {
+    let set = JourneySet::from_journeys([(
+        "a".to_string(),
+        vec![
+            (0, "page:Help: Reset", "web"),
+            (MIN, "screen:Help: Pair", "app"),
+        ],
+    )]);
+    let blueprint = Blueprint {
+        name: "help".into(),
+        stages: vec![StageDesign {
+            name: "Self-service".into(),
+            steps: vec![
+                StepDesign::Name("*Help: Reset".into()),
+                StepDesign::Name("screen:*Pair".into()),
+            ],
+            ..StageDesign::default()
+        }],
+        ..Blueprint::default()
+    };
+    let compiled = blueprint.compile(&set).unwrap();
+    assert!(compiled.unknown_steps.is_empty());
+    assert!(compiled.conform(set.journey(0)).fits);
 }
