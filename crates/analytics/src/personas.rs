@@ -125,17 +125,10 @@ pub struct Personas {
     pub request: PersonasRequest,
 }
 
+/// The median (numpy's: the mean of the two middle values of an even count); 0 when empty.
 fn median(values: &mut [f64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
     values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
+    crate::stats::quantile(values, 0.5).unwrap_or(0.0)
 }
 
 fn distance2(a: ArrayView1<f64>, b: ArrayView1<f64>) -> f64 {

@@ -70,9 +70,7 @@ pub fn parse_blueprint(text: &str, source: &str) -> Result<Blueprint, Error> {
         let place = error
             .span()
             .map(|span| {
-                let before = &text[..span.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                let (line, column) = waymark_rules::line_column(text, span.start);
                 format!("line {line}, column {column}: ")
             })
             .unwrap_or_default();
@@ -136,17 +134,7 @@ impl Engine {
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let mut names = self.blueprint_names()?;
-                names.sort();
-                return Err(Error::NotFound(format!(
-                    "there is no saved blueprint {name:?}; {}",
-                    if names.is_empty() {
-                        "none is saved yet (`waymark blueprint save FILE` or PUT /v1/blueprints/NAME)"
-                            .to_string()
-                    } else {
-                        format!("the saved ones are {}", names.join(", "))
-                    }
-                )));
+                return Err(self.no_blueprint(name))
             }
             Err(error) => return Err(io_error(&path, error)),
         };
@@ -173,11 +161,31 @@ impl Engine {
         })
     }
 
-    /// Deletes the saved blueprint `name`.
+    /// Deletes the saved blueprint `name` (one that no longer parses too).
     pub fn delete_blueprint(&self, name: &str) -> Result<(), Error> {
         let path = self.blueprint_path(name)?;
-        self.blueprint(name)?;
-        std::fs::remove_file(&path).map_err(|error| io_error(&path, error))
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                Err(self.no_blueprint(name))
+            }
+            Err(error) => Err(io_error(&path, error)),
+        }
+    }
+
+    /// There is no saved blueprint `name`: the error lists the saved ones.
+    fn no_blueprint(&self, name: &str) -> Error {
+        let mut names = self.blueprint_names().unwrap_or_default();
+        names.sort();
+        Error::NotFound(format!(
+            "there is no saved blueprint {name:?}; {}",
+            if names.is_empty() {
+                "none is saved yet (`waymark blueprint save FILE` or PUT /v1/blueprints/NAME)"
+                    .to_string()
+            } else {
+                format!("the saved ones are {}", names.join(", "))
+            }
+        ))
     }
 
     /// A request with its saved references filled in: `"blueprint": "NAME"` becomes the saved blueprint.
@@ -203,12 +211,7 @@ fn check(blueprint: &Blueprint, dictionaries: &JourneySet) -> Result<CompiledBlu
 }
 
 fn check_name(name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if ok {
+    if waymark_analytics::blueprint::is_name(name) && name.len() <= 64 {
         Ok(())
     } else {
         Err(invalid(AnalyticsError::field(

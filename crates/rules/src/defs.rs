@@ -994,7 +994,8 @@ fn position_in_string(raw: &str, start: (usize, usize), at: (usize, usize)) -> (
     (file_line, file_column)
 }
 
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+/// The 1-based line and column (in characters) of byte `offset` in `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before

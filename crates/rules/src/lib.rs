@@ -12,7 +12,9 @@ pub mod defs;
 pub mod monitors;
 pub mod runtime;
 
-pub use defs::{position_in_toml, DefinitionError, DefinitionErrors, Known, RuleSet, RulesFile};
+pub use defs::{
+    line_column, position_in_toml, DefinitionError, DefinitionErrors, Known, RuleSet, RulesFile,
+};
 pub use runtime::{Cause, Decision, Instance, Mode, Rules, RulesState, Status};
 
 #[cfg(test)]

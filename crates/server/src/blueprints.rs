@@ -7,7 +7,7 @@ use crate::routes::{blocking, body_bytes, no_customer, AppState};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -81,15 +81,7 @@ pub(crate) async fn put(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<SavedBlueprint>), ApiError> {
     let body = body_bytes(body)?;
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("application/json")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let media = crate::routes::media_type(&headers);
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::new(ErrorCode::UnreadableBody, "the body is not UTF-8"))?;
     let mut blueprint = match media.as_str() {

@@ -509,17 +509,21 @@ async fn failed_events(
 
 /// A definition set from a request body: JSON (`application/json`, the default) or TOML (`application/toml`),
 /// a syntax or type error answered 422 with its line and column.
-fn rules_body(headers: &HeaderMap, body: &[u8]) -> Result<RulesFile, ApiError> {
-    let media = headers
+/// The body's media type without parameters, lower-cased (`application/json` when none is given).
+pub(crate) fn media_type(headers: &HeaderMap) -> String {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .unwrap_or("application/json");
-    let media = media
+        .unwrap_or("application/json")
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+}
+
+fn rules_body(headers: &HeaderMap, body: &[u8]) -> Result<RulesFile, ApiError> {
+    let media = media_type(headers);
     match media.as_str() {
         "application/json" | "" => RulesFile::from_json(body).map_err(ApiError::invalid_rules),
         "application/toml" | "text/toml" | "text/x-toml" => {

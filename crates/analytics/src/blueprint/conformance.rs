@@ -3,6 +3,7 @@
 use super::net::Tokens;
 use super::{Blueprint, CompiledBlueprint, DeviationKind};
 use crate::query::{run_plan, DataInfo, Query, Scope, Spec};
+use crate::stats::quantile_unsorted;
 use crate::{Analysis, AnalyticsError, Runner};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,23 @@ pub struct ConformanceRequest {
 pub enum BlueprintRef {
     Saved(String),
     Given(Blueprint),
+}
+
+impl BlueprintRef {
+    /// The blueprint given in full, its structure checked (the steps are checked against the data when it
+    /// runs); a saved one's name should have been looked up by the engine before the request got here.
+    pub fn given(&self) -> Result<&Blueprint, AnalyticsError> {
+        match self {
+            BlueprintRef::Given(blueprint) => {
+                blueprint.compile(&JourneySet::default())?;
+                Ok(blueprint)
+            }
+            BlueprintRef::Saved(name) => Err(AnalyticsError::field(
+                "blueprint",
+                format!("blueprint: there is no saved blueprint {name:?} to look up here; give the blueprint itself"),
+            )),
+        }
+    }
 }
 
 impl Default for BlueprintRef {
@@ -278,17 +296,6 @@ impl Analysis for CompiledBlueprint {
     }
 }
 
-/// numpy's linear-interpolation quantile of sorted values.
-fn quantile(sorted: &[i64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = q * (sorted.len() - 1) as f64;
-    let (low, high) = (rank.floor() as usize, rank.ceil() as usize);
-    let fraction = rank - low as f64;
-    Some(sorted[low] as f64 + (sorted[high] as f64 - sorted[low] as f64) * fraction)
-}
-
 fn rate(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
@@ -304,20 +311,17 @@ impl CompiledBlueprint {
             .iter()
             .zip(state.stages.iter_mut())
             .zip(&self.stage_standard)
-            .map(|((design, s), standard)| {
-                s.times.sort_unstable();
-                StageReport {
-                    name: design.name.clone(),
-                    entered: s.entered,
-                    ended_here: s.ended_here,
-                    goal_rate: goal_rate(s.entered_goal, s.entered),
-                    standard_time_secs: standard.map(|us| us as f64 / 1e6),
-                    median_secs: quantile(&s.times, 0.5).map(|us| us / 1e6),
-                    p90_secs: quantile(&s.times, 0.9).map(|us| us / 1e6),
-                    over_standard: standard.map_or(0, |limit| {
-                        s.times.iter().filter(|t| **t > limit).count() as u64
-                    }),
-                }
+            .map(|((design, s), standard)| StageReport {
+                name: design.name.clone(),
+                entered: s.entered,
+                ended_here: s.ended_here,
+                goal_rate: goal_rate(s.entered_goal, s.entered),
+                standard_time_secs: standard.map(|us| us as f64 / 1e6),
+                median_secs: quantile_unsorted(&mut s.times, 0.5).map(|us| us / 1e6),
+                p90_secs: quantile_unsorted(&mut s.times, 0.9).map(|us| us / 1e6),
+                over_standard: standard.map_or(0, |limit| {
+                    s.times.iter().filter(|t| **t > limit).count() as u64
+                }),
             })
             .collect();
         let mut deviations: Vec<DeviationFinding> = state
@@ -485,17 +489,7 @@ impl Query for ConformanceRequest {
                 "top must be at least 1 deviation",
             ));
         }
-        let blueprint = match &self.blueprint {
-            BlueprintRef::Given(blueprint) => blueprint,
-            BlueprintRef::Saved(name) => {
-                return Err(AnalyticsError::field(
-                    "blueprint",
-                    format!("blueprint: there is no saved blueprint {name:?} to look up here; give the blueprint itself"),
-                ))
-            }
-        };
-        // The structure is checked here; the steps against the data when it runs.
-        blueprint.compile(&JourneySet::default())?;
+        let blueprint = self.blueprint.given()?;
         Ok(Conformance {
             blueprint: blueprint.clone(),
             top: self.top,

@@ -134,6 +134,15 @@ impl StepDesign {
 /// Step patterns are the analyses' own: `*` matches any run of characters (`page:*Help*`).
 use crate::condition::wildcard_match as matches;
 
+/// Whether `name` can name a blueprint: lower-case letters, digits, `-` and `_`, at least one (it goes in URLs
+/// and file names).
+pub fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
 /// A designed step's place in the blueprint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Position {
@@ -174,12 +183,7 @@ struct CompiledStep {
 impl Blueprint {
     /// Checks the blueprint (every problem names its field) and compiles it for `journeys`.
     pub fn compile(&self, journeys: &JourneySet) -> Result<CompiledBlueprint, AnalyticsError> {
-        if self.name.is_empty()
-            || !self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        {
+        if !is_name(&self.name) {
             return Err(AnalyticsError::field(
                 "name",
                 format!(

@@ -307,6 +307,8 @@ pub struct BoundFeedback<'a> {
     columns: Columns,
     /// Per step code, for `rated_step` values: the code of the step named.
     step_code: std::collections::HashMap<&'a str, u32>,
+    /// `search`, lower-cased once.
+    search: Option<String>,
 }
 
 impl BoundFeedback<'_> {
@@ -336,7 +338,6 @@ impl Analysis for BoundFeedback<'_> {
     fn update(&self, state: &mut FeedbackState, journey: JourneyRef<'_>) {
         let set = journey.set;
         let request = &self.spec.request;
-        let search = request.search.as_ref().map(|s| s.to_lowercase());
         for position in 0..journey.len() {
             let i = journey.start + position;
             if !self.is_feedback(set, i) {
@@ -413,7 +414,8 @@ impl Analysis for BoundFeedback<'_> {
             if let Some(text) = comment {
                 tally.comments = 1;
                 state.overall.comments += 1;
-                let matches = search
+                let matches = self
+                    .search
                     .as_ref()
                     .is_none_or(|needle| text.to_lowercase().contains(needle.as_str()));
                 if matches {
@@ -494,6 +496,7 @@ impl Spec for Feedback {
                 .enumerate()
                 .map(|(code, name)| (name.as_str(), code as u32))
                 .collect(),
+            search: self.request.search.as_ref().map(|s| s.to_lowercase()),
         };
         let state = run_plan(Ok(bound), journeys, runner)?;
         Ok(self.report(state, journeys, compiled.as_ref()))
@@ -635,19 +638,11 @@ impl Query for FeedbackRequest {
                 ),
             ));
         }
-        let blueprint = match &self.blueprint {
-            None => None,
-            Some(BlueprintRef::Given(blueprint)) => {
-                blueprint.compile(&JourneySet::default())?;
-                Some(blueprint.clone())
-            }
-            Some(BlueprintRef::Saved(name)) => {
-                return Err(AnalyticsError::field(
-                    "blueprint",
-                    format!("blueprint: there is no saved blueprint {name:?} to look up here; give the blueprint itself"),
-                ))
-            }
-        };
+        let blueprint = self
+            .blueprint
+            .as_ref()
+            .map(|b| b.given().cloned())
+            .transpose()?;
         Ok(Feedback {
             request: self.clone(),
             blueprint,
