@@ -301,13 +301,18 @@ pub struct Stage {
 }
 
 impl Stage {
+    /// A stage of `patterns` (step names, `*` matching any run of characters).
+    pub fn new(name: impl Into<String>, patterns: Vec<String>) -> Stage {
+        Stage {
+            name: name.into(),
+            patterns,
+        }
+    }
+
     pub fn matches(&self, step: &str) -> bool {
         self.patterns
             .iter()
-            .any(|pattern| match pattern.strip_suffix('*') {
-                Some(prefix) => step.starts_with(prefix),
-                None => step == pattern,
-            })
+            .any(|pattern| waymark_analytics::condition::wildcard_match(pattern, step))
     }
 }
 
@@ -435,6 +440,7 @@ impl RulesFile {
                 models: known.models.clone(),
                 segments: segment_names.clone(),
                 event: false,
+                attributes: None,
             };
             match Condition::compile(&spec.condition, &vocabulary) {
                 Ok(condition) => segments.push(Segment {
@@ -534,7 +540,7 @@ fn name_problem(name: &str) -> Option<String> {
     None
 }
 
-fn with_expected(
+pub(crate) fn with_expected(
     steps: &Option<BTreeSet<String>>,
     expected: &[String],
 ) -> Option<BTreeSet<String>> {
@@ -706,6 +712,7 @@ fn compile_trigger(
                 models: known.models.clone(),
                 segments: segments.clone(),
                 event: matches!(spec.on, On::Event | On::Absence),
+                attributes: None,
             };
             match Condition::compile(source, &vocabulary) {
                 Ok(condition) => Some(condition),

@@ -17,7 +17,8 @@
 //! - `in_segment(name)`: whether the customer is in segment `name` now.
 //!
 //! Variables: `event` (`name`, `type`, `channel`, `time`, `message_id`, `user_id`, `anonymous_id`, `properties`,
-//! `traits`, `context`), `customer` (`id`, `traits`, `segments`, `scores`, `identifiers`), `last_step`,
+//! `traits`, `context`), `customer` (`id`, `traits`, `segments`, `scores`, `identifiers`; in the catalogue's
+//! conditions also `attributes`, each a list of the values a catalogue attribute took on the customer's events), `last_step`,
 //! `previous_step`, `current_stage`, `channel` (of the latest event) and `now`.
 
 use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
@@ -166,6 +167,9 @@ pub struct Vocabulary {
     pub segments: BTreeSet<String>,
     /// Whether `event` is bound where the condition is evaluated.
     pub event: bool,
+    /// The customer attributes (`customer.attributes.NAME`, a list of values each) bound where the condition is
+    /// evaluated; `None` where there are none (segments and triggers: only the catalogue derives attributes).
+    pub attributes: Option<BTreeSet<String>>,
 }
 
 /// A compiled, checked condition.
@@ -461,6 +465,8 @@ enum Ty {
     Map,
     Event,
     Customer,
+    /// `customer.attributes`: a map of value lists whose keys the vocabulary knows.
+    Attributes,
     Dyn,
 }
 
@@ -480,6 +486,7 @@ impl Ty {
             Ty::Map => "a map",
             Ty::Event => "the event",
             Ty::Customer => "the customer",
+            Ty::Attributes => "the customer's attributes",
             Ty::Dyn => "a value",
         }
     }
@@ -508,6 +515,7 @@ const CUSTOMER_FIELDS: &[(&str, Ty)] = &[
     ("segments", Ty::List),
     ("scores", Ty::Map),
     ("identifiers", Ty::List),
+    ("attributes", Ty::Attributes),
 ];
 
 const VARIABLES: &[(&str, Ty)] = &[
@@ -621,6 +629,24 @@ impl Checker<'_> {
             Expr::Ident(name) => self.ident(expr, name),
             Expr::Select(select) => {
                 let operand = self.check(&select.operand)?;
+                if operand == Ty::Attributes {
+                    let known = self.vocabulary.attributes.as_ref();
+                    if known.is_some_and(|names| !names.contains(&select.field)) {
+                        let names = known.into_iter().flatten().map(String::as_str);
+                        let hint = closest(&select.field, names.clone())
+                            .map(|name| format!("did you mean `customer.attributes.{name}`? "))
+                            .unwrap_or_default();
+                        return Err(self.error(
+                            expr,
+                            format!(
+                                "the catalogue defines no attribute `{}`: {hint}its attributes are {}",
+                                select.field,
+                                names.collect::<Vec<_>>().join(", ")
+                            ),
+                        ));
+                    }
+                    return Ok(if select.test { Ty::Bool } else { Ty::List });
+                }
                 let fields = match operand {
                     Ty::Event => EVENT_FIELDS,
                     Ty::Customer => CUSTOMER_FIELDS,
@@ -653,6 +679,12 @@ impl Checker<'_> {
                 };
                 if operand == Ty::Customer {
                     match select.field.as_str() {
+                        "attributes" if self.vocabulary.attributes.is_none() => {
+                            return Err(self.error(
+                                expr,
+                                "`customer.attributes` is known only in the catalogue's conditions (they are derived there from the customer's events); here, read `customer.traits` or the journey functions",
+                            ))
+                        }
                         "traits" => self.reads.traits = true,
                         "scores" => self.reads.all_scores = true,
                         "segments" => self.reads.all_segments = true,

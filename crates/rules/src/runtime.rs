@@ -36,11 +36,11 @@ pub struct Rules {
 
 /// One step's facts for one customer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct StepFacts {
-    count: u64,
-    last: i64,
+pub(crate) struct StepFacts {
+    pub(crate) count: u64,
+    pub(crate) last: i64,
     /// Times within the longest window read, oldest first.
-    recent: VecDeque<i64>,
+    pub(crate) recent: VecDeque<i64>,
 }
 
 /// One trigger's state for one customer.
@@ -665,34 +665,13 @@ impl Rules {
 
     /// The facts' values for `customer` at `at`.
     fn fact_values(&self, customer: &CustomerState, at: i64) -> FactValues {
-        let mut values = FactValues::with_capacity(self.facts.len());
-        for fact in &self.facts {
-            let steps = fact.step().and_then(|step| customer.steps.get(step));
-            let value = match fact {
-                Fact::Count { window, .. } => Some(Value::Int(match (steps, window) {
-                    (None, _) => 0,
-                    (Some(facts), None) => facts.count as i64,
-                    (Some(facts), Some(window)) => facts
-                        .recent
-                        .iter()
-                        .filter(|time| **time > at - window && **time <= at)
-                        .count() as i64,
-                })),
-                Fact::Did { .. } => Some(Value::Bool(steps.is_some_and(|facts| facts.count > 0))),
-                Fact::Since { .. } => steps
-                    .filter(|facts| facts.count > 0)
-                    .map(|facts| duration_value((at - facts.last).max(0))),
-                Fact::DaysSince { .. } => steps
-                    .filter(|facts| facts.count > 0)
-                    .map(|facts| Value::Int((at - facts.last).max(0) / DAY_US)),
-                Fact::Score { model } => customer.scores.get(model).map(|v| Value::Float(*v)),
-                Fact::InSegment { name } => Some(Value::Bool(customer.segments.contains(name))),
-            };
-            if let Some(value) = value {
-                values.insert(fact.key(), value);
-            }
-        }
-        values
+        fact_values(
+            &self.facts,
+            &customer.steps,
+            &customer.scores,
+            &customer.segments,
+            at,
+        )
     }
 
     fn bindings(
@@ -704,39 +683,19 @@ impl Rules {
     ) -> Bindings {
         let empty = CustomerState::default();
         let customer = state.customers.get(customer_id).unwrap_or(&empty);
-        let text = |s: &str| Value::String(Arc::new(s.to_string()));
-        let customer_value = map_value([
-            ("id".to_string(), text(customer_id)),
-            (
-                "traits".to_string(),
-                if self.reads_traits {
-                    json_map(&customer.traits)
-                } else {
-                    map_value([])
-                },
-            ),
-            (
-                "segments".to_string(),
-                Value::List(Arc::new(
-                    customer.segments.iter().map(|s| text(s)).collect(),
-                )),
-            ),
-            (
-                "scores".to_string(),
-                map_value(
-                    customer
-                        .scores
-                        .iter()
-                        .map(|(model, value)| (model.clone(), Value::Float(*value))),
-                ),
-            ),
-            (
-                "identifiers".to_string(),
-                Value::List(Arc::new(
-                    customer.identifiers.iter().map(|s| text(s)).collect(),
-                )),
-            ),
-        ]);
+        let no_traits = serde_json::Map::new();
+        let customer_value = customer_value(
+            customer_id,
+            if self.reads_traits {
+                &customer.traits
+            } else {
+                &no_traits
+            },
+            &customer.segments,
+            &customer.scores,
+            &customer.identifiers,
+            None,
+        );
         let latest = Latest {
             last_step: customer.last_step.as_deref(),
             previous_step: customer.previous_step.as_deref(),
@@ -1239,6 +1198,82 @@ fn event_value(event: &Event, step: &str) -> Value {
             json_value(&serde_json::Value::Object(event.context.clone())),
         ),
     ])
+}
+
+/// The values of `facts` for a customer with these step facts, scores and segments, at `at`: what the journey
+/// functions of a condition read (a step never done has no `since`, a model without a score no `score`).
+pub(crate) fn fact_values(
+    facts: &[Fact],
+    steps: &HashMap<String, StepFacts>,
+    scores: &BTreeMap<String, f64>,
+    segments: &BTreeSet<String>,
+    at: i64,
+) -> FactValues {
+    let mut values = FactValues::with_capacity(facts.len());
+    for fact in facts {
+        let done = fact.step().and_then(|step| steps.get(step));
+        let value = match fact {
+            Fact::Count { window, .. } => Some(Value::Int(match (done, window) {
+                (None, _) => 0,
+                (Some(facts), None) => facts.count as i64,
+                (Some(facts), Some(window)) => facts
+                    .recent
+                    .iter()
+                    .filter(|time| **time > at - window && **time <= at)
+                    .count() as i64,
+            })),
+            Fact::Did { .. } => Some(Value::Bool(done.is_some_and(|facts| facts.count > 0))),
+            Fact::Since { .. } => done
+                .filter(|facts| facts.count > 0)
+                .map(|facts| duration_value((at - facts.last).max(0))),
+            Fact::DaysSince { .. } => done
+                .filter(|facts| facts.count > 0)
+                .map(|facts| Value::Int((at - facts.last).max(0) / DAY_US)),
+            Fact::Score { model } => scores.get(model).map(|v| Value::Float(*v)),
+            Fact::InSegment { name } => Some(Value::Bool(segments.contains(name))),
+        };
+        if let Some(value) = value {
+            values.insert(fact.key(), value);
+        }
+    }
+    values
+}
+
+/// The `customer` variable conditions read; `attributes` (a map of value lists) only where they are known (the
+/// catalogue's conditions).
+pub(crate) fn customer_value(
+    id: &str,
+    traits: &serde_json::Map<String, serde_json::Value>,
+    segments: &BTreeSet<String>,
+    scores: &BTreeMap<String, f64>,
+    identifiers: &BTreeSet<String>,
+    attributes: Option<Value>,
+) -> Value {
+    let text = |s: &str| Value::String(Arc::new(s.to_string()));
+    let mut fields = vec![
+        ("id".to_string(), text(id)),
+        ("traits".to_string(), json_map(traits)),
+        (
+            "segments".to_string(),
+            Value::List(Arc::new(segments.iter().map(|s| text(s)).collect())),
+        ),
+        (
+            "scores".to_string(),
+            map_value(
+                scores
+                    .iter()
+                    .map(|(model, value)| (model.clone(), Value::Float(*value))),
+            ),
+        ),
+        (
+            "identifiers".to_string(),
+            Value::List(Arc::new(identifiers.iter().map(|s| text(s)).collect())),
+        ),
+    ];
+    if let Some(attributes) = attributes {
+        fields.push(("attributes".to_string(), attributes));
+    }
+    map_value(fields)
 }
 
 /// Whether `customer` is in `trigger`'s holdout: a stable hash of both, below `share`.
