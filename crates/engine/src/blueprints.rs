@@ -92,7 +92,7 @@ impl Engine {
         self.dir().join(BLUEPRINTS_DIR)
     }
 
-    fn blueprint_path(&self, name: &str) -> Result<PathBuf, Error> {
+    pub(crate) fn blueprint_path(&self, name: &str) -> Result<PathBuf, Error> {
         check_name(name)?;
         Ok(self.blueprints_dir().join(format!("{name}.toml")))
     }

@@ -37,6 +37,9 @@ pub enum Error {
     /// Rule definitions with problems (each names its field and, in a condition, its position).
     #[error("{0}")]
     Rules(waymark_rules::DefinitionErrors),
+    /// A catalogue with problems (each names its field and, in a condition, its position).
+    #[error("{0}")]
+    Catalogue(waymark_rules::DefinitionErrors),
 }
 
 impl Error {
@@ -64,6 +67,7 @@ impl Error {
             }
             Error::Model(_) => "model_unavailable",
             Error::Rules(_) => "invalid_rules",
+            Error::Catalogue(_) => "invalid_catalogue",
             Error::Import(_) => "invalid_import",
         }
     }
@@ -76,7 +80,8 @@ impl Error {
             | Error::UnknownAnalysis(_)
             | Error::NotFound(_)
             | Error::Validation(_)
-            | Error::Rules(_) => true,
+            | Error::Rules(_)
+            | Error::Catalogue(_) => true,
             Error::Import(ImportError::Store(_)) => false,
             Error::Import(_) => true,
             Error::Store(error) => matches!(

@@ -19,6 +19,7 @@ pub mod lift;
 pub mod live;
 pub mod models;
 pub mod monitors;
+pub mod nba;
 pub mod registry;
 mod report;
 pub mod rights;
@@ -54,6 +55,7 @@ pub struct Engine {
     runner: Runner,
     live: live::Live,
     rules: rules::RulesLive,
+    nba: nba::NbaLive,
 }
 
 /// What an ingest call did: JSON `{success, accepted, duplicates, failed, errors}`, the collector's answer.
@@ -128,6 +130,7 @@ impl Engine {
             runner: Runner::all_cores(),
             live: live::Live::default(),
             rules: rules::RulesLive::default(),
+            nba: nba::NbaLive::default(),
         })
     }
 
@@ -190,6 +193,9 @@ impl Engine {
     ) -> Result<(), Error> {
         for text in demo::blueprints(config.business) {
             self.save_blueprint(&blueprints::parse_blueprint(text, "the demo's blueprint")?)?;
+        }
+        if let Some(text) = demo::catalogue(config.business) {
+            self.save_catalogue(&nba::CatalogueFile::from_toml(text).map_err(Error::Catalogue)?)?;
         }
         if let Some(text) = demo::planted_rules(config.plant) {
             self.save_rules(&rules::RulesFile::from_toml(&text).map_err(Error::Rules)?)?;

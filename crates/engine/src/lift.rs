@@ -58,6 +58,10 @@ pub struct TriggerLift {
     pub delivered: u64,
     /// Customers only ever capped: never assigned to an arm.
     pub capped: u64,
+    /// For a catalogue item (`offer:ID`): treated customers who clicked it after the first offer (`delivered`
+    /// counts those who were shown it: an impression event after the first offer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clicked: Option<u64>,
     #[serde(flatten)]
     pub stats: LiftStats,
     /// The result in a sentence.
@@ -82,14 +86,18 @@ impl Engine {
         }
         let goals = required_goals(&request.goals, &self.store.step_names())?;
         let (instances, _) = read_journal(&self.rules_dir().join("journal.log"));
+        let offers = self.offer_exposures();
         if let Some(trigger) = &request.trigger {
-            if !instances.iter().any(|(_, i)| &i.trigger == trigger) {
+            if !instances.iter().any(|(_, i)| &i.trigger == trigger)
+                && !offers.keys().any(|(item, _)| item == trigger)
+            {
                 let mut known: Vec<String> = self
                     .rules_file()?
                     .triggers
                     .into_iter()
                     .map(|t| t.name)
                     .chain(instances.iter().map(|(_, i)| i.trigger.clone()))
+                    .chain(offers.keys().map(|(item, _)| item.clone()))
                     .collect();
                 known.sort();
                 known.dedup();
@@ -191,9 +199,17 @@ impl Engine {
                 holdout,
                 delivered,
                 capped,
+                clicked: None,
                 stats,
                 headline,
             });
+        }
+        let offers: BTreeMap<(String, u32), HashMap<String, (i64, bool)>> = offers
+            .into_iter()
+            .filter(|((item, _), _)| request.trigger.as_ref().is_none_or(|t| t == item))
+            .collect();
+        if !offers.is_empty() {
+            triggers.extend(self.offer_lifts(offers, &goals, window, &window_text, confidence)?);
         }
         Ok(LiftReport {
             goals,
@@ -202,6 +218,77 @@ impl Engine {
             data_end,
             triggers,
         })
+    }
+
+    /// The lift of each catalogue item version offered: treated = offered it (first offer), control = held out;
+    /// shown and clicked from the impression and click events that name it after the first offer.
+    fn offer_lifts(
+        &self,
+        offers: BTreeMap<(String, u32), HashMap<String, (i64, bool)>>,
+        goals: &[String],
+        window: i64,
+        window_text: &str,
+        confidence: f64,
+    ) -> Result<Vec<TriggerLift>, Error> {
+        let settings = self.catalogue_file()?.settings;
+        let journeys = self.store.journey_view(std::slice::from_ref(&settings.item_property))?;
+        let is_goal = goal_steps(&journeys, goals);
+        let index: HashMap<&str, usize> = (0..journeys.n_journeys())
+            .map(|j| (&journeys.customer_ids[j], j))
+            .collect();
+        let data_end = journeys.ts.iter().copied().max().unwrap_or(0);
+        let code = |name: &str| journeys.step_names.iter().position(|s| s == name);
+        let (impression, click) = (code(&settings.impression_step), code(&settings.click_step));
+        let items = journeys.property(&settings.item_property);
+        // Whether journey `j` has a `step` event naming `item` at or after `at`.
+        let did = |j: usize, step: Option<usize>, item: &str, at: i64| -> bool {
+            let (Some(step), Some(items)) = (step, items) else {
+                return false;
+            };
+            (journeys.offsets[j]..journeys.offsets[j + 1]).any(|e| {
+                journeys.step[e] as usize == step
+                    && journeys.ts[e] >= at
+                    && items.value(e).as_str() == Some(item)
+            })
+        };
+        let mut out = Vec::new();
+        for ((trigger, version), first) in offers {
+            let item = &trigger[waymark_rules::catalogue::OFFER_PREFIX.len()..];
+            let (mut shown, mut clicked) = (0, 0);
+            let exposures: Vec<Exposure> = first
+                .iter()
+                .map(|(customer, &(at, held_out))| {
+                    let journey = index.get(customer.as_str()).copied().or_else(|| {
+                        let view = self.store.customer_journey(customer, &[]).ok()??;
+                        index.get(&view.customer_ids[0]).copied()
+                    });
+                    if let (Some(j), false) = (journey, held_out) {
+                        shown += u64::from(did(j, impression, item, at));
+                        clicked += u64::from(did(j, click, item, at));
+                    }
+                    Exposure {
+                        journey,
+                        at,
+                        treated: !held_out,
+                    }
+                })
+                .collect();
+            let stats = lift(
+                &journeys, &is_goal, &exposures, window, data_end, confidence,
+            );
+            let headline = headline(&trigger, version, goals, window_text, confidence, &stats);
+            out.push(TriggerLift {
+                holdout: self.offer_holdout(item),
+                trigger,
+                version,
+                delivered: shown,
+                capped: 0,
+                clicked: Some(clicked),
+                stats,
+                headline,
+            });
+        }
+        Ok(out)
     }
 
     /// The holdout share of a trigger version, from its kept definition.

@@ -1,6 +1,6 @@
 //! Data subjects' rights: everything held about a customer, exported as one document (GDPR art. 15 and 20), and
 //! deleted everywhere it is held (art. 17) — the store (events, identifiers, merges, refused events), the rules
-//! (state, segment history, trigger instances, deliveries still due), live scores, and saved models that learned
+//! (state, segment history, trigger instances, deliveries still due), live scores, catalogue offers, and saved models that learned
 //! a value only that customer had.
 
 use crate::rules::{CustomerRules, Forgetting, ForgottenRules};
@@ -26,6 +26,8 @@ pub struct CustomerExport {
     pub rules: CustomerRules,
     /// Refused events that name one of the customer's identifiers.
     pub failed_events: Vec<FailedEvent>,
+    /// Catalogue items offered to the customer (or held out), first offer of each.
+    pub offers: Vec<crate::nba::OfferRecord>,
 }
 
 /// What deleting a customer removed.
@@ -37,6 +39,8 @@ pub struct CustomerDeletion {
     pub rules: ForgottenRules,
     /// Live scores dropped.
     pub scores: usize,
+    /// Offer records removed (`nba/offers.log`).
+    pub offers: usize,
     /// Saved models trained again because they had kept a value only this customer had.
     pub models_retrained: Vec<String>,
 }
@@ -88,6 +92,11 @@ impl Engine {
             exported_at: Timestamp::now(),
             rules: self.customer_rules(&ids)?,
             failed_events: self.store.failed_events_naming(&keys)?,
+            offers: self
+                .offer_records()
+                .into_iter()
+                .filter(|record| ids.contains(&record.customer))
+                .collect(),
             feedback,
             customer,
         }))
@@ -137,6 +146,7 @@ impl Engine {
             keys,
         })?;
         let scores = self.forget_scores(&ids);
+        let offers = self.forget_offers(&ids)?;
         let mut models_retrained = Vec::new();
         for (name, columns, values) in model_values {
             let remaining: HashSet<String> = self
@@ -169,6 +179,7 @@ impl Engine {
             store,
             rules,
             scores,
+            offers,
             models_retrained,
         }))
     }

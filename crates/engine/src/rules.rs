@@ -862,6 +862,25 @@ impl Engine {
         Ok(out)
     }
 
+    /// The segments the customer filed under any of `ids` is in, as the running worker holds them; `None` when
+    /// no worker runs.
+    pub(crate) fn live_segments_of(&self, ids: &HashSet<String>) -> Option<BTreeSet<String>> {
+        if !self.rules_status().running {
+            return None;
+        }
+        let live = self
+            .rules
+            .members
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        Some(
+            live.iter()
+                .filter(|(_, members)| ids.iter().any(|id| members.contains(id)))
+                .map(|(name, _)| name.clone())
+                .collect(),
+        )
+    }
+
     /// What the rules worker has done (not running when no server runs it).
     pub fn rules_status(&self) -> RulesStatus {
         let mut status = self

@@ -45,6 +45,23 @@ pub struct Blueprint {
 }
 
 impl Blueprint {
+    /// Each stage's name and the step patterns it expects (every alternative), in stage order.
+    pub fn stage_patterns(&self) -> Vec<(String, Vec<String>)> {
+        self.stages
+            .iter()
+            .map(|stage| {
+                (
+                    stage.name.clone(),
+                    stage
+                        .steps
+                        .iter()
+                        .flat_map(StepDesign::alternatives)
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
     fn default_ignore_steps() -> Vec<String> {
         waymark_model::IDENTITY_STEPS.map(String::from).to_vec()
     }

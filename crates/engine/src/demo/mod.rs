@@ -171,6 +171,17 @@ expect_steps = ["Login Failed", "Login Attempted"]
 /// The retailer's designed purchase journey, saved as `blueprints/purchase.toml` by the demo.
 pub const PURCHASE_BLUEPRINT: &str = include_str!("purchase.toml");
 
+/// The retailer's content and offers, saved as `catalogue.toml` by the demo.
+pub const RETAIL_CATALOGUE: &str = include_str!("catalogue.toml");
+
+/// The catalogue a demo business comes with (TOML), if any.
+pub fn catalogue(business: Business) -> Option<&'static str> {
+    match business {
+        Business::Retail => Some(RETAIL_CATALOGUE),
+        Business::Telecom => None,
+    }
+}
+
 /// The blueprints a demo business comes with (TOML).
 pub fn blueprints(business: Business) -> &'static [&'static str] {
     match business {
