@@ -231,7 +231,9 @@ impl Engine {
         confidence: f64,
     ) -> Result<Vec<TriggerLift>, Error> {
         let settings = self.catalogue_file()?.settings;
-        let journeys = self.store.journey_view(std::slice::from_ref(&settings.item_property))?;
+        let journeys = self
+            .store
+            .journey_view(std::slice::from_ref(&settings.item_property))?;
         let is_goal = goal_steps(&journeys, goals);
         let index: HashMap<&str, usize> = (0..journeys.n_journeys())
             .map(|j| (&journeys.customer_ids[j], j))

@@ -82,12 +82,12 @@ pub struct NbaRequest {
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct NextBestAction {
     pub customer_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<String>,
     /// When it was decided.
     pub at: Timestamp,
     /// The customer's current stage, when a stage matches their latest steps.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_stage: Option<String>,
     /// The customer's attributes as the catalogue derives them (newest value first).
     pub attributes: BTreeMap<String, Vec<String>>,
@@ -97,7 +97,7 @@ pub struct NextBestAction {
     /// Items that ranked within the limit but are held out for this customer (the lift's control).
     pub held_out: Vec<HeldOut>,
     /// With `explain`: every other item and why it was left out.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded: Vec<Excluded>,
 }
 

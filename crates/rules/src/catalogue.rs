@@ -608,7 +608,7 @@ pub struct Offer {
     pub id: String,
     pub version: u32,
     pub title: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     pub kind: ItemKind,
     /// 1 = best.
@@ -939,7 +939,7 @@ impl Catalogue {
                 }
             }
             reasons.sort_by(|a, b| b.points.abs().total_cmp(&a.points.abs()));
-            let points = reasons.iter().map(|r| r.points).sum::<f64>();
+            let points = reasons.iter().fold(0.0, |sum, r| sum + r.points);
             candidates.push((points, index, reasons));
         }
         // Most points first; ties in editorial order.

@@ -67,6 +67,7 @@ error_codes! {
     InvalidImport => "invalid_import", BAD_REQUEST, "invalid_request";
     InvalidRules => "invalid_rules", UNPROCESSABLE_ENTITY, "invalid_request";
     InvalidBlueprint => "invalid_blueprint", UNPROCESSABLE_ENTITY, "invalid_request";
+    InvalidCatalogue => "invalid_catalogue", UNPROCESSABLE_ENTITY, "invalid_request";
     InvalidFeedback => "invalid_feedback", BAD_REQUEST, "invalid_request";
     UnsupportedMediaType => "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, "invalid_request";
     MissingWriteKey => "missing_write_key", UNAUTHORIZED, "auth";
@@ -117,14 +118,20 @@ impl ApiError {
 
     /// A refused definition set: 422 with every problem.
     pub fn invalid_rules(errors: DefinitionErrors) -> ApiError {
+        ApiError::invalid_definitions(ErrorCode::InvalidRules, "definitions", errors)
+    }
+
+    /// Refused definitions (`what`: the definitions, the catalogue): `code` with every problem.
+    pub fn invalid_definitions(code: ErrorCode, what: &str, errors: DefinitionErrors) -> ApiError {
         let message = format!(
-            "the definitions have {} problem{}; nothing was changed: {errors}",
+            "the {what} {} {} problem{}; nothing was changed: {errors}",
+            if what.ends_with('s') { "have" } else { "has" },
             errors.0.len(),
             if errors.0.len() == 1 { "" } else { "s" }
         );
         ApiError {
             errors: errors.0,
-            ..ApiError::new(ErrorCode::InvalidRules, message)
+            ..ApiError::new(code, message)
         }
     }
 
@@ -152,9 +159,17 @@ impl From<ValidationError> for ApiError {
 
 impl From<EngineError> for ApiError {
     fn from(error: EngineError) -> ApiError {
-        if let EngineError::Rules(errors) = error {
-            return ApiError::invalid_rules(errors);
-        }
+        let error = match error {
+            EngineError::Rules(errors) => return ApiError::invalid_rules(errors),
+            EngineError::Catalogue(errors) => {
+                return ApiError::invalid_definitions(
+                    ErrorCode::InvalidCatalogue,
+                    "catalogue",
+                    errors,
+                )
+            }
+            other => other,
+        };
         let code = ErrorCode::of(error.code()).unwrap_or(if error.is_user_fault() {
             ErrorCode::InvalidQuery
         } else {
@@ -220,6 +235,7 @@ mod tests {
             "store_read_only",
             "invalid_import",
             "invalid_rules",
+            "invalid_catalogue",
         ] {
             assert!(ErrorCode::of(code).is_some(), "{code}");
         }

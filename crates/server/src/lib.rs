@@ -7,6 +7,7 @@
 
 mod auth;
 pub mod blueprints;
+mod catalogue;
 mod error;
 mod limits;
 mod metrics_names;

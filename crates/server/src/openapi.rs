@@ -365,6 +365,43 @@ fn build() -> Value {
     traced_parameters.as_array_mut().expect("a list").push(json!({"name": "blueprint", "in": "query", "required": true, "schema": {"type": "string"}, "description": "A saved blueprint's name (GET /v1/blueprints)"}));
     traced["parameters"] = traced_parameters;
     add("/v1/customers/{identifier}/conformance", "get", traced);
+    let mut nba = operation(
+        "The next best actions for the customer now: the catalogue's items ranked for them (eligibility, placement, dates, impression caps and clicks applied; points from priority, affinities, boosts and model scores, each a reason), the items held out for them, and with explain=true why every other item is left out. Each item says which events to send back when it is shown and clicked; its first offer is recorded for the lift report",
+        "next best action",
+        None,
+        schema_value::<waymark_engine::nba::NextBestAction>(&mut generator),
+        &[400, 404],
+    );
+    let mut nba_parameters = identifier_parameter.clone();
+    nba_parameters.as_array_mut().expect("a list").extend([
+        json!({"name": "placement", "in": "query", "required": false, "schema": {"type": "string", "minLength": 1}, "description": "Where the items will be shown (home, checkout, …); items for other placements are left out. Default: every item"}),
+        json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 100}, "description": "How many items; default the catalogue's settings.limit"}),
+        json!({"name": "explain", "in": "query", "required": false, "schema": {"type": "boolean", "default": false}, "description": "Also list every other item with why it is left out"}),
+    ]);
+    nba["parameters"] = nba_parameters;
+    add("/v1/customers/{identifier}/next-best-action", "get", nba);
+    add(
+        "/v1/catalogue",
+        "get",
+        operation(
+            "The catalogue of content and offers in force, as JSON and as catalogue.toml, with each item's version",
+            "next best action",
+            None,
+            schema_value::<waymark_engine::nba::CatalogueView>(&mut generator),
+            &[422],
+        ),
+    );
+    let catalogue_schema = schema_value::<waymark_engine::nba::CatalogueFile>(&mut generator);
+    let saved_catalogue = schema_value::<waymark_engine::nba::SavedCatalogue>(&mut generator);
+    for (method, path, summary) in [
+        ("put", "/v1/catalogue", "Replace the whole catalogue (JSON, or TOML as application/toml); a catalogue with any problem is refused whole (422, every problem with its field, line and column) and nothing changes; changed items get a new version"),
+        ("post", "/v1/catalogue/validate", "Check a catalogue as PUT would, without saving: the versions it would give and the items it would change, or 422 with every problem"),
+    ] {
+        let mut op = operation(summary, "next best action", Some(catalogue_schema.clone()), saved_catalogue.clone(), &[400, 413, 415, 422]);
+        op["requestBody"]["required"] = json!(true);
+        op["requestBody"]["content"]["application/toml"] = json!({"schema": {"type": "string"}});
+        add(path, method, op);
+    }
     add(
         "/v1/blueprints",
         "get",

@@ -131,6 +131,15 @@ pub fn router(state: AppState) -> Router {
             "/v1/customers/{identifier}/conformance",
             get(crate::blueprints::customer_conformance),
         )
+        .route(
+            "/v1/customers/{identifier}/next-best-action",
+            get(crate::catalogue::next_best_action),
+        )
+        .route(
+            "/v1/catalogue",
+            get(crate::catalogue::get).put(crate::catalogue::put),
+        )
+        .route("/v1/catalogue/validate", post(crate::catalogue::validate))
         .route("/v1/blueprints", get(crate::blueprints::list))
         .route(
             "/v1/blueprints/{name}",

@@ -410,6 +410,55 @@ fn every_endpoint_answers_as_its_schema_says() {
         .unwrap()
         .status();
     assert_eq!(status.as_u16(), 204);
+    // The catalogue: saved, refused, validated, shown; next best action for a customer.
+    let catalogue = "[[items]]\nid = \"ios-kit\"\ntitle = \"A kit for iOS\"\neligible = '\"ios\" in customer.attributes.device'\naffinity = { device = [\"ios\"] }\n[[items]]\nid = \"anyone\"\ntitle = \"For anyone\"\nplacements = [\"home\"]\n";
+    let saved = put(
+        "/v1/catalogue",
+        "/v1/catalogue",
+        "application/toml",
+        catalogue,
+    );
+    assert_eq!(saved["versions"]["ios-kit"], 1, "{saved}");
+    let refused = put(
+        "/v1/catalogue",
+        "/v1/catalogue",
+        "application/json",
+        r#"{"items": [{"id": "x", "title": "x", "eligible": "count(\"Nope\") > 1"}]}"#,
+    );
+    assert_eq!(refused["code"], "invalid_catalogue", "{refused}");
+    assert_eq!(
+        refused["errors"][0]["field"], "items[x].eligible",
+        "{refused}"
+    );
+    post(
+        "/v1/catalogue/validate",
+        "/v1/catalogue/validate",
+        json!({"items": [{"id": "y", "title": "Y"}]}),
+    );
+    post(
+        "/v1/catalogue/validate",
+        "/v1/catalogue/validate",
+        json!({"items": [{"id": "Bad id", "title": "Y"}]}),
+    );
+    get("/v1/catalogue", "/v1/catalogue");
+    get(
+        "/v1/customers/ann/next-best-action?placement=home&explain=true",
+        "/v1/customers/{identifier}/next-best-action",
+    );
+    let (_, nba) = app.get_json("/v1/customers/ann/next-best-action?placement=home");
+    assert_eq!(nba["items"][0]["id"], "ios-kit", "{nba}");
+    assert_eq!(
+        nba["items"][0]["reasons"][0]["text"], "device is ios",
+        "{nba}"
+    );
+    get(
+        "/v1/customers/nobody/next-best-action",
+        "/v1/customers/{identifier}/next-best-action",
+    );
+    get(
+        "/v1/customers/ann/next-best-action?limit=0",
+        "/v1/customers/{identifier}/next-best-action",
+    );
     // A customer's data exported, then deleted (last: the calls above read it).
     get(
         "/v1/customers/ann/export",
