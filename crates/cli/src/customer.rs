@@ -30,6 +30,26 @@ pub enum CustomerCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// The next best actions for a customer now: the catalogue's items ranked for them, each with its reasons,
+    /// the items held out for them, and with `--explain` why every other item is left out. The first offer of
+    /// each item is recorded for the lift report (`waymark rules lift`).
+    /// Example: `waymark customer nba cust-000042 --placement home --explain`
+    Nba {
+        /// Any of the customer's identifiers.
+        identifier: String,
+        /// Where the items will be shown (home, checkout, …); default: every item.
+        #[arg(long)]
+        placement: Option<String>,
+        /// How many items (default: the catalogue's settings.limit).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Also say why every other item is left out.
+        #[arg(long)]
+        explain: bool,
+        /// Record nothing (a preview is not an offer in the lift report).
+        #[arg(long)]
+        preview: bool,
+    },
 }
 
 fn unknown(identifier: &str) -> UsageError {
@@ -38,8 +58,92 @@ fn unknown(identifier: &str) -> UsageError {
     ))
 }
 
+fn print_nba(nba: &waymark_engine::nba::NextBestAction) {
+    let mut known: Vec<String> = nba
+        .current_stage
+        .iter()
+        .map(|stage| format!("stage {stage}"))
+        .collect();
+    for (name, values) in &nba.attributes {
+        if !values.is_empty() {
+            known.push(format!("{name} {}", values.join(", ")));
+        }
+    }
+    if !nba.segments.is_empty() {
+        known.push(format!("segments {}", nba.segments.join(", ")));
+    }
+    println!(
+        "Next best actions for {}{}{}:",
+        nba.customer_id,
+        nba.placement
+            .as_ref()
+            .map(|p| format!(" at {p}"))
+            .unwrap_or_default(),
+        if known.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", known.join("; "))
+        }
+    );
+    if nba.items.is_empty() {
+        println!("  nothing to offer: no item is eligible here (--explain says why)");
+    }
+    let width = nba.items.iter().map(|o| o.id.len()).max().unwrap_or(0);
+    for offer in &nba.items {
+        let reasons: Vec<String> = offer
+            .reasons
+            .iter()
+            .map(|r| format!("{} {:+}", r.text, r.points))
+            .collect();
+        println!(
+            "  {}. {:<width$}  {:>6.1} points  {}{}",
+            offer.rank,
+            offer.id,
+            offer.points,
+            offer.title,
+            if reasons.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", reasons.join("; "))
+            }
+        );
+    }
+    for held in &nba.held_out {
+        println!(
+            "  held out: {} (would rank {}; never shown to this customer, to measure its lift)",
+            held.id, held.rank
+        );
+    }
+    for excluded in &nba.excluded {
+        println!("  left out: {} — {}", excluded.id, excluded.why);
+    }
+}
+
 pub fn customer(engine: &Engine, command: CustomerCommand, json_output: bool) -> Result<()> {
     match command {
+        CustomerCommand::Nba {
+            identifier,
+            placement,
+            limit,
+            explain,
+            preview,
+        } => {
+            let request = waymark_engine::nba::NbaRequest {
+                placement,
+                limit,
+                explain,
+                preview,
+            };
+            let nba = engine
+                .next_best_action(&identifier, &request)
+                .map_err(crate::query::usage)?
+                .ok_or_else(|| unknown(&identifier))?;
+            if json_output {
+                print_json(&serde_json::to_value(&nba)?);
+            } else {
+                print_nba(&nba);
+            }
+        }
         CustomerCommand::Export { identifier, out } => {
             let export = engine
                 .export_customer(&identifier)?

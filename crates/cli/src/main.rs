@@ -3,6 +3,7 @@
 //! 1 anything else).
 
 mod blueprint;
+mod catalogue;
 mod config;
 mod customer;
 mod files;
@@ -12,6 +13,7 @@ mod model;
 mod query;
 mod rules;
 mod serve;
+mod simulate;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -139,6 +141,10 @@ enum Command {
         /// login failures jump for one day), or both, comma-separated.
         #[arg(long, default_value = "")]
         plant: waymark_engine::demo::Plant,
+        /// Add a scenario's personas (the YAML `waymark simulate` runs) to the demo as ordinary customers,
+        /// starting at the scenario's `start` (default: the demo's first day).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
     },
     /// Write the demo data set to a JSON Lines file (`.gz` to compress), for import elsewhere.
     Generate {
@@ -230,6 +236,28 @@ enum Command {
     Blueprint {
         #[command(subcommand)]
         command: blueprint::BlueprintCommand,
+    },
+    /// The content and offers next best action ranks (catalogue.toml): check, apply, show.
+    /// `waymark customer nba ID` ranks them for one customer. Example: `waymark catalogue apply catalogue.toml`
+    Catalogue {
+        #[command(subcommand)]
+        command: catalogue::CatalogueCommand,
+    },
+    /// Play customer: run a scenario's personas (YAML: "an Android owner fails to sign in twice, opens the chat,
+    /// calls") through the real ingest path into a sandbox with this store's definitions (rules, catalogue,
+    /// blueprints, models); the report follows each simulated customer step by step — what was offered, which
+    /// triggers fired, where the journey left the blueprint. Webhooks are journaled, not sent; this store is not
+    /// touched. Example: `waymark simulate examples/scenarios/android-sign-in.yaml`
+    Simulate {
+        /// The scenario (YAML).
+        scenario: PathBuf,
+        /// The sandbox data directory (new or empty; kept for `waymark --data DIR …`). Default: a new directory
+        /// under the system's temporary directory.
+        #[arg(long)]
+        sandbox: Option<PathBuf>,
+        /// Start from no definitions instead of this store's.
+        #[arg(long)]
+        empty: bool,
     },
     /// Keys and their roles: create, list and revoke the keys the server accepts (write: collect; read:
     /// analyses, customers, the UI; admin: everything). Example: `waymark keys create --role read --name "CX team"`
@@ -448,7 +476,12 @@ fn run(cli: Cli) -> Result<()> {
             business,
             no_serve,
             plant,
+            scenario,
         } => {
+            let scenario = scenario
+                .as_deref()
+                .map(simulate::read_scenario)
+                .transpose()?;
             if business != Business::Retail && plant != Default::default() {
                 return Err(UsageError(
                     "--plant plants into the retailer only: drop it or use --business retail"
@@ -472,6 +505,22 @@ fn run(cli: Cli) -> Result<()> {
                 },
                 cli.json,
             )?;
+            if let Some(scenario) = &scenario {
+                let events = store.ingest_scenario(scenario)?;
+                if !cli.json {
+                    println!(
+                        "  Scenario:   {} ({} events of {} persona{}) added",
+                        scenario.name,
+                        events,
+                        scenario.personas.len(),
+                        if scenario.personas.len() == 1 {
+                            ""
+                        } else {
+                            "s"
+                        }
+                    );
+                }
+            }
             if no_serve {
                 let models = model::train_starter_models(&store, cli.json)?;
                 if cli.json {
@@ -639,6 +688,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Customer { command } => {
             let engine = open_store_for_maintenance(&cli.data, &file_config)?;
             customer::customer(&engine, command, cli.json)
+        }
+        Command::Simulate {
+            scenario,
+            sandbox,
+            empty,
+        } => simulate::simulate(&cli.data, &scenario, sandbox, empty, cli.json),
+        Command::Catalogue { command } => {
+            let engine = open_store_for_maintenance(&cli.data, &file_config)?;
+            catalogue::catalogue(&engine, command, cli.json)
         }
         Command::Blueprint { command } => {
             let engine = open_store_for_maintenance(&cli.data, &file_config)?;

@@ -46,6 +46,9 @@ pub struct ScopeArgs {
     /// Leave out events of these steps (`*` patterns; comma-separated or repeated).
     #[arg(long = "exclude-step", value_delimiter = ',', global = true)]
     exclude_steps: Vec<String>,
+    /// Include test traffic (customers of `waymark simulate` runs), left out by default.
+    #[arg(long, global = true)]
+    test_traffic: bool,
 }
 
 impl ScopeArgs {
@@ -61,6 +64,7 @@ impl ScopeArgs {
                 .iter()
                 .map(|text| parse_condition(text).map_err(|error| UsageError(format!("--where: {error}"))))
                 .collect::<Result<_, _>>()?,
+            test_traffic: self.test_traffic,
             split_gap: self.split_gap.clone(),
             split_before: self.split_before.clone().map(step_condition),
             split_after: self.split_after.clone().map(step_condition),

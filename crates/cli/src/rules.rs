@@ -43,7 +43,7 @@ pub enum RulesCommand {
         #[arg(long)]
         trigger: Option<String>,
         /// Only instances with a delivery in this state.
-        #[arg(long, value_parser = ["pending", "delivered", "dead"])]
+        #[arg(long, value_parser = ["pending", "delivered", "simulated", "dead"])]
         state: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
@@ -355,10 +355,13 @@ fn load(store: &Engine, file: Option<&Path>) -> Result<(PathBuf, Loaded)> {
     Ok((path, Loaded { text, file }))
 }
 
-/// A definitions error as `FILE:LINE:COLUMN: FIELD: message` lines (one per problem); other errors unchanged.
-fn located(path: &Path, text: &str, error: Error) -> anyhow::Error {
-    let Error::Rules(DefinitionErrors(errors)) = error else {
-        return anyhow::Error::new(error).context(path.display().to_string());
+/// A definitions (or catalogue) error as `FILE:LINE:COLUMN: FIELD: message` lines (one per problem); other
+/// errors unchanged.
+pub(crate) fn located(path: &Path, text: &str, error: Error) -> anyhow::Error {
+    let (what, errors) = match error {
+        Error::Rules(DefinitionErrors(errors)) => ("the definitions", errors),
+        Error::Catalogue(DefinitionErrors(errors)) => ("the catalogue", errors),
+        other => return anyhow::Error::new(other).context(path.display().to_string()),
     };
     let lines: Vec<String> = errors
         .iter()
@@ -366,7 +369,7 @@ fn located(path: &Path, text: &str, error: Error) -> anyhow::Error {
             let at = position_in_toml(text, error)
                 .map(|(line, column)| format!("{}:{line}:{column}", path.display()))
                 .unwrap_or_else(|| path.display().to_string());
-            if error.field == "rules.toml" {
+            if error.field.ends_with(".toml") {
                 format!("{at}: {}", error.message)
             } else {
                 format!("{at}: {}: {}", error.field, error.message)
@@ -374,7 +377,7 @@ fn located(path: &Path, text: &str, error: Error) -> anyhow::Error {
         })
         .collect();
     UsageError(format!(
-        "{} problem{} in the definitions, nothing applied:\n{}",
+        "{} problem{} in {what}, nothing applied:\n{}",
         lines.len(),
         if lines.len() == 1 { "" } else { "s" },
         lines.join("\n")

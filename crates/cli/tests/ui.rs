@@ -510,6 +510,30 @@ fn every_page_renders_real_numbers_filters_and_drill_downs() {
         view["customer_id"].as_str().unwrap()
     )));
 
+    // Next best action on the customer page: the items the API ranks at the busiest placement (home), in order,
+    // as a preview (the page records no offer).
+    let mut response = ureq::get(&format!(
+        "{url}/v1/customers/{customer}/next-best-action?placement=home&preview=true"
+    ))
+    .call()
+    .unwrap();
+    let nba: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    let ranked: Vec<&str> = nba["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["id"].as_str().unwrap())
+        .collect();
+    assert!(!ranked.is_empty(), "{nba}");
+    assert!(
+        dom.contains(&format!("data-nba=\"{}\"", ranked.join(","))),
+        "the customer page shows {ranked:?}"
+    );
+    assert!(
+        !data.path().join("nba/offers.log").exists(),
+        "viewing a customer records no offer"
+    );
+
     // The demo's starter models: their scores on the customer page, their evaluation on the Predictions page
     // (the API's AUC beside the baselines, a calibration plot), the in-flight customers the API ranks.
     let scores = view["scores"].as_array().unwrap();

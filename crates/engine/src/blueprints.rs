@@ -7,8 +7,8 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-pub use waymark_analytics::blueprint::Blueprint;
 use waymark_analytics::blueprint::CompiledBlueprint;
+pub use waymark_analytics::blueprint::{Blueprint, Deviation};
 /// `90s`, `14m`, `3.5h`, `2.1d`, as the reports write durations.
 pub use waymark_analytics::query::text::duration as readable_duration;
 use waymark_analytics::AnalyticsError;

@@ -24,6 +24,7 @@ pub mod registry;
 mod report;
 pub mod rights;
 pub mod rules;
+pub mod simulate;
 pub mod synthetic;
 
 pub use error::Error;
@@ -56,7 +57,13 @@ pub struct Engine {
     live: live::Live,
     rules: rules::RulesLive,
     nba: nba::NbaLive,
+    /// The last view [`Engine::without_test_traffic`] looked at, and that view without test traffic (if it had
+    /// any).
+    test_traffic: TestTrafficCache,
 }
+
+type TestTrafficCache =
+    std::sync::Mutex<Option<(std::sync::Weak<JourneySet>, Option<Arc<JourneySet>>)>>;
 
 /// What an ingest call did: JSON `{success, accepted, duplicates, failed, errors}`, the collector's answer.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -131,6 +138,7 @@ impl Engine {
             live: live::Live::default(),
             rules: rules::RulesLive::default(),
             nba: nba::NbaLive::default(),
+            test_traffic: Default::default(),
         })
     }
 
@@ -342,6 +350,11 @@ impl Engine {
             .into_iter()
             .partition(|name| rules::is_segment_column(name));
         let view = self.store.journey_view(&properties)?;
+        let view = if request.scope().test_traffic {
+            view
+        } else {
+            self.without_test_traffic(view)
+        };
         let view = if scores.is_empty() {
             view
         } else {
@@ -406,6 +419,37 @@ impl Engine {
     /// Flushes and closes the store.
     pub fn close(&self) -> Result<(), Error> {
         Ok(self.store.close()?)
+    }
+
+    /// `view` without the customers of scenario simulations (ids starting [`simulate::TEST_PREFIX`]); the view
+    /// itself when it has none (found by one pass over the ids, remembered per view).
+    fn without_test_traffic(&self, view: Arc<JourneySet>) -> Arc<JourneySet> {
+        let mut cache = self
+            .test_traffic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((seen, filtered)) = cache.as_ref() {
+            if seen.upgrade().is_some_and(|seen| Arc::ptr_eq(&seen, &view)) {
+                return filtered.clone().unwrap_or(view);
+            }
+        }
+        let test: Vec<bool> = (0..view.n_journeys())
+            .map(|j| view.customer_ids[j].starts_with(simulate::TEST_PREFIX))
+            .collect();
+        let filtered = test.contains(&true).then(|| {
+            let mut journey = 0;
+            Arc::new(view.select(|event| {
+                if event < view.offsets[journey] {
+                    journey = view.offsets.partition_point(|&start| start <= event) - 1;
+                }
+                while view.offsets[journey + 1] <= event {
+                    journey += 1;
+                }
+                !test[journey]
+            }))
+        });
+        *cache = Some((Arc::downgrade(&view), filtered.clone()));
+        filtered.unwrap_or(view)
     }
 
     /// Stops as a crash would (tests only): nothing flushed, the lock released.

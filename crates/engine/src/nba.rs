@@ -76,6 +76,10 @@ pub struct NbaRequest {
     /// Also say why every other item was left out.
     #[serde(default)]
     pub explain: bool,
+    /// A preview (the UI, a colleague checking what a customer would see): nothing is recorded, so it does not
+    /// count as an offer in the lift report.
+    #[serde(default)]
+    pub preview: bool,
 }
 
 /// The decision for one customer.

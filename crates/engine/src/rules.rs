@@ -85,6 +85,9 @@ pub struct RulesOptions {
     pub max_backoff: Duration,
     pub request_timeout: Duration,
     pub snapshot_every: Duration,
+    /// Whether webhooks are sent: false in a sandbox (a scenario simulation), where each is journaled as
+    /// `simulated` instead; event and trait actions are stored either way.
+    pub send_webhooks: bool,
 }
 
 impl Default for RulesOptions {
@@ -97,6 +100,7 @@ impl Default for RulesOptions {
             max_backoff: Duration::from_secs(300),
             request_timeout: Duration::from_secs(10),
             snapshot_every: Duration::from_secs(30),
+            send_webhooks: true,
         }
     }
 }
@@ -108,6 +112,9 @@ pub struct RulesStatus {
     pub clock: RulesClock,
     /// The store sequence number processed through.
     pub through_seq: Option<u64>,
+    /// On the event-time clock: where the clock stands (µs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_at: Option<i64>,
     pub customers: usize,
     pub timers: usize,
     pub segments: usize,
@@ -147,6 +154,8 @@ enum Wake {
         at: i64,
     },
     Reload,
+    /// The data's clock moved on (event time only): timers due by then fire.
+    Clock(i64),
     /// A customer was deleted: drop everything held about it (see [`Engine::forget_in_rules`]).
     Forget {
         customer: Forgetting,
@@ -204,6 +213,8 @@ enum Record {
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Delivered,
+    /// A sandbox (a scenario simulation): the webhook was not sent.
+    Simulated,
     /// Will be retried.
     Failed,
     /// Given up: in the dead letters.
@@ -927,6 +938,7 @@ impl Engine {
                             let tried = attempts.get(&(instance.key.clone(), index));
                             let state = match tried.map(|t| t.2) {
                                 Some(Outcome::Delivered) => "delivered",
+                                Some(Outcome::Simulated) => "simulated",
                                 Some(Outcome::Dead) => "dead",
                                 _ => "pending",
                             };
@@ -1019,6 +1031,12 @@ impl Engine {
         }
     }
 
+    /// Moves a rules worker on the event-time clock to `at` (µs) without an event, so the timers due by then
+    /// fire (a simulation's waits after its last event); on the wall clock it changes nothing.
+    pub fn advance_rules_clock(&self, at: i64) {
+        self.wake_rules(Wake::Clock(at));
+    }
+
     /// Tells a running rules worker that events were stored.
     pub(crate) fn rules_events_stored(&self) {
         self.wake_rules(Wake::Events);
@@ -1104,6 +1122,7 @@ impl Engine {
                         break;
                     }
                     let mut reload = false;
+                    let mut clock = None;
                     let mut scores = Vec::new();
                     let mut forgets = Vec::new();
                     let mut handle = |wake: Wake| match wake {
@@ -1114,6 +1133,7 @@ impl Engine {
                             at,
                         } => scores.push((customer, values, at)),
                         Wake::Events => {}
+                        Wake::Clock(at) => clock = clock.max(Some(at)),
                         Wake::Forget { customer, done } => forgets.push((customer, done)),
                     };
                     if let Ok(wake) = wake {
@@ -1129,6 +1149,9 @@ impl Engine {
                         if let Err(error) = worker.reload(&engine) {
                             tracing::warn!(%error, "rules not reloaded");
                         }
+                    }
+                    if let (Some(at), RulesClock::EventTime) = (clock, worker.options.clock) {
+                        worker.clock = worker.clock.max(at);
                     }
                     if let Err(error) = worker.step(&engine, scores) {
                         tracing::warn!(%error, "rules step failed; retrying");
@@ -1175,9 +1198,18 @@ impl Engine {
     /// Waits until the rules worker has read every stored event (including those its own actions wrote) and
     /// every action is delivered: how a bulk load with live rules ends.
     pub(crate) fn rules_settle(&self) -> Result<(), Error> {
+        self.rules_settle_at(None)
+    }
+
+    /// [`Engine::rules_settle`], and on the event-time clock with `at`, once the clock has reached `at` (the
+    /// timers due by then have fired and their actions are delivered).
+    pub(crate) fn rules_settle_at(&self, at: Option<i64>) -> Result<(), Error> {
         let mut quiet_checks = 0;
         while quiet_checks < 3 {
-            self.wake_rules(Wake::Events);
+            match at {
+                Some(at) => self.wake_rules(Wake::Clock(at)),
+                None => self.wake_rules(Wake::Events),
+            }
             std::thread::sleep(Duration::from_millis(20));
             let status = self.rules_status();
             if !status.running {
@@ -1191,7 +1223,8 @@ impl Engine {
                     status.dead_letters
                 )));
             }
-            let caught_up = status.through_seq == self.store.last_seq();
+            let caught_up = status.through_seq == self.store.last_seq()
+                && at.is_none_or(|at| status.clock_at.is_none_or(|clock| clock >= at));
             quiet_checks = if caught_up && status.pending_deliveries == 0 {
                 quiet_checks + 1
             } else {
@@ -1689,7 +1722,7 @@ impl Worker {
                         identifiers: worker.identifiers_of(&instance.customer),
                     };
                     match tried.map(|t| t.2) {
-                        Some(Outcome::Delivered) => {}
+                        Some(Outcome::Delivered | Outcome::Simulated) => {}
                         Some(Outcome::Dead) => {
                             queue.dead.insert(id, job);
                         }
@@ -2139,6 +2172,7 @@ impl Worker {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         status.through_seq = self.through_seq;
+        status.clock_at = (self.options.clock == RulesClock::EventTime).then_some(self.clock);
         status.customers = self.state.customers();
         status.timers = self.state.timers();
         status.segments = self.rules.set.segments.len();
@@ -2232,9 +2266,15 @@ fn delivery_loop(
         let (id, job) = job;
         let attempt = job.attempt + 1;
         let started = Instant::now();
-        let result = deliver(&engine, &agent, &id, &job);
+        let simulated = !options.send_webhooks && matches!(job.action, ActionSpec::Webhook { .. });
+        let result = if simulated {
+            Ok(())
+        } else {
+            deliver(&engine, &agent, &id, &job)
+        };
         metrics::histogram!(DELIVERY_SECONDS).record(started.elapsed().as_secs_f64());
         let (outcome, status, error) = match &result {
+            Ok(()) if simulated => (Outcome::Simulated, None, None),
             Ok(()) => (Outcome::Delivered, None, None),
             Err((status, error)) if attempt >= options.max_attempts => {
                 (Outcome::Dead, *status, Some(error.clone()))
@@ -2255,7 +2295,7 @@ fn delivery_loop(
         let mut inner = queue.inner.lock().unwrap_or_else(PoisonError::into_inner);
         inner.taken.remove(&id);
         match outcome {
-            Outcome::Delivered => {
+            Outcome::Delivered | Outcome::Simulated => {
                 inner.pending.remove(&id);
             }
             Outcome::Dead => {

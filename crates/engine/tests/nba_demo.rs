@@ -227,7 +227,7 @@ fn impressions_and_clicks_come_back_as_events_and_offers_are_measured_against_th
 fn a_catalogue_with_a_problem_is_refused_whole_and_the_one_in_force_stays() {
     let (_dir, engine) = common::demo_engine(200);
     let before = engine.catalogue_view().unwrap();
-    assert_eq!(before.catalogue.items.len(), 7);
+    assert_eq!(before.catalogue.items.len(), 8);
     let bad = CatalogueFile::from_toml(
         r#"
 [[items]]

@@ -895,7 +895,8 @@ fn parse_quiet_hours(text: &str) -> Result<(u32, u32), String> {
 /// expression's own position inside the string), else of the nearest enclosing entry that exists. `None` when
 /// the text does not parse or the field names nothing in it.
 pub fn position_in_toml(text: &str, error: &DefinitionError) -> Option<(usize, usize)> {
-    if error.field == "rules.toml" {
+    // A parse error of the file itself (`rules.toml`, `catalogue.toml`) has its position already.
+    if error.field.ends_with(".toml") {
         return error.line.zip(error.column);
     }
     let document = toml_edit::Document::parse(text).ok()?;
@@ -909,7 +910,13 @@ pub fn position_in_toml(text: &str, error: &DefinitionError) -> Option<(usize, u
             PathPart::Named(name) => item.as_array_of_tables().and_then(|tables| {
                 tables
                     .iter()
-                    .position(|t| t.get("name").and_then(|n| n.as_str()) == Some(name))
+                    .position(|t| {
+                        // Definitions are named by `name`, catalogue items by `id`.
+                        t.get("name")
+                            .or_else(|| t.get("id"))
+                            .and_then(|n| n.as_str())
+                            == Some(name)
+                    })
                     .and_then(|index| item.get(index))
             }),
         };

@@ -377,6 +377,7 @@ fn build() -> Value {
         json!({"name": "placement", "in": "query", "required": false, "schema": {"type": "string", "minLength": 1}, "description": "Where the items will be shown (home, checkout, …); items for other placements are left out. Default: every item"}),
         json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 100}, "description": "How many items; default the catalogue's settings.limit"}),
         json!({"name": "explain", "in": "query", "required": false, "schema": {"type": "boolean", "default": false}, "description": "Also list every other item with why it is left out"}),
+        json!({"name": "preview", "in": "query", "required": false, "schema": {"type": "boolean", "default": false}, "description": "Decide without recording the offers (a colleague checking what the customer would see): not counted in the lift report"}),
     ]);
     nba["parameters"] = nba_parameters;
     add("/v1/customers/{identifier}/next-best-action", "get", nba);
@@ -576,7 +577,7 @@ fn build() -> Value {
     );
     log["parameters"] = json!([
         {"name": "trigger", "in": "query", "required": false, "schema": {"type": "string"}},
-        {"name": "state", "in": "query", "required": false, "schema": {"type": "string", "enum": ["dead", "pending", "delivered"]}},
+        {"name": "state", "in": "query", "required": false, "schema": {"type": "string", "enum": ["dead", "pending", "delivered", "simulated"]}},
         {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100}}
     ]);
     add("/v1/rules/log", "get", log);

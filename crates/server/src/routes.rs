@@ -737,11 +737,11 @@ async fn rules_log(
     if let Some(other) = query
         .state
         .as_deref()
-        .filter(|s| !matches!(*s, "dead" | "pending" | "delivered"))
+        .filter(|s| !matches!(*s, "dead" | "pending" | "delivered" | "simulated"))
     {
         return Err(ApiError::new(
             ErrorCode::InvalidQuery,
-            format!("state must be dead, pending or delivered, not {other:?}"),
+            format!("state must be dead, pending, delivered or simulated, not {other:?}"),
         ));
     }
     let engine = Arc::clone(&state.engine);

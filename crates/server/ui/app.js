@@ -638,7 +638,7 @@ pages.retention = async ({ filter, params }) => {
 pages.customer = async ({ params }) => {
   const id = params.get("id") || "";
   const form = el("form", { class: "controls", onsubmit: (e) => { e.preventDefault(); go("customer", keepFilters({ id: new FormData(e.target).get("id") })); } },
-    el("label", {}, "Any identifier (user id, anonymous id, e-mail)", el("input", { name: "id", value: id, size: 40, autofocus: true })),
+    el("label", {}, "Any identifier (user id or anonymous id)", el("input", { name: "id", value: id, size: 40, autofocus: true })),
     el("button", { type: "submit" }, "Find"));
   const parts = [el("h1", {}, "Customer"), el("p", { class: "lead" }, "One customer's journey across channels and devices, with feedback, identity links and what the models predict."), form];
   if (!id) return parts;
@@ -650,7 +650,7 @@ pages.customer = async ({ params }) => {
     return parts;
   }
   const devices = new Set(customer.events.map((e) => e.device).filter(Boolean));
-  const design = await conformanceCard(customer.customer_id, params.get("blueprint"));
+  const [design, nba] = await Promise.all([conformanceCard(customer.customer_id, params.get("blueprint")), nbaCard(customer.customer_id, params.get("placement"))]);
   parts.push(el("div", { class: "grid cols-2" },
     el("div", { class: "card" }, el("h2", {}, `Timeline — ${fmt(customer.events.length)} events`),
       legend([...new Set(customer.events.map((e) => e.channel))]),
@@ -669,7 +669,7 @@ pages.customer = async ({ params }) => {
       customer.merges.length ? table(["edge", "linked", "by", "when"], customer.merges.map((m) => [m.id, `${m.a} ↔ ${m.b}`, `${String(m.reason).replace(/_/g, " ")}${m.message_id ? " (event " + m.message_id.slice(0, 12) + ")" : ""}${m.unmerged_at ? " — undone" : ""}`, when(m.at)]), [0])
         : el("p", { class: "muted" }, "No merges: one identifier."),
       customer.warnings.length ? el("p", { class: "error" }, customer.warnings.map((w) => w.message || JSON.stringify(w)).join("; ")) : null),
-    design, customerScores(customer.scores), customerData(customer))));
+    nba, design, customerScores(customer.scores), customerData(customer))));
   return parts;
 };
 

@@ -194,3 +194,40 @@ pages.personas = async ({ filter, params }) => {
       el("p", { class: "muted" }, "For example: ", p.examples.flatMap((id, i) => [i ? ", " : "", customerLink(id)]))))),
   ];
 };
+
+/// The customer page's card: what next best action would offer this customer now, at a placement, and why
+/// (a preview: nothing is recorded as an offer).
+async function nbaCard(id, wanted) {
+  const catalogue = await api("/v1/catalogue").catch(() => null);
+  if (!catalogue || !catalogue.catalogue.items.length) return null;
+  const placements = [...new Set(catalogue.catalogue.items.flatMap((item) => item.placements || []))].sort();
+  // The placement asked for, else the one most items are for (the home page, usually).
+  const count = (p) => catalogue.catalogue.items.filter((item) => (item.placements || []).includes(p)).length;
+  const busiest = placements.slice().sort((a, b) => count(b) - count(a) || a.localeCompare(b))[0] || "";
+  const placement = placements.includes(wanted) ? wanted : busiest;
+  const query = new URLSearchParams({ explain: "true", preview: "true" });
+  if (placement) query.set("placement", placement);
+  const nba = await api(`/v1/customers/${encodeURIComponent(id)}/next-best-action?${query}`).catch(() => null);
+  if (!nba) return null;
+  const select = placements.length ? el("label", {}, "Placement ", el("select", { name: "placement", "data-nba-placement": "", onchange: (e) => {
+    const params = new URLSearchParams(location.hash.split("?")[1] || "");
+    params.set("placement", e.target.value);
+    go("customer", Object.fromEntries(params));
+  } }, placements.map((p) => el("option", { value: p, selected: p === placement }, p)))) : null;
+  const known = Object.entries(nba.attributes).filter(([, values]) => values.length).map(([name, values]) => `${name}: ${values.join(", ")}`);
+  if (nba.current_stage) known.unshift(`stage: ${nba.current_stage}`);
+  const reasons = (offer) => offer.reasons.length
+    ? offer.reasons.map((r) => `${r.text} (${r.points > 0 ? "+" : ""}${Math.round(r.points * 10) / 10})`).join("; ")
+    : "no points: shown because it is eligible";
+  return el("div", { class: "card", style: "margin-top:14px", "data-nba": nba.items.map((o) => o.id).join(",") },
+    el("h2", {}, "Next best action"),
+    el("div", { class: "controls" }, select),
+    el("p", { class: "muted" }, known.length ? `What the catalogue knows: ${known.join(" · ")}` : "The catalogue knows no attribute of this customer yet."),
+    nba.items.length
+      ? table(["#", "item", "points", "why"], nba.items.map((o) => [String(o.rank), el("span", {}, el("b", {}, o.title), el("span", { class: "muted" }, ` · ${o.kind} ${o.id}`)), (Math.round(o.points * 10) / 10).toString(), reasons(o)]), [0, 2])
+      : el("p", { class: "empty" }, `Nothing to offer ${placement ? "at " + placement : ""}: no item is eligible.`),
+    nba.held_out.length ? el("p", { class: "muted" }, `Held out for this customer (never shown, to measure lift): ${nba.held_out.map((h) => `${h.id} (would rank ${h.rank})`).join(", ")}.`) : null,
+    nba.excluded.length ? el("details", { class: "table" }, el("summary", {}, `${nba.excluded.length} item${nba.excluded.length === 1 ? "" : "s"} left out, and why`),
+      table(["item", "why"], nba.excluded.map((e) => [e.id, e.why]))) : null,
+    el("p", { class: "muted" }, "A preview: looking here records no offer. Offers shown to the customer are measured against their holdout on the Triggers page's lift report."));
+}

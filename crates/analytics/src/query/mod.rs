@@ -182,7 +182,7 @@ pub fn parse_condition(text: &str) -> Result<Condition, AnalyticsError> {
 }
 
 /// Filters shared by every analysis. JSON: `{"from", "to", "channels", "steps", "where", "split_gap",
-/// "split_before", "split_after", "step_rules"}`.
+/// "split_before", "split_after", "step_rules", "test_traffic"}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scope {
@@ -213,6 +213,10 @@ pub struct Scope {
     /// Step rules applied before everything else (rename, group, drop; see `rules`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub step_rules: Vec<StepRule>,
+    /// Include test traffic: the simulated customers of scenario runs (ids starting `waymark-sim:`), left out by
+    /// default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test_traffic: bool,
 }
 
 /// A [`Scope`] checked: the event filter, the split gap, and every property column the scope reads.
