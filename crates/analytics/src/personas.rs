@@ -98,6 +98,111 @@ pub struct Persona {
     pub median_events: f64,
     pub median_days: f64,
     pub examples: Vec<String>,
+    /// A real-time segment condition (CEL, as in rules.toml) that picks this persona's customers from the steps
+    /// they did and did not do, with how well it agrees with the clustering: save it as a segment
+    /// (`PUT /v1/segments/{name}`, `waymark rules add-segment`) to follow the persona live and act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<SegmentRule>,
+}
+
+/// A persona as a condition on the journey.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct SegmentRule {
+    /// `did("Store Visit") && !did("Order Completed")`.
+    pub condition: String,
+    /// Of the customers the condition picks, the share in the persona.
+    pub precision: f64,
+    /// Of the persona's customers, the share the condition picks.
+    pub recall: f64,
+}
+
+/// A CEL string literal of `text`.
+fn cel_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The conjunction of at most three literals (`did(step)` or `!did(step)`, over the `candidates` steps) that
+/// best picks the rows of `cluster` == `target` among `rows` (F1, greedily, a literal kept only when it gains at
+/// least a point), with its precision and recall on every row. `did[row]` has bit `i` for candidate `i`.
+fn segment_rule(
+    did: &[u64],
+    cluster: &[usize],
+    target: usize,
+    rows: &[usize],
+    candidates: &[&str],
+) -> Option<SegmentRule> {
+    let f1 = |literals: &[(usize, bool)], rows: &mut dyn Iterator<Item = usize>| {
+        let (mut tp, mut fp, mut fneg) = (0u64, 0u64, 0u64);
+        for row in rows {
+            let picked = literals
+                .iter()
+                .all(|(bit, wanted)| ((did[row] >> bit) & 1 == 1) == *wanted);
+            match (picked, cluster[row] == target) {
+                (true, true) => tp += 1,
+                (true, false) => fp += 1,
+                (false, true) => fneg += 1,
+                _ => {}
+            }
+        }
+        (tp, fp, fneg)
+    };
+    let score =
+        |(tp, fp, fneg): (u64, u64, u64)| 2.0 * tp as f64 / (2 * tp + fp + fneg).max(1) as f64;
+    let mut literals: Vec<(usize, bool)> = Vec::new();
+    let mut best = 0.0;
+    while literals.len() < 3 {
+        let mut round: Option<((usize, bool), f64)> = None;
+        for bit in 0..candidates.len() {
+            if literals.iter().any(|(b, _)| *b == bit) {
+                continue;
+            }
+            for wanted in [true, false] {
+                let mut trial = literals.clone();
+                trial.push((bit, wanted));
+                let s = score(f1(&trial, &mut rows.iter().copied()));
+                if round.as_ref().is_none_or(|(_, r)| s > *r + 1e-12) {
+                    round = Some(((bit, wanted), s));
+                }
+            }
+        }
+        match round {
+            Some((literal, s)) if s >= best + 0.01 => {
+                literals.push(literal);
+                best = s;
+            }
+            _ => break,
+        }
+    }
+    if literals.is_empty() {
+        return None;
+    }
+    let (tp, fp, fneg) = f1(&literals, &mut (0..did.len()));
+    Some(SegmentRule {
+        condition: literals
+            .iter()
+            .map(|(bit, wanted)| {
+                format!(
+                    "{}did({})",
+                    if *wanted { "" } else { "!" },
+                    cel_string(candidates[*bit])
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" && "),
+        precision: tp as f64 / (tp + fp).max(1) as f64,
+        recall: tp as f64 / (tp + fneg).max(1) as f64,
+    })
 }
 
 /// JSON `{"k", "silhouette", "personas", ...}`.
@@ -381,6 +486,34 @@ impl Spec for Personas {
             .map(|i| cluster[sample_rows[*i]])
             .collect();
         let score = silhouette(&check, &check_labels, k);
+        // What each customer did of the 64 most common steps, for the personas' segment conditions.
+        let mut common: Vec<usize> = (0..journeys.step_names.len())
+            .filter(|s| !ignored[*s] && customers_with[*s] > 0)
+            .collect();
+        common.sort_by(|a, b| {
+            customers_with[*b]
+                .cmp(&customers_with[*a])
+                .then_with(|| a.cmp(b))
+        });
+        common.truncate(64);
+        let bit_of: HashMap<usize, usize> =
+            common.iter().enumerate().map(|(b, s)| (*s, b)).collect();
+        let did: Vec<u64> = live
+            .iter()
+            .map(|&index| {
+                journeys
+                    .journey(index)
+                    .step
+                    .iter()
+                    .fold(0u64, |bits, step| {
+                        bits | bit_of.get(&(*step as usize)).map_or(0, |b| 1 << b)
+                    })
+            })
+            .collect();
+        let candidates: Vec<&str> = common
+            .iter()
+            .map(|s| journeys.step_names[*s].as_str())
+            .collect();
         let goals = goals_or_usual(&r.goals, &journeys.step_names);
         let is_goal: Vec<bool> = journeys
             .step_names
@@ -515,6 +648,7 @@ impl Spec for Personas {
                         .take(r.examples)
                         .map(|i| journeys.customer_ids[*i].to_string())
                         .collect(),
+                    segment: segment_rule(&did, &cluster, c, &sample_rows, &candidates),
                 },
             ));
         }
@@ -645,6 +779,15 @@ impl Query for PersonasRequest {
                 p.typical_path_customers,
                 p.typical_path.join(" → ")
             );
+            if let Some(rule) = &p.segment {
+                let _ = writeln!(
+                    out,
+                    "   as a segment: {}  (picks {:.0}% of them, {:.0}% of those it picks are in it; `waymark rules add-segment NAME --condition '…'` follows it live)",
+                    rule.condition,
+                    rule.recall * 100.0,
+                    rule.precision * 100.0
+                );
+            }
         }
         out
     }

@@ -48,6 +48,20 @@ pub enum RulesCommand {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Add one segment to the definitions in force, or replace the one of that name (validated with the whole
+    /// set; nothing changes on a problem). A persona's condition (`waymark query personas`) saved this way is
+    /// followed live. Example: `waymark rules add-segment support-seekers --condition 'did("Device Not Working")'`
+    AddSegment {
+        name: String,
+        /// The CEL condition.
+        #[arg(long)]
+        condition: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Steps the condition names that no stored event has yet (repeatable).
+        #[arg(long = "expect-step")]
+        expect_steps: Vec<String>,
+    },
     /// The KPI board: each monitor read along the stored history, whether it is in alert, and when it fired.
     Monitors {
         /// A TOML definitions file (default: the one in force).
@@ -122,6 +136,40 @@ pub fn rules(store: &Engine, command: RulesCommand, json_output: bool) -> Result
                     } else {
                         format!(" ({})", saved.changed.join(", "))
                     }
+                );
+            }
+        }
+        RulesCommand::AddSegment {
+            name,
+            condition,
+            description,
+            expect_steps,
+        } => {
+            let replaced = store
+                .save_segment(waymark_engine::rules::SegmentSpec {
+                    name: name.clone(),
+                    description,
+                    condition,
+                    expect_steps,
+                })
+                .map_err(|error| match error {
+                    Error::Rules(DefinitionErrors(errors)) => UsageError(format!(
+                        "the segment was not saved:\n{}",
+                        errors
+                            .iter()
+                            .map(|e| e.to_string())
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    ))
+                    .into(),
+                    other => crate::query::usage(other),
+                })?;
+            if json_output {
+                print_json(&json!({"segment": name, "replaced": replaced}));
+            } else {
+                println!(
+                    "segment {name} {} in {RULES_FILE} (with a server running, PUT /v1/segments/{name} instead)",
+                    if replaced { "replaced" } else { "added" }
                 );
             }
         }

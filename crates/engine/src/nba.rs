@@ -383,12 +383,14 @@ impl Engine {
                     .iter()
                     .map(|held| (held.id.as_str(), held.version, held.rank, true)),
             );
-        self.record_offers(
-            &view.customer_id,
-            request.placement.as_deref(),
-            now,
-            offered,
-        )?;
+        if !request.preview {
+            self.record_offers(
+                &view.customer_id,
+                request.placement.as_deref(),
+                now,
+                offered,
+            )?;
+        }
         Ok(Some(NextBestAction {
             customer_id: view.customer_id,
             placement: request.placement.clone(),

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
-pub use waymark_rules::defs::{ActionSpec, TriggerSpec};
+pub use waymark_rules::defs::{ActionSpec, SegmentSpec, TriggerSpec};
 pub use waymark_rules::{
     position_in_toml, Cause, Decision, DefinitionError, DefinitionErrors, Instance, Known, Mode,
     Rules, RulesFile, RulesState, Status,
@@ -520,6 +520,25 @@ impl Engine {
             versions: trigger_versions(&rules),
             changed,
         })
+    }
+
+    /// Adds one segment to the definitions in force, or replaces the one of the same name (a persona's
+    /// condition saved to follow it live): the whole set is validated and saved as [`Engine::save_rules`] does,
+    /// so a segment with a problem changes nothing. Returns whether one was replaced.
+    pub fn save_segment(&self, segment: SegmentSpec) -> Result<bool, Error> {
+        let mut file = self.rules_file()?;
+        let replaced = match file.segments.iter_mut().find(|s| s.name == segment.name) {
+            Some(existing) => {
+                *existing = segment;
+                true
+            }
+            None => {
+                file.segments.push(segment);
+                false
+            }
+        };
+        self.save_rules(&file)?;
+        Ok(replaced)
     }
 
     /// Runs `file` over the stored history on the data's own clock: events before `since` build facts and

@@ -148,8 +148,20 @@ fn impressions_and_clicks_come_back_as_events_and_offers_are_measured_against_th
     );
     let log = dir.path().join("nba/offers.log");
     let lines = std::fs::read_to_string(&log).unwrap().lines().count();
-    // A repeat decision records nothing new.
+    // A repeat decision records nothing new; previews of every placement neither.
     decide(&engine, &customers[0], &home());
+    let preview = NbaRequest {
+        preview: true,
+        ..NbaRequest::default()
+    };
+    let mut previewed = 0;
+    for customer in &customers[..50] {
+        previewed += decide(&engine, customer, &preview).items.len();
+    }
+    assert!(
+        previewed > 50,
+        "every placement's items were previewed: {previewed}"
+    );
     assert_eq!(
         std::fs::read_to_string(&log).unwrap().lines().count(),
         lines

@@ -60,3 +60,65 @@ fn personas_recover_the_demo_s_kinds_of_customer() {
         .iter()
         .any(|d| d.step == "Device Not Working")));
 }
+
+/// A persona saved as a segment: its condition picks, as a live segment, the customers the report says it picks.
+#[test]
+fn a_persona_saved_as_a_segment_picks_what_its_rule_says() {
+    let (_dir, engine) = common::demo_engine(2_000);
+    let report = engine
+        .analyse(&PersonasRequest {
+            k: Some(4),
+            ..PersonasRequest::default()
+        })
+        .unwrap();
+    let support = report
+        .personas
+        .iter()
+        .find(|p| {
+            p.segment
+                .as_ref()
+                .is_some_and(|r| r.condition.contains("Device Not Working"))
+        })
+        .expect("the support seekers' condition names the broken device");
+    let rule = support.segment.as_ref().unwrap();
+    assert!(rule.precision > 0.9 && rule.recall > 0.9, "{rule:?}");
+    let replaced = engine
+        .save_segment(waymark_engine::rules::SegmentSpec {
+            name: "support-seekers".into(),
+            description: format!("Persona {}", support.name),
+            condition: rule.condition.clone(),
+            expect_steps: Vec::new(),
+        })
+        .unwrap();
+    assert!(!replaced);
+    let members = engine.segment_members().unwrap()["support-seekers"].len() as f64;
+    let picked = support.customers as f64 * rule.recall / rule.precision;
+    assert!(
+        (members - picked).abs() <= 0.02 * picked + 1.0,
+        "{members} members against {picked:.0} the rule picks"
+    );
+    // Saving it again replaces it; a condition with a problem changes nothing.
+    assert!(engine
+        .save_segment(waymark_engine::rules::SegmentSpec {
+            name: "support-seekers".into(),
+            description: String::new(),
+            condition: rule.condition.clone(),
+            expect_steps: Vec::new(),
+        })
+        .unwrap());
+    let error = engine
+        .save_segment(waymark_engine::rules::SegmentSpec {
+            name: "broken".into(),
+            description: String::new(),
+            condition: "did(\"Device Not Workin\")".into(),
+            expect_steps: Vec::new(),
+        })
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("unknown step 'Device Not Workin'"),
+        "{error}"
+    );
+    assert_eq!(engine.rules_file().unwrap().segments.len(), 1);
+}

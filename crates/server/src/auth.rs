@@ -71,6 +71,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/v1/monitors", Access::Read),
     ("POST", "/v1/rules/dead-letters/{key}/replay", Access::Admin),
     ("GET", "/v1/segments", Access::Read),
+    ("PUT", "/v1/segments/{name}", Access::Admin),
     ("GET", "/v1/segments/{name}/members", Access::Read),
     ("GET", "/v1/failed", Access::Read),
     ("GET", "/v1/stats", Access::Read),

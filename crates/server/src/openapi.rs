@@ -612,6 +612,17 @@ fn build() -> Value {
         {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100}}
     ]);
     add("/v1/segments/{name}/members", "get", members);
+    let mut segment_put = operation(
+        "Add one segment to the definitions in force, or replace the one of this name (a persona's condition, to follow it live): validated with the whole set, a problem is refused (422 invalid_rules, every problem with its field and position) and nothing changes; 201 when added, 200 when replaced",
+        "rules",
+        Some(schema_value::<crate::routes::SegmentBody>(&mut generator)),
+        schema_value::<crate::routes::SavedSegment>(&mut generator),
+        &[400, 413, 415, 422],
+    );
+    segment_put["requestBody"]["required"] = json!(true);
+    segment_put["responses"]["201"] = segment_put["responses"]["200"].clone();
+    segment_put["parameters"] = json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The segment's name: lower-case letters, digits, - and _"}]);
+    add("/v1/segments/{name}", "put", segment_put);
     let mut failed = operation(
         "Refused events with their reasons, oldest first",
         "operations",

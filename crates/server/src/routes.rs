@@ -14,7 +14,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
@@ -161,6 +161,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/monitors", get(monitors_board))
         .route("/v1/rules/dead-letters/{key}/replay", post(rules_replay))
         .route("/v1/segments", get(segments_list))
+        .route("/v1/segments/{name}", put(segment_put))
         .route("/v1/segments/{name}/members", get(segment_members))
         .route("/v1/failed", get(failed_events))
         .route("/v1/stats", get(stats))
@@ -674,6 +675,72 @@ async fn segments_list(
     let sample = bounded("sample", query.sample, 20, 0..=1000)?;
     let engine = Arc::clone(&state.engine);
     blocking(move || Ok(Json(engine.segments_report(sample)?))).await
+}
+
+/// `PUT /v1/segments/{name}` body: one segment's definition (the body of a `[[segments]]` entry; the path names it).
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentBody {
+    /// Must equal the path's, when given.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: String,
+    /// A CEL condition over the customer and their journey, as in rules.toml.
+    pub condition: String,
+    /// Steps the condition names that no stored event has yet.
+    #[serde(default)]
+    pub expect_steps: Vec<String>,
+}
+
+/// What `PUT /v1/segments/{name}` did.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct SavedSegment {
+    pub segment: String,
+    /// A segment of that name was replaced (200) rather than added (201).
+    pub replaced: bool,
+}
+
+/// `PUT /v1/segments/{name}`: adds or replaces one segment of the definitions in force (validated with the
+/// whole set: 422 `invalid_rules` with every problem, and nothing changes).
+async fn segment_put(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<SavedSegment>), ApiError> {
+    let body: SegmentBody = typed(
+        body,
+        r#"{"condition": "did(\"Device Not Working\")", "description": "Persona 3"}"#,
+    )?;
+    if body.name.as_ref().is_some_and(|given| *given != name) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRules,
+            format!(
+                "name: the body names the segment {:?} but the path {name:?}; leave name out or make them equal",
+                body.name.unwrap_or_default()
+            ),
+        ));
+    }
+    let spec = waymark_engine::rules::SegmentSpec {
+        name: name.clone(),
+        description: body.description,
+        condition: body.condition,
+        expect_steps: body.expect_steps,
+    };
+    let engine = Arc::clone(&state.engine);
+    let replaced = blocking(move || Ok(engine.save_segment(spec)?)).await?;
+    let status = if replaced {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(SavedSegment {
+            segment: name,
+            replaced,
+        }),
+    ))
 }
 
 #[derive(Deserialize)]

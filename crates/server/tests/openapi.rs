@@ -459,6 +459,33 @@ fn every_endpoint_answers_as_its_schema_says() {
         "/v1/customers/ann/next-best-action?limit=0",
         "/v1/customers/{identifier}/next-best-action",
     );
+    // One segment added, replaced, refused.
+    let added = put(
+        "/v1/segments/viewers",
+        "/v1/segments/{name}",
+        "application/json",
+        r#"{"condition": "did(\"Viewed\")", "description": "Viewed something"}"#,
+    );
+    assert_eq!(added["replaced"], false, "{added}");
+    put(
+        "/v1/segments/viewers",
+        "/v1/segments/{name}",
+        "application/json",
+        r#"{"condition": "did(\"Viewed\") && count(\"Bought\") == 0"}"#,
+    );
+    let refused = put(
+        "/v1/segments/broken",
+        "/v1/segments/{name}",
+        "application/json",
+        r#"{"condition": "did(\"Vewed\")"}"#,
+    );
+    assert_eq!(refused["code"], "invalid_rules", "{refused}");
+    put(
+        "/v1/segments/viewers",
+        "/v1/segments/{name}",
+        "application/json",
+        r#"{"conditions": "x"}"#,
+    );
     // A customer's data exported, then deleted (last: the calls above read it).
     get(
         "/v1/customers/ann/export",

@@ -191,9 +191,29 @@ pages.personas = async ({ filter, params }) => {
       el("p", { class: "muted" }, "Channels: " + p.channels.slice(0, 4).map(([c, s]) => `${c} ${pct(s)}`).join(", ")),
       el("p", {}, el("span", { class: "muted" }, `Most common path (${fmt(p.typical_path_customers)} of ${fmt(p.customers)}): `), p.typical_path.join(" → ")),
       p.distinctive_steps.length ? table(["sets it apart", "in persona", "overall"], p.distinctive_steps.map((d) => [d.step, pct(d.share), pct(d.share_overall)]), [1, 2]) : null,
-      el("p", { class: "muted" }, "For example: ", p.examples.flatMap((id, i) => [i ? ", " : "", customerLink(id)]))))),
+      el("p", { class: "muted" }, "For example: ", p.examples.flatMap((id, i) => [i ? ", " : "", customerLink(id)])),
+      p.segment ? personaSegment(p) : null))),
   ];
 };
+
+/// A persona as a live segment: its condition, how well it agrees with the persona, and (admin keys) saving it.
+function personaSegment(p) {
+  const rule = p.segment;
+  const name = `persona-${p.name.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "")}`.slice(0, 64).replace(/-$/, "");
+  const status = el("span", { class: "muted", role: "status" });
+  const save = isAdmin() ? el("button", { class: "ghost", "data-action": "save-segment", onclick: async (e) => {
+    e.target.disabled = true;
+    const response = await authFetch(`/v1/segments/${encodeURIComponent(name)}`, { method: "PUT", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ condition: rule.condition, description: `Persona “${p.name}” (${pct(rule.recall)} of its customers, ${pct(rule.precision)} precise when saved)` }) });
+    const body = await response.json();
+    status.textContent = response.ok ? ` Saved as segment “${name}”: followed live, a filter and a breakdown in every analysis.` : ` Not saved: ${body.message}`;
+    e.target.disabled = response.ok;
+  } }, "Save as segment") : null;
+  return el("div", { class: "persona-segment" },
+    el("p", {}, el("span", { class: "muted" }, "As a live segment: "), el("code", {}, rule.condition)),
+    el("p", { class: "muted" }, `Picks ${pct(rule.recall)} of this persona's customers; ${pct(rule.precision)} of those it picks are in it.`, isAdmin() ? "" : " Saving it needs an admin key."),
+    save, status);
+}
 
 /// The customer page's card: what next best action would offer this customer now, at a placement, and why
 /// (a preview: nothing is recorded as an offer).
