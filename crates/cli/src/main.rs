@@ -258,6 +258,16 @@ enum Command {
         /// Start from no definitions instead of this store's.
         #[arg(long)]
         empty: bool,
+        /// Play the scenario against this running server instead (`http://127.0.0.1:8080`), in real time (a
+        /// wait takes as long as it says), as test traffic that its analyses leave out.
+        #[arg(long)]
+        server: Option<String>,
+        /// The server's write key (with --server).
+        #[arg(long, env = "WAYMARK_WRITE_KEY")]
+        write_key: Option<String>,
+        /// A read key for the server's answers (with --server; not needed on an open loopback server).
+        #[arg(long, env = "WAYMARK_READ_KEY")]
+        read_key: Option<String>,
     },
     /// Keys and their roles: create, list and revoke the keys the server accepts (write: collect; read:
     /// analyses, customers, the UI; admin: everything). Example: `waymark keys create --role read --name "CX team"`
@@ -693,7 +703,28 @@ fn run(cli: Cli) -> Result<()> {
             scenario,
             sandbox,
             empty,
-        } => simulate::simulate(&cli.data, &scenario, sandbox, empty, cli.json),
+            server,
+            write_key,
+            read_key,
+        } => match server {
+            Some(url) => {
+                let write_key = write_key.ok_or_else(|| {
+                    UsageError(
+                        "--server needs the server's --write-key (or WAYMARK_WRITE_KEY)".into(),
+                    )
+                })?;
+                simulate::simulate_live(
+                    &scenario,
+                    &simulate::LiveServer {
+                        url,
+                        write_key,
+                        read_key,
+                    },
+                    cli.json,
+                )
+            }
+            None => simulate::simulate(&cli.data, &scenario, sandbox, empty, cli.json),
+        },
         Command::Catalogue { command } => {
             let engine = open_store_for_maintenance(&cli.data, &file_config)?;
             catalogue::catalogue(&engine, command, cli.json)

@@ -5,7 +5,9 @@
 use crate::{print_json, progress_bar, UsageError};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use waymark_engine::simulate::{parse_scenario, Scenario, SimulationOptions, SimulationReport};
+use waymark_engine::simulate::{
+    parse_scenario, Scenario, SimulationOptions, SimulationReport, TEST_PREFIX,
+};
 use waymark_engine::Engine;
 use waymark_model::Timestamp;
 
@@ -55,7 +57,7 @@ pub fn simulate(
     if json_output {
         print_json(&serde_json::to_value(&report)?);
     } else {
-        print_report(&report, definitions_from.as_deref());
+        print_report(&report, Played::Sandbox(definitions_from.as_deref()));
     }
     Ok(())
 }
@@ -67,7 +69,14 @@ fn clock(at: Timestamp) -> String {
         .replace('T', " ")
 }
 
-fn print_report(report: &SimulationReport, from: Option<&Path>) {
+/// Where a report's run was played.
+enum Played<'a> {
+    /// A sandbox, with the definitions of this data directory (if any).
+    Sandbox(Option<&'a Path>),
+    Live,
+}
+
+fn print_report(report: &SimulationReport, from: Played<'_>) {
     println!(
         "Scenario {}: {} simulated customer{}, {} events from {} to {} UTC{}",
         report.scenario,
@@ -82,14 +91,20 @@ fn print_report(report: &SimulationReport, from: Option<&Path>) {
             format!(" — {}", report.description)
         }
     );
-    println!(
-        "Sandbox {} ({}; webhooks journaled, not sent).",
-        report.sandbox,
-        match from {
-            Some(dir) => format!("the definitions of {}", dir.display()),
-            None => "no definitions".to_string(),
-        }
-    );
+    match from {
+        Played::Sandbox(from) => println!(
+            "Sandbox {} ({}; webhooks journaled, not sent).",
+            report.sandbox,
+            match from {
+                Some(dir) => format!("the definitions of {}", dir.display()),
+                None => "no definitions".to_string(),
+            }
+        ),
+        Played::Live => println!(
+            "Played against {} in real time as test traffic (its analyses leave it out): its triggers acted as for any customer, webhooks included; receivers can tell the {TEST_PREFIX} ids apart.",
+            report.sandbox
+        ),
+    }
     if report.triggers.is_empty() {
         println!("No trigger fired.");
     } else {
@@ -202,4 +217,239 @@ fn print_report(report: &SimulationReport, from: Option<&Path>) {
             }
         }
     }
+}
+
+/// Where a live run sends its events and reads its results.
+pub struct LiveServer {
+    pub url: String,
+    /// A write key (collects the events).
+    pub write_key: String,
+    /// A read key (next best action, the trigger log, conformance); none on an open loopback server.
+    pub read_key: Option<String>,
+}
+
+/// Runs `scenario` against a running server in real time: each event is sent when its time comes (a wait
+/// takes as long as it says: the server's rules follow the wall clock), as test traffic; after each step the
+/// server is asked what it would offer (a preview), and at the end for the customers' trigger instances and
+/// their journeys against the blueprint.
+pub fn simulate_live(scenario_path: &Path, server: &LiveServer, json_output: bool) -> Result<()> {
+    use base64::Engine as _;
+    use waymark_engine::simulate::{SimulatedCustomer, SimulatedStep};
+    let scenario = read_scenario(scenario_path)?;
+    if scenario.start.is_some() && !json_output {
+        eprintln!(
+            "note: a live run starts now; the scenario's `start` is for sandboxes and the demo"
+        );
+    }
+    let base = server.url.trim_end_matches('/').to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let write_auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:", server.write_key))
+    );
+    let read_auth = server.read_key.as_ref().map(|key| format!("Bearer {key}"));
+    let get = |path: &str| -> Result<serde_json::Value> {
+        let mut request = agent.get(format!("{base}{path}"));
+        if let Some(auth) = &read_auth {
+            request = request.header("Authorization", auth);
+        }
+        let mut response = request
+            .call()
+            .with_context(|| format!("GET {base}{path}"))?;
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response
+            .body_mut()
+            .read_json()
+            .with_context(|| format!("GET {base}{path}: the answer is not JSON"))?;
+        if status >= 400 {
+            return Err(UsageError(format!(
+                "GET {path}: {status} {}",
+                body["message"].as_str().unwrap_or_default()
+            ))
+            .into());
+        }
+        Ok(body)
+    };
+    let placements: Vec<String> = if scenario.placements.is_empty() {
+        let catalogue = get("/v1/catalogue")?;
+        let mut all = std::collections::BTreeSet::new();
+        for item in catalogue["catalogue"]["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            for placement in item["placements"].as_array().into_iter().flatten() {
+                if let Some(p) = placement.as_str() {
+                    all.insert(p.to_string());
+                }
+            }
+        }
+        all.into_iter().collect()
+    } else {
+        scenario.placements.clone()
+    };
+    let blueprint = match &scenario.blueprint {
+        Some(name) => Some(name.clone()),
+        None => get("/v1/blueprints")?["blueprints"][0]["name"]
+            .as_str()
+            .map(str::to_string),
+    };
+    let start = Timestamp::now().0 + 1_000_000;
+    let timeline = scenario.timeline(start, true)?;
+    let end = timeline.iter().map(|s| s.until).max().unwrap_or(start);
+    let bar = progress_bar(
+        json_output,
+        timeline.len() as u64,
+        "{spinner} playing {bar:30} {pos}/{len} steps {msg}",
+    );
+    let mut steps: std::collections::BTreeMap<String, Vec<SimulatedStep>> = Default::default();
+    let mut events = 0;
+    for step in &timeline {
+        let due = step.until;
+        let wait = due - Timestamp::now().0;
+        if wait > 0 {
+            bar.set_message(format!("next: {} in {:.0}s", step.label, wait as f64 / 1e6));
+            std::thread::sleep(std::time::Duration::from_micros(wait as u64));
+        }
+        if let Some(message) = &step.message {
+            let mut response = agent
+                .post(format!("{base}/v1/batch"))
+                .header("Authorization", &write_auth)
+                .send_json(serde_json::json!({ "batch": [message] }))
+                .with_context(|| format!("POST {base}/v1/batch"))?;
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.body_mut().read_json().unwrap_or_default();
+            if status >= 400 || body["failed"].as_u64().unwrap_or(0) > 0 {
+                return Err(UsageError(format!(
+                    "the server refused {}'s step {}: {status} {}",
+                    step.customer,
+                    step.label,
+                    body["message"]
+                        .as_str()
+                        .or(body["errors"][0]["message"].as_str())
+                        .unwrap_or_default()
+                ))
+                .into());
+            }
+            events += 1;
+            // The rules worker reads what was stored within milliseconds; give it a moment.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let mut offered = std::collections::BTreeMap::new();
+        for placement in &placements {
+            let nba = get(&format!(
+                "/v1/customers/{}/next-best-action?placement={}&preview=true",
+                urlencode(&step.customer),
+                urlencode(placement)
+            ))?;
+            let items: Vec<String> = nba["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|o| o["id"].as_str().map(str::to_string))
+                .collect();
+            offered.insert(placement.clone(), items);
+        }
+        steps
+            .entry(step.customer.clone())
+            .or_default()
+            .push(SimulatedStep {
+                at: Timestamp(step.at),
+                step: step.label.clone(),
+                offered,
+                triggers: Vec::new(),
+            });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let log: Vec<waymark_engine::rules::LoggedInstance> =
+        serde_json::from_value(get("/v1/rules/log?limit=10000")?["instances"].take())
+            .context("reading the server's trigger log")?;
+    let mut report = SimulationReport {
+        scenario: scenario.name.clone(),
+        description: scenario.description.clone(),
+        sandbox: base.clone(),
+        start: Timestamp(start),
+        end: Timestamp(end),
+        events,
+        triggers: Default::default(),
+        blueprint: blueprint.clone(),
+        customers: Vec::new(),
+    };
+    for (p, persona) in scenario.personas.iter().enumerate() {
+        for n in 0..persona.count {
+            let id = scenario.customer_id(persona, n, true);
+            let mut mine: Vec<_> = log
+                .iter()
+                .filter(|l| l.instance.customer.starts_with(&id))
+                .cloned()
+                .collect();
+            mine.sort_by_key(|l| l.instance.at);
+            let mut journey = steps.remove(&id).unwrap_or_default();
+            for logged in &mine {
+                let status = serde_json::to_value(logged.instance.status)?
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                *report
+                    .triggers
+                    .entry(logged.instance.trigger.clone())
+                    .or_default()
+                    .entry(status.clone())
+                    .or_default() += 1;
+                let index = journey
+                    .iter()
+                    .rposition(|s| s.at.0 <= logged.instance.at)
+                    .unwrap_or(0);
+                if let Some(step) = journey.get_mut(index) {
+                    let when = Timestamp(logged.instance.at).to_rfc3339();
+                    step.triggers.push(format!(
+                        "{} ({status} at {})",
+                        logged.instance.trigger,
+                        when.get(11..19).unwrap_or_default()
+                    ));
+                }
+            }
+            let conformance = match &blueprint {
+                Some(name) => Some(serde_json::from_value(get(&format!(
+                    "/v1/customers/{}/conformance?blueprint={}",
+                    urlencode(&id),
+                    urlencode(name)
+                ))?)?),
+                None => None,
+            };
+            report.customers.push(SimulatedCustomer {
+                persona: scenario.personas[p].name.clone(),
+                customer_id: id,
+                steps: journey,
+                segments: Vec::new(),
+                trigger_instances: mine,
+                conformance,
+            });
+        }
+    }
+    if json_output {
+        print_json(&serde_json::to_value(&report)?);
+    } else {
+        print_report(&report, Played::Live);
+    }
+    Ok(())
+}
+
+/// `text` as a URL path segment or query value.
+fn urlencode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
 }

@@ -231,7 +231,7 @@ fn io_error(path: &Path, error: std::io::Error) -> Error {
 }
 
 /// One customer's journey against a saved blueprint: where it left the design.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
 pub struct CustomerConformance {
     pub customer_id: String,
     pub blueprint: String,

@@ -222,7 +222,7 @@ pub enum Outcome {
 }
 
 /// One action of one instance, as the delivery log shows it.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Delivery {
     pub action: usize,
     /// `webhook`, `event` or `traits`.
@@ -235,7 +235,7 @@ pub struct Delivery {
 }
 
 /// One trigger instance with its deliveries.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LoggedInstance {
     pub instance: Instance,
     pub deliveries: Vec<Delivery>,

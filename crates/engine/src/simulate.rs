@@ -192,16 +192,18 @@ fn duration(field: &str, text: &str) -> Result<i64, String> {
 
 /// One event (or wait) of the expanded scenario.
 #[derive(Debug, Clone)]
-struct Planned {
-    at: i64,
-    persona: usize,
-    customer: String,
+pub struct ScriptedStep {
+    /// When it happens (µs); a wait's start.
+    pub at: i64,
+    /// The persona's index in the scenario.
+    pub persona: usize,
+    pub customer: String,
     /// The Segment message; `None` for a wait.
-    message: Option<Value>,
+    pub message: Option<Value>,
     /// What the report calls the step.
-    label: String,
-    /// A wait's end (else `at`).
-    until: i64,
+    pub label: String,
+    /// A wait's end (else `at`): the steps are in the order of this time.
+    pub until: i64,
 }
 
 impl Scenario {
@@ -302,8 +304,9 @@ impl Scenario {
         }
     }
 
-    /// Every persona's customers' events (and waits) in time order: Segment messages from `start` (µs).
-    fn plan(&self, start: i64, test: bool) -> Result<Vec<Planned>, Error> {
+    /// Every persona's customers' events (and waits) in time order: Segment messages from `start` (µs), as test
+    /// traffic (`test`) or as ordinary customers.
+    pub fn timeline(&self, start: i64, test: bool) -> Result<Vec<ScriptedStep>, Error> {
         let mut planned = Vec::new();
         for (p, persona) in self.personas.iter().enumerate() {
             let spacing = persona
@@ -363,7 +366,7 @@ impl Scenario {
                 if !persona.traits.is_empty() {
                     let mut extra = Map::new();
                     extra.insert("traits".into(), Value::Object(persona.traits.clone()));
-                    planned.push(Planned {
+                    planned.push(ScriptedStep {
                         at,
                         persona: p,
                         customer: customer.clone(),
@@ -378,7 +381,7 @@ impl Scenario {
                     if let Some(wait) = &step.wait {
                         // Listed where the wait starts (what fires meanwhile is told there), run to its end.
                         let until = at + duration("wait", wait).map_err(invalid)?;
-                        planned.push(Planned {
+                        planned.push(ScriptedStep {
                             at,
                             persona: p,
                             customer: customer.clone(),
@@ -416,7 +419,7 @@ impl Scenario {
                         if let Some(channel) = step.channel.as_ref().or(device_channel.as_ref()) {
                             value["context"]["channel"] = channel.clone().into();
                         }
-                        planned.push(Planned {
+                        planned.push(ScriptedStep {
                             at,
                             persona: p,
                             customer: customer.clone(),
@@ -437,7 +440,7 @@ impl Scenario {
     /// The scenario's events as Segment messages for an ordinary store (the demo): no test marker, no waits.
     pub fn messages(&self, start: i64) -> Result<Vec<Value>, Error> {
         Ok(self
-            .plan(start, false)?
+            .timeline(start, false)?
             .into_iter()
             .filter_map(|p| p.message)
             .collect())
@@ -460,7 +463,8 @@ pub struct SimulationReport {
     pub scenario: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub description: String,
-    /// The sandbox data directory (kept: `waymark --data DIR …` reads it).
+    /// The sandbox data directory (kept: `waymark --data DIR …` reads it), or the server a live run played
+    /// against.
     pub sandbox: String,
     pub start: Timestamp,
     pub end: Timestamp,
@@ -611,7 +615,7 @@ impl Engine {
             Some(text) => waymark_analytics::query::parse_time("start", text)?,
             None => Timestamp::now().0,
         };
-        let planned = scenario.plan(start, true)?;
+        let planned = scenario.timeline(start, true)?;
         let blueprint = match &scenario.blueprint {
             Some(name) => {
                 self.blueprint(name)?;

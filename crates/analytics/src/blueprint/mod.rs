@@ -438,7 +438,7 @@ impl Blueprint {
 }
 
 /// What one journey did against the design.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JourneyConformance {
     pub tokens: Tokens,
     pub fitness: f64,
@@ -456,7 +456,7 @@ pub struct JourneyConformance {
 
 /// A stage the journey entered: when, and how long it stayed (from the stage's first event to the first event
 /// of a later stage, or to its own last event for the stage the journey ended in).
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StageVisit {
     pub stage: String,
     /// The stage's index in the blueprint.
@@ -467,7 +467,7 @@ pub struct StageVisit {
 }
 
 /// One departure from the design.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Deviation {
     pub kind: DeviationKind,
     pub stage: String,
@@ -500,7 +500,9 @@ impl Deviation {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviationKind {
     /// A required step never happened although a later designed step did.

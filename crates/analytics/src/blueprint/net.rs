@@ -36,7 +36,7 @@ pub struct PetriNet {
 }
 
 /// Token counts of one replay; they add up over journeys into the log's fitness.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, JsonSchema)]
 pub struct Tokens {
     pub produced: u64,
     pub consumed: u64,
