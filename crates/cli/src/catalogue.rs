@@ -52,17 +52,7 @@ pub fn catalogue(engine: &Engine, command: CatalogueCommand, json_output: bool) 
                     file.items.len(),
                     if file.items.len() == 1 { "" } else { "s" }
                 );
-                if !checked.changed.is_empty() {
-                    println!(
-                        "  applying it would change: {}",
-                        checked
-                            .changed
-                            .iter()
-                            .map(|id| format!("{id} (→ v{})", checked.versions[id]))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    );
-                }
+                crate::rules::print_would_change(&checked.changed, &checked.versions);
             }
         }
         CatalogueCommand::Apply { file } => {

@@ -105,17 +105,7 @@ pub fn rules(store: &Engine, command: RulesCommand, json_output: bool) -> Result
                         + " and "
                         + &counted(file.file.triggers.len(), "trigger", "triggers")
                 );
-                if !checked.changed.is_empty() {
-                    println!(
-                        "  applying it would change: {}",
-                        checked
-                            .changed
-                            .iter()
-                            .map(|name| format!("{name} (→ v{})", checked.versions[name]))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    );
-                }
+                print_would_change(&checked.changed, &checked.versions);
             }
         }
         RulesCommand::Apply { file } => {
@@ -401,6 +391,23 @@ fn load(store: &Engine, file: Option<&Path>) -> Result<(PathBuf, Loaded)> {
     let file = RulesFile::from_toml(&text)
         .map_err(|errors| located(&path, &text, Error::Rules(errors)))?;
     Ok((path, Loaded { text, file }))
+}
+
+/// What applying a checked file would change: the definitions (triggers, items) that get a new version.
+pub(crate) fn print_would_change(
+    changed: &[String],
+    versions: &std::collections::BTreeMap<String, u32>,
+) {
+    if !changed.is_empty() {
+        println!(
+            "  applying it would change: {}",
+            changed
+                .iter()
+                .map(|name| format!("{name} (→ v{})", versions[name]))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
 }
 
 /// A definitions (or catalogue) error as `FILE:LINE:COLUMN: FIELD: message` lines (one per problem); other

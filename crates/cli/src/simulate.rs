@@ -234,7 +234,7 @@ pub struct LiveServer {
 /// their journeys against the blueprint.
 pub fn simulate_live(scenario_path: &Path, server: &LiveServer, json_output: bool) -> Result<()> {
     use base64::Engine as _;
-    use waymark_engine::simulate::{SimulatedCustomer, SimulatedStep};
+    use waymark_engine::simulate::SimulatedStep;
     let scenario = read_scenario(scenario_path)?;
     if scenario.start.is_some() && !json_output {
         eprintln!(
@@ -380,58 +380,24 @@ pub fn simulate_live(scenario_path: &Path, server: &LiveServer, json_output: boo
         blueprint: blueprint.clone(),
         customers: Vec::new(),
     };
-    for (p, persona) in scenario.personas.iter().enumerate() {
-        for n in 0..persona.count {
-            let id = scenario.customer_id(persona, n, true);
-            let mut mine: Vec<_> = log
-                .iter()
-                .filter(|l| l.instance.customer.starts_with(&id))
-                .cloned()
-                .collect();
-            mine.sort_by_key(|l| l.instance.at);
-            let mut journey = steps.remove(&id).unwrap_or_default();
-            for logged in &mine {
-                let status = serde_json::to_value(logged.instance.status)?
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                *report
-                    .triggers
-                    .entry(logged.instance.trigger.clone())
-                    .or_default()
-                    .entry(status.clone())
-                    .or_default() += 1;
-                let index = journey
-                    .iter()
-                    .rposition(|s| s.at.0 <= logged.instance.at)
-                    .unwrap_or(0);
-                if let Some(step) = journey.get_mut(index) {
-                    let when = Timestamp(logged.instance.at).to_rfc3339();
-                    step.triggers.push(format!(
-                        "{} ({status} at {})",
-                        logged.instance.trigger,
-                        when.get(11..19).unwrap_or_default()
-                    ));
-                }
-            }
-            let conformance = match &blueprint {
-                Some(name) => Some(serde_json::from_value(get(&format!(
+    let (triggers, customers) = waymark_engine::simulate::assemble(
+        &scenario,
+        steps,
+        &log,
+        &|_| Vec::new(),
+        &mut |id| -> Result<Option<waymark_engine::blueprints::CustomerConformance>> {
+            match &blueprint {
+                Some(name) => Ok(Some(serde_json::from_value(get(&format!(
                     "/v1/customers/{}/conformance?blueprint={}",
-                    urlencode(&id),
+                    urlencode(id),
                     urlencode(name)
-                ))?)?),
-                None => None,
-            };
-            report.customers.push(SimulatedCustomer {
-                persona: scenario.personas[p].name.clone(),
-                customer_id: id,
-                steps: journey,
-                segments: Vec::new(),
-                trigger_instances: mine,
-                conformance,
-            });
-        }
-    }
+                ))?)?)),
+                None => Ok(None),
+            }
+        },
+    )?;
+    report.triggers = triggers;
+    report.customers = customers;
     if json_output {
         print_json(&serde_json::to_value(&report)?);
     } else {

@@ -297,13 +297,20 @@ impl Engine {
         // What was saved was checked then; a step or model gone since does not stop serving it.
         let catalogue = Arc::new(self.compile_catalogue(&file, &Known::default())?);
         let (stages, blueprint_stamp) = match &file.settings.blueprint {
+            // A blueprint deleted since the catalogue was saved gives no stages; it does not stop the decisions.
             Some(name) => (
-                self.blueprint(name)?
-                    .stage_patterns()
-                    .into_iter()
-                    .map(|(name, patterns)| Stage::new(name, patterns))
-                    .collect(),
-                stamp(self.blueprint_path(name)?),
+                match self.blueprint(name) {
+                    Ok(blueprint) => blueprint
+                        .stage_patterns()
+                        .into_iter()
+                        .map(|(name, patterns)| Stage::new(name, patterns))
+                        .collect(),
+                    Err(error) => {
+                        tracing::warn!(%error, "the catalogue's blueprint gives no stages");
+                        Vec::new()
+                    }
+                },
+                self.blueprint_path(name).ok().and_then(stamp),
             ),
             None => (
                 self.rules_file()?

@@ -710,59 +710,22 @@ impl Engine {
         self.rules_settle_at(Some(end))?;
         let log = self.trigger_log(None, None, usize::MAX)?;
         let members = self.segment_members()?;
-        let mut triggers: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
-        let mut customers = Vec::new();
-        for (p, persona) in scenario.personas.iter().enumerate() {
-            for n in 0..persona.count {
-                let id = scenario.customer_id(persona, n, true);
-                let mut mine: Vec<LoggedInstance> = log
+        let (triggers, customers) = assemble(
+            scenario,
+            steps,
+            &log,
+            &|id| {
+                members
                     .iter()
-                    .filter(|logged| logged.instance.customer.starts_with(&id))
-                    .cloned()
-                    .collect();
-                mine.sort_by_key(|logged| logged.instance.at);
-                let mut journey = steps.remove(&id).unwrap_or_default();
-                for logged in &mine {
-                    let status = serde_json::to_value(logged.instance.status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default();
-                    *triggers
-                        .entry(logged.instance.trigger.clone())
-                        .or_default()
-                        .entry(status.clone())
-                        .or_default() += 1;
-                    let index = journey
-                        .iter()
-                        .rposition(|s| s.at.0 <= logged.instance.at)
-                        .unwrap_or(0);
-                    if let Some(step) = journey.get_mut(index) {
-                        let when = Timestamp(logged.instance.at).to_rfc3339();
-                        step.triggers.push(format!(
-                            "{} ({status} at {})",
-                            logged.instance.trigger,
-                            when.get(11..19).unwrap_or_default()
-                        ));
-                    }
-                }
-                let conformance = match &blueprint {
-                    Some(name) => self.customer_conformance(&id, name)?,
-                    None => None,
-                };
-                customers.push(SimulatedCustomer {
-                    persona: scenario.personas[p].name.clone(),
-                    segments: members
-                        .iter()
-                        .filter(|(_, m)| m.contains(&id) || m.contains(&format!("{id}/device")))
-                        .map(|(name, _)| name.clone())
-                        .collect(),
-                    customer_id: id,
-                    steps: journey,
-                    trigger_instances: mine,
-                    conformance,
-                });
-            }
-        }
+                    .filter(|(_, m)| m.contains(id) || m.contains(&format!("{id}/device")))
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            },
+            &mut |id| match &blueprint {
+                Some(name) => self.customer_conformance(id, name),
+                None => Ok(None),
+            },
+        )?;
         Ok(SimulationReport {
             scenario: scenario.name.clone(),
             description: scenario.description.clone(),
@@ -775,4 +738,69 @@ impl Engine {
             customers,
         })
     }
+}
+
+/// Instances per trigger and status, and each simulated customer of `scenario`: its steps (by customer id), its
+/// trigger instances from `log` (each told at the step it followed), its segments and its journey against the
+/// blueprint. A sandbox run and a live one assemble their reports alike.
+#[allow(clippy::type_complexity)]
+pub fn assemble<E>(
+    scenario: &Scenario,
+    mut steps: BTreeMap<String, Vec<SimulatedStep>>,
+    log: &[LoggedInstance],
+    segments: &dyn Fn(&str) -> Vec<String>,
+    conformance: &mut dyn FnMut(&str) -> Result<Option<CustomerConformance>, E>,
+) -> Result<
+    (
+        BTreeMap<String, BTreeMap<String, usize>>,
+        Vec<SimulatedCustomer>,
+    ),
+    E,
+> {
+    let mut triggers: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    let mut customers = Vec::new();
+    for persona in &scenario.personas {
+        for n in 0..persona.count {
+            let id = scenario.customer_id(persona, n, true);
+            let mut mine: Vec<LoggedInstance> = log
+                .iter()
+                .filter(|logged| logged.instance.customer.starts_with(&id))
+                .cloned()
+                .collect();
+            mine.sort_by_key(|logged| logged.instance.at);
+            let mut journey = steps.remove(&id).unwrap_or_default();
+            for logged in &mine {
+                let status = serde_json::to_value(logged.instance.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                *triggers
+                    .entry(logged.instance.trigger.clone())
+                    .or_default()
+                    .entry(status.clone())
+                    .or_default() += 1;
+                let index = journey
+                    .iter()
+                    .rposition(|s| s.at.0 <= logged.instance.at)
+                    .unwrap_or(0);
+                if let Some(step) = journey.get_mut(index) {
+                    let when = Timestamp(logged.instance.at).to_rfc3339();
+                    step.triggers.push(format!(
+                        "{} ({status} at {})",
+                        logged.instance.trigger,
+                        when.get(11..19).unwrap_or_default()
+                    ));
+                }
+            }
+            customers.push(SimulatedCustomer {
+                persona: persona.name.clone(),
+                segments: segments(&id),
+                conformance: conformance(&id)?,
+                customer_id: id,
+                steps: journey,
+                trigger_instances: mine,
+            });
+        }
+    }
+    Ok((triggers, customers))
 }

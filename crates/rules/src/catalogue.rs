@@ -12,12 +12,12 @@
 
 use crate::defs::{DefinitionError, DefinitionErrors, Known, Stage};
 use crate::expr::{Bindings, Condition, Fact, Latest, Vocabulary};
-use crate::runtime::{customer_value, fact_values, in_holdout, StepFacts};
+use crate::runtime::{customer_value, fact_values, in_holdout, note_identity, StepFacts};
 use cel::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use waymark_model::{Event, EventType, Identifier};
+use waymark_model::Event;
 
 /// The name an item's exposures carry in the lift report and the holdout hash: `offer:ID`.
 pub const OFFER_PREFIX: &str = "offer:";
@@ -247,31 +247,12 @@ fn plain(field: String, message: String) -> DefinitionError {
 impl CatalogueFile {
     /// Parses TOML; a syntax or type error names its line and column.
     pub fn from_toml(text: &str) -> Result<CatalogueFile, DefinitionErrors> {
-        toml::from_str(text).map_err(|error| {
-            let (line, column) = error
-                .span()
-                .map(|span| crate::defs::line_column(text, span.start))
-                .map(|(l, c)| (Some(l), Some(c)))
-                .unwrap_or((None, None));
-            DefinitionErrors(vec![DefinitionError {
-                field: "catalogue.toml".into(),
-                line,
-                column,
-                message: error.message().to_string(),
-            }])
-        })
+        crate::defs::parse_toml(text, "catalogue.toml")
     }
 
     /// Parses JSON (the API's form).
     pub fn from_json(text: &[u8]) -> Result<CatalogueFile, DefinitionErrors> {
-        serde_json::from_slice(text).map_err(|error| {
-            DefinitionErrors(vec![DefinitionError {
-                field: "body".into(),
-                line: Some(error.line()),
-                column: Some(error.column()),
-                message: error.to_string(),
-            }])
-        })
+        crate::defs::parse_json(text)
     }
 
     pub fn to_toml(&self) -> String {
@@ -694,21 +675,7 @@ impl Catalogue {
         for event in events {
             let at = event.timestamp.0;
             let step = event.step();
-            if let Some(user) = &event.user_id {
-                facts
-                    .identifiers
-                    .insert(Identifier::user(user.as_str()).key());
-            }
-            if let Some(anonymous) = &event.anonymous_id {
-                facts
-                    .identifiers
-                    .insert(Identifier::anonymous(anonymous.as_str()).key());
-            }
-            if matches!(event.event_type, EventType::Identify) {
-                for (key, value) in &event.traits {
-                    facts.traits.insert(key.clone(), value.clone());
-                }
-            }
+            note_identity(event, &mut facts.identifiers, &mut facts.traits);
             if let Some(windowed) = self.fact_steps.get(&step) {
                 let entry = facts.steps.entry(step.clone()).or_default();
                 entry.count += 1;
@@ -1158,6 +1125,48 @@ ends = "2026-03-01"
         let facts = catalogue.facts("c", &[order, click], &stages());
         let ranking = catalogue.rank(&facts, None, T0 + HOUR, None);
         assert!(ranking.items.iter().all(|o| o.id != "installation"));
+    }
+
+    #[test]
+    fn a_model_score_and_segments_rank_items_and_say_so() {
+        let catalogue = CatalogueFile::from_toml(
+            r#"
+[[items]]
+id = "rescue"
+title = "Help for customers at risk"
+score = { model = "get-stuck", points = 50 }
+[[items]]
+id = "loyal"
+title = "For our regulars"
+priority = 10
+eligible = 'in_segment("regulars")'
+"#,
+        )
+        .unwrap()
+        .compile(
+            &Known {
+                steps: None,
+                models: Some(["get-stuck".to_string()].into_iter().collect()),
+            },
+            &["regulars".to_string()].into_iter().collect(),
+            &|_| 1,
+        )
+        .unwrap_or_else(|errors| panic!("{errors}"));
+        let mut facts = catalogue.facts("a", &[], &[]);
+        // Without a score yet, the model term is absent; outside the segment, the item is not eligible.
+        let ranking = catalogue.rank(&facts, None, T0, None);
+        assert_eq!(ranking.items.len(), 1);
+        assert_eq!(ranking.items[0].points, 0.0);
+        facts.scores.insert("get-stuck".into(), 0.4);
+        facts.segments.insert("regulars".into());
+        let ranking = catalogue.rank(&facts, None, T0, None);
+        let ids: Vec<&str> = ranking.items.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids, ["rescue", "loyal"]);
+        assert_eq!(ranking.items[0].points, 20.0);
+        assert_eq!(
+            ranking.items[0].reasons[0].text,
+            "score of get-stuck is 0.40"
+        );
     }
 
     #[test]

@@ -337,34 +337,50 @@ pub struct Known {
     pub models: Option<BTreeSet<String>>,
 }
 
+/// A definitions file's TOML (`file` names it in the error: `rules.toml`, `catalogue.toml`); a syntax or type
+/// error names its line and column.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &str,
+) -> Result<T, DefinitionErrors> {
+    toml::from_str(text).map_err(|error| {
+        let (line, column) = error
+            .span()
+            .map(|span| line_column(text, span.start))
+            .map(|(l, c)| (Some(l), Some(c)))
+            .unwrap_or((None, None));
+        DefinitionErrors(vec![DefinitionError {
+            field: file.into(),
+            line,
+            column,
+            message: error.message().to_string(),
+        }])
+    })
+}
+
+/// Definitions as the API sends them (JSON); a syntax or type error names its line and column.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    text: &[u8],
+) -> Result<T, DefinitionErrors> {
+    serde_json::from_slice(text).map_err(|error| {
+        DefinitionErrors(vec![DefinitionError {
+            field: "body".into(),
+            line: Some(error.line()),
+            column: Some(error.column()),
+            message: error.to_string(),
+        }])
+    })
+}
+
 impl RulesFile {
     /// Parses TOML; a syntax or type error names its line and column.
     pub fn from_toml(text: &str) -> Result<RulesFile, DefinitionErrors> {
-        toml::from_str(text).map_err(|error| {
-            let (line, column) = error
-                .span()
-                .map(|span| line_column(text, span.start))
-                .map(|(l, c)| (Some(l), Some(c)))
-                .unwrap_or((None, None));
-            DefinitionErrors(vec![DefinitionError {
-                field: "rules.toml".into(),
-                line,
-                column,
-                message: error.message().to_string(),
-            }])
-        })
+        parse_toml(text, "rules.toml")
     }
 
     /// Parses JSON (the API's form); a syntax or type error names its line and column.
     pub fn from_json(text: &[u8]) -> Result<RulesFile, DefinitionErrors> {
-        serde_json::from_slice(text).map_err(|error| {
-            DefinitionErrors(vec![DefinitionError {
-                field: "body".into(),
-                line: Some(error.line()),
-                column: Some(error.column()),
-                message: error.to_string(),
-            }])
-        })
+        parse_json(text)
     }
 
     pub fn to_toml(&self) -> String {

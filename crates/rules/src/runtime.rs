@@ -620,21 +620,7 @@ impl Rules {
     /// Records the event in the customer's facts.
     fn observe(&self, customer: &mut CustomerState, event: &Event, step: &str) {
         let at = event.timestamp.0;
-        if let Some(user) = &event.user_id {
-            customer
-                .identifiers
-                .insert(Identifier::user(user.as_str()).key());
-        }
-        if let Some(anonymous) = &event.anonymous_id {
-            customer
-                .identifiers
-                .insert(Identifier::anonymous(anonymous.as_str()).key());
-        }
-        if matches!(event.event_type, EventType::Identify) {
-            for (key, value) in &event.traits {
-                customer.traits.insert(key.clone(), value.clone());
-            }
-        }
+        note_identity(event, &mut customer.identifiers, &mut customer.traits);
         if let Some(window) = self.fact_steps.get(step) {
             let facts = customer.steps.entry(step.to_string()).or_default();
             facts.count += 1;
@@ -1198,6 +1184,26 @@ fn event_value(event: &Event, step: &str) -> Value {
             json_value(&serde_json::Value::Object(event.context.clone())),
         ),
     ])
+}
+
+/// What the rules and the catalogue keep of every event: the identifier keys it carries and, for an identify,
+/// its traits (the latest value of each).
+pub(crate) fn note_identity(
+    event: &Event,
+    identifiers: &mut BTreeSet<String>,
+    traits: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    if let Some(user) = &event.user_id {
+        identifiers.insert(Identifier::user(user.as_str()).key());
+    }
+    if let Some(anonymous) = &event.anonymous_id {
+        identifiers.insert(Identifier::anonymous(anonymous.as_str()).key());
+    }
+    if matches!(event.event_type, EventType::Identify) {
+        for (key, value) in &event.traits {
+            traits.insert(key.clone(), value.clone());
+        }
+    }
 }
 
 /// The values of `facts` for a customer with these step facts, scores and segments, at `at`: what the journey

@@ -120,7 +120,10 @@ function liftView(lift) {
       svg.append(el("text", { x: x(d.high), y: 16, "text-anchor": "middle", "font-size": 11, fill: color }, `${(d.high * 100).toFixed(1)} points`));
       parts.push(svg);
     }
-    const notes = [`holdout ${t.holdout === undefined ? "unknown" : pct(t.holdout)}`, `${fmt(t.delivered)} reached by the actions`];
+    // A catalogue item (offer:ID) is shown and clicked, not delivered.
+    const reached = t.clicked === undefined ? `${fmt(t.delivered)} reached by the actions`
+      : `${fmt(t.delivered)} of the offered shown it, ${fmt(t.clicked)} clicked (Promotion Viewed / Clicked events)`;
+    const notes = [`holdout ${t.holdout === undefined ? "unknown" : pct(t.holdout)}`, reached];
     if (t.in_flight) notes.push(`${fmt(t.in_flight)} still in their window`);
     if (t.capped) notes.push(`${fmt(t.capped)} only ever capped`);
     if (t.hours_to_goal_difference) notes.push(`time to goal ${t.hours_to_goal_difference.value >= 0 ? "+" : ""}${t.hours_to_goal_difference.value.toFixed(1)} h (p = ${t.hours_to_goal_difference.p_value.toFixed(3)})`);
