@@ -89,3 +89,31 @@ fn the_seeds_exercise_the_readers_rather_than_their_error_paths() {
         waymark_engine::ingest::parse_batch(&batch, waymark_model::Timestamp::now()).unwrap();
     assert!(parsed.events.len() >= 5, "{:?}", parsed.failed);
 }
+
+#[test]
+fn a_parquet_footer_pointing_outside_the_file_is_refused_without_a_panic() {
+    // libFuzzer aborts on any panic, caught or not: the reader's own check must refuse the file before the
+    // parquet crate asserts (`column start and length should not be negative`).
+    let path = fuzz_dir().join("regressions/import_parquet-footer");
+    let panics = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&panics);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |_| {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }));
+    let outcome = waymark_engine::import::check_file(
+        &path,
+        &waymark_engine::import::ImportOptions {
+            format: Some(waymark_engine::import::ImportFormat::Parquet),
+            ..Default::default()
+        },
+    );
+    std::panic::set_hook(previous);
+    let error = outcome.unwrap_err().to_string();
+    assert!(error.contains("outside the file"), "{error}");
+    assert_eq!(
+        panics.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "{error}"
+    );
+}

@@ -37,8 +37,30 @@ fn read_parquet(sink: &mut Sink, path: &Path) -> Result<(), ImportError> {
         file: file_label.clone(),
         detail,
     };
+    let file_size = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|error| malformed(format!("not a readable Parquet file: {error}")))?;
+    // Every column chunk must lie inside the file: the reader asserts this instead of returning an error.
+    for (g, group) in builder.metadata().row_groups().iter().enumerate() {
+        for (c, column) in group.columns().iter().enumerate() {
+            let start = column
+                .dictionary_page_offset()
+                .unwrap_or_else(|| column.data_page_offset());
+            let length = column.compressed_size();
+            let inside = start >= 0
+                && length >= 0
+                && start
+                    .checked_add(length)
+                    .is_some_and(|end| end as u64 <= file_size);
+            if !inside {
+                return Err(malformed(format!(
+                    "not a readable Parquet file: its footer puts column {c} of row group {g} at bytes \
+                     {start}..{start}+{length}, outside the file's {file_size} bytes (the file is damaged or \
+                     cut short)"
+                )));
+            }
+        }
+    }
     let columns: Vec<String> = builder
         .schema()
         .fields()
