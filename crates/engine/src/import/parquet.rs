@@ -54,9 +54,8 @@ fn read_parquet(sink: &mut Sink, path: &Path) -> Result<(), ImportError> {
                     .is_some_and(|end| end as u64 <= file_size);
             if !inside {
                 return Err(malformed(format!(
-                    "not a readable Parquet file: its footer puts column {c} of row group {g} at bytes \
-                     {start}..{start}+{length}, outside the file's {file_size} bytes (the file is damaged or \
-                     cut short)"
+                    "not a readable Parquet file: its footer puts column {c} of row group {g} at byte {start} with a \
+                     length of {length}, outside the file's {file_size} bytes (the file is damaged or cut short)"
                 )));
             }
         }
