@@ -236,6 +236,9 @@ pub fn query(
     if json_output {
         print_json(&ran.json);
     } else {
+        for note in &ran.notes {
+            eprintln!("note: {note}");
+        }
         print!("{}", ran.text.unwrap_or_default());
     }
     Ok(())

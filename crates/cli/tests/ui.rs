@@ -317,6 +317,16 @@ fn every_page_renders_real_numbers_filters_and_drill_downs() {
         "filtered customers"
     );
     assert!(dom.contains("1 filter active"));
+    // A filter that cannot match says so above the page, with the value it may have meant.
+    let dom = page(
+        "overview?f_where=context.os.name%3Dandroid",
+        "overview-unknown-value",
+    );
+    assert!(
+        dom.contains("data-filter-notes=\"1\""),
+        "the filter note is shown"
+    );
+    assert!(dom.contains("did you mean `Android`?"));
 
     // Journey map: the Sankey of the flows API.
     let flows = post(

@@ -11,6 +11,7 @@
 pub mod blueprints;
 pub mod demo;
 mod error;
+mod filter_notes;
 pub mod fuzzing;
 pub mod import;
 pub mod ingest;
@@ -332,6 +333,15 @@ impl Engine {
 
     /// Runs one analysis: the request checked, the journeys loaded with the columns it reads, scoped, analysed.
     pub fn analyse<Q: Query>(&self, request: &Q) -> Result<Q::Report, Error> {
+        Ok(self.analyse_with_notes(request)?.0)
+    }
+
+    /// [`Engine::analyse`], and the notes on its filter (a property no event has, a value it never takes, a step
+    /// or channel pattern that matches nothing: what would otherwise read as a result of zero).
+    pub fn analyse_with_notes<Q: Query>(
+        &self,
+        request: &Q,
+    ) -> Result<(Q::Report, Vec<String>), Error> {
         let step_names = self.store.step_names();
         let spec = request.spec(&DataInfo {
             step_names: &step_names,
@@ -350,6 +360,7 @@ impl Engine {
             .into_iter()
             .partition(|name| rules::is_segment_column(name));
         let view = self.store.journey_view(&properties)?;
+        let notes = self.filter_notes(request.scope(), &view);
         let view = if request.scope().test_traffic {
             view
         } else {
@@ -366,7 +377,7 @@ impl Engine {
             Arc::new(self.with_segment_columns(&view, &segments)?)
         };
         let journeys = scope.apply(view)?;
-        Ok(spec.run(&journeys, &self.runner)?)
+        Ok((spec.run(&journeys, &self.runner)?, notes))
     }
 
     /// Runs the analysis `name` for a JSON request (as `POST /v1/analyses/{name}` gets it); with `rows`, the
@@ -474,5 +485,6 @@ pub fn attribute_path_table(
     Ok(registry::Ran {
         json: serde_json::to_value(&report).expect("reports serialise"),
         text: Some(waymark_analytics::query::attribution_text(&report, rows)),
+        notes: Vec::new(),
     })
 }

@@ -66,11 +66,18 @@ pub trait Analysis: Send + Sync {
     fn run(&self, engine: &Engine, request: Value, rows: Option<usize>) -> Result<Ran, Error>;
 }
 
+/// The field of an analysis's JSON report that holds the notes on its filter, when there are any.
+pub const FILTER_NOTES: &str = "filter_notes";
+
 /// What a run gives: the report as JSON, and as text when asked for.
 #[derive(Debug, Clone)]
 pub struct Ran {
+    /// The report; with notes on its filter, they are its `filter_notes`.
     pub json: Value,
     pub text: Option<String>,
+    /// What the filter cannot match (a property no event has, a value it never takes, a pattern matching
+    /// nothing), each with the closest existing name.
+    pub notes: Vec<String>,
 }
 
 /// A registry entry for the request type `Q`.
@@ -144,10 +151,15 @@ impl<Q: Query> Analysis for Entry<Q> {
 
     fn run(&self, engine: &Engine, request: Value, rows: Option<usize>) -> Result<Ran, Error> {
         let request: Q = parse_request(engine.resolve_saved(request)?)?;
-        let report = engine.analyse(&request)?;
+        let (report, notes) = engine.analyse_with_notes(&request)?;
+        let mut json = serde_json::to_value(&report).expect("reports serialise");
+        if let (Some(object), false) = (json.as_object_mut(), notes.is_empty()) {
+            object.insert(FILTER_NOTES.into(), serde_json::json!(notes));
+        }
         Ok(Ran {
-            json: serde_json::to_value(&report).expect("reports serialise"),
+            json,
             text: rows.map(|rows| request.text(&report, rows)),
+            notes,
         })
     }
 }

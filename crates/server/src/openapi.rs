@@ -667,7 +667,14 @@ fn build() -> Value {
                 &summary,
                 "analyses",
                 Some(serde_json::to_value(request).expect("schemas serialise")),
-                serde_json::to_value(report).expect("schemas serialise"),
+                // Every report may carry notes on its filter.
+                json!({"allOf": [
+                    serde_json::to_value(report).expect("schemas serialise"),
+                    {"type": "object", "properties": {waymark_engine::registry::FILTER_NOTES: {
+                        "type": "array", "items": {"type": "string"},
+                        "description": "What the filter cannot match — a property no event has, a value it never takes, a step or channel pattern that matches nothing — each with the closest existing name; absent when there is nothing to say"
+                    }}}
+                ]}),
                 &[400, 404, 503],
             ),
         );

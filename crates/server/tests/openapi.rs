@@ -211,6 +211,17 @@ fn every_endpoint_answers_as_its_schema_says() {
         "/v1/analyses/funnel",
         json!({"steps": ["Viewed"], "window": "soon"}),
     );
+    // A filter that cannot match: the report carries its notes, as documented.
+    let noted = post(
+        "/v1/analyses/overview",
+        "/v1/analyses/overview",
+        json!({"filter": {"channels": ["webb"]}}),
+    );
+    assert_eq!(
+        noted["filter_notes"].as_array().map(Vec::len),
+        Some(1),
+        "{noted}"
+    );
     let (status, unknown) = app.post("/v1/analyses/moments-of-magic", "{}");
     assert_eq!(
         (status, unknown["code"].as_str()),

@@ -125,8 +125,13 @@ async function api(path, body) {
   let data;
   try { data = JSON.parse(text); } catch { data = { message: text }; }
   if (!response.ok) throw new Error(data.message || response.statusText);
+  // What the filter cannot match (a property no event has, a value it never takes) is said above the page.
+  (data.filter_notes || []).forEach((note) => filterNotes.add(note));
   return data;
 }
+
+/// Notes on the filters from the analyses of the page being drawn.
+const filterNotes = new Set();
 
 function showError(error) {
   page.replaceChildren(el("div", { class: "error", role: "alert" }, "Could not load this view: ", error.message));
@@ -786,9 +791,12 @@ async function render() {
       showSession();
     }
     signInProblem = null;
+    filterNotes.clear();
     const parts = await pages[view]({ params, filter: filterFromParams(params) });
     if (signInProblem !== null) throw new SignInNeeded(signInProblem);
-    page.replaceChildren(...parts);
+    const notes = filterNotes.size ? el("div", { class: "notice", role: "status", "data-filter-notes": filterNotes.size },
+      el("b", {}, "The filter cannot match everything it names: "), el("ul", {}, [...filterNotes].map((note) => el("li", {}, note)))) : null;
+    page.replaceChildren(...(notes ? [notes] : []), ...parts);
     page.dataset.hash = hash;
     page.dataset.state = "ready";
   } catch (error) {
