@@ -11,6 +11,9 @@ use waymark_store::FailedEvent;
 pub struct ParsedRequest {
     pub events: Vec<Event>,
     pub failed: Vec<FailedEvent>,
+    /// For each of `failed` in a batch: its position in the batch (from 0) and its `messageId`, when it has one,
+    /// so that a client can tell which of its events were refused.
+    pub failed_at: Vec<(usize, Option<String>)>,
     /// The `writeKey` field of the body, when the sender put the key there instead of in basic auth.
     pub write_key: Option<String>,
 }
@@ -78,8 +81,8 @@ pub fn parse_single(
     let event = Event::from_segment_value(value, &context)?;
     Ok(ParsedRequest {
         events: vec![event],
-        failed: Vec::new(),
         write_key,
+        ..ParsedRequest::default()
     })
 }
 
@@ -148,7 +151,7 @@ pub fn parse_batch(body: &[u8], received_at: Timestamp) -> Result<ParsedRequest,
             .map(str::to_string),
         ..ParsedRequest::default()
     };
-    for item in items {
+    for (index, item) in items.into_iter().enumerate() {
         let raw = item.get();
         if raw.len() > MAX_EVENT_BYTES {
             let error = ValidationError::EventTooLarge {
@@ -158,6 +161,7 @@ pub fn parse_batch(body: &[u8], received_at: Timestamp) -> Result<ParsedRequest,
             request
                 .failed
                 .push(failed_event(&error, raw, received_at, "http"));
+            request.failed_at.push((index, None));
             continue;
         }
         let mut value: Value = match serde_json::from_str(raw) {
@@ -169,6 +173,7 @@ pub fn parse_batch(body: &[u8], received_at: Timestamp) -> Result<ParsedRequest,
                 request
                     .failed
                     .push(failed_event(&error, raw, received_at, "http"));
+                request.failed_at.push((index, None));
                 continue;
             }
         };
@@ -187,11 +192,18 @@ pub fn parse_batch(body: &[u8], received_at: Timestamp) -> Result<ParsedRequest,
                 }
             }
         }
+        let message_id = value
+            .get("messageId")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         match Event::from_segment_value(value, &context) {
             Ok(event) => request.events.push(event),
-            Err(error) => request
-                .failed
-                .push(failed_event(&error, raw, received_at, "http")),
+            Err(error) => {
+                request
+                    .failed
+                    .push(failed_event(&error, raw, received_at, "http"));
+                request.failed_at.push((index, message_id));
+            }
         }
     }
     Ok(request)
@@ -228,6 +240,8 @@ mod tests {
                 "invalid_timestamp"
             ]
         );
+        let at: Vec<usize> = parsed.failed_at.iter().map(|(index, _)| *index).collect();
+        assert_eq!(at, [1, 2, 3], "each refused event's position in the batch");
     }
 
     #[test]

@@ -83,6 +83,12 @@ pub struct IngestOutcome {
 /// Why one event of a request was refused.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct EventProblem {
+    /// The event's position in the batch (from 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// The event's `messageId`, when it had one.
+    #[serde(default, rename = "messageId", skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
     pub code: String,
     pub message: String,
 }
@@ -161,10 +167,16 @@ impl Engine {
         let errors = parsed
             .failed
             .iter()
+            .enumerate()
             .take(20)
-            .map(|failed| EventProblem {
-                code: failed.code.clone(),
-                message: failed.message.clone(),
+            .map(|(n, failed)| {
+                let (index, message_id) = parsed.failed_at.get(n).cloned().unzip();
+                EventProblem {
+                    index,
+                    message_id: message_id.flatten(),
+                    code: failed.code.clone(),
+                    message: failed.message.clone(),
+                }
             })
             .collect();
         let rescore = self.rescoring_keys(&parsed.events);

@@ -164,6 +164,22 @@ fn a_batch_accepts_the_valid_events_and_records_the_rest() {
             "unknown_type"
         ]
     );
+    // Each refused event is named by its position in the batch and its messageId, as SDKs log them.
+    let named: Vec<(u64, Option<&str>)> = response["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|error| {
+            (
+                error["index"].as_u64().unwrap(),
+                error["messageId"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        named,
+        [(1, Some("bad-1")), (2, Some("bad-2")), (4, None), (5, None)]
+    );
     let (_, failed) = app.get_json("/v1/failed");
     assert_eq!(failed["failed"].as_array().unwrap().len(), 4);
     assert_eq!(app.store.stats().events, 2);
