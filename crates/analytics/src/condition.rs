@@ -151,18 +151,7 @@ impl Condition {
         if table.contains(&true) {
             return None;
         }
-        let wanted = pattern.to_lowercase();
-        let mut close: Vec<&str> = journeys
-            .step_names
-            .iter()
-            .filter(|name| {
-                let name = name.to_lowercase();
-                name == wanted
-                    || (wanted.len() >= 3 && (name.contains(&wanted) || wanted.contains(&name)))
-            })
-            .map(String::as_str)
-            .collect();
-        close.sort_by_key(|name| (name.to_lowercase() != wanted, name.len()));
+        let mut close = similar_names(pattern, journeys.step_names.iter().map(String::as_str));
         close.truncate(3);
         let hint = if close.is_empty() {
             ".".to_string()
@@ -294,6 +283,21 @@ impl Compiled {
 }
 
 /// `*` matches any run of characters; everything else literally.
+/// The names a mistyped `wanted` may have meant: equal to it but for case, or (three characters or more) holding it
+/// or held in it, case aside; the equal ones first, then the shorter.
+pub fn similar_names<'a>(wanted: &str, names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let wanted = wanted.to_lowercase();
+    let mut close: Vec<&str> = names
+        .filter(|name| {
+            let name = name.to_lowercase();
+            name == wanted
+                || (wanted.len() >= 3 && (name.contains(&wanted) || wanted.contains(&name)))
+        })
+        .collect();
+    close.sort_by_key(|name| (name.to_lowercase() != wanted, name.len()));
+    close
+}
+
 pub fn wildcard_match(pattern: &str, text: &str) -> bool {
     if !pattern.contains('*') {
         return pattern == text;

@@ -6,7 +6,7 @@
 use crate::{live, rules, Engine};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use waymark_analytics::condition::{wildcard_match, Condition, Op};
+use waymark_analytics::condition::{similar_names, wildcard_match, Condition, Op};
 use waymark_analytics::Scope;
 use waymark_model::{Event, JourneySet};
 
@@ -51,17 +51,11 @@ fn quoted(names: &[&str]) -> String {
         .join(" or ")
 }
 
-/// Names among `candidates` that `wanted` may have meant: the closest by edit distance, and those equal but for
-/// case or holding it.
+/// Names among `candidates` that `wanted` may have meant: those equal but for case or holding it
+/// (`similar_names`, as the analyses' step notes find them), and before them the closest by edit distance when
+/// it is not one of those.
 fn close<'a>(wanted: &str, candidates: impl Iterator<Item = &'a str> + Clone) -> Vec<&'a str> {
-    let lower = wanted.to_lowercase();
-    let mut found: Vec<&str> = candidates
-        .clone()
-        .filter(|name| {
-            let name = name.to_lowercase();
-            name == lower || (lower.len() >= 3 && (name.contains(&lower) || lower.contains(&name)))
-        })
-        .collect();
+    let mut found = similar_names(wanted, candidates.clone());
     if let Some(nearest) = waymark_rules::expr::closest(wanted, candidates) {
         if !found.contains(&nearest) {
             found.insert(0, nearest);

@@ -153,21 +153,9 @@ impl Engine {
         }
         let journeys = self.journeys();
         let is_goal = goal_steps(&journeys, &goals);
-        let index: HashMap<&str, usize> = (0..journeys.n_journeys())
-            .map(|j| (&journeys.customer_ids[j], j))
-            .collect();
+        let mut finder = JourneyFinder::new(&journeys);
         let data_end = journeys.ts.iter().copied().max().unwrap_or(0);
-        // A customer decided while anonymous may have merged into another since: found through the identity graph.
-        let mut resolved: HashMap<String, Option<usize>> = HashMap::new();
-        let mut journey_of = |customer: &str| -> Option<usize> {
-            if let Some(&j) = index.get(customer) {
-                return Some(j);
-            }
-            *resolved.entry(customer.to_string()).or_insert_with(|| {
-                let view = self.store.customer_journey(customer, &[]).ok()??;
-                index.get(&view.customer_ids[0]).copied()
-            })
-        };
+        let mut journey_of = |customer: &str| finder.find(self, customer);
         let mut triggers = Vec::new();
         for ((trigger, version), found) in versions {
             let mut delivered = 0;
@@ -235,9 +223,7 @@ impl Engine {
             .store
             .journey_view(std::slice::from_ref(&settings.item_property))?;
         let is_goal = goal_steps(&journeys, goals);
-        let index: HashMap<&str, usize> = (0..journeys.n_journeys())
-            .map(|j| (&journeys.customer_ids[j], j))
-            .collect();
+        let mut finder = JourneyFinder::new(&journeys);
         let data_end = journeys.ts.iter().copied().max().unwrap_or(0);
         let code = |name: &str| journeys.step_names.iter().position(|s| s == name);
         let (impression, click) = (code(&settings.impression_step), code(&settings.click_step));
@@ -260,10 +246,7 @@ impl Engine {
             let exposures: Vec<Exposure> = first
                 .iter()
                 .map(|(customer, &(at, held_out))| {
-                    let journey = index.get(customer.as_str()).copied().or_else(|| {
-                        let view = self.store.customer_journey(customer, &[]).ok()??;
-                        index.get(&view.customer_ids[0]).copied()
-                    });
+                    let journey = finder.find(self, customer);
                     if let (Some(j), false) = (journey, held_out) {
                         shown += u64::from(did(j, impression, item, at));
                         clicked += u64::from(did(j, click, item, at));
@@ -302,6 +285,38 @@ impl Engine {
         let text = std::fs::read_to_string(history).ok()?;
         let file = RulesFile::from_toml(&text).ok()?;
         file.triggers.into_iter().next().map(|t| t.holdout)
+    }
+}
+
+/// A decided customer's journey in a view: by its id, or — decided while anonymous and merged into another since
+/// — through the identity graph (looked up once per customer).
+struct JourneyFinder<'v> {
+    index: HashMap<&'v str, usize>,
+    resolved: HashMap<String, Option<usize>>,
+}
+
+impl<'v> JourneyFinder<'v> {
+    fn new(journeys: &'v waymark_model::JourneySet) -> JourneyFinder<'v> {
+        JourneyFinder {
+            index: (0..journeys.n_journeys())
+                .map(|j| (&journeys.customer_ids[j], j))
+                .collect(),
+            resolved: HashMap::new(),
+        }
+    }
+
+    fn find(&mut self, engine: &Engine, customer: &str) -> Option<usize> {
+        if let Some(&j) = self.index.get(customer) {
+            return Some(j);
+        }
+        let index = &self.index;
+        *self
+            .resolved
+            .entry(customer.to_string())
+            .or_insert_with(|| {
+                let view = engine.store.customer_journey(customer, &[]).ok()??;
+                index.get(&view.customer_ids[0]).copied()
+            })
     }
 }
 

@@ -371,12 +371,7 @@ impl Engine {
         let events: Vec<waymark_model::Event> =
             view.events.into_iter().map(|entry| entry.event).collect();
         let mut facts = catalogue.facts(&view.customer_id, &events, &stages);
-        let mut ids: HashSet<String> = view
-            .identifiers
-            .iter()
-            .map(|identifier| identifier.value.clone())
-            .collect();
-        ids.insert(view.customer_id.clone());
+        let ids = crate::rights::filed_ids(&view.identifiers, &view.customer_id);
         facts.segments = self.segments_of(&ids)?;
         facts.scores = self.scores_of(&view.customer_id, identifier)?;
         let ranking = catalogue.rank(&facts, request.placement.as_deref(), now, request.limit);

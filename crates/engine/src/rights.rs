@@ -47,13 +47,15 @@ pub struct CustomerDeletion {
 
 /// The ids a customer is filed under outside the store (each identifier's value: the rules and live scores key
 /// customers by display id, which is one of them).
-fn filed_ids(doc: &CustomerDoc) -> HashSet<String> {
-    let mut ids: HashSet<String> = doc
-        .identifiers
+pub(crate) fn filed_ids(
+    identifiers: &[waymark_model::Identifier],
+    customer_id: &str,
+) -> HashSet<String> {
+    let mut ids: HashSet<String> = identifiers
         .iter()
         .map(|identifier| identifier.value.clone())
         .collect();
-    ids.insert(doc.customer_id.clone());
+    ids.insert(customer_id.to_string());
     ids
 }
 
@@ -76,7 +78,7 @@ impl Engine {
         let Some(customer) = self.customer(identifier)? else {
             return Ok(None);
         };
-        let ids = filed_ids(&customer);
+        let ids = filed_ids(&customer.identifiers, &customer.customer_id);
         let keys: Vec<String> = customer
             .identifiers
             .iter()
@@ -109,12 +111,7 @@ impl Engine {
         let Some(view) = self.store.customer(identifier)? else {
             return Ok(None);
         };
-        let mut ids: HashSet<String> = view
-            .identifiers
-            .iter()
-            .map(|identifier| identifier.value.clone())
-            .collect();
-        ids.insert(view.customer_id.clone());
+        let ids = filed_ids(&view.identifiers, &view.customer_id);
         let keys: Vec<String> = view
             .identifiers
             .iter()

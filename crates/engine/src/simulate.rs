@@ -542,6 +542,17 @@ fn copy_definitions(from: &Path, to: &Path) -> Result<(), Error> {
 }
 
 impl Engine {
+    /// Segment messages ingested as one `/v1/batch` body received at `received_at`: the collector's own path.
+    fn ingest_batch(
+        &self,
+        messages: &[Value],
+        received_at: Timestamp,
+    ) -> Result<crate::IngestOutcome, Error> {
+        let body = serde_json::to_vec(&json!({ "batch": messages }))
+            .map_err(|e| Error::Malformed(e.to_string()))?;
+        self.ingest(crate::ingest::parse_batch(&body, received_at)?)
+    }
+
     /// Adds `scenario`'s personas to this store as ordinary customers (not test traffic), from the scenario's
     /// `start` (default: the demo's first day), through the same ingest as the collector's. Returns the events
     /// stored.
@@ -554,9 +565,7 @@ impl Engine {
         let messages = scenario.messages(start)?;
         let mut stored = 0;
         for chunk in messages.chunks(100) {
-            let body = serde_json::to_vec(&json!({ "batch": chunk }))
-                .map_err(|e| Error::Malformed(e.to_string()))?;
-            let outcome = self.ingest(crate::ingest::parse_batch(&body, Timestamp::now())?)?;
+            let outcome = self.ingest_batch(chunk, Timestamp::now())?;
             if let Some(problem) = outcome.errors.first() {
                 return Err(invalid(format!(
                     "scenario {}: an event was refused: {}",
@@ -657,10 +666,8 @@ impl Engine {
         for (done, item) in planned.iter().enumerate() {
             match &item.message {
                 Some(message) => {
-                    let body = serde_json::to_vec(&json!({ "batch": [message] }))
-                        .map_err(|e| Error::Malformed(e.to_string()))?;
-                    let parsed = crate::ingest::parse_batch(&body, Timestamp(item.at))?;
-                    let outcome = self.ingest(parsed)?;
+                    let outcome =
+                        self.ingest_batch(std::slice::from_ref(message), Timestamp(item.at))?;
                     if outcome.failed > 0 {
                         let why = outcome
                             .errors

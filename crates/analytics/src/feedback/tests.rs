@@ -165,7 +165,7 @@ fn an_answer_naming_a_step_outside_the_selection_rates_nothing_here() {
     // The rated page was filtered out: the answer must not land on the step before it.
     let mut set = JourneySet::from_journeys([(
         "a".to_string(),
-        vec![(0, "Device Not Working", "web"), (MIN, "fb", "web")],
+        vec![(0, "Support Requested", "web"), (MIN, "fb", "web")],
     )]);
     for (name, value) in [
         ("helpful", json!(false)),
