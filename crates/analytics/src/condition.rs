@@ -54,6 +54,9 @@ pub enum Op {
     Ge,
     #[serde(rename = "contains")]
     Contains,
+    /// Not containing the text (or the list not holding the value); a missing value does not contain it.
+    #[serde(rename = "not_contains")]
+    NotContains,
     #[serde(rename = "is_null")]
     IsNull,
     #[serde(rename = "is_not_null")]
@@ -172,13 +175,7 @@ impl Condition {
 
     pub fn compile(&self, journeys: &JourneySet) -> Result<Compiled, AnalyticsError> {
         Ok(match self {
-            Condition::Step { step } => Compiled::Step(
-                journeys
-                    .step_names
-                    .iter()
-                    .map(|name| wildcard_match(step, name))
-                    .collect(),
-            ),
+            Condition::Step { step } => Compiled::Step(step_table(step, &journeys.step_names)),
             Condition::Channel { channel } => Compiled::Channel(
                 journeys
                     .channel_names
@@ -334,9 +331,36 @@ fn compare(candidate: &Value, wanted: &Value) -> Option<Ordering> {
     }
 }
 
+/// Which steps a step pattern matches. By default an app screen named like a web page is that page (`screen:X` is
+/// counted as `page:X`: [`crate::customer_steps`]), so a screen pattern that matches no step (`screen:Checkout`)
+/// matches the pages screens became: `page:` names with no `screen:` twin in these journeys.
+fn step_table(pattern: &str, names: &[String]) -> Vec<bool> {
+    let direct: Vec<bool> = names
+        .iter()
+        .map(|name| wildcard_match(pattern, name))
+        .collect();
+    if direct.contains(&true) || !pattern.starts_with("screen:") {
+        return direct;
+    }
+    let screens: std::collections::HashSet<&str> = names
+        .iter()
+        .filter(|name| name.starts_with("screen:"))
+        .map(String::as_str)
+        .collect();
+    names
+        .iter()
+        .map(|name| {
+            name.strip_prefix("page:").is_some_and(|view| {
+                let as_screen = format!("screen:{view}");
+                !screens.contains(as_screen.as_str()) && wildcard_match(pattern, &as_screen)
+            })
+        })
+        .collect()
+}
+
 fn test_value(candidate: &Value, op: Op, wanted: &Value) -> bool {
     if candidate.is_null() {
-        return matches!(op, Op::IsNull | Op::Ne);
+        return matches!(op, Op::IsNull | Op::Ne | Op::NotContains);
     }
     match op {
         Op::IsNull => false,
@@ -358,6 +382,7 @@ fn test_value(candidate: &Value, op: Op, wanted: &Value) -> bool {
             (Value::Array(items), wanted) => items.contains(wanted),
             _ => false,
         },
+        Op::NotContains => !test_value(candidate, Op::Contains, wanted),
     }
 }
 

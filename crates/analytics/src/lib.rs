@@ -56,8 +56,8 @@ pub use query::{
     MomentsRequest, OverviewRequest, ProcessMapRequest, Query, RetentionRequest, Scope, Spec,
     StepSpec, VariantsRequest,
 };
-pub use retention::{Period, PreparedRetention, Retention, RetentionReport};
-pub use rules::{apply_step_rules, rule_properties, StepRule};
+pub use retention::{Period, PreparedRetention, Retention, RetentionMode, RetentionReport};
+pub use rules::{apply_step_rules, collapse_repeats, customer_steps, rule_properties, StepRule};
 pub use scope::{split_at_events, split_instances, Filter};
 pub use variants::{VariantReport, Variants, VariantsReport};
 use waymark_model::{JourneyRef, JourneySet};

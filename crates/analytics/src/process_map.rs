@@ -232,6 +232,10 @@ pub struct EdgeReport {
     pub mean_secs: f64,
     pub median_secs: f64,
     pub p90_secs: f64,
+    /// With `precedence`: the share of the journeys with this transition in which `from` first occurs before
+    /// `to` (below one half: a step back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precedence: Option<f64>,
 }
 
 /// The process map: JSON `{"cases", "events", "steps", "start", "end", "edges"}`; edges by count, then names.
@@ -547,6 +551,7 @@ impl GapPass {
                     mean_secs: sums[id] as f64 / 1e6 / count as f64,
                     median_secs: median / 1e6,
                     p90_secs: p90 / 1e6,
+                    precedence: None,
                 }
             })
             .collect();

@@ -1,5 +1,6 @@
 //! Retention: customers grouped into cohorts by the calendar period (UTC day, Monday-based week, or month) of
-//! their first start event, and for each later period, how many of them did the return event in it.
+//! their first start event — or, recurring, of every start event (PostHog's two kinds) — and for each later
+//! period, how many of them did the return event in it.
 
 use crate::condition::{Compiled, Condition};
 use crate::error::AnalyticsError;
@@ -54,6 +55,21 @@ impl Period {
     }
 }
 
+/// Who is in a cohort.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum RetentionMode {
+    /// A customer is in one cohort: the period of their first start event (PostHog's "first time" retention,
+    /// Amplitude's "new users").
+    #[default]
+    FirstTime,
+    /// Each period's cohort is everyone who did the start event in it, so a customer is in as many cohorts as
+    /// periods they started in (PostHog's default, "recurring" retention).
+    Recurring,
+}
+
 /// A retention query.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Retention {
@@ -65,6 +81,8 @@ pub struct Retention {
     pub period: Period,
     /// Periods after the cohort's own (0 is the cohort's period itself).
     pub periods: usize,
+    #[serde(default)]
+    pub mode: RetentionMode,
 }
 
 /// Partial retention: cohort period → (customers, customers returning in period k).
@@ -128,26 +146,40 @@ impl Analysis for PreparedRetention<'_> {
 
     fn update(&self, state: &mut RetentionState, journey: JourneyRef<'_>) {
         let set = journey.set;
-        let Some(first) = (0..journey.len()).find(|i| self.start.matches(set, journey.start + i))
-        else {
-            return;
-        };
         let period = self.retention.period;
-        let cohort = period.index(journey.ts[first]);
         let buckets = self.retention.periods + 1;
-        let entry = state.entry(cohort).or_insert_with(|| (0, vec![0; buckets]));
-        entry.0 += 1;
-        let mut returned = vec![false; buckets];
-        for i in first + 1..journey.len() {
-            if self.returning.matches(set, journey.start + i) {
-                let offset = period.index(journey.ts[i]) - cohort;
-                if (0..buckets as i64).contains(&offset) {
-                    returned[offset as usize] = true;
+        // The cohorts this customer is in, with the event that put them there: the first start event of the
+        // journey, or (recurring) the first of each period with one.
+        let mut cohorts: Vec<(i64, usize)> = Vec::new();
+        for i in 0..journey.len() {
+            if self.start.matches(set, journey.start + i) {
+                let cohort = period.index(journey.ts[i]);
+                if cohorts.last().is_none_or(|(last, _)| *last != cohort) {
+                    cohorts.push((cohort, i));
+                }
+                if self.retention.mode == RetentionMode::FirstTime {
+                    break;
                 }
             }
         }
-        for (count, hit) in entry.1.iter_mut().zip(returned) {
-            *count += u64::from(hit);
+        for (cohort, first) in cohorts {
+            let entry = state.entry(cohort).or_insert_with(|| (0, vec![0; buckets]));
+            entry.0 += 1;
+            let mut returned = vec![false; buckets];
+            for i in first + 1..journey.len() {
+                if self.returning.matches(set, journey.start + i) {
+                    let offset = period.index(journey.ts[i]) - cohort;
+                    if offset >= buckets as i64 {
+                        break;
+                    }
+                    if offset >= 0 {
+                        returned[offset as usize] = true;
+                    }
+                }
+            }
+            for (count, hit) in entry.1.iter_mut().zip(returned) {
+                *count += u64::from(hit);
+            }
         }
     }
 
@@ -209,6 +241,7 @@ impl Analysis for PreparedRetention<'_> {
         RetentionReport {
             period: self.retention.period,
             periods: self.retention.periods,
+            mode: self.retention.mode,
             customers,
             overall,
             cohorts,
@@ -231,11 +264,13 @@ pub struct RetentionCohort {
     pub rates: Vec<f64>,
 }
 
-/// JSON `{"period", "periods", "customers", "overall", "cohorts": [...]}`.
+/// JSON `{"period", "periods", "mode", "customers", "overall", "cohorts": [...]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RetentionReport {
     pub period: Period,
     pub periods: usize,
+    pub mode: RetentionMode,
+    /// Customers in the cohorts (recurring: cohort memberships, a customer counted once per cohort).
     pub customers: u64,
     /// Share returning in period k of the customers of the cohorts the data reaches period k for; `null` when it
     /// reaches it for none.
@@ -265,6 +300,62 @@ mod tests {
         assert_eq!(Period::Week.index(ts + 5 * DAY) - Period::Week.index(ts), 1);
     }
 
+    /// PostHog's two kinds on one hand-computed case, daily periods: ann starts on days 0 and 2 and comes back on
+    /// days 1 and 3; bob starts on day 1 and comes back on day 2.
+    #[test]
+    fn first_time_and_recurring_cohorts_like_posthog() {
+        let journeys = JourneySet::from_journeys([
+            (
+                "ann".to_string(),
+                vec![
+                    (0, "start", "web"),
+                    (DAY + 1, "back", "web"),
+                    (2 * DAY, "start", "web"),
+                    (3 * DAY, "back", "web"),
+                ],
+            ),
+            (
+                "bob".to_string(),
+                vec![(DAY, "start", "web"), (2 * DAY + 5, "back", "web")],
+            ),
+        ]);
+        let mut retention = Retention {
+            start: Condition::step("start"),
+            returning: Condition::step("back"),
+            period: Period::Day,
+            periods: 3,
+            mode: RetentionMode::FirstTime,
+        };
+        let cells = |report: &RetentionReport| -> Vec<(String, u64, Vec<u64>)> {
+            report
+                .cohorts
+                .iter()
+                .map(|c| (c.cohort.clone(), c.customers, c.returned.clone()))
+                .collect()
+        };
+        let first = run(&retention.prepare(&journeys).unwrap(), &journeys, 1);
+        // First time: ann in day 0 only (back on days 1 and 3), bob in day 1 (back on day 2, his +1).
+        assert_eq!(
+            cells(&first),
+            [
+                ("1970-01-01".to_string(), 1, vec![0, 1, 0, 1]),
+                ("1970-01-02".to_string(), 1, vec![0, 1, 0, 0]),
+            ]
+        );
+        retention.mode = RetentionMode::Recurring;
+        let recurring = run(&retention.prepare(&journeys).unwrap(), &journeys, 1);
+        // Recurring: ann is in day 0's cohort and in day 2's too (back on day 3, her +1 there).
+        assert_eq!(
+            cells(&recurring),
+            [
+                ("1970-01-01".to_string(), 1, vec![0, 1, 0, 1]),
+                ("1970-01-02".to_string(), 1, vec![0, 1, 0, 0]),
+                ("1970-01-03".to_string(), 1, vec![0, 1, 0, 0]),
+            ]
+        );
+        assert_eq!(recurring.customers, 3, "cohort memberships, not people");
+    }
+
     #[test]
     fn cohorts_count_returns_per_period() {
         let journeys = JourneySet::from_journeys([
@@ -288,6 +379,7 @@ mod tests {
             returning: Condition::step("visit"),
             period: Period::Day,
             periods: 3,
+            mode: RetentionMode::FirstTime,
         };
         let report = run(&retention.prepare(&journeys).unwrap(), &journeys, 2);
         assert_eq!(report.customers, 3);
@@ -331,6 +423,7 @@ mod tests {
             returning: Condition::step("back"),
             period: Period::Day,
             periods: 3,
+            mode: RetentionMode::FirstTime,
         };
         let report = run(&retention.prepare(&journeys).unwrap(), &journeys, 2);
         let observed: Vec<usize> = report.cohorts.iter().map(|c| c.observed_periods).collect();

@@ -195,6 +195,112 @@ pub fn apply_step_rules(
     Ok(kept)
 }
 
+/// How events become customer steps before any analysis, unless a scope asks otherwise ([`crate::Scope`]'s
+/// `identity_steps` and `split_platforms`): Segment's identity calls (`identify`, `alias`, `group`) are left out —
+/// they say who the customer is, not what the customer did — and an app screen with the name of a web page
+/// (`screen:X` beside `page:X`) is that page, `page:X`: the same page on two platforms. `None` when neither applies
+/// to `journeys` (no copy is made).
+pub fn customer_steps(
+    journeys: &JourneySet,
+    identity_steps: bool,
+    split_platforms: bool,
+) -> Option<JourneySet> {
+    let names = &journeys.step_names;
+    let by_name: HashMap<&str, u32> = names
+        .iter()
+        .enumerate()
+        .map(|(code, name)| (name.as_str(), code as u32))
+        .collect();
+    // Per step code: the code it becomes, or `u32::MAX` to leave the event out.
+    let mut changed = false;
+    let target: Vec<u32> = names
+        .iter()
+        .enumerate()
+        .map(|(code, name)| {
+            if !identity_steps && waymark_model::IDENTITY_STEPS.contains(&name.as_str()) {
+                changed = true;
+                return u32::MAX;
+            }
+            if !split_platforms {
+                if let Some(page) = name
+                    .strip_prefix("screen:")
+                    .and_then(|view| by_name.get(format!("page:{view}").as_str()))
+                {
+                    changed = true;
+                    return *page;
+                }
+            }
+            code as u32
+        })
+        .collect();
+    if !changed {
+        return None;
+    }
+    // The dictionary keeps only the steps left: an analysis listing step names lists no empty ones.
+    let mut compact = vec![u32::MAX; names.len()];
+    let mut kept_names = Vec::new();
+    for (code, name) in names.iter().enumerate() {
+        if target.contains(&(code as u32)) {
+            compact[code] = kept_names.len() as u32;
+            kept_names.push(name.clone());
+        }
+    }
+    let target: Vec<u32> = target
+        .iter()
+        .map(|to| {
+            if *to == u32::MAX {
+                u32::MAX
+            } else {
+                compact[*to as usize]
+            }
+        })
+        .collect();
+    let dropped = target.contains(&u32::MAX);
+    let mut set = if dropped {
+        journeys.select(|event| target[journeys.step[event] as usize] != u32::MAX)
+    } else {
+        journeys.clone()
+    };
+    for step in &mut set.step {
+        *step = target[*step as usize];
+    }
+    set.step_names = kept_names;
+    Some(set)
+}
+
+/// Step codes by name, as an event's property names a step (feedback's `rated_step`): with, for each page a screen
+/// was merged into ([`customer_steps`]), the screen's name too, so `screen:Help` finds `page:Help`. `code` maps
+/// each step's code (friction re-codes them).
+pub(crate) fn step_codes_by_name(
+    names: &[String],
+    code: impl Fn(usize) -> u32,
+) -> HashMap<String, u32> {
+    let mut codes: HashMap<String, u32> = names
+        .iter()
+        .enumerate()
+        .map(|(index, name)| (name.clone(), code(index)))
+        .collect();
+    for (index, name) in names.iter().enumerate() {
+        if let Some(view) = name.strip_prefix("page:") {
+            codes
+                .entry(format!("screen:{view}"))
+                .or_insert_with(|| code(index));
+        }
+    }
+    codes
+}
+
+/// `journeys` without the events whose step repeats the one before it in the same journey: `A A B A` is `A B A`.
+pub fn collapse_repeats(journeys: &JourneySet) -> JourneySet {
+    let mut journey = 0;
+    journeys.select(|event| {
+        while journeys.offsets[journey + 1] <= event {
+            journey += 1;
+        }
+        event == journeys.offsets[journey] || journeys.step[event] != journeys.step[event - 1]
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,9 @@ use waymark_model::{JourneyRef, JourneySet};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Variants {
     pub top: Option<usize>,
+    /// Keep the most frequent variants until they cover this share of the journeys (with `top` too, whichever
+    /// keeps fewer).
+    pub coverage: Option<f64>,
 }
 
 /// One variant.
@@ -155,7 +158,23 @@ impl Analysis for Variants {
         for (position, code) in by_name.into_iter().enumerate() {
             rank[code] = position as u32;
         }
-        let top = self.top.unwrap_or(usize::MAX).min(variants.len());
+        let mut top = self.top.unwrap_or(usize::MAX).min(variants.len());
+        if let Some(coverage) = self.coverage.filter(|coverage| *coverage < 1.0) {
+            // The fewest variants, most frequent first, whose journeys reach the share (ties at the cut are ordered
+            // by names below, like any other cut).
+            let mut counts: Vec<u64> = variants.iter().map(|(_, count)| *count).collect();
+            counts.sort_unstable_by(|a, b| b.cmp(a));
+            let wanted = (coverage.max(0.0) * cases as f64).ceil() as u64;
+            let mut covered = 0;
+            let needed = counts
+                .iter()
+                .position(|count| {
+                    covered += count;
+                    covered >= wanted
+                })
+                .map_or(counts.len(), |last| last + 1);
+            top = top.min(needed.max(1));
+        }
         if top > 0 && top < variants.len() {
             // The k-th largest count first (on the counts alone), so sequences are compared only among variants
             // tied at it.
@@ -273,7 +292,14 @@ mod tests {
             vec!["a", "b", "c", "d", "e"],
         ];
         for top in [None, Some(3)] {
-            let report = run(&Variants { top }, &journeys, 2);
+            let report = run(
+                &Variants {
+                    top,
+                    coverage: None,
+                },
+                &journeys,
+                2,
+            );
             let got: Vec<Vec<&str>> = report
                 .variants
                 .iter()

@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use waymark_analytics::{
     run, Condition, CountBy, Direction, Flows, Friction, Funnel, FunnelMode, Period, ProcessMap,
-    Retention, Runner, Variants,
+    Retention, RetentionMode, Runner, Variants,
 };
 use waymark_model::JourneySet;
 
@@ -143,6 +143,7 @@ proptest! {
             returning: Condition::step(STEPS[back]),
             period,
             periods: 4,
+            mode: if start % 2 == 0 { RetentionMode::FirstTime } else { RetentionMode::Recurring },
         };
         let prepared = retention.prepare(&journeys).unwrap();
         let single = run(&prepared, &journeys, 1);
@@ -259,8 +260,8 @@ proptest! {
 
     #[test]
     fn variants_are_independent_of_partitioning(journeys in journey_set(), threads in 2usize..5) {
-        let single = run(&Variants { top: None }, &journeys, 1);
-        prop_assert_eq!(&single, &run(&Variants { top: None }, &journeys, threads));
+        let single = run(&Variants::default(), &journeys, 1);
+        prop_assert_eq!(&single, &run(&Variants::default(), &journeys, threads));
         prop_assert_eq!(single.variants.iter().map(|variant| variant.count).sum::<u64>(), single.cases);
         if let Some(last) = single.variants.last() {
             prop_assert!((last.coverage - 1.0).abs() < 1e-9);

@@ -24,7 +24,7 @@ fn process_map_of_a_small_shop() {
 
 #[test]
 fn variants_of_a_small_shop() {
-    insta::assert_json_snapshot!(run(&Variants { top: None }, &shop(), 2));
+    insta::assert_json_snapshot!(run(&Variants::default(), &shop(), 2));
 }
 
 #[test]

@@ -49,6 +49,16 @@ pub struct ScopeArgs {
     /// Include test traffic (customers of `waymark simulate` runs), left out by default.
     #[arg(long, global = true)]
     test_traffic: bool,
+    /// Keep identity calls (identify, alias, group) as journey steps, left out by default.
+    #[arg(long, global = true)]
+    identity_steps: bool,
+    /// Keep a web page and the app screen of the same name as two steps (page:X, screen:X); one step by default.
+    #[arg(long, global = true)]
+    split_platforms: bool,
+    /// Collapse repeats in every analysis: an event of the same step as the one before it is left out (A A B reads
+    /// A B; the filter's `collapse_repeats`).
+    #[arg(long = "no-repeats", global = true)]
+    collapse_repeats: bool,
 }
 
 impl ScopeArgs {
@@ -65,6 +75,9 @@ impl ScopeArgs {
                 .map(|text| parse_condition(text).map_err(|error| UsageError(format!("--where: {error}"))))
                 .collect::<Result<_, _>>()?,
             test_traffic: self.test_traffic,
+            identity_steps: self.identity_steps,
+            split_platforms: self.split_platforms,
+            collapse_repeats: self.collapse_repeats,
             split_gap: self.split_gap.clone(),
             split_before: self.split_before.clone().map(step_condition),
             split_after: self.split_after.clone().map(step_condition),

@@ -80,7 +80,10 @@ fn main() {
             collapse_repeats: false,
         };
         let flows = flows.prepare(&journeys).unwrap();
-        let variants = Variants { top: Some(20) };
+        let variants = Variants {
+            top: Some(20),
+            coverage: None,
+        };
         let moments = Moments {
             goals: vec![Condition::step("step 05")],
             ..Moments::default()

@@ -58,13 +58,22 @@ pub struct Engine {
     live: live::Live,
     rules: rules::RulesLive,
     nba: nba::NbaLive,
-    /// The last view [`Engine::without_test_traffic`] looked at, and that view without test traffic (if it had
-    /// any).
-    test_traffic: TestTrafficCache,
+    /// The last views [`Engine::customer_view`] derived: the view it looked at, the scope's choices, and the
+    /// result (`None`: the view itself).
+    derived: DerivedViews,
 }
 
-type TestTrafficCache =
-    std::sync::Mutex<Option<(std::sync::Weak<JourneySet>, Option<Arc<JourneySet>>)>>;
+/// Recently derived views, newest last: (source view, (test traffic, identity steps, split platforms), result).
+type DerivedViews = std::sync::Mutex<
+    Vec<(
+        std::sync::Weak<JourneySet>,
+        (bool, bool, bool),
+        Option<Arc<JourneySet>>,
+    )>,
+>;
+
+/// Derived views kept: one per journey view an analysis reads (its property columns), for the pages in use.
+const DERIVED_VIEWS: usize = 8;
 
 /// What an ingest call did: JSON `{success, accepted, duplicates, failed, errors}`, the collector's answer.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -108,6 +117,10 @@ pub struct TimelineEvent {
     pub message_id: String,
     pub properties: serde_json::Value,
     pub traits: serde_json::Value,
+    /// The answer this event carries ("was this helpful?", a rating, NPS, a comment), read with the feedback
+    /// analysis's default field names; absent when it carries none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<waymark_analytics::feedback::EventFeedback>,
 }
 
 /// Everything held about one customer: identifiers, merge history, refused merges and the time-ordered journey
@@ -145,7 +158,7 @@ impl Engine {
             live: live::Live::default(),
             rules: rules::RulesLive::default(),
             nba: nba::NbaLive::default(),
-            test_traffic: Default::default(),
+            derived: Default::default(),
         })
     }
 
@@ -251,10 +264,12 @@ impl Engine {
         let Some(view) = self.store.customer(identifier)? else {
             return Ok(None);
         };
+        let answers = waymark_analytics::feedback::FeedbackRequest::default();
         let events: Vec<TimelineEvent> = view
             .events
             .into_iter()
             .map(|entry| TimelineEvent {
+                feedback: answers.answer(&entry.event.properties),
                 time: entry.time,
                 channel: entry.channel,
                 device: entry.device,
@@ -372,12 +387,8 @@ impl Engine {
             .into_iter()
             .partition(|name| rules::is_segment_column(name));
         let view = self.store.journey_view(&properties)?;
+        let view = self.customer_view(view, request.scope());
         let notes = self.filter_notes(request.scope(), &view);
-        let view = if request.scope().test_traffic {
-            view
-        } else {
-            self.without_test_traffic(view)
-        };
         let view = if scores.is_empty() {
             view
         } else {
@@ -401,6 +412,11 @@ impl Engine {
         rows: Option<usize>,
     ) -> Result<registry::Ran, Error> {
         registry::analysis(name)?.run(self, request, rows)
+    }
+
+    /// Journey views built so far: (from every segment, extended with the events appended since another).
+    pub fn view_builds(&self) -> (u64, u64) {
+        self.store.view_builds()
     }
 
     /// Every journey (hot columns only), as analyses read them.
@@ -446,22 +462,58 @@ impl Engine {
 
     /// `view` without the customers of scenario simulations (ids starting [`simulate::TEST_PREFIX`]); the view
     /// itself when it has none (found by one pass over the ids, remembered per view).
-    fn without_test_traffic(&self, view: Arc<JourneySet>) -> Arc<JourneySet> {
+    /// The journeys as analyses see them by default, cached per view: without test traffic (unless the scope
+    /// includes it), with customer traits on every event ([`traits_on_every_event`]), without identity calls and with an app screen named like a web page counted as that page
+    /// (unless the scope keeps them: [`waymark_analytics::customer_steps`]).
+    fn customer_view(
+        &self,
+        view: Arc<JourneySet>,
+        scope: &waymark_analytics::Scope,
+    ) -> Arc<JourneySet> {
+        let key = (
+            scope.test_traffic,
+            scope.identity_steps,
+            scope.split_platforms,
+        );
         let mut cache = self
-            .test_traffic
+            .derived
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((seen, filtered)) = cache.as_ref() {
-            if seen.upgrade().is_some_and(|seen| Arc::ptr_eq(&seen, &view)) {
-                return filtered.clone().unwrap_or(view);
-            }
+        cache.retain(|(seen, _, _)| seen.strong_count() > 0);
+        if let Some((_, _, derived)) = cache.iter().find(|(seen, choices, _)| {
+            *choices == key && seen.upgrade().is_some_and(|seen| Arc::ptr_eq(&seen, &view))
+        }) {
+            return derived.clone().unwrap_or(view);
         }
+        let without_tests = if scope.test_traffic {
+            None
+        } else {
+            Self::without_test_traffic(&view).map(Arc::new)
+        };
+        let source = without_tests.as_ref().unwrap_or(&view);
+        // Traits before identity calls are dropped: those calls are where the traits are.
+        let with_traits = traits_on_every_event(source).map(Arc::new);
+        let source = with_traits.as_ref().unwrap_or(source);
+        let derived =
+            waymark_analytics::customer_steps(source, scope.identity_steps, scope.split_platforms)
+                .map(Arc::new)
+                .or(with_traits)
+                .or(without_tests);
+        if cache.len() >= DERIVED_VIEWS {
+            cache.remove(0);
+        }
+        cache.push((Arc::downgrade(&view), key, derived.clone()));
+        derived.unwrap_or(view)
+    }
+
+    /// `view` without the simulated customers of scenario runs; `None` when it has none.
+    fn without_test_traffic(view: &JourneySet) -> Option<JourneySet> {
         let test: Vec<bool> = (0..view.n_journeys())
             .map(|j| view.customer_ids[j].starts_with(simulate::TEST_PREFIX))
             .collect();
-        let filtered = test.contains(&true).then(|| {
+        test.contains(&true).then(|| {
             let mut journey = 0;
-            Arc::new(view.select(|event| {
+            view.select(|event| {
                 if event < view.offsets[journey] {
                     journey = view.offsets.partition_point(|&start| start <= event) - 1;
                 }
@@ -469,16 +521,47 @@ impl Engine {
                     journey += 1;
                 }
                 !test[journey]
-            }))
-        });
-        *cache = Some((Arc::downgrade(&view), filtered.clone()));
-        filtered.unwrap_or(view)
+            })
+        })
     }
 
     /// Stops as a crash would (tests only): nothing flushed, the lock released.
     pub fn simulate_crash(self) {
         self.store.simulate_crash()
     }
+}
+
+/// A `traits.NAME` column as a customer trait: an `identify` call states it on its own event, and it belongs to
+/// every event of the customer — each journey's latest value (PostHog's person properties, as of now), so a filter
+/// on a trait keeps or leaves out whole customers (`traits.email!~@acme.com`) and a breakdown by one groups them.
+/// `None` when the view reads no trait.
+fn traits_on_every_event(view: &JourneySet) -> Option<JourneySet> {
+    let columns: Vec<usize> = view
+        .properties
+        .iter()
+        .enumerate()
+        .filter(|(_, column)| column.name.starts_with("traits."))
+        .map(|(index, _)| index)
+        .collect();
+    if columns.is_empty() {
+        return None;
+    }
+    let mut set = view.clone();
+    for index in columns {
+        let codes = &mut set.properties[index].codes;
+        for journey in 0..set.offsets.len().saturating_sub(1) {
+            let events = set.offsets[journey]..set.offsets[journey + 1];
+            if let Some(latest) = events
+                .clone()
+                .rev()
+                .map(|event| codes[event])
+                .find(|code| *code != 0)
+            {
+                codes[events].fill(latest);
+            }
+        }
+    }
+    Some(set)
 }
 
 /// Attribution over a path table in ChannelAttribution's format (`path;total_conversions;total_conversion_value;

@@ -33,7 +33,10 @@ impl Engine {
             )));
         }
         let overview = self.analyse(&OverviewRequest::default())?;
-        let map = self.analyse(&ProcessMapRequest::default())?;
+        let map = self.analyse(&ProcessMapRequest {
+            precedence: true,
+            ..ProcessMapRequest::default()
+        })?;
         let first_step = map
             .start
             .iter()

@@ -17,10 +17,27 @@ fn the_unhelpful_article_shows_its_ratings_at_its_step() {
             .as_f64()
             .unwrap_or_else(|| panic!("no feedback on {step}: {}", map["feedback"]))
     };
-    // Planted: rated helpful 20 % of the time, the other articles 85 %.
+    // Planted: rated helpful 20 % of the time, the other articles 85 % — on the web page and the app screen, which
+    // are one step by default and two when split by platform.
+    let lock = helpful("page:Help: Reset Smart Lock");
+    let camera = helpful("page:Help: Pair Camera");
+    assert!(lock < 0.35 && camera > 0.7, "{lock} vs {camera}");
+    assert!(map["feedback"]["screen:Help: Reset Smart Lock"].is_null());
+    let split = engine
+        .analyse_json(
+            "process-map",
+            json!({"feedback": true, "filter": {"split_platforms": true}}),
+            None,
+        )
+        .unwrap()
+        .json;
     for platform in ["page", "screen"] {
-        let lock = helpful(&format!("{platform}:Help: Reset Smart Lock"));
-        let camera = helpful(&format!("{platform}:Help: Pair Camera"));
+        let rate = |step: &str| {
+            split["feedback"][format!("{platform}:{step}")]["helpful_rate"]
+                .as_f64()
+                .unwrap()
+        };
+        let (lock, camera) = (rate("Help: Reset Smart Lock"), rate("Help: Pair Camera"));
         assert!(
             lock < 0.35 && camera > 0.7,
             "{platform}: {lock} vs {camera}"

@@ -78,16 +78,16 @@ fn every_planted_friction_source_is_in_the_top_findings() {
             !finding.example_customers.is_empty() && finding.explanation.len() > 60,
             "{finding:?}"
         );
+        // What it cost: after the goal, said so; before, the goal rate when it is worse than everyone else's, the
+        // goals lost against comparable customers, the extra contacts or the delay.
         let outcome = if finding.after_goal {
-            "after they reached the goal"
+            finding.explanation.contains("after they reached the goal")
         } else {
-            "goal rate"
+            ["goal rate", "goals lost", "extra contacts", "of delay"]
+                .iter()
+                .any(|cost| finding.explanation.contains(cost))
         };
-        assert!(
-            finding.explanation.contains(outcome),
-            "{}",
-            finding.explanation
-        );
+        assert!(outcome, "{}", finding.explanation);
         assert!(!finding.harm.is_empty(), "{finding:?}");
     }
     // The example customers exist.

@@ -126,8 +126,12 @@ fn a_bad_row_stops_the_import_with_file_line_and_field() {
     let store = Store::open(dir.path().join("data"), StoreOptions::default()).unwrap();
     let error = import_file(&store, &csv, &ImportOptions::default(), &|_, _| {}).unwrap_err();
     assert_eq!(
-        error.to_string(),
+        error.cause().to_string(),
         "calls.csv:3: timestamp: \"soon\" is not a timestamp (ISO-8601 such as 2026-01-02T03:04:05Z, or epoch seconds) (use --skip-invalid to record bad rows and continue)"
+    );
+    assert!(
+        error.to_string().ends_with("stored 1 new events from the rows before line 3; fix or delete line 3 and run the same import again to resume: rows already stored are recognised and skipped"),
+        "{error}"
     );
     store.simulate_crash();
     let store = Store::open(dir.path().join("data"), StoreOptions::default()).unwrap();
@@ -146,7 +150,48 @@ fn a_bad_row_stops_the_import_with_file_line_and_field() {
         (report.accepted, report.duplicates, report.invalid),
         (1, 1, 1)
     );
+    assert_eq!(store.stats().events, 2);
     assert_eq!(store.failed_events(10).unwrap().len(), 1);
+}
+
+#[test]
+fn a_stopped_import_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("calls.csv");
+    let good = "customer_id,event,timestamp\nc1,Call Started,2026-01-01T10:00:00Z\nc2,Call Started,2026-01-01T10:01:00Z\nc3,Call Ended,2026-01-01T10:05:00Z\n";
+    // A ragged row: two fields where the header has three.
+    std::fs::write(
+        &csv,
+        good.replace("c2,Call Started,2026-01-01T10:01:00Z", "c2,Call Started"),
+    )
+    .unwrap();
+    let store = Store::open(dir.path().join("data"), StoreOptions::default()).unwrap();
+    let error = import_file(&store, &csv, &ImportOptions::default(), &|_, _| {}).unwrap_err();
+    assert!(
+        error.cause().to_string().starts_with("calls.csv:3: "),
+        "{error}"
+    );
+    assert!(
+        error.to_string().ends_with("stored 1 new events from the rows before line 3; fix or delete line 3 and run the same import again to resume: rows already stored are recognised and skipped"),
+        "{error}"
+    );
+    assert_eq!(store.stats().events, 1);
+
+    // Resuming: the row fixed in place, the same import again stores the rest and skips what is stored.
+    std::fs::write(&csv, good).unwrap();
+    let report = import_file(&store, &csv, &ImportOptions::default(), &|_, _| {}).unwrap();
+    assert_eq!(
+        (report.accepted, report.duplicates),
+        (2, 1),
+        "resumed where it stopped"
+    );
+    assert_eq!(store.stats().events, 3);
+
+    // A second bad file, and the run after it says how many rows an earlier run stored.
+    std::fs::write(&csv, format!("{good}c4,Call Ended\n")).unwrap();
+    let error = import_file(&store, &csv, &ImportOptions::default(), &|_, _| {}).unwrap_err();
+    assert!(error.to_string().contains("stored 0 new events from the rows before line 5 (3 of them were stored by an earlier run)"), "{error}");
+    assert_eq!(store.stats().events, 3, "nothing is stored twice");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `moments` finds the moments of truth planted in the demo (docs/demo.md): reading reviews and a chatbot
 //! conversation raise the chance to order, a failed login lowers it. At the defaults each ranks near the top of its
-//! side (behind `Checkout Started` when raising, the SMS win-back offer — sent to those who abandoned — when
-//! lowering), significant and with the right sign; watched for five days, long enough for every planted order, the
+//! side (behind `Checkout Started` when raising; when lowering, behind the SMS win-back offer — sent to those who
+//! abandoned — and the product pages that browsers who never order keep viewing, counted across web and app),
+//! significant and with the right sign; watched for five days, long enough for every planted order, the
 //! measured lift's interval holds the true effect computed from the generator's own rates.
 
 mod common;
@@ -65,7 +66,7 @@ fn planted_moments_rank_at_the_top_with_their_true_effect() {
                 )
             });
         assert!(
-            rank < 3,
+            rank < 5,
             "{} ranks {}:\n{}",
             planted.step,
             rank + 1,

@@ -45,8 +45,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use waymark_engine::Engine;
 
-/// The UI's script: the helpers and pages of `app.js`, the moments and attribution pages, the predictions page, the management pages (segments, triggers, monitors), the blueprint and feedback pages, then the start-up.
+/// The UI's script: the vendored layout engine (dagre, for the process map), the helpers and pages of `app.js`, the moments and attribution pages, the predictions page, the management pages (segments, triggers, monitors), the blueprint and feedback pages, then the start-up.
 pub(crate) const UI_SCRIPT: &str = concat!(
+    include_str!("../ui/vendor/dagre.js"),
+    "\n",
     include_str!("../ui/app.js"),
     "\n",
     include_str!("../ui/moments.js"),

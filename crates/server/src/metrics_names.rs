@@ -25,3 +25,6 @@ pub const HTTP_CONNECTIONS_REFUSED: &str = "waymark_http_connections_refused_tot
 pub const REQUESTS_RATE_LIMITED: &str = "waymark_requests_rate_limited_total";
 /// 1 while the disk refuses writes (full or read-only), else 0 (gauge).
 pub const STORE_DISK_FAULT: &str = "waymark_store_disk_fault";
+/// Journey views built for analyses, labelled by `how`: `rebuilt` from every segment, or `extended` with the
+/// events appended since the last one (counter).
+pub const JOURNEY_VIEWS: &str = "waymark_journey_views_total";

@@ -219,6 +219,9 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
     metrics::gauge!(STORE_SEGMENT_BYTES).set(stats.segment_bytes as f64);
     metrics::gauge!(STORE_WAL_BYTES).set(stats.wal_bytes as f64);
     metrics::gauge!(STORE_FAILED_EVENTS).set(stats.failed_events as f64);
+    let (rebuilt, extended) = state.engine.view_builds();
+    metrics::counter!(JOURNEY_VIEWS, "how" => "rebuilt").absolute(rebuilt);
+    metrics::counter!(JOURNEY_VIEWS, "how" => "extended").absolute(extended);
     metrics::gauge!(STORE_DISK_FAULT).set(if state.engine.disk_fault().is_some() {
         1.0
     } else {

@@ -11,7 +11,7 @@ const page = document.getElementById("page");
 // Small helpers
 
 function el(tag, attrs, ...children) {
-  const svg = ["svg", "g", "rect", "path", "text", "line", "title", "circle", "polyline"].includes(tag);
+  const svg = ["svg", "g", "rect", "path", "text", "line", "title", "circle", "polyline", "defs", "marker"].includes(tag);
   const node = svg ? document.createElementNS(SVG, tag) : document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
     if (value === undefined || value === null || value === false) continue;
@@ -26,7 +26,7 @@ function el(tag, attrs, ...children) {
 }
 
 const fmt = (n) => (n === null || n === undefined ? "–" : Number(n).toLocaleString("en-US"));
-const pct = (x) => (x === null || x === undefined ? "–" : (x * 100).toFixed(x < 0.1 && x > 0 ? 1 : 0) + "%");
+const pct = (x) => (x === null || x === undefined ? "–" : x > 0 && x < 0.0005 ? "<0.1%" : (x * 100).toFixed(x < 0.1 && x > 0 ? 1 : 0) + "%");
 function dur(secs) {
   if (secs === null || secs === undefined) return "–";
   if (secs < 90) return secs.toFixed(0) + "s";
@@ -41,10 +41,22 @@ function when(value) {
   return isNaN(date) ? String(value) : date.toISOString().replace("T", " ").slice(0, 19);
 }
 
-const channelColor = (() => {
-  const known = {};
-  return (name) => (known[name] ||= PALETTE[Object.keys(known).length % PALETTE.length]);
-})();
+/// A channel's (or device's) colour: fixed by its name, so it is the same on every page, in the report and whatever
+/// a filter leaves out. The usual channel and device names have their own; any other name gets one by a hash of
+/// its text (stable across pages and runs).
+const FIXED_COLORS = {
+  web: "#2f6fed", app: "#16a34a", ios_app: "#16a34a", android_app: "#ea580c", mobile: "#16a34a", email: "#f59e0b",
+  call_center: "#db2777", phone: "#db2777", store: "#7c3aed", chat: "#0891b2", sms: "#ea580c", push: "#dc2626",
+  social: "#475569", ads: "#a16207", desktop: "#2f6fed", tablet: "#0891b2", iphone: "#16a34a", android: "#65a30d",
+  windows_web: "#2f6fed", mac_web: "#7c3aed", linux_web: "#475569",
+};
+function channelColor(name) {
+  const key = String(name || "").toLowerCase();
+  if (FIXED_COLORS[key]) return FIXED_COLORS[key];
+  let hash = 2166136261;
+  for (const c of key) hash = Math.imul(hash ^ c.codePointAt(0), 16777619) >>> 0;
+  return PALETTE[hash % PALETTE.length];
+}
 
 function route() {
   const hash = location.hash.replace(/^#\/?/, "");
@@ -69,7 +81,7 @@ function filterFromParams(params) {
 }
 
 function parseCondition(text) {
-  for (const [symbol, op] of [["!=", "!="], [">=", ">="], ["<=", "<="], ["=", "="], [">", ">"], ["<", "<"], ["~", "contains"]]) {
+  for (const [symbol, op] of [["!~", "not_contains"], ["!=", "!="], [">=", ">="], ["<=", "<="], ["=", "="], [">", ">"], ["<", "<"], ["~", "contains"]]) {
     const at = text.indexOf(symbol);
     if (at > 0) {
       const raw = text.slice(at + symbol.length).trim();
@@ -166,6 +178,22 @@ const customerLink = (id) => (window.WAYMARK_REPORT
 
 // ---------------------------------------------------------------------------------------------------------------
 // Charts
+
+/// Charts scale with their card, but never below the width at which their smallest text would be under 11 px:
+/// there the card scrolls sideways instead. Applied to every chart the page shows, drill-downs included.
+function legibleCharts(root) {
+  root.querySelectorAll("svg.chart:not([data-fitted])").forEach((svg) => {
+    const box = svg.viewBox.baseVal;
+    if (!box || !box.width) return;
+    let smallest = Infinity;
+    svg.querySelectorAll("text").forEach((t) => { smallest = Math.min(smallest, parseFloat(getComputedStyle(t).fontSize) || 16); });
+    if (smallest === Infinity) smallest = 11;
+    svg.style.minWidth = `${Math.ceil((box.width * 11) / smallest)}px`;
+    svg.dataset.fitted = "";
+    if (svg.parentElement) svg.parentElement.classList.add("chart-holder");
+  });
+}
+new MutationObserver(() => legibleCharts(page)).observe(page, { childList: true, subtree: true });
 
 function svgChart(width, height, label) {
   return el("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label });
@@ -268,101 +296,146 @@ function sankey(report, onNode) {
   return svg;
 }
 
-/// Layered layout of a process map: layers by breadth-first distance from the start steps, order in a layer by
-/// the barycentre of the neighbours above, edge width by frequency, colour by median time.
-function processMap(map, edges) {
-  const nodes = new Set();
-  edges.forEach((e) => { nodes.add(e.from); nodes.add(e.to); });
-  const starts = Object.entries(map.start).sort((a, b) => b[1] - a[1]).map(([s]) => s).filter((s) => nodes.has(s));
-  const layer = {};
-  const queue = starts.length ? [...starts] : [...nodes].slice(0, 1);
-  queue.forEach((s) => (layer[s] = 0));
-  const out = {};
-  edges.forEach((e) => (out[e.from] ||= []).push(e));
-  while (queue.length) {
-    const s = queue.shift();
-    for (const e of (out[s] || []).sort((a, b) => b.count - a.count)) {
-      if (layer[e.to] === undefined) { layer[e.to] = layer[s] + 1; queue.push(e.to); }
-    }
-  }
-  let deepest = Math.max(0, ...Object.values(layer));
-  for (const n of nodes) if (layer[n] === undefined) layer[n] = ++deepest;
-  const layers = [];
-  for (const n of nodes) (layers[layer[n]] ||= []).push(n);
-  const order = {};
-  layers.forEach((names) => names.forEach((n, i) => (order[n] = i)));
-  for (let sweep = 0; sweep < 4; sweep++) {
-    layers.forEach((names, l) => {
-      if (l === 0) return;
-      const centre = (n) => {
-        const incoming = edges.filter((e) => e.to === n && layer[e.from] < l);
-        const weight = incoming.reduce((a, e) => a + e.count, 0);
-        return weight ? incoming.reduce((a, e) => a + order[e.from] * e.count, 0) / weight : order[n];
-      };
-      names.sort((a, b) => centre(a) - centre(b));
-      names.forEach((n, i) => (order[n] = i));
-    });
-  }
-  // Wide layers wrap into rows of at most `perRow` steps, so the map stays legible instead of shrinking.
-  const perRow = 6, boxW = 190, boxH = 40, gapX = 56, gapY = 62;
-  const rows = [];
-  layers.forEach((names) => { for (let i = 0; i < names.length; i += perRow) rows.push(names.slice(i, i + perRow)); });
-  const widest = Math.max(...rows.map((r) => r.length));
-  const width = Math.max(1000, widest * (boxW + gapX) + 120);
-  const height = rows.length * (boxH + gapY) + 40;
-  const svg = svgChart(width, height, "Process map: steps and the transitions between them");
-  const pos = {};
-  rows.forEach((names, r) => {
-    const rowWidth = names.length * (boxW + gapX) - gapX;
-    names.forEach((n, i) => (pos[n] = { x: (width - 120 - rowWidth) / 2 + i * (boxW + gapX), y: 20 + r * (boxH + gapY) }));
-  });
+/// Width of `text` in px at `font` (a CSS font shorthand), measured by the browser.
+const textWidth = (() => {
+  const context = document.createElement("canvas").getContext("2d");
+  return (text, font) => {
+    context.font = font + " " + getComputedStyle(document.body).fontFamily;
+    return context.measureText(text).width;
+  };
+})();
+
+/// The process map, laid out by dagre (vendor/dagre.js: a Sugiyama-style layered layout — ranks by network simplex,
+/// crossings reduced by barycentre sweeps, coordinates by Brandes–Köpf). Steps run top to bottom in the order
+/// customers first reach them (each transition's `precedence`), so the main path runs straight down and loops come back up as dashed
+/// back edges; labels are laid out as nodes of their own, so no label overlaps a step or another label. Edge width
+/// by frequency, colour by median time.
+function processMap(map, shownEdges) {
+  const edges = connected(map, shownEdges);
+  const names = new Set();
+  edges.forEach((e) => { names.add(e.from); names.add(e.to); });
   const maxCount = Math.max(1, ...edges.map((e) => e.count));
   const medians = edges.map((e) => e.median_secs).sort((a, b) => a - b);
   const slow = medians[Math.floor(medians.length * 0.9)] || 1;
   const colour = (secs) => {
     const t = Math.min(1, Math.log1p(secs) / Math.log1p(slow));
-    return `hsl(${Math.round(140 - 140 * t)}, 70%, 42%)`;
+    return `hsl(${Math.round(140 - 140 * t)}, 70%, 36%)`;
   };
   const labelled = new Set([...edges].sort((x, y) => y.count - x.count).slice(0, 24));
-  for (const e of edges) {
-    const a = pos[e.from], b = pos[e.to];
-    const w = 1 + 7 * Math.sqrt(e.count / maxCount);
-    let d, lx, ly;
-    if (e.from === e.to) {
-      d = `M${a.x + boxW - 20},${a.y} C${a.x + boxW + 30},${a.y - 30} ${a.x + boxW + 30},${a.y + boxH + 30} ${a.x + boxW - 20},${a.y + boxH}`;
-      lx = a.x + boxW + 26; ly = a.y + boxH / 2;
-    } else if (b.y === a.y) {
-      const x0 = a.x + boxW / 2, x1 = b.x + boxW / 2, y0 = a.y;
-      const lift = 18 + Math.abs(x1 - x0) * 0.12;
-      d = `M${x0},${y0} C${x0},${y0 - lift} ${x1},${y0 - lift} ${x1},${y0}`;
-      lx = (x0 + x1) / 2; ly = y0 - lift * 0.75;
-    } else if (b.y > a.y) {
-      const x0 = a.x + boxW / 2, y0 = a.y + boxH, x1 = b.x + boxW / 2, y1 = b.y;
-      d = `M${x0},${y0} C${x0},${(y0 + y1) / 2} ${x1},${(y0 + y1) / 2} ${x1},${y1}`;
-      // Labels sit near the target end, so edges leaving one step do not stack their labels.
-      lx = x0 + (x1 - x0) * 0.78 + 4; ly = y0 + (y1 - y0) * 0.78;
-    } else {
-      const x0 = a.x + boxW, y0 = a.y + boxH / 2, x1 = b.x + boxW, y1 = b.y + boxH / 2;
-      const bulge = Math.max(x0, x1) + 50 + Math.abs(y0 - y1) * 0.15;
-      d = `M${x0},${y0} C${bulge},${y0} ${bulge},${y1} ${x1},${y1}`;
-      lx = bulge - 10; ly = (y0 + y1) / 2;
-    }
-    svg.append(el("path", { d, fill: "none", stroke: colour(e.median_secs), "stroke-width": w, "stroke-opacity": 0.75 },
-      el("title", {}, `${e.from} → ${e.to}: ${fmt(e.count)} times, median ${dur(e.median_secs)}, mean ${dur(e.mean_secs)}, p90 ${dur(e.p90_secs)}`)));
-    if (labelled.has(e)) svg.append(el("text", { x: lx + 4, y: ly, "font-size": 10.5, fill: "#334155" }, `${fmt(e.count)} · ${dur(e.median_secs)}`));
-  }
-  for (const [n, p] of Object.entries(pos)) {
+  const graph = new dagre.graphlib.Graph({ multigraph: false });
+  graph.setGraph({ rankdir: "TB", nodesep: 36, ranksep: 34, edgesep: 18, marginx: 20, marginy: 16, acyclicer: "greedy", ranker: "network-simplex" });
+  // (The greedy acyclicer only acts without positions, on a report that has none.)
+  graph.setDefaultEdgeLabel(() => ({}));
+  const info = {};
+  for (const n of names) {
     const count = map.steps[n] || 0;
     // Satisfaction on the step, when it is rated: the node says how many found it unhelpful.
     const rated = (map.feedback || {})[n];
     const unhelpful = rated && rated.helpful_rate !== undefined && rated.helpful_rate < 0.5;
     const satisfaction = rated ? [rated.helpful_rate !== undefined ? `${pct(rated.helpful_rate)} helpful` : null, rated.csat !== undefined ? `CSAT ${rated.csat.toFixed(0)}%` : null].filter(Boolean).join(" · ") : "";
-    svg.append(el("rect", { x: p.x, y: p.y, width: boxW, height: boxH, rx: 7, fill: unhelpful ? "#fff4ed" : "#fff", stroke: unhelpful ? "#c2410c" : "#1d4ed8", "stroke-width": 1.3 },
-      el("title", {}, `${n}: ${fmt(count)} events` + (rated ? `; ${fmt(rated.responses)} answers rate it: ${satisfaction}` : ""))));
-    svg.append(el("text", { x: p.x + boxW / 2, y: p.y + 17, "text-anchor": "middle", "font-size": 12, "font-weight": 600 }, n.length > 25 ? n.slice(0, 24) + "…" : n));
-    svg.append(el("text", { x: p.x + boxW / 2, y: p.y + 32, "text-anchor": "middle", "font-size": 11, fill: unhelpful ? "#c2410c" : "#5d6678" }, fmt(count) + (satisfaction ? " · " + satisfaction : "")));
+    const sub = fmt(count) + (satisfaction ? " · " + satisfaction : "");
+    const width = Math.ceil(Math.max(120, textWidth(n, "600 12px"), textWidth(sub, "12px")) + 22);
+    info[n] = { count, rated, unhelpful, satisfaction, sub };
+    graph.setNode(n, { width, height: 42 });
   }
+  // A transition back to a step customers usually reach first (its `precedence` below one half) is laid out as its
+  // reverse and drawn back up, so loops never bend the main path.
+  const backwards = (e) => e.from !== e.to && e.precedence !== undefined && (e.precedence < 0.5 || (e.precedence === 0.5 && e.from > e.to));
+  const reversed = new Set(edges.filter(backwards));
+  // A pair drawn both ways is laid out once: the more frequent direction decides.
+  const laidPairs = new Map();
+  for (const e of edges) {
+    const [v, w] = reversed.has(e) ? [e.to, e.from] : [e.from, e.to];
+    const key = v + "\u0000" + w;
+    (laidPairs.get(key) || laidPairs.set(key, []).get(key)).push(e);
+  }
+  for (const [key, pair] of laidPairs) {
+    const [v, w] = key.split("\u0000");
+    const texts = pair.filter((e) => labelled.has(e)).map((e) => `${reversed.has(e) ? "↑ " : ""}${fmt(e.count)} · ${dur(e.median_secs)}`);
+    const text = texts.join("   ");
+    const count = pair.reduce((a, e) => a + e.count, 0);
+    // Frequent transitions weigh more: they are kept short and straight. A loop on one step keeps room beside it.
+    const loop = v === w;
+    graph.setEdge(v, w, { pair, weight: 1 + Math.round(100 * count / maxCount), minlen: 1, text,
+      width: (text ? Math.ceil(textWidth(text, "12px")) + 8 : 0) + (loop ? 34 : 0), height: text || loop ? 16 : 0, labelpos: "r", labeloffset: 4 });
+  }
+  dagre.layout(graph);
+  const size = graph.graph();
+  const svg = svgChart(Math.ceil(size.width), Math.ceil(size.height), "Process map: steps and the transitions between them");
+  svg.append(el("defs", {}, el("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 9, markerHeight: 9, markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" },
+    el("path", { d: "M0,0 L10,5 L0,10 z", fill: "#64748b" }))));
+  const labels = [];
+  for (const key of graph.edges()) {
+    const laid = graph.edge(key);
+    if (!laid.pair || !laid.points) continue;
+    if (key.v === key.w) {
+      // A repeat of one step: a loop on the step's right side, its label beyond it.
+      const e = laid.pair[0], node = graph.node(key.v), right = node.x + node.width / 2, y = node.y;
+      svg.append(el("path", { d: `M${right},${y - 9} C${right + 30},${y - 18} ${right + 30},${y + 18} ${right},${y + 9}`, fill: "none", stroke: colour(e.median_secs),
+        "stroke-width": 1 + 5 * Math.sqrt(e.count / maxCount), "stroke-opacity": 0.75, "marker-end": "url(#arrow)", "data-edge": `${e.from} → ${e.to}` },
+        el("title", {}, `${e.from} again: ${fmt(e.count)} times, median ${dur(e.median_secs)}, mean ${dur(e.mean_secs)}, p90 ${dur(e.p90_secs)}`)));
+      if (laid.text) labels.push(el("text", { x: right + 30, y: y + 4, "font-size": 12, fill: "#334155", class: "edge-label" }, laid.text));
+      continue;
+    }
+    laid.pair.forEach((e, i) => {
+      // Both directions of a pair share the route, side by side; a back edge runs it the other way.
+      const shift = laid.pair.length > 1 ? (i === 0 ? -3 : 3) : 0;
+      const points = laid.points.map((p) => ({ x: p.x + shift, y: p.y }));
+      const w = 1 + 7 * Math.sqrt(e.count / maxCount);
+      svg.append(el("path", { d: curve(reversed.has(e) ? points.reverse() : points), fill: "none", stroke: colour(e.median_secs), "stroke-width": w, "stroke-opacity": 0.75,
+        "stroke-dasharray": reversed.has(e) ? "6 3" : null, "marker-end": "url(#arrow)", "data-edge": `${e.from} → ${e.to}` },
+        el("title", {}, `${e.from} → ${e.to}: ${fmt(e.count)} times, median ${dur(e.median_secs)}, mean ${dur(e.mean_secs)}, p90 ${dur(e.p90_secs)}${reversed.has(e) ? " (back to an earlier step)" : ""}`)));
+    });
+    if (laid.text) labels.push(el("text", { x: laid.x, y: laid.y + 4, "text-anchor": "middle", "font-size": 12, fill: "#334155", class: "edge-label" }, laid.text));
+  }
+  for (const n of names) {
+    const laid = graph.node(n), { count, rated, unhelpful, satisfaction, sub } = info[n];
+    const x = laid.x - laid.width / 2, y = laid.y - laid.height / 2;
+    svg.append(el("g", { "data-step": n, "data-y": Math.round(laid.y) },
+      el("rect", { x, y, width: laid.width, height: laid.height, rx: 7, fill: unhelpful ? "#fff4ed" : "#fff", stroke: unhelpful ? "#c2410c" : "#1d4ed8", "stroke-width": 1.3 },
+        el("title", {}, `${n}: ${fmt(count)} events` + (rated ? `; ${fmt(rated.responses)} answers rate it: ${satisfaction}` : ""))),
+      el("text", { x: laid.x, y: y + 17, "text-anchor": "middle", "font-size": 12, "font-weight": 600 }, n),
+      el("text", { x: laid.x, y: y + 33, "text-anchor": "middle", "font-size": 12, fill: unhelpful ? "#c2410c" : "#5d6678" }, sub)));
+  }
+  // Labels last: over the edges, on a white halo so a crossing edge does not run through the text.
+  labels.forEach((label) => { label.setAttribute("paint-order", "stroke"); label.setAttribute("stroke", "#fff"); label.setAttribute("stroke-width", 4); svg.append(label); });
   return svg;
+}
+
+/// The transitions to draw: `shown`, and for every step they reach that journeys do not start at, its most frequent
+/// transition from a step customers usually reach before it (by precedence), so no step floats unconnected at the top of the map —
+/// the way Disco's path slider keeps every activity reachable.
+function connected(map, shown) {
+  const edges = [...shown], have = new Set(edges);
+  const forward = (e) => e.from !== e.to && (e.precedence === undefined || e.precedence > 0.5);
+  const incoming = new Map();
+  for (const e of map.edges) {
+    if (forward(e) && (!incoming.has(e.to) || incoming.get(e.to).count < e.count)) incoming.set(e.to, e);
+  }
+  const reached = (name) => edges.some((e) => e.to === name && forward(e));
+  for (let changed = true; changed;) {
+    changed = false;
+    const names = new Set(edges.flatMap((e) => [e.from, e.to]));
+    for (const name of names) {
+      const steps = map.steps[name] || 0, starts = (map.start || {})[name] || 0;
+      if (starts * 2 >= steps || reached(name)) continue;
+      const e = incoming.get(name);
+      if (e && !have.has(e)) { edges.push(e); have.add(e); changed = true; }
+    }
+  }
+  return edges;
+}
+
+/// A smooth path through dagre's edge points (a Catmull-Rom spline as cubic Béziers).
+function curve(points) {
+  if (points.length < 3) return `M${points[0].x},${points[0].y} L${points[points.length - 1].x},${points[points.length - 1].y}`;
+  let d = `M${points[0].x},${points[0].y}`;
+  for (let i = 0; i < points.length - 1; i++) {
+    const p0 = points[Math.max(0, i - 1)], p1 = points[i], p2 = points[i + 1], p3 = points[Math.min(points.length - 1, i + 2)];
+    const c1 = { x: p1.x + (p2.x - p0.x) / 6, y: p1.y + (p2.y - p0.y) / 6 }, c2 = { x: p2.x - (p3.x - p1.x) / 6, y: p2.y - (p3.y - p1.y) / 6 };
+    d += ` C${c1.x},${c1.y} ${c2.x},${c2.y} ${p2.x},${p2.y}`;
+  }
+  return d;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -410,11 +483,11 @@ function findings(list, maxImpact) {
   return el("div", {}, list.map((f, i) => el("article", { class: "finding", "data-finding": f.kind },
     el("div", { class: "rank" }, i + 1),
     el("div", {},
-      el("h3", {}, el("span", { class: "kind" }, f.kind.replace(/_/g, " ")), f.title),
+      el("h3", {}, el("span", { class: "kind" }, f.kind.replace(/_/g, " ")), f.headline),
       el("p", {}, f.explanation),
       el("div", { class: "chips" }, el("span", { class: "muted" }, "customers: "),
         f.example_customers.slice(0, 6).map((id) => el("span", { class: "chip" }, customerLink(id))))),
-    el("div", { class: "harm" }, el("div", { title: HARM_LEGEND }, f.harm || "no measurable harm"),
+    el("div", { class: "harm" }, el("div", { class: "muted legend-hint", title: HARM_LEGEND }, f.harm ? `harm ${fmt(Math.round(f.impact))}` : "no measurable harm"),
       el("div", { class: "impact", role: "img", "aria-label": `harm ${Math.round(f.impact)}`, title: HARM_LEGEND }, el("i", { style: `width:${(100 * f.impact) / Math.max(1, maxImpact)}%` })),
       el("div", { class: "muted", style: "margin-top:6px" }, `${fmt(f.customers)} customers${f.after_goal ? " · after the goal" : ""}`)))));
 }
@@ -469,7 +542,7 @@ pages.process = async ({ filter, params }) => {
   // Page and screen views are browsing, not process: hidden by default (one click shows them).
   const views = params.get("views") === "show" ? "show" : "hide";
   const scoped = views === "hide" ? { ...filter, step_rules: [{ match: "page:*", exclude: true }, { match: "screen:*", exclude: true }] } : filter;
-  const map = await api("/v1/analyses/process-map", { filter: scoped, feedback: true });
+  const map = await api("/v1/analyses/process-map", { filter: scoped, feedback: true, precedence: true });
   const coverage = Number(params.get("coverage") || 80);
   const total = map.edges.reduce((a, e) => a + e.count, 0);
   const kept = [];
@@ -525,7 +598,7 @@ pages.funnel = async ({ filter, params }) => {
   const drill = el("div", { class: "drill", id: "drill" });
   const svg = funnelChart(report, (i) => go("funnel", keepFilters({ ...Object.fromEntries(params), drop: i + 1 })));
   const dropAt = Number(params.get("drop") || 0);
-  if (dropAt >= 1 && dropAt <= n && report.steps[dropAt - 1].dropped > 0) showDrop(drill, report.steps[dropAt - 1], dropAt - 1);
+  if (dropAt >= 1 && dropAt <= n && report.steps[dropAt - 1].dropped > 0) showDrop(drill, report.steps[dropAt - 1], dropAt - 1, report.steps);
   const last = report.steps[n - 1];
   const histogram = timeHistogram(last);
   const parts = [
@@ -577,25 +650,72 @@ function timeHistogram(step) {
     : el("p", { class: "muted" }, "Nobody converted in this selection.");
 }
 
-function showDrop(container, step, index) {
+function showDrop(container, step, index, steps) {
+  const next = steps[index + 1], last = steps[steps.length - 1];
+  const hints = [
+    step.next_step_later && next ? `${fmt(step.next_step_later)} of them did ${next.name} later, outside the window or the funnel's order.` : null,
+    step.last_step_later && index + 2 < steps.length ? `${fmt(step.last_step_later)} of them reached ${last.name} another way; the funnel does not count them as converted.` : null,
+  ].filter(Boolean);
   container.replaceChildren(
-    el("h2", {}, `${fmt(step.dropped)} customers stopped after step ${index + 1}, ${step.name}`),
-    el("p", { class: "muted" }, "What they did next:"),
+    el("h2", {}, `${fmt(step.dropped)} customers stopped after step ${index + 1}, ${step.name}, within the window`),
+    hints.length ? el("p", { class: "notice", "data-drop-hints": index + 1 }, hints.join(" ")) : null,
+    el("p", { class: "muted" }, "Their next event:"),
     el("div", { class: "chips" }, step.next_steps.map((s) => el("span", { class: "chip" }, `${s.step} · ${fmt(s.count)}`))),
     el("p", { class: "muted", style: "margin-top:8px" }, "Some of them:"),
     el("div", { class: "chips", "data-dropped": index + 1 }, step.dropped_customers.map((id) => el("span", { class: "chip" }, customerLink(id)))));
   requestAnimationFrame(() => container.scrollIntoView({ block: "nearest" }));
 }
 
+/// The step rules a page's URL holds: `rules` (lines of PATTERN=NEW) and `exclude` (comma-separated patterns), as
+/// the CLI's --step-rule and --exclude-step take them.
+function stepRulesFromParams(params) {
+  const rules = [];
+  for (const pattern of (params.get("exclude") || "").split(",").map((p) => p.trim()).filter(Boolean)) rules.push({ match: pattern, exclude: true });
+  for (const line of (params.get("rules") || "").split("\n").map((l) => l.trim()).filter(Boolean)) {
+    const at = line.lastIndexOf("=");
+    if (at > 0) rules.push({ match: line.slice(0, at).trim(), step: line.slice(at + 1).trim() });
+  }
+  return rules;
+}
+
 pages.variants = async ({ filter, params }) => {
-  const top = Number(params.get("top") || 20);
-  const report = await api("/v1/analyses/variants", { top, filter });
+  // Defaults that make web-scale data readable, each one click away: page and screen views hidden, repeats
+  // collapsed, and as many variants as cover half of the journeys.
+  const views = params.get("views") || "hide";
+  const repeats = params.get("repeats") || "collapse";
+  const coverage = Math.min(100, Math.max(5, Number(params.get("coverage") || 50)));
+  const rules = stepRulesFromParams(params);
+  const viewRules = views === "hide" ? [{ match: "page:*", exclude: true }, { match: "screen:*", exclude: true }]
+    : views === "group" ? [{ regex: "^(page|screen):([^:]+):.*$", step: "$1:$2" }] : [];
+  const scoped = { ...filter, step_rules: [...rules, ...viewRules], collapse_repeats: repeats === "collapse" };
+  const [report, everyone] = await Promise.all([
+    api("/v1/analyses/variants", { top: 200, coverage: coverage / 100, filter: scoped }),
+    api("/v1/analyses/variants", { top: 1, filter }).catch(() => null),
+  ]);
+  const state = { views, repeats, coverage, rules: params.get("rules") || "", exclude: params.get("exclude") || "" };
+  const change = (patch) => go("variants", keepFilters({ ...state, ...patch }));
+  const covered = report.variants.length ? report.variants[report.variants.length - 1].coverage : 0;
+  const left = everyone ? everyone.cases - report.cases : 0;
+  const form = el("form", { class: "controls", onsubmit: (e) => { e.preventDefault(); const data = new FormData(e.target); change({ rules: data.get("rules"), exclude: data.get("exclude") }); } },
+    el("label", {}, `Variants shown: until ${coverage}% of journeys are covered`,
+      el("input", { type: "range", min: 5, max: 100, step: 5, value: coverage, "aria-label": "Share of journeys the variants shown cover", onchange: (e) => change({ coverage: e.target.value }) })),
+    el("label", {}, "Page and screen views",
+      el("select", { name: "views", onchange: (e) => change({ views: e.target.value }) },
+        [["hide", "hidden"], ["group", "grouped by section (text before the first “:”)"], ["show", "each page on its own"]].map(([v, t]) => el("option", { value: v, selected: v === views }, t)))),
+    el("label", { style: "flex-direction:row;align-items:center" },
+      el("input", { type: "checkbox", checked: repeats === "collapse", onchange: (e) => change({ repeats: e.target.checked ? "collapse" : "keep" }) }), "Collapse repeats (A A B reads A B)"),
+    el("label", {}, "Leave out steps (patterns, comma-separated)", el("input", { name: "exclude", value: state.exclude, size: 26, placeholder: "Email Opened, page:Blog*" })),
+    el("label", {}, "Step rules (one PATTERN=NEW per line)", el("textarea", { name: "rules", rows: 2, cols: 34, placeholder: "page:Product: *=Product page" }, state.rules)),
+    el("button", { type: "submit" }, "Apply"));
   return [
     el("h1", {}, "Variants"),
-    el("p", { class: "lead" }, `${fmt(report.cases)} journeys follow ${fmt(report.n_variants)} distinct paths; the top ${report.variants.length} cover ${pct(report.variants.length ? report.variants[report.variants.length - 1].coverage : 0)}.`),
+    el("p", { class: "lead", "data-coverage": covered.toFixed(3) }, `${fmt(report.cases)} journeys follow ${fmt(report.n_variants)} distinct paths; the ${fmt(report.variants.length)} most frequent cover ${pct(covered)}.` +
+      (left > 0 ? ` ${fmt(left)} journeys have no step left under these rules (only page views, say) and are not counted.` : "")),
+    form,
     el("div", { class: "card" }, report.variants.length ? table(["#", "path", "journeys", "share", "coverage"], report.variants.map((v, i) => [i + 1,
       el("div", { class: "chips" }, v.steps.flatMap((s, j) => (j ? [el("span", { class: "chip arrow" }, "→"), el("span", { class: "chip" }, s)] : [el("span", { class: "chip" }, s)]))),
-      fmt(v.count), pct(v.share), pct(v.coverage)]), [0, 2, 3, 4]) : el("p", { class: "empty" }, "No journeys in this selection.")),
+      fmt(v.count), pct(v.share), pct(v.coverage)]), [0, 2, 3, 4]) : el("p", { class: "empty" }, "No journeys in this selection."),
+      report.variants.length >= 200 && covered < coverage / 100 ? el("p", { class: "muted" }, `The 200 most frequent variants cover ${pct(covered)}: collapse repeats, group or hide page views, or add step rules to merge similar steps.`) : null),
   ];
 };
 
@@ -605,12 +725,15 @@ pages.retention = async ({ filter, params }) => {
   const returning = params.get("return") || start;
   const period = ["day", "week", "month"].includes(params.get("period")) ? params.get("period") : "week";
   const periods = Math.min(Math.max(Number(params.get("periods") || 8), 1), 52);
-  const report = await api("/v1/analyses/retention", { start, return: returning, period, periods, filter });
+  const mode = params.get("mode") === "recurring" ? "recurring" : "first_time";
+  const report = await api("/v1/analyses/retention", { start, return: returning, period, periods, mode, filter });
   const form = el("form", { class: "controls", onsubmit: (e) => { e.preventDefault(); go("retention", keepFilters(Object.fromEntries(new FormData(e.target)))); } },
     el("label", {}, "Cohort step (first time)", el("input", { name: "start", value: start, list: "retention-steps", size: 28 })),
     el("label", {}, "Coming back means", el("input", { name: "return", value: returning, list: "retention-steps", size: 28 })),
     el("label", {}, "Period", el("select", { name: "period" }, ["day", "week", "month"].map((p) => el("option", { value: p, selected: p === period }, p)))),
     el("label", {}, "Periods", el("input", { name: "periods", type: "number", min: 1, max: 52, value: periods, style: "width:70px" })),
+    el("label", { title: "First time: each customer in the cohort of their first start. Recurring (PostHog's default): each period's cohort is everyone who did the start step in it." }, "Cohorts",
+      el("select", { name: "mode" }, [["first_time", "by first time"], ["recurring", "recurring (every period)"]].map(([v, t]) => el("option", { value: v, selected: v === mode }, t)))),
     el("button", { type: "submit" }, "Show"), stepList("retention-steps"));
   const offsets = Array.from({ length: report.periods + 1 }, (_, k) => k);
   // Period 0 is the cohort's own period, after the start step; the later columns are the ones that show loss.
@@ -661,11 +784,12 @@ pages.customer = async ({ params }) => {
       legend([...new Set(customer.events.map((e) => e.channel))]),
       el("ol", { class: "timeline", "data-customer-id": customer.customer_id }, customer.events.map((e) => {
         const p = e.properties || {};
-        const feedback = p.helpful === false ? el("span", { class: "badge bad" }, "not helpful") : p.helpful === true ? el("span", { class: "badge good" }, "helpful") : null;
+        const feedback = feedbackBadges(e.feedback);
         return el("li", {}, el("span", { class: "muted" }, when(e.time)),
           el("span", {}, el("span", { class: "dot", style: `background:${channelColor(e.channel)}` }), e.channel),
           el("span", {}, el("b", {}, e.step), feedback, e.device ? el("span", { class: "muted" }, " · " + e.device) : null,
-            p.rated_step ? el("span", { class: "muted" }, " · rates " + p.rated_step) : null));
+            e.feedback && e.feedback.rated_step ? el("span", { class: "muted" }, " · rates " + e.feedback.rated_step) : null,
+            eventProperties(e.event_type === "identify" ? e.traits : p)));
       }))),
     el("div", {}, el("div", { class: "card" }, el("h2", {}, "Identity"),
       el("p", {}, el("b", {}, customer.customer_id), el("span", { class: "muted" }, ` · ${devices.size} device${devices.size === 1 ? "" : "s"}`)),
@@ -677,6 +801,35 @@ pages.customer = async ({ params }) => {
     nba, design, customerScores(customer.scores), customerData(customer))));
   return parts;
 };
+
+/// The answer an event carries, as badges: helpful or not, the rating on its scale, NPS, and the comment.
+function feedbackBadges(f) {
+  if (!f) return null;
+  const badges = [];
+  if (f.helpful !== undefined) badges.push(el("span", { class: `badge ${f.helpful ? "good" : "bad"}`, "data-feedback": f.helpful ? "helpful" : "not-helpful" }, f.helpful ? "helpful" : "not helpful"));
+  if (f.rating !== undefined) badges.push(el("span", { class: `badge ${f.rating >= 0.8 * f.rating_scale ? "good" : f.rating <= 0.4 * f.rating_scale ? "bad" : ""}`, "data-feedback": "rating" }, `rated ${f.rating} of ${f.rating_scale}`));
+  if (f.nps !== undefined) badges.push(el("span", { class: `badge ${f.nps >= 9 ? "good" : f.nps <= 6 ? "bad" : ""}`, "data-feedback": "nps" }, `would recommend ${f.nps}/10`));
+  if (f.comment) badges.push(el("span", { class: "muted", "data-feedback": "comment" }, ` “${f.comment.length > 120 ? f.comment.slice(0, 119) + "…" : f.comment}”`));
+  return badges;
+}
+
+/// An event's properties (an identify call's traits) under its step: the first few as `name: value`, all of them
+/// on a click. Nested objects are flattened to dotted names, so a Segment `context` reads like the filters' names.
+function eventProperties(properties) {
+  const flat = [];
+  const walk = (value, prefix) => {
+    if (value && typeof value === "object" && !Array.isArray(value)) Object.entries(value).forEach(([k, v]) => walk(v, prefix ? `${prefix}.${k}` : k));
+    else flat.push([prefix, Array.isArray(value) ? JSON.stringify(value) : String(value)]);
+  };
+  walk(properties || {}, "");
+  if (!flat.length) return null;
+  const text = (pairs) => pairs.map(([k, v]) => `${k}: ${v.length > 60 ? v.slice(0, 59) + "…" : v}`).join(" · ");
+  const shown = flat.slice(0, 4);
+  return el("div", { class: "props", "data-properties": flat.length },
+    flat.length > shown.length
+      ? el("details", {}, el("summary", {}, text(shown) + ` · ${flat.length - shown.length} more`), el("div", {}, text(flat.slice(shown.length))))
+      : text(shown));
+}
 
 /// The customer's rights: everything held about it as one JSON file, and (admin keys) deletion everywhere.
 function customerData(customer) {
@@ -777,6 +930,8 @@ async function render() {
   document.getElementById("filter-note").textContent = active ? `${active} filter${active > 1 ? "s" : ""} active` : "";
   page.dataset.page = view;
   page.dataset.state = "loading";
+  // How long the page took, from its address to its view (bench/ui-latency reads it).
+  const started = performance.now();
   // Which address the page shows once ready (the hash changes before this render starts).
   const hash = location.hash;
   page.replaceChildren(el("p", { class: "loading" }, "Loading…"));
@@ -798,6 +953,7 @@ async function render() {
       el("b", {}, "The filter cannot match everything it names: "), el("ul", {}, [...filterNotes].map((note) => el("li", {}, note)))) : null;
     page.replaceChildren(...(notes ? [notes] : []), ...parts);
     page.dataset.hash = hash;
+    page.dataset.ms = (performance.now() - started).toFixed(1);
     page.dataset.state = "ready";
   } catch (error) {
     if (error instanceof SignInNeeded) {

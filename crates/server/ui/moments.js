@@ -112,7 +112,7 @@ function attributionChart(report, rows = 12) {
       const w = (value / max) * barArea;
       svg.append(el("rect", { x: labelWidth, y: y0 + m * bar, width: Math.max(w, 0.5), height: bar - 1, fill: PALETTE[m] },
         el("title", {}, `${t.touchpoint} — ${name}: ${value.toFixed(1)} conversions`)));
-      if (key === "markov") svg.append(el("text", { x: labelWidth + w + 6, y: y0 + m * bar + bar - 1, "font-size": 10, fill: "#5d6678" }, value.toFixed(0)));
+      if (key === "markov") svg.append(el("text", { x: labelWidth + w + 6, y: y0 + m * bar + bar - 1, "font-size": 11, fill: "#5d6678" }, value.toFixed(0)));
     });
   });
   const key = el("div", { class: "legend" }, models.map(([, name], m) => el("span", {}, el("span", { class: "dot", style: `background:${PALETTE[m]}` }), name)));

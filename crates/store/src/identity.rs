@@ -198,6 +198,18 @@ pub struct IdentityGraph {
     warnings: Vec<IdentityWarning>,
     /// Latest recorded warning per identifier pair, so repeated refusals are not recorded again.
     warning_by_pair: HashMap<(u32, u32), usize>,
+    /// Changes whenever an identifier's customer may have changed (a merge, an unmerge, a deletion, a restore):
+    /// a journey view built at one generation groups old events the same way at the same generation.
+    generation: u64,
+    /// Changes when customers may have been split or relabelled (an unmerge, a deletion, a restore: components
+    /// rebuilt). Between equal values, customers only ever grow by merges.
+    splits: u64,
+}
+
+/// Generations are unique in the process, so a restored or rebuilt graph never repeats one.
+fn next_generation() -> u64 {
+    static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn ordered(a: u32, b: u32) -> (u32, u32) {
@@ -276,11 +288,22 @@ impl IdentityGraph {
         &self.warnings
     }
 
+    /// See the `generation` field: equal generations, equal grouping of the identifiers both know.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// See the `splits` field.
+    pub fn splits(&self) -> u64 {
+        self.splits
+    }
+
     fn union(&mut self, a: u32, b: u32) {
         let (mut root_a, mut root_b) = (self.customer_of(a), self.customer_of(b));
         if root_a == root_b {
             return;
         }
+        self.generation = next_generation();
         if self.members[root_a as usize].len() < self.members[root_b as usize].len() {
             std::mem::swap(&mut root_a, &mut root_b);
         }
@@ -486,6 +509,7 @@ impl IdentityGraph {
     }
 
     fn rebuild_components(&mut self) {
+        self.splits = next_generation();
         let n = self.names.len();
         self.customer_of = (0..n as u32).collect();
         // A deleted identifier's stand-in belongs to no customer.

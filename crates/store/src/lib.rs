@@ -71,7 +71,8 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use wal::WalWriter;
 use waymark_model::{
-    Event, Identifier, JourneySet, PropertyColumnBuilder, RowRef, Timestamp, WrittenRow,
+    Event, Identifier, JourneySet, PropertyColumn, PropertyColumnBuilder, RowRef, Timestamp,
+    WrittenRow,
 };
 
 /// The on-disk format version this build reads and writes.
@@ -84,8 +85,11 @@ struct Shared {
     appended_total: AtomicU64,
     /// Bumped whenever what journeys contain changes (events appended, identities linked or unlinked).
     version: AtomicU64,
-    /// Recently built journey views: (version, property names, view), newest last.
+    /// Recently built journey views, one per set of property columns, newest last.
     views: Mutex<Vec<CachedView>>,
+    /// Journey views built from every segment, and views extended with the rows appended since (observability).
+    views_rebuilt: AtomicU64,
+    views_extended: AtomicU64,
     /// The disk fault the last write met (full, read-only), until a write succeeds again.
     disk_fault: Mutex<Option<(error::DiskFault, String)>>,
 }
@@ -112,8 +116,15 @@ impl Shared {
     }
 }
 
-/// A journey view with the store version it was built at and its property columns.
-type CachedView = (u64, Vec<String>, Arc<JourneySet>);
+/// A journey view with the store version it was built at, its property columns, and what it was built from (so the
+/// next version can extend it).
+#[derive(Clone)]
+struct CachedView {
+    version: u64,
+    names: Vec<String>,
+    view: Arc<JourneySet>,
+    basis: Arc<read::ViewBasis>,
+}
 /// One event of a customer: (time, arrival, location, row), locations the segments then the in-memory tables.
 type CustomerRow = (i64, u64, usize, u32);
 
@@ -314,6 +325,8 @@ impl Store {
             appended_total: AtomicU64::new(0),
             version: AtomicU64::new(0),
             views: Mutex::new(Vec::new()),
+            views_rebuilt: AtomicU64::new(0),
+            views_extended: AtomicU64::new(0),
             disk_fault: Mutex::new(None),
         });
         let (sender, receiver) = mpsc::channel();

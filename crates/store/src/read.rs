@@ -10,26 +10,57 @@ impl Store {
         wanted.sort();
         wanted.dedup();
         let version = self.shared.version.load(Ordering::Acquire);
-        {
+        let previous = {
             let mut views = self.shared.views.lock();
             if let Some(position) = views
                 .iter()
-                .position(|(at, names, _)| *at == version && *names == wanted)
+                .position(|view| view.version == version && view.names == wanted)
             {
                 let entry = views.remove(position);
-                let view = Arc::clone(&entry.2);
+                let view = Arc::clone(&entry.view);
                 views.push(entry);
                 return Ok(view);
             }
-        }
-        let view = Arc::new(self.journeys_with(&wanted)?);
+            // The newest view of these columns, to extend with what was appended since.
+            views
+                .iter()
+                .rev()
+                .find(|view| view.names == wanted)
+                .cloned()
+        };
+        let (view, basis) = match previous.and_then(|previous| self.extend_view(&previous, &wanted))
+        {
+            Some(extended) => {
+                self.shared.views_extended.fetch_add(1, Ordering::Relaxed);
+                extended?
+            }
+            None => {
+                self.shared.views_rebuilt.fetch_add(1, Ordering::Relaxed);
+                let (set, basis) = self.build_view(&wanted)?;
+                (Arc::new(set), Arc::new(basis))
+            }
+        };
         let mut views = self.shared.views.lock();
-        views.retain(|(at, names, _)| *at == version && *names != wanted);
-        views.push((version, wanted, Arc::clone(&view)));
+        // One view per set of columns: the newest, which the next version extends.
+        views.retain(|entry| entry.names != wanted);
+        views.push(CachedView {
+            version,
+            names: wanted,
+            view: Arc::clone(&view),
+            basis,
+        });
         if views.len() > CACHED_VIEWS {
             views.remove(0);
         }
         Ok(view)
+    }
+
+    /// Journey views built so far: (from every segment, extended with the rows appended since another).
+    pub fn view_builds(&self) -> (u64, u64) {
+        (
+            self.shared.views_rebuilt.load(Ordering::Relaxed),
+            self.shared.views_extended.load(Ordering::Relaxed),
+        )
     }
 
     /// Every step name the store has seen.
@@ -48,6 +79,11 @@ impl Store {
     /// [`Store::journeys`] plus the named property columns (see [`property_of`] for how names resolve). Loading a
     /// property decodes the payloads, so it costs a pass over them; the hot columns alone do not.
     pub fn journeys_with(&self, properties: &[String]) -> Result<JourneySet> {
+        Ok(self.build_view(properties)?.0)
+    }
+
+    /// A journey view from every segment and in-memory table, with what it was built from.
+    fn build_view(&self, properties: &[String]) -> Result<(JourneySet, ViewBasis)> {
         let state = self.shared.state.read();
         let mut customer: Vec<u32> = Vec::new();
         let mut ts: Vec<i64> = Vec::new();
@@ -108,16 +144,259 @@ impl Store {
                 column
             })
             .collect();
+        let mut customers = Vec::new();
         for position in 1..=order.len() {
             if position == order.len() || customer[order[position]] != customer[order[position - 1]]
             {
-                set.customer_ids
-                    .push(&state.identity.display_id(customer[order[position - 1]]));
+                let root = customer[order[position - 1]];
+                set.customer_ids.push(&state.identity.display_id(root));
+                customers.push(root);
                 set.offsets.push(position);
             }
         }
-        Ok(set)
+        let basis = ViewBasis {
+            customers,
+            max_seq: seq.iter().copied().max(),
+            rows: ts.len(),
+            identity: state.identity.generation(),
+            splits: state.identity.splits(),
+        };
+        Ok((set, basis))
     }
+
+    /// `previous` extended with the events appended since it was built, without reading the segments again: the
+    /// new rows (arrivals after its newest) are taken from the in-memory tables, their properties decoded, and
+    /// merged into each customer's journey in (time, arrival) order. `None` when that cannot give what a rebuild
+    /// would: two of its customers merged, or any unmerged or deleted since (old events would regroup), new rows
+    /// already written to a segment, or rows gone.
+    fn extend_view(
+        &self,
+        previous: &CachedView,
+        properties: &[String],
+    ) -> Option<Result<(Arc<JourneySet>, Arc<ViewBasis>)>> {
+        let state = self.shared.state.read();
+        let basis = &previous.basis;
+        if state.identity.splits() != basis.splits {
+            return None;
+        }
+        // Merges since: harmless while no two journeys of the view became one customer (a new identifier joining a
+        // customer, the usual case), though a customer's display id may have changed.
+        let merged = state.identity.generation() != basis.identity;
+        // Each old journey's customer now, and the old journeys in the order of those customers.
+        let roots: Vec<u32> = if merged {
+            basis
+                .customers
+                .iter()
+                .map(|root| state.identity.customer_of(*root))
+                .collect()
+        } else {
+            basis.customers.clone()
+        };
+        let mut journeys: Vec<usize> = (0..roots.len()).collect();
+        if merged {
+            journeys.sort_unstable_by_key(|journey| roots[*journey]);
+            if journeys
+                .windows(2)
+                .any(|pair| roots[pair[0]] == roots[pair[1]])
+            {
+                return None;
+            }
+        }
+        let newer = |seq: u64| basis.max_seq.is_none_or(|max| seq > max);
+        let mut old_rows = 0usize;
+        for segment in &state.segments {
+            if segment.columns.seq.iter().any(|seq| newer(*seq)) {
+                return None;
+            }
+            old_rows += segment.columns.seq.len();
+        }
+        // Per in-memory table: where its new rows start (rows arrive in order, so they are its tail).
+        let memtables = state.in_memory_tables();
+        let mut tails = Vec::new();
+        for table in &memtables {
+            let seqs = &table.columns.seq;
+            let start = seqs.partition_point(|seq| !newer(*seq));
+            if seqs[start..].iter().any(|seq| !newer(*seq)) {
+                return None;
+            }
+            old_rows += start;
+            tails.push((*table, start));
+        }
+        if old_rows != basis.rows {
+            return None;
+        }
+        let mut rows: Vec<(u32, i64, u64, u32, u16)> = Vec::new();
+        for (table, start) in &tails {
+            let columns = &table.columns;
+            for row in *start..columns.seq.len() {
+                rows.push((
+                    state.identity.customer_of(columns.ident[row]),
+                    columns.ts[row],
+                    columns.seq[row],
+                    columns.step[row],
+                    columns.channel[row],
+                ));
+            }
+        }
+        let old = &previous.view;
+        if rows.is_empty() && !merged {
+            return Some(Ok((Arc::clone(old), Arc::clone(basis))));
+        }
+        // The new rows' properties, decoded from their payloads alone.
+        let mut builders: Vec<PropertyColumnBuilder> = properties
+            .iter()
+            .map(|name| PropertyColumnBuilder::new(name.clone()))
+            .collect();
+        if !properties.is_empty() {
+            let reader = PropertyReader::new(properties);
+            for (table, start) in &tails {
+                for payload in table.payloads.iter().skip(*start) {
+                    if let Err(error) = reader.read(payload, &mut builders) {
+                        return Some(Err(StoreError::corrupt(
+                            &self.shared.dir,
+                            format!("stored event does not parse: {error}"),
+                        )));
+                    }
+                }
+            }
+        }
+        let added: Vec<PropertyColumn> = builders
+            .into_iter()
+            .map(|builder| builder.finish())
+            .collect();
+        // Each new column's codes in the old column's dictionary, new values appended to it.
+        let mut columns: Vec<PropertyColumn> = Vec::with_capacity(added.len());
+        let mut recode: Vec<Vec<u32>> = Vec::with_capacity(added.len());
+        for (index, column) in added.iter().enumerate() {
+            let mut merged = PropertyColumn {
+                name: old.properties[index].name.clone(),
+                codes: Vec::with_capacity(old.n_events() + rows.len()),
+                values: old.properties[index].values.clone(),
+            };
+            let mut known: std::collections::HashMap<String, u32> = merged
+                .values
+                .iter()
+                .enumerate()
+                .map(|(code, value)| (value.to_string(), code as u32))
+                .collect();
+            let codes = column
+                .values
+                .iter()
+                .map(|value| {
+                    *known.entry(value.to_string()).or_insert_with(|| {
+                        merged.values.push(value.clone());
+                        (merged.values.len() - 1) as u32
+                    })
+                })
+                .collect();
+            recode.push(codes);
+            columns.push(merged);
+        }
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_unstable_by_key(|row| (rows[*row].0, rows[*row].1, rows[*row].2));
+        let n = old.n_events() + rows.len();
+        let mut set = JourneySet {
+            step_names: state.steps.values().to_vec(),
+            channel_names: state.channels.values().to_vec(),
+            offsets: Vec::with_capacity(old.n_journeys() + 2),
+            ts: Vec::with_capacity(n),
+            step: Vec::with_capacity(n),
+            channel: Vec::with_capacity(n),
+            ..JourneySet::default()
+        };
+        set.offsets.push(0);
+        let mut customers = Vec::with_capacity(basis.customers.len() + 1);
+        let push_old = |set: &mut JourneySet, columns: &mut [PropertyColumn], event: usize| {
+            set.ts.push(old.ts[event]);
+            set.step.push(old.step[event]);
+            set.channel.push(old.channel[event]);
+            for (column, from) in columns.iter_mut().zip(&old.properties) {
+                column.codes.push(from.codes[event]);
+            }
+        };
+        let push_new = |set: &mut JourneySet, columns: &mut [PropertyColumn], row: usize| {
+            let (_, ts, _, step, channel) = rows[row];
+            set.ts.push(ts);
+            set.step.push(step);
+            set.channel.push(channel);
+            for ((column, from), codes) in columns.iter_mut().zip(&added).zip(&recode) {
+                column.codes.push(codes[from.codes[row] as usize]);
+            }
+        };
+        let (mut position, mut next) = (0usize, 0usize);
+        while position < journeys.len() || next < order.len() {
+            let journey = journeys.get(position).copied().unwrap_or(usize::MAX);
+            let old_customer = journeys.get(position).map(|journey| roots[*journey]);
+            let new_customer = order.get(next).map(|row| rows[*row].0);
+            let customer = match (old_customer, new_customer) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => unreachable!("the loop runs while either is left"),
+            };
+            let events = if old_customer == Some(customer) {
+                old.offsets[journey]..old.offsets[journey + 1]
+            } else {
+                0..0
+            };
+            if new_customer != Some(customer) {
+                // A journey with nothing new is copied whole.
+                set.ts.extend_from_slice(&old.ts[events.clone()]);
+                set.step.extend_from_slice(&old.step[events.clone()]);
+                set.channel.extend_from_slice(&old.channel[events.clone()]);
+                for (column, from) in columns.iter_mut().zip(&old.properties) {
+                    column.codes.extend_from_slice(&from.codes[events.clone()]);
+                }
+            } else {
+                // Old events first at equal times: every new event arrived after them.
+                let mut event = events.start;
+                while next < order.len() && rows[order[next]].0 == customer {
+                    let row = order[next];
+                    while event < events.end && old.ts[event] <= rows[row].1 {
+                        push_old(&mut set, &mut columns, event);
+                        event += 1;
+                    }
+                    push_new(&mut set, &mut columns, row);
+                    next += 1;
+                }
+                for event in event..events.end {
+                    push_old(&mut set, &mut columns, event);
+                }
+            }
+            if old_customer == Some(customer) {
+                if merged {
+                    set.customer_ids.push(&state.identity.display_id(customer));
+                } else {
+                    set.customer_ids.push(&old.customer_ids[journey]);
+                }
+                position += 1;
+            } else {
+                set.customer_ids.push(&state.identity.display_id(customer));
+            }
+            customers.push(customer);
+            set.offsets.push(set.ts.len());
+        }
+        set.properties = columns;
+        let basis = ViewBasis {
+            customers,
+            max_seq: rows.iter().map(|row| row.2).max().max(basis.max_seq),
+            rows: n,
+            identity: state.identity.generation(),
+            splits: basis.splits,
+        };
+        Some(Ok((Arc::new(set), Arc::new(basis))))
+    }
+}
+
+/// What a cached journey view was built from, so that a newer one can extend it: each journey's customer (its root
+/// identifier), the newest arrival it holds, its rows, and the identity graph's generation and splits.
+#[derive(Debug)]
+pub(crate) struct ViewBasis {
+    customers: Vec<u32>,
+    max_seq: Option<u64>,
+    rows: usize,
+    identity: u64,
+    splits: u64,
 }
 
 pub(crate) type ColumnSinks<'a> = (

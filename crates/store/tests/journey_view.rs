@@ -44,8 +44,15 @@ fn the_view_is_reused_until_journeys_change() {
     store
         .append(vec![event("c", Some("ann"), None, "buy", 10)], vec![])
         .unwrap();
+    let builds = store.view_builds();
     let after_append = store.journey_view(&[]).unwrap();
     assert_eq!(after_append.n_events(), 3);
+    assert_eq!(
+        store.view_builds(),
+        (builds.0, builds.1 + 1),
+        "an append extends the view instead of rebuilding it"
+    );
+    assert_eq!(*after_append, store.journeys(), "as a rebuild would");
     store.merge("user:ann", "anon:dev-1").unwrap();
     let after_merge = store.journey_view(&[]).unwrap();
     assert_eq!(
@@ -223,4 +230,103 @@ fn events_after_a_sequence_number_come_in_arrival_order_from_segments_and_memory
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].event.message_id, "b");
     assert!(store.events_after(store.last_seq(), 10).unwrap().is_empty());
+}
+
+/// An event with a varying property, so extended views must merge dictionaries too.
+fn rated(
+    message: &str,
+    user: Option<&str>,
+    anonymous: Option<&str>,
+    step: &str,
+    seconds: i64,
+    score: u8,
+) -> waymark_model::Event {
+    let mut event = event(message, user, anonymous, step, seconds);
+    event
+        .properties
+        .insert("score".into(), serde_json::json!(score));
+    event
+}
+
+/// A view as values: (customer, [(time, step name, channel name, plan, score)]) per journey.
+type Seen = Vec<(
+    String,
+    Vec<(i64, String, String, serde_json::Value, serde_json::Value)>,
+)>;
+
+fn seen(view: &waymark_model::JourneySet) -> Seen {
+    let (plan, score) = (
+        view.property("plan").unwrap(),
+        view.property("score").unwrap(),
+    );
+    (0..view.n_journeys())
+        .map(|journey| {
+            let events = (view.offsets[journey]..view.offsets[journey + 1])
+                .map(|event| {
+                    (
+                        view.ts[event],
+                        view.step_names[view.step[event] as usize].clone(),
+                        view.channel_names[view.channel[event] as usize].clone(),
+                        plan.value(event).clone(),
+                        score.value(event).clone(),
+                    )
+                })
+                .collect();
+            (view.customer_ids[journey].to_string(), events)
+        })
+        .collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+    /// A view extended with the events appended since it was built equals a view built from scratch, through
+    /// appends (new and known customers, out-of-order times, ties), flushes between them and identity merges.
+    #[test]
+    fn extended_views_equal_rebuilt_ones(
+        batches in proptest::collection::vec(
+            (proptest::collection::vec((0u8..6, 0i64..50, 0u8..4, 0u8..3), 0..12), 0u8..10),
+            1..8,
+        ),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions { flush_rows: 30, ..StoreOptions::default() }).unwrap();
+        let names = vec!["plan".to_string(), "score".to_string()];
+        let mut message = 0;
+        for (events, action) in batches {
+            let batch = events
+                .into_iter()
+                .map(|(customer, seconds, step, score)| {
+                    message += 1;
+                    let user = format!("u{customer}");
+                    // Some events bring a new device identifier, which joins the customer (a merge that regroups
+                    // no old journey); some are anonymous, a customer of their own until a later event links them.
+                    let device = format!("d{customer}-{}", message % 3);
+                    let (user, anonymous) = match score {
+                        2 => (Some(user.as_str()), Some(device.as_str())),
+                        3 => (None, Some(device.as_str())),
+                        _ => (Some(user.as_str()), None),
+                    };
+                    rated(&format!("m{message}"), user, anonymous, ["view", "cart", "buy", "help"][step as usize], seconds, score)
+                })
+                .collect::<Vec<_>>();
+            // Views held before the append are extended after it.
+            let _before = store.journey_view(&names).unwrap();
+            let _hot = store.journey_view(&[]).unwrap();
+            store.append(batch, vec![]).unwrap();
+            match action {
+                0 => store.flush().unwrap(),
+                1 => {
+                    let _ = store.merge("user:u0", "user:u1");
+                }
+                _ => {}
+            }
+            let extended = store.journey_view(&names).unwrap();
+            let rebuilt = store.journeys_with(&names).unwrap();
+            proptest::prop_assert_eq!(seen(&extended), seen(&rebuilt));
+            proptest::prop_assert_eq!(&extended.offsets, &rebuilt.offsets);
+            let hot = store.journey_view(&[]).unwrap();
+            let fresh = store.journeys_with(&[]).unwrap();
+            proptest::prop_assert_eq!(&*hot, &fresh);
+        }
+    }
 }

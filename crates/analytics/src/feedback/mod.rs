@@ -90,6 +90,59 @@ impl FeedbackRequest {
     }
 }
 
+/// One event's answer, read with a request's field names: what the customer page shows beside the step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
+pub struct EventFeedback {
+    /// "Was this helpful?": yes or no.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helpful: Option<bool>,
+    /// The first rating property present, on the rating scale.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rating: Option<f64>,
+    /// The rating scale's top (5: 1–5), when there is a rating.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rating_scale: Option<f64>,
+    /// Likelihood to recommend, 0–10.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The step it rates, when the answer names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rated_step: Option<String>,
+}
+
+impl FeedbackRequest {
+    /// The feedback an event's properties carry under this request's field names; `None` when it carries none.
+    pub fn answer(&self, properties: &serde_json::Map<String, Value>) -> Option<EventFeedback> {
+        let helpful = properties.get(&self.helpful_property).and_then(truthy);
+        let rating = self
+            .rating_properties
+            .iter()
+            .find_map(|name| properties.get(name).and_then(number));
+        let nps = properties.get(&self.nps_property).and_then(number);
+        let comment = properties
+            .get(&self.comment_property)
+            .and_then(Value::as_str)
+            .filter(|text| !text.trim().is_empty())
+            .map(str::to_string);
+        if helpful.is_none() && rating.is_none() && nps.is_none() && comment.is_none() {
+            return None;
+        }
+        Some(EventFeedback {
+            helpful,
+            rating,
+            rating_scale: rating.map(|_| self.rating_scale),
+            nps,
+            comment,
+            rated_step: properties
+                .get(&self.rated_step_property)
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        })
+    }
+}
+
 impl Default for FeedbackRequest {
     fn default() -> Self {
         serde_json::from_value(serde_json::json!({})).expect("every field has a default")
@@ -305,8 +358,8 @@ impl Feedback {
 pub struct BoundFeedback<'a> {
     spec: &'a Feedback,
     columns: Columns,
-    /// Per step code, for `rated_step` values: the code of the step named.
-    step_code: std::collections::HashMap<&'a str, u32>,
+    /// Per step name, for `rated_step` values: the code of the step named (a merged screen's name too).
+    step_code: std::collections::HashMap<String, u32>,
     /// `search`, lower-cased once.
     search: Option<String>,
 }
@@ -490,12 +543,7 @@ impl Spec for Feedback {
         let bound = BoundFeedback {
             spec: self,
             columns: self.columns(journeys),
-            step_code: journeys
-                .step_names
-                .iter()
-                .enumerate()
-                .map(|(code, name)| (name.as_str(), code as u32))
-                .collect(),
+            step_code: crate::rules::step_codes_by_name(&journeys.step_names, |code| code as u32),
             search: self.request.search.as_ref().map(|s| s.to_lowercase()),
         };
         let state = run_plan(Ok(bound), journeys, runner)?;

@@ -358,12 +358,8 @@ impl Friction {
             .map(|name| self.self_service_channels.contains(name))
             .collect();
         let rated_step = column(&self.rated_step_property).map(|index| {
-            let step_codes: FxHashMap<&str, u32> = journeys
-                .step_names
-                .iter()
-                .enumerate()
-                .map(|(code, name)| (name.as_str(), canonical[code]))
-                .collect();
+            let step_codes =
+                crate::rules::step_codes_by_name(&journeys.step_names, |code| canonical[code]);
             let values = journeys.properties[index]
                 .values
                 .iter()

@@ -410,12 +410,15 @@ impl Analysis for PreparedFriction<'_> {
                     &concentration,
                     &name,
                 );
+                let harm = harm(&measures, key.0);
+                let headline = headline(&title, &harm);
                 Some(Finding {
                     kind: key.0,
+                    headline,
                     title,
                     step: name(key.1),
                     after_goal: after,
-                    harm: harm(&measures, key.0),
+                    harm,
                     explanation,
                     customers: affected.customers,
                     occurrences: candidate.occurrences,
@@ -530,17 +533,18 @@ fn harm(measures: &Measures, kind: FindingKind) -> String {
     parts.join(" · ")
 }
 
+/// The headline: what happened and what it cost, never a comparison that flatters the affected customers.
+fn headline(title: &str, harm: &str) -> String {
+    if harm.is_empty() {
+        title.to_string()
+    } else {
+        format!("{title}: {harm}")
+    }
+}
+
 /// A count rounded, with thousands separated: 16,827.
 fn thousands(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
+    crate::query::text::thousands(value.max(0.0).round() as u64)
 }
 
 fn candidate(state: &mut FrictionState, key: Key, segments: usize) -> &mut Candidate {
@@ -656,8 +660,9 @@ impl PreparedFriction<'_> {
         name: &dyn Fn(u32) -> String,
     ) -> String {
         let step = name(key.1);
-        let affected = candidate.affected.customers;
-        let exposed = m.exposed;
+        let affected = thousands(candidate.affected.customers as f64);
+        let exposed = thousands(m.exposed as f64);
+        let occurrences = thousands(candidate.occurrences as f64);
         let typical = if m.norm > 0.0 {
             format!(" (typical for a step: {})", percent(m.norm))
         } else {
@@ -675,23 +680,23 @@ impl PreparedFriction<'_> {
             FindingKind::Loop if key.1 == key.2 => format!(
                 "{affected} customers ({} of those at {step}) repeat {step} within three steps{typical}, {} times in all.",
                 percent(m.rate),
-                candidate.occurrences
+                occurrences
             ),
             FindingKind::Loop => format!(
                 "{affected} customers ({} of those at {step}) go back and forth between {step} and {}{typical}, {} times in all.",
                 percent(m.rate),
                 name(key.2),
-                candidate.occurrences
+                occurrences
             ),
             FindingKind::ErrorEvent => match &before {
                 Some(before) => format!(
                     "{affected} customers hit the error event {step}, {} times in all; {} of those at {before} hit it.",
-                    candidate.occurrences,
+                    occurrences,
                     percent(m.rate)
                 ),
                 None => format!(
                     "{affected} customers hit the error event {step}, {} times in all.",
-                    candidate.occurrences
+                    occurrences
                 ),
             },
             FindingKind::ChannelJump => format!(
@@ -750,32 +755,37 @@ impl PreparedFriction<'_> {
         if key.3 {
             text.push_str(" This happens after they reached the goal.");
         } else {
-            text.push_str(&format!(
-                " Their goal rate is {} against {} for everyone else.",
-                percent(m.goal_rate),
-                percent(m.others_goal_rate)
-            ));
+            // The raw comparison with everyone else is shown only when it points at the harm: customers deep in a
+            // journey reach the goal more often than the average customer even when a step costs them goals, and
+            // "40% against 31%" would read as good news. The comparable customers' rate is the measure of harm.
+            if m.goal_rate < m.others_goal_rate {
+                text.push_str(&format!(
+                    " Their goal rate is {} against {} for everyone else.",
+                    percent(m.goal_rate),
+                    percent(m.others_goal_rate)
+                ));
+            }
             if key.0 != FindingKind::DropOff && m.lost_goals >= 0.5 {
                 text.push_str(&format!(
-                    " Comparable customers without it reach the goal {}: about {:.0} goals lost.",
+                    " Comparable customers without it reach the goal {}: about {} goals lost.",
                     percent(m.comparable_goal_rate),
-                    m.lost_goals
+                    thousands(m.lost_goals)
                 ));
             }
         }
         if key.0 == FindingKind::RepeatContact {
-            text.push_str(&format!(
-                " {} repeat contacts in all.",
-                candidate.occurrences
-            ));
+            text.push_str(&format!(" {} repeat contacts in all.", occurrences));
         } else if let Some(typical) = m.comparable_contacts.filter(|_| m.extra_contacts >= 0.5) {
             text.push_str(&format!(
-                " Afterwards they make {:.2} assisted contacts each against {:.2} for comparable customers: about {:.0} extra contacts.",
-                m.contacts, typical, m.extra_contacts
+                " Afterwards they make {:.2} assisted contacts each against {:.2} for comparable customers: about {} extra contacts.",
+                m.contacts, typical, thousands(m.extra_contacts)
             ));
         }
         if let Some(days) = m.delay_days.filter(|days| *days >= 0.5) {
-            text.push_str(&format!(" {days:.0} customer-days of delay in all."));
+            text.push_str(&format!(
+                " {} customer-days of delay in all.",
+                thousands(days)
+            ));
         }
         text
     }
@@ -797,6 +807,9 @@ pub struct Concentration {
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Finding {
     pub kind: FindingKind,
+    /// The title and its harm in one line, as lists and pages show it: "Loop on Login Failed: 120 goals lost".
+    pub headline: String,
+    /// What happened and where, without the harm: "Loop on Login Failed".
     pub title: String,
     /// The step (or rated item, or origin step) the finding is about.
     pub step: String,

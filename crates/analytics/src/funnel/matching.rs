@@ -335,7 +335,9 @@ impl PreparedFunnel<'_> {
         highest(&levels)
     }
 
-    /// Any order: the most steps, counted as a prefix 1..k of the funnel, all seen within `window` of a step event.
+    /// Any order, as PostHog's and Mixpanel's unordered funnels count: a unit is at step k when it did any k distinct
+    /// steps of the funnel within `window` of one of its step events (the best window counts). Its path is the
+    /// events where each new distinct step was first done in that window, in time order.
     pub(super) fn any_order(
         &self,
         journeys: &JourneySet,
@@ -362,7 +364,7 @@ impl PreparedFunnel<'_> {
                 }
                 end += 1;
             }
-            let level = (0..n).find(|step| counts[*step] == 0).unwrap_or(n);
+            let level = counts[..n].iter().filter(|count| **count > 0).count();
             if level > best.0 {
                 best = (level, start);
             }
@@ -377,13 +379,22 @@ impl PreparedFunnel<'_> {
         let limit = events.get(best.1).map_or(i64::MIN, |(event, _)| {
             journeys.ts[*event].saturating_add(window)
         });
-        for step in 0..best.0 {
-            if let Some((event, _)) = events[best.1..]
-                .iter()
-                .take_while(|(event, _)| journeys.ts[*event] <= limit)
-                .find(|(_, mask)| mask & (1 << step) != 0)
-            {
-                outcome.path[step] = *event as u32;
+        let mut done = 0u32;
+        let mut reached = 0;
+        for (event, mask) in events[best.1.min(events.len())..]
+            .iter()
+            .take_while(|(event, _)| journeys.ts[*event] <= limit)
+        {
+            let new = mask & !done & ((1u32 << n) - 1);
+            if new != 0 && reached < best.0 {
+                done |= new;
+                // One event of several steps reaches as many of them at once.
+                for _ in 0..new.count_ones() {
+                    if reached < best.0 {
+                        outcome.path[reached] = *event as u32;
+                        reached += 1;
+                    }
+                }
             }
         }
         outcome
@@ -427,6 +438,20 @@ impl PreparedFunnel<'_> {
                 u32::MAX
             };
             *state.next[level - 1].entry(next).or_default() += 1;
+            // Stopped in the funnel is not stopped in the journey: did they do the next step, or the last, later?
+            let (next_bit, last_bit) = (1u32 << level, 1u32 << (n - 1));
+            let (mut next_later, mut last_later) = (false, false);
+            for event in after..end {
+                let mask = self.mask(journeys, event);
+                next_later |= mask & next_bit != 0;
+                last_later |= mask & last_bit != 0;
+                if last_later && next_later {
+                    break;
+                }
+            }
+            // In any order, "the next step" is no one step of the list.
+            state.next_later[level - 1] += u64::from(next_later && !self.flags.any_order);
+            state.last_later[level - 1] += u64::from(last_later);
         }
         if let (Some(column), Some(breakdown)) = (self.breakdown_column, &self.funnel.breakdown) {
             if level > 0 {

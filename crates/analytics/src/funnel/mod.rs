@@ -64,7 +64,8 @@ pub enum FunnelMode {
     StrictOnce,
     /// With `strict_order`: a later step seen too early is skipped instead of stopping the search.
     AllowReentry,
-    /// The steps may happen in any order within the window (not a ClickHouse mode).
+    /// The steps may happen in any order within the window: a unit is at step k when it did any k distinct steps of
+    /// the funnel within the window (PostHog's and Mixpanel's unordered funnels; not a ClickHouse mode).
     AnyOrder,
 }
 
@@ -410,6 +411,11 @@ pub struct FunnelState {
     dropped: Vec<Vec<u32>>,
     /// Per step: what the units that stopped there did next (step code, or `u32::MAX` for nothing).
     next: Vec<FxHashMap<u32, u64>>,
+    /// Per step: units that stopped there but did the next step later (outside the window or the mode's rules).
+    next_later: Vec<u64>,
+    /// Per step: units that stopped there but did the last step later anyway (another way: out of order, outside
+    /// the window, without the steps between).
+    last_later: Vec<u64>,
     /// Breakdown value code (`u32::MAX`: step not reached) → units reaching each step.
     groups: FxHashMap<u32, Vec<u64>>,
     /// Scratch space for the chains' paths (not part of the result).

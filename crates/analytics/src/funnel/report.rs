@@ -20,6 +20,8 @@ impl Analysis for PreparedFunnel<'_> {
             levels: Vec::new(),
             dropped: vec![Vec::new(); n],
             next: vec![FxHashMap::default(); n],
+            next_later: vec![0; n],
+            last_later: vec![0; n],
             groups: FxHashMap::default(),
             scratch: Scratch::default(),
         }
@@ -65,6 +67,12 @@ impl Analysis for PreparedFunnel<'_> {
             for (step, count) in from {
                 *into.entry(step).or_default() += count;
             }
+        }
+        for (total, part) in state.next_later.iter_mut().zip(&other.next_later) {
+            *total += part;
+        }
+        for (total, part) in state.last_later.iter_mut().zip(&other.last_later) {
+            *total += part;
         }
         for (code, counts) in other.groups {
             let into = state
@@ -140,6 +148,8 @@ impl Analysis for PreparedFunnel<'_> {
                     conversion: ratio(count, entered),
                     step_conversion: ratio(count, previous),
                     dropped: next_count.map_or(0, |next| count - next),
+                    next_step_later: state.next_later[step],
+                    last_step_later: state.last_later[step],
                     time_to_convert: (step > 0)
                         .then(|| Timing::of(&mut since_start[step]))
                         .flatten(),
@@ -260,6 +270,12 @@ pub struct FunnelStepReport {
     pub step_conversion: f64,
     /// Units that reached this step but not the next.
     pub dropped: u64,
+    /// Of those, units that did the next step later all the same, outside the funnel's rules (after the window
+    /// closed, or out of the order a strict mode asks for): stopped in the funnel, not in the journey.
+    pub next_step_later: u64,
+    /// Of those, units that did the funnel's last step later anyway (another way: without the steps between in
+    /// order, or after the window) — customers counted as lost who reached the end.
+    pub last_step_later: u64,
     /// Time from step 1 to this step.
     pub time_to_convert: Option<Timing>,
     /// Time from the previous step to this step.

@@ -217,6 +217,35 @@ fn any_order_and_attempts() {
     assert_eq!((report.total, report.counts()), (3, vec![3, 1]));
 }
 
+/// Unordered funnels count distinct steps, as PostHog's and Mixpanel's do: step k is any k of the funnel's steps
+/// within the window, not its first k in any order. Hand-computed: funnel a, b, c with a window of 100.
+#[test]
+fn any_order_counts_any_k_distinct_steps_like_posthog() {
+    let journeys = set(&[
+        // c then b: two distinct steps (the first-k-in-any-order reading would give none, as there is no a).
+        ("ann", &[(0, "c"), (10, "b")]),
+        // a, c: two.
+        ("bob", &[(0, "a"), (50, "c")]),
+        // b, then a too late: one.
+        ("cat", &[(0, "b"), (200, "a")]),
+        // all three in reverse order within the window: three.
+        ("dan", &[(0, "c"), (20, "b"), (40, "a")]),
+        // the same step twice is one step.
+        ("eve", &[(0, "b"), (5, "b")]),
+        // a, then b and c too late for a's window but together in b's: two.
+        ("fay", &[(0, "a"), (150, "b"), (160, "c")]),
+        // nothing of the funnel.
+        ("gus", &[(0, "x")]),
+    ]);
+    let mut funnel = Funnel::new(&["a", "b", "c"], 100);
+    funnel.modes = vec![FunnelMode::AnyOrder];
+    let report = run(&funnel.prepare(&journeys).unwrap(), &journeys, 1);
+    assert_eq!(report.counts(), [6, 4, 1]);
+    // Time to convert is from the first step done to the last: dan took 40 µs to do all three.
+    let timing = report.steps[2].time_to_convert.as_ref().unwrap();
+    assert_eq!(timing.median_secs, 40e-6);
+}
+
 #[test]
 fn bad_definitions_are_refused_with_a_reason() {
     let journeys = set(&[]);

@@ -27,8 +27,8 @@ pub use retention::RetentionRequest;
 pub use variants::VariantsRequest;
 
 use crate::{
-    apply_step_rules, rule_properties, split_at_events, split_instances, AnalyticsError, Condition,
-    Filter, Op, Plan, Runner, StepRule,
+    apply_step_rules, collapse_repeats, rule_properties, split_at_events, split_instances,
+    AnalyticsError, Condition, Filter, Op, Plan, Runner, StepRule,
 };
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -155,6 +155,7 @@ pub fn parse_condition(text: &str) -> Result<Condition, AnalyticsError> {
         ));
     }
     for (symbol, op) in [
+        ("!~", Op::NotContains),
         ("!=", Op::Ne),
         (">=", Op::Ge),
         ("<=", Op::Le),
@@ -177,12 +178,13 @@ pub fn parse_condition(text: &str) -> Result<Condition, AnalyticsError> {
         }
     }
     Err(AnalyticsError::field("where", format!(
-        "`{text}` is not a condition; write PROPERTY=VALUE (or !=, >, >=, <, <=, ~ for contains), PROPERTY? for set, !PROPERTY for not set"
+        "`{text}` is not a condition; write PROPERTY=VALUE (or !=, >, >=, <, <=, ~ for contains, !~ for not containing), PROPERTY? for set, !PROPERTY for not set"
     )))
 }
 
 /// Filters shared by every analysis. JSON: `{"from", "to", "channels", "steps", "where", "split_gap",
-/// "split_before", "split_after", "step_rules", "test_traffic"}`.
+/// "split_before", "split_after", "step_rules", "test_traffic", "identity_steps", "split_platforms",
+/// "collapse_repeats"}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scope {
@@ -217,6 +219,18 @@ pub struct Scope {
     /// default.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub test_traffic: bool,
+    /// Keep Segment's identity calls (`identify`, `alias`, `group`) as journey steps. Left out by default: they
+    /// say who the customer is, not what the customer did.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub identity_steps: bool,
+    /// Keep a web page and the app screen of the same name apart (`page:X`, `screen:X`). By default they are one
+    /// step, `page:X`: the same page on two platforms (split by platform with a breakdown instead).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub split_platforms: bool,
+    /// Collapse repeats: an event of the same step as the one before it in its journey (after the step rules and
+    /// filters) is left out, so `A A B` reads `A B` — pm4py's and Disco's "merge self-loops".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub collapse_repeats: bool,
 }
 
 /// A [`Scope`] checked: the event filter, the split gap, and every property column the scope reads.
@@ -227,6 +241,7 @@ pub struct ScopePlan {
     split_before: Option<Condition>,
     split_after: Option<Condition>,
     step_rules: Vec<StepRule>,
+    collapse_repeats: bool,
     /// Property columns the scope itself reads (conditions, rule placeholders, split conditions).
     pub properties: Vec<String>,
 }
@@ -284,6 +299,7 @@ impl Scope {
             split_before: self.split_before.clone(),
             split_after: self.split_after.clone(),
             step_rules: self.step_rules.clone(),
+            collapse_repeats: self.collapse_repeats,
             properties,
         })
     }
@@ -291,7 +307,7 @@ impl Scope {
 
 impl ScopePlan {
     /// `journeys` (loaded with [`ScopePlan::properties`] and the analysis's own) narrowed and split as the scope
-    /// says: step rules, then filters, then instance splits. Without any, `journeys` itself, not a copy.
+    /// says: step rules, then filters, then collapsed repeats, then instance splits. Without any, `journeys` itself, not a copy.
     pub fn apply(&self, journeys: Arc<JourneySet>) -> Result<Arc<JourneySet>, AnalyticsError> {
         let mut journeys = journeys;
         if !self.step_rules.is_empty() {
@@ -299,6 +315,9 @@ impl ScopePlan {
         }
         if !self.filter.is_empty() {
             journeys = Arc::new(self.filter.apply(&journeys)?);
+        }
+        if self.collapse_repeats {
+            journeys = Arc::new(collapse_repeats(&journeys));
         }
         if let Some(gap) = self.gap_us {
             journeys = Arc::new(split_instances(&journeys, gap));

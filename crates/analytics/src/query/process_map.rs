@@ -15,6 +15,11 @@ pub struct ProcessMapRequest {
     /// fields — use `feedback` itself to set others).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub feedback: bool,
+    /// Each transition's precedence too (`precedence` on every edge: the share of the journeys with it in which
+    /// its `from` step first occurs before its `to` step), which orders a drawing of the map: a transition with a
+    /// precedence below one half goes back to a step customers usually reach first, a back edge.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub precedence: bool,
     #[serde(default)]
     pub filter: Scope,
 }
@@ -34,6 +39,7 @@ impl Spec for ProcessMap {
 #[derive(Debug, Clone)]
 pub struct ProcessMapSpec {
     feedback: Option<crate::feedback::Feedback>,
+    precedence: bool,
 }
 
 impl Spec for ProcessMapSpec {
@@ -50,6 +56,12 @@ impl Spec for ProcessMapSpec {
         runner: &Runner,
     ) -> Result<ProcessMapReport, AnalyticsError> {
         let mut map = ProcessMap.execute(journeys, runner);
+        if self.precedence {
+            let shares = precedence(journeys);
+            for edge in &mut map.edges {
+                edge.precedence = shares.get(&(edge.from.as_str(), edge.to.as_str())).copied();
+            }
+        }
         if let Some(feedback) = &self.feedback {
             map.feedback = feedback
                 .run(journeys, runner)?
@@ -60,6 +72,51 @@ impl Spec for ProcessMapSpec {
         }
         Ok(map)
     }
+}
+
+/// Per transition `from → to` (of different steps): the share of the journeys with it in which `from` first occurs
+/// before `to` does. What customers usually do first is drawn above, whatever they repeat afterwards (browsing after
+/// a purchase does not pull the product pages below it).
+fn precedence(journeys: &JourneySet) -> rustc_hash::FxHashMap<(&str, &str), f64> {
+    let n = journeys.step_names.len();
+    // Per step: the journey it was last seen in, and its first index there.
+    let mut seen = vec![(usize::MAX, 0usize); n];
+    // Per transition: (journeys where `from` came first, journeys with it, the last journey counted).
+    let mut pairs: rustc_hash::FxHashMap<(u32, u32), (u64, u64, usize)> = Default::default();
+    for (number, journey) in journeys.journeys(0..journeys.n_journeys()).enumerate() {
+        for (index, step) in journey.step.iter().enumerate() {
+            let first = &mut seen[*step as usize];
+            if first.0 != number {
+                *first = (number, index);
+            }
+        }
+        for pair in journey.step.windows(2) {
+            if pair[0] == pair[1] {
+                continue;
+            }
+            let entry = pairs
+                .entry((pair[0], pair[1]))
+                .or_insert((0, 0, usize::MAX));
+            if entry.2 == number {
+                continue;
+            }
+            entry.2 = number;
+            entry.1 += 1;
+            entry.0 += u64::from(seen[pair[0] as usize].1 < seen[pair[1] as usize].1);
+        }
+    }
+    pairs
+        .into_iter()
+        .map(|((from, to), (before, total, _))| {
+            (
+                (
+                    journeys.step_names[from as usize].as_str(),
+                    journeys.step_names[to as usize].as_str(),
+                ),
+                before as f64 / total.max(1) as f64,
+            )
+        })
+        .collect()
 }
 
 impl Query for ProcessMapRequest {
@@ -85,7 +142,10 @@ impl Query for ProcessMapRequest {
                 .spec(data)
             })
             .transpose()?;
-        Ok(ProcessMapSpec { feedback })
+        Ok(ProcessMapSpec {
+            feedback,
+            precedence: self.precedence,
+        })
     }
 
     fn text(&self, map: &ProcessMapReport, rows: usize) -> String {

@@ -1,12 +1,12 @@
 //! `retention`: cohorts by the period of a start step, and who comes back.
 
 use super::{run_plan, AnchorSpec, DataInfo, Query, Scope, Spec};
-use crate::{AnalyticsError, Period, Retention, RetentionReport, Runner};
+use crate::{AnalyticsError, Period, Retention, RetentionMode, RetentionReport, Runner};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use waymark_model::JourneySet;
 
-/// `retention` options. JSON: `{"start", "return", "period", "periods", "filter"}`.
+/// `retention` options. JSON: `{"start", "return", "period", "periods", "mode", "filter"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionRequest {
@@ -21,6 +21,10 @@ pub struct RetentionRequest {
     /// Periods after the cohort's own.
     #[serde(default = "RetentionRequest::default_periods")]
     pub periods: usize,
+    /// first_time (default): a customer's cohort is the period of their first start step; recurring: each
+    /// period's cohort is everyone who did the start step in it (PostHog's default retention).
+    #[serde(default)]
+    pub mode: RetentionMode,
     #[serde(default)]
     pub filter: Scope,
 }
@@ -38,6 +42,7 @@ impl Default for RetentionRequest {
             returning: AnchorSpec::default(),
             period: Period::Week,
             periods: RetentionRequest::default_periods(),
+            mode: RetentionMode::default(),
             filter: Scope::default(),
         }
     }
@@ -83,6 +88,7 @@ impl Query for RetentionRequest {
             returning: self.returning.condition(),
             period: self.period,
             periods: self.periods,
+            mode: self.mode,
         })
     }
 

@@ -97,7 +97,7 @@ pub fn funnel(report: &FunnelReport, window: &str) -> String {
     outln!(
         out,
         "Funnel of {} {} ({}), window {window}",
-        report.total,
+        thousands(report.total),
         report.units,
         modes
     );
@@ -133,7 +133,7 @@ pub fn funnel(report: &FunnelReport, window: &str) -> String {
             "  {:>1}  {:<width$}  {:>9}  {:>5.1}%  {:>8.1}%  {:<20}  {:>8}  {:>8}",
             index + 1,
             step.name,
-            step.count,
+            thousands(step.count),
             step.conversion * 100.0,
             step.step_conversion * 100.0,
             "█".repeat(bar_len),
@@ -166,12 +166,35 @@ pub fn funnel(report: &FunnelReport, window: &str) -> String {
                 .collect();
             outln!(
                 out,
-                "  after {} {}: {} stopped — next: {}",
+                "  after {} {}: {} stopped within the window; their next event: {}",
                 index + 1,
                 step.name,
-                step.dropped,
+                thousands(step.dropped),
                 next.join(", ")
             );
+            let next_name = report
+                .steps
+                .get(index + 1)
+                .map_or("", |next| next.name.as_str());
+            let last = report
+                .steps
+                .last()
+                .filter(|_| index + 2 < report.steps.len());
+            if step.next_step_later > 0 {
+                outln!(
+                    out,
+                    "      {} of them did {next_name} later, outside the window or the funnel's order",
+                    thousands(step.next_step_later)
+                );
+            }
+            if let Some(last) = last.filter(|_| step.last_step_later > 0) {
+                outln!(
+                    out,
+                    "      {} of them reached {} another way (not counted as converted)",
+                    thousands(step.last_step_later),
+                    last.name
+                );
+            }
             if let Some(first) = step.dropped_customers.first() {
                 outln!(
                     out,
@@ -194,7 +217,7 @@ pub fn funnel(report: &FunnelReport, window: &str) -> String {
             breakdown.property
         );
         for group in &breakdown.groups {
-            let counts: Vec<String> = group.counts.iter().map(u64::to_string).collect();
+            let counts: Vec<String> = group.counts.iter().copied().map(thousands).collect();
             outln!(
                 out,
                 "  {:<24} {:>6.1}%  {}",
@@ -221,10 +244,20 @@ pub fn retention(report: &RetentionReport) -> String {
     let mut out = String::new();
     outln!(
         out,
-        "Retention of {} customers in {} cohorts (by {}; period 0 is the cohort's own, after starting)",
-        report.customers,
+        "Retention of {} {} in {} cohorts (by {}{}; period 0 is the cohort's own, after starting)",
+        thousands(report.customers),
+        if report.mode == crate::RetentionMode::Recurring {
+            "cohort memberships"
+        } else {
+            "customers"
+        },
         report.cohorts.len(),
-        format!("{:?}", report.period).to_lowercase()
+        format!("{:?}", report.period).to_lowercase(),
+        if report.mode == crate::RetentionMode::Recurring {
+            ", recurring: a cohort per period a customer starts in"
+        } else {
+            ", first time"
+        }
     );
     out.push('\n');
     outw!(out, "  {:<10}  {:>9}", "cohort", "customers");
@@ -233,7 +266,12 @@ pub fn retention(report: &RetentionReport) -> String {
     }
     out.push('\n');
     for cohort in &report.cohorts {
-        outw!(out, "  {:<10}  {:>9}", cohort.cohort, cohort.customers);
+        outw!(
+            out,
+            "  {:<10}  {:>9}",
+            cohort.cohort,
+            thousands(cohort.customers)
+        );
         for (k, rate) in cohort.rates.iter().enumerate() {
             if k <= cohort.observed_periods {
                 outw!(out, "  {:>4.0}%", rate * 100.0);
@@ -243,7 +281,7 @@ pub fn retention(report: &RetentionReport) -> String {
         }
         out.push('\n');
     }
-    outw!(out, "  {:<10}  {:>9}", "all", report.customers);
+    outw!(out, "  {:<10}  {:>9}", "all", thousands(report.customers));
     for rate in &report.overall {
         match rate {
             Some(rate) => outw!(out, "  {:>4.0}%", rate * 100.0),
@@ -264,7 +302,7 @@ pub fn friction(report: &FrictionReport) -> String {
     outln!(
         out,
         "Friction across {} customers (goal: {}; {:.1}% reach it; as of {}). Top {} of {} findings by harm (goals lost + extra contacts + customers beyond the norm):",
-        report.customers,
+        thousands(report.customers),
         report.goals.join(" or "),
         report.goal_rate * 100.0,
         report.as_of,
@@ -275,14 +313,14 @@ pub fn friction(report: &FrictionReport) -> String {
         out.push('\n');
         outln!(
             out,
-            "{:>2}. {}   [{} customers; {}]",
+            "{:>2}. {}   [{} customers{}]",
             rank + 1,
-            finding.title,
-            finding.customers,
+            finding.headline,
+            thousands(finding.customers),
             if finding.harm.is_empty() {
-                "no measurable harm"
+                "; no measurable harm"
             } else {
-                &finding.harm
+                ""
             }
         );
         for line in wrap(&finding.explanation, 100) {
@@ -333,7 +371,7 @@ pub fn flows(report: &FlowsReport, anchor: &str) -> String {
     outln!(
         out,
         "Flows {verb} {anchor}: {} customers, {} levels",
-        report.customers,
+        thousands(report.customers),
         report.depth
     );
     for level in 1..=report.depth as u32 {
@@ -359,7 +397,7 @@ pub fn flows(report: &FlowsReport, anchor: &str) -> String {
                     format!(
                         "{} {}",
                         link.source.split_once(':').map_or("", |(_, step)| step),
-                        link.count
+                        thousands(link.count)
                     )
                 })
                 .collect();
@@ -371,7 +409,7 @@ pub fn flows(report: &FlowsReport, anchor: &str) -> String {
             outln!(
                 out,
                 "    {:>8}  {:>5.1}%  {:<28}  {marker}{}",
-                node.count,
+                thousands(node.count),
                 share * 100.0,
                 "█".repeat((share * 28.0).round() as usize),
                 node.step,
@@ -387,6 +425,19 @@ pub fn flows(report: &FlowsReport, anchor: &str) -> String {
         }
     }
     notes(&mut out, &report.warnings);
+    out
+}
+
+/// A count with its thousands separated, as the UI prints it: 16,827.
+pub fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
     out
 }
 

@@ -14,6 +14,10 @@ pub struct VariantsRequest {
     /// Keep the K most frequent variants (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top: Option<usize>,
+    /// Keep the most frequent variants until they cover this share of the journeys, 0–1 (with `top` too,
+    /// whichever keeps fewer): the view Disco and Celonis give with their variant slider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<f64>,
     #[serde(default)]
     pub filter: Scope,
 }
@@ -42,7 +46,16 @@ impl Query for VariantsRequest {
     }
 
     fn spec(&self, _data: &DataInfo<'_>) -> Result<Variants, AnalyticsError> {
-        Ok(Variants { top: self.top })
+        if let Some(coverage) = self.coverage.filter(|c| !(0.0..=1.0).contains(c)) {
+            return Err(AnalyticsError::field(
+                "coverage",
+                format!("{coverage} is not a share: give a number from 0 to 1 (0.5 for half the journeys)"),
+            ));
+        }
+        Ok(Variants {
+            top: self.top,
+            coverage: self.coverage,
+        })
     }
 
     fn text(&self, variants: &VariantsReport, rows: usize) -> String {

@@ -186,8 +186,50 @@ pub enum ImportError {
     },
     #[error("{file}: {detail}")]
     Malformed { file: String, detail: String },
+    /// A failure after some rows were stored: what was stored, and how to resume.
+    #[error("{}", stopped_message(.cause, *.accepted, *.duplicates))]
+    Stopped {
+        cause: Box<ImportError>,
+        /// New events stored from the rows before the failure (durable).
+        accepted: u64,
+        /// Rows before the failure that were stored already (an earlier run).
+        duplicates: u64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl ImportError {
+    /// The error behind a [`ImportError::Stopped`], or this one.
+    pub fn cause(&self) -> &ImportError {
+        match self {
+            ImportError::Stopped { cause, .. } => cause,
+            other => other,
+        }
+    }
+}
+
+/// What a stopped import stored and how to go on from there: the rows before the bad one are durable, and importing
+/// the same file again after fixing (or deleting) that row stores the rest, the rows already stored being recognised
+/// by their derived id (file name, line, content) or `messageId` and skipped.
+fn stopped_message(cause: &ImportError, accepted: u64, duplicates: u64) -> String {
+    let before = match cause {
+        ImportError::Row { line, .. } if *line > 2 => format!("the rows before line {line}"),
+        ImportError::Row { .. } => "the rows before it".to_string(),
+        _ => "the rows read before the failure".to_string(),
+    };
+    let what = match cause {
+        ImportError::Row { line, .. } => format!("fix or delete line {line}"),
+        _ => "fix the file".to_string(),
+    };
+    let again = if duplicates > 0 {
+        format!(" ({duplicates} of them were stored by an earlier run)")
+    } else {
+        String::new()
+    };
+    format!(
+        "{cause}\nstored {accepted} new events from {before}{again}; {what} and run the same import again to resume: rows already stored are recognised and skipped"
+    )
 }
 
 /// Counts bytes read from the underlying file, for progress reporting.
@@ -667,7 +709,22 @@ pub fn import_file(
         let (accepted, duplicates, suppressed) = appended?;
         // Durable before anything is reported, including the rows before a bad one.
         store.flush()?;
-        parsed?;
+        if let Err(cause) = parsed {
+            return Err(match cause {
+                ImportError::Row { .. }
+                | ImportError::Malformed { .. }
+                | ImportError::Io { .. }
+                    if accepted + duplicates > 0 =>
+                {
+                    ImportError::Stopped {
+                        cause: Box::new(cause),
+                        accepted,
+                        duplicates,
+                    }
+                }
+                cause => cause,
+            });
+        }
         report.accepted = accepted;
         report.duplicates = duplicates;
         report.suppressed = suppressed;
