@@ -237,10 +237,14 @@ pub fn customer_steps(
         return None;
     }
     // The dictionary keeps only the steps left: an analysis listing step names lists no empty ones.
+    let mut used = vec![false; names.len()];
+    for to in target.iter().filter(|to| **to != u32::MAX) {
+        used[*to as usize] = true;
+    }
     let mut compact = vec![u32::MAX; names.len()];
     let mut kept_names = Vec::new();
     for (code, name) in names.iter().enumerate() {
-        if target.contains(&(code as u32)) {
+        if used[code] {
             compact[code] = kept_names.len() as u32;
             kept_names.push(name.clone());
         }

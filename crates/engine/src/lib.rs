@@ -30,6 +30,7 @@ pub mod synthetic;
 
 pub use error::Error;
 pub use report::ReportOptions;
+pub use waymark_analytics::query::text::thousands;
 pub use waymark_analytics::{Direction, FlowsRequest, FunnelRequest, Query, Scope};
 pub use waymark_model::Identifier;
 /// Prediction's types (evaluations, models), reached through the engine like every other product type.
@@ -460,11 +461,10 @@ impl Engine {
         Ok(self.store.close()?)
     }
 
-    /// `view` without the customers of scenario simulations (ids starting [`simulate::TEST_PREFIX`]); the view
-    /// itself when it has none (found by one pass over the ids, remembered per view).
     /// The journeys as analyses see them by default, cached per view: without test traffic (unless the scope
-    /// includes it), with customer traits on every event ([`traits_on_every_event`]), without identity calls and with an app screen named like a web page counted as that page
-    /// (unless the scope keeps them: [`waymark_analytics::customer_steps`]).
+    /// includes it), with customer traits on every event ([`traits_on_every_event`]), without identity calls and
+    /// with an app screen named like a web page counted as that page (unless the scope keeps them:
+    /// [`waymark_analytics::customer_steps`]).
     fn customer_view(
         &self,
         view: Arc<JourneySet>,
@@ -506,7 +506,8 @@ impl Engine {
         derived.unwrap_or(view)
     }
 
-    /// `view` without the simulated customers of scenario runs; `None` when it has none.
+    /// `view` without the simulated customers of scenario runs (ids starting [`simulate::TEST_PREFIX`]); `None`
+    /// when it has none.
     fn without_test_traffic(view: &JourneySet) -> Option<JourneySet> {
         let test: Vec<bool> = (0..view.n_journeys())
             .map(|j| view.customer_ids[j].starts_with(simulate::TEST_PREFIX))

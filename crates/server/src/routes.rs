@@ -865,19 +865,6 @@ async fn stats(State(state): State<AppState>) -> Json<waymark_engine::StoreStats
     Json(state.engine.stats())
 }
 
-/// `1667009` → `1,667,009`.
-fn with_thousands(value: u64) -> String {
-    let digits = value.to_string();
-    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
-    grouped
-}
-
 /// The web UI: one page, one script, one style sheet, all built into the binary (no CDN, works offline).
 async fn ui_index() -> Html<&'static str> {
     Html(include_str!("../ui/index.html"))
@@ -916,7 +903,7 @@ async fn status_page(State(state): State<AppState>) -> Html<String> {
         ("{{steps}}", stats.steps),
         ("{{failed}}", stats.failed_events),
     ] {
-        page = page.replace(placeholder, &with_thousands(value));
+        page = page.replace(placeholder, &waymark_engine::thousands(value));
     }
     Html(page)
 }
@@ -925,10 +912,10 @@ async fn status_page(State(state): State<AppState>) -> Html<String> {
 mod tests {
     #[test]
     fn thousands_are_separated() {
-        assert_eq!(super::with_thousands(1_667_009), "1,667,009");
-        assert_eq!(super::with_thousands(999), "999");
-        assert_eq!(super::with_thousands(1_000), "1,000");
-        assert_eq!(super::with_thousands(0), "0");
+        assert_eq!(waymark_engine::thousands(1_667_009), "1,667,009");
+        assert_eq!(waymark_engine::thousands(999), "999");
+        assert_eq!(waymark_engine::thousands(1_000), "1,000");
+        assert_eq!(waymark_engine::thousands(0), "0");
     }
 }
 

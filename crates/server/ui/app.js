@@ -324,7 +324,7 @@ function processMap(map, shownEdges) {
   const labelled = new Set([...edges].sort((x, y) => y.count - x.count).slice(0, 24));
   const graph = new dagre.graphlib.Graph({ multigraph: false });
   graph.setGraph({ rankdir: "TB", nodesep: 36, ranksep: 34, edgesep: 18, marginx: 20, marginy: 16, acyclicer: "greedy", ranker: "network-simplex" });
-  // (The greedy acyclicer only acts without positions, on a report that has none.)
+  // The greedy acyclicer breaks what cycles remain (precedence is not transitive) at their least frequent edges.
   graph.setDefaultEdgeLabel(() => ({}));
   const info = {};
   for (const n of names) {
