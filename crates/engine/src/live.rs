@@ -31,6 +31,19 @@ pub struct ModelScore {
     pub score: Score,
 }
 
+/// What the live scorer keeps of one model's score of one customer: the value, and what tells whether the
+/// customer is still in flight for the model (so a ranking of the riskiest customers need not read every
+/// customer's journey to leave out those who are not).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LiveValue {
+    pub model: String,
+    pub value: f64,
+    /// The time of the customer's last event the model reads (µs).
+    pub last_event: i64,
+    /// For a goal model: the customer has reached the goal.
+    pub reached_goal: bool,
+}
+
 /// The saved models, reloaded when their files change.
 #[derive(Default)]
 struct ModelCache {
@@ -53,6 +66,9 @@ pub fn is_score_column(name: &str) -> bool {
     name.starts_with(SCORE_COLUMN) || name.starts_with(SCORE_BAND_COLUMN)
 }
 
+/// Customers re-scored between two messages to the rules worker.
+const RESCORE_BATCH: usize = 256;
+
 /// Queued instead of a customer key: the models changed, score everyone again.
 const ALL: &str = "\0all";
 
@@ -60,8 +76,8 @@ const ALL: &str = "\0all";
 #[derive(Default)]
 pub(crate) struct Live {
     queue: Mutex<Option<mpsc::Sender<String>>>,
-    /// Customer id → (model name, value), every model's latest score.
-    scores: RwLock<HashMap<String, Vec<(String, f64)>>>,
+    /// Customer id → every model's latest score of the customer.
+    scores: RwLock<HashMap<String, Vec<LiveValue>>>,
     models: Mutex<ModelCache>,
     /// The first full scoring is done.
     ready: AtomicBool,
@@ -211,61 +227,91 @@ impl Engine {
 
     /// Re-scores the customer `identifier` belongs to with every model and keeps the values.
     pub fn rescore(&self, identifier: &str) -> Result<(), Error> {
-        let started = Instant::now();
+        self.rescore_many(&[identifier.to_string()])
+    }
+
+    /// Re-scores the customers of `identifiers` with every model and keeps the values: the models are looked up
+    /// once, and the rules worker is told every new score in one message. A customer that cannot be read keeps
+    /// its old scores and the others are re-scored; the first such error is returned.
+    pub fn rescore_many(&self, identifiers: &[String]) -> Result<(), Error> {
         let models = self.current_models()?;
-        if models.is_empty() {
+        if models.is_empty() || identifiers.is_empty() {
             return Ok(());
         }
-        let Some(journey) = self
-            .store
-            .customer_journey(identifier, &feature_union(&models))?
-        else {
-            return Ok(());
+        let columns = feature_union(&models);
+        let mut changed = Vec::with_capacity(identifiers.len());
+        let mut outcome = Ok(());
+        for identifier in identifiers {
+            match self.rescore_one(&models, &columns, identifier) {
+                Ok(Some(scored)) => changed.push(scored),
+                Ok(None) => {}
+                Err(error) => {
+                    if outcome.is_ok() {
+                        outcome = Err(error);
+                    }
+                }
+            }
+        }
+        self.rules_scores_changed(changed);
+        outcome
+    }
+
+    /// One customer re-scored and its values kept: (display id, every model's value, its last event's time) for
+    /// the rules worker; `None` when no customer has the identifier.
+    fn rescore_one(
+        &self,
+        models: &[Arc<LoadedModel>],
+        columns: &[String],
+        identifier: &str,
+    ) -> Result<Option<crate::rules::ScoreChange>, Error> {
+        let started = Instant::now();
+        let Some(journey) = self.store.customer_journey(identifier, columns)? else {
+            return Ok(None);
         };
-        let values: Vec<(String, f64)> = models
-            .iter()
-            .filter_map(|model| {
-                let sequences = model.sequences(&journey);
-                let length = sequences.get(0).len();
-                (length > 0).then(|| {
-                    (
-                        model.info.name.clone(),
-                        model.model().value(&sequences, 0, length),
-                    )
-                })
-            })
-            .collect();
-        if let Some(last) = journey.ts.iter().max() {
-            self.live.latest.fetch_max(*last, Ordering::AcqRel);
+        let mut values: Vec<LiveValue> = Vec::with_capacity(models.len());
+        for model in models {
+            let sequences = model.sequences(&journey);
+            let length = sequences.get(0).len();
+            if length == 0 {
+                continue;
+            }
+            values.push(LiveValue {
+                model: model.info.name.clone(),
+                value: model.model().value(&sequences, 0, length),
+                last_event: sequences.times_of(0)[length - 1],
+                reached_goal: model.info.spec.target == crate::models::Target::Goal
+                    && crate::models::reached_goal(&model.info.spec, &journey, 0)?,
+            });
+        }
+        // "Now" for the data as the batch scorer has it: the latest event a model reads.
+        if let Some(last) = values.iter().map(|value| value.last_event).max() {
+            self.live.latest.fetch_max(last, Ordering::AcqRel);
         }
         let last = journey.ts.iter().max().copied().unwrap_or(0);
-        self.rules_scores_changed(&journey.customer_ids[0], &values, last);
+        let named: Vec<(String, f64)> = values
+            .iter()
+            .map(|value| (value.model.clone(), value.value))
+            .collect();
+        let customer = journey.customer_ids[0].to_string();
         self.live
             .scores
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(journey.customer_ids[0].to_string(), values);
+            .insert(customer.clone(), values);
         self.live.rescored.fetch_add(1, Ordering::Relaxed);
         metrics::histogram!(SCORING_LATENCY).record(started.elapsed().as_secs_f64());
-        Ok(())
+        Ok(Some((customer, named, last)))
     }
 
     /// Scores every customer with every model from the full journey view, replacing the live values.
     pub fn rescore_all(&self) -> Result<(), Error> {
         let (models, generation) = self.models_and_generation()?;
-        let mut scores: HashMap<String, Vec<(String, f64)>> = HashMap::new();
-        let latest = std::cell::Cell::new(i64::MIN);
+        let mut scores: HashMap<String, Vec<LiveValue>> = HashMap::new();
+        let mut latest = i64::MIN;
         for model in &models {
-            for (customer, value) in self.score_at(model, &|journeys, index| {
-                if let Some(last) = journeys.journey(index).ts.last() {
-                    latest.set(latest.get().max(*last));
-                }
-                Some(journeys.journey(index).len())
-            })? {
-                scores
-                    .entry(customer)
-                    .or_default()
-                    .push((model.info.name.clone(), value));
+            for (customer, value) in self.score_every_customer(model)? {
+                latest = latest.max(value.last_event);
+                scores.entry(customer).or_default().push(value);
             }
         }
         *self
@@ -273,7 +319,7 @@ impl Engine {
             .scores
             .write()
             .unwrap_or_else(PoisonError::into_inner) = scores;
-        self.live.latest.fetch_max(latest.get(), Ordering::AcqRel);
+        self.live.latest.fetch_max(latest, Ordering::AcqRel);
         self.live
             .scored_generation
             .store(generation, Ordering::Release);
@@ -296,6 +342,9 @@ impl Engine {
         std::thread::Builder::new()
             .name("live-scoring".into())
             .spawn(move || {
+                // Scores trail their events by a moment when the cores are busy; pages and acknowledgements
+                // do not wait for them.
+                waymark_store::lower_thread_priority();
                 if let Some(engine) = weak.upgrade() {
                     let started = Instant::now();
                     match engine.rescore_all() {
@@ -331,9 +380,10 @@ impl Engine {
                         }
                         continue;
                     }
-                    for identifier in queued {
-                        if let Err(error) = engine.rescore(&identifier) {
-                            tracing::warn!(%error, identifier, "re-scoring failed");
+                    // In bounded batches, so the rules worker hears of the first scores while the rest are made.
+                    for batch in queued.chunks(RESCORE_BATCH) {
+                        if let Err(error) = engine.rescore_many(batch) {
+                            tracing::warn!(%error, "re-scoring failed");
                         }
                     }
                 }
@@ -406,14 +456,24 @@ impl Engine {
             // Not scored live yet (starting, or the model just changed): score every customer now.
             return self.score(&model, None, top);
         }
-        // Rank on the live values; the batch path re-checks the goal and explains those shown.
+        // Rank the customers still in flight on their live values; each shown is read and explained afresh (its
+        // events may have arrived since), so the check is made again on what is read.
+        let since = in_flight_since(&model, self.live.latest.load(Ordering::Acquire));
         let mut ranked: Vec<(f64, String)> = self
-            .live_values_of(name)
-            .into_iter()
-            .map(|(customer, value)| (value, customer))
+            .live
+            .scores
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(|(customer, values)| {
+                values
+                    .iter()
+                    .find(|value| value.model == name)
+                    .filter(|value| !value.reached_goal && value.last_event >= since)
+                    .map(|value| (value.value, customer.clone()))
+            })
             .collect();
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let since = in_flight_since(&model, self.live.latest.load(Ordering::Acquire));
         let mut shown = Vec::new();
         for (_, customer) in ranked {
             if shown.len() >= top {
@@ -507,8 +567,8 @@ impl Engine {
             .filter_map(|(customer, values)| {
                 values
                     .iter()
-                    .find(|(model, _)| model == name)
-                    .map(|(_, value)| (customer.clone(), *value))
+                    .find(|value| value.model == name)
+                    .map(|value| (customer.clone(), value.value))
             })
             .collect()
     }
@@ -538,7 +598,12 @@ impl Engine {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(customer_id)
-            .cloned()
+            .map(|values| {
+                values
+                    .iter()
+                    .map(|value| (value.model.clone(), value.value))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }

@@ -756,6 +756,36 @@ impl Engine {
             .collect())
     }
 
+    /// Every journey's score now, for the live scorer: (customer, what it keeps of the customer) in journey order.
+    pub(crate) fn score_every_customer(
+        &self,
+        model: &LoadedModel,
+    ) -> Result<Vec<(String, crate::live::LiveValue)>, Error> {
+        let (journeys, sequences) = self.scoring_journeys(model)?;
+        let goals: Option<Vec<_>> = match model.info.spec.target {
+            Target::Goal => Some(compile_goals(&model.info.spec, &journeys)?),
+            _ => None,
+        };
+        Ok((0..journeys.n_journeys())
+            .filter_map(|index| {
+                let length = sequences.get(index).len();
+                (length > 0).then(|| {
+                    (
+                        journeys.customer_ids[index].to_string(),
+                        crate::live::LiveValue {
+                            model: model.info.name.clone(),
+                            value: model.model.value(&sequences, index, length),
+                            last_event: sequences.times_of(index)[length - 1],
+                            reached_goal: goals
+                                .as_ref()
+                                .is_some_and(|goals| first_goal(goals, &journeys, index).is_some()),
+                        },
+                    )
+                })
+            })
+            .collect())
+    }
+
     /// Scores customers with a saved model: `customer` alone (any of its identifiers), or every customer still
     /// in flight (for the goal: not yet reached it; for a model with a horizon: active within the horizon before
     /// the data's last event), ranked by the score, highest first, the first `top`.

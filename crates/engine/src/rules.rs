@@ -148,11 +148,8 @@ pub(crate) struct RulesLive {
 
 enum Wake {
     Events,
-    Score {
-        customer: String,
-        values: Vec<(String, f64)>,
-        at: i64,
-    },
+    /// Customers' new scores: (customer, every model's value, the customer's last event time).
+    Scores(Vec<ScoreChange>),
     Reload,
     /// The data's clock moved on (event time only): timers due by then fire.
     Clock(i64),
@@ -1061,20 +1058,17 @@ impl Engine {
         self.wake_rules(Wake::Events);
     }
 
-    /// Tells a running rules worker a customer's new scores.
-    pub(crate) fn rules_scores_changed(&self, customer: &str, values: &[(String, f64)], at: i64) {
-        if self
-            .rules
-            .wake
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
+    /// Tells a running rules worker customers' new scores: (customer, every model's value, its last event time).
+    pub(crate) fn rules_scores_changed(&self, changed: Vec<ScoreChange>) {
+        if !changed.is_empty()
+            && self
+                .rules
+                .wake
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some()
         {
-            self.wake_rules(Wake::Score {
-                customer: customer.to_string(),
-                values: values.to_vec(),
-                at,
-            });
+            self.wake_rules(Wake::Scores(changed));
         }
     }
 
@@ -1146,11 +1140,7 @@ impl Engine {
                     let mut forgets = Vec::new();
                     let mut handle = |wake: Wake| match wake {
                         Wake::Reload => reload = true,
-                        Wake::Score {
-                            customer,
-                            values,
-                            at,
-                        } => scores.push((customer, values, at)),
+                        Wake::Scores(changed) => scores.extend(changed),
                         Wake::Events => {}
                         Wake::Clock(at) => clock = clock.max(Some(at)),
                         Wake::Forget { customer, done } => forgets.push((customer, done)),
@@ -1616,7 +1606,7 @@ pub(crate) fn read_journal(path: &Path) -> (Vec<(usize, Instance)>, Attempts) {
 }
 
 /// A customer's new scores: (customer, [(model, value)], latest event time).
-type ScoreChange = (String, Vec<(String, f64)>, i64);
+pub(crate) type ScoreChange = (String, Vec<(String, f64)>, i64);
 
 /// The rules worker's own state.
 struct Worker {

@@ -245,7 +245,11 @@ const MERGE_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 impl Compactor {
     pub(crate) fn new() -> Compactor {
         Compactor {
-            job: BackgroundJob::new("waymark-store-compact"),
+            // A merge is never waited on: queries and acknowledgements come first.
+            job: BackgroundJob {
+                low_priority: true,
+                ..BackgroundJob::new("waymark-store-compact")
+            },
             cancel: Arc::new(AtomicBool::new(false)),
             resting_until: None,
         }

@@ -261,6 +261,8 @@ pub(crate) struct BackgroundJob<T> {
     pub(crate) in_flight: bool,
     /// The thread's name.
     pub(crate) name: &'static str,
+    /// Whether the thread runs at a lower CPU priority ([`lower_thread_priority`]).
+    pub(crate) low_priority: bool,
     /// The thread's job queue and results, once it is started. Dropping the queue ends the thread.
     pub(crate) worker: Option<Worker<T>>,
 }
@@ -270,6 +272,7 @@ impl<T: Send + 'static> BackgroundJob<T> {
         BackgroundJob {
             in_flight: false,
             name,
+            low_priority: false,
             worker: None,
         }
     }
@@ -285,9 +288,13 @@ impl<T: Send + 'static> BackgroundJob<T> {
         if self.worker.is_none() {
             let (jobs, queue) = mpsc::channel::<Job<T>>();
             let (done_sender, done) = mpsc::channel();
+            let low_priority = self.low_priority;
             std::thread::Builder::new()
                 .name(self.name.into())
                 .spawn(move || {
+                    if low_priority {
+                        lower_thread_priority();
+                    }
                     for job in queue {
                         if done_sender.send(job()).is_err() {
                             break;

@@ -145,6 +145,20 @@ pub(crate) fn message_hash(message_id: &str) -> u64 {
         .unwrap_or_else(|| xxhash_rust::xxh3::xxh3_64(message_id.as_bytes()))
 }
 
+/// Lowers the calling thread's CPU priority (nice 10, on Linux) for work that nobody waits on — segment merges,
+/// live re-scoring — so that queries and ingest acknowledgements running at the same time take the cores first
+/// (the Linux scheduler gives a nice-10 thread about a tenth of a contended core). Elsewhere it does nothing.
+pub fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid has no preconditions; setpriority on this thread's id only changes its nice value.
+    unsafe {
+        let thread = libc::gettid();
+        if libc::setpriority(libc::PRIO_PROCESS, thread as libc::id_t, 10) != 0 {
+            tracing::debug!("could not lower a background thread's priority");
+        }
+    }
+}
+
 /// Replaces `path` with `bytes` so that a crash leaves either the old file or the new one, never a mix: writes a
 /// sibling `.tmp`, syncs it, renames it over `path`, and syncs the directory.
 pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -543,10 +543,7 @@ impl PropertyReader {
                 None => Ok(None),
                 Some(Ok(map)) => match map.get(path[0].as_str()) {
                     None => Ok(None),
-                    Some(raw) => {
-                        let value: serde_json::Value = serde_json::from_str(raw.get())?;
-                        Ok(walk(&value, &path[1..]))
-                    }
+                    Some(raw) => walk_raw(raw, &path[1..]),
                 },
                 Some(Err(value)) => Ok(walk(value, path)),
             }
@@ -570,9 +567,16 @@ impl PropertyReader {
                 found = in_properties(path)?;
             }
             if found.is_none() {
-                if let Some(value) = top.field(&path[0])? {
-                    found = walk(&value, &path[1..]);
-                }
+                found = match top.map_field(&path[0]) {
+                    Some(raw) => match raw {
+                        Some(raw) => walk_raw(raw, &path[1..])?,
+                        None => None,
+                    },
+                    None => match top.field(&path[0])? {
+                        Some(value) => walk(&value, &path[1..]),
+                        None => None,
+                    },
+                };
             }
             builder.push(found.as_ref());
         }
@@ -582,6 +586,33 @@ impl PropertyReader {
 
 use crate::stored::StoredEvent;
 use serde_json::value::RawValue;
+
+/// The value at `parts` under the JSON text `raw`, parsing only the objects on the way (each split into its
+/// members' borrowed text, the others skimmed) and the value found: a context or traits map holds much that a
+/// property column does not read.
+pub(crate) fn walk_raw(
+    raw: &RawValue,
+    parts: &[String],
+) -> serde_json::Result<Option<serde_json::Value>> {
+    let Some((first, rest)) = parts.split_first() else {
+        return serde_json::from_str(raw.get()).map(Some);
+    };
+    let text = raw.get();
+    if !text.starts_with('{') {
+        return Ok(None);
+    }
+    match serde_json::from_str::<HashMap<&str, &RawValue>>(text) {
+        Ok(members) => match members.get(first.as_str()) {
+            Some(member) => walk_raw(member, rest),
+            None => Ok(None),
+        },
+        // A key with an escape cannot be borrowed: the whole object parsed.
+        Err(_) => {
+            let value: serde_json::Value = serde_json::from_str(text)?;
+            Ok(walk(&value, parts))
+        }
+    }
+}
 
 pub(crate) fn walk(root: &serde_json::Value, parts: &[String]) -> Option<serde_json::Value> {
     parts

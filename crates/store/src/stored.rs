@@ -56,6 +56,17 @@ impl<'a> StoredEvent<'a> {
         map.map(RawValue::get).filter(|text| *text != "{}")
     }
 
+    /// A map field (`properties`, `traits`, `context`) as its stored JSON text: `Some(None)` when the event has
+    /// none, `None` when `name` is no map field.
+    pub(crate) fn map_field(&self, name: &str) -> Option<Option<&'a RawValue>> {
+        match name {
+            "properties" => Some(self.properties),
+            "traits" => Some(self.traits),
+            "context" => Some(self.context),
+            _ => None,
+        }
+    }
+
     /// A top-level field by its Segment name (`channel`, `context`, `userId`, …) as a JSON value: the maps parsed
     /// from their text, the scalars as they are stored (times as epoch microseconds).
     pub(crate) fn field(&self, name: &str) -> serde_json::Result<Option<Value>> {
