@@ -460,18 +460,10 @@ impl Engine {
         // events may have arrived since), so the check is made again on what is read.
         let since = in_flight_since(&model, self.live.latest.load(Ordering::Acquire));
         let mut ranked: Vec<(f64, String)> = self
-            .live
-            .scores
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .filter_map(|(customer, values)| {
-                values
-                    .iter()
-                    .find(|value| value.model == name)
-                    .filter(|value| !value.reached_goal && value.last_event >= since)
-                    .map(|value| (value.value, customer.clone()))
-            })
+            .live_values_of(name)
+            .into_iter()
+            .filter(|(_, value)| !value.reached_goal && value.last_event >= since)
+            .map(|(customer, value)| (value.value, customer))
             .collect();
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let mut shown = Vec::new();
@@ -526,7 +518,10 @@ impl Engine {
                     ))
                 })?;
             let values: HashMap<String, f64> = if live {
-                self.live_values_of(name).into_iter().collect()
+                self.live_values_of(name)
+                    .into_iter()
+                    .map(|(customer, value)| (customer, value.value))
+                    .collect()
             } else {
                 self.score_at(model, &|journeys, index| {
                     Some(journeys.journey(index).len())
@@ -558,7 +553,7 @@ impl Engine {
     }
 
     /// Every customer's live value of the model `name`.
-    fn live_values_of(&self, name: &str) -> Vec<(String, f64)> {
+    fn live_values_of(&self, name: &str) -> Vec<(String, LiveValue)> {
         self.live
             .scores
             .read()
@@ -568,7 +563,7 @@ impl Engine {
                 values
                     .iter()
                     .find(|value| value.model == name)
-                    .map(|value| (customer.clone(), value.value))
+                    .map(|value| (customer.clone(), value.clone()))
             })
             .collect()
     }
