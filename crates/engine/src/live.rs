@@ -44,6 +44,25 @@ pub(crate) struct LiveValue {
     pub reached_goal: bool,
 }
 
+impl LiveValue {
+    /// `model`'s value of journey `index` of `sequences` as it stands (`reached_goal` as the caller found it);
+    /// `None` when the journey has no step the model reads.
+    pub(crate) fn of(
+        model: &LoadedModel,
+        sequences: &Sequences,
+        index: usize,
+        reached_goal: bool,
+    ) -> Option<LiveValue> {
+        let length = sequences.get(index).len();
+        (length > 0).then(|| LiveValue {
+            model: model.info.name.clone(),
+            value: model.model().value(sequences, index, length),
+            last_event: sequences.times_of(index)[length - 1],
+            reached_goal,
+        })
+    }
+}
+
 /// The saved models, reloaded when their files change.
 #[derive(Default)]
 struct ModelCache {
@@ -270,18 +289,9 @@ impl Engine {
         };
         let mut values: Vec<LiveValue> = Vec::with_capacity(models.len());
         for model in models {
-            let sequences = model.sequences(&journey);
-            let length = sequences.get(0).len();
-            if length == 0 {
-                continue;
-            }
-            values.push(LiveValue {
-                model: model.info.name.clone(),
-                value: model.model().value(&sequences, 0, length),
-                last_event: sequences.times_of(0)[length - 1],
-                reached_goal: model.info.spec.target == crate::models::Target::Goal
-                    && crate::models::reached_goal(&model.info.spec, &journey, 0)?,
-            });
+            let reached = model.info.spec.target == crate::models::Target::Goal
+                && crate::models::reached_goal(&model.info.spec, &journey, 0)?;
+            values.extend(LiveValue::of(model, &model.sequences(&journey), 0, reached));
         }
         // "Now" for the data as the batch scorer has it: the latest event a model reads.
         if let Some(last) = values.iter().map(|value| value.last_event).max() {

@@ -768,20 +768,11 @@ impl Engine {
         };
         Ok((0..journeys.n_journeys())
             .filter_map(|index| {
-                let length = sequences.get(index).len();
-                (length > 0).then(|| {
-                    (
-                        journeys.customer_ids[index].to_string(),
-                        crate::live::LiveValue {
-                            model: model.info.name.clone(),
-                            value: model.model.value(&sequences, index, length),
-                            last_event: sequences.times_of(index)[length - 1],
-                            reached_goal: goals
-                                .as_ref()
-                                .is_some_and(|goals| first_goal(goals, &journeys, index).is_some()),
-                        },
-                    )
-                })
+                let reached = goals
+                    .as_ref()
+                    .is_some_and(|goals| first_goal(goals, &journeys, index).is_some());
+                crate::live::LiveValue::of(model, &sequences, index, reached)
+                    .map(|value| (journeys.customer_ids[index].to_string(), value))
             })
             .collect())
     }
