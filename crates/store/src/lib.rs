@@ -637,16 +637,29 @@ impl Store {
             .map(|name| PropertyColumnBuilder::new(name.clone()))
             .collect();
         let mut events: Vec<(i64, u32, u16)> = Vec::with_capacity(rows.len());
-        self.customer_payloads(&state, &rows, |columns, row, payload| {
-            reader.read(payload, &mut builders).map_err(|error| {
-                StoreError::corrupt(
-                    &self.shared.dir,
-                    format!("stored event does not parse: {error}"),
-                )
+        if properties.is_empty() {
+            // The hot columns are all in memory: no payload to decode.
+            let in_memory = state.in_memory_tables();
+            for (_, _, location, row) in rows.iter().copied() {
+                let columns = match state.segments.get(location) {
+                    Some(segment) => &segment.columns,
+                    None => &in_memory[location - state.segments.len()].columns,
+                };
+                let row = row as usize;
+                events.push((columns.ts[row], columns.step[row], columns.channel[row]));
+            }
+        } else {
+            self.customer_payloads(&state, &rows, |columns, row, payload| {
+                reader.read(payload, &mut builders).map_err(|error| {
+                    StoreError::corrupt(
+                        &self.shared.dir,
+                        format!("stored event does not parse: {error}"),
+                    )
+                })?;
+                events.push((columns.ts[row], columns.step[row], columns.channel[row]));
+                Ok(())
             })?;
-            events.push((columns.ts[row], columns.step[row], columns.channel[row]));
-            Ok(())
-        })?;
+        }
         let mut set = JourneySet {
             offsets: vec![0, events.len()],
             step_names: (0..state.steps.len() as u32)
@@ -718,7 +731,7 @@ impl Store {
         mut each: impl FnMut(&Columns, usize, &[u8]) -> Result<()>,
     ) -> Result<()> {
         let in_memory = state.in_memory_tables();
-        let mut block_cache: HashMap<(usize, usize), DecodedBlock> = HashMap::new();
+        let mut blocks: HashMap<(usize, usize), Arc<DecodedBlock>> = HashMap::new();
         for (_, _, location, row) in rows.iter().copied() {
             if location >= state.segments.len() {
                 let table = in_memory[location - state.segments.len()];
@@ -730,10 +743,10 @@ impl Store {
             } else {
                 let segment = &state.segments[location];
                 let block_index = row as usize / segment::ROWS_PER_BLOCK;
-                let entry = match block_cache.entry((location, block_index)) {
+                let entry = match blocks.entry((location, block_index)) {
                     std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
                     std::collections::hash_map::Entry::Vacant(entry) => {
-                        entry.insert(segment.read_block(block_index, &state.steps)?)
+                        entry.insert(segment.recent_block(block_index, &state.steps)?)
                     }
                 };
                 each(

@@ -12,7 +12,14 @@ pub(crate) struct LoadedSegment {
     /// The greatest arrival sequence number in the segment (0 when empty): a reader of the events after a
     /// sequence number skips the segments that end before it.
     pub(crate) max_seq: u64,
+    /// The blocks decoded last for one customer's reads (a timeline, a re-score), newest last: a customer read
+    /// again soon after (the next event of a session) or a neighbour in the segment's order (customers scored in
+    /// a batch) finds its block decoded. Kept with the segment, so what a merge or a deletion replaces goes too.
+    pub(crate) recent: Mutex<Vec<(usize, Arc<DecodedBlock>)>>,
 }
+
+/// How many decoded blocks each segment keeps for customer reads (a block is 256 payloads, tens of KiB).
+pub(crate) const RECENT_BLOCKS: usize = 8;
 
 #[derive(Default)]
 pub(crate) struct Memtable {
@@ -163,5 +170,32 @@ impl LoadedSegment {
             ts: columns.ts[row],
             step: steps.name(columns.step[row]),
         })
+    }
+
+    /// [`Self::read_block`] through the segment's recent blocks: what reads of one customer's rows use (a scan of
+    /// every block would only push out what the next customer read needs).
+    pub(crate) fn recent_block(
+        &self,
+        block_index: usize,
+        steps: &Interner,
+    ) -> Result<Arc<DecodedBlock>> {
+        {
+            let mut recent = self.recent.lock();
+            if let Some(position) = recent.iter().position(|(at, _)| *at == block_index) {
+                let entry = recent.remove(position);
+                let block = Arc::clone(&entry.1);
+                recent.push(entry);
+                return Ok(block);
+            }
+        }
+        let block = Arc::new(self.read_block(block_index, steps)?);
+        let mut recent = self.recent.lock();
+        if !recent.iter().any(|(at, _)| *at == block_index) {
+            if recent.len() >= RECENT_BLOCKS {
+                recent.remove(0);
+            }
+            recent.push((block_index, Arc::clone(&block)));
+        }
+        Ok(block)
     }
 }

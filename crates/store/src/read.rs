@@ -165,10 +165,10 @@ impl Store {
     }
 
     /// `previous` extended with the events appended since it was built, without reading the segments again: the
-    /// new rows (arrivals after its newest) are taken from the in-memory tables, their properties decoded, and
-    /// merged into each customer's journey in (time, arrival) order. `None` when that cannot give what a rebuild
-    /// would: two of its customers merged, or any unmerged or deleted since (old events would regroup), new rows
-    /// already written to a segment, or rows gone.
+    /// new rows (arrivals after its newest) are taken from the in-memory tables and from the segments a flush or a
+    /// merge wrote them to, their properties decoded, and merged into each customer's journey in (time, arrival)
+    /// order. `None` when that cannot give what a rebuild would: two of its customers merged, or any unmerged or
+    /// deleted since (old events would regroup), or rows gone.
     fn extend_view(
         &self,
         previous: &CachedView,
@@ -203,14 +203,20 @@ impl Store {
             }
         }
         let newer = |seq: u64| basis.max_seq.is_none_or(|max| seq > max);
+        // Where the new rows are: (segment, its new rows) — a flush or a merge since may have written them out —
+        // and per in-memory table where its new rows start (rows arrive in order, so they are its tail).
         let mut old_rows = 0usize;
+        let mut in_segments: Vec<(&LoadedSegment, Vec<usize>)> = Vec::new();
         for segment in &state.segments {
-            if segment.columns.seq.iter().any(|seq| newer(*seq)) {
-                return None;
+            let seqs = &segment.columns.seq;
+            if seqs.is_empty() || !newer(segment.max_seq) {
+                old_rows += seqs.len();
+                continue;
             }
-            old_rows += segment.columns.seq.len();
+            let fresh: Vec<usize> = (0..seqs.len()).filter(|row| newer(seqs[*row])).collect();
+            old_rows += seqs.len() - fresh.len();
+            in_segments.push((segment, fresh));
         }
-        // Per in-memory table: where its new rows start (rows arrive in order, so they are its tail).
         let memtables = state.in_memory_tables();
         let mut tails = Vec::new();
         for table in &memtables {
@@ -226,36 +232,66 @@ impl Store {
             return None;
         }
         let mut rows: Vec<(u32, i64, u64, u32, u16)> = Vec::new();
+        let mut take = |columns: &Columns, row: usize| {
+            rows.push((
+                state.identity.customer_of(columns.ident[row]),
+                columns.ts[row],
+                columns.seq[row],
+                columns.step[row],
+                columns.channel[row],
+            ));
+        };
+        for (segment, fresh) in &in_segments {
+            for row in fresh {
+                take(&segment.columns, *row);
+            }
+        }
         for (table, start) in &tails {
-            let columns = &table.columns;
-            for row in *start..columns.seq.len() {
-                rows.push((
-                    state.identity.customer_of(columns.ident[row]),
-                    columns.ts[row],
-                    columns.seq[row],
-                    columns.step[row],
-                    columns.channel[row],
-                ));
+            for row in *start..table.columns.seq.len() {
+                take(&table.columns, row);
             }
         }
         let old = &previous.view;
         if rows.is_empty() && !merged {
             return Some(Ok((Arc::clone(old), Arc::clone(basis))));
         }
-        // The new rows' properties, decoded from their payloads alone.
+        // The new rows' properties, decoded from their payloads alone (in the rows' order): a segment's blocks
+        // holding new rows are decoded once each.
         let mut builders: Vec<PropertyColumnBuilder> = properties
             .iter()
             .map(|name| PropertyColumnBuilder::new(name.clone()))
             .collect();
         if !properties.is_empty() {
             let reader = PropertyReader::new(properties);
+            let corrupt = |error: serde_json::Error| {
+                StoreError::corrupt(
+                    &self.shared.dir,
+                    format!("stored event does not parse: {error}"),
+                )
+            };
+            for (segment, fresh) in &in_segments {
+                let mut block: Option<(usize, DecodedBlock)> = None;
+                for row in fresh {
+                    let index = row / segment::ROWS_PER_BLOCK;
+                    if block.as_ref().is_none_or(|(at, _)| *at != index) {
+                        match segment.read_block(index, &state.steps) {
+                            Ok(decoded) => block = Some((index, decoded)),
+                            Err(error) => return Some(Err(error)),
+                        }
+                    }
+                    let Some((_, (first, payloads))) = &block else {
+                        unreachable!("the block was just decoded")
+                    };
+                    if let Err(error) = reader.read(&payloads[row - *first as usize], &mut builders)
+                    {
+                        return Some(Err(corrupt(error)));
+                    }
+                }
+            }
             for (table, start) in &tails {
                 for payload in table.payloads.iter().skip(*start) {
                     if let Err(error) = reader.read(payload, &mut builders) {
-                        return Some(Err(StoreError::corrupt(
-                            &self.shared.dir,
-                            format!("stored event does not parse: {error}"),
-                        )));
+                        return Some(Err(corrupt(error)));
                     }
                 }
             }

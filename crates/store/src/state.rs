@@ -124,6 +124,7 @@ pub(crate) fn attach_segment(
         columns,
         rows_by_ident,
         max_seq,
+        recent: Mutex::new(Vec::new()),
     }
 }
 

@@ -330,3 +330,99 @@ proptest::proptest! {
         }
     }
 }
+
+/// A `track` event with its own `plan`, so that the extended view's property dictionary has to grow.
+fn planned(
+    message: &str,
+    user: &str,
+    step: &str,
+    seconds: i64,
+    plan: &str,
+) -> waymark_model::Event {
+    let json = serde_json::json!({
+        "type": "track", "event": step, "messageId": message, "userId": user,
+        "properties": {"plan": plan},
+        "timestamp": waymark_model::Timestamp::from_secs(1_700_000_000 + seconds).to_rfc3339(),
+    });
+    waymark_model::Event::from_segment_json(
+        &json,
+        &waymark_model::IngestContext::at(waymark_model::Timestamp::from_secs(1_700_000_000)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn rows_flushed_or_merged_since_the_view_extend_it_as_a_rebuild_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        flush_rows: 1_000_000,
+        max_segments: 100,
+        compact_max_rows: 1_000_000,
+    };
+    let store = Store::open(dir.path(), options).unwrap();
+    let plan = vec!["plan".to_string()];
+    let mut n = 0;
+    let mut batch = |store: &Store, users: usize| {
+        let events = (0..users)
+            .map(|user| {
+                n += 1;
+                planned(
+                    &format!("m{n}"),
+                    &format!("u{}", (n * 7 + user) % 13),
+                    ["view", "cart", "buy"][n % 3],
+                    // Out of order in time, so new rows land between old ones.
+                    ((n * 37) % 101) as i64,
+                    &format!("plan-{}", n % 5),
+                )
+            })
+            .collect();
+        store.append(events, vec![]).unwrap();
+    };
+    batch(&store, 20);
+    store.flush().unwrap();
+    let mut previous = store.journey_view(&plan).unwrap();
+    for round in 0..4 {
+        batch(&store, 15);
+        match round {
+            0 => store.flush().unwrap(),
+            1 => store.compact().unwrap(),
+            2 => {
+                store.flush().unwrap();
+                batch(&store, 5);
+            }
+            _ => {}
+        }
+        let builds = store.view_builds();
+        let extended = store.journey_view(&plan).unwrap();
+        assert_eq!(
+            store.view_builds(),
+            (builds.0, builds.1 + 1),
+            "round {round}: new rows in a segment extend the view instead of rebuilding it"
+        );
+        assert!(!Arc::ptr_eq(&previous, &extended));
+        let rebuilt = store.journeys_with(&plan).unwrap();
+        assert_eq!(
+            (
+                &extended.offsets,
+                &extended.ts,
+                &extended.step,
+                &extended.channel
+            ),
+            (
+                &rebuilt.offsets,
+                &rebuilt.ts,
+                &rebuilt.step,
+                &rebuilt.channel
+            ),
+            "round {round}: the journeys a rebuild gives"
+        );
+        assert!(extended.customer_ids.iter().eq(rebuilt.customer_ids.iter()));
+        // The dictionary's order may differ (new values are appended to the old one); every event's value may not.
+        let (ours, theirs) = (&extended.properties[0], &rebuilt.properties[0]);
+        assert!(
+            (0..rebuilt.n_events()).all(|event| ours.value(event) == theirs.value(event)),
+            "round {round}: every event's plan as a rebuild reads it"
+        );
+        previous = extended;
+    }
+}
