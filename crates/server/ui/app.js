@@ -871,7 +871,12 @@ function renderReport(data) {
     section("Attribution by channel", `${fmt(data.attribution.conversions)} conversions credited by six models.`, ...attributionChart(data.attribution)),
     section(`Journey map after “${data.flows_anchor}”`, `${fmt(data.flows.customers)} customers.`, sankey(data.flows, () => {})),
     section("Process map", `${fmt(data.process_map.cases)} journeys; the most frequent transitions.`, processMap(data.process_map, data.process_map.edges.slice(0, 30))),
-    section(`Funnel: ${data.funnel.steps.map((s) => s.name).join(" → ")}`, `${fmt(last.count)} of ${fmt(data.funnel.steps[0].count)} convert (${pct(last.conversion)}) within ${data.funnel_window}.`, funnelChart(data.funnel, null), timeHistogram(last)));
+    section(`Funnel: ${data.funnel.steps.map((s) => s.name).join(" → ")}`, `${fmt(last.count)} of ${fmt(data.funnel.steps[0].count)} convert (${pct(last.conversion)}) within ${data.funnel_window}.`, funnelChart(data.funnel, null),
+      el("h3", {}, `Time to convert (step 1 → ${last.name})`),
+      last.time_to_convert ? el("p", { class: "muted" }, `median ${dur(last.time_to_convert.median_secs)} · mean ${dur(last.time_to_convert.mean_secs)} · p90 ${dur(last.time_to_convert.p90_secs)}`) : null,
+      timeHistogram(last)));
+  // The footer's links are the server's; a report is a file, so it says where it came from instead.
+  document.querySelector(".foot").replaceChildren(`Waymark report, generated ${when(data.generated_at)} — a snapshot; the live pages are on the Waymark server that made it.`);
   page.dataset.state = "ready";
 }
 
@@ -916,7 +921,12 @@ function showSession() {
   document.querySelectorAll(".foot .needs-key").forEach((a) => { a.hidden = !session || !session.open; });
 }
 
+/// Renders started so far: a render whose address has changed since it began (a click on the next page while a
+/// slow one loads) drops its answer rather than drawing over the newer page.
+let renders = 0;
+
 async function render() {
+  const generation = ++renders;
   const { name, params } = route();
   const view = pages[name] ? name : "overview";
   document.querySelectorAll(".top nav a").forEach((a) => a.classList.toggle("active", a.dataset.page === view));
@@ -948,6 +958,7 @@ async function render() {
     signInProblem = null;
     filterNotes.clear();
     const parts = await pages[view]({ params, filter: filterFromParams(params) });
+    if (generation !== renders) return;
     if (signInProblem !== null) throw new SignInNeeded(signInProblem);
     const notes = filterNotes.size ? el("div", { class: "notice", role: "status", "data-filter-notes": filterNotes.size },
       el("b", {}, "The filter cannot match everything it names: "), el("ul", {}, [...filterNotes].map((note) => el("li", {}, note)))) : null;
@@ -956,6 +967,7 @@ async function render() {
     page.dataset.ms = (performance.now() - started).toFixed(1);
     page.dataset.state = "ready";
   } catch (error) {
+    if (generation !== renders) return;
     if (error instanceof SignInNeeded) {
       showLogin(error.message);
       page.dataset.state = "login";

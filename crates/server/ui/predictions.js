@@ -126,7 +126,9 @@ function scoresView(model, scores) {
   const header = model.spec.target === "stuck" ? "Most likely to get stuck now"
     : model.spec.target === "goal" ? "Most likely to reach the goal (not there yet)"
     : model.spec.target === "remaining_time" ? "Longest still to go" : "Most certain next step";
-  const idle = model.horizon_us ? [el("p", { class: "muted" }, `${scores.length < 15 ? `All ${fmt(scores.length)} customers` : "The top 15 of the customers"} active in the ${spanText(model.horizon_us)} before the latest event, highest score first; journeys idle for longer already have their answer.`)] : [];
+  const idle = model.horizon_us ? [el("p", { class: "muted" }, scores.length
+    ? `${scores.length >= 15 ? "The top 15 of the customers" : scores.length === 1 ? "The one customer" : `All ${fmt(scores.length)} customers`} active in the ${spanText(model.horizon_us)} before the latest event, highest score first; journeys idle for longer already have their answer.`
+    : `No customer was active in the ${spanText(model.horizon_us)} before the latest event; journeys idle for longer already have their answer.`)] : [];
   return [el("h2", {}, header), ...idle,
     scores.length ? table(["customer", "score", "last step", "steps", "last event", "what drove it (log-odds)"],
       scores.map((s) => [customerLink(s.customer_id), scoreText(s), s.last_step, fmt(s.steps), when(s.last_event), driversText(s.drivers)]), [1, 3])

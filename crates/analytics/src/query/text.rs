@@ -311,18 +311,21 @@ pub fn friction(report: &FrictionReport) -> String {
     );
     for (rank, finding) in report.findings.iter().enumerate() {
         out.push('\n');
-        outln!(
-            out,
-            "{:>2}. {}   [{} customers{}]",
-            rank + 1,
-            finding.headline,
-            thousands(finding.customers),
-            if finding.harm.is_empty() {
-                "; no measurable harm"
-            } else {
-                ""
-            }
-        );
+        // The customer count, unless the headline already says it.
+        let customers = thousands(finding.customers);
+        let mut notes = Vec::new();
+        if !finding.headline.contains(&format!("{customers} customer")) {
+            notes.push(format!("{customers} customers"));
+        }
+        if finding.harm.is_empty() {
+            notes.push("no measurable harm".to_string());
+        }
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!("   [{}]", notes.join("; "))
+        };
+        outln!(out, "{:>2}. {}{notes}", rank + 1, finding.headline);
         for line in wrap(&finding.explanation, 100) {
             outln!(out, "    {line}");
         }
