@@ -205,7 +205,28 @@ pub fn customer_steps(
     identity_steps: bool,
     split_platforms: bool,
 ) -> Option<JourneySet> {
-    let names = &journeys.step_names;
+    let (target, kept_names) =
+        customer_step_codes(&journeys.step_names, identity_steps, split_platforms)?;
+    let dropped = target.contains(&u32::MAX);
+    let mut set = if dropped {
+        journeys.select(|event| target[journeys.step[event] as usize] != u32::MAX)
+    } else {
+        journeys.clone()
+    };
+    for step in &mut set.step {
+        *step = target[*step as usize];
+    }
+    set.step_names = kept_names;
+    Some(set)
+}
+
+/// What [`customer_steps`] does to a step dictionary `names`: per step code the code it becomes (`u32::MAX` to
+/// leave its events out), and the dictionary after; `None` when it changes nothing.
+pub fn customer_step_codes(
+    names: &[String],
+    identity_steps: bool,
+    split_platforms: bool,
+) -> Option<(Vec<u32>, Vec<String>)> {
     let by_name: HashMap<&str, u32> = names
         .iter()
         .enumerate()
@@ -259,17 +280,7 @@ pub fn customer_steps(
             }
         })
         .collect();
-    let dropped = target.contains(&u32::MAX);
-    let mut set = if dropped {
-        journeys.select(|event| target[journeys.step[event] as usize] != u32::MAX)
-    } else {
-        journeys.clone()
-    };
-    for step in &mut set.step {
-        *step = target[*step as usize];
-    }
-    set.step_names = kept_names;
-    Some(set)
+    Some((target, kept_names))
 }
 
 /// Step codes by name, as an event's property names a step (feedback's `rated_step`): with, for each page a screen

@@ -47,11 +47,6 @@ use waymark_analytics::{DataInfo, Runner, Spec};
 use waymark_model::{JourneySet, Timestamp};
 use waymark_store::{LinkOutcome, Store};
 
-/// A gzip writer at the default compression level, for generated files named `*.gz`.
-pub fn gzip_writer<W: std::io::Write>(inner: W) -> impl std::io::Write {
-    flate2::write::GzEncoder::new(inner, flate2::Compression::default())
-}
-
 /// The journey engine over one data directory.
 pub struct Engine {
     store: Store,
@@ -461,10 +456,8 @@ impl Engine {
         Ok(self.store.close()?)
     }
 
-    /// The journeys as analyses see them by default, cached per view: without test traffic (unless the scope
-    /// includes it), with customer traits on every event ([`traits_on_every_event`]), without identity calls and
-    /// with an app screen named like a web page counted as that page (unless the scope keeps them:
-    /// [`waymark_analytics::customer_steps`]).
+    /// The journeys as analyses see them by default ([`customer_view_of`]: test traffic out, traits on every
+    /// event, customer steps), cached per view and scope choices.
     fn customer_view(
         &self,
         view: Arc<JourneySet>,
@@ -485,45 +478,12 @@ impl Engine {
         }) {
             return derived.clone().unwrap_or(view);
         }
-        let without_tests = if scope.test_traffic {
-            None
-        } else {
-            Self::without_test_traffic(&view).map(Arc::new)
-        };
-        let source = without_tests.as_ref().unwrap_or(&view);
-        // Traits before identity calls are dropped: those calls are where the traits are.
-        let with_traits = traits_on_every_event(source).map(Arc::new);
-        let source = with_traits.as_ref().unwrap_or(source);
-        let derived =
-            waymark_analytics::customer_steps(source, scope.identity_steps, scope.split_platforms)
-                .map(Arc::new)
-                .or(with_traits)
-                .or(without_tests);
+        let derived = customer_view_of(&view, scope).map(Arc::new);
         if cache.len() >= DERIVED_VIEWS {
             cache.remove(0);
         }
         cache.push((Arc::downgrade(&view), key, derived.clone()));
         derived.unwrap_or(view)
-    }
-
-    /// `view` without the simulated customers of scenario runs (ids starting [`simulate::TEST_PREFIX`]); `None`
-    /// when it has none.
-    fn without_test_traffic(view: &JourneySet) -> Option<JourneySet> {
-        let test: Vec<bool> = (0..view.n_journeys())
-            .map(|j| view.customer_ids[j].starts_with(simulate::TEST_PREFIX))
-            .collect();
-        test.contains(&true).then(|| {
-            let mut journey = 0;
-            view.select(|event| {
-                if event < view.offsets[journey] {
-                    journey = view.offsets.partition_point(|&start| start <= event) - 1;
-                }
-                while view.offsets[journey + 1] <= event {
-                    journey += 1;
-                }
-                !test[journey]
-            })
-        })
     }
 
     /// Stops as a crash would (tests only): nothing flushed, the lock released.
@@ -532,33 +492,80 @@ impl Engine {
     }
 }
 
-/// A `traits.NAME` column as a customer trait: an `identify` call states it on its own event, and it belongs to
-/// every event of the customer — each journey's latest value (PostHog's person properties, as of now), so a filter
-/// on a trait keeps or leaves out whole customers (`traits.email!~@acme.com`) and a breakdown by one groups them.
-/// `None` when the view reads no trait.
-fn traits_on_every_event(view: &JourneySet) -> Option<JourneySet> {
-    let columns: Vec<usize> = view
+/// The journeys as analyses see them by default, made in one copy of `view`: without the simulated customers of
+/// scenario runs (ids starting [`simulate::TEST_PREFIX`]) unless the scope includes test traffic; with each
+/// `traits.NAME` column as a customer trait — an `identify` call states it on its own event, and it belongs to every
+/// event of the customer: each journey's latest value (PostHog's person properties, as of now), so a filter on a
+/// trait keeps or leaves out whole customers (`traits.email!~@acme.com`) and a breakdown by one groups them; and
+/// with the customer steps of [`waymark_analytics::customer_steps`] (identity calls out, an app screen named like a
+/// web page counted as that page) unless the scope keeps them. `None` when none of it changes anything.
+fn customer_view_of(view: &JourneySet, scope: &waymark_analytics::Scope) -> Option<JourneySet> {
+    let n = view.n_journeys();
+    let test: Option<Vec<bool>> = (!scope.test_traffic)
+        .then(|| {
+            (0..n)
+                .map(|j| view.customer_ids[j].starts_with(simulate::TEST_PREFIX))
+                .collect::<Vec<bool>>()
+        })
+        .filter(|test| test.contains(&true));
+    let steps = waymark_analytics::customer_step_codes(
+        &view.step_names,
+        scope.identity_steps,
+        scope.split_platforms,
+    );
+    // Per trait column, each journey's latest value — read before identity calls are dropped: those calls are
+    // where the traits are.
+    let traits: Vec<(usize, Vec<u32>)> = view
         .properties
         .iter()
         .enumerate()
         .filter(|(_, column)| column.name.starts_with("traits."))
-        .map(|(index, _)| index)
+        .map(|(index, column)| {
+            let latest = (0..n)
+                .map(|j| {
+                    column.codes[view.offsets[j]..view.offsets[j + 1]]
+                        .iter()
+                        .rev()
+                        .find(|code| **code != 0)
+                        .copied()
+                        .unwrap_or(0)
+                })
+                .collect();
+            (index, latest)
+        })
         .collect();
-    if columns.is_empty() {
+    if test.is_none() && steps.is_none() && traits.is_empty() {
         return None;
     }
-    let mut set = view.clone();
-    for index in columns {
+    let drops_step = steps
+        .as_ref()
+        .is_some_and(|(target, _)| target.contains(&u32::MAX));
+    let (mut set, origins) = if test.is_some() || drops_step {
+        let mut journey = 0;
+        view.select_with_origins(|event| {
+            // Events are asked for in order, so the journey only moves forward.
+            while view.offsets[journey + 1] <= event {
+                journey += 1;
+            }
+            !test.as_ref().is_some_and(|test| test[journey])
+                && steps
+                    .as_ref()
+                    .is_none_or(|(target, _)| target[view.step[event] as usize] != u32::MAX)
+        })
+    } else {
+        (view.clone(), (0..n).collect())
+    };
+    if let Some((target, names)) = steps {
+        for step in &mut set.step {
+            *step = target[*step as usize];
+        }
+        set.step_names = names;
+    }
+    for (index, latest) in traits {
         let codes = &mut set.properties[index].codes;
-        for journey in 0..set.offsets.len().saturating_sub(1) {
-            let events = set.offsets[journey]..set.offsets[journey + 1];
-            if let Some(latest) = events
-                .clone()
-                .rev()
-                .map(|event| codes[event])
-                .find(|code| *code != 0)
-            {
-                codes[events].fill(latest);
+        for (journey, origin) in origins.iter().enumerate() {
+            if latest[*origin] != 0 {
+                codes[set.offsets[journey]..set.offsets[journey + 1]].fill(latest[*origin]);
             }
         }
     }

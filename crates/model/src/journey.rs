@@ -206,37 +206,64 @@ impl JourneySet {
 
     /// The events for which `keep(event index)` holds, as a new set with the same dictionaries and property
     /// columns; journeys left empty are dropped.
-    pub fn select(&self, mut keep: impl FnMut(usize) -> bool) -> JourneySet {
+    pub fn select(&self, keep: impl FnMut(usize) -> bool) -> JourneySet {
+        self.select_with_origins(keep).0
+    }
+
+    /// [`Self::select`], with the index in `self` of each journey kept (for carrying per-journey facts over).
+    pub fn select_with_origins(
+        &self,
+        mut keep: impl FnMut(usize) -> bool,
+    ) -> (JourneySet, Vec<usize>) {
+        let mut origins = Vec::new();
         let mut set = JourneySet {
             offsets: vec![0],
             step_names: self.step_names.clone(),
             channel_names: self.channel_names.clone(),
             ..JourneySet::default()
         };
-        let mut kept: Vec<usize> = Vec::new();
+        // The kept events as runs of consecutive indices: a selection usually keeps long stretches (it drops a few
+        // kinds of event, or whole journeys), and a run is copied as one slice per column rather than gathered
+        // event by event.
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        let mut kept = 0usize;
         for journey in 0..self.n_journeys() {
-            let before = kept.len();
-            kept.extend(
-                (self.offsets[journey]..self.offsets[journey + 1]).filter(|event| keep(*event)),
-            );
-            if kept.len() > before {
+            let before = kept;
+            for event in self.offsets[journey]..self.offsets[journey + 1] {
+                if keep(event) {
+                    kept += 1;
+                    match runs.last_mut() {
+                        Some((_, end)) if *end == event => *end = event + 1,
+                        _ => runs.push((event, event + 1)),
+                    }
+                }
+            }
+            if kept > before {
                 set.customer_ids.push(&self.customer_ids[journey]);
-                set.offsets.push(kept.len());
+                set.offsets.push(kept);
+                origins.push(journey);
             }
         }
-        set.ts = kept.iter().map(|event| self.ts[*event]).collect();
-        set.step = kept.iter().map(|event| self.step[*event]).collect();
-        set.channel = kept.iter().map(|event| self.channel[*event]).collect();
+        fn gather<T: Copy>(column: &[T], runs: &[(usize, usize)], kept: usize) -> Vec<T> {
+            let mut out = Vec::with_capacity(kept);
+            for (start, end) in runs {
+                out.extend_from_slice(&column[*start..*end]);
+            }
+            out
+        }
+        set.ts = gather(&self.ts, &runs, kept);
+        set.step = gather(&self.step, &runs, kept);
+        set.channel = gather(&self.channel, &runs, kept);
         set.properties = self
             .properties
             .iter()
             .map(|column| PropertyColumn {
                 name: column.name.clone(),
-                codes: kept.iter().map(|event| column.codes[*event]).collect(),
+                codes: gather(&column.codes, &runs, kept),
                 values: column.values.clone(),
             })
             .collect();
-        set
+        (set, origins)
     }
 
     /// Journeys `range`, in order.
@@ -294,5 +321,43 @@ mod tests {
             (&[5i64][..], &[0u32][..], &[1u16][..])
         );
         assert_eq!(set.step_names, ["view", "buy"]);
+    }
+
+    proptest::proptest! {
+        /// `select` (which copies runs of kept events) keeps exactly the events a one-by-one filter would, with
+        /// their journeys, and drops the journeys left empty.
+        #[test]
+        fn select_keeps_what_an_event_by_event_filter_keeps(
+            journeys in proptest::collection::vec(proptest::collection::vec(0u32..4, 0..6), 0..8),
+            drop in proptest::collection::vec(proptest::bool::ANY, 48),
+        ) {
+            let names = ["a", "b", "c", "d"];
+            let mut set = JourneySet::from_journeys(journeys.iter().enumerate().map(|(index, steps)| {
+                (format!("c{index}"), steps.iter().enumerate().map(|(at, step)| (at as i64, names[*step as usize], "web")).collect())
+            }));
+            set.properties.push(PropertyColumn {
+                name: "n".into(),
+                codes: (0..set.n_events() as u32).collect(),
+                values: Vec::new(),
+            });
+            let keep = |event: usize| !drop[event % drop.len()];
+            let selected = set.select(keep);
+            let mut expected: Vec<(String, i64, u32, u32)> = Vec::new();
+            for journey in 0..set.n_journeys() {
+                for event in set.offsets[journey]..set.offsets[journey + 1] {
+                    if keep(event) {
+                        expected.push((set.customer_ids[journey].to_string(), set.ts[event], set.step[event], event as u32));
+                    }
+                }
+            }
+            let mut got = Vec::new();
+            for journey in 0..selected.n_journeys() {
+                proptest::prop_assert!(selected.offsets[journey + 1] > selected.offsets[journey]);
+                for event in selected.offsets[journey]..selected.offsets[journey + 1] {
+                    got.push((selected.customer_ids[journey].to_string(), selected.ts[event], selected.step[event], selected.properties[0].codes[event]));
+                }
+            }
+            proptest::prop_assert_eq!(got, expected);
+        }
     }
 }
