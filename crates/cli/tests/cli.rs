@@ -869,3 +869,50 @@ fn assert_fitness(data: &Path, blueprint: &str, (log, mean, fitting): (f64, f64,
     assert!((fitness["average_journey_fitness"].as_f64().unwrap() - mean).abs() < 1e-6);
     assert_eq!(fitness["fitting_journeys"], fitting);
 }
+
+/// `generate` to a `.gz` file writes a complete gzip stream (trailer included) holding the same lines as the plain
+/// file, and `import` reads it back.
+#[test]
+fn generated_gzip_holds_the_plain_files_lines_and_imports() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("demo.jsonl");
+    let gzip = dir.path().join("demo.jsonl.gz");
+    for out in [&plain, &gzip] {
+        let output = waymark(
+            &dir.path().join("unused"),
+            &[
+                "--json",
+                "generate",
+                "--customers",
+                "40",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&gzip).unwrap())
+        .read_to_string(&mut unzipped)
+        .unwrap();
+    let plain_text = std::fs::read_to_string(&plain).unwrap();
+    assert!(!plain_text.is_empty());
+    assert_eq!(unzipped, plain_text);
+    let store = dir.path().join("store");
+    let output = waymark(&store, &["--json", "import", gzip.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        report["imports"][0]["report"]["accepted"],
+        plain_text.lines().count() as u64
+    );
+}
