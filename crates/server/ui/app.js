@@ -361,7 +361,15 @@ function processMap(map, shownEdges) {
   }
   dagre.layout(graph);
   const size = graph.graph();
-  const svg = svgChart(Math.ceil(size.width), Math.ceil(size.height), "Process map: steps and the transitions between them");
+  // A loop's label is drawn beside its step, which may be further right than the layout reaches.
+  let extent = size.width;
+  for (const key of graph.edges()) {
+    const laid = graph.edge(key);
+    if (key.v !== key.w || !laid.text) continue;
+    const node = graph.node(key.v);
+    extent = Math.max(extent, node.x + node.width / 2 + 30 + textWidth(laid.text, "12px") + 6);
+  }
+  const svg = svgChart(Math.ceil(extent), Math.ceil(size.height), "Process map: steps and the transitions between them");
   svg.append(el("defs", {}, el("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 9, markerHeight: 9, markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" },
     el("path", { d: "M0,0 L10,5 L0,10 z", fill: "#64748b" }))));
   const labels = [];
@@ -874,7 +882,7 @@ function renderReport(data) {
     section(`Funnel: ${data.funnel.steps.map((s) => s.name).join(" → ")}`, `${fmt(last.count)} of ${fmt(data.funnel.steps[0].count)} convert (${pct(last.conversion)}) within ${data.funnel_window}.`, funnelChart(data.funnel, null),
       el("h3", {}, `Time to convert (step 1 → ${last.name})`),
       last.time_to_convert ? el("p", { class: "muted" }, `median ${dur(last.time_to_convert.median_secs)} · mean ${dur(last.time_to_convert.mean_secs)} · p90 ${dur(last.time_to_convert.p90_secs)}`) : null,
-      timeHistogram(last)));
+      el("div", { style: "max-width:760px" }, timeHistogram(last))));
   // The footer's links are the server's; a report is a file, so it says where it came from instead.
   document.querySelector(".foot").replaceChildren(`Waymark report, generated ${when(data.generated_at)} — a snapshot; the live pages are on the Waymark server that made it.`);
   page.dataset.state = "ready";
