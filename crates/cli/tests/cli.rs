@@ -14,6 +14,17 @@ fn waymark(data: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// [`waymark`], failing the test with the command's stderr unless it succeeds.
+fn waymark_ok(data: &Path, args: &[&str]) -> Output {
+    let output = waymark(data, args);
+    assert!(
+        output.status.success(),
+        "waymark {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 fn shared(path: &str) -> String {
     let full = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/data")
@@ -527,7 +538,7 @@ fn model_evaluate_beats_the_published_lstm_on_helpdesk() {
         .map(|case| format!("Case {case}\n"))
         .collect();
     std::fs::write(&folds, &ids).unwrap();
-    let fold = waymark(
+    let fold = waymark_ok(
         dir.path(),
         &[
             "--json",
@@ -536,11 +547,6 @@ fn model_evaluate_beats_the_published_lstm_on_helpdesk() {
             "--test-journeys",
             folds.to_str().unwrap(),
         ],
-    );
-    assert!(
-        fold.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fold.stderr)
     );
     let fold: serde_json::Value = serde_json::from_slice(&fold.stdout).unwrap();
     let tested = ids.lines().count() as u64;
@@ -879,21 +885,10 @@ fn generated_gzip_holds_the_plain_files_lines_and_imports() {
     let plain = dir.path().join("demo.jsonl");
     let gzip = dir.path().join("demo.jsonl.gz");
     for out in [&plain, &gzip] {
-        let output = waymark(
+        let out = out.to_str().unwrap();
+        waymark_ok(
             &dir.path().join("unused"),
-            &[
-                "--json",
-                "generate",
-                "--customers",
-                "40",
-                "--out",
-                out.to_str().unwrap(),
-            ],
-        );
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
+            &["--json", "generate", "--customers", "40", "--out", out],
         );
     }
     let mut unzipped = String::new();
@@ -904,12 +899,7 @@ fn generated_gzip_holds_the_plain_files_lines_and_imports() {
     assert!(!plain_text.is_empty());
     assert_eq!(unzipped, plain_text);
     let store = dir.path().join("store");
-    let output = waymark(&store, &["--json", "import", gzip.to_str().unwrap()]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = waymark_ok(&store, &["--json", "import", gzip.to_str().unwrap()]);
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(
         report["imports"][0]["report"]["accepted"],
