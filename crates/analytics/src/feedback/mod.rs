@@ -367,16 +367,12 @@ pub struct BoundFeedback<'a> {
 impl BoundFeedback<'_> {
     /// Whether event `i` (an index into the whole set) carries a feedback field.
     fn is_feedback(&self, set: &JourneySet, i: usize) -> bool {
-        let has =
-            |column: Option<usize>| column.is_some_and(|c| !set.properties[c].value(i).is_null());
-        has(self.columns.helpful)
-            || has(self.columns.nps)
-            || has(self.columns.comment)
-            || self
-                .columns
-                .ratings
-                .iter()
-                .any(|c| !set.properties[*c].value(i).is_null())
+        // Code 0 is null in every property column (and only code 0 is), so no value need be looked at.
+        let has = |column: usize| set.properties[column].codes[i] != 0;
+        self.columns.helpful.is_some_and(has)
+            || self.columns.nps.is_some_and(has)
+            || self.columns.comment.is_some_and(has)
+            || self.columns.ratings.iter().any(|c| has(*c))
     }
 }
 
