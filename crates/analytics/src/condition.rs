@@ -332,7 +332,7 @@ fn compare(candidate: &Value, wanted: &Value) -> Option<Ordering> {
 }
 
 /// Which steps a step pattern matches. By default an app screen named like a web page is that page (`screen:X` is
-/// counted as `page:X`: [`crate::customer_steps`]), so a screen pattern that matches no step (`screen:Checkout`)
+/// counted as `page:X`: [`crate::customer_step_codes`]), so a screen pattern that matches no step (`screen:Checkout`)
 /// matches the pages screens became: `page:` names with no `screen:` twin in these journeys.
 fn step_table(pattern: &str, names: &[String]) -> Vec<bool> {
     let direct: Vec<bool> = names

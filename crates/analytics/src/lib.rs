@@ -58,8 +58,7 @@ pub use query::{
 };
 pub use retention::{Period, PreparedRetention, Retention, RetentionMode, RetentionReport};
 pub use rules::{
-    apply_step_rules, collapse_repeats, customer_step_codes, customer_steps, rule_properties,
-    StepRule,
+    apply_step_rules, collapse_repeats, customer_step_codes, rule_properties, StepRule,
 };
 pub use scope::{split_at_events, split_instances, Filter};
 pub use variants::{VariantReport, Variants, VariantsReport};

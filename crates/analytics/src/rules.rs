@@ -198,30 +198,10 @@ pub fn apply_step_rules(
 /// How events become customer steps before any analysis, unless a scope asks otherwise ([`crate::Scope`]'s
 /// `identity_steps` and `split_platforms`): Segment's identity calls (`identify`, `alias`, `group`) are left out —
 /// they say who the customer is, not what the customer did — and an app screen with the name of a web page
-/// (`screen:X` beside `page:X`) is that page, `page:X`: the same page on two platforms. `None` when neither applies
-/// to `journeys` (no copy is made).
-pub fn customer_steps(
-    journeys: &JourneySet,
-    identity_steps: bool,
-    split_platforms: bool,
-) -> Option<JourneySet> {
-    let (target, kept_names) =
-        customer_step_codes(&journeys.step_names, identity_steps, split_platforms)?;
-    let dropped = target.contains(&u32::MAX);
-    let mut set = if dropped {
-        journeys.select(|event| target[journeys.step[event] as usize] != u32::MAX)
-    } else {
-        journeys.clone()
-    };
-    for step in &mut set.step {
-        *step = target[*step as usize];
-    }
-    set.step_names = kept_names;
-    Some(set)
-}
-
-/// What [`customer_steps`] does to a step dictionary `names`: per step code the code it becomes (`u32::MAX` to
-/// leave its events out), and the dictionary after; `None` when it changes nothing.
+/// (`screen:X` beside `page:X`) is that page, `page:X`: the same page on two platforms. As codes on a step
+/// dictionary `names`: per step code the code it becomes (`u32::MAX` to leave its events out), and the dictionary
+/// after (only the steps left, so an analysis listing step names lists no empty ones); `None` when neither applies.
+/// The engine applies it to every view, with its other default adjustments, in one copy.
 pub fn customer_step_codes(
     names: &[String],
     identity_steps: bool,
@@ -284,7 +264,7 @@ pub fn customer_step_codes(
 }
 
 /// Step codes by name, as an event's property names a step (feedback's `rated_step`): with, for each page a screen
-/// was merged into ([`customer_steps`]), the screen's name too, so `screen:Help` finds `page:Help`. `code` maps
+/// was merged into ([`customer_step_codes`]), the screen's name too, so `screen:Help` finds `page:Help`. `code` maps
 /// each step's code (friction re-codes them).
 pub(crate) fn step_codes_by_name(
     names: &[String],

@@ -497,7 +497,7 @@ impl Engine {
 /// `traits.NAME` column as a customer trait — an `identify` call states it on its own event, and it belongs to every
 /// event of the customer: each journey's latest value (PostHog's person properties, as of now), so a filter on a
 /// trait keeps or leaves out whole customers (`traits.email!~@acme.com`) and a breakdown by one groups them; and
-/// with the customer steps of [`waymark_analytics::customer_steps`] (identity calls out, an app screen named like a
+/// with the customer steps of [`waymark_analytics::customer_step_codes`] (identity calls out, an app screen named like a
 /// web page counted as that page) unless the scope keeps them. `None` when none of it changes anything.
 fn customer_view_of(view: &JourneySet, scope: &waymark_analytics::Scope) -> Option<JourneySet> {
     let n = view.n_journeys();

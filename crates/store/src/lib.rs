@@ -574,7 +574,7 @@ impl Store {
         };
         let key_set: HashSet<&str> = member_keys.iter().map(String::as_str).collect();
         let mut events = Vec::with_capacity(rows.len());
-        self.customer_payloads(&state, &rows, |columns, row, payload| {
+        self.customer_payloads(&state, &rows, true, |columns, row, payload| {
             let event: Event = serde_json::from_slice(payload).map_err(|error| {
                 StoreError::corrupt(
                     &self.shared.dir,
@@ -637,29 +637,20 @@ impl Store {
             .map(|name| PropertyColumnBuilder::new(name.clone()))
             .collect();
         let mut events: Vec<(i64, u32, u16)> = Vec::with_capacity(rows.len());
-        if properties.is_empty() {
-            // The hot columns are all in memory: no payload to decode.
-            let in_memory = state.in_memory_tables();
-            for (_, _, location, row) in rows.iter().copied() {
-                let columns = match state.segments.get(location) {
-                    Some(segment) => &segment.columns,
-                    None => &in_memory[location - state.segments.len()].columns,
-                };
-                let row = row as usize;
-                events.push((columns.ts[row], columns.step[row], columns.channel[row]));
-            }
-        } else {
-            self.customer_payloads(&state, &rows, |columns, row, payload| {
+        // No property asked for: the hot columns are all in memory, so no payload is decoded.
+        let decode = !properties.is_empty();
+        self.customer_payloads(&state, &rows, decode, |columns, row, payload| {
+            if decode {
                 reader.read(payload, &mut builders).map_err(|error| {
                     StoreError::corrupt(
                         &self.shared.dir,
                         format!("stored event does not parse: {error}"),
                     )
                 })?;
-                events.push((columns.ts[row], columns.step[row], columns.channel[row]));
-                Ok(())
-            })?;
-        }
+            }
+            events.push((columns.ts[row], columns.step[row], columns.channel[row]));
+            Ok(())
+        })?;
         let mut set = JourneySet {
             offsets: vec![0, events.len()],
             step_names: (0..state.steps.len() as u32)
@@ -723,11 +714,13 @@ impl Store {
     }
 
     /// Calls `each(columns, row, payload)` for the rows of [`Self::customer_rows`], in order, reading each
-    /// segment block once.
+    /// segment block once; with `payloads` false no block is read and each payload is empty (the hot columns
+    /// alone).
     fn customer_payloads(
         &self,
         state: &State,
         rows: &[CustomerRow],
+        payloads: bool,
         mut each: impl FnMut(&Columns, usize, &[u8]) -> Result<()>,
     ) -> Result<()> {
         let in_memory = state.in_memory_tables();
@@ -740,6 +733,8 @@ impl Store {
                     row as usize,
                     table.payloads.get(row as usize),
                 )?;
+            } else if !payloads {
+                each(&state.segments[location].columns, row as usize, &[])?;
             } else {
                 let segment = &state.segments[location];
                 let block_index = row as usize / segment::ROWS_PER_BLOCK;
@@ -796,7 +791,7 @@ impl Store {
         let mut display_cache: HashMap<u32, String> = HashMap::new();
         let mut out = Vec::with_capacity(rows.len());
         let mut seqs = rows.iter().map(|row| row.1);
-        self.customer_payloads(&state, &rows, |columns, row, payload| {
+        self.customer_payloads(&state, &rows, true, |columns, row, payload| {
             let event: Event = serde_json::from_slice(payload).map_err(|error| {
                 StoreError::corrupt(
                     &self.shared.dir,
